@@ -1,0 +1,25 @@
+"""The one exception type of quests_core.
+
+Every error that bad input can cause is raised as :class:`QuestsError` with a
+one-line message that names where the problem is (file, structure/frame index)
+and what it is, so the CLI can print it and the dashboard can show it as a
+notification without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class QuestsError(ValueError):
+    """Bad input or an impossible request; the message is one line."""
+
+    def __init__(self, message: str, *, source: str | None = None, index: int | None = None):
+        parts = []
+        if source is not None:
+            parts.append(str(source))
+        if index is not None:
+            parts.append(f"structure {index}")
+        prefix = ": ".join([", ".join(parts)]) + ": " if parts else ""
+        text = (prefix + message).replace("\n", " ")
+        super().__init__(text)
+        self.source = source
+        self.index = index
