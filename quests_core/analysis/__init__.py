@@ -1,0 +1,76 @@
+"""Science analyses built on the QUESTS core.
+
+Submodules (pure functions on numpy arrays and lists of :class:`ase.Atoms`):
+
+- :mod:`quests_core.analysis.nucleation`: solid-like clusters, CNT band and fit
+- :mod:`quests_core.analysis.compression`: dataset compression (MSC, FPS, k-means, random)
+- :mod:`quests_core.analysis.active_learning`: novelty per generation
+- :mod:`quests_core.analysis.uncertainty`: dH versus model error
+- :mod:`quests_core.analysis.thermo`: entropy difference between phases
+- :mod:`quests_core.analysis.commands`: the CLI subcommands
+
+This module only holds small checks shared by the submodules; import the
+submodules themselves for the analyses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quests_core.errors import QuestsError
+
+
+def check_descriptors(x: np.ndarray, name: str) -> np.ndarray:
+    """Return ``x`` as a 2-D descriptor array or raise a one-line QuestsError."""
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise QuestsError(f"{name}: descriptors must be a 2-D array, got shape {arr.shape}")
+    if len(arr) == 0:
+        raise QuestsError(f"{name}: no environments (empty selection)")
+    return arr
+
+
+def check_same_descriptor(
+    test: np.ndarray,
+    reference: np.ndarray,
+    *,
+    test_name: str = "test",
+    reference_name: str = "reference",
+) -> None:
+    """Raise when two descriptor arrays cannot be compared (k/cutoff/species differ).
+
+    Only the dimension is visible from arrays; callers that know ``k`` and
+    ``cutoff`` of both sides should also call :func:`check_same_settings`.
+    """
+    t = check_descriptors(test, test_name)
+    r = check_descriptors(reference, reference_name)
+    if t.shape[1] != r.shape[1]:
+        raise QuestsError(
+            f"{test_name} descriptors have dimension {t.shape[1]} but {reference_name} "
+            f"has {r.shape[1]}: k or species differ"
+        )
+
+
+def check_same_settings(
+    test: dict,
+    reference: dict,
+    *,
+    test_name: str = "test",
+    reference_name: str = "reference",
+) -> None:
+    """Raise when descriptor settings (``k``, ``cutoff``) of two sides differ.
+
+    Parameters
+    ----------
+    test, reference : dict
+        Mappings with keys ``"k"`` and ``"cutoff"`` (missing keys are skipped).
+    """
+    for key in ("k", "cutoff"):
+        if key in test and key in reference:
+            a, b = test[key], reference[key]
+            same = np.isclose(float(a), float(b)) if key == "cutoff" else int(a) == int(b)
+            if not same:
+                raise QuestsError(
+                    f"{key} differs between {test_name} ({a}) and {reference_name} ({b}); "
+                    "descriptors are not comparable"
+                )
