@@ -1,0 +1,424 @@
+"""Dataset compression: choose structures that keep the most information.
+
+Every method works on a list of per-structure descriptor arrays (one
+``(n_atoms_i, d)`` array per structure) and returns structure indices in the
+order they were chosen.
+
+- ``msc`` (minimum set coverage, the information-based method): start from the
+  structure with the highest entropy; repeatedly add the structure whose
+  environments are least covered by the current subset, scored by the largest
+  dH of its environments against the subset plus its own entropy.
+- ``fps``: farthest-point sampling on mean descriptors (Euclidean).
+- ``kmeans``: k-means on mean descriptors; the structure nearest to each centroid.
+- ``random``: a uniform random subset.
+
+Metrics of a subset: entropy H and diversity D of its environments and the
+overlap of the full set with it (fraction of all environments with
+dH(X | subset) <= 0). The information gap of a subset is a - H(subset), with a
+the asymptote of the full set's learning curve (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+import quests_core as qc
+from quests_core.errors import QuestsError
+
+METHODS = ("msc", "fps", "kmeans", "random")
+#: Methods whose result depends on the random seed (averaged over seeds in reports).
+SEEDED_METHODS = ("kmeans", "random")
+
+
+def fraction_to_size(fraction: float, n_structures: int) -> int:
+    """Number of structures kept for a fraction in (0, 1] (at least one)."""
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError) as exc:
+        raise QuestsError(f"fraction must be a number in (0, 1], got {fraction!r}") from exc
+    if not 0.0 < f <= 1.0:
+        raise QuestsError(f"fraction must be in (0, 1], got {fraction}")
+    if n_structures < 1:
+        raise QuestsError("the dataset has no structures to compress")
+    # the small slack keeps 0.3 * 10 at 3 despite rounding (3.0000000000000004)
+    return int(min(n_structures, max(1, math.ceil(f * n_structures - 1e-9))))
+
+
+def _check_structures(descs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    if len(descs) == 0:
+        raise QuestsError("the dataset has no structures (empty selection)")
+    out = []
+    width = None
+    for i, x in enumerate(descs):
+        arr = np.asarray(x)
+        if arr.ndim != 2 or len(arr) == 0:
+            raise QuestsError(f"structure has no descriptors (shape {arr.shape})", index=i)
+        if width is None:
+            width = arr.shape[1]
+        elif arr.shape[1] != width:
+            raise QuestsError(
+                f"descriptor dimension {arr.shape[1]} differs from {width} of structure 0",
+                index=i,
+            )
+        out.append(arr)
+    return out
+
+
+def _check_size(size: int, n: int) -> int:
+    if int(size) != size or size < 1:
+        raise QuestsError(f"subset size must be a positive integer, got {size}")
+    return int(min(size, n))
+
+
+def structure_means(descs: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean descriptor of every structure, shape (n_structures, d)."""
+    descs = _check_structures(descs)
+    return np.stack([x.mean(axis=0) for x in descs]).astype(np.float64)
+
+
+def structure_entropies(descs: Sequence[np.ndarray], h: float = 0.015) -> np.ndarray:
+    """Entropy H of each structure's own environments (nats)."""
+    descs = _check_structures(descs)
+    return np.array([float(qc.entropy(x, h)) for x in descs])
+
+
+# ---------------------------------------------------------------------------
+# Selection methods
+# ---------------------------------------------------------------------------
+
+
+def random_selection(n_structures: int, size: int, seed: int = 0) -> np.ndarray:
+    """A uniform random subset of ``size`` structure indices."""
+    size = _check_size(size, n_structures)
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_structures, size=size, replace=False).astype(np.int64)
+
+
+def fps_selection(
+    means: np.ndarray, size: int, *, start: int | None = None, exclude: Sequence[int] = ()
+) -> np.ndarray:
+    """Farthest-point sampling on mean descriptors.
+
+    Parameters
+    ----------
+    means : (n, d) array
+        One point per structure.
+    size : int
+        Number of new structures to pick (``exclude`` ones are not counted).
+    start : int, optional
+        First pick; by default the structure farthest from the centroid.
+    exclude : sequence of int
+        Already chosen structures: distances are measured to them too and
+        they are not picked again.
+    """
+    pts = np.asarray(means, dtype=np.float64)
+    n = len(pts)
+    size = _check_size(size, n)
+    chosen: list[int] = []
+    dist = np.full(n, np.inf)
+    taken = np.zeros(n, dtype=bool)
+    for e in exclude:
+        taken[e] = True
+        dist = np.minimum(dist, np.linalg.norm(pts - pts[e], axis=1))
+    if start is None:
+        if len(exclude):
+            start = int(np.argmax(np.where(taken, -np.inf, dist)))
+        else:
+            start = int(np.argmax(np.linalg.norm(pts - pts.mean(axis=0), axis=1)))
+    nxt = start
+    while len(chosen) < size and not taken.all():
+        chosen.append(nxt)
+        taken[nxt] = True
+        dist = np.minimum(dist, np.linalg.norm(pts - pts[nxt], axis=1))
+        nxt = int(np.argmax(np.where(taken, -np.inf, dist)))
+    return np.array(chosen, dtype=np.int64)
+
+
+def kmeans_selection(means: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """k-means (k = size) on mean descriptors; the structure nearest each centroid.
+
+    Centroids that would pick an already chosen structure take their next
+    nearest one; if duplicates leave the subset short, farthest-point
+    sampling fills it.
+    """
+    from scipy.cluster.vq import kmeans2
+
+    pts = np.asarray(means, dtype=np.float64)
+    n = len(pts)
+    size = _check_size(size, n)
+    if size == n:
+        return np.arange(n, dtype=np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        centroids, _ = kmeans2(pts, size, minit="++", rng=np.random.default_rng(seed))
+    d = np.linalg.norm(pts[None, :, :] - centroids[:, None, :], axis=2)
+    chosen: list[int] = []
+    taken = np.zeros(n, dtype=bool)
+    for row in d:
+        for j in np.argsort(row, kind="stable"):
+            if not taken[j]:
+                taken[j] = True
+                chosen.append(int(j))
+                break
+    return np.array(chosen[:size], dtype=np.int64)
+
+
+def msc_selection(
+    descs: Sequence[np.ndarray],
+    size: int,
+    *,
+    h: float = 0.015,
+    entropies: np.ndarray | None = None,
+    until_covered: bool = False,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Minimum-set-coverage compression (greedy, information based).
+
+    Parameters
+    ----------
+    descs : sequence of (n_i, d) arrays
+        Descriptors of each structure.
+    size : int
+        Largest number of structures to keep.
+    h : float
+        Kernel bandwidth.
+    entropies : (n,) array, optional
+        Entropy of each structure; computed when omitted.
+    until_covered : bool
+        Stop early once every environment of the dataset has dH <= 0 against
+        the subset (the subset then overlaps the full set completely).
+
+    Returns
+    -------
+    (m,) int64 array
+        Chosen structures in order, m <= size.
+
+    Notes
+    -----
+    dH of every remaining environment against the subset is kept as an
+    accumulated log kernel sum, so each step only evaluates the kernel against
+    the structure added last: log S_new = logaddexp(log S_old, -dH(X | last)).
+    """
+    descs = _check_structures(descs)
+    n = len(descs)
+    size = _check_size(size, n)
+    ent = structure_entropies(descs, h) if entropies is None else np.asarray(entropies, float)
+    if ent.shape != (n,):
+        raise QuestsError(f"{ent.size} structure entropies for {n} structures")
+    counts = np.array([len(x) for x in descs])
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    all_x = np.concatenate(descs)
+    owner = np.repeat(np.arange(n), counts)
+    log_sum = np.full(len(all_x), -np.inf)
+
+    chosen = [int(np.argmax(ent))]
+    remaining = np.ones(n, dtype=bool)
+    remaining[chosen[0]] = False
+    while len(chosen) < size:
+        rows = remaining[owner]
+        last = descs[chosen[-1]]
+        dh_last = np.asarray(qc.delta_entropy(all_x[rows], last, h, n_threads=n_threads))
+        log_sum[rows] = np.logaddexp(log_sum[rows], -dh_last)
+        dh = -log_sum
+        idx = np.flatnonzero(remaining)
+        worst = np.array([dh[offsets[i] : offsets[i + 1]].max() for i in idx])
+        if until_covered and worst.max() <= 0.0:
+            break
+        pick = int(idx[np.argmax(worst + ent[idx])])
+        chosen.append(pick)
+        remaining[pick] = False
+    return np.array(chosen, dtype=np.int64)
+
+
+def select_structures(
+    descs: Sequence[np.ndarray],
+    method: str,
+    size: int,
+    *,
+    h: float = 0.015,
+    seed: int = 0,
+    entropies: np.ndarray | None = None,
+    until_covered: bool = False,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Structure indices chosen by ``method`` (one of :data:`METHODS`)."""
+    descs = _check_structures(descs)
+    if method not in METHODS:
+        raise QuestsError(f"unknown compression method {method!r}; use one of {METHODS}")
+    if method == "msc":
+        return msc_selection(
+            descs,
+            size,
+            h=h,
+            entropies=entropies,
+            until_covered=until_covered,
+            n_threads=n_threads,
+        )
+    if method == "random":
+        return random_selection(len(descs), size, seed)
+    means = structure_means(descs)
+    if method == "fps":
+        return fps_selection(means, size)
+    return kmeans_selection(means, size, seed)
+
+
+# ---------------------------------------------------------------------------
+# Metrics and report
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubsetMetrics:
+    """Information content of a subset of structures.
+
+    Attributes
+    ----------
+    n_structures, n_envs : int
+        Size of the subset.
+    entropy, diversity : float
+        H and D of the subset's environments (nats).
+    overlap : float
+        Fraction of the full set's environments with dH(X | subset) <= 0.
+    """
+
+    n_structures: int
+    n_envs: int
+    entropy: float
+    diversity: float
+    overlap: float
+
+
+def subset_metrics(
+    descs: Sequence[np.ndarray],
+    selected: Sequence[int],
+    *,
+    h: float = 0.015,
+    full: np.ndarray | None = None,
+    n_threads: int | None = None,
+) -> SubsetMetrics:
+    """H, D and overlap with the full set of the chosen structures."""
+    descs = _check_structures(descs)
+    sel = np.asarray(selected, dtype=np.int64)
+    if sel.size == 0:
+        raise QuestsError("empty selection: no structures chosen")
+    if sel.min() < 0 or sel.max() >= len(descs):
+        raise QuestsError(f"selection index out of range for {len(descs)} structures")
+    x = np.concatenate([descs[i] for i in sel])
+    everything = np.concatenate(descs) if full is None else full
+    return SubsetMetrics(
+        n_structures=int(sel.size),
+        n_envs=int(len(x)),
+        entropy=float(qc.entropy(x, h, n_threads=n_threads)),
+        diversity=float(qc.diversity(x, h, n_threads=n_threads)),
+        overlap=float(qc.overlap(everything, x, h, n_threads=n_threads)),
+    )
+
+
+@dataclass(frozen=True)
+class GapReference:
+    """Entropy the information gap is measured from.
+
+    ``kind`` is ``"asymptote"`` (fit of the full set's learning curve) or
+    ``"full"`` (entropy of the full set, used when the set is too small to fit).
+    """
+
+    value: float
+    kind: str
+
+
+def gap_reference(
+    full: np.ndarray, *, h: float = 0.015, repeats: int = 3, seed: int = 0
+) -> GapReference:
+    """Asymptotic entropy of the full set from its learning curve (SPEC section 2)."""
+    n = len(full)
+    if n >= 40:
+        sizes = np.unique(np.geomspace(10, n, 12).astype(int))
+        if len(sizes) >= 8:
+            try:
+                curve = qc.learning_curve(full, sizes, h=h, repeats=repeats, seed=seed)
+                fit = qc.fit_asymptote(curve.sizes, curve.mean)
+                if np.isfinite(fit.a):
+                    return GapReference(float(fit.a), "asymptote")
+            except QuestsError:
+                pass
+    return GapReference(float(qc.entropy(full, h)), "full")
+
+
+def compression_report(
+    descs: Sequence[np.ndarray],
+    *,
+    methods: Sequence[str] = METHODS,
+    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+    h: float = 0.015,
+    seeds: Sequence[int] = (0, 1, 2),
+    gap: bool = True,
+    n_threads: int | None = None,
+) -> pd.DataFrame:
+    """H, D, overlap and information gap per method and subset size.
+
+    Seeded methods (k-means, random) are averaged over ``seeds``; the
+    ``*_std`` columns hold the spread (0 for deterministic methods).
+
+    Returns
+    -------
+    DataFrame
+        Columns: method, fraction, size, n_envs, entropy, entropy_std,
+        diversity, diversity_std, overlap, overlap_std, info_gap, gap_reference.
+        ``info_gap`` is reference - entropy, see :func:`gap_reference`.
+    """
+    descs = _check_structures(descs)
+    if len(methods) == 0:
+        raise QuestsError("no compression method chosen")
+    for m in methods:
+        if m not in METHODS:
+            raise QuestsError(f"unknown compression method {m!r}; use one of {METHODS}")
+    if len(fractions) == 0:
+        raise QuestsError("no compression fraction chosen")
+    if len(seeds) == 0:
+        raise QuestsError("no random seed given")
+    n = len(descs)
+    sizes = sorted({fraction_to_size(f, n) for f in fractions})
+    full = np.concatenate(descs)
+    ref = gap_reference(full, h=h) if gap else GapReference(float("nan"), "none")
+    ent = structure_entropies(descs, h) if "msc" in methods else None
+    rows = []
+    for method in methods:
+        runs = seeds if method in SEEDED_METHODS else (seeds[0],)
+        for size in sizes:
+            metrics = [
+                subset_metrics(
+                    descs,
+                    select_structures(
+                        descs, method, size, h=h, seed=s, entropies=ent, n_threads=n_threads
+                    ),
+                    h=h,
+                    full=full,
+                    n_threads=n_threads,
+                )
+                for s in runs
+            ]
+            table = np.array([[m.n_envs, m.entropy, m.diversity, m.overlap] for m in metrics])
+            mean, std = table.mean(axis=0), table.std(axis=0)
+            rows.append(
+                {
+                    "method": method,
+                    "fraction": size / n,
+                    "size": size,
+                    "n_envs": float(mean[0]),
+                    "entropy": float(mean[1]),
+                    "entropy_std": float(std[1]),
+                    "diversity": float(mean[2]),
+                    "diversity_std": float(std[2]),
+                    "overlap": float(mean[3]),
+                    "overlap_std": float(std[3]),
+                    "info_gap": ref.value - float(mean[1]),
+                    "gap_reference": ref.kind,
+                }
+            )
+    return pd.DataFrame(rows)

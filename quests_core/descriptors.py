@@ -1,0 +1,257 @@
+"""QUESTS descriptors of atomic environments (SPEC section 1), computed with Numba.
+
+For atom *i* with neighbours sorted by distance ``r_1 <= ... <= r_k``:
+
+* ``X1 = [w(r_j) / r_j]`` with the smooth cutoff ``w(r) = (1 - (r/r_c)^2)^2``;
+* ``X2[t] = (1/k) sum_j (t-th largest of row j of C)``, ``C_jl = sqrt(w_j w_l) / r_jl``.
+
+Only neighbours within the cutoff contribute (``w`` vanishes beyond it), so the
+neighbour search stops at ``r_c`` and missing neighbours are zeros.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from ._validate import as_structure_list, check_k_cutoff
+from .errors import QuestsError
+from .neighbors import neighbor_cloud
+from .threads import thread_limit
+
+DEFAULT_K = 32
+DEFAULT_CUTOFF = 5.0
+EPS = 1e-15
+#: atoms per parallel work item (scratch buffers are allocated once per chunk)
+_CHUNK = 64
+
+
+def descriptor_width(k: int = DEFAULT_K, n_species: int = 0) -> int:
+    """Number of columns of the descriptor: ``(n_species + 1) * (2k - 1)`` if multicomponent."""
+    blocks = 1 if n_species <= 1 else n_species + 1
+    return blocks * (2 * k - 1)
+
+
+@nb.njit(cache=True, inline="always")
+def _insertion_sort_pairs(keys, vals, n):
+    """Sort ``keys[:n]`` ascending, carrying ``vals`` along (ties broken by ``vals``)."""
+    for a in range(1, n):
+        kk = keys[a]
+        vv = vals[a]
+        b = a - 1
+        while b >= 0 and (keys[b] > kk or (keys[b] == kk and vals[b] > vv)):
+            keys[b + 1] = keys[b]
+            vals[b + 1] = vals[b]
+            b -= 1
+        keys[b + 1] = kk
+        vals[b + 1] = vv
+
+
+def _merge_sort_network(n: int) -> np.ndarray:
+    """Comparators of Batcher's odd-even merge sort for ``n`` (a power of two) keys."""
+    pairs = []
+    p = 1
+    while p < n:
+        step = p
+        while step >= 1:
+            for j in range(step % p, n - step, 2 * step):
+                for i in range(min(step, n - j - step)):
+                    if (i + j) // (2 * p) == (i + j + step) // (2 * p):
+                        pairs.append((i + j, i + j + step))
+            step //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _network_for(k: int) -> tuple[int, np.ndarray]:
+    size = 1
+    while size < k:
+        size *= 2
+    return size, _merge_sort_network(size)
+
+
+@nb.njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz"})
+def _descriptor_kernel(
+    pts, n_atoms, lo, edge, nbins, start, order, max_occ, k, cutoff, eps, size, network, out
+):
+    rc2 = cutoff * cutoff
+    n_chunks = (n_atoms + _CHUNK - 1) // _CHUNK
+    cap = 27 * max_occ + 1
+    n_comp = network.shape[0]
+    for ch in nb.prange(n_chunks):
+        cand_d2 = np.empty(cap)
+        cand_idx = np.empty(cap, dtype=np.int64)
+        vx = np.empty(k)
+        vy = np.empty(k)
+        vz = np.empty(k)
+        r = np.empty(k)
+        s = np.empty(k)
+        # C is symmetric, so column j of cmat is row j of C and one comparator of the
+        # sorting network acts on contiguous memory for all rows at once (SIMD)
+        cmat = np.zeros((max(size, k), max(size, k)))
+        i0 = ch * _CHUNK
+        i1 = min(i0 + _CHUNK, n_atoms)
+        for i in range(i0, i1):
+            px = pts[i, 0]
+            py = pts[i, 1]
+            pz = pts[i, 2]
+            bx = min(int((px - lo[0]) / edge), nbins[0] - 1)
+            by = min(int((py - lo[1]) / edge), nbins[1] - 1)
+            bz = min(int((pz - lo[2]) / edge), nbins[2] - 1)
+            nc = 0
+            for ix in range(max(bx - 1, 0), min(bx + 2, nbins[0])):
+                for iy in range(max(by - 1, 0), min(by + 2, nbins[1])):
+                    for iz in range(max(bz - 1, 0), min(bz + 2, nbins[2])):
+                        b = (ix * nbins[1] + iy) * nbins[2] + iz
+                        for q in range(start[b], start[b + 1]):
+                            p = order[q]
+                            if p == i:
+                                continue
+                            dx = pts[p, 0] - px
+                            dy = pts[p, 1] - py
+                            dz = pts[p, 2] - pz
+                            d2 = dx * dx + dy * dy + dz * dz
+                            if d2 < rc2:
+                                cand_d2[nc] = d2
+                                cand_idx[nc] = p
+                                nc += 1
+            _insertion_sort_pairs(cand_d2, cand_idx, nc)
+            m = min(nc, k)
+            for j in range(m):
+                p = cand_idx[j]
+                vx[j] = pts[p, 0] - px
+                vy[j] = pts[p, 1] - py
+                vz[j] = pts[p, 2] - pz
+                r[j] = np.sqrt(cand_d2[j])
+                z = r[j] / cutoff
+                s[j] = 1.0 - z * z  # sqrt(w)
+            # X1, largest first (neighbours are sorted by distance)
+            for j in range(k):
+                out[i, j] = s[j] * s[j] / (r[j] + eps) if j < m else 0.0
+            # cross terms C_jl = sqrt(w_j w_l) / r_jl; zero diagonal, zero padding
+            for j in range(m):
+                for l in range(m):
+                    dx = vx[j] - vx[l]
+                    dy = vy[j] - vy[l]
+                    dz = vz[j] - vz[l]
+                    c = s[j] * s[l] / (np.sqrt(dx * dx + dy * dy + dz * dz) + eps)
+                    cmat[j, l] = c if l != j else 0.0
+            for l in range(m, size):
+                for j in range(m):
+                    cmat[l, j] = 0.0
+            # sort every row of C descending (entries are >= 0, so padding stays last)
+            for c_ in range(n_comp):
+                a = network[c_, 0]
+                b = network[c_, 1]
+                for j in range(m):
+                    u = cmat[a, j]
+                    v = cmat[b, j]
+                    cmat[a, j] = max(u, v)
+                    cmat[b, j] = min(u, v)
+            # X2[t]: mean over the k rows of the t-th largest (rows beyond m are zero)
+            for t in range(k - 1):
+                acc = 0.0
+                for j in range(m):
+                    acc += cmat[t, j]
+                out[i, k + t] = acc / k
+
+
+def _structure_descriptors(atoms, k, cutoff, index, positions=None) -> np.ndarray:
+    pos = np.asarray(atoms.positions if positions is None else positions, dtype=np.float64)
+    if pos.shape[0] == 0:
+        raise QuestsError("structure has zero atoms", index=index)
+    if not np.all(np.isfinite(pos)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
+        raise QuestsError(f"atom {bad} has NaN or Inf position", index=index)
+    pts, _src, lo, edge, nbins, start, order, max_occ = neighbor_cloud(
+        pos, atoms.cell.array, atoms.pbc, cutoff, index=index
+    )
+    out = np.empty((pos.shape[0], 2 * k - 1))
+    size, network = _network_for(k)
+    _descriptor_kernel(
+        pts, pos.shape[0], lo, edge, nbins, start, order, max_occ, k, cutoff, EPS, size,
+        network, out,
+    )
+    return out
+
+
+def _species_list(structs, species) -> list[str]:
+    if species is None:
+        return []
+    if isinstance(species, str):
+        species = [species]
+    species = sorted(set(species))
+    if not species:
+        raise QuestsError("species list is empty")
+    return species
+
+
+def structure_descriptors(atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None):
+    """Descriptors of one ``ase.Atoms`` (float64), multicomponent when ``species`` is given."""
+    plain = _structure_descriptors(atoms, k, cutoff, index)
+    if len(species) <= 1:
+        return plain
+    symbols = np.asarray(atoms.get_chemical_symbols())
+    unknown = sorted(set(symbols) - set(species))
+    if unknown:
+        raise QuestsError(f"species {unknown} not in the species list {species}", index=index)
+    blocks = [plain]
+    width = plain.shape[1]
+    for sp in species:
+        mask = symbols == sp
+        block = np.zeros((len(atoms), width))
+        if mask.any():
+            sub = atoms[mask]
+            block[mask] = _structure_descriptors(sub, k, cutoff, index)
+        blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
+def descriptors(
+    structures,
+    k: int = DEFAULT_K,
+    cutoff: float = DEFAULT_CUTOFF,
+    species=None,
+    dtype=np.float64,
+    n_threads: int | None = None,
+    progress=None,
+) -> np.ndarray:
+    """QUESTS descriptors of every atom of ``structures``.
+
+    Parameters
+    ----------
+    structures : ase.Atoms or iterable of ase.Atoms
+        Periodicity per axis follows ``atoms.pbc``; any cell shape is accepted.
+    k : int
+        Number of nearest neighbours (default 32).
+    cutoff : float
+        Cutoff radius in Å (default 5.0).
+    species : list of str, optional
+        Multicomponent descriptor: the plain descriptor followed by one block per
+        species computed on that species' sub-structure (zeros for other atoms).
+    dtype : numpy dtype
+        Output dtype; the computation itself is float64.
+    n_threads : int, optional
+        Numba threads for this call (default: the current setting).
+    progress : callable, optional
+        Called as ``progress(done_structures, total_structures)`` after each structure.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(total atoms, 2k - 1)``, or ``(total atoms, (n_species + 1)(2k - 1))``.
+    """
+    k, cutoff = check_k_cutoff(k, cutoff)
+    structs = as_structure_list(structures)
+    species = _species_list(structs, species)
+    total = sum(len(a) for a in structs)
+    out = np.empty((total, descriptor_width(k, len(species))), dtype=dtype)
+    row = 0
+    with thread_limit(n_threads):
+        for idx, atoms in enumerate(structs):
+            d = structure_descriptors(atoms, k, cutoff, species, index=idx)
+            out[row : row + len(d)] = d
+            row += len(d)
+            if progress is not None:
+                progress(idx + 1, len(structs))
+    return out
