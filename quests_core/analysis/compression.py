@@ -143,9 +143,9 @@ def fps_selection(
 def kmeans_selection(means: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     """k-means (k = size) on mean descriptors; the structure nearest each centroid.
 
-    Centroids that would pick an already chosen structure take their next
-    nearest one; if duplicates leave the subset short, farthest-point
-    sampling fills it.
+    Centroids are taken in order; one whose nearest structure is already
+    chosen (empty or coinciding clusters) takes its next nearest, so exactly
+    ``size`` distinct structures come back.
     """
     from scipy.cluster.vq import kmeans2
 

@@ -1,0 +1,101 @@
+"""Active learning: how much each generation of data adds.
+
+For generation g (in increasing order), novelty is the fraction of its
+environments with dH > 0 against all environments of earlier generations; the
+cumulative dataset (generations <= g) is summarised by its entropy H and
+diversity D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+import quests_core as qc
+from quests_core.errors import QuestsError
+
+
+def generation_labels(structures: Sequence, key: str = "generation") -> np.ndarray:
+    """Integer generation of every structure from ``atoms.info[key]``.
+
+    Raises
+    ------
+    QuestsError
+        When a structure lacks the key or its value is not an integer.
+    """
+    if len(structures) == 0:
+        raise QuestsError("no structures (empty selection)")
+    out = np.empty(len(structures), dtype=np.int64)
+    for i, atoms in enumerate(structures):
+        if key not in atoms.info:
+            raise QuestsError(f"info key {key!r} missing", index=i)
+        value = atoms.info[key]
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError) as exc:
+            raise QuestsError(f"generation {value!r} is not an integer", index=i) from exc
+        if not as_float.is_integer():
+            raise QuestsError(f"generation {value!r} is not an integer", index=i)
+        out[i] = int(as_float)
+    return out
+
+
+def active_learning_report(
+    x: np.ndarray,
+    generation: np.ndarray,
+    *,
+    h: float = 0.015,
+    n_threads: int | None = None,
+) -> pd.DataFrame:
+    """Novelty of each generation and information of the cumulative dataset.
+
+    Parameters
+    ----------
+    x : (n, d) array
+        Descriptors of all environments.
+    generation : (n,) int array
+        Generation of each environment.
+    h : float
+        Kernel bandwidth.
+
+    Returns
+    -------
+    DataFrame
+        One row per generation, ascending, with columns ``generation``,
+        ``n_envs``, ``n_envs_cumulative``, ``novelty`` (fraction of the
+        generation's environments with dH > 0 against all earlier ones; NaN
+        for the first generation), ``mean_dH`` (mean of that dH, NaN for the
+        first), ``entropy`` and ``diversity`` of the cumulative dataset.
+    """
+    xs = np.asarray(x)
+    gen = np.asarray(generation).ravel()
+    if xs.ndim != 2:
+        raise QuestsError(f"descriptors must be a 2-D array, got shape {xs.shape}")
+    if len(xs) == 0:
+        raise QuestsError("no environments (empty selection)")
+    if gen.shape != (len(xs),):
+        raise QuestsError(f"{gen.size} generation labels for {len(xs)} environments")
+    rows = []
+    for g in np.unique(gen):
+        current = xs[gen == g]
+        earlier = xs[gen < g]
+        upto = xs[gen <= g]
+        if len(earlier):
+            dh = np.asarray(qc.delta_entropy(current, earlier, h, n_threads=n_threads))
+            novelty, mean_dh = float(np.mean(dh > 0)), float(np.mean(dh))
+        else:
+            novelty, mean_dh = float("nan"), float("nan")
+        rows.append(
+            {
+                "generation": int(g),
+                "n_envs": int(len(current)),
+                "n_envs_cumulative": int(len(upto)),
+                "novelty": novelty,
+                "mean_dH": mean_dh,
+                "entropy": float(qc.entropy(upto, h, n_threads=n_threads)),
+                "diversity": float(qc.diversity(upto, h, n_threads=n_threads)),
+            }
+        )
+    return pd.DataFrame(rows)

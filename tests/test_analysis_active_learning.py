@@ -1,0 +1,91 @@
+"""Active learning: novelty per generation and information of the cumulative set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import quests_core as qc
+from quests_core.analysis import active_learning as al
+from quests_core.errors import QuestsError
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def structure(kind: str, seed: int, stdev: float, a=None):
+    atoms = bulk("Cu", kind, a=a, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(stdev=stdev, seed=seed)
+    return atoms
+
+
+def test_repeated_generations_have_zero_novelty():
+    s1 = structure("fcc", 1, 0.05)
+    s2 = structure("fcc", 2, 0.15)
+    s3 = structure("bcc", 3, 0.05, a=2.9)
+    gens = [(0, s1), (0, s2), (1, s1.copy()), (2, s3), (3, s2.copy()), (3, s3.copy())]
+    xs = [qc.descriptors([s], k=12, cutoff=4.0) for _, s in gens]
+    labels = np.concatenate([np.full(len(x), g) for (g, _), x in zip(gens, xs, strict=True)])
+    x = np.concatenate(xs)
+    report = al.active_learning_report(x, labels)
+    assert report["generation"].tolist() == [0, 1, 2, 3]
+    assert np.isnan(report["novelty"].iloc[0]) and np.isnan(report["mean_dH"].iloc[0])
+    assert report["novelty"].iloc[1] == 0.0  # a copy of generation 0
+    assert report["novelty"].iloc[2] == 1.0  # bcc is new to an fcc dataset
+    assert report["novelty"].iloc[3] == 0.0  # copies of earlier structures
+    assert report["mean_dH"].iloc[1] <= 0.0 and report["mean_dH"].iloc[2] > 0.0
+    assert report["n_envs"].tolist() == [64, 32, 16, 48]  # fcc 32 atoms, bcc 16
+    assert report["n_envs_cumulative"].tolist() == [64, 96, 112, 160]
+    cum = x[labels <= 2]
+    assert report["entropy"].iloc[2] == pytest.approx(float(qc.entropy(cum, 0.015)))
+    assert report["diversity"].iloc[2] == pytest.approx(float(qc.diversity(cum, 0.015)))
+
+
+def test_exact_copy_of_everything_keeps_diversity():
+    s = [structure("fcc", i, 0.1) for i in range(3)]
+    x0 = qc.descriptors(s, k=12, cutoff=4.0)
+    x = np.concatenate([x0, x0])
+    labels = np.repeat([0, 1], len(x0))
+    report = al.active_learning_report(x, labels)
+    # doubling every point halves each kernel density and doubles the count: D is unchanged
+    assert report["diversity"].iloc[1] == pytest.approx(report["diversity"].iloc[0], abs=1e-9)
+    assert report["novelty"].iloc[1] == 0.0
+
+
+def test_generation_labels_and_bad_input():
+    s = [structure("fcc", i, 0.05) for i in range(3)]
+    for i, at in enumerate(s):
+        at.info["gen"] = [0, 2, 1][i]
+    assert al.generation_labels(s, "gen").tolist() == [0, 2, 1]
+    with pytest.raises(QuestsError, match="structure 0.*'generation' missing"):
+        al.generation_labels(s, "generation")
+    s[1].info["gen"] = "two"
+    with pytest.raises(QuestsError, match="structure 1"):
+        al.generation_labels(s, "gen")
+    with pytest.raises(QuestsError, match="empty"):
+        al.generation_labels([], "gen")
+    with pytest.raises(QuestsError, match="labels"):
+        al.active_learning_report(np.zeros((4, 3)), np.zeros(3))
+    with pytest.raises(QuestsError, match="empty"):
+        al.active_learning_report(np.zeros((0, 3)), np.zeros(0))
+
+
+def test_sample_generations():
+    path = SAMPLE / "cu_generations.extxyz"
+    if not path.exists():
+        pytest.skip(f"{path.name} not generated yet")
+    from ase.io import read
+
+    frames = read(path, index=":")
+    gens = al.generation_labels(frames, "generation")
+    assert sorted(set(gens.tolist())) == list(range(5))
+    x = qc.descriptors(frames)
+    labels = np.repeat(gens, [len(f) for f in frames])
+    report = al.active_learning_report(x, labels)
+    assert len(report) == 5
+    assert np.all((report["novelty"].iloc[1:] >= 0) & (report["novelty"].iloc[1:] <= 1))
+    # the cumulative dataset only grows: its diversity never drops by much
+    assert np.all(np.diff(report["n_envs_cumulative"]) > 0)
+    assert report["diversity"].iloc[-1] >= report["diversity"].iloc[0]

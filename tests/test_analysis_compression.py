@@ -1,0 +1,171 @@
+"""Dataset compression: selection methods, metrics and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import quests_core as qc
+from quests_core.analysis import compression as comp
+from quests_core.errors import QuestsError
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def rattled(kind: str, seed: int, stdev: float = 0.05, size=(2, 2, 2), a=None):
+    atoms = bulk("Cu", kind, a=a, cubic=True).repeat(size)
+    atoms.rattle(stdev=stdev, seed=seed)
+    return atoms
+
+
+def descs_of(structures, k=12, cutoff=4.0):
+    return [qc.descriptors([s], k=k, cutoff=cutoff) for s in structures]
+
+
+# ---------------------------------------------------------------------------
+# pure selection logic
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fraction, n, size", [(0.3, 10, 3), (1.0, 10, 10), (0.01, 10, 1), (0.25, 10, 3), (0.5, 1, 1)]
+)
+def test_fraction_to_size(fraction, n, size):
+    assert comp.fraction_to_size(fraction, n) == size
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5, float("nan"), "abc"])
+def test_fraction_outside_unit_interval_is_rejected(fraction):
+    with pytest.raises(QuestsError, match="fraction"):
+        comp.fraction_to_size(fraction, 10)
+
+
+def test_fps_on_a_line_picks_the_ends_then_the_middle():
+    pts = np.arange(11, dtype=float)[:, None]
+    assert comp.fps_selection(pts, 3).tolist() == [0, 10, 5]
+    assert comp.fps_selection(pts, 2, start=4).tolist() == [4, 10]
+    assert comp.fps_selection(pts, 2, exclude=[0]).tolist() == [10, 5]
+    assert sorted(comp.fps_selection(pts, 50).tolist()) == list(range(11))
+
+
+def test_kmeans_picks_one_structure_per_blob():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    pts = np.concatenate([c + rng.normal(0, 0.3, (7, 2)) for c in centers])
+    for seed in range(3):
+        sel = comp.kmeans_selection(pts, 3, seed=seed)
+        assert sorted(sel // 7) == [0, 1, 2]
+    dup = np.zeros((5, 2))  # all identical: still 5 distinct indices when asked for 3
+    assert len(set(comp.kmeans_selection(dup, 3).tolist())) == 3
+
+
+def test_random_selection_is_seeded_and_distinct():
+    a = comp.random_selection(20, 8, seed=4)
+    assert len(set(a.tolist())) == 8 and a.max() < 20
+    np.testing.assert_array_equal(a, comp.random_selection(20, 8, seed=4))
+    assert not np.array_equal(a, comp.random_selection(20, 8, seed=5))
+
+
+def test_bad_selection_input():
+    with pytest.raises(QuestsError, match="empty"):
+        comp.structure_means([])
+    with pytest.raises(QuestsError, match="structure 1"):
+        comp.structure_means([np.zeros((2, 3)), np.zeros((2, 4))])
+    with pytest.raises(QuestsError, match="method"):
+        comp.select_structures([np.zeros((2, 3))], "magic", 1)
+    with pytest.raises(QuestsError, match="size"):
+        comp.random_selection(5, 0)
+    with pytest.raises(QuestsError, match="empty selection"):
+        comp.subset_metrics([np.zeros((2, 3))], [])
+
+
+# ---------------------------------------------------------------------------
+# with the numerical core
+# ---------------------------------------------------------------------------
+
+
+def test_duplicated_structures_compress_to_one_without_losing_overlap():
+    one = rattled("fcc", seed=1)
+    descs = descs_of([one.copy() for _ in range(6)])
+    size = comp.fraction_to_size(1 / 6, 6)
+    sel = comp.msc_selection(descs, size)
+    assert len(sel) == 1
+    m = comp.subset_metrics(descs, sel)
+    assert m.overlap == 1.0
+    full = np.concatenate(descs)
+    assert m.diversity == pytest.approx(float(qc.diversity(full, 0.015)), abs=1e-9)
+    # asking for every structure but stopping once covered also keeps one
+    covered = comp.msc_selection(descs, 6, until_covered=True)
+    assert len(covered) == 1
+
+
+def test_msc_covers_three_families_with_three_structures():
+    fam_a = rattled("fcc", seed=2)
+    fam_b = rattled("bcc", seed=3, a=2.9)
+    lone = rattled("fcc", seed=4, stdev=0.3)
+    structures = [fam_a.copy() for _ in range(4)] + [fam_b.copy() for _ in range(4)] + [lone]
+    descs = descs_of(structures)
+    sel = comp.msc_selection(descs, 3)
+    families = sorted({0 if i < 4 else 1 if i < 8 else 2 for i in sel.tolist()})
+    assert families == [0, 1, 2]
+    assert comp.subset_metrics(descs, sel).overlap == 1.0
+    # the first pick is the structure of highest entropy
+    ent = comp.structure_entropies(descs)
+    assert sel[0] == int(np.argmax(ent))
+    assert len(comp.msc_selection(descs, 9, until_covered=True)) == 3
+
+
+def test_subset_metrics_of_full_set_match_core():
+    structures = [rattled("fcc", seed=s, stdev=0.1) for s in range(4)]
+    descs = descs_of(structures)
+    full = np.concatenate(descs)
+    m = comp.subset_metrics(descs, range(4))
+    assert m.overlap == 1.0 and m.n_envs == len(full) and m.n_structures == 4
+    assert m.entropy == pytest.approx(float(qc.entropy(full, 0.015)))
+    assert m.diversity == pytest.approx(float(qc.diversity(full, 0.015)))
+
+
+def test_compression_report_columns_and_seed_averaging():
+    structures = [rattled("fcc", seed=s, stdev=0.02 + 0.04 * (s % 4)) for s in range(10)]
+    descs = descs_of(structures)
+    report = comp.compression_report(descs, fractions=(0.2, 0.5, 1.0), seeds=(0, 1, 2, 3))
+    assert len(report) == 4 * 3
+    assert set(report["size"]) == {2, 5, 10}
+    full = report[report["size"] == 10]
+    np.testing.assert_allclose(full["overlap"], 1.0)
+    np.testing.assert_allclose(full["entropy"], full["entropy"].iloc[0])
+    det = report[report["method"].isin(["msc", "fps"])]
+    assert np.all(det["entropy_std"] == 0.0)
+    rnd = report[(report["method"] == "random") & (report["size"] == 2)]
+    assert float(rnd["entropy_std"].iloc[0]) > 0.0
+    np.testing.assert_allclose(
+        report["info_gap"],
+        report["info_gap"].iloc[0] + report["entropy"].iloc[0] - report["entropy"],
+    )
+    with pytest.raises(QuestsError, match="fraction"):
+        comp.compression_report(descs, fractions=(0.5, 1.2))
+    with pytest.raises(QuestsError, match="method"):
+        comp.compression_report(descs, methods=("msc", "nope"))
+
+
+def _labelled_sample():
+    path = SAMPLE / "cu_dataset_labelled.extxyz"
+    if not path.exists():
+        pytest.skip(f"{path.name} not generated yet")
+    from ase.io import read
+
+    return read(path, index=":")
+
+
+def test_msc_diversity_beats_baselines_on_sample_dataset():
+    structures = _labelled_sample()
+    descs = descs_of(structures, k=32, cutoff=5.0)
+    fractions = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+    report = comp.compression_report(descs, fractions=fractions, seeds=(0, 1, 2, 3, 4), gap=False)
+    table = report.pivot(index="size", columns="method", values="diversity")
+    wins = (table["msc"] >= table[["fps", "kmeans", "random"]].max(axis=1) - 1e-9).mean()
+    assert len(table) >= 5
+    assert wins >= 0.8, table
