@@ -6,7 +6,7 @@ bandwidth follows the atomic volume (SPEC section 2):
 
     h(V) = 0.0897141 exp(-0.5 (V / 10.896)^2) + 0.0119417
 
-H is computed through dH, H = log n - mean_i dH(X_i | X), on random subsets
+H is computed through dH, H = log n + mean_i dH(X_i | X), on random subsets
 of equal size of both phases (so the log n bound is the same for both).
 """
 
@@ -62,8 +62,9 @@ class PhaseEntropy:
 
 
 def _entropy_via_dh(x: np.ndarray, h: float, n_threads: int | None) -> float:
+    # H = -(1/n) sum_i log((1/n) sum_j K_ij) = log n + mean_i dH(X_i | X)
     dh = np.asarray(qc.delta_entropy(x, x, h, n_threads=n_threads), dtype=float)
-    return float(np.log(len(x)) - dh.mean())
+    return float(np.log(len(x)) + dh.mean())
 
 
 def phase_entropy_difference(
