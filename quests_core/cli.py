@@ -700,7 +700,7 @@ def cmd_overlap(args: argparse.Namespace) -> int:
                 bar.update(1)
     finally:
         bar.close()
-    table = pd.DataFrame(matrix, index=pd.Index(names, name="test"), columns=names)
+    table = pd.DataFrame(matrix, index=pd.Index(names, name="test/reference"), columns=names)
     summary = {
         "groups": len(names),
         "by": args.by or "file",

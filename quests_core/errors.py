@@ -23,3 +23,7 @@ class QuestsError(ValueError):
         super().__init__(text)
         self.source = source
         self.index = index
+
+
+class Cancelled(Exception):
+    """A long computation was cancelled by its caller (not an error of the input)."""
