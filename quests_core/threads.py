@@ -22,10 +22,9 @@ def get_num_threads() -> int:
 
 
 def _check(n) -> int:
-    if isinstance(n, bool) or not float(n).is_integer() or not 1 <= int(n) <= numba.config.NUMBA_NUM_THREADS:
-        raise QuestsError(
-            f"threads must be an integer between 1 and {numba.config.NUMBA_NUM_THREADS}, got {n!r}"
-        )
+    top = numba.config.NUMBA_NUM_THREADS
+    if isinstance(n, bool) or not float(n).is_integer() or not 1 <= int(n) <= top:
+        raise QuestsError(f"threads must be an integer between 1 and {top}, got {n!r}")
     return int(n)
 
 

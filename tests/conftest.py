@@ -1,0 +1,37 @@
+"""Shared fixtures: small noisy copper structures built with ASE."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = ROOT / "sample_data"
+ARTIFACTS = Path(os.environ.get("QUESTS_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def noisy_cu(reps=(3, 3, 3), noise=0.05, seed=0, cubic=True):
+    """FCC Cu supercell with Gaussian thermal-like noise on the positions."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=cubic) * reps
+    atoms.rattle(noise, seed=seed)
+    return atoms
+
+
+@pytest.fixture
+def cu_noisy():
+    return noisy_cu()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Tests never write into the user's descriptor cache."""
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "quests-cache"))
