@@ -317,3 +317,16 @@ def test_register_adds_all_subcommands():
     for name in ("nucleation", "compress", "active-learning", "uq", "phase-entropy"):
         assert name in sub.choices
         assert callable(sub.choices[name].get_default("func"))
+
+
+def test_main_cli_runs_analysis_subcommands(tmp_path, capsys):
+    from quests_core import cli
+
+    src = tmp_path / "d.extxyz"
+    write(src, [crystal(i) for i in range(4)])
+    code = cli.main(["compress", str(src), "--fraction", "1.5", *SMALL])
+    _, err = capsys.readouterr()
+    assert "fraction" in one_line_error(code, err)
+    code = cli.main(["compress", str(src), "--fraction", "0.5", "--method", "fps", *SMALL])
+    out, _ = capsys.readouterr()
+    assert code == 0 and "fps: kept 2 of 4 structures" in out

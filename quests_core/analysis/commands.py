@@ -2,9 +2,9 @@
 
 :func:`register` adds ``nucleation``, ``compress``, ``active-learning``, ``uq``
 and ``phase-entropy`` to the ``quests-dashboard`` argparse parser. Every
-subcommand sets ``func=handler`` with ``handler(args) -> int``; a
-:class:`~quests_core.errors.QuestsError` is printed as one line on stderr and
-gives exit status 1.
+subcommand sets ``func=handler`` with ``handler(args) -> int``; handlers raise
+:class:`~quests_core.errors.QuestsError` for bad input, which the CLI prints as
+one line on stderr with exit status 1.
 
 Reference descriptors may be given as structure files or as ``.npz`` files
 holding ``descriptors`` (or ``x``), ``k`` and ``cutoff`` (see
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,21 +35,6 @@ DEFAULT_BANDWIDTH = 0.015
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
-
-
-def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn a QuestsError into a one-line message and exit status 1."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(handler(args) or 0)
-        except QuestsError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
 
 
 def _add_descriptor_options(p: argparse.ArgumentParser, bandwidth: bool = True) -> None:
@@ -123,32 +108,16 @@ def _reference_descriptors(path: str, index: str, args: argparse.Namespace) -> n
 def _write_table(df: pd.DataFrame, path: str | None) -> None:
     if not path:
         return
-    p = Path(path)
-    if p.suffix == ".parquet":
-        df.to_parquet(p, index=False)
-    else:
-        df.to_csv(p, index=False)
-    _say(f"wrote {p}")
+    from quests_core.export import write_table
+
+    _say(f"wrote {write_table(df, path)}")
 
 
 def _write_extxyz(path: str, structures: Sequence, arrays: dict[str, np.ndarray]) -> None:
     """Write structures with extra per-atom arrays (concatenated over structures)."""
-    from ase.io import write
+    from quests_core.export import write_extxyz
 
-    counts = [len(a) for a in structures]
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    out = []
-    for i, atoms in enumerate(structures):
-        copy = atoms.copy()
-        copy.calc = atoms.calc
-        for name, values in arrays.items():
-            copy.arrays[name] = np.asarray(values)[offsets[i] : offsets[i + 1]]
-        out.append(copy)
-    try:
-        write(path, out, format="extxyz")
-    except OSError as exc:
-        raise QuestsError(f"cannot write: {exc}", source=path) from exc
-    _say(f"wrote {path}")
+    _say(f"wrote {write_extxyz(path, structures, arrays)}")
 
 
 def _parse_fractions(text: str) -> list[float]:
@@ -288,7 +257,7 @@ def _add_nucleation(sub) -> None:
     o.add_argument("--distribution", help="cluster-size distribution (.csv or .parquet)")
     o.add_argument("--extxyz", help="trajectory with per-atom dH and cluster ids")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(_nucleation))
+    p.set_defaults(func=_nucleation)
 
 
 # ---------------------------------------------------------------------------
@@ -365,7 +334,7 @@ def _add_compress(sub) -> None:
     p.add_argument("--no-gap", action="store_true", help="skip the information gap")
     p.add_argument("--report", help="report table (.csv or .parquet)")
     _add_descriptor_options(p)
-    p.set_defaults(func=_guard(_compress))
+    p.set_defaults(func=_compress)
 
 
 # ---------------------------------------------------------------------------
@@ -399,7 +368,7 @@ def _add_active_learning(sub) -> None:
     p.add_argument("--index", default=":", help="structures to use (start:stop:step)")
     p.add_argument("-o", "--output", help="report table (.csv or .parquet)")
     _add_descriptor_options(p)
-    p.set_defaults(func=_guard(_active_learning))
+    p.set_defaults(func=_active_learning)
 
 
 # ---------------------------------------------------------------------------
@@ -521,7 +490,7 @@ def _add_uq(sub) -> None:
     p.add_argument("-o", "--output", help="binned table (.csv or .parquet)")
     p.add_argument("--atoms", help="per-atom dH and error (.csv or .parquet)")
     _add_descriptor_options(p)
-    p.set_defaults(func=_guard(_uq))
+    p.set_defaults(func=_uq)
 
 
 # ---------------------------------------------------------------------------
@@ -587,7 +556,7 @@ def _add_phase_entropy(sub) -> None:
     p.add_argument("--max-envs", type=int, default=20_000, help="environments per phase")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsampling")
     _add_descriptor_options(p, bandwidth=False)
-    p.set_defaults(func=_guard(_phase_entropy))
+    p.set_defaults(func=_phase_entropy)
 
 
 def register(subparsers) -> None:
@@ -605,4 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args) or 0)
+    except QuestsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
