@@ -24,6 +24,7 @@ import functools
 import importlib
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="test structure files")
     p.add_argument("-r", "--reference", nargs="+", required=True, help="reference files")
     p.add_argument(
+        "--reference-index",
+        default=":",
+        help="frames of the reference files (default ':'; --index is for the test files)",
+    )
+    p.add_argument(
         "--approx",
         action="store_true",
         help="approximate dH from nearest neighbours (an upper bound)",
@@ -273,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         help="reference files (default: the first frame)",
+    )
+    p.add_argument(
+        "--reference-index",
+        default=":",
+        help="frames of the reference files (default ':'; --index is for the trajectory)",
     )
     p.set_defaults(
         func=cmd_trajectory, outputs=(".csv", ".parquet", ".pq", ".json", ".extxyz", ".xyz")
@@ -359,8 +370,12 @@ def _cache(args: argparse.Namespace):
     return DescriptorCache(args.cache_dir)
 
 
-def load_files(paths: Sequence[str], args: argparse.Namespace, role: str = "input") -> Batch:
+def load_files(
+    paths: Sequence[str], args: argparse.Namespace, role: str = "input", index: str | None = None
+) -> Batch:
     """Descriptors of every file (streamed, cached), honouring ``--skip-bad``.
+
+    ``index`` overrides ``--index`` (used for reference files).
 
     Raises
     ------
@@ -384,7 +399,7 @@ def load_files(paths: Sequence[str], args: argparse.Namespace, role: str = "inpu
         try:
             res = file_descriptors(
                 path,
-                index=args.index,
+                index=args.index if index is None else index,
                 format=args.format,
                 type_map=args.type_map,
                 k=args.k,
@@ -646,7 +661,7 @@ def cmd_dh(args: argparse.Namespace) -> int:
 
     suffix = _setup(args)
     test = load_files(args.files, args, role="test")
-    ref = load_files(args.reference, args, role="reference")
+    ref = load_files(args.reference, args, role="reference", index=args.reference_index)
     test_ds, y = _combined(test.items)
     ref_ds, x = _combined(ref.items)
     h = _bandwidth(args, ref_ds)
@@ -794,7 +809,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     counts = frames["n_atoms"].to_numpy()
     skipped = list(traj.skipped)
     if args.reference:
-        ref = load_files(args.reference, args, role="reference")
+        ref = load_files(args.reference, args, role="reference", index=args.reference_index)
         ref_ds, ref_x = _combined(ref.items)
         skipped += ref.skipped
         reference = ", ".join(it.path for it in ref.items)
@@ -888,6 +903,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     serve = _serve_argv(argv)
     debug = bool(serve and serve[0]) or "--debug" in argv
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        return _main(argv, serve, debug)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr (full warnings with ``--debug``)."""
+    text = " ".join(str(message).split())[:300]
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def _main(argv: list[str], serve: tuple[bool, list[str]] | None, debug: bool) -> int:
     try:
         if serve is not None:
             return _serve(serve[1])

@@ -1,0 +1,542 @@
+"""Tests of the quests-dashboard command line (quests_core.cli)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.io import read, write
+
+import quests_core as qc
+from quests_core.cli import main
+from quests_core.errors import QuestsError
+from quests_core.io import read_structures
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+K, CUTOFF = 8, 4.0  # small descriptors keep the tests fast
+OPTS = ["-k", str(K), "--cutoff", str(CUTOFF), "--no-progress"]
+
+
+def cu_frames(n: int, amplitude: float = 0.05, seed: int = 0, label: str | None = None):
+    base = bulk("Cu", cubic=True) * (2, 2, 2)
+    out = []
+    for i in range(n):
+        atoms = base.copy()
+        atoms.rattle(amplitude, seed=seed + i)
+        atoms.info["time"] = 0.1 * i
+        if label is not None:
+            atoms.info["label"] = label
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    """A private cache directory and a few input files."""
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    write(tmp_path / "solid.extxyz", cu_frames(4, 0.03))
+    write(tmp_path / "hot.extxyz", cu_frames(3, 0.25, seed=10))
+    labelled = cu_frames(2, 0.03, label="train") + cu_frames(2, 0.3, seed=5, label="test")
+    write(tmp_path / "labelled.extxyz", labelled)
+    return tmp_path
+
+
+def desc(path, index=":"):
+    return qc.descriptors(read_structures(path, index=index), k=K, cutoff=CUTOFF)
+
+
+def run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ------------------------------------------------------------------ commands
+
+
+def test_descriptors_npy_and_cache(env, capsys):
+    out = env / "x.npy"
+    rc, _, err = run(
+        ["descriptors", env / "solid.extxyz", env / "hot.extxyz", *OPTS, "-o", out], capsys
+    )
+    assert rc == 0, err
+    expected = np.concatenate([desc(env / "solid.extxyz"), desc(env / "hot.extxyz")])
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-12, atol=1e-12)
+    # second run: served from the cache, identical
+    rc, _, err = run(
+        ["descriptors", env / "solid.extxyz", env / "hot.extxyz", *OPTS, "-o", env / "s.json"],
+        capsys,
+    )
+    assert rc == 0, err
+    rows = json.loads((env / "s.json").read_text())["rows"]
+    assert [r["from_cache"] for r in rows] == [True, True]
+    assert [r["atoms"] for r in rows] == [128, 96]
+    rc, _, _ = run(["descriptors", env / "solid.extxyz", *OPTS, "-o", env / "y.npy"], capsys)
+    np.testing.assert_array_equal(np.load(env / "y.npy"), np.load(out)[:128])
+
+
+def test_descriptors_table_and_no_cache(env, capsys):
+    rc, _, err = run(
+        [
+            "descriptors",
+            env / "hot.extxyz",
+            *OPTS,
+            "--no-cache",
+            "--index",
+            "1:",
+            "-o",
+            env / "d.parquet",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    table = pd.read_parquet(env / "d.parquet")
+    assert list(table.columns[:7]) == [
+        "source",
+        "structure",
+        "frame",
+        "time",
+        "label",
+        "generation",
+        "atom",
+    ]
+    assert len(table) == 64 and list(table["frame"].unique()) == [1, 2]
+    np.testing.assert_allclose(
+        table[[f"d{i}" for i in range(2 * K - 1)]].to_numpy(), desc(env / "hot.extxyz", "1:")
+    )
+    assert not (env / "cache").exists()
+
+
+def test_entropy_by_file_and_by_label(env, capsys):
+    rc, out, err = run(
+        [
+            "entropy",
+            env / "solid.extxyz",
+            env / "hot.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "-o",
+            env / "h.json",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    payload = json.loads((env / "h.json").read_text())
+    rows = {r["group"]: r for r in payload["rows"]}
+    x = desc(env / "solid.extxyz")
+    assert rows["solid.extxyz"]["H"] == pytest.approx(qc.entropy(x, 0.05), rel=1e-10)
+    assert rows["solid.extxyz"]["D"] == pytest.approx(qc.diversity(x, 0.05), rel=1e-10)
+    assert rows["hot.extxyz"]["atoms"] == 96
+    assert "solid.extxyz" in out
+
+    rc, _, err = run(
+        ["entropy", env / "labelled.extxyz", *OPTS, "--by", "label", "-o", env / "h.csv"], capsys
+    )
+    assert rc == 0, err
+    table = pd.read_csv(env / "h.csv")
+    assert list(table["group"]) == ["train", "test"]
+    y = desc(env / "labelled.extxyz")
+    assert table["H"].iloc[1] == pytest.approx(qc.entropy(y[64:], 0.015), rel=1e-10)
+
+
+def test_entropy_auto_bandwidth(env, capsys):
+    rc, _, err = run(
+        ["entropy", env / "solid.extxyz", *OPTS, "--bandwidth", "auto", "-o", env / "a.json"],
+        capsys,
+    )
+    assert rc == 0, err
+    row = json.loads((env / "a.json").read_text())["rows"][0]
+    assert row["bandwidth"] == pytest.approx(qc.bandwidth_from_volume(3.61**3 / 4))
+
+
+def test_dh_exact_approx_and_extxyz(env, capsys):
+    rc, out, err = run(
+        [
+            "dh",
+            env / "hot.extxyz",
+            "-r",
+            env / "solid.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "-o",
+            env / "dh.csv",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    table = pd.read_csv(env / "dh.csv")
+    y, x = desc(env / "hot.extxyz"), desc(env / "solid.extxyz")
+    exact = qc.delta_entropy(y, x, 0.05)
+    np.testing.assert_allclose(table["dH"], exact, rtol=1e-9)
+    assert list(table["frame"].unique()) == [0, 1, 2]
+    assert "novelty" in out
+
+    rc, out, err = run(
+        [
+            "dh",
+            env / "hot.extxyz",
+            "-r",
+            env / "solid.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "--approx",
+            "--n-neighbors",
+            "3",
+            "-o",
+            env / "approx.parquet",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    approx = pd.read_parquet(env / "approx.parquet")["dH"].to_numpy()
+    assert np.all(approx >= exact - 1e-9)
+
+    rc, _, err = run(
+        [
+            "dh",
+            env / "hot.extxyz",
+            "-r",
+            env / "solid.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "-o",
+            env / "dh.extxyz",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    frames = read(env / "dh.extxyz", index=":")
+    assert len(frames) == 3
+    np.testing.assert_allclose(np.concatenate([a.arrays["dH"] for a in frames]), exact, atol=1e-7)
+
+
+def test_overlap_matrix(env, capsys):
+    rc, _, err = run(
+        [
+            "overlap",
+            env / "solid.extxyz",
+            env / "hot.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "-o",
+            env / "o.csv",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    m = pd.read_csv(env / "o.csv", index_col=0)
+    assert list(m.index) == ["solid.extxyz", "hot.extxyz"] == list(m.columns)
+    # dH(x | X) <= 0 for every member of X: the diagonal is exactly 1
+    np.testing.assert_array_equal(np.diag(m.to_numpy()), [1.0, 1.0])
+    y, x = desc(env / "hot.extxyz"), desc(env / "solid.extxyz")
+    assert m.loc["hot.extxyz", "solid.extxyz"] == pytest.approx(qc.overlap(y, x, 0.05))
+    assert m.loc["solid.extxyz", "hot.extxyz"] == pytest.approx(qc.overlap(x, y, 0.05))
+
+    rc, _, err = run(
+        ["overlap", env / "labelled.extxyz", *OPTS, "--by", "label", "-o", env / "o.json"], capsys
+    )
+    assert rc == 0, err
+    summary = json.loads((env / "o.json").read_text())["summary"]
+    assert summary["labels"] == ["train", "test"]
+    assert np.asarray(summary["matrix"]).shape == (2, 2)
+
+
+def test_learning_curve(env, capsys):
+    rc, _, err = run(
+        [
+            "learning-curve",
+            env / "solid.extxyz",
+            env / "hot.extxyz",
+            *OPTS,
+            "--sizes",
+            "10,20,40,80,120,160,224",
+            "--repeats",
+            "2",
+            "-o",
+            env / "lc.json",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    payload = json.loads((env / "lc.json").read_text())
+    table = pd.DataFrame(payload["rows"])
+    assert list(table["size"]) == [10, 20, 40, 80, 120, 160, 224]
+    np.testing.assert_allclose(table["log_n"], np.log(table["size"]))
+    # the full set has a single subset: its H is the entropy of everything, std 0
+    x = np.concatenate([desc(env / "solid.extxyz"), desc(env / "hot.extxyz")])
+    assert table["H_mean"].iloc[-1] == pytest.approx(qc.entropy(x, 0.015), rel=1e-10)
+    assert table["H_std"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+    assert (table["H_mean"] <= table["log_n"] + 1e-12).all()
+
+
+def test_trajectory(env, capsys):
+    traj = env / "md.extxyz"
+    write(traj, cu_frames(3, 0.03) + cu_frames(2, 0.4, seed=20))
+    rc, _, err = run(
+        ["trajectory", traj, *OPTS, "--bandwidth", "0.05", "-o", env / "t.csv"], capsys
+    )
+    assert rc == 0, err
+    table = pd.read_csv(env / "t.csv")
+    x = desc(traj)
+    frames = [x[32 * i : 32 * (i + 1)] for i in range(5)]
+    np.testing.assert_allclose(table["H"], [qc.entropy(f, 0.05) for f in frames], rtol=1e-10)
+    dh = [qc.delta_entropy(f, frames[0], 0.05) for f in frames]
+    np.testing.assert_allclose(table["mean_dH"], [d.mean() for d in dh], rtol=1e-10)
+    np.testing.assert_allclose(table["frac_novel"], [np.mean(d > 0) for d in dh])
+    assert table["frac_novel"].iloc[0] == 0.0
+    np.testing.assert_allclose(table["time"], [0.0, 0.1, 0.2, 0.0, 0.1])
+
+    # against a reference file, written as extxyz with per-atom dH and per-frame info
+    rc, _, err = run(
+        [
+            "trajectory",
+            traj,
+            "-r",
+            env / "solid.extxyz",
+            *OPTS,
+            "--bandwidth",
+            "0.05",
+            "--index",
+            "::2",
+            "-o",
+            env / "t.extxyz",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    back = read(env / "t.extxyz", index=":")
+    ref = desc(env / "solid.extxyz")
+    assert len(back) == 3
+    np.testing.assert_allclose(
+        back[2].arrays["dH"], qc.delta_entropy(frames[4], ref, 0.05), atol=1e-7
+    )
+    assert back[1].info["H"] == pytest.approx(qc.entropy(frames[2], 0.05), rel=1e-7)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    good = cu_frames(3)
+    p = tmp_path / "truncated.extxyz"
+    write(p, good)
+    p.write_text("".join(p.read_text().splitlines(keepends=True)[:-7]))
+    files["truncated"] = p
+    p = tmp_path / "empty.extxyz"
+    p.touch()
+    files["empty"] = p
+    p = tmp_path / "adir"
+    p.mkdir()
+    files["directory"] = p
+    p = tmp_path / "notes.weird"
+    p.write_text("nothing to see\n")
+    files["unknown"] = p
+    nan = cu_frames(3)
+    nan[1].positions[4, 2] = np.nan
+    p = tmp_path / "nan.extxyz"
+    write(p, nan)
+    files["nan"] = p
+    p = tmp_path / "zero.extxyz"
+    write(p, [cu_frames(1)[0], Atoms(cell=[4, 4, 4], pbc=True)])
+    files["zero"] = p
+    return files
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("truncated", r"truncated.extxyz: frame 2: "),
+        ("empty", r"empty.extxyz: empty file"),
+        ("directory", r"adir: is a directory"),
+        ("unknown", r"notes.weird: unknown file format"),
+        ("nan", r"nan.extxyz: frame 1: non-finite"),
+        ("zero", r"zero.extxyz: frame 1: has zero atoms"),
+    ],
+)
+def test_bad_input_one_line_error(env, capsys, kind, message):
+    bad = _bad_files(env)[kind]
+    rc, out, err = run(["entropy", env / "solid.extxyz", bad, *OPTS], capsys)
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert __import__("re").search(message, lines[0]), lines[0]
+    assert "Traceback" not in err
+    # the cache holds only complete entries (solid.extxyz), nothing from the bad file
+    cache = env / "cache" / "descriptors"
+    assert not list(cache.glob("*.tmp"))
+    for meta in cache.glob("*.json"):
+        assert json.loads(meta.read_text())["source"].endswith("solid.extxyz")
+
+
+def test_skip_bad_processes_the_rest(env, capsys):
+    bad = _bad_files(env)
+    files = [env / "solid.extxyz", *bad.values(), env / "hot.extxyz"]
+    rc, out, err = run(["entropy", *files, *OPTS, "--skip-bad", "-o", env / "r.json"], capsys)
+    assert rc == 0, err
+    payload = json.loads((env / "r.json").read_text())
+    assert [r["group"] for r in payload["rows"]] == ["solid.extxyz", "hot.extxyz"]
+    skipped = payload["summary"]["skipped"]
+    assert [Path(s["file"]).name for s in skipped] == [p.name for p in bad.values()]
+    assert "skipped 6 bad file(s)" in err
+    assert "truncated.extxyz: frame 2" in err and "nan.extxyz: frame 1" in err
+    # every file bad: still an error
+    rc, _, err = run(["entropy", bad["empty"], bad["nan"], *OPTS, "--skip-bad"], capsys)
+    assert rc == 1 and "no usable input files (2 skipped)" in err
+
+
+def test_debug_shows_the_exception(env):
+    empty = _bad_files(env)["empty"]
+    with pytest.raises(QuestsError, match="empty file"):
+        main(["entropy", str(empty), *OPTS, "--debug"])
+    with pytest.raises(QuestsError, match="empty file"):
+        main(["--debug", "entropy", str(empty), *OPTS])
+
+
+def test_usage_errors(env, capsys):
+    rc, _, err = run(["entropy", env / "solid.extxyz", *OPTS, "-o", env / "x.txt"], capsys)
+    assert rc == 1 and "unsupported output extension '.txt'" in err
+    rc, _, err = run(["entropy", env / "solid.extxyz", "-k", "0"], capsys)
+    assert rc == 2
+    rc, _, err = run(["frobnicate"], capsys)
+    assert rc == 2
+    rc, _, err = run(["entropy", env / "solid.extxyz", *OPTS, "--index", "x:y"], capsys)
+    assert rc == 1 and "index" in err
+    rc, _, err = run(["dh", env / "solid.extxyz", *OPTS], capsys)
+    assert rc == 2 and "--reference" in err
+
+
+def test_type_map_option(env, capsys):
+    atoms = cu_frames(2)
+    lines = []
+    for step, a in enumerate(atoms):
+        lines += [
+            "ITEM: TIMESTEP",
+            str(step),
+            "ITEM: NUMBER OF ATOMS",
+            str(len(a)),
+            "ITEM: BOX BOUNDS pp pp pp",
+            "0 7.22",
+            "0 7.22",
+            "0 7.22",
+            "ITEM: ATOMS id type x y z",
+        ]
+        lines += [f"{i + 1} {1 + i % 2} {p[0]} {p[1]} {p[2]}" for i, p in enumerate(a.positions)]
+    dump = env / "md.lammpstrj"
+    dump.write_text("\n".join(lines) + "\n")
+    rc, _, err = run(
+        [
+            "descriptors",
+            dump,
+            *OPTS,
+            "--type-map",
+            "Cu,Ni",
+            "--species",
+            "Cu,Ni",
+            "-o",
+            env / "m.npy",
+        ],
+        capsys,
+    )
+    assert rc == 0, err
+    structs = read_structures(dump, type_map="Cu,Ni")
+    np.testing.assert_allclose(
+        np.load(env / "m.npy"), qc.descriptors(structs, k=K, cutoff=CUTOFF, species=["Cu", "Ni"])
+    )
+    assert np.load(env / "m.npy").shape == (64, 3 * (2 * K - 1))
+    rc, _, err = run(["descriptors", dump, *OPTS, "--type-map", "Cu"], capsys)
+    assert rc == 1 and "type(s) [2] missing from the type map" in err
+
+
+# --------------------------------------------------------------------- serve
+
+
+def test_serve_hands_over_to_dashboard(monkeypatch):
+    calls = []
+    fake = types.ModuleType("dashboard.launch")
+    fake.main = lambda argv: calls.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "dashboard.launch", fake)
+    assert main(["serve", "--port", "5999", "--no-show"]) == 7
+    assert main(["--debug", "serve"]) == 7
+    assert calls == [["--port", "5999", "--no-show"], []]
+
+
+def test_cli_does_not_import_the_dashboard():
+    code = "import sys, quests_core.cli; print(any(m.startswith('dashboard') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_console_script_runs(env):
+    exe = Path(sys.executable).parent / "quests-dashboard"
+    if not exe.exists():
+        pytest.skip("quests-dashboard console script not installed in this environment")
+    missing = env / "missing.extxyz"
+    proc = subprocess.run(
+        [str(exe), "entropy", str(missing), "--no-progress"],
+        capture_output=True,
+        text=True,
+        env={"QUESTS_CACHE_DIR": str(env / "cache"), "PATH": "/usr/bin"},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {missing}: file not found"
+
+
+# --------------------------------------------------------------- sample data
+
+
+def _sample(name: str) -> Path:
+    path = SAMPLE / name
+    if not path.exists():
+        pytest.skip(f"sample_data/{name} is not in the repository yet")
+    return path
+
+
+def test_sample_trajectory(env, capsys):
+    path = _sample("cu_melt.extxyz")
+    rc, _, err = run(
+        ["trajectory", path, "--index", "::5", "--no-progress", "-o", env / "melt.csv"], capsys
+    )
+    assert rc == 0, err
+    table = pd.read_csv(env / "melt.csv")
+    assert len(table) >= 2
+    assert table["frac_novel"].iloc[0] == 0.0
+    assert ((table["frac_novel"] >= 0) & (table["frac_novel"] <= 1)).all()
+    assert (table["H"] <= np.log(table["n_atoms"]) + 1e-9).all()
+
+
+def test_sample_labelled_overlap(env, capsys):
+    path = _sample("cu_dataset_labelled.extxyz")
+    rc, _, err = run(
+        ["overlap", path, "--by", "label", "-k", "16", "--no-progress", "-o", env / "labels.json"],
+        capsys,
+    )
+    assert rc == 0, err
+    summary = json.loads((env / "labels.json").read_text())["summary"]
+    labels = sorted({atoms.info["label"] for atoms in read_structures(path)})
+    assert sorted(summary["labels"]) == labels
+    np.testing.assert_array_equal(np.diag(np.asarray(summary["matrix"])), 1.0)
+
+
+def test_sample_failed_simulation_reports_one_line(env, capsys):
+    path = _sample("cu_failed_simulation.extxyz")
+    rc, out, err = run(["entropy", path, "-k", "16", "--no-progress"], capsys)
+    # a failed run may still be readable; if it is not, the error is a single line
+    if rc != 0:
+        assert rc == 1 and len(err.strip().splitlines()) == 1 and "cu_failed_simulation" in err
+    else:
+        assert "cu_failed_simulation.extxyz" in out
