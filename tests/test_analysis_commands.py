@@ -188,6 +188,17 @@ def test_uq_missing_reference_and_mismatched_settings(tmp_path, capsys):
         capsys,
     )
     assert "k differs" in one_line_error(code, err)
+    bare = tmp_path / "ref.npy"
+    np.save(bare, x)
+    code, _, err = run(
+        ["uq", str(src), "--reference", str(bare), "--error-key", "forces_model", "-k", "16"],
+        capsys,
+    )
+    assert "does not match k=16" in one_line_error(code, err)
+    code, _, _ = run(
+        ["uq", str(src), "--reference", str(bare), "--error-key", "forces_model", *SMALL], capsys
+    )
+    assert code == 0
     code, _, err = run(
         [
             "uq",

@@ -6,9 +6,10 @@ subcommand sets ``func=handler`` with ``handler(args) -> int``; handlers raise
 :class:`~quests_core.errors.QuestsError` for bad input, which the CLI prints as
 one line on stderr with exit status 1.
 
-Reference descriptors may be given as structure files or as ``.npz`` files
+Reference descriptors may be given as structure files, as ``.npz`` files
 holding ``descriptors`` (or ``x``), ``k`` and ``cutoff`` (see
-:func:`save_descriptors`); ``k`` and ``cutoff`` must then match the command's.
+:func:`save_descriptors`; ``k`` and ``cutoff`` must match the command's), or
+as bare ``.npy`` arrays (only the width 2k - 1 is checked).
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ def save_descriptors(path: str | Path, x: np.ndarray, k: int, cutoff: float) -> 
 
 
 def load_descriptors(path: str, k: int, cutoff: float) -> np.ndarray:
-    """Descriptors from an ``.npz`` file, checking ``k`` and ``cutoff`` against the command."""
+    """Descriptors from ``.npz`` (checking its ``k`` and ``cutoff``) or ``.npy`` files.
+
+    A bare ``.npy`` array carries no settings; only its width is checked
+    against ``2k - 1``.
+    """
     from quests_core.analysis import check_same_settings
 
     try:
         data = np.load(path)
     except (OSError, ValueError) as exc:
         raise QuestsError(f"cannot read descriptor file: {exc}", source=path) from exc
+    if isinstance(data, np.ndarray):  # a bare .npy (``quests-dashboard descriptors -o x.npy``)
+        data = {"descriptors": data}
     key = "descriptors" if "descriptors" in data else "x" if "x" in data else None
     if key is None:
         raise QuestsError("no 'descriptors' array in the file", source=path)
@@ -97,7 +104,7 @@ def _descriptors(structures: Sequence, args: argparse.Namespace) -> np.ndarray:
 
 
 def _reference_descriptors(path: str, index: str, args: argparse.Namespace) -> np.ndarray:
-    if path.endswith(".npz"):
+    if path.endswith((".npz", ".npy")):
         if not Path(path).exists():
             raise QuestsError("file not found", source=path)
         return load_descriptors(path, args.k, args.cutoff)
@@ -404,7 +411,7 @@ def _uq(args: argparse.Namespace) -> int:
         test = full.select(label=args.test_label)
         if len(test) == 0:
             raise QuestsError(f"no structure with label {args.test_label!r}", source=args.test)
-    if args.reference and args.reference.endswith(".npz"):
+    if args.reference and args.reference.endswith((".npz", ".npy")):
         x_ref = _reference_descriptors(args.reference, ":", args)
     else:
         ref = _load(args.reference, args.reference_index) if args.reference else full
