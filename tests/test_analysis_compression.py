@@ -169,3 +169,20 @@ def test_msc_diversity_beats_baselines_on_sample_dataset():
     wins = (table["msc"] >= table[["fps", "kmeans", "random"]].max(axis=1) - 1e-9).mean()
     assert len(table) >= 5
     assert wins >= 0.8, table
+
+
+def test_msc_incremental_scores_match_direct_recomputation():
+    structures = [rattled("fcc", seed=s, stdev=0.02 + 0.03 * (s % 5)) for s in range(8)]
+    structures += [rattled("bcc", seed=s, a=2.9, stdev=0.05) for s in range(3)]
+    descs = descs_of(structures)
+    ent = comp.structure_entropies(descs)
+    chosen = [int(np.argmax(ent))]
+    while len(chosen) < 6:
+        subset = np.concatenate([descs[i] for i in chosen])
+        scores = {
+            i: float(np.max(qc.delta_entropy(descs[i], subset, 0.015))) + ent[i]
+            for i in range(len(descs))
+            if i not in chosen
+        }
+        chosen.append(max(scores, key=scores.get))
+    assert comp.msc_selection(descs, 6).tolist() == chosen

@@ -212,7 +212,6 @@ def msc_selection(
     if ent.shape != (n,):
         raise QuestsError(f"{ent.size} structure entropies for {n} structures")
     counts = np.array([len(x) for x in descs])
-    offsets = np.concatenate([[0], np.cumsum(counts)])
     all_x = np.concatenate(descs)
     owner = np.repeat(np.arange(n), counts)
     log_sum = np.full(len(all_x), -np.inf)
@@ -225,9 +224,10 @@ def msc_selection(
         last = descs[chosen[-1]]
         dh_last = np.asarray(qc.delta_entropy(all_x[rows], last, h, n_threads=n_threads))
         log_sum[rows] = np.logaddexp(log_sum[rows], -dh_last)
-        dh = -log_sum
         idx = np.flatnonzero(remaining)
-        worst = np.array([dh[offsets[i] : offsets[i + 1]].max() for i in idx])
+        # rows of the remaining structures are contiguous per structure, in order
+        starts = np.concatenate([[0], np.cumsum(counts[idx])[:-1]])
+        worst = np.maximum.reduceat(-log_sum[rows], starts)
         if until_covered and worst.max() <= 0.0:
             break
         pick = int(idx[np.argmax(worst + ent[idx])])
