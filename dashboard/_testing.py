@@ -1,0 +1,81 @@
+"""Small synthetic Cu data for the dashboard's tests and benchmarks.
+
+fcc copper (a = 3.61 Å) with Gaussian displacements: small ones are a
+"solid", large ones a "liquid-like" disordered structure. The failing
+trajectory is solid for its first frames and then jumps to disorder, so its
+novelty jumps at a known frame (:data:`JUMP_FRAME`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+from ase.io import write
+
+A_CU = 3.61
+JUMP_FRAME = 8
+N_TRAJ_FRAMES = 12
+
+
+def cu_frame(rng: np.random.Generator, sigma: float, reps: int = 3, **info):
+    """One fcc Cu supercell (4 reps^3 atoms) with displacements of std ``sigma`` Å."""
+    atoms = bulk("Cu", "fcc", a=A_CU, cubic=True).repeat((reps, reps, reps))
+    atoms.positions += rng.normal(0.0, sigma, atoms.positions.shape)
+    atoms.wrap()
+    atoms.info.update(info)
+    return atoms
+
+
+def make_sample_dir(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write the synthetic files into ``folder``; returns name -> path.
+
+    Files: ``solid.extxyz`` (4 frames, sigma 0.05 Å), ``melt.extxyz``
+    (4 frames, sigma 0.45 Å), ``failed_traj.extxyz`` (12 frames, 0.1 ps
+    apart, jump to sigma 0.45 Å at frame 8, 900 K) and ``labelled.extxyz``
+    (3 frames labelled "solid", 3 labelled "liquid").
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "solid.extxyz": [cu_frame(rng, 0.05, time=0.1 * i, temperature=300.0) for i in range(4)],
+        "melt.extxyz": [cu_frame(rng, 0.45, time=0.1 * i, temperature=1600.0) for i in range(4)],
+        "failed_traj.extxyz": [
+            cu_frame(rng, 0.05 if i < JUMP_FRAME else 0.45, time=0.1 * i, temperature=900.0)
+            for i in range(N_TRAJ_FRAMES)
+        ],
+        "labelled.extxyz": [cu_frame(rng, 0.05, label="solid") for _ in range(3)]
+        + [cu_frame(rng, 0.45, label="liquid") for _ in range(3)],
+    }
+    out = {}
+    for name, frames in files.items():
+        path = folder / name
+        write(path, frames, format="extxyz")
+        out[name] = path
+    return out
+
+
+def big_atoms_table(n: int, seed: int = 0, frames: int = 1000):
+    """A per-atom table of ``n`` atoms with the dashboard's columns (benchmarks)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    per = max(n // frames, 1)
+    structure = np.minimum(np.arange(n) // per, frames - 1).astype(np.int32)
+    atom = (np.arange(n) - structure.astype(np.int64) * per).astype(np.int32)
+    return pd.DataFrame({
+        "structure": structure,
+        "frame": structure,
+        "time": (structure * 0.01).astype(np.float32),
+        "label": pd.Categorical(["bench"] * n),
+        "atom": atom,
+        "species": pd.Categorical(["Cu"] * n),
+        "x": rng.uniform(0, 50, n).astype(np.float32),
+        "y": rng.uniform(0, 50, n).astype(np.float32),
+        "z": rng.uniform(0, 50, n).astype(np.float32),
+        "source": pd.Categorical(["bench.extxyz"] * n),
+        "role": pd.Categorical(["trajectory"] * n),
+        "dH": rng.normal(-2.0, 2.0, n).astype(np.float32),
+    })

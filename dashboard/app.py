@@ -1,0 +1,157 @@
+"""The QUESTS dashboard application.
+
+``panel serve dashboard/app.py`` serves it (options after ``--args``:
+``--data-dir DIR``, ``--max-upload-mb MB``, ``--job-mode process|thread``);
+``python launch.py`` wraps that command. Every browser session builds its
+own :class:`DashboardApp` (own state, own uploads, own results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script by `panel serve dashboard/app.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import holoviews as hv  # noqa: E402
+import panel as pn  # noqa: E402
+
+from dashboard.paths import check_data_dir, default_data_dir  # noqa: E402
+from dashboard.state import AppState  # noqa: E402
+from dashboard.theme import ACCENT, design  # noqa: E402
+from dashboard.views import (  # noqa: E402
+    AtomsView,
+    DataView,
+    LearningView,
+    NucleationView,
+    OverlapView,
+    StructureView,
+    TrajectoryView,
+)
+
+TITLE = "QUESTS dashboard: information entropy of atomistic data"
+TAB_NAMES = ("Data", "Atoms", "Structure", "Trajectory", "Learning curves", "Overlap",
+             "Nucleation")
+_EXTENSION_LOADED = False
+
+
+def load_extensions() -> None:
+    """Load the Panel/HoloViews extensions the views need (once per process)."""
+    global _EXTENSION_LOADED
+    if _EXTENSION_LOADED and pn.state.curdoc is not None:
+        return
+    pn.extension("plotly", "tabulator", notifications=True, design=design(),
+                 sizing_mode="stretch_width")
+    hv.extension("bokeh", logo=False)
+    _EXTENSION_LOADED = True
+
+
+class DashboardApp:
+    """One session of the dashboard: state, views, tabs and the page template.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Directory the file picker lists (default: ``$QUESTS_DATA_DIR`` or
+        ``sample_data``).
+    job_mode : {"process", "thread"}
+        Where computations run (see :class:`dashboard.compute.ComputeJob`).
+    max_upload_mb : float
+        Upload size cap.
+    """
+
+    def __init__(self, data_dir=None, job_mode: str = "process", max_upload_mb: float = 50.0):
+        root = check_data_dir(data_dir or default_data_dir())
+        self.upload_dir = tempfile.mkdtemp(prefix="quests-upload-")
+        self.state = AppState(data_dir=str(root), upload_dir=self.upload_dir,
+                              max_upload_mb=float(max_upload_mb))
+        self.data = DataView(state=self.state, job_mode=job_mode)
+        self.atoms = AtomsView(state=self.state)
+        self.structure = StructureView(state=self.state)
+        self.trajectory = TrajectoryView(state=self.state)
+        self.learning = LearningView(state=self.state)
+        self.overlap = OverlapView(state=self.state)
+        self.nucleation = NucleationView(state=self.state)
+        self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
+                      self.overlap, self.nucleation]
+        self.tabs = pn.Tabs(*[(name, view.panel()) for name, view in
+                              zip(TAB_NAMES, self.views, strict=True)],
+                            dynamic=True, sizing_mode="stretch_width", name="views")
+        self.tabs.param.watch(self._on_tab, "active")
+        self.state.param.watch(self._on_active_tab, "active_tab")
+
+    def _on_tab(self, event) -> None:
+        self.state.active_tab = event.new
+
+    def _on_active_tab(self, event) -> None:
+        self.tabs.active = event.new
+
+    def sidebar(self) -> list:
+        return self.data.sidebar()
+
+    def template(self) -> pn.template.FastListTemplate:
+        """The full page: sidebar with data and settings, the views as tabs."""
+        return pn.template.FastListTemplate(
+            title=TITLE, sidebar=self.sidebar(), main=[self.tabs], design=design(),
+            sidebar_width=380, accent_base_color=ACCENT, header_background=ACCENT,
+            main_layout=None,
+        )
+
+    def layout(self) -> pn.Row:
+        """The same app as a plain layout (for Jupyter)."""
+        return pn.Row(pn.Column(*self.sidebar(), width=380), self.tabs,
+                      sizing_mode="stretch_width", min_height=900)
+
+    def cleanup(self) -> None:
+        """Delete this session's uploads."""
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options passed after ``panel serve dashboard/app.py --args``."""
+    parser = argparse.ArgumentParser(prog="dashboard/app.py", add_help=False)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--max-upload-mb", type=float, default=50.0)
+    parser.add_argument("--job-mode", choices=["process", "thread"], default="process")
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def create_app(data_dir=None, **kw) -> DashboardApp:
+    load_extensions()
+    return DashboardApp(data_dir=data_dir, **kw)
+
+
+def serve_session() -> pn.template.FastListTemplate:
+    """Build the page of one browser session (called by ``panel serve``)."""
+    args = parse_args(sys.argv[1:])
+    app = create_app(args.data_dir, job_mode=args.job_mode, max_upload_mb=args.max_upload_mb)
+    pn.state.on_session_destroyed(lambda _ctx: app.cleanup())
+    return app.template()
+
+
+def warm_up() -> None:
+    """Run the Datashader pipeline of the views once, so sessions do not wait for Numba."""
+    import numpy as np
+
+    from dashboard._testing import big_atoms_table
+    from dashboard.views.atoms import dh_image, plot_frame
+
+    atoms = big_atoms_table(30, frames=3)
+    for x, y in (("index", "dH"), ("x", "y")):
+        data = atoms.assign(index=np.arange(len(atoms), dtype=np.int64)).iloc[:3]
+        hv.render(dh_image(plot_frame(data, x, y), x, y, (-1.0, 1.0), width=200, height=200),
+                  backend="bokeh")
+
+
+if __name__.startswith("bokeh_app"):
+    if not getattr(sys.modules.get("dashboard"), "_warm", False):
+        warm_up()
+        import dashboard as _pkg
+
+        _pkg._warm = True
+    serve_session().servable(title=TITLE)

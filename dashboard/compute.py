@@ -1,0 +1,824 @@
+"""The dashboard's computation: load files, descriptors, dH, H, learning curves, overlap.
+
+:func:`run_pipeline` is a plain function (used directly by the tests). The
+server runs it in a :class:`ComputeJob`, by default in a separate worker
+process so that the Numba kernels (which hold the GIL) never freeze the
+server's event loop, i.e. never freeze other browser sessions. Progress comes
+back over a queue; cancellation is an Event checked between blocks (the core
+functions accept ``cancel=``), with a hard stop of the worker as a fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quests_core.errors import QuestsError
+
+from .state import (
+    FileSpec,
+    LearningResult,
+    NucleationResult,
+    OverlapResult,
+    Results,
+)
+
+ProgressFn = Callable[[float, str], None]
+
+#: Atoms per descriptor / dH block (progress and cancellation granularity).
+CHUNK_ATOMS = 20_000
+#: Most jobs running at once in this server (others wait, shown as queued).
+MAX_JOBS = max(2, min(4, os.cpu_count() or 2))
+_JOB_SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+_CACHE_LOCK = threading.Lock()
+_CACHE = None
+
+
+class Cancelled(Exception):
+    """Raised inside the pipeline when the user cancelled."""
+
+
+try:  # the core's own cancellation exception, raised from inside its kernels
+    from quests_core.errors import Cancelled as CoreCancelled
+except ImportError:  # pragma: no cover - older core
+    CoreCancelled = Cancelled
+
+
+# ----------------------------------------------------------------------------
+# small pure helpers
+# ----------------------------------------------------------------------------
+
+
+def learning_sizes(n: int, max_n: int, n_points: int = 12, smallest: int = 10) -> np.ndarray:
+    """Log-spaced subset sizes from ``smallest`` to ``min(n, max_n)`` (unique ints)."""
+    top = int(min(n, max_n))
+    if top < smallest:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.unique(np.geomspace(smallest, top, n_points).round().astype(np.int64))
+    return sizes[sizes <= top]
+
+
+def per_frame_stats(
+    dh: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean dH and fraction of atoms with dH > 0 of every frame.
+
+    Parameters
+    ----------
+    dh : (n_atoms,) array
+        Per-atom dH, frames concatenated.
+    counts : (n_frames,) int array
+        Atoms per frame (all > 0).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.sum() != len(dh):
+        raise QuestsError(f"{len(dh)} dH values for {int(counts.sum())} atoms")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if len(starts) == 0:
+        return np.zeros(0), np.zeros(0)
+    sums = np.add.reduceat(np.asarray(dh, dtype=np.float64), starts)
+    novel = np.add.reduceat((np.asarray(dh) > 0).astype(np.float64), starts)
+    return sums / counts, novel / counts
+
+
+def sample_rows(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted random rows (all rows when ``n <= max_n``)."""
+    if n <= max_n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=max_n, replace=False))
+
+
+def unique_names(paths: list[str]) -> list[str]:
+    """Short display names (file names, parent folder added on clashes)."""
+    names = [Path(p).name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(Path(*Path(p).parts[-2:])) for p in paths]
+
+
+# ----------------------------------------------------------------------------
+# the pipeline
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    spec: FileSpec
+    dataset: Any
+    x: np.ndarray | None = None
+
+
+class _Progress:
+    """Maps stage-local progress onto 0..1 and checks for cancellation."""
+
+    def __init__(self, report: ProgressFn | None, cancel: threading.Event | Any | None):
+        self.report = report
+        self.cancel = cancel
+        self.lo, self.hi = 0.0, 1.0
+        self.text = ""
+
+    def stage(self, lo: float, hi: float, text: str) -> None:
+        self.check()
+        self.lo, self.hi, self.text = lo, hi, text
+        self(0.0)
+
+    def __call__(self, fraction: float, text: str | None = None) -> None:
+        if self.report is not None:
+            frac = self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0)
+            self.report(frac, text or self.text)
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("computation cancelled")
+
+
+def _descriptor_cache():
+    """The shared on-disk descriptor cache, if quests_core provides one."""
+    global _CACHE
+    with _CACHE_LOCK:
+        if _CACHE is None:
+            try:
+                from quests_core.cache import DescriptorCache
+            except ImportError:
+                _CACHE = False
+            else:
+                try:
+                    _CACHE = DescriptorCache()
+                except Exception:  # noqa: BLE001 - no cache is fine, it only saves time
+                    _CACHE = False
+        return _CACHE or None
+
+
+def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) -> np.ndarray:
+    from quests_core import descriptors
+
+    n = max(ds.n_atoms, 1)
+    cache = _descriptor_cache()
+    if cache is not None:
+        counted = [0]
+
+        def compute(structures, k, cutoff, species=None):
+            prog.check()
+            x = descriptors(structures, k=k, cutoff=cutoff, species=species,
+                            n_threads=n_threads)
+            counted[0] += len(x)
+            prog(counted[0] / n)
+            return x
+
+        return np.asarray(cache.get_or_compute(ds, k=k, cutoff=cutoff, compute=compute))
+    parts, done = [], 0
+    for _, chunk in ds.iter_chunks(max_atoms=CHUNK_ATOMS):
+        prog.check()
+        parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads))
+        done += sum(len(a) for a in chunk)
+        prog(done / n)
+    return np.concatenate(parts) if parts else np.zeros((0, 2 * k - 1))
+
+
+def _delta(y: np.ndarray, x: np.ndarray, h: float, prog: _Progress, n_threads) -> np.ndarray:
+    """dH(y | x) with progress and cancellation."""
+    from quests_core import delta_entropy
+
+    def progress(done, total):
+        prog(done / max(total, 1))
+
+    return np.asarray(
+        delta_entropy(y, x, h, n_threads=n_threads, progress=progress, cancel=prog.cancel),
+        dtype=np.float64,
+    )
+
+
+def _load(specs: list[FileSpec], prog: _Progress) -> list[_Loaded]:
+    from quests_core.dataset import Dataset
+
+    loaded = []
+    for i, spec in enumerate(specs):
+        prog(i / max(len(specs), 1), f"Reading {spec.name}")
+        prog.check()
+        ds = Dataset.from_files(spec.path, index=spec.index or ":", name=spec.name)
+        if len(ds) == 0:
+            raise QuestsError(f"{spec.name}: no structures in the selected frames")
+        if spec.label:
+            ds.frames["label"] = spec.label
+        loaded.append(_Loaded(spec, ds))
+    prog(1.0)
+    return loaded
+
+
+def _choose_bandwidth(settings: dict, loaded: list[_Loaded]) -> float:
+    if settings.get("bandwidth_mode", "fixed") == "fixed":
+        return float(settings["bandwidth"])
+    from quests_core import bandwidth_from_volume
+
+    refs = [item for item in loaded if item.spec.role == "reference"] or loaded
+    vols = np.concatenate([item.dataset.frames["volume_per_atom"].to_numpy(float) for item in refs])
+    vols = vols[np.isfinite(vols)]
+    if len(vols) == 0:
+        names = ", ".join(item.spec.name for item in refs)
+        raise QuestsError(f"{names}: the volume rule needs periodic cells (no volume per atom)")
+    return float(bandwidth_from_volume(float(np.mean(vols))))
+
+
+def _atoms_frame(item: _Loaded, structure_offset: int, dh: np.ndarray) -> pd.DataFrame:
+    """Compact per-atom table of one file (float32 coordinates, categorical strings)."""
+    table = item.dataset.atoms_table(positions=True)
+    out: dict[str, Any] = {
+        "structure": (table["structure"].to_numpy(np.int64) + structure_offset).astype(np.int32),
+        "frame": table["frame"].to_numpy(np.int32),
+        "time": table["time"].to_numpy(np.float32),
+        "label": pd.Categorical(table["label"].astype(str)),
+        "atom": table["atom"].to_numpy(np.int32),
+        "species": pd.Categorical(table["species"]),
+        "x": table["x"].to_numpy(np.float32),
+        "y": table["y"].to_numpy(np.float32),
+        "z": table["z"].to_numpy(np.float32),
+        "source": pd.Categorical([item.spec.name] * len(table)),
+        "role": pd.Categorical([item.spec.role] * len(table)),
+        "dH": dh.astype(np.float32),
+    }
+    skip = set(out) | {"generation"}
+    for column in table.columns:
+        if column not in skip and pd.api.types.is_numeric_dtype(table[column]):
+            out[column] = table[column].to_numpy(np.float32)
+    return pd.DataFrame(out)
+
+
+def _learning(
+    loaded: list[_Loaded], h: float, settings: dict, prog: _Progress, n_threads
+) -> dict[str, LearningResult]:
+    from quests_core import fit_asymptote, learning_curve
+
+    out: dict[str, LearningResult] = {}
+    items = [it for it in loaded if it.x is not None and len(it.x) >= 20]
+    for i, item in enumerate(items):
+        prog(i / max(len(items), 1), f"Learning curve of {item.spec.name}")
+        prog.check()
+        sizes = learning_sizes(len(item.x), settings["learning_max_n"])
+        if len(sizes) < 2:
+            continue
+        lc = learning_curve(
+            item.x, sizes, h=h, repeats=settings["learning_repeats"], seed=settings["seed"]
+        )
+        res = LearningResult(
+            name=item.spec.name,
+            sizes=np.asarray(lc.sizes),
+            mean=np.asarray(lc.mean),
+            std=np.asarray(lc.std),
+            log_n=np.asarray(lc.log_n),
+            n_total=len(item.x),
+        )
+        try:
+            fit = fit_asymptote(lc.sizes, lc.mean)
+            res.asymptote = float(fit.a)
+            res.gap = np.asarray(fit.gap, dtype=float)
+        except (QuestsError, RuntimeError, ValueError) as exc:
+            res.fit_error = str(exc).splitlines()[0]
+        out[item.spec.name] = res
+    prog(1.0)
+    return out
+
+
+def _overlap_groups(
+    loaded: list[_Loaded], frames: pd.DataFrame, grouping: str
+) -> dict[str, np.ndarray]:
+    """Descriptor rows of every group (by file or by label), in order of appearance."""
+    x_all = np.concatenate([it.x for it in loaded])
+    atom_rows = np.repeat(frames[grouping].to_numpy(), frames["n_atoms"].to_numpy())
+    groups: dict[str, np.ndarray] = {}
+    for value in pd.unique(frames[grouping]):
+        if grouping == "label" and value == "":
+            continue  # unlabelled structures form no group
+        groups[str(value)] = x_all[atom_rows == value]
+    return groups
+
+
+def overlap_matrix(
+    groups: dict[str, np.ndarray],
+    h: float,
+    max_n: int,
+    rng: np.random.Generator,
+    prog: _Progress,
+    n_threads=None,
+    grouping: str = "source",
+) -> OverlapResult:
+    """overlap(row | column) for every ordered pair of groups (sampled to ``max_n`` rows)."""
+    from quests_core import delta_entropy
+
+    names = list(groups)
+    sampled = {name: x[sample_rows(len(x), max_n, rng)] for name, x in groups.items()}
+    n = len(names)
+    matrix = np.zeros((n, n))
+    delta: dict[tuple[int, int], np.ndarray] = {}
+    step = 0
+    for i, row in enumerate(names):
+        for j, col in enumerate(names):
+            prog.check()
+            dh = np.asarray(
+                delta_entropy(sampled[row], sampled[col], h, n_threads=n_threads,
+                              cancel=prog.cancel),
+                dtype=np.float64,
+            )
+            delta[(i, j)] = dh.astype(np.float32)
+            matrix[i, j] = float(np.mean(dh <= 0))
+            step += 1
+            prog(step / (n * n))
+    return OverlapResult(
+        grouping=grouping,
+        names=names,
+        matrix=matrix,
+        delta=delta,
+        sizes={name: len(x) for name, x in sampled.items()},
+    )
+
+
+def _nucleation(
+    traj: _Loaded,
+    solid_x: np.ndarray,
+    frames: pd.DataFrame,
+    h: float,
+    settings: dict,
+    prog: _Progress,
+    n_threads,
+) -> tuple[NucleationResult, np.ndarray, np.ndarray]:
+    """Solid-like clusters of one trajectory; returns the result, dH_solid and cluster ids."""
+    from quests_core.analysis import nucleation as nuc
+
+    dh_solid = _delta(traj.x, solid_x, h, prog, n_threads)
+    counts = traj.dataset.frames["n_atoms"].to_numpy(np.int64)
+    per_frame = np.split(dh_solid, np.cumsum(counts)[:-1])
+    clusters = nuc.trajectory_clusters(
+        traj.dataset.structures, per_frame, method=settings.get("cluster_method", "connected")
+    )
+    temperature = traj.dataset.frames["temperature"].to_numpy(float)
+    band = nuc.critical_size_band(temperature)
+    sub = frames.loc[frames["source"] == traj.spec.name]
+    # pre-nucleation frames: the largest cluster below the critical band (all if unknown)
+    finite_band = np.isfinite(band.n_max)
+    pre = np.flatnonzero(~finite_band | (clusters.largest < np.where(finite_band, band.n_max, 0)))
+    if len(pre) == 0:
+        pre = np.arange(len(clusters.clusters))
+    dist = nuc.cluster_size_distribution(clusters.clusters, pre)
+    result = NucleationResult(
+        source=traj.spec.name,
+        structure=sub["structure"].to_numpy(),
+        time=sub["time"].to_numpy(float),
+        largest=np.asarray(clusters.largest),
+        n_solid=np.asarray(clusters.n_solid),
+        temperature=temperature,
+        band_min=np.asarray(band.n_min, dtype=float),
+        band_max=np.asarray(band.n_max, dtype=float),
+        sizes=np.asarray(dist.sizes),
+        counts=np.asarray(dist.counts),
+        n_frames=int(dist.n_frames),
+    )
+    t_fit = float(np.nanmean(temperature[pre])) if np.isfinite(temperature[pre]).any() else np.nan
+    if not np.isfinite(t_fit):
+        result.fit_error = "no temperature in the trajectory: CNT fit skipped"
+    else:
+        try:
+            fit = nuc.fit_cnt_distribution(dist.sizes, dist.counts, t_fit)
+            result.fit = {
+                "temperature (K)": t_fit,
+                "gamma_SL (J/m^2)": fit.gamma_sl_j_m2,
+                "gamma_SL error (J/m^2)": fit.gamma_sl_err_j_m2,
+                "dg_SL (eV/atom)": fit.dg_sl_per_atom,
+                "N0": fit.n0,
+            }
+            grid = np.linspace(max(1, dist.sizes.min()), dist.sizes.max(), 100)
+            result.fit_curve = (grid, np.exp(fit.log_counts(grid)) / max(dist.n_frames, 1))
+        except (QuestsError, RuntimeError, ValueError) as exc:
+            result.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
+    return result, dh_solid, clusters.labels()
+
+
+def nucleation_available() -> bool:
+    """Whether the analyses module with the nucleation functions is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("quests_core.analysis.nucleation") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def run_pipeline(
+    files: list[FileSpec],
+    settings: dict,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | Any | None = None,
+    n_threads: int | None = None,
+) -> Results:
+    """Compute everything the views show.
+
+    Parameters
+    ----------
+    files : list of FileSpec
+        Files with roles ("reference", "test", "trajectory", "solid reference").
+    settings : dict
+        :meth:`dashboard.state.ComputeSettings.as_dict` values.
+    progress : callable, optional
+        ``progress(fraction, text)``.
+    cancel : threading.Event-like, optional
+        When set, the pipeline raises :class:`Cancelled` at the next block.
+
+    Returns
+    -------
+    Results
+
+    Notes
+    -----
+    dH of every atom is computed against the union of the reference files.
+    Without a reference file, each trajectory is compared with its own first
+    frame (and a solid reference with itself); a test file then needs a
+    reference. Overlap and learning curves are computed on random subsets of
+    at most ``overlap_max_n`` / ``learning_max_n`` environments.
+    """
+    if not files:
+        raise QuestsError("no files chosen: pick files in the data directory or upload one")
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        raise QuestsError("two files have the same name; remove one")
+    k, cutoff = int(settings["k"]), float(settings["cutoff"])
+    rng = np.random.default_rng(settings.get("seed", 0))
+    prog = _Progress(progress, cancel)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    t0 = time.perf_counter()
+
+    prog.stage(0.0, 0.1, "Reading files")
+    loaded = _load(files, prog)
+    timings["read"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    total_atoms = sum(it.dataset.n_atoms for it in loaded)
+    done = 0
+    for it in loaded:
+        lo = 0.1 + 0.3 * done / total_atoms
+        hi = 0.1 + 0.3 * (done + it.dataset.n_atoms) / total_atoms
+        prog.stage(lo, hi, f"Descriptors of {it.spec.name}")
+        it.x = _compute_descriptors(it.dataset, k, cutoff, prog, n_threads)
+        done += it.dataset.n_atoms
+    timings["descriptors"] = time.perf_counter() - t1
+
+    h = _choose_bandwidth(settings, loaded)
+    refs = [it for it in loaded if it.spec.role == "reference"]
+    x_ref = np.concatenate([it.x for it in refs]) if refs else None
+    if x_ref is None:
+        lonely = [it.spec.name for it in loaded if it.spec.role == "test"]
+        if lonely:
+            raise QuestsError(
+                f"{', '.join(lonely)}: a test file needs a reference file; give one file the "
+                "role 'reference'"
+            )
+        reference = "first frame of each file (no reference file chosen)"
+    else:
+        reference = " + ".join(it.spec.name for it in refs) + f" ({len(x_ref)} environments)"
+
+    # ---- per-atom dH and per-frame H
+    t2 = time.perf_counter()
+    from quests_core import entropy
+
+    frame_parts, atom_parts, offset = [], [], 0
+    done = 0
+    for it in loaded:
+        n_it = it.dataset.n_atoms
+        lo = 0.4 + 0.3 * done / total_atoms
+        hi = 0.4 + 0.3 * (done + n_it) / total_atoms
+        prog.stage(lo, lo + 0.8 * (hi - lo), f"dH of {it.spec.name}")
+        if x_ref is not None:
+            dh = _delta(it.x, x_ref, h, prog, n_threads)
+        else:
+            first = int(it.dataset.frames["n_atoms"].iat[0])
+            dh = _delta(it.x, it.x[:first], h, prog, n_threads)
+        prog.stage(lo + 0.8 * (hi - lo), hi, f"H per frame of {it.spec.name}")
+        frames = it.dataset.frames.copy()
+        counts = frames["n_atoms"].to_numpy(np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        hs = np.empty(len(frames))
+        for s, (a, c) in enumerate(zip(starts, counts, strict=True)):
+            if s % 20 == 0:
+                prog.check()
+                prog(s / len(frames))
+            hs[s] = float(entropy(it.x[a : a + c], h, n_threads=n_threads))
+        mean_dh, frac = per_frame_stats(dh, counts)
+        frames["H"] = hs
+        frames["mean_dH"] = mean_dh
+        frames["frac_novel"] = frac
+        frames["role"] = it.spec.role
+        frames["source"] = it.spec.name
+        frames["path"] = it.spec.path
+        frames["structure"] = frames["structure"].to_numpy() + offset
+        frames["label"] = frames["label"].astype(str)
+        frame_parts.append(frames)
+        atom_parts.append(_atoms_frame(it, offset, dh))
+        offset += len(frames)
+        done += n_it
+    frames = pd.concat(frame_parts, ignore_index=True)
+    frames["atom_offset"] = np.concatenate([[0], np.cumsum(frames["n_atoms"].to_numpy())[:-1]])
+    atoms = pd.concat(atom_parts, ignore_index=True)
+    for column in ("source", "role", "label", "species"):
+        atoms[column] = atoms[column].astype("category")
+    timings["dH"] = time.perf_counter() - t2
+
+    # ---- learning curves
+    t3 = time.perf_counter()
+    prog.stage(0.7, 0.82, "Learning curves")
+    learning = _learning(loaded, h, settings, prog, n_threads)
+    timings["learning"] = time.perf_counter() - t3
+
+    # ---- overlap matrices
+    t4 = time.perf_counter()
+    overlaps: dict[str, OverlapResult] = {}
+    groupings = [("source", "file")]
+    labels = [v for v in pd.unique(frames["label"]) if v]
+    if len(labels) >= 2:
+        groupings.append(("label", "label"))
+    for g, (column, title) in enumerate(groupings):
+        prog.stage(0.82 + 0.08 * g / len(groupings), 0.82 + 0.08 * (g + 1) / len(groupings),
+                   f"Overlap by {title}")
+        groups = _overlap_groups(loaded, frames, column)
+        if len(groups) < 2:
+            continue
+        overlaps[title] = overlap_matrix(
+            groups, h, int(settings["overlap_max_n"]), rng, prog, n_threads, grouping=title
+        )
+    timings["overlap"] = time.perf_counter() - t4
+
+    # ---- nucleation
+    t5 = time.perf_counter()
+    nucleation: NucleationResult | None = None
+    note = ""
+    solids = [it for it in loaded if it.spec.role == "solid reference"]
+    trajs = [it for it in loaded if it.spec.role == "trajectory"]
+    if not nucleation_available():
+        note = "The nucleation analysis (quests_core.analysis.nucleation) is not installed."
+    elif not solids or not trajs:
+        note = "Give one file the role 'solid reference' and one 'trajectory' to find clusters."
+    else:
+        prog.stage(0.9, 1.0, f"Solid-like clusters of {trajs[0].spec.name}")
+        solid_x = np.concatenate([it.x for it in solids])
+        nucleation, dh_solid, labels_ = _nucleation(
+            trajs[0], solid_x, frames, h, settings, prog, n_threads
+        )
+        rows = frames.index[frames["source"] == trajs[0].spec.name]
+        frames["largest_cluster"] = np.nan
+        frames.loc[rows, "largest_cluster"] = nucleation.largest
+        sel = (atoms["source"] == trajs[0].spec.name).to_numpy()
+        atoms["dH_solid"] = np.float32(np.nan)
+        atoms.loc[sel, "dH_solid"] = dh_solid.astype(np.float32)
+        atoms["cluster"] = np.int32(-1)
+        atoms.loc[sel, "cluster"] = labels_.astype(np.int32)
+        if len(trajs) > 1:
+            warnings.append("Clusters are computed for the first trajectory only.")
+    timings["nucleation"] = time.perf_counter() - t5
+    timings["total"] = time.perf_counter() - t0
+    prog.stage(1.0, 1.0, "Done")
+    return Results(
+        frames=frames,
+        atoms=atoms,
+        h=h,
+        k=k,
+        cutoff=cutoff,
+        reference=reference,
+        files=list(files),
+        learning=learning,
+        overlap=overlaps,
+        nucleation=nucleation,
+        nucleation_note=note,
+        timings=timings,
+        warnings=warnings,
+    )
+
+
+# ----------------------------------------------------------------------------
+# running a job off the event loop
+# ----------------------------------------------------------------------------
+
+
+def _worker_main(files, settings, out_queue, cancel, n_threads) -> None:
+    """Entry point of the worker process (or thread)."""
+
+    def report(fraction: float, text: str) -> None:
+        out_queue.put(("progress", float(fraction), str(text)))
+
+    try:
+        result = run_pipeline(files, settings, report, cancel, n_threads=n_threads)
+    except (Cancelled, CoreCancelled):
+        out_queue.put(("cancelled", None, "Cancelled"))
+    except QuestsError as exc:
+        out_queue.put(("error", None, str(exc)))
+    except MemoryError:
+        out_queue.put(("error", None, "out of memory: choose fewer or smaller files"))
+    except Exception as exc:  # noqa: BLE001 - reported to the page, never crash silently
+        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        out_queue.put(("error", None, f"computation failed: {type(exc).__name__}: {exc} ({tb})"))
+    else:
+        out_queue.put(("result", result, "Done"))
+
+
+class ComputeJob:
+    """One computation for one session, run in a worker process or thread.
+
+    Parameters
+    ----------
+    files, settings
+        As for :func:`run_pipeline`.
+    mode : {"process", "thread"}
+        ``"process"`` (default) keeps the server's event loop free even while
+        Numba kernels hold the GIL; ``"thread"`` is lighter (notebooks, tests).
+    n_threads : int, optional
+        Numba/BLAS threads of the job.
+    """
+
+    def __init__(self, files: list[FileSpec], settings: dict, mode: str = "process",
+                 n_threads: int | None = None):
+        if mode not in ("process", "thread"):
+            raise QuestsError(f"unknown job mode {mode!r}")
+        self.files = list(files)
+        self.settings = dict(settings)
+        self.mode = mode
+        self.n_threads = n_threads
+        self.fraction = 0.0
+        self.text = "Queued"
+        self.state = "created"  # created, queued, running, done, error, cancelled
+        self.result: Results | None = None
+        self.error: str | None = None
+        self._worker = None
+        self._queue = None
+        self._cancel = None
+        self._slot = False
+        self._cancel_requested = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def try_start(self) -> bool:
+        """Start if a job slot is free; returns whether it started."""
+        if self.state not in ("created", "queued"):
+            return True
+        if self._cancel_requested:
+            self._finish("cancelled", "Cancelled")
+            return True
+        if not _JOB_SLOTS.acquire(blocking=False):
+            self.state = "queued"
+            self.text = "Queued: waiting for another computation to finish"
+            return False
+        self._slot = True
+        if self.mode == "process":
+            ctx = mp.get_context("spawn")
+            self._queue = ctx.Queue()
+            self._cancel = ctx.Event()
+            self._worker = ctx.Process(
+                target=_worker_main,
+                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads),
+                daemon=True,
+                name="quests-dashboard-job",
+            )
+        else:
+            self._queue = queue_mod.Queue()
+            self._cancel = threading.Event()
+            self._worker = threading.Thread(
+                target=_worker_main,
+                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads),
+                daemon=True,
+                name="quests-dashboard-job",
+            )
+        self._worker.start()
+        self.state = "running"
+        self.text = "Starting"
+        return True
+
+    def cancel(self) -> None:
+        """Ask the job to stop (it stops at the next block)."""
+        self._cancel_requested = True
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        """Read pending messages (blocking up to ``timeout`` s); True when finished."""
+        if self.state in ("done", "error", "cancelled"):
+            return True
+        if self.state in ("created", "queued"):
+            self.try_start()
+            return self.state in ("done", "error", "cancelled")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                kind, payload, text = self._queue.get(timeout=remaining) if remaining else \
+                    self._queue.get_nowait()
+            except queue_mod.Empty:
+                break
+            if kind == "progress":
+                self.fraction, self.text = payload, text
+                continue
+            if kind == "result":
+                self.result = payload
+                self.fraction = 1.0
+                self._finish("done", text)
+            elif kind == "cancelled":
+                self._finish("cancelled", text)
+            else:
+                self.error = text
+                self._finish("error", text)
+            return True
+        if not self._worker.is_alive():
+            # drain once more: the final message may have arrived just now
+            try:
+                kind, payload, text = self._queue.get(timeout=0.5)
+            except queue_mod.Empty:
+                code = getattr(self._worker, "exitcode", None)
+                if self._cancel_requested:
+                    self._finish("cancelled", "Cancelled")
+                else:
+                    self.error = f"the computation stopped unexpectedly (exit code {code})"
+                    self._finish("error", self.error)
+                return True
+            if kind == "result":
+                self.result = payload
+                self._finish("done", text)
+            elif kind == "cancelled":
+                self._finish("cancelled", text)
+            elif kind == "error":
+                self.error = text
+                self._finish("error", text)
+            return self.state in ("done", "error", "cancelled")
+        return False
+
+    def terminate(self) -> None:
+        """Hard stop of a worker process that ignores cancellation."""
+        if self.mode == "process" and self._worker is not None and self._worker.is_alive():
+            self._worker.terminate()
+            self._worker.join(2)
+        if self.state not in ("done", "error"):
+            self._finish("cancelled", "Cancelled")
+
+    def _finish(self, state: str, text: str) -> None:
+        self.state = state
+        self.text = text
+        if self._slot:
+            self._slot = False
+            _JOB_SLOTS.release()
+        if self.mode == "process" and self._worker is not None:
+            self._worker.join(0.1)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "error", "cancelled")
+
+    # -- asyncio driver --------------------------------------------------------------
+
+    async def run_async(
+        self,
+        on_progress: Callable[[ComputeJob], None] | None = None,
+        interval: float = 0.25,
+        cancel_grace: float = 5.0,
+    ) -> ComputeJob:
+        """Drive the job from an event loop without ever blocking it."""
+        loop = asyncio.get_running_loop()
+        cancel_since = None
+        while not self.finished:
+            if self.state in ("created", "queued"):
+                self.try_start()
+                if self.state == "queued":
+                    if on_progress:
+                        on_progress(self)
+                    await asyncio.sleep(interval)
+                    continue
+            # the blocking read (and unpickling of a large result) runs in a thread
+            await loop.run_in_executor(None, self.poll, interval)
+            if on_progress:
+                on_progress(self)
+            if self._cancel_requested and not self.finished:
+                cancel_since = cancel_since or time.monotonic()
+                if time.monotonic() - cancel_since > cancel_grace:
+                    self.terminate()
+        if on_progress:
+            on_progress(self)
+        return self
+
+    def run_sync(self, timeout: float = 3600.0) -> ComputeJob:
+        """Run to completion in the calling thread (scripts and tests)."""
+        end = time.monotonic() + timeout
+        while not self.finished:
+            if time.monotonic() > end:
+                self.cancel()
+                self.terminate()
+                break
+            if self.state in ("created", "queued"):
+                if not self.try_start():
+                    time.sleep(0.1)
+                continue
+            self.poll(0.25)
+        return self

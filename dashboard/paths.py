@@ -1,0 +1,139 @@
+"""Path safety for the dashboard's data directory.
+
+The dashboard only ever reads files that lie inside its data directory (or
+files a user uploaded into a private per-session folder). Every path that
+comes from the browser goes through :func:`resolve_in_dir`, which refuses
+absolute paths, ``..`` components and symlinks that lead outside the
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from quests_core.errors import QuestsError
+
+#: File name endings the data picker lists (formats the readers understand).
+DATA_SUFFIXES: tuple[str, ...] = (
+    ".extxyz",
+    ".xyz",
+    ".traj",
+    ".lammpstrj",
+    ".dump",
+    ".cif",
+    ".vasp",
+    ".xdatcar",
+    ".gz",
+)
+#: File names without a suffix that are still structure files.
+DATA_NAMES: tuple[str, ...] = ("POSCAR", "CONTCAR", "XDATCAR")
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_data_dir() -> Path:
+    """``$QUESTS_DATA_DIR`` if set, else ``sample_data`` next to the ``dashboard`` package."""
+    env = os.environ.get("QUESTS_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> Path:
+    """Resolve ``data_dir`` and check that it is an existing directory."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise QuestsError(f"data directory {str(root)!r} does not exist or is not a directory")
+    return root.resolve()
+
+
+def resolve_in_dir(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """Return the real path of ``relative`` inside ``root``, refusing anything outside.
+
+    Parameters
+    ----------
+    root : path
+        The data directory.
+    relative : path
+        A path relative to ``root`` as the browser sent it.
+
+    Raises
+    ------
+    QuestsError
+        For an empty, absolute or ``..`` path, a path whose real location
+        (after following symlinks) is outside ``root``, or a missing file.
+    """
+    text = str(relative).strip()
+    if not text:
+        raise QuestsError("empty file name")
+    if "\x00" in text:
+        raise QuestsError(f"{text!r}: file name contains a NUL byte")
+    for flavour in (PurePosixPath, PureWindowsPath):
+        pure = flavour(text)
+        if pure.is_absolute() or pure.anchor:
+            raise QuestsError(
+                f"{text}: absolute paths are not allowed, pick a file in the data directory"
+            )
+        if ".." in pure.parts:
+            raise QuestsError(f"{text}: '..' is not allowed in file names")
+    base = Path(root).resolve()
+    target = (base / text).resolve()
+    if target != base and base not in target.parents:
+        raise QuestsError(f"{text}: the file lies outside the data directory")
+    if not target.is_file():
+        raise QuestsError(f"{text}: no such file in the data directory")
+    return target
+
+
+def is_data_file(path: Path) -> bool:
+    """Whether ``path`` looks like a structure file the readers understand."""
+    name = path.name
+    if name.startswith("."):
+        return False
+    return name.lower().endswith(DATA_SUFFIXES) or name in DATA_NAMES
+
+
+def list_data_files(root: str | os.PathLike, max_files: int = 2000) -> list[str]:
+    """Relative paths (POSIX style) of the structure files under ``root``.
+
+    Symlinks whose target lies outside ``root`` are not listed; hidden
+    directories are skipped.
+    """
+    base = check_data_dir(root)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not is_data_file(path):
+                continue
+            rel = path.relative_to(base).as_posix()
+            try:
+                resolve_in_dir(base, rel)
+            except QuestsError:
+                continue
+            found.append(rel)
+            if len(found) >= max_files:
+                return found
+    return found
+
+
+def safe_upload_name(name: str) -> str:
+    """A file name for an upload: its last component with odd characters replaced."""
+    base = PureWindowsPath(PurePosixPath(str(name)).name).name
+    base = _SAFE_NAME.sub("_", base).lstrip(".")
+    if not base:
+        raise QuestsError(f"{name!r}: not a usable file name")
+    return base[:200]
+
+
+def check_upload_size(name: str, size: int, max_bytes: int) -> None:
+    """Refuse an upload larger than ``max_bytes``."""
+    if size > max_bytes:
+        raise QuestsError(
+            f"{name}: upload is {size / 1e6:.1f} MB, larger than the {max_bytes / 1e6:.1f} MB limit"
+        )
+    if size == 0:
+        raise QuestsError(f"{name}: the uploaded file is empty")

@@ -1,0 +1,304 @@
+"""Per-session state of the dashboard (Param classes) and the result containers.
+
+Every browser session builds its own :class:`AppState`; nothing here is
+shared between sessions. Views read from and write to the state, never to
+each other, so they can be unit-tested with a state filled by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import param
+
+#: Roles a loaded file can play.
+ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
+#: Ways to choose the kernel bandwidth.
+BANDWIDTH_MODES: tuple[str, ...] = ("fixed", "volume rule")
+
+log = logging.getLogger("dashboard")
+
+
+@dataclass
+class FileSpec:
+    """One file chosen in the Data view.
+
+    Attributes
+    ----------
+    path : str
+        Real path on the server (inside the data directory or the session's
+        upload folder).
+    name : str
+        Display name (relative path or upload name); unique within a session.
+    role : str
+        One of :data:`ROLES`.
+    label : str
+        Label given to every structure of the file ("" keeps the labels the
+        file itself carries).
+    index : str
+        Frame selection, ``"start:stop:step"``.
+    """
+
+    path: str
+    name: str
+    role: str = "test"
+    label: str = ""
+    index: str = ":"
+
+
+@dataclass
+class LearningResult:
+    """Learning curve H(N) of one dataset and its asymptote fit (entropies in nats)."""
+
+    name: str
+    sizes: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    log_n: np.ndarray
+    n_total: int
+    asymptote: float = float("nan")
+    gap: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fit_error: str = ""
+
+    @property
+    def final_gap(self) -> float:
+        """Information gap at the largest N (nats); NaN without a fit."""
+        return float(self.gap[-1]) if len(self.gap) else float("nan")
+
+
+@dataclass
+class OverlapResult:
+    """overlap(row | column) over groups (files or labels).
+
+    ``matrix[i, j]`` is the fraction of environments of group ``names[i]``
+    with dH(. | group ``names[j]``) <= 0; ``delta[(i, j)]`` holds those dH
+    values (nats) for the histograms.
+    """
+
+    grouping: str
+    names: list[str]
+    matrix: np.ndarray
+    delta: dict[tuple[int, int], np.ndarray]
+    sizes: dict[str, int]
+
+    def long_table(self) -> pd.DataFrame:
+        """One row per (row, column) pair: ``row, column, overlap``."""
+        n = len(self.names)
+        rows = [(self.names[i], self.names[j], float(self.matrix[i, j])) for i in range(n)
+                for j in range(n)]
+        return pd.DataFrame(rows, columns=["row", "column", "overlap"])
+
+
+@dataclass
+class NucleationResult:
+    """Solid-like clusters of one trajectory against a solid reference."""
+
+    source: str
+    structure: np.ndarray
+    time: np.ndarray
+    largest: np.ndarray
+    n_solid: np.ndarray
+    temperature: np.ndarray
+    band_min: np.ndarray
+    band_max: np.ndarray
+    sizes: np.ndarray
+    counts: np.ndarray
+    n_frames: int
+    fit: dict[str, float] | None = None
+    fit_curve: tuple[np.ndarray, np.ndarray] | None = None
+    fit_error: str = ""
+
+    def timeline(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "structure": self.structure,
+                "time": self.time,
+                "largest_cluster": self.largest,
+                "n_solid": self.n_solid,
+                "temperature": self.temperature,
+                "critical_min": self.band_min,
+                "critical_max": self.band_max,
+            }
+        )
+
+    def distribution(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "size": self.sizes,
+                "count": self.counts,
+                "per_frame": self.counts / max(self.n_frames, 1),
+            }
+        )
+
+
+@dataclass
+class Results:
+    """Everything one computation produced for one session.
+
+    Attributes
+    ----------
+    frames : DataFrame
+        Per-frame table (docs/architecture.md columns, ``source`` is the
+        display name) plus ``role``, ``H``, ``mean_dH``, ``frac_novel`` and,
+        with a solid reference, ``largest_cluster``.
+    atoms : DataFrame
+        Per-atom table (compact dtypes): ``structure, frame, time, label, atom,
+        species, x, y, z, source, role, dH`` and any per-atom arrays.
+    """
+
+    frames: pd.DataFrame
+    atoms: pd.DataFrame
+    h: float
+    k: int
+    cutoff: float
+    reference: str
+    files: list[FileSpec]
+    learning: dict[str, LearningResult] = field(default_factory=dict)
+    overlap: dict[str, OverlapResult] = field(default_factory=dict)
+    nucleation: NucleationResult | None = None
+    nucleation_note: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.atoms)
+
+    def frame_atoms(self, structure: int) -> pd.DataFrame:
+        """Rows of the per-atom table of one structure."""
+        row = self.frames.loc[self.frames["structure"] == structure]
+        if row.empty:
+            return self.atoms.iloc[0:0]
+        start = int(row["atom_offset"].iat[0])
+        return self.atoms.iloc[start : start + int(row["n_atoms"].iat[0])]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per file: role, frames, atoms, mean H, mean dH, fraction novel."""
+        f = self.frames
+        grouped = f.groupby("source", sort=False)
+        out = pd.DataFrame(
+            {
+                "role": grouped["role"].first(),
+                "frames": grouped.size(),
+                "atoms": grouped["n_atoms"].sum(),
+                "mean H (nats)": grouped["H"].mean(),
+            }
+        )
+        atoms = self.atoms
+        by = atoms.groupby("source", sort=False, observed=True)["dH"]
+        out["mean dH (nats)"] = by.mean()
+        out["fraction dH > 0"] = by.apply(lambda s: float((s > 0).mean()))
+        return out.reset_index().rename(columns={"source": "file"})
+
+
+class ComputeSettings(param.Parameterized):
+    """Descriptor and entropy settings chosen in the Data view."""
+
+    k = param.Integer(default=32, bounds=(2, 128), doc="Neighbours per environment.")
+    cutoff = param.Number(default=5.0, bounds=(1.0, 20.0), doc="Cutoff radius (Å).")
+    bandwidth_mode = param.Selector(
+        default="fixed", objects=list(BANDWIDTH_MODES),
+        doc="Fixed bandwidth, or h from the reference's volume per atom (SPEC section 2).",
+    )
+    bandwidth = param.Number(default=0.015, bounds=(1e-4, 1.0), doc="Kernel bandwidth h (1/Å).")
+    learning_max_n = param.Integer(
+        default=2000, bounds=(10, 200_000),
+        doc="Largest subset size N of the learning curves (environments).",
+    )
+    learning_repeats = param.Integer(default=3, bounds=(1, 20),
+                                     doc="Repeats per learning-curve size.")
+    overlap_max_n = param.Integer(
+        default=2000, bounds=(10, 200_000),
+        doc="Environments sampled per group for the overlap matrix.",
+    )
+    cluster_method = param.Selector(
+        default="connected", objects=["connected", "biconnected"],
+        doc="Solid-like cluster definition (nucleation).",
+    )
+    seed = param.Integer(default=0, doc="Random seed for subsampling.")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values (picklable, sent to the worker process)."""
+        return {name: getattr(self, name) for name in self.param if name != "name"}
+
+
+class AppState(param.Parameterized):
+    """State of one browser session."""
+
+    data_dir = param.String(default="", doc="Directory the file picker lists.")
+    upload_dir = param.String(default="", doc="Private folder of this session's uploads.")
+    max_upload_mb = param.Number(default=50.0, bounds=(0.001, None), doc="Upload size cap (MB).")
+    files = param.List(default=[], item_type=FileSpec, doc="Files chosen for computation.")
+    settings = param.ClassSelector(class_=ComputeSettings, doc="Compute settings.")
+    results = param.ClassSelector(class_=Results, allow_None=True, doc="Last computation.")
+    running = param.Boolean(default=False, doc="A computation is in progress.")
+    progress = param.Integer(default=0, bounds=(0, 100), doc="Progress of the computation (%).")
+    status = param.String(default="Pick files, give them roles, then Compute.")
+    selected_structure = param.Integer(default=None, allow_None=True,
+                                       doc="Structure opened in Atoms and Structure.")
+    selected_atoms = param.Array(default=None, allow_None=True,
+                                 doc="Rows of the per-atom table picked in the Atoms view.")
+    frame_focus = param.Boolean(default=False,
+                                doc="The Atoms view shows only the selected structure.")
+    active_tab = param.Integer(default=0, doc="Index of the view shown.")
+    messages = param.List(default=[], doc="Notifications shown in this session, (level, text).")
+
+    def __init__(self, **params):
+        if "settings" not in params:
+            params["settings"] = ComputeSettings()
+        super().__init__(**params)
+
+    # ------------------------------------------------------------ files
+
+    def add_file(self, path: str, name: str, role: str = "test", label: str = "") -> FileSpec:
+        """Add a file (replacing one with the same name) and return its entry."""
+        if role not in ROLES:
+            from quests_core.errors import QuestsError
+
+            raise QuestsError(f"{name}: unknown role {role!r}; use one of {', '.join(ROLES)}")
+        spec = FileSpec(path=str(path), name=name, role=role, label=label)
+        self.files = [f for f in self.files if f.name != name] + [spec]
+        return spec
+
+    def remove_file(self, name: str) -> None:
+        self.files = [f for f in self.files if f.name != name]
+
+    def update_file(self, name: str, **changes: Any) -> None:
+        """Change role/label/index of the file called ``name``."""
+        from quests_core.errors import QuestsError
+
+        if "role" in changes and changes["role"] not in ROLES:
+            raise QuestsError(f"{name}: unknown role {changes['role']!r}")
+        new = []
+        for f in self.files:
+            if f.name == name:
+                f = FileSpec(**{**f.__dict__, **changes})
+            new.append(f)
+        self.files = new
+
+    def files_table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [(f.name, f.role, f.label, f.index) for f in self.files],
+            columns=["file", "role", "label", "frames"],
+        )
+
+    # ------------------------------------------------------ notifications
+
+    def notify(self, level: str, text: str, duration: int = 6000) -> None:
+        """Show a notification in the page (and keep it in :attr:`messages`)."""
+        import panel as pn
+
+        self.messages = self.messages + [(level, text)]
+        log.log(logging.ERROR if level == "error" else logging.INFO, text)
+        notifications = getattr(pn.state, "notifications", None)
+        if notifications is None:
+            return
+        show = getattr(notifications, level, notifications.info)
+        try:
+            show(text, duration=duration)
+        except Exception:  # pragma: no cover - a notification must never break a session
+            log.exception("could not show notification")

@@ -1,0 +1,101 @@
+"""Look of the dashboard: offline template, the dH colour map and shared plot helpers.
+
+Everything the page loads must come from the server itself (the app has to
+work with no internet). Panel serves its bundled JavaScript locally; the only
+external resource of the Fast template is a Google web font, which
+:func:`offline_fast_design` removes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+#: Diverging colour map for dH: blue = known (dH < 0), red = novel (dH > 0).
+DH_CMAP = "coolwarm"
+#: Axis labels with units.
+UNITS: dict[str, str] = {
+    "index": "atom index",
+    "structure": "frame (structure index)",
+    "frame": "frame in file",
+    "time": "time (ps)",
+    "atom": "atom in frame",
+    "x": "x (Å)",
+    "y": "y (Å)",
+    "z": "z (Å)",
+    "dH": "dH (nats)",
+    "dH_solid": "dH vs solid (nats)",
+    "force_error": "force error (eV/Å)",
+    "cluster": "cluster id",
+    "H": "H (nats)",
+    "mean_dH": "mean dH (nats)",
+    "frac_novel": "fraction dH > 0",
+    "largest_cluster": "largest solid-like cluster (atoms)",
+    "temperature": "temperature (K)",
+}
+ACCENT = "#0072B5"
+#: dynspread settings shared by the Atoms and Structure views (and the warm-up).
+SPREAD_THRESHOLD = 0.8
+SPREAD_PX = 4
+
+
+def label(column: str) -> str:
+    """Axis label with unit for a table column."""
+    return UNITS.get(column, column.replace("_", " "))
+
+
+def symmetric_clim(
+    values: np.ndarray, quantile: float = 0.99, floor: float = 1.0
+) -> tuple[float, float]:
+    """Colour limits ``(-m, m)`` centred at 0.
+
+    ``m`` is the ``quantile`` of ``|values|`` (a few extreme atoms must not
+    wash out the map), at least ``floor``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (-floor, floor)
+    if len(v) > 1_000_000:  # a strided subsample is plenty for a quantile
+        v = v[:: len(v) // 1_000_000 + 1]
+    m = float(np.quantile(np.abs(v), quantile))
+    m = max(m, floor)
+    return (-m, m)
+
+
+@lru_cache(maxsize=1)
+def plotly_colorscale(n: int = 11) -> list[list]:
+    """The dH colour map as a Plotly colour scale."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[DH_CMAP]
+    out = []
+    for i, t in enumerate(np.linspace(0, 1, n)):
+        r, g, b, _ = cmap(t)
+        out.append([round(float(t), 4), f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"])
+        del i
+    return out
+
+
+def offline_fast_design():
+    """Panel's Fast design without the Google font (so the page needs no internet).
+
+    Panel resolves a design's bundled files by its class name, so the subclass
+    keeps the name ``Fast``.
+    """
+    from panel.theme.fast import Fast
+
+    resources = {key: value for key, value in Fast._resources.items() if key != "font"}
+    return type("Fast", (Fast,), {"_resources": resources, "__module__": __name__})
+
+
+_DESIGN = None
+
+
+def design():
+    """The (cached) offline Fast design class."""
+    global _DESIGN
+    if _DESIGN is None:
+        _DESIGN = offline_fast_design()
+    return _DESIGN

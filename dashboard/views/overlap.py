@@ -1,0 +1,147 @@
+"""Overlap view: heatmap of overlap(row | column) over files or labels.
+
+overlap(A | B) is the fraction of A's environments with dH(. | B) <= 0, i.e.
+already covered by B. Values are annotated; clicking a cell shows the
+histograms of dH(row | column) and dH(column | row).
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+
+from ..state import OverlapResult
+from .atoms import dh_histogram
+from .base import EMPTY_TEXT, View, placeholder
+
+
+def heatmap_table(result: OverlapResult):
+    """Long table for the heatmap with a text column (values to 2 decimals)."""
+    table = result.long_table()
+    table["text"] = np.array([f"{v:.2f}" for v in table["overlap"]], dtype=object)
+    for column in ("row", "column"):
+        table[column] = table[column].astype(object)
+    return table
+
+
+def cell_at(result: OverlapResult, x, y) -> tuple[int, int] | None:
+    """(row, column) indices of the heatmap cell at a clicked position.
+
+    Categorical axes report the category name; numeric positions are rounded.
+    """
+    names = result.names
+
+    def index(value):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return names.index(value) if value in names else None
+        i = int(round(float(value)))
+        return i if 0 <= i < len(names) else None
+
+    col, row = index(x), index(y)
+    if row is None or col is None:
+        return None
+    return row, col
+
+
+class OverlapView(View):
+    """Overlap matrix heatmap with per-cell dH histograms."""
+
+    title = "Overlap"
+
+    grouping = param.Selector(default=None, objects=[], allow_None=True,
+                              doc="Group environments by file or by label.")
+    cell = param.NumericTuple(default=None, allow_None=True, length=2,
+                              doc="(row, column) clicked.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.state.param.watch(self._on_results, "results")
+        self._on_results()
+
+    def _on_results(self, *_):
+        res = self.results
+        if res is None:
+            return
+        options = list(res.overlap)
+        self.param.grouping.objects = options
+        self.cell = None
+        self.grouping = options[0] if options else None
+
+    def result(self) -> OverlapResult | None:
+        if self.results is None or self.grouping is None:
+            return None
+        return self.results.overlap.get(self.grouping)
+
+    def _on_tap(self, x=None, y=None, **_):
+        res = self.result()
+        if res is None:
+            return
+        cell = cell_at(res, x, y)
+        if cell is not None:
+            self.cell = cell
+
+    @param.depends("grouping", "state.results")
+    def heatmap(self):
+        if self.results is None:
+            return placeholder(EMPTY_TEXT)
+        res = self.result()
+        if res is None:
+            return placeholder("The overlap needs at least two files (or two labels).")
+        table = heatmap_table(res)
+        kd = [hv.Dimension("column", label="reference (column)"),
+              hv.Dimension("row", label="test (row)")]
+        heat = hv.HeatMap(table[["column", "row", "overlap"]], kd,
+                          [hv.Dimension("overlap", range=(0, 1))]).opts(
+            cmap="Blues", clim=(0, 1), colorbar=True, clabel="overlap(row | column)",
+            tools=["tap", "hover"], responsive=True, height=420, xrotation=30,
+            title=f"overlap(row | column) by {res.grouping}", invert_yaxis=True,
+        )
+        text_color = np.where(table["overlap"].to_numpy() > 0.6, "white", "black").astype(object)
+        labels = hv.Labels(table.assign(color=text_color), kd, ["text", "color"]).opts(
+            text_color="color", text_font_size="11pt")
+        tap = hv.streams.Tap(source=heat)
+        tap.add_subscriber(self._on_tap)
+        note = pn.pane.Markdown(
+            "Overlap of a row with a column: the fraction of the row's environments with "
+            "dH(row | column) <= 0. Sampled environments per group: "
+            + ", ".join(f"{k}: {v:,}" for k, v in res.sizes.items()) + ". Click a cell.",
+        )
+        return pn.Column(pn.pane.HoloViews(heat * labels, sizing_mode="stretch_width",
+                                           name="overlap-heatmap"), note,
+                         sizing_mode="stretch_width")
+
+    @param.depends("cell", "grouping", "state.results")
+    def histograms(self):
+        res = self.result()
+        if res is None:
+            return pn.Spacer()
+        if self.cell is None:
+            return placeholder("Click a cell to see its two dH histograms.")
+        i, j = (int(v) for v in self.cell)
+        plots = []
+        for a, b in ((i, j), (j, i)):
+            dh = res.delta[(a, b)]
+            edges, counts = dh_histogram(dh, 60)
+            title = (f"dH({res.names[a]} | {res.names[b]}): overlap {res.matrix[a, b]:.2f}")
+            hist = hv.Histogram((edges, counts), hv.Dimension("dH", label="dH (nats)"),
+                                hv.Dimension("count", label="environments")).opts(
+                title=title, color="#4c72b0" if a == i else "#dd8452", line_color=None,
+                responsive=True, height=220)
+            plots.append(hist * hv.VLine(0).opts(color="black", line_dash="dashed"))
+        return pn.pane.HoloViews(hv.Layout(plots).cols(1), sizing_mode="stretch_width",
+                                 name="overlap-histograms")
+
+    def panel(self) -> pn.viewable.Viewable:
+        controls = pn.Param(self.param, parameters=["grouping"], show_name=False,
+                            default_layout=pn.Row)
+        return pn.Column(
+            controls,
+            pn.Row(pn.Column(self.heatmap, sizing_mode="stretch_width"),
+                   pn.Column(self.histograms, width=460), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            name="Overlap",
+        )

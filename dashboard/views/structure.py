@@ -1,0 +1,250 @@
+"""Structure view: one frame coloured by dH.
+
+* a slab projection (axis, position, thickness) rasterised by Datashader,
+  which works for frames with millions of atoms;
+* a 3D view (Plotly, served from the local Panel bundle, so it works with no
+  internet) for frames up to :data:`MAX_3D_ATOMS` atoms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from ..theme import plotly_colorscale, symmetric_clim
+from .atoms import dh_image, plot_frame
+from .base import EMPTY_TEXT, View, placeholder
+
+#: Largest frame drawn in 3D.
+MAX_3D_ATOMS = 50_000
+AXES = ("x", "y", "z")
+
+
+def slab_mask(coords: np.ndarray, position: float, thickness: float) -> np.ndarray:
+    """Atoms whose coordinate lies within ``thickness / 2`` of ``position``."""
+    return np.abs(np.asarray(coords) - position) <= thickness / 2.0
+
+
+def projection_axes(axis: str) -> tuple[str, str]:
+    """The two in-plane axes of a slab normal to ``axis``."""
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}")
+    others = [a for a in AXES if a != axis]
+    return others[0], others[1]
+
+
+def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str) -> dict:
+    """Plotly scatter3d figure (a plain dict) of one frame coloured by dH."""
+    n = len(frame)
+    size = 6 if n < 2000 else 4 if n < 10_000 else 2
+    dh = frame["dH"].to_numpy(np.float64)
+    text = [f"atom {a} {s}: dH {v:.2f}" for a, s, v in
+            zip(frame["atom"].to_numpy(), frame["species"].astype(str).to_numpy(), dh,
+                strict=True)] if n <= 20_000 else None
+    marker = {
+        "size": size,
+        "color": dh,
+        "colorscale": plotly_colorscale(),
+        "cmin": clim[0],
+        "cmax": clim[1],
+        "cmid": 0.0,
+        "colorbar": {"title": {"text": "dH (nats)"}},
+        "opacity": 1.0,
+    }
+    trace = {
+        "type": "scatter3d",
+        "mode": "markers",
+        "x": frame["x"].to_numpy(np.float64),
+        "y": frame["y"].to_numpy(np.float64),
+        "z": frame["z"].to_numpy(np.float64),
+        "marker": marker,
+        "hoverinfo": "text" if text is not None else "x+y+z",
+    }
+    if text is not None:
+        trace["text"] = text
+    layout = {
+        "title": {"text": title},
+        "scene": {
+            "aspectmode": "data",
+            "xaxis": {"title": {"text": "x (Å)"}},
+            "yaxis": {"title": {"text": "y (Å)"}},
+            "zaxis": {"title": {"text": "z (Å)"}},
+        },
+        "margin": {"l": 0, "r": 0, "t": 40, "b": 0},
+        "autosize": True,
+    }
+    return {"data": [trace], "layout": layout}
+
+
+class StructureView(View):
+    """One frame: datashaded slab projection and 3D view."""
+
+    title = "Structure"
+
+    structure = param.Integer(default=0, bounds=(0, None), doc="Structure (frame) shown.")
+    axis = param.Selector(default="z", objects=list(AXES), doc="Slab normal.")
+    position = param.Number(default=0.0, doc="Slab centre along the axis (Å).")
+    thickness = param.Number(default=1e6, bounds=(0.0, None), doc="Slab thickness (Å).")
+    show_3d = param.Boolean(default=True, doc="Draw the 3D view (frames up to 50,000 atoms).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._syncing = False
+        self.structure_widget = pn.widgets.EditableIntSlider(
+            name="Structure", start=0, end=1, fixed_start=0, fixed_end=1, value=0, width=260)
+        self.position_widget = pn.widgets.EditableFloatSlider(
+            name="Slab position (Å)", start=0.0, end=1.0, value=0.0, step=0.1, width=260)
+        self.thickness_widget = pn.widgets.EditableFloatSlider(
+            name="Slab thickness (Å)", start=0.0, end=1.0, value=1.0, step=0.1, width=260,
+            fixed_start=0.0)
+        for widget, name in ((self.structure_widget, "structure"),
+                             (self.position_widget, "position"),
+                             (self.thickness_widget, "thickness")):
+            self._link(widget, name)
+        self.state.param.watch(self._on_results, "results")
+        self.state.param.watch(self._on_selected, "selected_structure")
+        self.param.watch(self._on_structure, "structure")
+        self.param.watch(self._on_axis, "axis")
+        self._on_results()
+
+    # --------------------------------------------------------------- state sync
+
+    def _link(self, widget, name: str) -> None:
+        """Keep a widget's value and a parameter equal (both directions)."""
+
+        def to_param(event):
+            if getattr(self, name) != event.new:
+                setattr(self, name, event.new)
+
+        def to_widget(event):
+            if widget.value != event.new:
+                widget.value = event.new
+
+        widget.param.watch(to_param, "value")
+        self.param.watch(to_widget, name)
+
+    def _on_results(self, *_):
+        res = self.results
+        if res is None:
+            return
+        top = max(len(res.frames) - 1, 0)
+        w = self.structure_widget
+        w.param.update(end=max(top, 1), fixed_end=max(top, 1))
+        self.structure = min(self.structure, top)
+        self._reset_slab()
+
+    def _on_selected(self, event):
+        if event.new is not None and self.results is not None and not self._syncing:
+            self._syncing = True
+            try:
+                self.structure = int(event.new)
+            finally:
+                self._syncing = False
+
+    def _on_structure(self, event):
+        self._reset_slab()
+        if not self._syncing:
+            self._syncing = True
+            try:
+                self.state.selected_structure = int(event.new)
+            finally:
+                self._syncing = False
+
+    def _on_axis(self, *_):
+        self._reset_slab()
+
+    def _reset_slab(self):
+        """Centre the slab on the frame and make it span the whole frame."""
+        if self.results is None:
+            return
+        frame = self.frame()
+        if len(frame) == 0:
+            return
+        c = frame[self.axis].to_numpy(np.float64)
+        lo, hi = float(c.min()), float(c.max())
+        span = max(hi - lo, 1.0) + 1.0
+        self.position_widget.param.update(start=round(lo, 2), end=round(max(hi, lo + 0.1), 2))
+        self.thickness_widget.param.update(end=round(span, 2))
+        with param.parameterized.batch_call_watchers(self):
+            self.position = round((lo + hi) / 2.0, 3)
+            self.thickness = round(hi - lo + 1.0, 3)
+
+    # --------------------------------------------------------------------- data
+
+    def frame(self) -> pd.DataFrame:
+        return self.results.frame_atoms(int(self.structure))
+
+    def describe(self) -> str:
+        row = self.results.frames.loc[self.results.frames["structure"] == self.structure]
+        if row.empty:
+            return ""
+        r = row.iloc[0]
+        t = "" if not np.isfinite(r["time"]) else f", t = {r['time']:.3f} ps"
+        return (f"{r['source']} frame {int(r['frame'])}{t}: {int(r['n_atoms']):,} atoms, "
+                f"H = {r['H']:.3f} nats, mean dH = {r['mean_dH']:.3f} nats, "
+                f"fraction dH > 0 = {r['frac_novel']:.3f}")
+
+    # -------------------------------------------------------------------- plots
+
+    @param.depends("structure", "axis", "position", "thickness", "state.results")
+    def slab(self):
+        if self.results is None:
+            return placeholder(EMPTY_TEXT)
+        frame = self.frame()
+        u, v = projection_axes(self.axis)
+        mask = slab_mask(frame[self.axis].to_numpy(), self.position, self.thickness)
+        part = plot_frame(frame.loc[mask], u, v)
+        clim = symmetric_clim(frame["dH"].to_numpy())
+        shown = dh_image(
+            part, u, v, clim, data_aspect=1, responsive=True, min_height=420, tools=["hover"],
+            title=(f"Slab {self.axis} = {self.position:.2f} ± {self.thickness / 2:.2f} Å "
+                   f"({int(mask.sum()):,} atoms)"),
+        )
+        return pn.pane.HoloViews(shown, sizing_mode="stretch_width", min_height=440,
+                                 name="structure-slab")
+
+    @param.depends("structure", "show_3d", "state.results")
+    def view3d(self):
+        if self.results is None:
+            return pn.Spacer()
+        frame = self.frame()
+        if not self.show_3d:
+            return placeholder("3D view switched off.")
+        if len(frame) > MAX_3D_ATOMS:
+            return placeholder(
+                f"This frame has {len(frame):,} atoms; the 3D view draws frames up to "
+                f"{MAX_3D_ATOMS:,} atoms. Use the slab projection."
+            )
+        clim = symmetric_clim(frame["dH"].to_numpy())
+        fig = plotly_figure(frame, clim, f"Structure {self.structure} in 3D")
+        return pn.pane.Plotly(fig, sizing_mode="stretch_width", height=480, name="structure-3d",
+                              config={"displaylogo": False, "responsive": True})
+
+    @param.depends("structure", "state.results")
+    def info(self):
+        if self.results is None:
+            return pn.pane.Markdown("")
+        return pn.pane.Markdown(self.describe(), name="structure-info")
+
+    def controls(self) -> pn.Row:
+        rest = pn.Param(self.param, parameters=["axis", "show_3d"], show_name=False,
+                        default_layout=pn.Row,
+                        widgets={"axis": {"type": pn.widgets.RadioButtonGroup,
+                                          "name": "Slab normal"}})
+        return pn.Row(self.structure_widget, rest, self.position_widget, self.thickness_widget,
+                      sizing_mode="stretch_width")
+
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self.controls(),
+            self.info,
+            pn.Row(
+                pn.Column(self.slab, sizing_mode="stretch_width"),
+                pn.Column(self.view3d, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+            name="Structure",
+        )
