@@ -33,8 +33,9 @@ _LN2_LO = 1.9082149292705877e-10
 #: exponents below this (relative to the row's largest term) are clamped to it
 _T_MIN = -80.0
 
-DEFAULT_BLOCK_ROWS = 1024
-DEFAULT_BLOCK_COLS = 4096
+#: a block of squared distances stays in L2 cache (256 x 1024 x 8 B = 2 MB)
+DEFAULT_BLOCK_ROWS = 256
+DEFAULT_BLOCK_COLS = 1024
 
 
 # 1.5 * 2^52 (float64) and 1.5 * 2^23 (float32): adding an integer-valued float to these
@@ -88,65 +89,80 @@ def _exp_neg32(t):
 
 
 @nb.njit(inline="always", fastmath=True)
-def _distances_and_nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i):
-    """Row i of ``gram`` becomes squared distances; update the row's running minimum.
+def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two):
+    """Smallest squared distance of row i; update the row's running state.
 
-    ``dmin[i]`` is the smallest squared distance seen so far for row i and
-    ``ssum[i, h]`` the kernel sum scaled by ``exp(dmin[i] * inv2h2[h])`` (the largest
-    term is 1). Returns the current ``dmin[i]``.
+    ``gram[i]`` holds ``y_i . x_j``; squared distances are ``ny + nx - 2 gram`` (in
+    the block's dtype: ``two`` carries it). ``dmin[i]`` is the smallest squared
+    distance seen so far and ``ssum[i, h]`` the kernel sum scaled by
+    ``exp(dmin[i] * inv2h2[h])`` (the largest term is 1). The nearest pair is
+    recomputed exactly from the stored vectors. Returns ``(ref, arg, approx, exact)``:
+    the row reference ``dmin[i]``, the nearest column, its expanded and exact values.
     """
-    best = np.inf
     nyi = ny[i]
-    for j in range(gram.shape[1]):  # vectorised: no index bookkeeping here
-        d = nyi + nx[j] - 2.0 * gram[i, j]
-        d = d if d > 0.0 else 0.0
-        gram[i, j] = d
-        best = min(best, gram[i, j])  # the stored (possibly float32-rounded) value
+    zero = nyi - nyi
+    best = np.inf
+    for j in range(gram.shape[1]):  # read-only and branch-free: vectorises
+        d = nyi + nx[j] - two * gram[i, j]
+        best = min(best, max(d, zero))
     arg = 0
-    while arg < gram.shape[1] - 1 and gram[i, arg] != best:
-        arg += 1
-    # the nearest pair exactly, from float64 differences of the stored vectors
+    for j in range(gram.shape[1]):
+        d = nyi + nx[j] - two * gram[i, j]
+        if max(d, zero) == best:
+            arg = j
+            break
     exact = 0.0
     for c in range(yb.shape[1]):
         diff = np.float64(yb[i, c]) - np.float64(xb[arg, c])
         exact += diff * diff
-    gram[i, arg] = exact
-    best = min(best, exact)
-    if best < dmin[i]:
+    low = min(np.float64(best), exact)
+    if low < dmin[i]:
         for h in range(inv2h2.shape[0]):
-            ssum[i, h] *= math.exp(-(dmin[i] - best) * inv2h2[h])  # exp(-inf) = 0 at start
-        dmin[i] = best
-    return dmin[i]
+            ssum[i, h] *= math.exp(-(dmin[i] - low) * inv2h2[h])  # exp(-inf) = 0 at start
+        dmin[i] = low
+    return dmin[i], np.float64(best), exact
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _fold_block64(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
-    """Fold one float64 block of ``yb . xb^T`` into the running sums (gram is overwritten)."""
+    """Fold one float64 block of ``yb . xb^T`` into the running sums of its rows."""
+    two = 2.0
     for i in nb.prange(gram.shape[0]):
-        ref = _distances_and_nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i)
+        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
+        nyi = ny[i]
         for h in range(inv2h2.shape[0]):
             a = inv2h2[h]
             acc = 0.0
             for j in range(gram.shape[1]):
-                t = -(gram[i, j] - ref) * a
-                t = t if t > _T_MIN else _T_MIN
-                acc += _exp_neg64(t)
+                d = nyi + nx[j] - two * gram[i, j]
+                t = -(max(d, 0.0) - ref) * a
+                acc += _exp_neg64(max(t, _T_MIN))
+            # swap the expanded nearest term for the exact one
+            acc += math.exp(-(exact - ref) * a) - _exp_neg64(max(-(approx - ref) * a, _T_MIN))
             ssum[i, h] += acc
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
 def _fold_block32(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
-    """float32 twin of :func:`_fold_block64` (float32 exponentials, float64 sums)."""
+    """float32 twin of :func:`_fold_block64` (float32 distances and exponentials)."""
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
     t_min = np.float32(_T_MIN)
     for i in nb.prange(gram.shape[0]):
-        ref = np.float32(_distances_and_nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i))
+        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
+        ref32 = np.float32(ref)
+        nyi = ny[i]
         for h in range(inv2h2.shape[0]):
-            a = np.float32(inv2h2[h])
+            a = inv2h2[h]
+            a32 = np.float32(a)
             acc = 0.0
             for j in range(gram.shape[1]):
-                t = -(gram[i, j] - ref) * a
-                t = t if t > t_min else t_min
-                acc += _exp_neg32(t)
+                d = nyi + nx[j] - two * gram[i, j]
+                t = -(max(d, zero) - ref32) * a32
+                acc += _exp_neg32(max(t, t_min))
+            acc += math.exp(-(exact - ref) * a) - _exp_neg32(
+                max(np.float32(-(approx - ref) * a), t_min)
+            )
             ssum[i, h] += acc
 
 
