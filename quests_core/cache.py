@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from quests_core.errors import QuestsError
 __all__ = [
     "CACHE_FORMAT",
     "DescriptorCache",
+    "checksum_bytes",
     "FileDescriptors",
     "dataset_descriptors",
     "default_cache_dir",
@@ -109,6 +111,36 @@ def _sha256_file(path: str | os.PathLike, offset: int = 0) -> str:
         while block := fd.read(_READ_BLOCK):
             h.update(block)
     return h.hexdigest()
+
+
+_CHECKSUM_BLOCK_WORDS = 512  # 4 KiB blocks
+
+
+def checksum_bytes(data: bytes | bytearray | memoryview) -> str:
+    """Fast block checksum of a byte string (64 hex digits).
+
+    The data is cut into 4 KiB blocks; the sum (mod 2^64) of the 64-bit words
+    of every block is computed with numpy at memory speed, and the SHA-256 of
+    that short vector of block sums (plus the tail) is returned. A flipped
+    bit, a zeroed or swapped page or a truncation changes it. Cache entries
+    are checked with it on every read (``verify="checksum"``); the full
+    SHA-256 is recorded too (``verify="sha256"``).
+    """
+    view = memoryview(data).cast("B")
+    n_words = len(view) // 8
+    n_full = n_words // _CHECKSUM_BLOCK_WORDS * _CHECKSUM_BLOCK_WORDS
+    words = np.frombuffer(view, dtype="<u8", count=n_words)
+    sums = words[:n_full].reshape(-1, _CHECKSUM_BLOCK_WORDS).sum(axis=1, dtype=np.uint64)
+    h = hashlib.sha256(np.int64(len(view)).tobytes())
+    h.update(sums.astype("<u8", copy=False).tobytes())
+    h.update(bytes(view[n_full * 8 :]))
+    return h.hexdigest()
+
+
+def _checksum_file(path: str | os.PathLike, offset: int = 0) -> str:
+    with open(path, "rb") as fd:
+        fd.seek(offset)
+        return checksum_bytes(fd.read())
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -237,6 +269,36 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
         raise
 
 
+class _Invalid(Exception):
+    """A cache entry is missing or was found corrupt (and deleted)."""
+
+    def __init__(self, missing: bool):
+        super().__init__("missing" if missing else "corrupt")
+        self.missing = missing
+
+
+def _array_from_npy_bytes(buf: bytearray) -> np.ndarray:
+    """A writable array viewing the bytes of a whole ``.npy`` file (no copy)."""
+    from numpy.lib import format as npy
+
+    head = io.BytesIO(bytes(memoryview(buf)[:65536]))
+    version = npy.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(head)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy.read_array_header_2_0(head)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not cached")
+    count = int(np.prod(shape, dtype=np.int64))
+    offset = head.tell()
+    if offset + count * dtype.itemsize != len(buf):
+        raise ValueError("size does not match the header")
+    array = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
 class _ArrayWriter:
     """Streams row blocks of a 2-D array into a cache entry (see :meth:`DescriptorCache.writer`)."""
 
@@ -257,6 +319,7 @@ class _ArrayWriter:
         self.tmp = _temp_path(self.final)
         self._fd = open(self.tmp, "wb")
         self._fd.write(b"\0" * _HEADER_BYTES)
+        self._hash = hashlib.sha256()
         self.done = False
 
     def append(self, block: np.ndarray) -> None:
@@ -268,7 +331,9 @@ class _ArrayWriter:
             self.width = int(block.shape[1])
         if block.shape[1] != self.width:
             raise ValueError(f"block has {block.shape[1]} columns, expected {self.width}")
-        self._fd.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        data = memoryview(np.ascontiguousarray(block, dtype=self.dtype)).cast("B")
+        self._fd.write(data)
+        self._hash.update(data)
         self.rows += int(block.shape[0])
 
     def commit(self) -> Path:
@@ -280,15 +345,21 @@ class _ArrayWriter:
         self._fd.flush()
         os.fsync(self._fd.fileno())
         self._fd.close()
-        digest = _sha256_file(self.tmp)
         size = self.tmp.stat().st_size
+        checksum = _checksum_file(self.tmp, _HEADER_BYTES)
         os.replace(self.tmp, self.final)
         self.cache._write_meta(
             self.key,
             "descriptors",
-            digest,
+            self._hash.hexdigest(),
             size,
-            {"shape": [self.rows, self.width], "dtype": self.dtype.str, **self.params},
+            {
+                "checksum": checksum,
+                "offset": _HEADER_BYTES,
+                "shape": [self.rows, self.width],
+                "dtype": self.dtype.str,
+                **self.params,
+            },
         )
         self.done = True
         return self.final
@@ -324,13 +395,21 @@ class DescriptorCache:
     ----------
     directory : path-like, optional
         Cache directory (default :func:`default_cache_dir`). Created on demand.
-    verify : bool
-        Check the SHA-256 of every entry when it is read (default True); the
-        size is always checked.
+    verify : {"checksum", "sha256", "size"} or bool
+        How entries are checked when read. The size (and, for descriptor
+        arrays, the ``.npy`` header) is always checked; ``"checksum"`` (the
+        default) adds the fast :func:`checksum_bytes` of the content,
+        ``"sha256"`` (or True) its SHA-256, ``"size"`` (or False) nothing more.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None, verify: bool = True):
+    def __init__(self, directory: str | os.PathLike | None = None, verify: str | bool = "checksum"):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+        if verify is True:
+            verify = "sha256"
+        elif verify is False:
+            verify = "size"
+        if verify not in ("checksum", "sha256", "size"):
+            raise ValueError(f"verify must be 'checksum', 'sha256' or 'size', got {verify!r}")
         self.verify = verify
         self.hits = 0
         self.misses = 0
@@ -372,28 +451,84 @@ class DescriptorCache:
             },
         )
 
-    def _valid_entry(self, key: str, kind: str) -> Path | None:
-        """Path of a complete, uncorrupted entry, or None (a corrupt entry is deleted)."""
+    def _check(self, key: str, kind: str, load: bool = False) -> tuple[Path, bytearray | None]:
+        """Check an entry; returns its path and, with ``load``, its bytes (read once).
+
+        The size is always checked and, depending on ``verify``, a checksum
+        or the SHA-256 of the bytes after ``offset`` (the ``.npy`` header).
+        Raises ``_Invalid`` for a missing, incomplete or corrupt entry (which
+        is then deleted).
+        """
         data, meta_path = self._data_path(key, kind), self._meta_path(key, kind)
         if not meta_path.exists():
-            return None
+            raise _Invalid(missing=True)
         try:
             meta = json.loads(meta_path.read_text())
-            ok = (
-                meta.get("cache_format") == CACHE_FORMAT
-                and data.exists()
-                and data.stat().st_size == int(meta["size"])
-                and (not self.verify or _sha256_file(data) == meta["sha256"])
-            )
+            size, offset = int(meta["size"]), int(meta.get("offset", 0))
+            if meta.get("cache_format") != CACHE_FORMAT or data.stat().st_size != size:
+                raise ValueError("size")
+            buf = None
+            if load:
+                buf = bytearray(size)
+                view = memoryview(buf)
+                with open(data, "rb", buffering=0) as fd:
+                    got = 0
+                    while got < size:
+                        n = fd.readinto(view[got : got + _READ_BLOCK])
+                        if not n:
+                            break
+                        got += n
+                if got != size:
+                    raise ValueError("short read")
+            self._verify_content(meta, data, offset, buf)
+            if kind == "descriptors":  # the header is not hashed: it must be the canonical one
+                if buf is not None:
+                    head = bytes(memoryview(buf)[:offset])
+                else:
+                    with open(data, "rb") as fd:
+                        head = fd.read(offset)
+                expected = _npy_header(tuple(meta["shape"]), np.dtype(meta["dtype"]))
+                if head != expected:
+                    raise ValueError("header")
         except (OSError, ValueError, KeyError, TypeError):
-            ok = False
-        if not ok:
             log.warning(
                 "cache entry %s/%s is incomplete or corrupt; it will be recomputed", kind, key
             )
             self.discard(key, kind)
+            raise _Invalid(missing=False) from None
+        return data, buf
+
+    def _verify_content(
+        self, meta: Mapping[str, Any], data: Path, offset: int, buf: bytearray | None
+    ) -> None:
+        mode = self.verify
+        if mode == "checksum" and "checksum" not in meta:
+            mode = "sha256"  # tables carry only SHA-256 (they are small)
+        if mode == "size":
+            return
+        if mode == "checksum":
+            got = (
+                checksum_bytes(memoryview(buf)[offset:])
+                if buf is not None
+                else _checksum_file(data, offset)
+            )
+            expected = meta["checksum"]
+        else:
+            got = (
+                hashlib.sha256(memoryview(buf)[offset:]).hexdigest()
+                if buf is not None
+                else _sha256_file(data, offset)
+            )
+            expected = meta["sha256"]
+        if got != expected:
+            raise ValueError("content check failed")
+
+    def _valid_entry(self, key: str, kind: str) -> Path | None:
+        """Path of a complete, uncorrupted entry, or None (a corrupt entry is deleted)."""
+        try:
+            return self._check(key, kind)[0]
+        except _Invalid:
             return None
-        return data
 
     def discard(self, key: str, kind: str = "descriptors") -> None:
         """Delete one entry (metadata first, so a half-deleted entry reads as missing)."""
@@ -432,10 +567,18 @@ class DescriptorCache:
         mmap : bool
             Memory-map the file read-only instead of reading it.
         """
-        path = self._valid_entry(key, "descriptors")
-        if path is None:
+        try:
+            path, buf = self._check(key, "descriptors", load=not mmap)
+        except _Invalid:
             return None
-        return self._load(key, path, mmap)
+        if buf is None:
+            return self._load(key, path, mmap)
+        try:
+            return _array_from_npy_bytes(buf)
+        except ValueError as exc:
+            log.warning("cache entry %s unreadable (%s); recomputing", key, exc)
+            self.discard(key)
+            return None
 
     def _load(self, key: str, path: Path, mmap: bool) -> np.ndarray | None:
         try:
@@ -575,6 +718,29 @@ def _run_compute(
 # ----------------------------------------------------------------------------
 
 
+class _GrowingArray:
+    """Row blocks appended in place (``ndarray.resize``: large blocks grow by ``mremap``
+    without a copy on Linux), so the peak stays near one copy of the result plus a block."""
+
+    def __init__(self, dtype: Any):
+        self.dtype = np.dtype(dtype)
+        self.array: np.ndarray | None = None
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.asarray(block)
+        if self.array is None:
+            self.array = np.array(block, dtype=self.dtype, order="C")
+            return
+        if block.ndim != 2 or block.shape[1] != self.array.shape[1]:
+            raise ValueError(f"block of shape {block.shape} after {self.array.shape}")
+        n = self.array.shape[0]
+        self.array.resize((n + block.shape[0], self.array.shape[1]), refcheck=False)
+        self.array[n:] = block
+
+    def result(self) -> np.ndarray:
+        return self.array if self.array is not None else np.empty((0, 0), dtype=self.dtype)
+
+
 @dataclass
 class FileDescriptors:
     """Result of :func:`file_descriptors`.
@@ -691,7 +857,7 @@ def file_descriptors(
         cache.misses += 1
 
     records: list[dict[str, Any]] = []
-    blocks: list[np.ndarray] = []
+    blocks = _GrowingArray(dtype)
     writer = (
         cache.writer(
             dkey,
@@ -711,7 +877,7 @@ def file_descriptors(
             if writer is not None:
                 writer.append(x_chunk)
             else:
-                blocks.append(np.asarray(x_chunk, dtype=dtype))
+                blocks.append(x_chunk)
             for item in chunk:
                 records.append(frame_record(item.atoms, spath, item.frame))
             n_atoms += len(x_chunk)
@@ -724,8 +890,7 @@ def file_descriptors(
         raise
     table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
     if writer is None:
-        x = np.concatenate(blocks) if blocks else np.empty((0, 0), dtype=dtype)
-        return finish(table, x, False, None)
+        return finish(table, blocks.result(), False, None)
     assert cache is not None and fkey is not None and dkey is not None
     cache.put_table(fkey, table)
     x = cache._load(dkey, writer.commit(), mmap)
@@ -765,7 +930,7 @@ def dataset_descriptors(
             cache.hits += 1
             return x
         cache.misses += 1
-    blocks: list[np.ndarray] = []
+    blocks = _GrowingArray(dtype)
     writer = (
         cache.writer(
             key, None, dtype, {"k": k, "cutoff": cutoff, "species": _species_param(species)}
@@ -779,13 +944,13 @@ def dataset_descriptors(
             if writer is not None:
                 writer.append(x_chunk)
             else:
-                blocks.append(np.asarray(x_chunk, dtype=dtype))
+                blocks.append(x_chunk)
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     if writer is None:
-        return np.concatenate(blocks) if blocks else np.empty((0, 0), dtype=dtype)
+        return blocks.result()
     assert cache is not None and key is not None
     out = cache._load(key, writer.commit(), mmap)
     if out is None:  # pragma: no cover

@@ -172,7 +172,7 @@ def _volume_per_atom(atoms: Atoms) -> float:
 
 
 def _elements(numbers: np.ndarray) -> str:
-    return ",".join(chemical_symbols[z] for z in sorted(set(int(z) for z in numbers)))
+    return ",".join(chemical_symbols[int(z)] for z in np.unique(np.asarray(numbers)))
 
 
 def frame_record(

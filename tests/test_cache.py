@@ -16,6 +16,7 @@ from ase.io import write
 
 from quests_core.cache import (
     DescriptorCache,
+    checksum_bytes,
     dataset_descriptors,
     default_cache_dir,
     descriptor_key,
@@ -80,7 +81,9 @@ def test_put_get_round_trip(cache):
     rng = np.random.default_rng(0)
     a = rng.random((50, 7))
     cache.put("k1", a)
-    np.testing.assert_array_equal(cache.get("k1"), a)
+    got = cache.get("k1")
+    np.testing.assert_array_equal(got, a)
+    assert got.flags.writeable and got.flags.c_contiguous
     f32 = rng.random((9, 3)).astype(np.float32)
     cache.put("k2", f32)
     got = cache.get("k2", mmap=True)
@@ -145,7 +148,9 @@ def test_get_or_compute_hits(cache):
     assert (cache.hits, cache.misses) == (1, 2)
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "no_meta", "no_data", "bad_meta"])
+@pytest.mark.parametrize(
+    "damage", ["flip", "truncate", "no_meta", "no_data", "bad_meta", "header", "grown"]
+)
 def test_corrupt_entries_are_recomputed(cache, damage):
     frames = cu_frames(2)
     fake = FakeCompute()
@@ -163,6 +168,12 @@ def test_corrupt_entries_are_recomputed(cache, damage):
         meta.unlink()
     elif damage == "no_data":
         data.unlink()
+    elif damage == "header":  # same size, same data, another shape in the header
+        raw = data.read_bytes()
+        assert b"(64, 6)" in raw[:128]
+        data.write_bytes(raw.replace(b"(64, 6)", b"(32, 6)", 1))
+    elif damage == "grown":
+        data.write_bytes(data.read_bytes() + b"\0" * 8)
     else:
         meta.write_text("{not json")
     assert cache.get(key) is None
@@ -171,6 +182,36 @@ def test_corrupt_entries_are_recomputed(cache, damage):
     assert fake.calls == 2
     np.testing.assert_array_equal(again, x)
     np.testing.assert_array_equal(cache.get(key), x)
+
+
+@pytest.mark.parametrize(
+    ("verify", "detected"), [("checksum", True), ("sha256", True), (True, True), ("size", False)]
+)
+def test_verify_modes(tmp_path, verify, detected):
+    cache = DescriptorCache(tmp_path / "c", verify=verify)
+    cache.put("e", np.arange(4096, dtype=np.float64).reshape(-1, 8))
+    data = cache.directory / "descriptors" / "e.npy"
+    raw = bytearray(data.read_bytes())
+    raw[1000] ^= 0x01  # one flipped bit, same size
+    data.write_bytes(bytes(raw))
+    assert (cache.get("e") is None) == detected
+    with pytest.raises(ValueError, match="verify must be"):
+        DescriptorCache(tmp_path, verify="maybe")
+
+
+def test_checksum_bytes_sensitivity():
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 255, size=3 * 4096 + 5, dtype=np.uint8).tobytes()
+    ref = checksum_bytes(data)
+    assert checksum_bytes(bytes(data)) == ref and len(ref) == 64
+    flipped = bytearray(data)
+    flipped[5000] ^= 0x10
+    swapped = data[4096:8192] + data[:4096] + data[8192:]
+    zeroed = data[:4096] + bytes(4096) + data[8192:]
+    tail = bytearray(data)
+    tail[-1] ^= 0x01
+    variants = [bytes(flipped), swapped, zeroed, bytes(tail), data[:-1], data + b"\0"]
+    assert all(checksum_bytes(v) != ref for v in variants)
 
 
 def test_killed_writer_leaves_no_entry(cache):
