@@ -277,7 +277,7 @@ class _Invalid(Exception):
         self.missing = missing
 
 
-def _array_from_npy_bytes(buf: bytearray) -> np.ndarray:
+def _array_from_npy_bytes(buf: np.ndarray) -> np.ndarray:
     """A writable array viewing the bytes of a whole ``.npy`` file (no copy)."""
     from numpy.lib import format as npy
 
@@ -451,7 +451,7 @@ class DescriptorCache:
             },
         )
 
-    def _check(self, key: str, kind: str, load: bool = False) -> tuple[Path, bytearray | None]:
+    def _check(self, key: str, kind: str, load: bool = False) -> tuple[Path, np.ndarray | None]:
         """Check an entry; returns its path and, with ``load``, its bytes (read once).
 
         The size is always checked and, depending on ``verify``, a checksum
@@ -469,7 +469,7 @@ class DescriptorCache:
                 raise ValueError("size")
             buf = None
             if load:
-                buf = bytearray(size)
+                buf = np.empty(size, dtype=np.uint8)  # not zero-filled, unlike bytearray
                 view = memoryview(buf)
                 with open(data, "rb", buffering=0) as fd:
                     got = 0
@@ -499,7 +499,7 @@ class DescriptorCache:
         return data, buf
 
     def _verify_content(
-        self, meta: Mapping[str, Any], data: Path, offset: int, buf: bytearray | None
+        self, meta: Mapping[str, Any], data: Path, offset: int, buf: np.ndarray | None
     ) -> None:
         mode = self.verify
         if mode == "checksum" and "checksum" not in meta:
