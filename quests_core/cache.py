@@ -666,7 +666,8 @@ class DescriptorCache:
             Descriptor parameters (part of the key).
         compute : callable, optional
             ``compute(list_of_atoms, k=k, cutoff=cutoff, species=species)`` ->
-            array with one row per atom; default :func:`quests_core.descriptors`.
+            array with one row per atom (or ``compute(list_of_atoms)`` if it
+            takes no such keywords); default :func:`quests_core.descriptors`.
         dtype : numpy dtype
             dtype stored (part of the key).
         mmap : bool
@@ -697,6 +698,19 @@ class DescriptorCache:
         return self._load(key, path, True) if mmap else np.asarray(x, dtype=dtype)
 
 
+def _takes_parameters(compute: Compute) -> bool:
+    """True if ``compute`` accepts ``k``, ``cutoff`` and ``species`` keywords."""
+    import inspect
+
+    try:
+        params = inspect.signature(compute).parameters
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return True
+    return all(name in params for name in ("k", "cutoff", "species"))
+
+
 def _run_compute(
     compute: Compute | None,
     structures: list[Atoms],
@@ -706,7 +720,10 @@ def _run_compute(
 ) -> np.ndarray:
     if compute is None:
         from quests_core import descriptors as compute
-    x = np.asarray(compute(structures, k=k, cutoff=cutoff, species=species))
+    if _takes_parameters(compute):
+        x = np.asarray(compute(structures, k=k, cutoff=cutoff, species=species))
+    else:  # a callable of the structures alone (parameters bound by the caller)
+        x = np.asarray(compute(structures))
     n_atoms = sum(len(a) for a in structures)
     if x.ndim != 2 or x.shape[0] != n_atoms:
         raise ValueError(f"compute returned shape {x.shape} for {n_atoms} atoms")
