@@ -148,6 +148,22 @@ def test_get_or_compute_hits(cache):
     assert (cache.hits, cache.misses) == (1, 2)
 
 
+def test_compute_with_structures_only(cache):
+    frames = cu_frames(2)
+    seen = []
+
+    def compute(structures):  # parameters bound by the caller
+        seen.append(len(structures))
+        return FakeCompute()(structures, 5, 2.0)
+
+    x = cache.get_or_compute(frames, k=5, cutoff=2.0, compute=compute)
+    np.testing.assert_array_equal(x, expected_rows(frames, 5, 2.0))
+    assert seen == [2]
+    with pytest.raises(ValueError, match="compute returned shape"):
+        cache.get_or_compute(frames, k=6, cutoff=2.0, compute=lambda s: np.zeros((3, 2)))
+    assert len(cache.entries()) == 1
+
+
 @pytest.mark.parametrize(
     "damage", ["flip", "truncate", "no_meta", "no_data", "bad_meta", "header", "grown"]
 )
