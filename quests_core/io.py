@@ -225,6 +225,8 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise QuestsError("is a directory, expected a structure file", source=str(path))
     if not p.is_file():
         raise QuestsError("not a regular file", source=str(path))
+    if not os.access(p, os.R_OK):
+        raise QuestsError("permission denied", source=str(path))
     if p.stat().st_size == 0:
         raise QuestsError("empty file", source=str(path))
     return p

@@ -251,6 +251,20 @@ def test_iter_structures_is_lazy(tmp_path, frames):
         next(it)
 
 
+def test_compressed_files(tmp_path, frames):
+    import gzip
+
+    path = tmp_path / "t.extxyz"
+    write(path, frames)
+    gz = tmp_path / "t.extxyz.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert detect_format(gz) == "extxyz"
+    assert [f.frame for f in iter_frames(gz, index="-2:")] == [3, 4]
+    np.testing.assert_allclose(
+        read_structures(gz, index=1)[0].positions, frames[1].positions, atol=1e-6
+    )
+
+
 def test_count_frames(tmp_path, frames):
     write(tmp_path / "a.extxyz", frames)
     write(tmp_path / "a.traj", frames)
