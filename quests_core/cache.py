@@ -50,6 +50,7 @@ __all__ = [
     "descriptor_key",
     "file_descriptors",
     "file_digest",
+    "result_key",
     "structures_digest",
 ]
 
@@ -207,6 +208,12 @@ def descriptor_key(
             "version": version if version is not None else _descriptor_version(),
         }
     )
+
+
+def result_key(kind: str, **params: Any) -> str:
+    """Cache key of a computed result (e.g. a per-atom dH table) from its inputs' keys
+    and parameters (JSON-serialisable values)."""
+    return _digest_json({"cache_format": CACHE_FORMAT, "kind": str(kind), "params": params})
 
 
 def frames_key(

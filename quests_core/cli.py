@@ -327,6 +327,7 @@ class Loaded:
     x: np.ndarray
     from_cache: bool
     seconds: float
+    key: str | None = None
 
 
 @dataclass
@@ -419,7 +420,14 @@ def load_files(
             continue
         bar.close()
         batch.items.append(
-            Loaded(path, res.dataset, res.descriptors, res.from_cache, time.perf_counter() - start)
+            Loaded(
+                path,
+                res.dataset,
+                res.descriptors,
+                res.from_cache,
+                time.perf_counter() - start,
+                res.key,
+            )
         )
     if not batch.items:
         raise QuestsError(f"no usable {role} files ({len(batch.skipped)} skipped)")
@@ -657,7 +665,6 @@ def cmd_entropy(args: argparse.Namespace) -> int:
 
 def cmd_dh(args: argparse.Namespace) -> int:
     """``dh TEST... --reference REF... [--approx]``"""
-    import quests_core as qc
 
     suffix = _setup(args)
     test = load_files(args.files, args, role="test")
@@ -665,23 +672,36 @@ def cmd_dh(args: argparse.Namespace) -> int:
     test_ds, y = _combined(test.items)
     ref_ds, x = _combined(ref.items)
     h = _bandwidth(args, ref_ds)
-    if args.approx:
-        dh = qc.approx_delta_entropy(y, x, h, n_neighbors=args.n_neighbors, n_threads=args.threads)
-    else:
-        bar, progress = _kernel_progress(args, "dH")
-        try:
-            dh = qc.delta_entropy(y, x, h, progress=progress, **_kernel_kwargs(args))
-        finally:
-            bar.close()
-    dh = np.asarray(dh, dtype=float)
+    method = f"approximate ({args.n_neighbors} neighbours)" if args.approx else "exact"
+    cache, rkey, dh = _cache(args), None, None
+    if cache is not None and all(it.key for it in test.items + ref.items):
+        from quests_core.cache import result_key
+
+        rkey = result_key(
+            "dH",
+            test=[it.key for it in test.items],
+            reference=[it.key for it in ref.items],
+            bandwidth=repr(h),
+            method=method,
+            precision=args.precision,
+        )
+        cached = cache.get_table(rkey)
+        if cached is not None and len(cached) == len(y):
+            dh = cached["dH"].to_numpy(dtype=float)
+    from_cache = dh is not None
+    if dh is None:
+        dh = _compute_dh(args, y, x, h)
     table = test_ds.atoms_table(positions=False)
+    if cache is not None and rkey is not None and not from_cache:
+        cache.put_table(rkey, table[["structure", "frame", "atom"]].assign(dH=dh))
     table.insert(0, "source", _source_column(test_ds))
     table["dH"] = dh
     summary = {
+        "dH_from_cache": from_cache,
         "test_atoms": int(len(y)),
         "reference_atoms": int(len(x)),
         "bandwidth": h,
-        "method": f"approximate ({args.n_neighbors} neighbours)" if args.approx else "exact",
+        "method": method,
         "mean_dH": float(dh.mean()),
         "max_dH": float(dh.max()),
         "min_dH": float(dh.min()),
@@ -695,6 +715,20 @@ def cmd_dh(args: argparse.Namespace) -> int:
         export_dataset(test_ds, args.output, arrays=["dH"])
         print(f"wrote {args.output}", file=sys.stderr)
     return _finish(args, test.skipped + ref.skipped, summary, table, show_table=False)
+
+
+def _compute_dh(args: argparse.Namespace, y: np.ndarray, x: np.ndarray, h: float) -> np.ndarray:
+    import quests_core as qc
+
+    if args.approx:
+        dh = qc.approx_delta_entropy(y, x, h, n_neighbors=args.n_neighbors, n_threads=args.threads)
+    else:
+        bar, progress = _kernel_progress(args, "dH")
+        try:
+            dh = qc.delta_entropy(y, x, h, progress=progress, **_kernel_kwargs(args))
+        finally:
+            bar.close()
+    return np.asarray(dh, dtype=float)
 
 
 def cmd_overlap(args: argparse.Namespace) -> int:

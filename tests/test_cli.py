@@ -222,6 +222,40 @@ def test_dh_exact_approx_and_extxyz(env, capsys):
     np.testing.assert_allclose(np.concatenate([a.arrays["dH"] for a in frames]), exact, atol=1e-7)
 
 
+def test_dh_table_cached_as_parquet(env, capsys, monkeypatch):
+    argv = ["dh", env / "hot.extxyz", "-r", env / "solid.extxyz", *OPTS, "-o", env / "a.json"]
+    rc, _, err = run(argv, capsys)
+    assert rc == 0, err
+    first = json.loads((env / "a.json").read_text())
+    assert first["summary"]["dH_from_cache"] is False
+    tables = list((env / "cache" / "tables").glob("*.parquet"))
+    dh_tables = [pd.read_parquet(t) for t in tables]
+    dh_tables = [t for t in dh_tables if "dH" in t]
+    assert len(dh_tables) == 1 and list(dh_tables[0].columns) == [
+        "structure",
+        "frame",
+        "atom",
+        "dH",
+    ]
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("dH must come from the cache")
+
+    monkeypatch.setattr(qc, "delta_entropy", no_kernel)
+    rc, _, err = run(argv, capsys)
+    assert rc == 0, err
+    second = json.loads((env / "a.json").read_text())
+    assert second["summary"]["dH_from_cache"] is True
+    assert second["rows"] == first["rows"]
+    # another bandwidth is another result
+    rc, _, err = run([*argv, "--bandwidth", "0.02"], capsys)
+    assert rc == 3  # an unexpected exception: one line, exit status 3
+    assert err.strip() == (
+        "internal error: AssertionError: dH must come from the cache "
+        "(rerun with --debug for the traceback)"
+    )
+
+
 def test_overlap_matrix(env, capsys):
     rc, _, err = run(
         [
