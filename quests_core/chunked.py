@@ -1,0 +1,790 @@
+"""Out-of-core dH of trajectories larger than memory: chunk by chunk, resumable.
+
+:func:`chunked_delta_entropy` reads the selected frames of one or more files in
+chunks of ``chunk_frames`` frames, computes the descriptors and ``dH`` against
+a reference of every chunk, and writes each finished chunk as its own Parquet
+part files in a store directory::
+
+    store/
+      manifest.json                     parameters, file plan, finished chunks
+      atoms/part-000-000000.parquet     per-atom rows of chunk 0 of file 0
+      frames/part-000-000000.parquet    per-frame rows of the same chunk
+      descriptors/part-000-000000.npy   (only with save_descriptors=True)
+
+Only one chunk is in memory at a time. Every part file is written to a
+temporary name and renamed into place, and the manifest (rewritten atomically
+after each chunk) is the only record of which chunks are finished: a run
+killed at any point loses at most the chunk it was computing. Running the same
+call again skips the finished chunks (they are neither read nor recomputed)
+and computes the rest; a call whose parameters differ from the store's raises
+:class:`~quests_core.errors.QuestsError` (use a new store, or ``overwrite=True``).
+
+Tables use the column names of ``docs/architecture.md``. Per-atom parts:
+``structure, frame, time, label, generation, atom, species, x, y, z, dH``;
+per-frame parts: the per-frame columns plus ``mean_dH`` and ``frac_novel``
+(``atom_offset`` is filled in by :meth:`ChunkStore.frames`).
+
+With a ``dask.distributed`` client the unfinished chunks run as tasks on the
+cluster's workers (which must see the input files and the store directory);
+the calling process alone writes the manifest.
+
+Progress, e.g. with tqdm::
+
+    with tqdm(unit="frame") as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+        chunked_delta_entropy("traj.extxyz", x_ref, "store", progress=progress)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._validate import check_bandwidth, check_descriptors, check_k_cutoff
+from .backend import Backend, select_backend
+from .cache import file_digest
+from .dataset import frame_record
+from .descriptors import descriptor_width, descriptors
+from .errors import Cancelled, QuestsError
+from .export import write_json, write_table
+from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
+from .threads import thread_limit
+
+__all__ = [
+    "MANIFEST_NAME",
+    "STORE_FORMAT",
+    "ChunkPlan",
+    "ChunkStore",
+    "ChunkedRun",
+    "FilePlan",
+    "chunked_delta_entropy",
+    "plan_chunks",
+]
+
+STORE_FORMAT = "quests-chunk-store"
+STORE_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+KINDS = ("atoms", "frames", "descriptors")
+DEFAULT_CHUNK_FRAMES = 16
+
+ProgressFn = Callable[[int, int], None]
+
+
+# ----------------------------------------------------------------------------
+# Plans
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One input file and its selected frames ``range(start, stop, step)``."""
+
+    path: str
+    format: str
+    start: int
+    stop: int
+    step: int
+    n_frames: int
+    first_structure: int
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One chunk: frames ``range(start, stop, step)`` of file number ``file``."""
+
+    id: str
+    file: int
+    chunk: int
+    start: int
+    stop: int
+    step: int
+    n_frames: int
+    first_structure: int
+
+
+def _chunk_id(file: int, chunk: int) -> str:
+    return f"{file:03d}-{chunk:06d}"
+
+
+def _selected_range(path: str, fmt: str, index) -> range:
+    selection = parse_index(index)
+    n = count_frames(path, fmt)
+    if isinstance(selection, int):
+        if not -n <= selection < n:
+            raise QuestsError(
+                f"frame {selection} does not exist (file has {n} frames)", source=path
+            )
+        i = selection % n
+        return range(i, i + 1)
+    frames = range(*selection.indices(n))
+    if len(frames) == 0:
+        raise QuestsError(f"index {index!r} selects no frames (file has {n} frames)", source=path)
+    return frames
+
+
+def plan_chunks(
+    paths: Sequence[str | os.PathLike],
+    index: int | slice | str | None = ":",
+    format: str | None = None,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+) -> tuple[list[FilePlan], list[ChunkPlan]]:
+    """Split the selected frames of every file into chunks of ``chunk_frames`` frames.
+
+    The frames of each file are counted first (a fast scan for extxyz and
+    LAMMPS dumps); chunks never span two files.
+    """
+    if isinstance(chunk_frames, bool) or int(chunk_frames) != chunk_frames or chunk_frames < 1:
+        raise QuestsError(f"chunk_frames must be an integer >= 1, got {chunk_frames!r}")
+    chunk_frames = int(chunk_frames)
+    files: list[FilePlan] = []
+    chunks: list[ChunkPlan] = []
+    first = 0
+    for f, path in enumerate(paths):
+        spath = str(path)
+        fmt = detect_format(spath, format)
+        frames = _selected_range(spath, fmt, index)
+        files.append(
+            FilePlan(spath, fmt, frames.start, frames.stop, frames.step, len(frames), first)
+        )
+        for c, lo in enumerate(range(0, len(frames), chunk_frames)):
+            part = frames[lo : lo + chunk_frames]
+            chunks.append(
+                ChunkPlan(
+                    _chunk_id(f, c), f, c, part.start, part.stop, part.step, len(part), first + lo
+                )
+            )
+        first += len(frames)
+    return files, chunks
+
+
+# ----------------------------------------------------------------------------
+# Parameters and manifest
+# ----------------------------------------------------------------------------
+
+
+def _reference_digest(x: np.ndarray) -> str:
+    h = hashlib.sha256(np.asarray(x.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _species_list(species: str | Sequence[str] | None) -> list[str] | None:
+    if not species:
+        return None
+    return sorted(set([species] if isinstance(species, str) else species))
+
+
+def _index_text(index) -> str:
+    """Canonical text of a frame selection (``":"``, ``"3"``, ``"2:10:2"``)."""
+    parsed = parse_index(index)
+    if isinstance(parsed, int):
+        return str(parsed)
+    return ":".join("" if v is None else str(v) for v in (parsed.start, parsed.stop, parsed.step))
+
+
+def _json_normal(value: Any) -> Any:
+    """The value as it reads back from JSON (tuples become lists, numpy becomes Python)."""
+    text = json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v))
+    return json.loads(text)
+
+
+def _param_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            text_a, text_b = json.dumps(a), json.dumps(b)
+            if len(text_a) > 60 or len(text_b) > 60:
+                out.append(key)
+            else:
+                out.append(f"{key}: {text_a} -> {text_b}")
+    return out
+
+
+def _write_manifest(store: Path, manifest: Mapping[str, Any]) -> None:
+    write_json(store / MANIFEST_NAME, manifest)
+
+
+def _read_manifest(store: Path) -> dict[str, Any]:
+    path = store / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise QuestsError("not a chunk store (no manifest.json)", source=str(store)) from None
+    except (OSError, ValueError) as exc:
+        raise QuestsError(f"unreadable manifest ({exc})", source=str(path)) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        raise QuestsError("not a quests chunk-store manifest", source=str(path))
+    if manifest.get("version") != STORE_VERSION:
+        raise QuestsError(
+            f"chunk store version {manifest.get('version')!r}, this code reads {STORE_VERSION}",
+            source=str(path),
+        )
+    return manifest
+
+
+def _part_path(kind: str, chunk_id: str) -> str:
+    suffix = ".npy" if kind == "descriptors" else ".parquet"
+    return f"{kind}/part-{chunk_id}{suffix}"
+
+
+def _finished_on_disk(store: Path, manifest: Mapping[str, Any]) -> dict[str, dict]:
+    """Chunks of the manifest whose part files exist with the recorded sizes."""
+    out = {}
+    for cid, record in manifest.get("chunks", {}).items():
+        ok = True
+        for rel, size in record.get("files", {}).items():
+            p = store / rel
+            if not p.is_file() or p.stat().st_size != size:
+                ok = False
+                break
+        if ok:
+            out[cid] = record
+    return out
+
+
+def _clear_store(store: Path) -> None:
+    """Remove what a chunk store holds (only its own files and folders)."""
+    (store / MANIFEST_NAME).unlink(missing_ok=True)
+    for kind in KINDS:
+        folder = store / kind
+        if folder.is_dir():
+            shutil.rmtree(folder)
+
+
+# ----------------------------------------------------------------------------
+# One chunk
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every chunk needs besides its frames (picklable for Dask workers)."""
+
+    store: str
+    k: int
+    cutoff: float
+    species: tuple[str, ...] | None
+    h: float
+    precision: str
+    label: str | None
+    time_step: float | None
+    positions: bool
+    save_descriptors: bool
+    type_map: tuple[tuple[int, str], ...]
+    backend: Backend
+    n_threads: int | None = None
+
+
+def _tables(items, dh: np.ndarray, plan: ChunkPlan, ctx: _Context):
+    """Per-atom and per-frame tables of one chunk."""
+    records = []
+    counts = np.array([len(it.atoms) for it in items], dtype=np.int64)
+    for it in items:
+        records.append(
+            frame_record(it.atoms, it.source, it.frame, label=ctx.label, time_step=ctx.time_step)
+        )
+    frames = pd.DataFrame.from_records(records)
+    frames.insert(0, "structure", np.arange(len(items), dtype=np.int64) + plan.first_structure)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    frames["mean_dH"] = np.add.reduceat(dh, starts) / counts
+    frames["frac_novel"] = np.add.reduceat((dh > 0).astype(np.float64), starts) / counts
+    rows = np.repeat(np.arange(len(items)), counts)
+    atoms: dict[str, Any] = {}
+    for column in ("structure", "frame", "time", "label", "generation"):
+        atoms[column] = frames[column].to_numpy()[rows]
+    atoms["atom"] = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+    if ctx.positions:
+        from ase.data import chemical_symbols
+
+        symbols = np.asarray(chemical_symbols, dtype=object)
+        atoms["species"] = np.concatenate([symbols[it.atoms.numbers] for it in items])
+        xyz = np.concatenate([it.atoms.positions for it in items])
+        atoms["x"], atoms["y"], atoms["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    atoms["dH"] = dh
+    return pd.DataFrame(atoms), frames
+
+
+def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, cancel=None) -> dict:
+    """Descriptors and dH of one chunk; write its part files; return its manifest record."""
+    t0 = time.perf_counter()
+    n_expected = plan.n_frames
+    if len(items) != n_expected:
+        raise QuestsError(
+            f"chunk {plan.id}: read {len(items)} frames, expected {n_expected} "
+            "(file changed since the frames were counted?)",
+            source=items[0].source if items else None,
+        )
+    with thread_limit(ctx.n_threads):
+        x = descriptors(
+            [it.atoms for it in items],
+            k=ctx.k,
+            cutoff=ctx.cutoff,
+            species=list(ctx.species) if ctx.species else None,
+        )
+        if ctx.precision == "float32":
+            x = x.astype(np.float32)
+        logs = ctx.backend.log_kernel_sums(
+            x, x_ref, np.array([ctx.h]), precision=ctx.precision, cancel=cancel
+        )
+    dh = -logs[:, 0]
+    atoms, frames = _tables(items, dh, plan, ctx)
+    store = Path(ctx.store)
+    files: dict[str, int] = {}
+    for kind, table in (("atoms", atoms), ("frames", frames)):
+        rel = _part_path(kind, plan.id)
+        write_table(table, store / rel)
+        files[rel] = (store / rel).stat().st_size
+    if ctx.save_descriptors:
+        rel = _part_path("descriptors", plan.id)
+        _save_npy_atomic(store / rel, x)
+        files[rel] = (store / rel).stat().st_size
+    return {
+        "file": plan.file,
+        "chunk": plan.chunk,
+        "first_structure": plan.first_structure,
+        "first_frame": plan.start,
+        "n_frames": plan.n_frames,
+        "n_atoms": int(len(dh)),
+        "files": files,
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fd:
+            np.save(fd, array)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_chunk_frames(file: FilePlan, plan: ChunkPlan, type_map):
+    """The frames of one chunk (reads the file up to the chunk's last frame)."""
+    return list(
+        iter_frames(
+            file.path,
+            index=slice(plan.start, plan.stop, plan.step),
+            format=file.format,
+            type_map=dict(type_map) or None,
+        )
+    )
+
+
+def _chunk_task(file: FilePlan, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context) -> tuple:
+    """A Dask task: read, compute and write one chunk; return ``(id, record)``."""
+    items = _read_chunk_frames(file, plan, ctx.type_map)
+    return plan.id, _compute_chunk(items, plan, x_ref, ctx)
+
+
+# ----------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkedRun:
+    """What a :func:`chunked_delta_entropy` call did.
+
+    Attributes
+    ----------
+    store : ChunkStore
+        The store, to read the results.
+    computed : list of str
+        Chunk ids computed by this call, in order of completion.
+    skipped : list of str
+        Chunk ids already finished by an earlier call.
+    seconds : float
+        Wall time of the call.
+    """
+
+    store: ChunkStore
+    computed: list[str]
+    skipped: list[str]
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        return self.store.complete
+
+
+def _runs(todo: list[ChunkPlan]) -> list[list[ChunkPlan]]:
+    """Consecutive chunks of the same file, so each run is read in one pass."""
+    runs: list[list[ChunkPlan]] = []
+    for plan in todo:
+        if runs and runs[-1][-1].file == plan.file and runs[-1][-1].chunk + 1 == plan.chunk:
+            runs[-1].append(plan)
+        else:
+            runs.append([plan])
+    return runs
+
+
+def chunked_delta_entropy(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    reference: np.ndarray,
+    store: str | os.PathLike,
+    h: float = 0.015,
+    *,
+    k: int = 32,
+    cutoff: float = 5.0,
+    species: Sequence[str] | None = None,
+    index: int | slice | str | None = ":",
+    format: str | None = None,
+    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    precision: str = "float64",
+    label: str | None = None,
+    time_step: float | None = None,
+    positions: bool = True,
+    save_descriptors: bool = False,
+    overwrite: bool = False,
+    backend: str | Backend | None = "numba",
+    n_threads: int | None = None,
+    client=None,
+    progress: ProgressFn | None = None,
+    cancel=None,
+) -> ChunkedRun:
+    """Per-atom dH of trajectories against a reference, chunk by chunk, into a Parquet store.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Trajectory files (anything :func:`quests_core.io.iter_frames` reads).
+    reference : numpy.ndarray
+        Reference descriptors ``(n_ref, width)``, made with the same ``k``,
+        ``cutoff`` and ``species``.
+    store : path
+        The store directory (created if missing).
+    h : float
+        Bandwidth (Å^-1).
+    k, cutoff, species
+        Descriptor parameters.
+    index, format, type_map
+        Frame selection applied to every file, ASE format, LAMMPS type map.
+    chunk_frames : int
+        Frames per chunk (one chunk is in memory at a time).
+    precision : {"float64", "float32"}
+        Working precision of the kernel sums (float32: about twice as fast,
+        dH within 1e-3 nats).
+    label, time_step
+        Fallback label and ps between frames for the tables.
+    positions : bool
+        Write ``species, x, y, z`` in the per-atom parts (default True).
+    save_descriptors : bool
+        Also keep each chunk's descriptors as ``descriptors/part-*.npy``.
+    overwrite : bool
+        Delete an existing store's contents first instead of resuming.
+    backend : str or Backend
+        Kernel-sum backend (see :mod:`quests_core.backend`); default Numba.
+    n_threads : int, optional
+        Numba and BLAS threads per chunk.
+    client : dask.distributed.Client, optional
+        Compute the unfinished chunks as tasks on this cluster.
+    progress : callable, optional
+        ``progress(frames_done, frames_total)`` at the start and after each chunk.
+    cancel : object with ``is_set()``, optional
+        Stop after the current chunk (raises :class:`~quests_core.errors.Cancelled`);
+        finished chunks are kept.
+
+    Returns
+    -------
+    ChunkedRun
+
+    Raises
+    ------
+    QuestsError
+        For bad input (naming file and frame) and when the store holds a run
+        with other parameters.
+    """
+    t0 = time.perf_counter()
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise QuestsError("no input files")
+    k, cutoff = check_k_cutoff(k, cutoff)
+    harr, scalar = check_bandwidth(h)
+    if not scalar:
+        raise QuestsError("chunked dH takes one bandwidth h (a number), got an array")
+    if precision not in ("float32", "float64"):
+        raise QuestsError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    species_list = _species_list(species)
+    x_ref = check_descriptors(reference, "reference descriptors")
+    width = descriptor_width(k, len(species_list) if species_list else 0)
+    if x_ref.shape[1] != width:
+        raise QuestsError(
+            f"reference descriptors have {x_ref.shape[1]} columns, k={k} "
+            f"{'and species ' + ','.join(species_list) + ' ' if species_list else ''}"
+            f"give {width}"
+        )
+    x_ref = x_ref.astype(np.float32 if precision == "float32" else np.float64, copy=False)
+    tmap = parse_type_map(type_map)
+    engine = select_backend(backend)
+
+    files, plans = plan_chunks(paths, index=index, format=format, chunk_frames=chunk_frames)
+    params = _json_normal(
+        {
+            "files": [
+                {
+                    "path": os.path.abspath(f.path),
+                    "size": os.path.getsize(f.path),
+                    "sha256": file_digest(f.path),
+                }
+                for f in files
+            ],
+            "index": _index_text(index),
+            "format": format,
+            "type_map": sorted(tmap.items()),
+            "k": k,
+            "cutoff": cutoff,
+            "species": species_list,
+            "h": float(harr[0]),
+            "precision": precision,
+            "chunk_frames": int(chunk_frames),
+            "reference": {"shape": list(x_ref.shape), "sha256": _reference_digest(x_ref)},
+            "label": label,
+            "time_step": time_step,
+            "positions": bool(positions),
+            "save_descriptors": bool(save_descriptors),
+        }
+    )
+    root = Path(store)
+    manifest = _open_store(root, params, overwrite)
+    manifest["files"] = [asdict(f) for f in files]
+    manifest["plan"] = [plan.id for plan in plans]
+    finished = _finished_on_disk(root, manifest)
+    manifest["chunks"] = finished
+    manifest["complete"] = all(p.id in finished for p in plans)
+    for kind in KINDS[: 3 if save_descriptors else 2]:
+        (root / kind).mkdir(parents=True, exist_ok=True)
+    _write_manifest(root, manifest)
+
+    ctx = _Context(
+        store=str(root),
+        k=k,
+        cutoff=cutoff,
+        species=tuple(species_list) if species_list else None,
+        h=float(harr[0]),
+        precision=precision,
+        label=label,
+        time_step=time_step,
+        positions=bool(positions),
+        save_descriptors=bool(save_descriptors),
+        type_map=tuple(sorted(tmap.items())),
+        backend=engine,
+        n_threads=n_threads,
+    )
+    total = sum(f.n_frames for f in files)
+    skipped = [p.id for p in plans if p.id in finished]
+    done = sum(p.n_frames for p in plans if p.id in finished)
+    todo = [p for p in plans if p.id not in finished]
+    computed: list[str] = []
+    if progress is not None:
+        progress(done, total)
+
+    def record(cid: str, rec: dict) -> None:
+        nonlocal done
+        manifest["chunks"][cid] = rec
+        manifest["complete"] = len(manifest["chunks"]) == len(plans)
+        _write_manifest(root, manifest)
+        computed.append(cid)
+        done += rec["n_frames"]
+        if progress is not None:
+            progress(done, total)
+
+    if client is not None:
+        _run_on_client(client, files, todo, x_ref, ctx, record, cancel)
+    else:
+        for run in _runs(todo):
+            _run_sequence(files[run[0].file], run, x_ref, ctx, record, cancel)
+    return ChunkedRun(ChunkStore(root), computed, skipped, time.perf_counter() - t0)
+
+
+def _open_store(root: Path, params: dict, overwrite: bool) -> dict:
+    """The manifest to continue from (a fresh one for a new or overwritten store)."""
+    fresh = {"format": STORE_FORMAT, "version": STORE_VERSION, "params": params, "chunks": {}}
+    if root.exists() and not root.is_dir():
+        raise QuestsError("store path exists and is not a directory", source=str(root))
+    if (root / MANIFEST_NAME).exists():
+        if overwrite:
+            _clear_store(root)
+            return fresh
+        manifest = _read_manifest(root)
+        diff = _param_diff(manifest.get("params", {}), params)
+        if diff:
+            raise QuestsError(
+                "holds a run with other parameters (" + "; ".join(diff) + "); "
+                "use another store or overwrite=True",
+                source=str(root),
+            )
+        return manifest
+    if root.is_dir() and any(root.iterdir()):
+        if overwrite and not any(p.name not in KINDS for p in root.iterdir()):
+            _clear_store(root)
+        else:
+            raise QuestsError(
+                "directory is not empty and has no manifest.json (not a chunk store)",
+                source=str(root),
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    return fresh
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("chunked computation cancelled; finished chunks are kept")
+
+
+def _run_sequence(file: FilePlan, run: list[ChunkPlan], x_ref, ctx, record, cancel) -> None:
+    """Consecutive chunks of one file, read in a single pass."""
+    _check_cancel(cancel)
+    frames = iter_frames(
+        file.path,
+        index=slice(run[0].start, run[-1].stop, run[0].step),
+        format=file.format,
+        type_map=dict(ctx.type_map) or None,
+    )
+    position = 0
+    items: list[Any] = []
+    for item in frames:
+        items.append(item)
+        plan = run[position]
+        if len(items) == plan.n_frames:
+            record(plan.id, _compute_chunk(items, plan, x_ref, ctx, cancel))
+            items = []
+            position += 1
+            if position == len(run):
+                return
+            _check_cancel(cancel)
+    if position < len(run):
+        _compute_chunk(items, run[position], x_ref, ctx, cancel)  # raises: too few frames
+
+
+def _run_on_client(client, files, todo, x_ref, ctx, record, cancel) -> None:
+    from distributed import as_completed
+
+    if not todo:
+        return
+    ref_future = client.scatter(x_ref, broadcast=True)
+    futures = [
+        client.submit(_chunk_task, files[p.file], p, ref_future, ctx, pure=False) for p in todo
+    ]
+    try:
+        for future in as_completed(futures):
+            cid, rec = future.result()
+            record(cid, rec)
+            _check_cancel(cancel)
+    finally:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+
+
+# ----------------------------------------------------------------------------
+# Reading a store
+# ----------------------------------------------------------------------------
+
+
+class ChunkStore:
+    """Read access to a chunk store written by :func:`chunked_delta_entropy`.
+
+    Only chunks recorded in the manifest are read (a part file written by a
+    run that was killed before it could update the manifest is ignored).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.manifest = _read_manifest(self.path)
+
+    def __repr__(self) -> str:
+        return (
+            f"ChunkStore({str(self.path)!r}, {len(self.chunk_ids)}/{len(self.plan)} chunks, "
+            f"{self.n_atoms} atoms{', complete' if self.complete else ''})"
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters of the run (files, h, k, cutoff, reference digest, ...)."""
+        return self.manifest["params"]
+
+    @property
+    def plan(self) -> list[str]:
+        """Every chunk id of the run, in order."""
+        return list(self.manifest.get("plan", []))
+
+    @property
+    def complete(self) -> bool:
+        """True when every planned chunk is finished."""
+        return bool(self.manifest.get("complete", False))
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        """Finished chunk ids, in table order."""
+        order = {cid: i for i, cid in enumerate(self.plan)}
+        return sorted(self.manifest.get("chunks", {}), key=lambda c: order.get(c, len(order)))
+
+    @property
+    def n_atoms(self) -> int:
+        """Atoms in the finished chunks."""
+        return int(sum(r["n_atoms"] for r in self.manifest.get("chunks", {}).values()))
+
+    def part_paths(self, kind: str = "atoms") -> list[Path]:
+        """Part files of the finished chunks (``"atoms"``, ``"frames"`` or ``"descriptors"``)."""
+        if kind not in KINDS:
+            raise QuestsError(f"unknown part kind {kind!r}; use one of {KINDS}")
+        chunks = self.manifest.get("chunks", {})
+        out = []
+        for cid in self.chunk_ids:
+            rel = _part_path(kind, cid)
+            if rel not in chunks[cid].get("files", {}):
+                raise QuestsError(f"chunk {cid} has no {kind} part", source=str(self.path))
+            out.append(self.path / rel)
+        return out
+
+    def atoms(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The per-atom table of the finished chunks (in memory: for stores that fit)."""
+        parts = [pd.read_parquet(p, columns=columns) for p in self.part_paths("atoms")]
+        if not parts:
+            return pd.DataFrame(columns=list(columns) if columns else None)
+        return pd.concat(parts, ignore_index=True)
+
+    def frames(self) -> pd.DataFrame:
+        """The per-frame table of the finished chunks, with ``atom_offset``."""
+        parts = [pd.read_parquet(p) for p in self.part_paths("frames")]
+        if not parts:
+            return pd.DataFrame()
+        table = pd.concat(parts, ignore_index=True)
+        offsets = np.concatenate([[0], np.cumsum(table["n_atoms"].to_numpy(np.int64))[:-1]])
+        table.insert(table.columns.get_loc("n_atoms") + 1, "atom_offset", offsets)
+        return table
+
+    def delta_entropy(self) -> np.ndarray:
+        """dH of every atom of the finished chunks, in table order."""
+        return self.atoms(columns=["dH"])["dH"].to_numpy()
+
+    def descriptors(self) -> np.ndarray:
+        """Descriptors of the finished chunks (needs ``save_descriptors=True``)."""
+        parts = [np.load(p) for p in self.part_paths("descriptors")]
+        return np.concatenate(parts) if parts else np.empty((0, 0))
+
+    def atoms_dask(self, columns: Sequence[str] | None = None):
+        """The per-atom table as a Dask dataframe (one partition per chunk)."""
+        from .distributed import read_atoms_dask
+
+        return read_atoms_dask(self, columns=columns)
