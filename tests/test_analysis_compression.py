@@ -162,12 +162,14 @@ def _labelled_sample():
 
 def test_msc_diversity_beats_baselines_on_sample_dataset():
     structures = _labelled_sample()
-    descs = descs_of(structures, k=32, cutoff=5.0)
-    fractions = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
-    report = comp.compression_report(descs, fractions=fractions, seeds=(0, 1, 2, 3, 4), gap=False)
+    # descriptors of the full structures; every 4th environment is kept to make the
+    # kernel sums of the many reports affordable in a unit test
+    descs = [x[::4] for x in descs_of(structures, k=32, cutoff=5.0)]
+    fractions = (0.1, 0.2, 0.3, 0.4, 0.5)
+    report = comp.compression_report(descs, fractions=fractions, seeds=(0, 1, 2), gap=False)
     table = report.pivot(index="size", columns="method", values="diversity")
     wins = (table["msc"] >= table[["fps", "kmeans", "random"]].max(axis=1) - 1e-9).mean()
-    assert len(table) >= 5
+    assert len(table) == 5
     assert wins >= 0.8, table
 
 

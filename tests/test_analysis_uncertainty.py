@@ -108,3 +108,35 @@ def test_uncertainty_vs_error_bundles_both():
     assert np.all(np.diff(res.running.mean) > 0)  # monotone error follows dH
     # the 10 % largest errors are the 10 % largest dH, all positive
     assert res.recall.recall == 1.0
+
+
+def test_sample_two_models_dh_against_training_set():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "sample_data" / "cu_forces_two_models.extxyz"
+    if not path.exists():
+        pytest.skip(f"{path.name} not generated yet")
+    from ase.io import read
+
+    import quests_core as qc
+
+    frames = read(path, index=":")
+    train = [f for f in frames if f.info["label"] == "train"]
+    test = [f for f in frames if f.info["label"] == "test"]
+    assert train and test
+    err = np.concatenate(
+        [uq.force_errors(f.arrays["forces_model"], f.arrays["forces_emt"]) for f in test]
+    )
+    dh = qc.delta_entropy(qc.descriptors(test), qc.descriptors(train), 0.015)
+    assert dh.shape == err.shape == (sum(len(f) for f in test),)
+    res = uq.uncertainty_vs_error(dh, err)
+    filled = res.running.count > 0
+    assert filled[0] and filled[-1] and np.all(np.isfinite(res.running.mean[filled]))
+    # the windows overlap (0.75 l half-width), so every atom is counted at least once
+    assert res.running.count.sum() >= len(dh)
+    # liquid, hot, defective and surface atoms are new to a 300 K crystal training set,
+    # and the two potentials disagree more on them
+    novel = dh > 0
+    assert novel.mean() > 0.5
+    assert err[novel].mean() > err[~novel].mean()
+    assert 0.0 <= res.recall.recall <= 1.0 and res.recall.n_high > 0

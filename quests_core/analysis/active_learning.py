@@ -77,6 +77,8 @@ def active_learning_report(
         raise QuestsError("no environments (empty selection)")
     if gen.shape != (len(xs),):
         raise QuestsError(f"{gen.size} generation labels for {len(xs)} environments")
+    from scipy.special import logsumexp
+
     rows = []
     for g in np.unique(gen):
         current = xs[gen == g]
@@ -87,6 +89,7 @@ def active_learning_report(
             novelty, mean_dh = float(np.mean(dh > 0)), float(np.mean(dh))
         else:
             novelty, mean_dh = float("nan"), float("nan")
+        ent, dh_self = qc.entropy_and_delta(upto, h, n_threads=n_threads)
         rows.append(
             {
                 "generation": int(g),
@@ -94,8 +97,8 @@ def active_learning_report(
                 "n_envs_cumulative": int(len(upto)),
                 "novelty": novelty,
                 "mean_dH": mean_dh,
-                "entropy": float(qc.entropy(upto, h, n_threads=n_threads)),
-                "diversity": float(qc.diversity(upto, h, n_threads=n_threads)),
+                "entropy": float(ent),
+                "diversity": float(logsumexp(np.asarray(dh_self, dtype=float))),
             }
         )
     return pd.DataFrame(rows)

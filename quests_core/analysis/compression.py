@@ -299,24 +299,38 @@ def subset_metrics(
     selected: Sequence[int],
     *,
     h: float = 0.015,
-    full: np.ndarray | None = None,
     n_threads: int | None = None,
 ) -> SubsetMetrics:
-    """H, D and overlap with the full set of the chosen structures."""
+    """H, D and overlap with the full set of the chosen structures.
+
+    One kernel pass over the subset gives H and dH(subset | subset), hence D;
+    the overlap only needs dH of the environments outside the subset (those
+    inside always have dH <= 0 through their own kernel term).
+    """
+    from scipy.special import logsumexp
+
     descs = _check_structures(descs)
-    sel = np.asarray(selected, dtype=np.int64)
+    sel = np.asarray(selected, dtype=np.int64).ravel()
     if sel.size == 0:
         raise QuestsError("empty selection: no structures chosen")
     if sel.min() < 0 or sel.max() >= len(descs):
         raise QuestsError(f"selection index out of range for {len(descs)} structures")
+    sel = np.unique(sel)
     x = np.concatenate([descs[i] for i in sel])
-    everything = np.concatenate(descs) if full is None else full
+    ent, dh_self = qc.entropy_and_delta(x, h, n_threads=n_threads)
+    rest_ids = np.setdiff1d(np.arange(len(descs)), sel)
+    n_total = sum(len(d) for d in descs)
+    covered = len(x)
+    if len(rest_ids):
+        rest = np.concatenate([descs[i] for i in rest_ids])
+        dh_rest = np.asarray(qc.delta_entropy(rest, x, h, n_threads=n_threads))
+        covered += int(np.count_nonzero(dh_rest <= 0.0))
     return SubsetMetrics(
         n_structures=int(sel.size),
         n_envs=int(len(x)),
-        entropy=float(qc.entropy(x, h, n_threads=n_threads)),
-        diversity=float(qc.diversity(x, h, n_threads=n_threads)),
-        overlap=float(qc.overlap(everything, x, h, n_threads=n_threads)),
+        entropy=float(ent),
+        diversity=float(logsumexp(np.asarray(dh_self, dtype=float))),
+        overlap=covered / n_total,
     )
 
 
@@ -398,7 +412,6 @@ def compression_report(
                         descs, method, size, h=h, seed=s, entropies=ent, n_threads=n_threads
                     ),
                     h=h,
-                    full=full,
                     n_threads=n_threads,
                 )
                 for s in runs
