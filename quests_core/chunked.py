@@ -681,7 +681,7 @@ def _run_on_client(client, files, todo, x_ref, ctx, record, cancel) -> None:
 
     if not todo:
         return
-    ref_future = client.scatter(x_ref, broadcast=True)
+    ref_future = client.scatter(x_ref, broadcast=True, hash=False)
     futures = [
         client.submit(_chunk_task, files[p.file], p, ref_future, ctx, pure=False) for p in todo
     ]

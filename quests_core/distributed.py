@@ -75,7 +75,8 @@ def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
         start a :class:`distributed.LocalCluster` that is closed on exit.
     **cluster_kwargs
         Passed to ``LocalCluster``. Default: one in-process worker with as many
-        threads as cores (``n_workers=1, processes=False``) and no dashboard.
+        threads as cores (``n_workers=1, processes=False``) and no dashboard
+        (pass ``dashboard_address=":8787", scheduler_kwargs={}`` to get one).
     """
     distributed = _require_distributed()
     if client is not None and not isinstance(client, str):
@@ -88,11 +89,13 @@ def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
         finally:
             own.close()
         return
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "n_workers": 1,
         "threads_per_worker": os.cpu_count() or 1,
         "processes": False,
-        "dashboard_address": None,
+        # no dashboard; the scheduler's small HTTP server takes any free port (not 8787)
+        "dashboard_address": ":0",
+        "scheduler_kwargs": {"dashboard": False},
     }
     kwargs.update(cluster_kwargs)
     with distributed.LocalCluster(**kwargs) as cluster, distributed.Client(cluster) as own:
@@ -236,7 +239,7 @@ def dask_delta_entropy(
     if precision is None and lazy:
         precision = "float32" if (y.dtype == np.float32 and x.dtype == np.float32) else "float64"
     with dask_client(client) as c:
-        x_future = c.scatter(x, broadcast=True)
+        x_future = c.scatter(x, broadcast=True, hash=False)
 
         def submit(i: int):
             if lazy:
@@ -382,7 +385,7 @@ def dask_overlap_matrix(
             for i0 in range(0, len(arrays[a]), rows):
                 tasks.append((a, b, i0))
     with dask_client(client) as c:
-        refs = {name: c.scatter(arr, broadcast=True) for name, arr in arrays.items()}
+        refs = {name: c.scatter(arr, broadcast=True, hash=False) for name, arr in arrays.items()}
         counts = _run_bounded(
             c,
             lambda t: c.submit(

@@ -1,0 +1,279 @@
+"""Out-of-core chunked dH: equality with the in-memory path, resume, atomicity, parameters."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase.io import read, write
+from conftest import noisy_cu
+
+import quests_core as qc
+import quests_core.chunked as chunked
+from quests_core import Cancelled, QuestsError
+from quests_core.chunked import ChunkStore, chunked_delta_entropy, plan_chunks
+
+N_FRAMES = 7
+
+
+def assert_same_dh(actual, desired):
+    """Equal up to the last bits: BLAS may round a GEMM of a 32-row chunk differently from
+    the same rows inside a larger block (the per-row arithmetic is otherwise the same)."""
+    np.testing.assert_allclose(actual, desired, rtol=1e-13, atol=1e-13)
+
+
+def _trajectory(path, n_frames=N_FRAMES, seed0=0):
+    frames = []
+    for i in range(n_frames):
+        atoms = noisy_cu((2, 2, 2), noise=0.03 + 0.02 * i, seed=seed0 + i)
+        atoms.info["time"] = 0.5 * i
+        frames.append(atoms)
+    write(path, frames, format="extxyz")
+    return path
+
+
+@pytest.fixture(scope="module")
+def traj(tmp_path_factory):
+    return str(_trajectory(tmp_path_factory.mktemp("traj") / "cu.extxyz"))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return qc.descriptors(noisy_cu((2, 2, 2), noise=0.05, seed=99))
+
+
+@pytest.fixture(scope="module")
+def in_memory(traj, reference):
+    """dH of every atom, computed in one process from the same file."""
+    frames = read(traj, ":")
+    x = qc.descriptors(frames)
+    return frames, x, qc.delta_entropy(x, reference, 0.015)
+
+
+def _part_stats(store, ids):
+    out = {}
+    for cid in ids:
+        for kind in ("atoms", "frames"):
+            p = store / f"{kind}/part-{cid}.parquet"
+            st = p.stat()
+            out[str(p)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
+
+
+def test_plan_covers_selection_in_chunks(traj):
+    files, plans = plan_chunks([traj], index="1::2", chunk_frames=2)
+    assert files[0].n_frames == 3  # frames 1, 3, 5
+    assert [(p.start, p.stop, p.step, p.n_frames) for p in plans] == [(1, 5, 2, 2), (5, 7, 2, 1)]
+    assert [p.first_structure for p in plans] == [0, 2]
+    with pytest.raises(QuestsError, match="chunk_frames"):
+        plan_chunks([traj], chunk_frames=0)
+    with pytest.raises(QuestsError, match="selects no frames"):
+        plan_chunks([traj], index="50:")
+
+
+def test_chunked_equals_in_memory(tmp_path, traj, reference, in_memory):
+    frames, _, dh = in_memory
+    calls = []
+    run = chunked_delta_entropy(
+        traj, reference, tmp_path / "store", chunk_frames=3, progress=lambda d, t: calls.append(d)
+    )
+    assert run.computed == ["000-000000", "000-000001", "000-000002"]
+    assert run.skipped == [] and run.complete
+    assert calls == [0, 3, 6, 7]
+    store = run.store
+    assert_same_dh(store.delta_entropy(), dh)
+    atoms = store.atoms()
+    sizes = [len(a) for a in frames]
+    np.testing.assert_array_equal(atoms["structure"], np.repeat(np.arange(N_FRAMES), sizes))
+    np.testing.assert_array_equal(atoms["atom"], np.concatenate([np.arange(n) for n in sizes]))
+    np.testing.assert_array_equal(
+        atoms[["x", "y", "z"]].to_numpy(), np.concatenate([a.positions for a in frames])
+    )
+    assert set(atoms["species"]) == {"Cu"}
+    np.testing.assert_allclose(atoms["time"].unique(), 0.5 * np.arange(N_FRAMES))
+    table = store.frames()
+    np.testing.assert_array_equal(table["atom_offset"], np.cumsum([0] + sizes[:-1]))
+    per_frame = np.split(dh, np.cumsum(sizes)[:-1])
+    np.testing.assert_allclose(table["mean_dH"], [f.mean() for f in per_frame], rtol=1e-12)
+    np.testing.assert_allclose(table["frac_novel"], [np.mean(f > 0) for f in per_frame])
+    # noisier frames are less covered by the reference
+    assert table["mean_dH"].iloc[-1] > table["mean_dH"].iloc[0]
+
+
+def test_resume_after_interruption_skips_finished_chunks(
+    tmp_path, traj, reference, in_memory, monkeypatch
+):
+    store = tmp_path / "store"
+
+    def stop_after_two(done, total):
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        chunked_delta_entropy(traj, reference, store, chunk_frames=2, progress=stop_after_two)
+    partial = ChunkStore(store)
+    assert partial.chunk_ids == ["000-000000", "000-000001"] and not partial.complete
+    assert len(partial.atoms()) == 4 * 32
+    before = _part_stats(store, partial.chunk_ids)
+
+    structures_seen = []
+    real = chunked.descriptors
+
+    def counting(structures, **kw):
+        structures_seen.append(len(structures))
+        return real(structures, **kw)
+
+    monkeypatch.setattr(chunked, "descriptors", counting)
+    run = chunked_delta_entropy(traj, reference, store, chunk_frames=2)
+    assert run.skipped == ["000-000000", "000-000001"]
+    assert run.computed == ["000-000002", "000-000003"]
+    assert structures_seen == [2, 1]  # only the unfinished frames were computed
+    assert _part_stats(store, ["000-000000", "000-000001"]) == before
+    assert_same_dh(run.store.delta_entropy(), in_memory[2])
+    assert run.complete
+    again = chunked_delta_entropy(traj, reference, store, chunk_frames=2)
+    assert again.computed == [] and len(again.skipped) == 4
+
+
+def test_crash_between_part_and_manifest_loses_only_that_chunk(
+    tmp_path, traj, reference, in_memory, monkeypatch
+):
+    store = tmp_path / "store"
+    real = chunked._write_manifest
+    writes = []
+
+    def failing(root, manifest):
+        writes.append(len(manifest["chunks"]))
+        if len(writes) == 3:  # initial manifest, chunk 0, then "killed" at chunk 1
+            raise OSError("simulated crash")
+        real(root, manifest)
+
+    monkeypatch.setattr(chunked, "_write_manifest", failing)
+    with pytest.raises(OSError, match="simulated crash"):
+        chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    monkeypatch.setattr(chunked, "_write_manifest", real)
+    orphan = store / "atoms/part-000-000001.parquet"
+    assert orphan.exists()  # written, but never recorded
+    partial = ChunkStore(store)
+    assert partial.chunk_ids == ["000-000000"]
+    assert len(partial.atoms()) == 3 * 32
+    run = chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    assert run.computed == ["000-000001", "000-000002"]
+    assert_same_dh(run.store.delta_entropy(), in_memory[2])
+
+
+def test_missing_or_truncated_part_is_recomputed(tmp_path, traj, reference, in_memory):
+    store = tmp_path / "store"
+    chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    (store / "frames/part-000-000002.parquet").unlink()
+    part = store / "atoms/part-000-000000.parquet"
+    part.write_bytes(part.read_bytes()[:100])
+    run = chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    assert run.computed == ["000-000000", "000-000002"]
+    assert_same_dh(run.store.delta_entropy(), in_memory[2])
+
+
+def test_cancel_keeps_finished_chunks(tmp_path, traj, reference):
+    store = tmp_path / "store"
+    event = threading.Event()
+
+    def cancel_after_first(done, total):
+        if done > 0:
+            event.set()
+
+    with pytest.raises(Cancelled):
+        chunked_delta_entropy(
+            traj, reference, store, chunk_frames=3, progress=cancel_after_first, cancel=event
+        )
+    assert ChunkStore(store).chunk_ids == ["000-000000"]
+
+
+def test_parameter_mismatch_raises_and_overwrite_restarts(tmp_path, traj, reference):
+    store = tmp_path / "store"
+    chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    with pytest.raises(QuestsError, match=r"other parameters \(h: 0.015 -> 0.02\)"):
+        chunked_delta_entropy(traj, reference, store, 0.02, chunk_frames=3)
+    with pytest.raises(QuestsError, match="chunk_frames: 3 -> 2"):
+        chunked_delta_entropy(traj, reference, store, chunk_frames=2)
+    with pytest.raises(QuestsError, match="reference"):
+        chunked_delta_entropy(traj, reference[:-1], store, chunk_frames=3)
+    with pytest.raises(QuestsError, match="precision"):
+        chunked_delta_entropy(traj, reference, store, chunk_frames=3, precision="float32")
+    run = chunked_delta_entropy(traj, reference, store, 0.02, chunk_frames=2, overwrite=True)
+    assert len(run.computed) == 4
+    assert json.loads((store / "manifest.json").read_text())["params"]["h"] == 0.02
+    assert not (store / "atoms/part-000-000000.parquet").read_bytes() == b""
+
+
+def test_changed_input_file_is_a_parameter_mismatch(tmp_path, reference):
+    path = _trajectory(tmp_path / "t.extxyz", n_frames=3)
+    store = tmp_path / "store"
+    chunked_delta_entropy(path, reference, store, chunk_frames=2)
+    _trajectory(path, n_frames=3, seed0=50)
+    with pytest.raises(QuestsError, match="files"):
+        chunked_delta_entropy(path, reference, store, chunk_frames=2)
+
+
+def test_bad_inputs_raise_quests_error(tmp_path, traj, reference):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(QuestsError, match="no manifest.json"):
+        chunked_delta_entropy(traj, reference, tmp_path / "busy")
+    with pytest.raises(QuestsError, match="columns"):
+        chunked_delta_entropy(traj, reference[:, :10], tmp_path / "s1")
+    with pytest.raises(QuestsError, match="one bandwidth"):
+        chunked_delta_entropy(traj, reference, tmp_path / "s2", [0.01, 0.02])
+    with pytest.raises(QuestsError, match="file not found"):
+        chunked_delta_entropy(tmp_path / "missing.extxyz", reference, tmp_path / "s3")
+    with pytest.raises(QuestsError, match="not a chunk store"):
+        ChunkStore(tmp_path / "busy")
+
+
+def test_two_files_with_selection_and_descriptors(tmp_path, traj, reference):
+    other = _trajectory(tmp_path / "other.extxyz", n_frames=4, seed0=20)
+    run = chunked_delta_entropy(
+        [traj, other],
+        reference,
+        tmp_path / "store",
+        index="::2",
+        chunk_frames=3,
+        save_descriptors=True,
+        label="md",
+    )
+    assert run.computed == ["000-000000", "000-000001", "001-000000"]
+    table = run.store.frames()
+    assert table["structure"].tolist() == list(range(6))
+    assert table["frame"].tolist() == [0, 2, 4, 6, 0, 2]
+    assert table["source"].tolist() == [traj] * 4 + [str(other)] * 2
+    assert set(table["label"]) == {"md"}
+    wanted = read(traj, "::2") + read(other, "::2")
+    x = qc.descriptors(wanted)
+    np.testing.assert_array_equal(run.store.descriptors(), x)
+    assert_same_dh(run.store.delta_entropy(), qc.delta_entropy(x, reference))
+
+
+def test_float32_store_within_tolerance(tmp_path, traj, reference, in_memory):
+    run = chunked_delta_entropy(
+        traj, reference, tmp_path / "store", chunk_frames=4, precision="float32"
+    )
+    dh32 = run.store.delta_entropy()
+    assert np.max(np.abs(dh32 - in_memory[2])) <= 1e-3
+    assert not np.array_equal(dh32, in_memory[2])  # really the float32 path
+
+
+def test_store_without_positions(tmp_path, traj, reference):
+    run = chunked_delta_entropy(traj, reference, tmp_path / "store", positions=False)
+    atoms = run.store.atoms()
+    assert list(atoms.columns) == [
+        "structure",
+        "frame",
+        "time",
+        "label",
+        "generation",
+        "atom",
+        "dH",
+    ]
+    assert isinstance(run.store.frames(), pd.DataFrame)
