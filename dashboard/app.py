@@ -134,24 +134,8 @@ def serve_session() -> pn.template.FastListTemplate:
     return app.template()
 
 
-def warm_up() -> None:
-    """Run the Datashader pipeline of the views once, so sessions do not wait for Numba."""
-    import numpy as np
-
-    from dashboard._testing import big_atoms_table
-    from dashboard.views.atoms import dh_image, plot_frame
-
-    atoms = big_atoms_table(30, frames=3)
-    for x, y in (("index", "dH"), ("x", "y")):
-        data = atoms.assign(index=np.arange(len(atoms), dtype=np.int64)).iloc[:3]
-        hv.render(dh_image(plot_frame(data, x, y), x, y, (-1.0, 1.0), width=200, height=200),
-                  backend="bokeh")
-
-
 if __name__.startswith("bokeh_app"):
-    if not getattr(sys.modules.get("dashboard"), "_warm", False):
-        warm_up()
-        import dashboard as _pkg
+    from dashboard.warm import start_background
 
-        _pkg._warm = True
+    start_background()
     serve_session().servable(title=TITLE)

@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd = panel_args(args)
     from panel.command import main as panel_main
 
+    from dashboard.warm import warm_up
+
+    warm_up()  # compile Datashader's kernels before the server listens
     sys.argv = cmd
     panel_main()
     return 0

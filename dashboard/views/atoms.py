@@ -121,6 +121,8 @@ class AtomsView(View):
                              doc="Atoms with dH above this value are picked (nats).")
     box = param.NumericTuple(default=None, allow_None=True, length=4,
                              doc="Box selection (x0, y0, x1, y1) in axis units.")
+    colour_limit = param.Number(default=None, allow_None=True, bounds=(0, None),
+                                doc="Colour range ±limit (nats); empty: automatic.")
     bins = param.Integer(default=100, bounds=(10, 1000), doc="Histogram bins.")
 
     def __init__(self, **params):
@@ -203,7 +205,7 @@ class AtomsView(View):
     def _on_box(self, bounds=None, **_):
         self.box = tuple(float(b) for b in bounds) if bounds else None
 
-    @param.depends("x_axis", "y_axis", "subset", "frame_only", "state.results",
+    @param.depends("x_axis", "y_axis", "subset", "frame_only", "colour_limit", "state.results",
                    "state.selected_structure")
     def plot(self):
         if self.results is None:
@@ -214,6 +216,8 @@ class AtomsView(View):
         if len(df) == 0:
             return placeholder("No atoms in this selection.")
         clim = symmetric_clim(df["dH"].to_numpy())
+        if self.colour_limit:
+            clim = (-float(self.colour_limit), float(self.colour_limit))
         x, y = self.x_axis, self.y_axis
         shown = dh_image(
             plot_frame(df, x, y), x, y, clim,
@@ -282,18 +286,20 @@ class AtomsView(View):
     def panel(self) -> pn.viewable.Viewable:
         controls = pn.Param(
             self.param,
-            parameters=["x_axis", "y_axis", "subset", "frame_only", "threshold"],
-            widgets={"threshold": pn.widgets.FloatInput},
+            parameters=["x_axis", "y_axis", "subset", "frame_only", "threshold", "colour_limit"],
+            widgets={"threshold": {"type": pn.widgets.FloatInput, "name": "dH threshold (nats)"},
+                     "colour_limit": {"type": pn.widgets.FloatInput,
+                                      "name": "Colour limit (nats)"}},
             show_name=False,
             default_layout=pn.Row,
             sizing_mode="stretch_width",
         )
-        clear = pn.widgets.Button(name="Clear box", button_type="light", width=100)
+        clear = pn.widgets.Button(label="Clear box", color="light", width=100)
         clear.on_click(lambda _: setattr(self, "box", None))
         download = pn.widgets.FileDownload(
             callback=lambda: self.safe_download(self._export),
             filename="picked_atoms.extxyz",
-            label="Export picked atoms (extxyz)", button_type="primary", width=260,
+            label="Export picked atoms (extxyz)", color="primary", width=260,
         )
         return pn.Column(
             controls,

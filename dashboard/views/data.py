@@ -48,34 +48,34 @@ class DataView(View):
         super().__init__(**params)
         self._job: ComputeJob | None = None
         self.file_select = pn.widgets.MultiSelect(
-            name="Files in the data directory", options=self._list_files(), size=8,
+            label="Files in the data directory", options=self._list_files(), size=8,
             sizing_mode="stretch_width",
         )
-        self.refresh_button = pn.widgets.Button(name="Refresh list", button_type="light",
+        self.refresh_button = pn.widgets.Button(label="Refresh list", color="light",
                                                 width=110)
-        self.role_select = pn.widgets.Select(name="Role", options=list(ROLES), value="test",
+        self.role_select = pn.widgets.Select(label="Role", options=list(ROLES), value="test",
                                              width=150)
-        self.label_input = pn.widgets.TextInput(name="Label (optional)", width=150,
+        self.label_input = pn.widgets.TextInput(label="Label (optional)", width=150,
                                                 placeholder="keep file labels")
-        self.add_button = pn.widgets.Button(name="Add selected files", button_type="primary",
+        self.add_button = pn.widgets.Button(label="Add selected files", color="primary",
                                             sizing_mode="stretch_width")
         max_mb = float(self.state.max_upload_mb)
         self.upload = pn.widgets.FileInput(accept=UPLOAD_ACCEPT, multiple=False,
-                                           sizing_mode="stretch_width", name="Upload a file")
+                                           sizing_mode="stretch_width", label="Upload a file")
         self.upload_note = pn.pane.Markdown(f"Upload a structure file (at most {max_mb:g} MB).",
                                             margin=(0, 10))
         self.files_table = pn.widgets.Tabulator(
             self.state.files_table(), show_index=False, sizing_mode="stretch_width",
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
                      "label": "input", "frames": "input"},
-            buttons={"remove": "✖"}, height=200, name="files-table",
+            buttons={"remove": "✖"}, height=200,
         )
-        self.compute_button = pn.widgets.Button(name="Compute", button_type="success",
+        self.compute_button = pn.widgets.Button(label="Compute", color="success",
                                                 sizing_mode="stretch_width")
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="danger",
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger",
                                                disabled=True, width=90)
         self.progress = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width",
-                                               name="progress", bar_color="success")
+                                               bar_color="success")
         self.status = pn.pane.Markdown(self.state.status, name="status", margin=(0, 10))
         # wiring
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -284,11 +284,11 @@ class DataView(View):
             pn.pane.Markdown(info, name="results-info"),
             pn.pane.Markdown("### Files"),
             pn.widgets.Tabulator(summary, show_index=False, disabled=True,
-                                 sizing_mode="stretch_width", name="summary-table"),
+                                 sizing_mode="stretch_width"),
             pn.pane.Markdown("### Frames (H, mean dH in nats)"),
             pn.widgets.Tabulator(frames.round(4), show_index=False, disabled=True,
                                  pagination="remote", page_size=15,
-                                 sizing_mode="stretch_width", name="frames-table"),
+                                 sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

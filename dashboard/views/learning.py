@@ -20,6 +20,9 @@ def gap_table(curves: dict[str, LearningResult]) -> pd.DataFrame:
     """One row per dataset: environments, H at the largest N, asymptote, gap (nats)."""
     rows = []
     for name, lc in curves.items():
+        note = lc.fit_error
+        if not note and not plausible_asymptote(lc):
+            note = "asymptote above log(total environments): fit unreliable"
         rows.append({
             "dataset": name,
             "environments": lc.n_total,
@@ -27,9 +30,14 @@ def gap_table(curves: dict[str, LearningResult]) -> pd.DataFrame:
             "H(N) (nats)": float(lc.mean[-1]) if len(lc.mean) else np.nan,
             "asymptote (nats)": lc.asymptote,
             "information gap (nats)": lc.final_gap,
-            "note": lc.fit_error,
+            "note": note,
         })
     return pd.DataFrame(rows)
+
+
+def plausible_asymptote(lc: LearningResult) -> bool:
+    """A fitted asymptote is plausible when finite and at most log(total environments)."""
+    return bool(np.isfinite(lc.asymptote) and lc.asymptote <= np.log(max(lc.n_total, 1)) + 1e-9)
 
 
 def curve_elements(lc: LearningResult, color: str) -> hv.Overlay:
@@ -42,7 +50,7 @@ def curve_elements(lc: LearningResult, color: str) -> hv.Overlay:
     curve = hv.Curve(df, xd, yd, label=lc.name).opts(color=color, line_width=2)
     points = hv.Scatter(df, xd, yd, label=lc.name).opts(color=color, size=5)
     parts = spread * curve * points
-    if np.isfinite(lc.asymptote):
+    if plausible_asymptote(lc):
         parts = parts * hv.HLine(lc.asymptote).opts(color=color, line_dash="dashed",
                                                     line_width=1.5)
     return parts
@@ -104,7 +112,7 @@ class LearningView(View):
             pn.pane.Markdown("**Information gap** = fitted asymptote - H at the largest N "
                              "(dashed lines: asymptotes; dotted: log N, the largest possible H)."),
             pn.widgets.Tabulator(table, show_index=False, disabled=True,
-                                 sizing_mode="stretch_width", name="learning-table"),
+                                 sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

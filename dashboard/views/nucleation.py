@@ -87,7 +87,7 @@ class NucleationView(View):
             f"{info}"))
         if len(fit):
             parts.append(pn.widgets.Tabulator(fit, show_index=False, disabled=True,
-                                              name="nucleation-fit", width=420))
+                                              width=420))
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:

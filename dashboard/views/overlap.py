@@ -47,6 +47,16 @@ def cell_at(result: OverlapResult, x, y) -> tuple[int, int] | None:
     return row, col
 
 
+def overlap_histogram(result: OverlapResult, row: int, col: int, color: str) -> hv.Histogram:
+    """Histogram of dH(row | column) titled with the overlap value."""
+    edges, counts = dh_histogram(result.delta[(row, col)], 60)
+    title = (f"dH({result.names[row]} | {result.names[col]}): "
+             f"overlap {result.matrix[row, col]:.2f}")
+    return hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label="dH (nats)")],
+                        vdims=[hv.Dimension("count", label="environments")]).opts(
+        title=title, color=color, line_color=None, responsive=True, height=220)
+
+
 class OverlapView(View):
     """Overlap matrix heatmap with per-cell dH histograms."""
 
@@ -122,16 +132,12 @@ class OverlapView(View):
         if self.cell is None:
             return placeholder("Click a cell to see its two dH histograms.")
         i, j = (int(v) for v in self.cell)
-        plots = []
-        for a, b in ((i, j), (j, i)):
-            dh = res.delta[(a, b)]
-            edges, counts = dh_histogram(dh, 60)
-            title = (f"dH({res.names[a]} | {res.names[b]}): overlap {res.matrix[a, b]:.2f}")
-            hist = hv.Histogram((edges, counts), hv.Dimension("dH", label="dH (nats)"),
-                                hv.Dimension("count", label="environments")).opts(
-                title=title, color="#4c72b0" if a == i else "#dd8452", line_color=None,
-                responsive=True, height=220)
-            plots.append(hist * hv.VLine(0).opts(color="black", line_dash="dashed"))
+        plots = [
+            overlap_histogram(res, i, j, "#4c72b0") * hv.VLine(0).opts(color="black",
+                                                                        line_dash="dashed"),
+            overlap_histogram(res, j, i, "#dd8452") * hv.VLine(0).opts(color="black",
+                                                                        line_dash="dashed"),
+        ]
         return pn.pane.HoloViews(hv.Layout(plots).cols(1), sizing_mode="stretch_width",
                                  name="overlap-histograms")
 

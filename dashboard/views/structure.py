@@ -93,11 +93,11 @@ class StructureView(View):
         super().__init__(**params)
         self._syncing = False
         self.structure_widget = pn.widgets.EditableIntSlider(
-            name="Structure", start=0, end=1, fixed_start=0, fixed_end=1, value=0, width=260)
+            label="Structure", start=0, end=1, fixed_start=0, fixed_end=1, value=0, width=260)
         self.position_widget = pn.widgets.EditableFloatSlider(
-            name="Slab position (Å)", start=0.0, end=1.0, value=0.0, step=0.1, width=260)
+            label="Slab position (Å)", start=0.0, end=1.0, value=0.0, step=0.1, width=260)
         self.thickness_widget = pn.widgets.EditableFloatSlider(
-            name="Slab thickness (Å)", start=0.0, end=1.0, value=1.0, step=0.1, width=260,
+            label="Slab thickness (Å)", start=0.0, end=1.0, value=1.0, step=0.1, width=260,
             fixed_start=0.0)
         for widget, name in ((self.structure_widget, "structure"),
                              (self.position_widget, "position"),

@@ -24,12 +24,17 @@ FLAG_COLUMNS = ("mean_dH", "frac_novel")
 ATOMS_TAB, STRUCTURE_TAB = 1, 2
 
 
-def robust_jumps(values: np.ndarray, z: float = 5.0, min_step: float = 0.0) -> np.ndarray:
-    """Frames whose change from the previous frame is an outlier.
+def robust_jumps(
+    values: np.ndarray, z: float = 5.0, min_step: float = 0.0, range_fraction: float = 0.2
+) -> np.ndarray:
+    """Frames where the value jumps up from the previous frame.
 
-    A frame i >= 1 is flagged when ``|d_i - median(d)| > z * 1.4826 * MAD(d)``
-    with ``d_i = v_i - v_{i-1}`` and when ``|d_i| > min_step``. Returns a
-    boolean array of ``len(values)`` (frame 0 is never flagged).
+    With ``d_i = v_i - v_{i-1}``, frame i >= 1 is flagged when
+    ``d_i - median(d) > z * 1.4826 * MAD(d)`` (an outlier among the
+    frame-to-frame changes), ``d_i > min_step`` and ``d_i`` is at least
+    ``range_fraction`` of the range of ``values`` (so that the ordinary
+    fluctuations after one big jump are not flagged too). Returns a boolean
+    array of ``len(values)``; frame 0 is never flagged.
     """
     v = np.asarray(values, dtype=np.float64)
     flags = np.zeros(len(v), dtype=bool)
@@ -41,16 +46,18 @@ def robust_jumps(values: np.ndarray, z: float = 5.0, min_step: float = 0.0) -> n
         return flags
     med = np.median(d[ok])
     mad = 1.4826 * np.median(np.abs(d[ok] - med))
-    if mad <= 0:
-        spread = np.std(d[ok])
-        mad = spread if spread > 0 else np.finfo(float).eps
-    jump = ok & (np.abs(d - med) > z * mad) & (np.abs(d) > min_step)
+    if mad <= 0:  # most frames do not change at all: any change stands out
+        mad = np.finfo(float).eps
+    finite = v[np.isfinite(v)]
+    floor = max(min_step, range_fraction * float(finite.max() - finite.min()))
+    with np.errstate(invalid="ignore"):
+        jump = ok & (d - med > z * mad) & (d > floor)
     flags[1:] = jump
     return flags
 
 
 def flag_frames(frames: pd.DataFrame, z: float = 5.0) -> np.ndarray:
-    """Flags of a trajectory's frames: a jump in mean dH or in the fraction dH > 0."""
+    """Flags of a trajectory's frames: an upward jump of mean dH or of the fraction dH > 0."""
     flags = np.zeros(len(frames), dtype=bool)
     for column in FLAG_COLUMNS:
         if column in frames:
@@ -166,7 +173,7 @@ class TrajectoryView(View):
                 f"(jump z-score > {self.z_threshold:g})")
         table = pn.widgets.Tabulator(
             flagged[cols].round(4), show_index=False, disabled=True, height=220,
-            sizing_mode="stretch_width", name="flagged-table", pagination="local", page_size=8,
+            sizing_mode="stretch_width", pagination="local", page_size=8,
         )
         table.on_click(lambda e: self._select_row(flagged, e.row))
         return pn.Column(pn.pane.Markdown(text, name="trajectory-summary"), table,
@@ -197,14 +204,14 @@ class TrajectoryView(View):
     def panel(self) -> pn.viewable.Viewable:
         controls = pn.Param(self.param, parameters=["source", "z_threshold"], show_name=False,
                             default_layout=pn.Row)
-        to_atoms = pn.widgets.Button(name="Open in Atoms", button_type="primary", width=140)
-        to_structure = pn.widgets.Button(name="Open in Structure", button_type="primary",
+        to_atoms = pn.widgets.Button(label="Open in Atoms", color="primary", width=140)
+        to_structure = pn.widgets.Button(label="Open in Structure", color="primary",
                                          width=150)
         to_atoms.on_click(lambda _: self._open_atoms())
         to_structure.on_click(lambda _: self.open_in(STRUCTURE_TAB))
         download = pn.widgets.FileDownload(
             callback=lambda: self.safe_download(self._export), filename="flagged_frames.extxyz",
-            label="Export flagged frames (extxyz)", button_type="success", width=260,
+            label="Export flagged frames (extxyz)", color="success", width=260,
         )
         return pn.Column(
             controls,

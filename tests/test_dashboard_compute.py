@@ -1,0 +1,184 @@
+"""The dashboard's computation pipeline and job runner (no browser).
+
+Values are checked against the core API called directly and against the
+identities of SPEC section 2 (H <= log n, overlap of a set with itself = 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.io import read
+
+import dashboard.compute as compute
+from dashboard._testing import JUMP_FRAME, make_sample_dir
+from dashboard.compute import (
+    ComputeJob,
+    learning_sizes,
+    per_frame_stats,
+    run_pipeline,
+    sample_rows,
+)
+from dashboard.state import ComputeSettings, FileSpec
+from dashboard.views.trajectory import flag_frames
+from quests_core import bandwidth_from_volume, delta_entropy, descriptors, entropy, overlap
+from quests_core.errors import QuestsError
+
+SMALL = dict(ComputeSettings().as_dict(), learning_max_n=200, learning_repeats=2,
+             overlap_max_n=100_000)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return make_sample_dir(tmp_path_factory.mktemp("dash_sample"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """Descriptor cache in a temporary folder for this module."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("dash_cache")))
+    mp.setattr(compute, "_CACHE", None)
+    yield
+    mp.undo()
+
+
+def specs(sample, *pairs):
+    return [FileSpec(str(sample[name]), name, role) for name, role in pairs]
+
+
+@pytest.fixture(scope="module")
+def results(sample):
+    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"),
+                  ("failed_traj.extxyz", "trajectory"), ("labelled.extxyz", "test"))
+    seen = []
+    res = run_pipeline(files, SMALL, progress=lambda f, t: seen.append(f))
+    res.progress_seen = seen
+    return res
+
+
+def test_small_helpers():
+    mean, frac = per_frame_stats(np.array([-1.0, 1.0, 3.0, -2.0, -4.0]), np.array([3, 2]))
+    np.testing.assert_allclose(mean, [1.0, -3.0])
+    np.testing.assert_allclose(frac, [2 / 3, 0.0])
+    with pytest.raises(QuestsError):
+        per_frame_stats(np.zeros(4), np.array([3, 2]))
+    sizes = learning_sizes(1000, 300)
+    assert sizes[0] == 10 and sizes[-1] == 300 and np.all(np.diff(sizes) > 0)
+    assert len(learning_sizes(5, 300)) == 0
+    rng = np.random.default_rng(0)
+    rows = sample_rows(100, 10, rng)
+    assert len(rows) == 10 and len(np.unique(rows)) == 10 and np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(sample_rows(5, 10, rng), np.arange(5))
+
+
+def test_tables_are_consistent(results):
+    f, a = results.frames, results.atoms
+    assert list(f["structure"]) == list(range(len(f)))
+    assert f["n_atoms"].sum() == len(a)
+    np.testing.assert_array_equal(
+        f["atom_offset"].to_numpy(), np.concatenate([[0], np.cumsum(f["n_atoms"])[:-1]])
+    )
+    # every atom row belongs to the structure its offset says
+    starts = np.repeat(f["structure"].to_numpy(), f["n_atoms"].to_numpy())
+    np.testing.assert_array_equal(a["structure"].to_numpy(), starts)
+    assert set(f["source"]) == {"solid.extxyz", "melt.extxyz", "failed_traj.extxyz",
+                                "labelled.extxyz"}
+    # progress is reported in order and ends at 1
+    assert results.progress_seen[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(results.progress_seen) >= -1e-12)
+
+
+def test_values_match_the_core(results, sample):
+    h = results.h
+    solid = read(sample["solid.extxyz"], ":")
+    melt = read(sample["melt.extxyz"], ":")
+    x_ref = descriptors(solid)
+    x_melt = descriptors(melt)
+    a = results.atoms
+    got = a.loc[a["source"] == "melt.extxyz", "dH"].to_numpy()
+    want = delta_entropy(x_melt, x_ref, h)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # per-frame H of the first melt frame is the entropy of its own environments
+    f = results.frames
+    first_melt = f.loc[f["source"] == "melt.extxyz"].iloc[0]
+    assert first_melt["H"] == pytest.approx(entropy(descriptors(melt[0]), h), rel=1e-10)
+    # H <= log n; mean dH and the fraction dH > 0 come from the per-atom values
+    assert np.all(f["H"] <= np.log(f["n_atoms"]) + 1e-9) and np.all(f["H"] >= -1e-12)
+    for _, row in f.iterrows():
+        dh = a["dH"].to_numpy()[row["atom_offset"] : row["atom_offset"] + row["n_atoms"]]
+        assert row["mean_dH"] == pytest.approx(dh.mean(), rel=1e-5, abs=1e-4)
+        assert row["frac_novel"] == pytest.approx(np.mean(dh > 0))
+
+
+def test_overlap_and_learning(results, sample):
+    ov = results.overlap["file"]
+    np.testing.assert_allclose(np.diag(ov.matrix), 1.0)  # dH(x | x) <= 0 always
+    x_ref = descriptors(read(sample["solid.extxyz"], ":"))
+    x_melt = descriptors(read(sample["melt.extxyz"], ":"))
+    i, j = ov.names.index("melt.extxyz"), ov.names.index("solid.extxyz")
+    assert ov.matrix[i, j] == pytest.approx(overlap(x_melt, x_ref, results.h))
+    assert ov.matrix[i, j] == pytest.approx(np.mean(ov.delta[(i, j)] <= 0))
+    # labels: "solid" and "liquid" groups only (unlabelled structures form no group)
+    assert results.overlap["label"].names == ["solid", "liquid"]
+    for lc in results.learning.values():
+        assert np.all(lc.mean <= np.log(lc.sizes) + 1e-9)
+        assert lc.sizes[-1] == min(lc.n_total, SMALL["learning_max_n"])
+        assert np.all(lc.std >= 0)
+
+
+def test_failed_trajectory_is_flagged(results):
+    f = results.frames
+    traj = f.loc[f["source"] == "failed_traj.extxyz"].reset_index(drop=True)
+    assert np.all(traj["frac_novel"].iloc[:JUMP_FRAME] < 0.05)
+    assert np.all(traj["frac_novel"].iloc[JUMP_FRAME:] > 0.5)
+    np.testing.assert_array_equal(np.flatnonzero(flag_frames(traj)), [JUMP_FRAME])
+
+
+def test_volume_rule_and_first_frame_reference(sample):
+    files = specs(sample, ("failed_traj.extxyz", "trajectory"))
+    settings = dict(SMALL, bandwidth_mode="volume rule")
+    res = run_pipeline(files, settings)
+    v = res.frames["volume_per_atom"].mean()
+    assert v == pytest.approx(3.61**3 / 4, rel=1e-6)
+    assert res.h == pytest.approx(0.0897141 * np.exp(-0.5 * (v / 10.896) ** 2) + 0.0119417)
+    assert res.h == pytest.approx(bandwidth_from_volume(v))
+    assert "first frame" in res.reference
+    # against its own first frame, frame 0 is fully covered
+    assert res.frames["frac_novel"].iat[0] == 0.0
+    assert res.nucleation is None and "solid reference" in res.nucleation_note
+
+
+def test_input_errors(sample, tmp_path):
+    with pytest.raises(QuestsError, match="melt.extxyz.*reference"):
+        run_pipeline(specs(sample, ("melt.extxyz", "test")), SMALL)
+    with pytest.raises(QuestsError, match="no files"):
+        run_pipeline([], SMALL)
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("3\nnot an extxyz comment\nCu 0 0\n")
+    with pytest.raises(QuestsError, match="bad.extxyz"):
+        run_pipeline([FileSpec(str(bad), "bad.extxyz", "trajectory")], SMALL)
+
+
+def test_thread_job_cancel_and_error(sample):
+    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"))
+    job = ComputeJob(files, SMALL, mode="thread")
+    assert job.try_start()
+    job.cancel()
+    job.run_sync(timeout=120)
+    assert job.state == "cancelled" and job.result is None
+    bad = ComputeJob(specs(sample, ("melt.extxyz", "test")), SMALL, mode="thread").run_sync(60)
+    assert bad.state == "error" and "reference" in bad.error
+
+
+def test_process_job_matches_in_process(sample, results):
+    """The default worker-process mode returns the same tables."""
+    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"))
+    job = ComputeJob(files, SMALL, mode="process").run_sync(timeout=300)
+    assert job.state == "done", job.error
+    a = job.result.atoms
+    ref = results.atoms
+    got = a.loc[a["source"] == "melt.extxyz", "dH"].to_numpy()
+    want = ref.loc[ref["source"] == "melt.extxyz", "dH"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert job.fraction == 1.0

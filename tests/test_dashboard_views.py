@@ -1,0 +1,404 @@
+"""The dashboard's view classes without a browser.
+
+Results are built by hand from the per-frame / per-atom tables (the columns of
+docs/architecture.md) with known dH values, so every number a view shows can
+be checked against the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+from ase.io import read
+from bokeh.document import Document
+
+import dashboard.compute as compute
+from dashboard import show
+from dashboard._testing import make_sample_dir
+from dashboard.app import TAB_NAMES, DashboardApp, load_extensions
+from dashboard.launch import build_parser, panel_args
+from dashboard.state import (
+    AppState,
+    FileSpec,
+    LearningResult,
+    NucleationResult,
+    OverlapResult,
+    Results,
+)
+from dashboard.theme import symmetric_clim
+from dashboard.views import (
+    AtomsView,
+    DataView,
+    LearningView,
+    NucleationView,
+    OverlapView,
+    StructureView,
+    TrajectoryView,
+)
+from dashboard.views import nucleation as nucleation_view
+from dashboard.views import structure as structure_view
+from dashboard.views.atoms import axis_options, box_mask, dh_cdf, dh_histogram, fraction_above
+from dashboard.views.learning import gap_table, plausible_asymptote
+from dashboard.views.overlap import cell_at, heatmap_table, overlap_histogram
+from dashboard.views.structure import plotly_figure, projection_axes, slab_mask
+from dashboard.views.trajectory import flag_frames, nearest_structure, robust_jumps
+from quests_core.dataset import Dataset
+from quests_core.errors import QuestsError
+
+N_TRAJ, JUMP = 6, 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def extensions():
+    load_extensions()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return make_sample_dir(tmp_path_factory.mktemp("views_sample"))
+
+
+def fake_results(sample) -> Results:
+    """Results of solid.extxyz (reference) + the first 6 frames of failed_traj.extxyz,
+    with dH = -1 for every atom before frame 4 of the trajectory and +2 from it on,
+    except atom 0 of each frame which gets +0.5 (so the fraction novel is known)."""
+    parts, atoms_parts, offset = [], [], 0
+    for name, role, index in (("solid.extxyz", "reference", ":"),
+                              ("failed_traj.extxyz", "trajectory", f":{N_TRAJ}")):
+        ds = Dataset.from_files(sample[name], index=index)
+        frames = ds.frames.copy()
+        table = ds.atoms_table()
+        dh = np.full(len(table), -1.0)
+        if role == "trajectory":
+            dh[table["frame"].to_numpy() >= JUMP] = 2.0
+        dh[table["atom"].to_numpy() == 0] = 0.5
+        frames["structure"] += offset
+        frames["source"], frames["role"], frames["path"] = name, role, str(sample[name])
+        counts = frames["n_atoms"].to_numpy()
+        mean, frac = compute.per_frame_stats(dh, counts)
+        frames["H"] = np.log(counts) - 0.5
+        frames["mean_dH"], frames["frac_novel"] = mean, frac
+        parts.append(frames)
+        atoms_parts.append(pd.DataFrame({
+            "structure": (table["structure"] + offset).astype(np.int32),
+            "frame": table["frame"].astype(np.int32), "time": table["time"].astype(np.float32),
+            "label": pd.Categorical(table["label"].astype(str)),
+            "atom": table["atom"].astype(np.int32), "species": pd.Categorical(table["species"]),
+            "x": table["x"].astype(np.float32), "y": table["y"].astype(np.float32),
+            "z": table["z"].astype(np.float32), "source": pd.Categorical([name] * len(table)),
+            "role": pd.Categorical([role] * len(table)), "dH": dh.astype(np.float32),
+            "force_error": np.linspace(0, 1, len(table)).astype(np.float32),
+        }))
+        offset += len(frames)
+    frames = pd.concat(parts, ignore_index=True)
+    frames["atom_offset"] = np.concatenate([[0], np.cumsum(frames["n_atoms"])[:-1]])
+    atoms = pd.concat(atoms_parts, ignore_index=True)
+    for c in ("label", "species", "source", "role"):
+        atoms[c] = atoms[c].astype("category")
+    sizes = np.array([10, 20, 40, 80])
+    learning = {"solid.extxyz": LearningResult(
+        "solid.extxyz", sizes, np.log(sizes) * 0.5, np.full(4, 0.1), np.log(sizes), 432,
+        asymptote=3.0, gap=3.0 - np.log(sizes) * 0.5)}
+    matrix = np.array([[1.0, 0.25], [0.75, 1.0]])
+    delta = {(i, j): np.array([-1.0, -0.5, 0.5, 1.0], dtype=np.float32)
+             for i in range(2) for j in range(2)}
+    ov = OverlapResult("file", ["solid.extxyz", "failed_traj.extxyz"], matrix, delta,
+                       {"solid.extxyz": 432, "failed_traj.extxyz": 648})
+    return Results(frames=frames, atoms=atoms, h=0.015, k=32, cutoff=5.0, reference="solid",
+                   files=[], learning=learning, overlap={"file": ov})
+
+
+@pytest.fixture
+def state(sample):
+    st = AppState(data_dir=str(sample["solid.extxyz"].parent))
+    st.results = fake_results(sample)
+    return st
+
+
+def render_title(pane) -> str:
+    """Title text of the Bokeh figure a HoloViews pane draws."""
+    plot = hv.renderer("bokeh").get_plot(pane.object, doc=Document())
+    return plot.state.title.text
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def test_pure_helpers():
+    edges, counts = dh_histogram(np.array([-1.0, 0.0, 1.0, np.nan]), bins=4)
+    assert counts.sum() == 3 and edges[0] == -1.0 and edges[-1] == 1.0
+    xs, cdf = dh_cdf(np.array([-2.0, -1.0, 3.0, 4.0]))
+    assert cdf[0] == 0.0 and cdf[-1] == pytest.approx(1.0) and np.all(np.diff(cdf) >= 0)
+    assert fraction_above(np.array([-1.0, 0.0, 2.0, 3.0])) == 0.5
+    lo, hi = symmetric_clim(np.array([-3.0, 1.0, 2.0]), quantile=1.0)
+    assert (lo, hi) == (-3.0, 3.0)
+    assert symmetric_clim(np.array([0.1, -0.2])) == (-1.0, 1.0)  # floor
+    assert projection_axes("y") == ("x", "z")
+    np.testing.assert_array_equal(slab_mask(np.array([0.0, 1.0, 2.0, 3.0]), 1.5, 1.0),
+                                  [False, True, True, False])
+    flags = robust_jumps(np.array([0, 0.01, 0, 0.02, 0.01, 5, 5.1, 5.0, 5.2]))
+    np.testing.assert_array_equal(np.flatnonzero(flags), [5])
+    assert not robust_jumps(np.array([5.0, 0.0, 0.0, 0.0])).any()  # drops are not failures
+
+
+# ------------------------------------------------------------------- atoms
+
+
+def test_atoms_view_selection(state):
+    view = AtomsView(state=state)
+    atoms = state.results.atoms
+    opts = axis_options(atoms)
+    assert opts[:4] == ["index", "structure", "frame", "time"]
+    assert "force_error" in opts and "label" not in opts and "species" not in opts
+    assert view.param.x_axis.objects == opts
+    # threshold 0 picks exactly the atoms with dH > 0
+    np.testing.assert_array_equal(state.selected_atoms, np.flatnonzero(atoms["dH"] > 0))
+    view.threshold = 1.0
+    np.testing.assert_array_equal(state.selected_atoms, np.flatnonzero(atoms["dH"] > 1.0))
+    # a box on (index, dH) keeps only the rows inside it
+    view.threshold = -10
+    view._on_box(bounds=(100, -5, 199, 5))
+    np.testing.assert_array_equal(state.selected_atoms, np.arange(100, 200))
+    df = view.data()
+    assert box_mask(df, "index", "dH", (100, -5, 199, 5)).sum() == 100
+    view.box = None
+    # one file only, then one frame only
+    view.subset = "failed_traj.extxyz"
+    assert set(view.data()["source"]) == {"failed_traj.extxyz"}
+    state.selected_structure = 4 + JUMP
+    view.frame_only = True
+    assert set(view.data()["structure"]) == {4 + JUMP} and state.frame_focus
+    assert len(view.data()) == 108
+
+
+def test_atoms_view_plots(state):
+    view = AtomsView(state=state)
+    pane = view.plot()
+    n = len(state.results.atoms)
+    assert render_title(pane) == f"Per-atom dH ({n:,} atoms)"
+    text = view.summary().object
+    frac = float(np.mean(state.results.atoms["dH"] > 0))
+    assert f"Fraction dH > 0: {frac:.3f}" in text
+    hist = view.histogram()
+    assert isinstance(hist, pn.Column) and len(hist) == 2
+    view.x_axis = view.y_axis
+    assert isinstance(view.plot(), pn.pane.Alert)
+    view.x_axis, view.y_axis = "x", "y"
+    assert render_title(view.plot()).startswith("Per-atom dH")
+    view.threshold = 0.0
+    data = view._export()  # every frame with a picked atom, picked flag per atom
+    frames = read(io.StringIO(data.getvalue().decode()), ":", format="extxyz")
+    picked = np.flatnonzero(state.results.atoms["dH"] > 0)
+    assert len(frames) == len(np.unique(state.results.atoms["structure"].to_numpy()[picked]))
+    assert sum(int(f.arrays["picked"].sum()) for f in frames) == len(picked)
+    assert all(f.arrays["dH"].shape == (len(f),) for f in frames)
+
+
+# --------------------------------------------------------------- structure
+
+
+def test_structure_view(state, monkeypatch):
+    view = StructureView(state=state)
+    state.selected_structure = 5
+    assert view.structure == 5 and view.structure_widget.value == 5
+    view.structure = 2
+    assert state.selected_structure == 2
+    frame = view.frame()
+    assert len(frame) == 108 and set(frame["structure"]) == {2}
+    assert view.thickness > np.ptp(frame["z"].to_numpy())
+    assert render_title(view.slab()).endswith("(108 atoms)")
+    view.thickness = 1.0
+    inside = int(slab_mask(frame["z"].to_numpy(), view.position, 1.0).sum())
+    assert render_title(view.slab()).endswith(f"({inside:,} atoms)")
+    fig = plotly_figure(frame, (-2.0, 2.0), "t")
+    trace = fig["data"][0]
+    assert trace["type"] == "scatter3d" and len(trace["x"]) == 108
+    assert trace["marker"]["cmid"] == 0.0 and trace["marker"]["cmin"] == -2.0
+    assert isinstance(view.view3d(), pn.pane.Plotly)
+    monkeypatch.setattr(structure_view, "MAX_3D_ATOMS", 50)
+    assert isinstance(view.view3d(), pn.pane.Alert)
+    assert "H =" in view.describe() and "solid.extxyz frame 2" in view.describe()
+
+
+# -------------------------------------------------------------- trajectory
+
+
+def test_trajectory_view(state):
+    view = TrajectoryView(state=state)
+    assert view.source == "failed_traj.extxyz"
+    traj = view.frames()
+    assert len(traj) == N_TRAJ
+    np.testing.assert_array_equal(np.flatnonzero(flag_frames(traj)), [JUMP])
+    assert list(view.flagged()["frame"]) == [JUMP]
+    # a click at t = 0.31 ps opens the nearest frame (t = 0.3 ps, structure 4 + 3)
+    view._on_tap(x=0.31, y=0.0)
+    assert state.selected_structure == 4 + 3
+    assert nearest_structure(traj, "time", 0.49) == 4 + 5
+    view.open_in(2)
+    assert state.active_tab == 2
+    layout = view.plots().object
+    assert isinstance(layout, hv.Layout) and len(layout) == 3
+    data = view._export()
+    frames = read(io.StringIO(data.getvalue().decode()), ":", format="extxyz")
+    assert [f.info["structure"] for f in frames] == [4 + JUMP]
+    np.testing.assert_allclose(frames[0].arrays["dH"][1:], 2.0)
+
+
+# ------------------------------------------------- learning, overlap, nucleation
+
+
+def test_learning_view(state):
+    view = LearningView(state=state)
+    assert view.datasets == ["solid.extxyz"]
+    table = gap_table(state.results.learning)
+    lc = state.results.learning["solid.extxyz"]
+    assert table["information gap (nats)"].iat[0] == pytest.approx(3.0 - lc.mean[-1])
+    assert plausible_asymptote(lc)  # 3.0 <= log(432)
+    lc2 = LearningResult("x", lc.sizes, lc.mean, lc.std, lc.log_n, 10, asymptote=5.0)
+    assert not plausible_asymptote(lc2)  # above log(10)
+    assert "unreliable" in gap_table({"x": lc2})["note"].iat[0]
+    assert render_title(view.plot()) == "Learning curves (h = 0.015 1/Å)"
+
+
+def test_overlap_view(state):
+    view = OverlapView(state=state)
+    res = view.result()
+    table = heatmap_table(res)
+    assert list(table["text"]) == ["1.00", "0.25", "0.75", "1.00"]
+    assert cell_at(res, "failed_traj.extxyz", "solid.extxyz") == (0, 1)
+    assert cell_at(res, 0.2, 1.1) == (1, 0)
+    assert cell_at(res, "nope", 0) is None
+    assert isinstance(view.histograms(), pn.pane.Alert)
+    view._on_tap(x="failed_traj.extxyz", y="solid.extxyz")
+    assert view.cell == (0, 1)
+    layout = view.histograms().object
+    assert len(layout) == 2
+    hist = overlap_histogram(res, 0, 1, "blue")
+    assert hist.opts.get().kwargs["title"] == (
+        "dH(solid.extxyz | failed_traj.extxyz): overlap 0.25")
+    assert hist.data["count"].sum() == 4
+
+
+def test_nucleation_view(state, monkeypatch):
+    view = NucleationView(state=state)
+    assert "No solid-like" in view.body().object or "solid" in view.body().object
+    monkeypatch.setattr(nucleation_view, "nucleation_available", lambda: False)
+    body = view.body()
+    assert isinstance(body, pn.pane.Alert) and "not available" in body.object
+    monkeypatch.undo()
+    n = 6
+    state.results.nucleation = NucleationResult(
+        source="t", structure=np.arange(n), time=np.arange(n) * 0.1,
+        largest=np.array([3, 5, 8, 20, 60, 120]), n_solid=np.full(n, 150),
+        temperature=np.full(n, 900.0), band_min=np.full(n, 30.0), band_max=np.full(n, 60.0),
+        sizes=np.array([1, 2, 3, 5]), counts=np.array([40, 20, 8, 2]), n_frames=4,
+        fit={"gamma_SL (J/m^2)": 0.2}, fit_curve=(np.array([1.0, 5.0]), np.array([10.0, 0.5])),
+    )
+    body = view.body()
+    assert isinstance(body, pn.Column)
+    assert "Largest cluster overall: **120 atoms**" in body[2].object
+    tl = view.timeline(state.results.nucleation)
+    assert isinstance(tl, hv.Overlay)  # band + curve
+
+
+# -------------------------------------------------------------------- data
+
+
+def test_data_view_files_and_uploads(sample, tmp_path):
+    st = AppState(data_dir=str(sample["solid.extxyz"].parent), upload_dir=str(tmp_path / "up"),
+                  max_upload_mb=0.001)
+    view = DataView(state=st, job_mode="thread")
+    assert "solid.extxyz" in view.file_select.options
+    view.file_select.value = ["solid.extxyz"]
+    view.role_select.value = "reference"
+    view.add_selected()
+    assert [(f.name, f.role) for f in st.files] == [("solid.extxyz", "reference")]
+    with pytest.raises(QuestsError, match="'..'"):
+        view.add_file("../etc/passwd")
+    view.file_select.options = ["../outside.extxyz"]
+    view.file_select.value = ["../outside.extxyz"]
+    view.add_selected()
+    assert st.messages[-1][0] == "error" and len(st.files) == 1
+    with pytest.raises(QuestsError, match="larger than"):
+        view.save_upload("big.extxyz", b"x" * 2000)
+    path = view.save_upload("../../evil name.extxyz", b"1\n\nCu 0 0 0\n", role="test")
+    assert path.parent == tmp_path / "up" and path.name == "evil_name.extxyz"
+    assert st.files[-1].name == "upload/evil_name.extxyz"
+    # the table edits roles and labels; a bad role is refused with a notification
+    view._on_edit(type("E", (), {"row": 0, "column": "role", "value": "test"})())
+    assert st.files[0].role == "test"
+    view._on_edit(type("E", (), {"row": 0, "column": "role", "value": "bogus"})())
+    assert st.files[0].role == "test" and st.messages[-1][0] == "error"
+    view._on_remove(type("E", (), {"row": 0})())
+    assert [f.name for f in st.files] == ["upload/evil_name.extxyz"]
+
+
+def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_CACHE", None)
+    app = DashboardApp(data_dir=sample["solid.extxyz"].parent, job_mode="thread")
+    st = app.state
+    asyncio.run(app.data.compute())
+    assert st.messages[-1] == ("error", "No files chosen: add files from the list or upload one.")
+    app.data.add_file("melt.extxyz", "test")
+    job = asyncio.run(app.data.compute())
+    assert job.state == "error" and st.results is None and not st.running
+    assert st.messages[-1][0] == "error" and "reference" in st.messages[-1][1]
+    st.settings.learning_max_n, st.settings.overlap_max_n = 100, 200
+    app.data.add_file("solid.extxyz", "reference")
+    job = asyncio.run(app.data.compute())
+    assert job.state == "done" and st.results is not None
+    assert st.status.startswith("Done in") and st.progress == 100
+    assert st.messages[-1] == ("success", f"Computed {len(st.results.atoms):,} atoms")
+    # every view now renders its Bokeh models
+    for i in range(len(TAB_NAMES)):
+        app.tabs[i].get_root(Document())
+
+
+def test_sessions_are_independent(sample, state):
+    a = DashboardApp(data_dir=sample["solid.extxyz"].parent, job_mode="thread")
+    b = DashboardApp(data_dir=sample["solid.extxyz"].parent, job_mode="thread")
+    a.data.add_file("solid.extxyz", "reference")
+    a.state.results = state.results
+    assert b.state.files == [] and b.state.results is None
+    assert a.upload_dir != b.upload_dir
+    a.state.active_tab = 3
+    assert a.tabs.active == 3 and b.tabs.active == 0
+    b.tabs.active = 5
+    assert b.state.active_tab == 5
+    assert list(a.tabs._names) == list(TAB_NAMES)
+    assert "QUESTS" in a.template().title
+    a.cleanup()
+
+
+def test_show_and_launcher(sample, tmp_path):
+    layout = show(data_dir=sample["solid.extxyz"].parent)
+    assert isinstance(layout, pn.Row) and isinstance(layout.app, DashboardApp)
+    assert layout.app.data.job_mode == "thread"
+    args = build_parser().parse_args(["--port", "5100", "--data-dir",
+                                      str(sample["solid.extxyz"].parent), "--no-show"])
+    cmd = panel_args(args)
+    assert cmd[:3] == ["panel", "serve", cmd[2]] and cmd[2].endswith("dashboard/app.py")
+    assert cmd[cmd.index("--address") + 1] == "127.0.0.1" and "--show" not in cmd
+    assert cmd[cmd.index("--port") + 1] == "5100"
+    assert cmd[cmd.index("--data-dir") + 1] == str(sample["solid.extxyz"].parent.resolve())
+    assert "127.0.0.1:5100" in cmd and "--warm" in cmd
+    with pytest.raises(QuestsError, match="does not exist"):
+        panel_args(build_parser().parse_args(["--data-dir", str(tmp_path / "missing")]))
+    default = panel_args(build_parser().parse_args([]))
+    assert default[default.index("--data-dir") + 1].endswith("sample_data")
+
+
+def test_file_spec_roles():
+    st = AppState()
+    with pytest.raises(QuestsError, match="unknown role"):
+        st.add_file("/x", "x", role="training")
+    spec = st.add_file("/x", "x", role="solid reference", label="ref")
+    assert spec == FileSpec("/x", "x", "solid reference", "ref")
+    assert list(st.files_table().columns) == ["file", "role", "label", "frames"]
