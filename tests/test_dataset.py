@@ -238,3 +238,30 @@ def test_lazy_detects_changed_file(tmp_path):
     write(path, cu_frames(1))
     with pytest.raises(QuestsError, match="a.extxyz"):
         list(lazy.iter_structures())
+
+
+def test_sample_two_force_sources():
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("QUESTS_SAMPLE_DATA", Path(__file__).parent.parent / "sample_data"))
+    path = root / "cu_forces_two_models.extxyz"
+    if not path.exists():
+        pytest.skip("sample_data/cu_forces_two_models.extxyz is not in the repository yet")
+    ds = Dataset.from_files(path)
+    assert {"forces_emt", "forces_model"} <= set(ds.arrays)
+    for name in ("forces_emt", "forces_model"):
+        assert ds.arrays[name].shape == (ds.n_atoms, 3)
+        assert np.isfinite(ds.arrays[name]).all()
+    assert not np.allclose(ds.arrays["forces_emt"], ds.arrays["forces_model"])
+    table = ds.atoms_table()
+    error = np.linalg.norm(ds.arrays["forces_model"] - ds.arrays["forces_emt"], axis=1)
+    np.testing.assert_allclose(
+        np.linalg.norm(
+            table[["forces_model_x", "forces_model_y", "forces_model_z"]].to_numpy()
+            - table[["forces_emt_x", "forces_emt_y", "forces_emt_z"]].to_numpy(),
+            axis=1,
+        ),
+        error,
+    )
+    assert set(ds.split_by("label")) >= {"train"}
