@@ -10,7 +10,9 @@ Backends (every one has the contract of :func:`quests_core.kernels.log_kernel_su
     The same PyTorch code on the CPU device (for testing the torch code path).
 
 ``select_backend("auto")`` picks ``"torch-cuda"`` when PyTorch is installed and
-sees a CUDA device, ``"numba"`` otherwise. The environment variable
+sees a CUDA device, ``"numba"`` otherwise; given the size of the problem
+(``pairs = len(y) * len(x)``) it keeps problems below :data:`GPU_MIN_PAIRS` on
+the CPU, where the transfer and launch overheads of the GPU would dominate. The environment variable
 ``QUESTS_BACKEND`` (a backend name) overrides what ``"auto"`` picks, e.g.
 ``QUESTS_BACKEND=numba`` to keep a GPU machine on the CPU path. Aliases:
 ``"cpu"`` for ``"numba"``, ``"cuda"``/``"gpu"``/``"torch"`` for ``"torch-cuda"``.
@@ -28,6 +30,8 @@ from .errors import QuestsError
 
 #: every backend name, in order of preference for "auto"
 BACKENDS: tuple[str, ...] = ("torch-cuda", "numba", "torch-cpu")
+#: "auto" sends problems with fewer kernel pairs than this to the CPU
+GPU_MIN_PAIRS = 20_000_000
 #: environment variable overriding the "auto" choice
 BACKEND_ENV = "QUESTS_BACKEND"
 _ALIASES = {
@@ -40,6 +44,7 @@ _ALIASES = {
 __all__ = [
     "BACKENDS",
     "BACKEND_ENV",
+    "GPU_MIN_PAIRS",
     "Backend",
     "available_backends",
     "backend_log_kernel_sums",
@@ -112,11 +117,13 @@ def available_backends() -> list[str]:
     return out
 
 
-def select_backend(name: str | Backend | None = "auto") -> Backend:
+def select_backend(name: str | Backend | None = "auto", pairs: int | None = None) -> Backend:
     """The backend called ``name``; ``"auto"`` (or None) picks the best one available.
 
     ``"auto"`` follows ``$QUESTS_BACKEND`` when it is set, else takes
-    ``"torch-cuda"`` when a CUDA device is present and ``"numba"`` otherwise.
+    ``"torch-cuda"`` when a CUDA device is present (and ``pairs``, the number of
+    kernel pairs of the problem if known, is at least :data:`GPU_MIN_PAIRS`)
+    and ``"numba"`` otherwise.
 
     Raises
     ------
@@ -130,11 +137,10 @@ def select_backend(name: str | Backend | None = "auto") -> Backend:
         forced = os.environ.get(BACKEND_ENV, "").strip()
         if forced and _canonical(forced) != "auto":
             return select_backend(forced)
-        return (
-            Backend("torch-cuda", "cuda")
-            if "torch-cuda" in available_backends()
-            else Backend("numba", "cpu")
-        )
+        small = pairs is not None and pairs < GPU_MIN_PAIRS
+        if not small and "torch-cuda" in available_backends():
+            return Backend("torch-cuda", "cuda")
+        return Backend("numba", "cpu")
     if key == "numba":
         return Backend("numba", "cpu")
     from .gpu import cuda_available, torch_available
@@ -149,5 +155,9 @@ def select_backend(name: str | Backend | None = "auto") -> Backend:
 def backend_log_kernel_sums(
     y: np.ndarray, x: np.ndarray, h: np.ndarray, *, backend: str | Backend | None = "auto", **kw
 ) -> np.ndarray:
-    """:func:`quests_core.kernels.log_kernel_sums` on the chosen backend (validated inputs)."""
-    return select_backend(backend).log_kernel_sums(y, x, h, **kw)
+    """:func:`quests_core.kernels.log_kernel_sums` on the chosen backend (validated inputs).
+
+    With ``backend="auto"`` small problems stay on the CPU (see :func:`select_backend`).
+    """
+    engine = select_backend(backend, pairs=len(y) * len(x))
+    return engine.log_kernel_sums(y, x, h, **kw)

@@ -174,6 +174,7 @@ def log_kernel_sums_torch(
     out = np.empty((m, len(h64)))
     with torch.inference_mode(), _no_tf32(torch):
         inv2h2 = torch.as_tensor(1.0 / (2.0 * h64**2), dtype=torch.float64, device=dev)
+        mu_t = torch.as_tensor(mu, device=dev)
         xc_np = np.ascontiguousarray(x - mu, dtype=dt)
         xc = torch.as_tensor(xc_np, device=dev)
         nx = torch.as_tensor(np.einsum("ij,ij->i", xc_np, xc_np, dtype=np.float64), device=dev)
@@ -184,8 +185,9 @@ def log_kernel_sums_torch(
             i1 = min(i0 + br, m)
             if same:
                 yc = xc[i0:i1]
-            else:
-                yc = torch.as_tensor(np.ascontiguousarray(y[i0:i1] - mu, dtype=dt), device=dev)
+            else:  # rows travel in their own dtype; centred in float64 on the device
+                raw = torch.as_tensor(np.ascontiguousarray(y[i0:i1]), device=dev)
+                yc = (raw.double() - mu_t).to(tdt)
             ny = (yc.double() * yc.double()).sum(dim=1).to(tdt)
             total = None
             for j0 in range(0, n, bc):

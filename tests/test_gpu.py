@@ -154,6 +154,9 @@ def test_auto_picks_cuda_only_when_present(monkeypatch):
     expected = "torch-cuda" if cuda_available() else "numba"
     assert select_backend("auto").name == expected
     assert select_backend(None).name == expected
+    # small problems stay on the CPU whatever the hardware
+    assert select_backend("auto", pairs=backend_mod.GPU_MIN_PAIRS - 1).name == "numba"
+    assert select_backend("auto", pairs=backend_mod.GPU_MIN_PAIRS).name == expected
     monkeypatch.setenv(backend_mod.BACKEND_ENV, "numba")
     assert select_backend("auto").name == "numba"
     monkeypatch.setenv(backend_mod.BACKEND_ENV, "nonsense")
