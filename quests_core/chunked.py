@@ -388,9 +388,16 @@ def _read_chunk_frames(file: FilePlan, plan: ChunkPlan, type_map):
 
 
 def _chunk_task(file: FilePlan, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context) -> tuple:
-    """A Dask task: read, compute and write one chunk; return ``(id, record)``."""
+    """A Dask task: read, compute and write one chunk; return ``(id, record)``.
+
+    Reading runs in parallel with other tasks of the worker; the computation
+    holds the worker's kernel lock (one Numba computation per process).
+    """
+    from .distributed import KERNEL_LOCK
+
     items = _read_chunk_frames(file, plan, ctx.type_map)
-    return plan.id, _compute_chunk(items, plan, x_ref, ctx)
+    with KERNEL_LOCK:
+        return plan.id, _compute_chunk(items, plan, x_ref, ctx)
 
 
 # ----------------------------------------------------------------------------
@@ -494,8 +501,9 @@ def chunked_delta_entropy(
         Kernel-sum backend (see :mod:`quests_core.backend`); default Numba.
     n_threads : int, optional
         Numba and BLAS threads per chunk.
-    client : dask.distributed.Client, optional
-        Compute the unfinished chunks as tasks on this cluster.
+    client : dask.distributed.Client or str, optional
+        Compute the unfinished chunks as tasks on this cluster (a client or a
+        scheduler address); the workers must see the files and the store.
     progress : callable, optional
         ``progress(frames_done, frames_total)`` at the start and after each chunk.
     cancel : object with ``is_set()``, optional
@@ -679,21 +687,22 @@ def _run_sequence(file: FilePlan, run: list[ChunkPlan], x_ref, ctx, record, canc
 def _run_on_client(client, files, todo, x_ref, ctx, record, cancel) -> None:
     from distributed import as_completed
 
+    from .distributed import dask_client
+
     if not todo:
         return
-    ref_future = client.scatter(x_ref, broadcast=True, hash=False)
-    futures = [
-        client.submit(_chunk_task, files[p.file], p, ref_future, ctx, pure=False) for p in todo
-    ]
-    try:
-        for future in as_completed(futures):
-            cid, rec = future.result()
-            record(cid, rec)
-            _check_cancel(cancel)
-    finally:
-        for future in futures:
-            if not future.done():
-                future.cancel()
+    with dask_client(client) as c:
+        ref_future = c.scatter(x_ref, broadcast=True, hash=False)
+        futures = [
+            c.submit(_chunk_task, files[p.file], p, ref_future, ctx, pure=False) for p in todo
+        ]
+        try:
+            for future in as_completed(futures):
+                cid, rec = future.result()
+                record(cid, rec)
+                _check_cancel(cancel)
+        finally:
+            c.cancel([f for f in futures if not f.done()])
 
 
 # ----------------------------------------------------------------------------

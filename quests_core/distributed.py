@@ -50,7 +50,8 @@ __all__ = [
 DEFAULT_CHUNK_ROWS = 65536
 #: tasks kept in flight per worker thread (bounds the memory of numpy inputs)
 _IN_FLIGHT_PER_THREAD = 2
-_KERNEL_LOCK = threading.Lock()
+#: one kernel computation at a time per process (see the module docstring)
+KERNEL_LOCK = threading.Lock()
 
 
 def _require_distributed():
@@ -124,14 +125,14 @@ def _log_sums_task(y_block, x, h, precision, backend, n_threads, offset, check):
             y_block = check_descriptors(y_block, "test descriptors y")
         except QuestsError as exc:
             raise QuestsError(f"{exc} (rows {offset}..{offset + len(y_block) - 1})") from None
-    with _KERNEL_LOCK, thread_limit(n_threads):
+    with KERNEL_LOCK, thread_limit(n_threads):
         return select_backend(backend).log_kernel_sums(y_block, x, h, precision=precision)
 
 
 def _frame_entropy_task(frames, h, precision, backend, n_threads):
     """Entropy of each frame of a list (runs on a worker); ``(len(frames), len(h))``."""
     out = np.empty((len(frames), len(h)))
-    with _KERNEL_LOCK, thread_limit(n_threads):
+    with KERNEL_LOCK, thread_limit(n_threads):
         engine = select_backend(backend)
         for i, xf in enumerate(frames):
             logs = engine.log_kernel_sums(xf, xf, h, precision=precision)
@@ -141,7 +142,7 @@ def _frame_entropy_task(frames, h, precision, backend, n_threads):
 
 def _covered_task(y_block, x, h, precision, backend, n_threads):
     """Number of rows of a block with dH <= 0 against ``x``, per bandwidth."""
-    with _KERNEL_LOCK, thread_limit(n_threads):
+    with KERNEL_LOCK, thread_limit(n_threads):
         logs = select_backend(backend).log_kernel_sums(y_block, x, h, precision=precision)
     return np.sum(-logs <= 0.0, axis=0)
 

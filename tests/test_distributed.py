@@ -157,7 +157,8 @@ def test_chunked_on_a_cluster_resumes(client, tmp_path, trajectory, descriptors)
         )
     first = ChunkStore(store).chunk_ids
     assert 1 <= len(first) < 3
-    run = chunked_delta_entropy(trajectory, descriptors[0], store, chunk_frames=2, client=client)
+    address = client.scheduler.address  # a scheduler address works as well as a client
+    run = chunked_delta_entropy(trajectory, descriptors[0], store, chunk_frames=2, client=address)
     assert run.skipped == first and run.complete
     assert sorted(run.computed + run.skipped) == ["000-000000", "000-000001", "000-000002"]
 
