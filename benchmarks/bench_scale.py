@@ -35,7 +35,7 @@ Usage::
     python benchmarks/bench_scale.py --parts dh --dh-sizes 1000000 --threads 1
 
 Results are printed and written to ``benchmarks/results/scale.json``
-(``scale_quick.json`` with ``--quick``).
+(``scale_quick.json`` with ``--quick``, or the name given with ``--out``).
 """
 
 from __future__ import annotations
@@ -447,6 +447,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--keep-data", action="store_true", help="keep the scratch folder")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    ap.add_argument("--out", default=None, help="results file name in benchmarks/results/")
     ap.add_argument("--child", choices=list(PARTS), help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -489,7 +490,7 @@ def main(argv=None) -> int:
         if not args.keep_data and args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
-    name = "scale_quick.json" if args.quick else "scale.json"
+    name = args.out or ("scale_quick.json" if args.quick else "scale.json")
     (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written {RESULTS / name}")
     return 0
