@@ -149,6 +149,24 @@ def test_volume_rule_and_first_frame_reference(sample):
     assert res.nucleation is None and "solid reference" in res.nucleation_note
 
 
+def test_solid_like_clusters(sample):
+    """Against the solid, the trajectory is one solid cluster until it melts at JUMP_FRAME."""
+    files = specs(sample, ("failed_traj.extxyz", "trajectory"),
+                  ("solid.extxyz", "solid reference"))
+    res = run_pipeline(files, SMALL)
+    nuc = res.nucleation
+    assert nuc is not None and nuc.source == "failed_traj.extxyz"
+    np.testing.assert_array_equal(nuc.largest[:JUMP_FRAME], 108)
+    assert np.all(nuc.largest[JUMP_FRAME:] < 108 // 2)
+    traj = res.frames["source"] == "failed_traj.extxyz"
+    np.testing.assert_array_equal(res.frames.loc[traj, "largest_cluster"], nuc.largest)
+    a = res.atoms.loc[res.atoms["source"] == "failed_traj.extxyz"]
+    # solid-like atoms (dH vs solid <= 0) carry a cluster id, the others -1
+    np.testing.assert_array_equal(a["cluster"].to_numpy() >= 0, a["dH_solid"].to_numpy() <= 0)
+    # at 900 K the CNT critical size is finite
+    assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
+
+
 def test_input_errors(sample, tmp_path):
     with pytest.raises(QuestsError, match="melt.extxyz.*reference"):
         run_pipeline(specs(sample, ("melt.extxyz", "test")), SMALL)

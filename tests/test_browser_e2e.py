@@ -1,0 +1,336 @@
+"""End-to-end tests of the dashboard in a real headless Chromium.
+
+A server is started with ``python launch.py`` on 127.0.0.1; Debian's
+``chromium`` is driven by Playwright. Every request to a host other than
+127.0.0.1 is recorded and blocked (the app must work offline), the browser
+console must stay free of errors, and screenshots are kept under
+``test-artifacts/``.
+
+Data: the bundled ``sample_data`` when its Cu files exist, otherwise the small
+synthetic Cu files of :mod:`dashboard._testing`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+SAMPLE = ROOT / "sample_data"
+SAMPLE_FILES = {
+    "reference": "cu_solid_400K.extxyz",
+    "trajectory": "cu_failed_simulation.extxyz",
+    "test": "cu_melt.extxyz",
+    "labelled": "cu_dataset_labelled.extxyz",
+    "other": "cu_generations.extxyz",
+}
+SYNTHETIC_FILES = {
+    "reference": "solid.extxyz",
+    "trajectory": "failed_traj.extxyz",
+    "test": "melt.extxyz",
+    "labelled": "labelled.extxyz",
+    "other": "solid.extxyz",
+}
+TAB_TITLES = {
+    "Atoms": ["Per-atom dH", "dH histogram", "dH CDF"],
+    "Structure": ["Slab z ="],
+    "Trajectory": ["H (nats) per frame", "mean dH (nats) per frame", "fraction dH > 0 per frame"],
+    "Learning curves": ["Learning curves (h ="],
+    "Overlap": ["overlap(row | column) by file"],
+}
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):  # pragma: no cover - depends on the machine
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """(data directory, role -> file name)."""
+    if all((SAMPLE / name).exists() for name in SAMPLE_FILES.values()):
+        return SAMPLE, SAMPLE_FILES
+    from dashboard._testing import make_sample_dir
+
+    folder = tmp_path_factory.mktemp("e2e_data")
+    make_sample_dir(folder)
+    return folder, SYNTHETIC_FILES
+
+
+@pytest.fixture(scope="module")
+def server(data, tmp_path_factory):
+    """A dashboard server on 127.0.0.1; yields its URL and start-up facts."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    folder, _ = data
+    port = free_port()
+    env = dict(os.environ, QUESTS_CACHE_DIR=str(tmp_path_factory.mktemp("e2e_cache")))
+    log = open(ARTIFACTS / "server.log", "w")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--port", str(port), "--address", "127.0.0.1",
+         "--data-dir", str(folder), "--no-show"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/app"
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"server did not start: {(ARTIFACTS / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    info = {"url": url, "startup_s": time.monotonic() - t0}
+    yield info
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class Session:
+    """One browser session (own context) with console and network recording."""
+
+    def __init__(self, browser, url: str):
+        self.context = browser.new_context(viewport={"width": 1600, "height": 1000},
+                                           accept_downloads=True)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.route("**/*", self._route)
+        self.url = url
+
+    def _console(self, msg) -> None:
+        if msg.type == "error":
+            self.errors.append(msg.text)
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if re.match(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]", url) or \
+                url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.external.append(url)
+            route.abort()
+
+    def open(self) -> float:
+        t = time.monotonic()
+        self.page.goto(self.url)
+        self.page.get_by_text("Start here").wait_for(timeout=60_000)
+        return time.monotonic() - t
+
+    def add(self, files: list[str], role: str, label: str = "") -> None:
+        page = self.page
+        page.locator("select[multiple]").select_option(files)
+        page.locator(".bk-input-group", has_text="Role").locator("select").select_option(role)
+        if label:
+            page.get_by_placeholder("keep file labels").fill(label)
+        page.get_by_role("button", name="Add selected files").click()
+        for name in files:
+            page.locator(".tabulator-cell", has_text=name).first.wait_for(timeout=20_000)
+
+    def compute(self) -> None:
+        self.page.get_by_role("button", name="Compute").click()
+
+    def wait_done(self, timeout: float = 400) -> None:
+        self.page.get_by_text(re.compile(r"Done in [0-9.]+ s")).wait_for(timeout=timeout * 1000)
+
+    def tab(self, name: str) -> None:
+        self.page.locator(".bk-tab", has_text=name).first.click()
+
+    def titles(self) -> list[str]:
+        return self.page.evaluate(
+            """() => { const out = [];
+                for (const d of Bokeh.documents) for (const m of d.all_models)
+                  if ((m.type === 'Title' || m.constructor.__name__ === 'Title') && m.text) out.push(m.text);
+                return out; }""")
+
+    def wait_titles(self, wanted: list[str], timeout: float = 60) -> list[str]:
+        end = time.monotonic() + timeout
+        while True:
+            titles = self.titles()
+            if all(any(t.startswith(w) for t in titles) for w in wanted):
+                return titles
+            if time.monotonic() > end:
+                raise AssertionError(f"titles {wanted} not all found in {titles}")
+            time.sleep(0.5)
+
+    def canvases(self) -> int:
+        return self.page.locator("canvas").count()
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def test_workflow_in_a_real_browser(server, browser, data):
+    folder, files = data
+    s = Session(browser, server["url"])
+    first_render = s.open()
+    assert "QUESTS" in s.page.title()
+    page = s.page
+    s.shot("00_start")
+
+    # a bad upload is reported in the page and the session keeps working
+    page.locator("input[type=file]").set_input_files(
+        files=[{"name": "broken.extxyz", "mimeType": "text/plain",
+                "buffer": b"3\nnot a valid comment line\nCu 0 0\n"}])
+    page.locator(".tabulator-cell", has_text="upload/broken.extxyz").wait_for(timeout=20_000)
+    page.locator(".bk-input-group", has_text="Role").locator("select").select_option("test")
+    s.compute()
+    page.locator(".notyf__toast--error").first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile("Failed:")).wait_for(timeout=10_000)
+    s.shot("01_error_notification")
+    page.locator(".tabulator-row", has_text="upload/broken.extxyz").locator(
+        ".tabulator-cell", has_text="✖").click()
+    page.locator(".tabulator-cell", has_text="upload/broken.extxyz").wait_for(
+        state="detached", timeout=20_000)
+
+    s.add([files["reference"]], "reference")
+    s.add([files["trajectory"]], "trajectory")
+    s.compute()
+    t = time.monotonic()
+    page.get_by_text(re.compile(r"\(\d+%\)")).first.wait_for(timeout=120_000)  # progress shown
+    s.wait_done()
+    compute_s = time.monotonic() - t
+    s.shot("02_data_done")
+    summary = page.locator(".tabulator", has_text="fraction dH > 0")
+    assert summary.count() >= 1
+    assert page.get_by_text(files["trajectory"]).count() >= 1
+
+    checked = {}
+    for name, wanted in TAB_TITLES.items():
+        s.tab(name)
+        checked[name] = s.wait_titles(wanted)
+        assert s.canvases() > 0
+        s.shot(f"03_{name.replace(' ', '_').lower()}")
+        if name == "Atoms":
+            text = page.get_by_text(re.compile(r"Fraction dH > 0: [0-9.]+")).first.inner_text()
+            assert 0.0 <= float(re.search(r"Fraction dH > 0: ([0-9.]+)", text).group(1)) <= 1.0
+        if name == "Structure":
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        if name == "Trajectory":
+            # click a frame on the first curve, then open it in Structure
+            box = page.locator("canvas").first.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+            page.get_by_text(re.compile(r"Selected structure \d+")).wait_for(timeout=30_000)
+            chosen = re.search(r"Selected structure (\d+)", page.get_by_text(
+                re.compile(r"Selected structure \d+")).inner_text()).group(1)
+            with page.expect_download(timeout=60_000) as dl:
+                page.get_by_role("button", name=re.compile("Export flagged frames")).click()
+            path = dl.value.path()
+            body = Path(path).read_text()
+            assert body == "" or "dH" in body.splitlines()[1]
+            page.get_by_role("button", name="Open in Structure").click()
+            page.get_by_text(re.compile(r"frame \d+.*atoms, H =")).wait_for(timeout=30_000)
+            assert page.locator(".bk-tab.bk-active", has_text="Structure").count() == 1
+            s.shot("04_trajectory_frame_in_structure")
+            checked["selected"] = chosen
+    s.tab("Overlap")
+    s.wait_titles(["overlap(row | column) by file"])
+    box = page.locator("canvas").first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
+    s.wait_titles(["dH("])
+    s.shot("05_overlap_cell")
+    s.tab("Nucleation")
+    page.get_by_text(re.compile("Give one file the role|Largest cluster overall|not available")
+                     ).first.wait_for(timeout=30_000)
+    s.shot("06_nucleation")
+
+    report = {"first_render_s": first_render, "compute_s": compute_s,
+              "server_startup_s": server["startup_s"], "titles": checked}
+    (ARTIFACTS / "workflow.json").write_text(json.dumps(report, indent=1))
+    assert s.external == [], f"requests left the machine: {s.external}"
+    bad = [e for e in s.errors if "broken.extxyz" not in e]
+    assert bad == [], f"browser console errors: {bad}"
+    s.close()
+
+
+def test_three_sessions_compute_at_once(server, browser, data):
+    _, files = data
+    plans = [
+        ([(files["reference"], "reference"), (files["test"], "test")], files["test"]),
+        ([(files["labelled"], "reference"), (files["other"], "test")], files["labelled"]),
+        ([(files["trajectory"], "trajectory")], files["trajectory"]),
+    ]
+    sessions = []
+    for plan, _ in plans:
+        s = Session(browser, server["url"])
+        s.open()
+        for name, role in plan:
+            s.add([name], role)
+        sessions.append(s)
+    for s in sessions:
+        s.compute()
+    # while three computations run, the server still answers: a fresh page renders,
+    # and each session's status keeps updating
+    probe = Session(browser, server["url"])
+    during = probe.open()
+    for s in sessions:
+        s.page.get_by_text(re.compile(r"\(\d+%\)|Queued|Done in")).first.wait_for(timeout=120_000)
+    for i, s in enumerate(sessions):
+        s.wait_done(timeout=500)
+        s.shot(f"10_session_{i}")
+    # each session sees only its own files
+    for i, (s, (plan, own)) in enumerate(zip(sessions, plans, strict=True)):
+        table = s.page.locator(".tabulator", has_text="fraction dH > 0").first.inner_text()
+        assert own in table
+        others = {name for j, (p, _) in enumerate(plans) if j != i for name, _ in p}
+        mine = {name for name, _ in plan}
+        for name in others - mine:
+            assert name not in table, f"session {i} shows {name}"
+        assert s.external == [] and s.errors == [], (s.external, s.errors)
+    (ARTIFACTS / "concurrency.json").write_text(json.dumps({"render_during_compute_s": during}))
+    assert during < 60, f"the app took {during:.1f} s to render while 3 sessions computed"
+    for s in sessions + [probe]:
+        s.close()
+
+
+def test_no_external_resources_in_page(server):
+    """The HTML itself references only local resources."""
+    with urllib.request.urlopen(server["url"], timeout=30) as r:
+        html = r.read().decode()
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    external = [u for u in refs if re.match(r"^(https?:)?//", u)
+                and not re.match(r"^https?://(127\.0\.0\.1|localhost)", u)]
+    assert refs and external == []
