@@ -162,9 +162,9 @@ def _labelled_sample():
 
 def test_msc_diversity_beats_baselines_on_sample_dataset():
     structures = _labelled_sample()
-    # descriptors of the full structures; every 4th environment is kept to make the
+    # descriptors of the full structures; every 6th environment is kept to make the
     # kernel sums of the many reports affordable in a unit test
-    descs = [x[::4] for x in descs_of(structures, k=32, cutoff=5.0)]
+    descs = [x[::6] for x in descs_of(structures, k=32, cutoff=5.0)]
     fractions = (0.1, 0.2, 0.3, 0.4, 0.5)
     report = comp.compression_report(descs, fractions=fractions, seeds=(0, 1, 2), gap=False)
     table = report.pivot(index="size", columns="method", values="diversity")
@@ -188,3 +188,18 @@ def test_msc_incremental_scores_match_direct_recomputation():
         }
         chosen.append(max(scores, key=scores.get))
     assert comp.msc_selection(descs, 6).tolist() == chosen
+
+
+def test_greedy_and_random_selections_are_nested():
+    structures = [rattled("fcc", seed=s, stdev=0.02 + 0.02 * s) for s in range(7)]
+    descs = descs_of(structures)
+    means = comp.structure_means(descs)
+    for small, large in ((2, 5), (3, 7)):
+        big = comp.msc_selection(descs, large)
+        np.testing.assert_array_equal(comp.msc_selection(descs, small), big[:small])
+        np.testing.assert_array_equal(
+            comp.fps_selection(means, small), comp.fps_selection(means, large)[:small]
+        )
+        np.testing.assert_array_equal(
+            comp.random_selection(7, small, 3), comp.random_selection(7, large, 3)[:small]
+        )

@@ -352,3 +352,35 @@ def test_trajectory_clusters_and_size_distribution():
         nuc.cluster_size_distribution(res.clusters, frames=[7])
     with pytest.raises(QuestsError, match="structure 1"):
         nuc.trajectory_clusters(frames, [dhs[0], dhs[1][:-1], dhs[2]])
+
+
+def test_sample_quench_largest_cluster_grows_when_melt_crystallises():
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    quench_path, solid_path = sample / "cu_quench.extxyz", sample / "cu_solid_400K.extxyz"
+    if not (quench_path.exists() and solid_path.exists()):
+        pytest.skip("sample Cu quench / solid trajectories not generated yet")
+    from ase.io import read
+
+    import quests_core as qc
+
+    frames = read(quench_path, index="::4")
+    reference = qc.descriptors(read(solid_path, index="-2:"))
+    dhs = nuc.solid_like_delta_entropy(frames, reference)
+    res = nuc.trajectory_clusters(frames, dhs)
+    assert np.all(res.largest <= res.n_solid)
+    # the crystalline fraction from common-neighbour analysis of inherent structures,
+    # stored by the generator, tells independently when the melt crystallised
+    cna = np.array([f.info["frac_fcc_hcp"] for f in frames])
+    liquid, crystal = cna < 0.05, cna > 0.5
+    assert liquid.sum() >= 3 and crystal.sum() >= 3
+    n_atoms = len(frames[0])
+    assert res.largest[liquid].max() < 0.025 * n_atoms  # small before nucleation
+    assert res.largest[crystal].min() > 0.1 * n_atoms  # large once crystallised
+    assert res.largest[crystal].min() > 10 * max(res.largest[liquid].max(), 1)
+    # cluster ids as a per-atom array, ready for extxyz export
+    labels = res.labels()
+    assert labels.shape == (n_atoms * len(frames),)
+    last = labels[-n_atoms:]
+    assert np.sum(last == 0) == res.largest[-1]

@@ -34,6 +34,8 @@ from quests_core.errors import QuestsError
 METHODS = ("msc", "fps", "kmeans", "random")
 #: Methods whose result depends on the random seed (averaged over seeds in reports).
 SEEDED_METHODS = ("kmeans", "random")
+#: Greedy / permutation methods: the subset of size m is the first m of a larger one.
+NESTED_METHODS = ("msc", "fps", "random")
 
 
 def fraction_to_size(fraction: float, n_structures: int) -> int:
@@ -94,10 +96,14 @@ def structure_entropies(descs: Sequence[np.ndarray], h: float = 0.015) -> np.nda
 
 
 def random_selection(n_structures: int, size: int, seed: int = 0) -> np.ndarray:
-    """A uniform random subset of ``size`` structure indices."""
+    """A uniform random subset of ``size`` structure indices.
+
+    The first ``size`` entries of a seeded random permutation, so subsets of
+    one seed are nested as the size grows.
+    """
     size = _check_size(size, n_structures)
     rng = np.random.default_rng(seed)
-    return rng.choice(n_structures, size=size, replace=False).astype(np.int64)
+    return rng.permutation(n_structures)[:size].astype(np.int64)
 
 
 def fps_selection(
@@ -404,18 +410,22 @@ def compression_report(
     rows = []
     for method in methods:
         runs = seeds if method in SEEDED_METHODS else (seeds[0],)
-        for size in sizes:
-            metrics = [
-                subset_metrics(
-                    descs,
-                    select_structures(
-                        descs, method, size, h=h, seed=s, entropies=ent, n_threads=n_threads
-                    ),
-                    h=h,
-                    n_threads=n_threads,
+        orders = {}
+        if method in NESTED_METHODS:  # one greedy run at the largest size serves every size
+            for s in runs:
+                orders[s] = select_structures(
+                    descs, method, sizes[-1], h=h, seed=s, entropies=ent, n_threads=n_threads
                 )
-                for s in runs
-            ]
+        for size in sizes:
+            metrics = []
+            for s in runs:
+                if method in NESTED_METHODS:
+                    chosen = orders[s][:size]
+                else:
+                    chosen = select_structures(
+                        descs, method, size, h=h, seed=s, entropies=ent, n_threads=n_threads
+                    )
+                metrics.append(subset_metrics(descs, chosen, h=h, n_threads=n_threads))
             table = np.array([[m.n_envs, m.entropy, m.diversity, m.overlap] for m in metrics])
             mean, std = table.mean(axis=0), table.std(axis=0)
             rows.append(
