@@ -21,6 +21,11 @@ Keyword arguments shared by every function:
 ``cancel``
     An object with ``is_set()`` (e.g. ``threading.Event``); when set the call
     raises :class:`quests_core.errors.Cancelled` at the next block.
+``backend``
+    ``"auto"`` (default: a CUDA device through PyTorch when one is present and the
+    problem is large, else the Numba CPU kernels), ``"numba"``, ``"torch-cuda"`` or
+    ``"torch-cpu"``; ``$QUESTS_BACKEND`` overrides ``"auto"``
+    (see :mod:`quests_core.backend`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import math
 import numpy as np
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
-from .kernels import log_kernel_sums
+from .backend import backend_log_kernel_sums
 from .threads import thread_limit
 
 DEFAULT_BANDWIDTH = 0.015
@@ -42,11 +47,15 @@ def _shape(values: np.ndarray, scalar: bool):
     return float(out) if np.ndim(out) == 0 else out
 
 
-def _log_sums(y, x, h, *, precision=None, n_threads=None, progress=None, cancel=None, **blocks):
+def _log_sums(
+    y, x, h, *, precision=None, n_threads=None, progress=None, cancel=None, backend="auto",
+    **blocks,
+):
     harr, scalar = check_bandwidth(h)
     with thread_limit(n_threads):
-        logs = log_kernel_sums(
-            y, x, harr, precision=precision, progress=progress, cancel=cancel, **blocks
+        logs = backend_log_kernel_sums(
+            y, x, harr, backend=backend, precision=precision, progress=progress, cancel=cancel,
+            **blocks,
         )
     return logs, scalar
 

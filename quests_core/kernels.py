@@ -123,7 +123,6 @@ def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two):
     return dmin[i], np.float64(best), exact
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
 def _fold_block64(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     """Fold one float64 block of ``yb . xb^T`` into the running sums of its rows."""
     two = 2.0
@@ -142,7 +141,6 @@ def _fold_block64(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
             ssum[i, h] += acc
 
 
-@nb.njit(parallel=True, fastmath=True, cache=True)
 def _fold_block32(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     """float32 twin of :func:`_fold_block64` (float32 distances and exponentials)."""
     two = np.float32(2.0)
@@ -164,6 +162,21 @@ def _fold_block32(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
                 max(np.float32(-(approx - ref) * a), t_min)
             )
             ssum[i, h] += acc
+
+
+def _compile(fn, parallel: bool):
+    return nb.njit(parallel=parallel, fastmath=True, cache=True)(fn)
+
+
+#: (dtype, parallel) -> compiled fold; blocks with fewer pairs than _SERIAL_PAIRS run on one
+#: thread, where waking the thread pool would cost more than the work
+_FOLDS = {
+    (np.float64, True): _compile(_fold_block64, True),
+    (np.float64, False): _compile(_fold_block64, False),
+    (np.float32, True): _compile(_fold_block32, True),
+    (np.float32, False): _compile(_fold_block32, False),
+}
+_SERIAL_PAIRS = 65536
 
 
 def _resolve_dtype(y, x, precision):
@@ -193,7 +206,6 @@ def log_kernel_sums(
     Returns a float64 array of shape ``(len(y), len(h))``.
     """
     dt = _resolve_dtype(y, x, precision)
-    fold = _fold_block32 if dt == np.float32 else _fold_block64
     inv2h2 = 1.0 / (2.0 * np.asarray(h, dtype=np.float64) ** 2)
     mu = x.mean(axis=0, dtype=np.float64)
     same = y is x
@@ -217,6 +229,7 @@ def log_kernel_sums(
             # a C-contiguous view of the buffer, so matmul writes straight into it (BLAS)
             gram = gram_buf.reshape(-1)[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
             np.matmul(yc, xc[j0:j1].T, out=gram)
+            fold = _FOLDS[dt, gram.size >= _SERIAL_PAIRS]
             fold(gram, ny, nx[j0:j1], yc, xc[j0:j1], inv2h2, dmin, ssum)
         out[i0:i1] = np.log(ssum) - dmin[:, None] * inv2h2[None, :]
         if progress is not None:
