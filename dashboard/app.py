@@ -78,16 +78,28 @@ class DashboardApp:
         self.nucleation = NucleationView(state=self.state)
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
                       self.overlap, self.nucleation]
-        self.tabs = pn.Tabs(*[(name, view.panel()) for name, view in
-                              zip(TAB_NAMES, self.views, strict=True)],
+        # each view's layout is built the first time its tab is opened (faster first page)
+        self._built = [False] * len(self.views)
+        self.tabs = pn.Tabs(*[(name, pn.Column(sizing_mode="stretch_width"))
+                              for name in TAB_NAMES],
                             dynamic=True, sizing_mode="stretch_width", name="views")
+        self.build_tab(0)
         self.tabs.param.watch(self._on_tab, "active")
         self.state.param.watch(self._on_active_tab, "active_tab")
 
+    def build_tab(self, index: int) -> pn.Column:
+        """Fill tab ``index`` with its view's layout (once) and return the tab."""
+        if not self._built[index]:
+            self._built[index] = True
+            self.tabs[index].objects = [self.views[index].panel()]
+        return self.tabs[index]
+
     def _on_tab(self, event) -> None:
+        self.build_tab(event.new)
         self.state.active_tab = event.new
 
     def _on_active_tab(self, event) -> None:
+        self.build_tab(event.new)
         self.tabs.active = event.new
 
     def sidebar(self) -> list:

@@ -180,7 +180,8 @@ class Session:
         return self.page.evaluate(
             """() => { const out = [];
                 for (const d of Bokeh.documents) for (const m of d.all_models)
-                  if ((m.type === 'Title' || m.constructor.__name__ === 'Title') && m.text) out.push(m.text);
+                  if ((m.type === 'Title' || m.constructor.__name__ === 'Title') && m.text)
+                    out.push(m.text);
                 return out; }""")
 
     def wait_titles(self, wanted: list[str], timeout: float = 60) -> list[str]:

@@ -358,7 +358,7 @@ def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
     assert st.messages[-1] == ("success", f"Computed {len(st.results.atoms):,} atoms")
     # every view now renders its Bokeh models
     for i in range(len(TAB_NAMES)):
-        app.tabs[i].get_root(Document())
+        assert len(app.build_tab(i).get_root(Document()).children) == 1
 
 
 def test_sessions_are_independent(sample, state):
