@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +49,10 @@ def _add_descriptor_options(p: argparse.ArgumentParser, bandwidth: bool = True) 
     g.add_argument("--threads", type=int, default=None, help="threads (default: all)")
 
 
-def _load(path: str, index: str = ":", name: str | None = None):
+def _load(path: str, index: str = ":", name: str | None = None, lazy: bool = False):
     from quests_core.dataset import Dataset
 
-    ds = Dataset.from_files(path, index=index, name=name)
+    ds = Dataset.from_files(path, index=index, name=name, lazy=lazy)
     if len(ds) == 0:
         raise QuestsError(f"no structures selected by index {index!r}", source=path)
     return ds
@@ -120,7 +120,7 @@ def _write_table(df: pd.DataFrame, path: str | None) -> None:
     _say(f"wrote {write_table(df, path)}")
 
 
-def _write_extxyz(path: str, structures: Sequence, arrays: dict[str, np.ndarray]) -> None:
+def _write_extxyz(path: str, structures: Iterable, arrays: dict[str, np.ndarray]) -> None:
     """Write structures with extra per-atom arrays (concatenated over structures)."""
     from quests_core.export import write_extxyz
 
@@ -163,32 +163,25 @@ def _nucleation(args: argparse.Namespace) -> int:
     if not args.reference:
         raise QuestsError("missing reference: give --reference SOLID")
     ref = _reference_descriptors(args.reference, args.reference_index, args)
-    traj = _load(args.trajectory, args.index)
-    structures = traj.structures
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    frames_iter = (
-        tqdm(structures, desc="dH per frame", disable=args.quiet, file=sys.stderr)
-        if tqdm
-        else structures
-    )
-    dhs = nuc.solid_like_delta_entropy(
-        frames_iter,
-        ref,
-        k=args.k,
-        cutoff=args.cutoff,
-        h=args.bandwidth,
-        n_threads=args.threads,
-    )
-    res = nuc.trajectory_clusters(
-        structures,
-        dhs,
-        threshold=args.threshold,
-        cutoff=args.cluster_cutoff,
-        method=args.clusters,
-    )
+    # stream the trajectory: one frame in memory at a time
+    traj = _load(args.trajectory, args.index, lazy=True)
+    frames = traj.iter_structures()
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        frames = tqdm(frames, total=len(traj), desc="frames", file=sys.stderr)
+    dhs, clusters = [], []
+    for atoms in frames:
+        dh = nuc.solid_like_delta_entropy(
+            [atoms], ref, k=args.k, cutoff=args.cutoff, h=args.bandwidth, n_threads=args.threads
+        )[0]
+        clusters.append(
+            nuc.atoms_clusters(
+                atoms, dh <= args.threshold, cutoff=args.cluster_cutoff, method=args.clusters
+            )
+        )
+        dhs.append(dh)
+    res = nuc.TrajectoryClusters.from_clusters(clusters)
     table = traj.frames[["structure", "frame", "time", "temperature", "n_atoms"]].copy()
     table["n_solid"] = res.n_solid
     table["largest_cluster"] = res.largest
@@ -207,7 +200,7 @@ def _nucleation(args: argparse.Namespace) -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     _write_table(table, args.output)
 
-    chosen = _frames_selection(args.frames, len(structures))
+    chosen = _frames_selection(args.frames, len(traj))
     dist = nuc.cluster_size_distribution(res.clusters, chosen)
     dist_df = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
     print(f"\ncluster sizes over {dist.n_frames} frames ({args.clusters} components):")
@@ -228,7 +221,7 @@ def _nucleation(args: argparse.Namespace) -> int:
         )
     if args.extxyz:
         dh_all = np.concatenate(dhs) if dhs else np.zeros(0)
-        _write_extxyz(args.extxyz, structures, {"dH": dh_all, "cluster": res.labels()})
+        _write_extxyz(args.extxyz, traj.iter_structures(), {"dH": dh_all, "cluster": res.labels()})
     return 0
 
 

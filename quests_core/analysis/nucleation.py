@@ -432,6 +432,14 @@ class TrajectoryClusters:
     n_solid: np.ndarray
     clusters: list[Clusters]
 
+    @classmethod
+    def from_clusters(cls, clusters: Sequence[Clusters]) -> TrajectoryClusters:
+        """Collect per-frame :class:`Clusters` (e.g. computed while streaming)."""
+        clusters = list(clusters)
+        largest = np.array([c.largest for c in clusters], dtype=np.int64)
+        n_solid = np.array([int((c.labels >= 0).sum()) for c in clusters], dtype=np.int64)
+        return cls(largest, n_solid, clusters)
+
     def labels(self) -> np.ndarray:
         """Concatenated per-atom cluster ids (for ``Dataset.arrays['cluster']``)."""
         if not self.clusters:
@@ -469,9 +477,7 @@ def trajectory_clusters(
                 f"dH has {dh.size} values but the frame has {len(atoms)} atoms", index=i
             )
         results.append(atoms_clusters(atoms, dh <= threshold, cutoff=cutoff, method=method))
-    largest = np.array([c.largest for c in results], dtype=np.int64)
-    n_solid = np.array([int((c.labels >= 0).sum()) for c in results], dtype=np.int64)
-    return TrajectoryClusters(largest, n_solid, results)
+    return TrajectoryClusters.from_clusters(results)
 
 
 @dataclass(frozen=True)
