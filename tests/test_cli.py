@@ -560,13 +560,26 @@ def test_sample_trajectory(env, capsys):
 
 def test_sample_labelled_overlap(env, capsys):
     path = _sample("cu_dataset_labelled.extxyz")
+    index = "::3"  # a third of the frames keeps the test fast
     rc, _, err = run(
-        ["overlap", path, "--by", "label", "-k", "16", "--no-progress", "-o", env / "labels.json"],
+        [
+            "overlap",
+            path,
+            "--by",
+            "label",
+            "--index",
+            index,
+            "-k",
+            "16",
+            "--no-progress",
+            "-o",
+            env / "labels.json",
+        ],
         capsys,
     )
     assert rc == 0, err
     summary = json.loads((env / "labels.json").read_text())["summary"]
-    labels = sorted({atoms.info["label"] for atoms in read_structures(path)})
+    labels = sorted({atoms.info["label"] for atoms in read_structures(path, index=index)})
     assert sorted(summary["labels"]) == labels
     np.testing.assert_array_equal(np.diag(np.asarray(summary["matrix"])), 1.0)
 
@@ -577,7 +590,18 @@ def test_sample_failed_simulation_and_generations(env, capsys):
     names = ["cu_solid_400K.extxyz", "cu_failed_simulation.extxyz", "cu_generations.extxyz"]
     paths = [_sample(n) for n in names]
     rc, out, err = run(
-        ["entropy", *paths, "-k", "16", "--skip-bad", "--no-progress", "-o", env / "batch.json"],
+        [
+            "entropy",
+            *paths,
+            "--index",
+            "::7",
+            "-k",
+            "16",
+            "--skip-bad",
+            "--no-progress",
+            "-o",
+            env / "batch.json",
+        ],
         capsys,
     )
     assert rc == 0, err
@@ -595,6 +619,8 @@ def test_sample_failed_simulation_and_generations(env, capsys):
             paths[2],
             "--by",
             "generation",
+            "--index",
+            "::3",
             "-k",
             "16",
             "--no-progress",
