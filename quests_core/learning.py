@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import curve_fit
 
 from ._validate import check_descriptors
 from .entropy import DEFAULT_BANDWIDTH, entropy
@@ -128,6 +127,8 @@ def fit_asymptote(sizes, entropies, drop: int = 3) -> AsymptoteFit:
     k = max(0, min(int(drop), (len(sizes) - 3) // 2))
     used = np.zeros(len(sizes), dtype=bool)
     used[k : len(sizes) - k] = True
+    from scipy.optimize import curve_fit  # imported here: keeps `import quests_core` quick
+
     xs, ys = sizes[used], ent[used]
     a0 = float(ys.max())
     b0 = max(a0 - float(ys.min()), 1e-6)
