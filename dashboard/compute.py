@@ -252,7 +252,25 @@ def _atoms_frame(item: _Loaded, structure_offset: int, dh: np.ndarray) -> pd.Dat
     for column in table.columns:
         if column not in skip and pd.api.types.is_numeric_dtype(table[column]):
             out[column] = table[column].to_numpy(np.float32)
+    error = force_error(item.dataset.arrays)
+    if error is not None and "force_error" not in out:
+        out["force_error"] = error.astype(np.float32)
     return pd.DataFrame(out)
+
+
+def force_error(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
+    """||F_a - F_b|| per atom (eV/Å) when a file holds exactly two force arrays.
+
+    Files with forces from two models (for example ``forces_emt`` and
+    ``forces_model``) get a per-atom force error to plot against dH.
+    """
+    from quests_core.analysis.uncertainty import force_errors
+
+    keys = sorted(k for k, v in arrays.items()
+                  if k.startswith("forces") and v.ndim == 2 and v.shape[1] == 3)
+    if len(keys) != 2:
+        return None
+    return force_errors(arrays[keys[0]], arrays[keys[1]])
 
 
 def _learning(

@@ -46,12 +46,13 @@ def label(column: str) -> str:
 
 
 def symmetric_clim(
-    values: np.ndarray, quantile: float = 0.99, floor: float = 1.0
+    values: np.ndarray, quantile: float = 0.9, floor: float = 1.0
 ) -> tuple[float, float]:
     """Colour limits ``(-m, m)`` centred at 0.
 
-    ``m`` is the ``quantile`` of ``|values|`` (a few extreme atoms must not
-    wash out the map), at least ``floor``.
+    ``m`` is the ``quantile`` of ``|values|``, at least ``floor``: the map
+    resolves the known/novel boundary, and very novel atoms (which can reach
+    thousands of nats) saturate in red instead of washing everything out.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]

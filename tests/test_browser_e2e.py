@@ -39,6 +39,9 @@ SAMPLE_FILES = {
     "labelled": "cu_dataset_labelled.extxyz",
     "other": "cu_generations.extxyz",
 }
+#: Frame selections typed into the files table (keeps the sample-data runs short).
+SAMPLE_FRAMES = {"reference": "::2", "test": "::5", "labelled": "::5", "other": "::6",
+                 "trajectory_alone": "::5"}
 SYNTHETIC_FILES = {
     "reference": "solid.extxyz",
     "trajectory": "failed_traj.extxyz",
@@ -68,21 +71,21 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """(data directory, role -> file name)."""
+    """(data directory, role -> file name, role -> frame selection)."""
     if all((SAMPLE / name).exists() for name in SAMPLE_FILES.values()):
-        return SAMPLE, SAMPLE_FILES
+        return SAMPLE, SAMPLE_FILES, SAMPLE_FRAMES
     from dashboard._testing import make_sample_dir
 
     folder = tmp_path_factory.mktemp("e2e_data")
     make_sample_dir(folder)
-    return folder, SYNTHETIC_FILES
+    return folder, SYNTHETIC_FILES, {}
 
 
 @pytest.fixture(scope="module")
 def server(data, tmp_path_factory):
     """A dashboard server on 127.0.0.1; yields its URL and start-up facts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    folder, _ = data
+    folder = data[0]
     port = free_port()
     env = dict(os.environ, QUESTS_CACHE_DIR=str(tmp_path_factory.mktemp("e2e_cache")))
     log = open(ARTIFACTS / "server.log", "w")
@@ -167,6 +170,18 @@ class Session:
         for name in files:
             page.locator(".tabulator-cell", has_text=name).first.wait_for(timeout=20_000)
 
+    def set_frames(self, name: str, selection: str) -> None:
+        """Type a frame selection into the files table (column "frames")."""
+        cell = self.page.locator(".tabulator-row", has_text=name).locator(
+            '.tabulator-cell[tabulator-field="frames"]')
+        cell.click()
+        editor = cell.locator("input")
+        editor.fill(selection)
+        editor.press("Enter")
+        self.page.locator(".tabulator-row", has_text=name).locator(
+            '.tabulator-cell[tabulator-field="frames"]', has_text=selection).wait_for(
+            timeout=20_000)
+
     def compute(self) -> None:
         self.page.get_by_role("button", name="Compute").click()
 
@@ -205,7 +220,7 @@ class Session:
 
 
 def test_workflow_in_a_real_browser(server, browser, data):
-    folder, files = data
+    _, files, frames = data
     s = Session(browser, server["url"])
     first_render = s.open()
     assert "QUESTS" in s.page.title()
@@ -229,6 +244,8 @@ def test_workflow_in_a_real_browser(server, browser, data):
 
     s.add([files["reference"]], "reference")
     s.add([files["trajectory"]], "trajectory")
+    if "reference" in frames:
+        s.set_frames(files["reference"], frames["reference"])
     s.compute()
     t = time.monotonic()
     page.get_by_text(re.compile(r"\(\d+%\)")).first.wait_for(timeout=120_000)  # progress shown
@@ -288,18 +305,22 @@ def test_workflow_in_a_real_browser(server, browser, data):
 
 
 def test_three_sessions_compute_at_once(server, browser, data):
-    _, files = data
+    _, files, frames = data
     plans = [
-        ([(files["reference"], "reference"), (files["test"], "test")], files["test"]),
-        ([(files["labelled"], "reference"), (files["other"], "test")], files["labelled"]),
-        ([(files["trajectory"], "trajectory")], files["trajectory"]),
+        ([(files["reference"], "reference", "reference"), (files["test"], "test", "test")],
+         files["test"]),
+        ([(files["labelled"], "reference", "labelled"), (files["other"], "test", "other")],
+         files["labelled"]),
+        ([(files["trajectory"], "trajectory", "trajectory_alone")], files["trajectory"]),
     ]
     sessions = []
     for plan, _ in plans:
         s = Session(browser, server["url"])
         s.open()
-        for name, role in plan:
+        for name, role, key in plan:
             s.add([name], role)
+            if key in frames:
+                s.set_frames(name, frames[key])
         sessions.append(s)
     for s in sessions:
         s.compute()
@@ -316,8 +337,8 @@ def test_three_sessions_compute_at_once(server, browser, data):
     for i, (s, (plan, own)) in enumerate(zip(sessions, plans, strict=True)):
         table = s.page.locator(".tabulator", has_text="fraction dH > 0").first.inner_text()
         assert own in table
-        others = {name for j, (p, _) in enumerate(plans) if j != i for name, _ in p}
-        mine = {name for name, _ in plan}
+        others = {name for j, (p, _) in enumerate(plans) if j != i for name, _, _ in p}
+        mine = {name for name, _, _ in plan}
         for name in others - mine:
             assert name not in table, f"session {i} shows {name}"
         assert s.external == [] and s.errors == [], (s.external, s.errors)

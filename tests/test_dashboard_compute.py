@@ -167,6 +167,14 @@ def test_solid_like_clusters(sample):
     assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
 
 
+def test_force_error_from_two_models():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    err = compute.force_error({"forces_emt": a, "forces_model": b, "dH": np.zeros(5)})
+    np.testing.assert_allclose(err, np.sqrt(((a - b) ** 2).sum(axis=1)))
+    assert compute.force_error({"forces": a}) is None
+
+
 def test_input_errors(sample, tmp_path):
     with pytest.raises(QuestsError, match="melt.extxyz.*reference"):
         run_pipeline(specs(sample, ("melt.extxyz", "test")), SMALL)

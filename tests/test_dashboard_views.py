@@ -43,7 +43,14 @@ from dashboard.views import (
 )
 from dashboard.views import nucleation as nucleation_view
 from dashboard.views import structure as structure_view
-from dashboard.views.atoms import axis_options, box_mask, dh_cdf, dh_histogram, fraction_above
+from dashboard.views.atoms import (
+    axis_options,
+    box_mask,
+    dh_cdf,
+    dh_histogram,
+    fraction_above,
+    robust_range,
+)
 from dashboard.views.learning import gap_table, plausible_asymptote
 from dashboard.views.overlap import cell_at, heatmap_table, overlap_histogram
 from dashboard.views.structure import plotly_figure, projection_axes, slab_mask
@@ -135,8 +142,15 @@ def test_pure_helpers():
     assert counts.sum() == 3 and edges[0] == -1.0 and edges[-1] == 1.0
     xs, cdf = dh_cdf(np.array([-2.0, -1.0, 3.0, 4.0]))
     assert cdf[0] == 0.0 and cdf[-1] == pytest.approx(1.0) and np.all(np.diff(cdf) >= 0)
+    # on a clipped range the atoms below it still count
+    xs, cdf = dh_cdf(np.array([-100.0, -1.0, 0.5, 1.0, 1e4]), n_points=4, range_=(-1.0, 1.0))
+    np.testing.assert_allclose(cdf, [0.2, 0.4, 0.4, 0.4, 0.8])
+    values = np.concatenate([np.linspace(-5, -3, 990), np.full(10, 1e5)])
+    lo, hi = robust_range(values)
+    assert lo == pytest.approx(-5 + 2 * 0.01 * 999 / 989, abs=0.05) and 0.0 <= hi < 1e5
     assert fraction_above(np.array([-1.0, 0.0, 2.0, 3.0])) == 0.5
     lo, hi = symmetric_clim(np.array([-3.0, 1.0, 2.0]), quantile=1.0)
+    assert symmetric_clim(np.concatenate([np.full(95, -4.0), np.full(5, 1e4)])) == (-4.0, 4.0)
     assert (lo, hi) == (-3.0, 3.0)
     assert symmetric_clim(np.array([0.1, -0.2])) == (-1.0, 1.0)  # floor
     assert projection_axes("y") == ("x", "z")

@@ -35,27 +35,52 @@ def axis_options(atoms: pd.DataFrame) -> list[str]:
     return base + [c for c in numeric if c not in base]
 
 
-def dh_histogram(dh: np.ndarray, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of finite dH values: ``(edges, counts)``."""
+def robust_range(dh: np.ndarray, quantile: float = 0.01, include: tuple = (0.0,)
+                 ) -> tuple[float, float]:
+    """Range from the ``quantile`` to the ``1 - quantile`` quantile of dH, widened to
+    contain the values in ``include`` (a few exploding atoms must not squash the plot)."""
+    v = np.asarray(dh, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (-1.0, 1.0)
+    if len(v) > 1_000_000:
+        v = v[:: len(v) // 1_000_000 + 1]
+    lo, hi = (float(q) for q in np.quantile(v, [quantile, 1.0 - quantile]))
+    lo, hi = min([lo, *include]), max([hi, *include])
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of finite dH values on ``range_`` (default: min to max): ``(edges, counts)``.
+
+    Values outside ``range_`` are not counted.
+    """
     v = np.asarray(dh, dtype=np.float64)
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return np.linspace(-1, 1, bins + 1), np.zeros(bins, dtype=np.int64)
-    lo, hi = float(v.min()), float(v.max())
+    lo, hi = range_ if range_ is not None else (float(v.min()), float(v.max()))
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
     return edges, counts
 
 
-def dh_cdf(dh: np.ndarray, n_points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical CDF of dH on ``n_points`` values: ``(dH, fraction <= dH)``."""
+def dh_cdf(dh: np.ndarray, n_points: int = 400, range_: tuple[float, float] | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical CDF of dH at ``n_points + 1`` values spanning ``range_``:
+    ``(x, fraction of atoms with dH < x)`` (atoms below the range are counted; the
+    last point includes the atoms equal to the upper end)."""
     v = np.asarray(dh, dtype=np.float64)
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return np.zeros(0), np.zeros(0)
-    edges, counts = dh_histogram(v, bins=n_points)
-    return edges, np.concatenate([[0.0], np.cumsum(counts) / len(v)])
+    edges, counts = dh_histogram(v, bins=n_points, range_=range_)
+    below = int(np.sum(v < edges[0]))
+    return edges, (below + np.concatenate([[0], np.cumsum(counts)])) / len(v)
 
 
 def fraction_above(dh: np.ndarray, threshold: float = 0.0) -> float:
@@ -239,14 +264,17 @@ class AtomsView(View):
         if self.results is None:
             return pn.Spacer()
         dh = self.data()["dH"].to_numpy()
-        edges, counts = dh_histogram(dh, self.bins)
+        span = robust_range(dh, include=(0.0, float(self.threshold)))
+        outside = int(np.sum((dh < span[0]) | (dh > span[1])))
+        title = "dH histogram" + (f" ({outside:,} atoms off scale)" if outside else "")
+        edges, counts = dh_histogram(dh, self.bins, span)
         hist = hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label="dH (nats)")],
                             vdims=[hv.Dimension("count", label="atoms")]).opts(
-            color="#888888", line_color=None, title="dH histogram", responsive=True, height=240
+            color="#888888", line_color=None, title=title, responsive=True, height=240
         )
-        xs, cdf = dh_cdf(dh)
+        xs, cdf = dh_cdf(dh, range_=span)
         curve = hv.Curve((xs, cdf), kdims=[hv.Dimension("dH", label="dH (nats)")],
-                         vdims=[hv.Dimension("cdf", label="fraction of atoms <= dH")]).opts(
+                         vdims=[hv.Dimension("cdf", label="fraction of atoms below dH")]).opts(
             color="black", title="dH CDF", responsive=True, height=240, ylim=(0, 1.02)
         )
         zero = hv.VLine(0.0).opts(color="#3b4cc0", line_dash="dotted", line_width=1.5)

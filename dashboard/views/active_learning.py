@@ -1,0 +1,146 @@
+"""Active-learning view: for each generation of a dataset, the novelty of its
+environments against all earlier generations (fraction with dH > 0), and the
+entropy H and diversity D of the cumulative dataset
+(:func:`quests_core.analysis.active_learning.active_learning_report`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from quests_core.analysis import active_learning as al
+from quests_core.errors import QuestsError
+
+from .. import compute
+from ..state import FileSpec
+from .base import placeholder
+from .compression import AnalysisView, every_nth, structure_descriptors
+
+#: Report column -> axis label (with unit), in the order drawn.
+CURVES = {
+    "novelty": "novelty (fraction dH > 0 vs earlier generations)",
+    "entropy": "H of generations <= g (nats)",
+    "diversity": "D of generations <= g (nats)",
+}
+COLORS = {"novelty": "#d62728", "entropy": "#1f77b4", "diversity": "#2ca02c"}
+
+
+@dataclass
+class ActiveLearningResult:
+    """The active-learning report of one file.
+
+    ``report`` has one row per generation (ascending): generation, n_envs,
+    n_envs_cumulative, novelty (NaN for the first generation), mean_dH (nats),
+    entropy and diversity of the cumulative dataset (nats).
+    """
+
+    source: str
+    key: str
+    report: pd.DataFrame
+    h: float
+    k: int
+    cutoff: float
+    n_structures: int
+    env_step: int
+
+
+def active_learning_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
+                         n_threads=None) -> ActiveLearningResult:
+    """Worker side of :class:`ActiveLearningView`."""
+    prog = compute._Progress(report, cancel)
+    spec = files[0]
+    key = settings["generation_key"]
+    prog.stage(0.0, 0.4, f"Descriptors of {spec.name}")
+    ds, descs, h = structure_descriptors(spec, settings, prog, n_threads)
+    try:
+        generations = al.generation_labels(ds.structures, key)
+    except QuestsError as exc:
+        raise QuestsError(str(exc), source=spec.name) from None
+    descs = every_nth(descs, settings["env_step"])
+    labels = np.repeat(generations, [len(x) for x in descs])
+    n_gen = len(np.unique(generations))
+    prog.stage(0.4, 1.0, f"Novelty, H and D of {n_gen} generations")
+    table = al.active_learning_report(np.concatenate(descs), labels, h=h, n_threads=n_threads)
+    prog.stage(1.0, 1.0, "Done")
+    return ActiveLearningResult(
+        source=spec.name, key=key, report=table, h=h, k=int(settings["k"]),
+        cutoff=float(settings["cutoff"]), n_structures=len(ds), env_step=int(settings["env_step"]),
+    )
+
+
+def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
+    """One report column against the generation (points joined by a line)."""
+    if column not in CURVES:
+        raise QuestsError(f"unknown active-learning column {column!r}; use one of {list(CURVES)}")
+    xd = hv.Dimension("generation", label="generation")
+    yd = hv.Dimension(column, label=CURVES[column])
+    df = report[["generation", column, "n_envs", "n_envs_cumulative"]]
+    df = df[np.isfinite(df[column].to_numpy(float))]
+    color = COLORS[column]
+    curve = hv.Curve(df, xd, yd).opts(color=color, line_width=2)
+    points = hv.Scatter(df, xd, [yd, "n_envs", "n_envs_cumulative"]).opts(
+        color=color, size=8, tools=["hover"])
+    opts = {"ylim": (0, 1.02)} if column == "novelty" else {}
+    return (curve * points).opts(
+        title=CURVES[column].split(" (")[0].replace(" of generations <= g", " (cumulative)"),
+        responsive=True, height=300, show_grid=True,
+        xticks=[int(g) for g in report["generation"]], **opts,
+    )
+
+
+class ActiveLearningView(AnalysisView):
+    """Novelty, H and D per generation of an active-learning dataset."""
+
+    title = "Active learning"
+    task = staticmethod(active_learning_task)
+    controls = ("generation_key", "env_step")
+    name_hints = ("gen", "active")
+
+    generation_key = param.String(default="generation",
+                                  doc="Info key holding each structure's generation.")
+    env_step = param.Integer(default=4, bounds=(1, 64),
+                             doc="Keep every n-th environment of each structure (faster).")
+    result = param.ClassSelector(class_=ActiveLearningResult, allow_None=True)
+
+    def request(self) -> tuple[list[FileSpec], dict]:
+        spec = self.spec()
+        key = self.generation_key.strip()
+        if not key:
+            raise QuestsError("no generation key given: name the info key of the generations")
+        settings = self.base_settings()
+        settings.update(generation_key=key, env_step=int(self.env_step))
+        return [spec], settings
+
+    def describe(self, result: ActiveLearningResult) -> str:
+        return (f"{len(result.report)} generations of {result.source} "
+                f"({int(result.report['n_envs_cumulative'].iat[-1]):,} environments)")
+
+    def plots(self) -> hv.Layout:
+        report = self.result.report
+        return hv.Layout([generation_plot(report, c) for c in CURVES]).cols(3)
+
+    def body(self):
+        res = self.result
+        if res is None:
+            return placeholder("Choose a dataset whose structures carry a generation "
+                               "(info key) and press **Run**.")
+        note = pn.pane.Markdown(
+            f"**{res.source}**: {res.n_structures} structures, generations from info key "
+            f"`{res.key}`, every {res.env_step}. environment of each structure, k = {res.k}, "
+            f"cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å. Novelty of generation g: "
+            "fraction of its environments with dH > 0 against all earlier generations (none "
+            "for the first). H and D: the dataset of generations <= g.",
+            name="active-learning-info")
+        return pn.Column(
+            note,
+            pn.pane.HoloViews(self.plots(), sizing_mode="stretch_width",
+                              name="active-learning-plots"),
+            pn.widgets.Tabulator(res.report.round(4), show_index=False, disabled=True,
+                                 sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

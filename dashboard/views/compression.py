@@ -1,0 +1,524 @@
+"""Compression view: H, D and overlap of compressed datasets against the subset
+size, for every method (MSC, farthest-point sampling, k-means, random).
+
+This module also holds what the three analysis views (compression, active
+learning, uncertainty) share: :class:`AnalysisJob`, a
+:class:`~dashboard.compute.ComputeJob` that runs an analysis task instead of
+the main pipeline (same job slots, worker process, progress queue,
+cancellation and asyncio driver), and :class:`AnalysisView`, the Param base
+class with the Run / Cancel buttons and the progress bar. Each analysis runs
+a pure function of :mod:`quests_core.analysis` on the descriptors of a file
+chosen in the Data view.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import queue as queue_mod
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from quests_core.analysis import compression as comp
+from quests_core.errors import QuestsError
+
+from .. import compute
+from ..state import FileSpec
+from .base import View, placeholder
+
+#: ``task(files, settings, progress, cancel, n_threads) -> result``, a module-level
+#: function (the worker process imports it by name).
+Task = Callable[..., Any]
+
+
+# ----------------------------------------------------------------------------
+# shared by the analysis views: the job and the worker-side helpers
+# ----------------------------------------------------------------------------
+
+
+def _run_task(task: Task, files, settings, out_queue, cancel, n_threads) -> None:
+    """Entry point of an analysis worker (process or thread); mirrors the pipeline's."""
+
+    def report(fraction: float, text: str) -> None:
+        out_queue.put(("progress", float(fraction), str(text)))
+
+    try:
+        result = task(files, settings, report, cancel, n_threads)
+    except (compute.Cancelled, compute.CoreCancelled):
+        out_queue.put(("cancelled", None, "Cancelled"))
+    except QuestsError as exc:
+        out_queue.put(("error", None, str(exc)))
+    except MemoryError:
+        out_queue.put(("error", None, "out of memory: choose a smaller file or subsample more"))
+    except Exception as exc:  # noqa: BLE001 - reported to the page, never crash silently
+        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        out_queue.put(("error", None, f"analysis failed: {type(exc).__name__}: {exc} ({tb})"))
+    else:
+        out_queue.put(("result", result, "Done"))
+
+
+class AnalysisJob(compute.ComputeJob):
+    """A :class:`~dashboard.compute.ComputeJob` running ``task`` instead of the pipeline.
+
+    Everything but the worker's target is the compute job's own: the shared
+    job slots, the progress queue, cancellation, ``run_async`` / ``run_sync``.
+
+    Parameters
+    ----------
+    task : callable
+        Module-level ``task(files, settings, progress, cancel, n_threads)``.
+    files, settings, mode, n_threads
+        As for :class:`~dashboard.compute.ComputeJob`.
+    """
+
+    def __init__(self, task: Task, files: list[FileSpec], settings: dict,
+                 mode: str = "process", n_threads: int | None = None):
+        super().__init__(files, settings, mode=mode, n_threads=n_threads)
+        self.task = task
+
+    def try_start(self) -> bool:
+        """Start if a job slot is free; returns whether it started."""
+        if self.state not in ("created", "queued"):
+            return True
+        if self._cancel_requested:
+            self._finish("cancelled", "Cancelled")
+            return True
+        if not compute._JOB_SLOTS.acquire(blocking=False):
+            self.state = "queued"
+            self.text = "Queued: waiting for another computation to finish"
+            return False
+        self._slot = True
+        if self.mode == "process":
+            ctx = mp.get_context("spawn")
+            self._queue, self._cancel = ctx.Queue(), ctx.Event()
+            worker = ctx.Process
+        else:
+            self._queue, self._cancel = queue_mod.Queue(), threading.Event()
+            worker = threading.Thread
+        self._worker = worker(
+            target=_run_task,
+            args=(self.task, self.files, self.settings, self._queue, self._cancel,
+                  self.n_threads),
+            daemon=True,
+            name="quests-dashboard-analysis",
+        )
+        self._worker.start()
+        self.state = "running"
+        self.text = "Starting"
+        return True
+
+
+def structure_descriptors(
+    spec: FileSpec, settings: dict, prog, n_threads=None
+) -> tuple[Any, list[np.ndarray], float]:
+    """Read one file and compute the descriptors of each of its structures (worker side).
+
+    Uses the dashboard's descriptor cache, progress and cancellation.
+
+    Returns
+    -------
+    dataset : quests_core.dataset.Dataset
+    descs : list of (n_atoms_i, d) arrays, one per structure
+    h : float
+        Bandwidth from the settings (fixed, or the volume rule on this file).
+    """
+    loaded = compute._load([spec], prog)
+    item = loaded[0]
+    item.x = compute._compute_descriptors(item.dataset, int(settings["k"]),
+                                          float(settings["cutoff"]), prog, n_threads)
+    counts = item.dataset.frames["n_atoms"].to_numpy(np.int64)
+    descs = np.split(np.asarray(item.x), np.cumsum(counts)[:-1])
+    return item.dataset, descs, compute._choose_bandwidth(settings, loaded)
+
+
+def every_nth(descs: Sequence[np.ndarray], step: int) -> list[np.ndarray]:
+    """Every ``step``-th environment of each structure (exact copies stay copies)."""
+    if int(step) < 1:
+        raise QuestsError(f"environment step must be at least 1, got {step}")
+    return [np.asarray(x)[:: int(step)] for x in descs]
+
+
+# ----------------------------------------------------------------------------
+# shared by the analysis views: the Param base class
+# ----------------------------------------------------------------------------
+
+
+class AnalysisView(View):
+    """Base of the analysis views: pick a file, Run off the event loop, show the result.
+
+    Subclasses set :attr:`task` (a module-level function, see :class:`AnalysisJob`),
+    implement :meth:`request` (checked inputs, raising QuestsError) and
+    :meth:`body` (the plots of :attr:`result`), and list their controls in
+    :attr:`controls`.
+    """
+
+    #: The analysis function run by the job (wrapped in ``staticmethod`` by subclasses).
+    task: Task
+    #: Parameters shown above the Run button.
+    controls: tuple[str, ...] = ()
+    #: Words that make a file the default choice of :attr:`source`.
+    name_hints: tuple[str, ...] = ()
+
+    source = param.Selector(default=None, objects=[], allow_None=True,
+                            doc="File analysed (chosen in the Data view).")
+    job_mode = param.Selector(default="process", objects=["process", "thread"],
+                              doc="Run the analysis in a worker process or a thread.")
+    running = param.Boolean(default=False, doc="The analysis is running.")
+    progress = param.Integer(default=0, bounds=(0, 100), doc="Progress (%).")
+    status = param.String(default="Choose a file and press Run.")
+    result = param.Parameter(default=None, doc="Result of the last run.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._job: AnalysisJob | None = None
+        self.run_button = pn.widgets.Button(label="Run", color="success", width=120)
+        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True,
+                                               width=90)
+        self.progress_bar = pn.indicators.Progress(value=0, max=100, bar_color="success",
+                                                   sizing_mode="stretch_width")
+        self.status_text = pn.pane.Markdown(self.status, margin=(0, 10))
+        self.run_button.on_click(self._on_run)
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.param.watch(self._on_status, ["status", "progress", "running"])
+        self.state.param.watch(self._on_files, "files")
+        self._on_files()
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_files(self, *_) -> None:
+        names = [f.name for f in self.state.files]
+        self.param.source.objects = names
+        if self.source not in names:
+            hinted = [n for n in names if any(w in n.lower() for w in self.name_hints)]
+            self.source = (hinted or names or [None])[0]
+
+    def spec(self, name: str | None = None) -> FileSpec:
+        """The chosen file (``name`` or :attr:`source`)."""
+        name = self.source if name is None else name
+        for f in self.state.files:
+            if f.name == name:
+                return f
+        raise QuestsError("no file chosen: add a file in the sidebar (Data) and choose it here")
+
+    def base_settings(self) -> dict:
+        """Descriptor settings (k, cutoff, bandwidth, seed) from the sidebar."""
+        return self.state.settings.as_dict()
+
+    def request(self) -> tuple[list[FileSpec], dict]:  # pragma: no cover - abstract
+        """Files and settings of the job; raises QuestsError for bad input."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------- run
+
+    def make_job(self) -> AnalysisJob | None:
+        """A job for the current inputs, or None (with a notification) when they are bad."""
+        if self.running:
+            self.state.notify("warning", f"{self.title}: an analysis is already running.")
+            return None
+        try:
+            files, settings = self.request()
+        except QuestsError as exc:
+            self.status = f"Not started: {exc}"
+            self.state.notify("error", f"{self.title}: {exc}")
+            return None
+        job = AnalysisJob(type(self).task, files, settings, mode=self.job_mode)
+        self._job = job
+        self.running, self.progress, self.status = True, 0, "Starting"
+        return job
+
+    async def _on_run(self, _event=None) -> None:
+        await self.run()
+
+    async def run(self) -> AnalysisJob | None:
+        """Run the analysis off the event loop; the result lands in :attr:`result`."""
+        job = self.make_job()
+        if job is None:
+            return None
+        try:
+            await job.run_async(self._job_progress)
+        finally:
+            self.running = False
+        self.finish(job)
+        return job
+
+    def run_sync(self, timeout: float = 600.0) -> AnalysisJob | None:
+        """Run to completion in the calling thread (scripts and tests)."""
+        job = self.make_job()
+        if job is None:
+            return None
+        try:
+            job.run_sync(timeout)
+        finally:
+            self.running = False
+        self.finish(job)
+        return job
+
+    def cancel(self) -> None:
+        if self._job is not None and not self._job.finished:
+            self._job.cancel()
+            self.status = "Cancelling"
+
+    def _job_progress(self, job: AnalysisJob) -> None:
+        self.progress = int(round(100 * job.fraction))
+        pct = f" ({100 * job.fraction:.0f}%)" if job.state == "running" else ""
+        self.status = f"{job.text}{pct}"
+
+    def finish(self, job: AnalysisJob) -> None:
+        """Put a finished job's outcome into :attr:`result` or a notification."""
+        if job.state == "done" and job.result is not None:
+            self.result = job.result
+            self.progress, self.status = 100, f"Done: {self.describe(job.result)}"
+            self.state.notify("success", f"{self.title}: {self.describe(job.result)}")
+        elif job.state == "cancelled":
+            self.progress, self.status = 0, "Cancelled"
+            self.state.notify("info", f"{self.title}: cancelled")
+        else:
+            self.progress, self.status = 0, f"Failed: {job.error}"
+            self.state.notify("error", f"{self.title}: {job.error or 'analysis failed'}",
+                              duration=0)
+
+    def describe(self, result) -> str:
+        """One line about a result (status bar and notification)."""
+        return "done"
+
+    def _on_status(self, *_) -> None:
+        self.status_text.object = self.status
+        self.progress_bar.value = int(self.progress)
+        self.run_button.disabled = self.running
+        self.cancel_button.disabled = not self.running
+
+    # ------------------------------------------------------------------ layout
+
+    def body(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def panel(self) -> pn.viewable.Viewable:
+        widgets = pn.Param(self.param, parameters=["source", *self.controls],
+                           show_name=False, default_layout=pn.Row,
+                           widgets=self.widget_types(), sizing_mode="stretch_width")
+        return pn.Column(
+            widgets,
+            pn.Row(self.run_button, self.cancel_button, self.progress_bar,
+                   sizing_mode="stretch_width"),
+            self.status_text,
+            pn.Column(pn.bind(lambda _: self.body(), self.param.result),
+                      sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            name=self.title,
+        )
+
+    def widget_types(self) -> dict:
+        """Widget overrides for :meth:`panel` (subclasses extend)."""
+        return {}
+
+
+# ----------------------------------------------------------------------------
+# compression
+# ----------------------------------------------------------------------------
+
+#: Legend names of the methods.
+METHOD_LABELS = {
+    "msc": "MSC (information)",
+    "fps": "farthest-point sampling",
+    "kmeans": "k-means",
+    "random": "random",
+}
+METHOD_COLORS = {"msc": "#d62728", "fps": "#1f77b4", "kmeans": "#2ca02c", "random": "#7f7f7f"}
+#: Report column -> axis label (with unit).
+METRICS = {
+    "entropy": "H (nats)",
+    "diversity": "D (nats)",
+    "overlap": "overlap with the full set (fraction)",
+}
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """Fractions in (0, 1] from a comma-separated text, sorted and unique.
+
+    Raises
+    ------
+    QuestsError
+        For an empty list, a non-number or a fraction outside (0, 1].
+    """
+    parts = [t.strip() for t in str(text).replace(";", ",").split(",") if t.strip()]
+    if not parts:
+        raise QuestsError("no compression fraction given (empty selection)")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError as exc:
+            raise QuestsError(f"fraction {part!r} is not a number") from exc
+        comp.fraction_to_size(value, 1)  # raises for a fraction outside (0, 1]
+        values.append(value)
+    return tuple(sorted(set(values)))
+
+
+@dataclass
+class CompressionResult:
+    """The compression report of one file (``quests_core.analysis.compression``).
+
+    ``report`` has one row per method and size: method, fraction, size,
+    n_envs, entropy, entropy_std, diversity, diversity_std, overlap,
+    overlap_std, info_gap, gap_reference (entropies and D in nats).
+    """
+
+    source: str
+    report: pd.DataFrame
+    h: float
+    k: int
+    cutoff: float
+    n_structures: int
+    n_envs: int
+    env_step: int
+    gap_reference: float
+    gap_kind: str
+
+
+def compression_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
+                     n_threads=None) -> CompressionResult:
+    """Worker side of :class:`CompressionView`: descriptors, then one report per method."""
+    prog = compute._Progress(report, cancel)
+    spec = files[0]
+    prog.stage(0.0, 0.3, f"Descriptors of {spec.name}")
+    _, descs, h = structure_descriptors(spec, settings, prog, n_threads)
+    descs = every_nth(descs, settings["env_step"])
+    methods = list(settings["methods"])
+    fractions = list(settings["fractions"])
+    for f in fractions:  # the same check the report makes, before any long work
+        comp.fraction_to_size(f, len(descs))
+    prog.stage(0.3, 0.4, "Information gap reference (learning curve of the full set)")
+    if settings.get("gap", True):
+        ref = comp.gap_reference(np.concatenate(descs), h=h)
+    else:
+        ref = comp.GapReference(float("nan"), "none")
+    parts = []
+    for i, method in enumerate(methods):
+        prog.stage(0.4 + 0.6 * i / len(methods), 0.4 + 0.6 * (i + 1) / len(methods),
+                   f"Compressing with {METHOD_LABELS.get(method, method)}")
+        parts.append(comp.compression_report(
+            descs, methods=(method,), fractions=fractions, h=h, seeds=settings["seeds"],
+            gap=False, n_threads=n_threads,
+        ))
+    table = pd.concat(parts, ignore_index=True)
+    table["info_gap"] = ref.value - table["entropy"]
+    table["gap_reference"] = ref.kind
+    prog.stage(1.0, 1.0, "Done")
+    return CompressionResult(
+        source=spec.name, report=table, h=h, k=int(settings["k"]),
+        cutoff=float(settings["cutoff"]), n_structures=len(descs),
+        n_envs=int(sum(len(x) for x in descs)), env_step=int(settings["env_step"]),
+        gap_reference=ref.value, gap_kind=ref.kind,
+    )
+
+
+def metric_plot(report: pd.DataFrame, metric: str) -> hv.Overlay:
+    """``metric`` against the subset size, one curve per method (error bars: seeds)."""
+    if metric not in METRICS:
+        raise QuestsError(f"unknown compression metric {metric!r}; use one of {list(METRICS)}")
+    xd = hv.Dimension("size", label="subset size (structures)")
+    yd = hv.Dimension(metric, label=METRICS[metric])
+    elements = []
+    for method in pd.unique(report["method"]):
+        df = report.loc[report["method"] == method, ["size", metric, f"{metric}_std"]]
+        color = METHOD_COLORS.get(method, "black")
+        name = METHOD_LABELS.get(method, method)
+        elements.append(hv.Curve(df, xd, yd, label=name).opts(color=color, line_width=2))
+        elements.append(hv.Scatter(df, xd, yd, label=name).opts(color=color, size=6,
+                                                                tools=["hover"]))
+        if (df[f"{metric}_std"] > 0).any():
+            elements.append(hv.ErrorBars(df, xd, [yd, f"{metric}_std"]).opts(color=color))
+    return hv.Overlay(elements).opts(
+        title=f"{METRICS[metric].split(' (')[0]} against subset size", responsive=True,
+        height=320, show_grid=True, legend_position="bottom_right",
+    )
+
+
+class CompressionView(AnalysisView):
+    """H, D and overlap of compressed subsets against their size, per method."""
+
+    title = "Compression"
+    task = staticmethod(compression_task)
+    controls = ("methods", "fractions", "n_seeds", "env_step", "information_gap")
+    name_hints = ("dataset", "label", "train")
+
+    methods = param.ListSelector(default=list(comp.METHODS), objects=list(comp.METHODS),
+                                 doc="Compression methods compared.")
+    fractions = param.String(default="0.1, 0.2, 0.3, 0.5, 0.7, 1.0",
+                             doc="Fractions of the structures kept, each in (0, 1].")
+    n_seeds = param.Integer(default=3, bounds=(1, 10),
+                            doc="Seeds averaged for random and k-means.")
+    env_step = param.Integer(default=4, bounds=(1, 64),
+                             doc="Keep every n-th environment of each structure (faster).")
+    information_gap = param.Boolean(default=True,
+                                    doc="Fit the full set's learning curve for the gap.")
+    result = param.ClassSelector(class_=CompressionResult, allow_None=True)
+
+    def request(self) -> tuple[list[FileSpec], dict]:
+        spec = self.spec()
+        if not self.methods:
+            raise QuestsError("no compression method chosen (empty selection)")
+        settings = self.base_settings()
+        seed = int(settings.get("seed", 0))
+        settings.update(
+            methods=[m for m in comp.METHODS if m in self.methods],
+            fractions=parse_fractions(self.fractions),
+            seeds=tuple(range(seed, seed + int(self.n_seeds))),
+            env_step=int(self.env_step),
+            gap=bool(self.information_gap),
+        )
+        return [spec], settings
+
+    def describe(self, result: CompressionResult) -> str:
+        methods = result.report["method"].nunique()
+        return (f"compressed {result.source} ({result.n_structures} structures, "
+                f"{result.n_envs:,} environments) with {methods} method(s)")
+
+    def widget_types(self) -> dict:
+        return {"methods": pn.widgets.MultiChoice}
+
+    def plots(self) -> hv.Layout:
+        report = self.result.report
+        return hv.Layout([metric_plot(report, m) for m in METRICS]).cols(3)
+
+    def _report_csv(self) -> io.BytesIO:
+        if self.result is None:
+            raise QuestsError("nothing to download: run the compression first")
+        return io.BytesIO(self.result.report.to_csv(index=False).encode())
+
+    def body(self):
+        res = self.result
+        if res is None:
+            return placeholder("Choose a dataset and press **Run** to compare compression "
+                               "methods (MSC, farthest-point sampling, k-means, random).")
+        gap = ("" if res.gap_kind == "none" else
+               f" Information gap = {res.gap_reference:.3f} nats ({res.gap_kind} of the full "
+               "set) - H(subset).")
+        note = pn.pane.Markdown(
+            f"**{res.source}**: {res.n_structures} structures, {res.n_envs:,} environments "
+            f"(every {res.env_step}. of each structure), k = {res.k}, cutoff = "
+            f"{res.cutoff:g} Å, h = {res.h:.4g} 1/Å. MSC grows the subset greedily from the "
+            "structure of highest entropy, adding the one least covered by the subset; error "
+            f"bars: spread over seeds.{gap}", name="compression-info")
+        table = res.report.drop(columns=["gap_reference"]).round(4)
+        download = pn.widgets.FileDownload(
+            callback=lambda: self.safe_download(self._report_csv),
+            filename="compression_report.csv", label="Download report (CSV)", width=220)
+        return pn.Column(
+            note,
+            pn.pane.HoloViews(self.plots(), sizing_mode="stretch_width",
+                              name="compression-plots"),
+            download,
+            pn.widgets.Tabulator(table, show_index=False, disabled=True, pagination="local",
+                                 page_size=12, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

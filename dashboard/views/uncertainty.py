@@ -1,0 +1,311 @@
+"""Uncertainty view: per-atom model error against dH of the same environments
+relative to a training set.
+
+The (dH, error) cloud is rasterised by Datashader (any number of atoms) and
+overlaid with the running average of the error over 20 uniform dH bins with
+windows of +-0.75 bin widths (:mod:`quests_core.analysis.uncertainty`), and
+a line says how many of the high-error atoms dH > 0 flags.
+
+The training set is a label of the test file (e.g. ``train``), another file
+chosen in the Data view, or a descriptor file (``.npz`` with ``descriptors``,
+``k`` and ``cutoff``, as written by the CLI) in the data directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from holoviews.operation.datashader import rasterize
+
+from quests_core.analysis import check_same_descriptor
+from quests_core.analysis import uncertainty as uq
+from quests_core.errors import QuestsError
+
+from .. import compute
+from ..paths import resolve_in_dir
+from ..state import FileSpec
+from .base import placeholder
+from .compression import AnalysisView
+
+#: Reference choices besides the other files.
+LABEL_REFERENCE = "a label of the same file"
+DESCRIPTOR_REFERENCE = "a descriptor file (.npz)"
+DESCRIPTOR_SUFFIXES = (".npz", ".npy")
+DH_DIM = hv.Dimension("dH", label="dH (nats)")
+ERROR_DIM = hv.Dimension("error", label="force error (eV/Å)")
+
+
+@dataclass
+class UncertaintyResult:
+    """Per-atom dH (nats) and force error (eV/Å) of the test atoms, with the
+    running average and the recall of dH > 0 (:class:`uq.UQResult`)."""
+
+    source: str
+    reference: str
+    forces: tuple[str, str]
+    dh: np.ndarray
+    error: np.ndarray
+    running: uq.RunningAverage
+    recall: uq.ErrorRecall
+    quantile: float
+    h: float
+    k: int
+    cutoff: float
+    n_reference: int
+
+    def bins(self) -> pd.DataFrame:
+        """One row per dH bin: centre, mean and std of the error, atoms in the window."""
+        r = self.running
+        return pd.DataFrame({"dH_center": r.centers, "mean_error": r.mean,
+                             "std_error": r.std, "count": r.count})
+
+
+def force_array_names(arrays: dict, pred: str, ref: str, source: str) -> tuple[str, str]:
+    """The two per-atom force arrays compared: the named ones, or the file's only two.
+
+    Raises
+    ------
+    QuestsError
+        When a named array is missing, only one is named, or (automatic) the
+        file does not hold exactly two ``forces*`` arrays of shape (n, 3).
+    """
+    if bool(pred) != bool(ref):
+        raise QuestsError("name both force arrays (predicted and reference) or neither")
+    if pred:
+        for name in (pred, ref):
+            if name not in arrays:
+                raise QuestsError(f"per-atom array {name!r} missing (have {sorted(arrays)})",
+                                  source=source)
+        return pred, ref
+    keys = sorted(k for k, v in arrays.items()
+                  if k.startswith("forces") and np.ndim(v) == 2 and np.shape(v)[1] == 3)
+    if len(keys) != 2:
+        raise QuestsError(f"need two per-atom force arrays to compare, found {keys}; name "
+                          "them in the view", source=source)
+    return keys[1], keys[0]
+
+
+def _select_label(ds, label: str, source: str, what: str):
+    out = ds.select(label=label)
+    if len(out) == 0:
+        labels = sorted({str(v) for v in ds.frames["label"]})
+        raise QuestsError(f"{what}: no structure with label {label!r} (labels: {labels})",
+                          source=source)
+    return out
+
+
+def uncertainty_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
+                     n_threads=None) -> UncertaintyResult:
+    """Worker side of :class:`UncertaintyView`."""
+    from quests_core.analysis.commands import load_descriptors
+
+    prog = compute._Progress(report, cancel)
+    k, cutoff = int(settings["k"]), float(settings["cutoff"])
+    prog.stage(0.0, 0.1, "Reading files")
+    loaded = compute._load(files, prog)
+    spec, full = files[0], loaded[0].dataset
+    mode, ref_label = settings["reference_mode"], settings["reference_label"]
+    test_label = settings["test_label"]
+    ref_ds = None
+    if mode == "label":
+        ref_ds = _select_label(full, ref_label, spec.name, "missing reference")
+        reference = f"label {ref_label!r} of {spec.name}"
+    elif mode == "file":
+        ref_ds = loaded[1].dataset
+        reference = files[1].name
+    else:
+        reference = settings["descriptor_name"]
+    if test_label:
+        test = _select_label(full, test_label, spec.name, "empty selection")
+    elif mode == "label":
+        test = full.select(label=lambda s: s != ref_label)
+        if len(test) == 0:
+            raise QuestsError(f"empty selection: every structure has the reference label "
+                              f"{ref_label!r}", source=spec.name)
+    else:
+        test = full
+    pred, ref = force_array_names(test.arrays, settings["forces_pred"],
+                                  settings["forces_ref"], spec.name)
+    error = uq.force_errors(test.arrays[pred], test.arrays[ref])
+
+    prog.stage(0.1, 0.4, f"Descriptors of {len(test)} test structures")
+    x_test = compute._compute_descriptors(test, k, cutoff, prog, n_threads)
+    if ref_ds is not None:
+        prog.stage(0.4, 0.6, f"Descriptors of the reference ({reference})")
+        x_ref = compute._compute_descriptors(ref_ds, k, cutoff, prog, n_threads)
+        bandwidth_from = ref_ds
+    else:
+        path, name = settings["descriptor_path"], settings["descriptor_name"]
+        try:
+            x_ref = load_descriptors(path, k, cutoff)
+        except QuestsError as exc:  # name the file as the user knows it, not its server path
+            raise QuestsError(str(exc).replace(path, name)) from None
+        bandwidth_from = test
+    check_same_descriptor(x_test, x_ref, test_name=spec.name, reference_name=reference)
+    holder = compute._Loaded(FileSpec(spec.path, spec.name, "reference"), bandwidth_from)
+    h = compute._choose_bandwidth(settings, [holder])
+
+    prog.stage(0.6, 0.95, f"dH of {len(x_test):,} test atoms against {len(x_ref):,} "
+                          "reference environments")
+    dh = compute._delta(x_test, x_ref, h, prog, n_threads)
+    prog.stage(0.95, 1.0, "Running average")
+    res = uq.uncertainty_vs_error(dh, error, n_bins=int(settings["n_bins"]),
+                                  window=float(settings["window"]),
+                                  quantile=float(settings["quantile"]))
+    return UncertaintyResult(
+        source=spec.name, reference=reference, forces=(pred, ref), dh=res.dh, error=res.error,
+        running=res.running, recall=res.recall, quantile=float(settings["quantile"]), h=h,
+        k=k, cutoff=cutoff, n_reference=len(x_ref),
+    )
+
+
+def error_image(result: UncertaintyResult) -> hv.DynamicMap:
+    """The (dH, error) cloud rasterised by Datashader (count of atoms per pixel)."""
+    points = hv.Points(pd.DataFrame({"dH": result.dh, "error": result.error}),
+                       [DH_DIM, ERROR_DIM])
+    return rasterize(points, dynamic=True).opts(
+        cmap="Blues", cnorm="log", colorbar=True, clabel="atoms", tools=["hover"])
+
+
+def running_table(result: UncertaintyResult) -> pd.DataFrame:
+    """Bins with atoms in their window, on the axes of the cloud: ``dH`` (bin centre),
+    ``error`` (mean error), ``std_error``, ``count``."""
+    bins = result.bins().rename(columns={"dH_center": "dH", "mean_error": "error"})
+    return bins[bins["count"] > 0].reset_index(drop=True)
+
+
+def running_curve(result: UncertaintyResult) -> hv.Curve:
+    """Running average of the error against the dH bin centres (empty windows dropped)."""
+    return hv.Curve(running_table(result), DH_DIM, [ERROR_DIM, "std_error", "count"],
+                    label="running average").opts(color="#d62728", line_width=3,
+                                                  tools=["hover"])
+
+
+def running_spread(result: UncertaintyResult) -> hv.Spread:
+    """Mean +- one standard deviation of the errors in each window."""
+    return hv.Spread(running_table(result), DH_DIM, [ERROR_DIM, "std_error"]).opts(
+        color="#d62728", alpha=0.15, line_width=0)
+
+
+class UncertaintyView(AnalysisView):
+    """Force error against dH, with the running average."""
+
+    title = "Uncertainty"
+    task = staticmethod(uncertainty_task)
+    controls = ("reference", "reference_label", "test_label", "descriptor_file", "forces_pred",
+                "forces_ref", "n_bins", "window", "error_quantile")
+    name_hints = ("force", "model", "uq", "test")
+
+    reference = param.Selector(default=LABEL_REFERENCE,
+                               objects=[LABEL_REFERENCE, DESCRIPTOR_REFERENCE],
+                               doc="Training set the test atoms are compared with.")
+    reference_label = param.String(default="train",
+                                   doc="Label of the training structures (same file).")
+    test_label = param.String(default="", doc="Label of the test structures (empty: all "
+                                              "structures not in the training set).")
+    descriptor_file = param.String(default="", doc="Descriptor file (.npz) in the data "
+                                                   "directory, for that reference choice.")
+    forces_pred = param.String(default="", doc="Per-atom array of predicted forces (empty: "
+                                               "the file's two forces* arrays).")
+    forces_ref = param.String(default="", doc="Per-atom array of reference forces.")
+    n_bins = param.Integer(default=uq.DEFAULT_BINS, bounds=(1, 500),
+                           doc="Uniform dH bins of the running average.")
+    window = param.Number(default=uq.DEFAULT_WINDOW, bounds=(0.01, 10.0), step=0.05,
+                          doc="Half-width of each averaging window (bin widths).")
+    error_quantile = param.Number(default=uq.DEFAULT_ERROR_QUANTILE, bounds=(0.01, 0.99),
+                                  step=0.01, doc="Errors above this quantile are high.")
+    result = param.ClassSelector(class_=UncertaintyResult, allow_None=True)
+
+    def _on_files(self, *_) -> None:
+        super()._on_files()
+        others = [f.name for f in self.state.files if f.name != self.source]
+        self.param.reference.objects = [LABEL_REFERENCE, *others, DESCRIPTOR_REFERENCE]
+        if self.reference not in self.param.reference.objects:
+            self.reference = LABEL_REFERENCE
+
+    @param.depends("source", watch=True)
+    def _on_source(self) -> None:
+        self._on_files()
+
+    def request(self) -> tuple[list[FileSpec], dict]:
+        spec = self.spec()
+        settings = self.base_settings()
+        files = [spec]
+        if self.reference == LABEL_REFERENCE:
+            mode = "label"
+            if not self.reference_label.strip():
+                raise QuestsError("missing reference: give the label of the training "
+                                  "structures, or choose a reference file")
+        elif self.reference == DESCRIPTOR_REFERENCE:
+            mode = "descriptors"
+            name = self.descriptor_file.strip()
+            if not name:
+                raise QuestsError("missing reference: name a descriptor file (.npz) in the "
+                                  "data directory")
+            if not name.lower().endswith(DESCRIPTOR_SUFFIXES):
+                raise QuestsError(f"{name}: a descriptor file ends with .npz or .npy")
+            path = resolve_in_dir(self.state.data_dir, name)
+            settings.update(descriptor_path=str(path), descriptor_name=name)
+        else:
+            mode = "file"
+            if self.reference == spec.name:
+                raise QuestsError(f"{spec.name}: the reference must differ from the test file")
+            files.append(self.spec(self.reference))
+        settings.update(
+            reference_mode=mode, reference_label=self.reference_label.strip(),
+            test_label=self.test_label.strip(), forces_pred=self.forces_pred.strip(),
+            forces_ref=self.forces_ref.strip(), n_bins=int(self.n_bins),
+            window=float(self.window), quantile=float(self.error_quantile),
+        )
+        return files, settings
+
+    def describe(self, result: UncertaintyResult) -> str:
+        return (f"{len(result.dh):,} atoms of {result.source} against {result.reference} "
+                f"({result.n_reference:,} environments)")
+
+    def plot(self) -> hv.DynamicMap:
+        """Datashaded error-vs-dH cloud, running average (+- std) and the line dH = 0."""
+        res = self.result
+        overlay = (error_image(res) * running_spread(res) * running_curve(res)
+                   * hv.VLine(0.0).opts(color="black", line_dash="dashed", line_width=1))
+        return overlay.opts(
+            title=f"Force error against dH ({len(res.dh):,} atoms of {res.source})",
+            responsive=True, height=460, show_grid=True, legend_position="top_left",
+            xlabel="dH (nats)", ylabel="force error (eV/Å)",
+        )
+
+    def recall_text(self) -> str:
+        """How many high-error atoms dH > 0 flags (markdown)."""
+        r, res = self.result.recall, self.result
+        return (
+            f"dH > 0 (environment not covered by {res.reference}) flags "
+            f"**{r.frac_flagged:.1%}** of the {len(res.dh):,} atoms. High error: above the "
+            f"{res.quantile:.0%} quantile, {r.threshold:.3g} eV/Å ({r.n_high:,} atoms); dH > 0 "
+            f"catches **{r.recall:.1%}** of them (precision {r.precision:.1%}). Forces "
+            f"compared: `{res.forces[0]}` - `{res.forces[1]}`; k = {res.k}, cutoff = "
+            f"{res.cutoff:g} Å, h = {res.h:.4g} 1/Å. Red: mean error of the atoms within "
+            f"{res.running.window:g} bin widths ({res.running.width:.3g} nats) of each of "
+            f"{len(res.running.centers)} bin centres, band +- one standard deviation."
+        )
+
+    def body(self):
+        res = self.result
+        if res is None:
+            return placeholder("Choose a file with two per-atom force arrays, the training "
+                               "set (a label, a file or a descriptor file) and press **Run**.")
+        return pn.Column(
+            pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width",
+                              name="uncertainty-plot"),
+            pn.pane.Markdown(self.recall_text(), name="uncertainty-recall"),
+            pn.widgets.Tabulator(res.bins().round(4), show_index=False, disabled=True,
+                                 pagination="local", page_size=10, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    def widget_types(self) -> dict:
+        return {"window": pn.widgets.FloatInput, "error_quantile": pn.widgets.FloatInput}
