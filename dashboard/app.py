@@ -119,7 +119,8 @@ class DashboardApp:
                       sizing_mode="stretch_width", min_height=900)
 
     def cleanup(self) -> None:
-        """Delete this session's uploads."""
+        """Stop this session's computation and delete its uploads."""
+        self.data.cancel()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
 

@@ -42,6 +42,8 @@ CHUNK_ATOMS = 20_000
 #: Most jobs running at once in this server (others wait, shown as queued).
 MAX_JOBS = max(2, min(4, os.cpu_count() or 2))
 _JOB_SLOTS = threading.BoundedSemaphore(MAX_JOBS)
+#: Niceness added to worker processes (the server's event loop keeps priority).
+WORKER_NICE = 5
 _CACHE_LOCK = threading.Lock()
 _CACHE = None
 
@@ -625,8 +627,13 @@ def run_pipeline(
 # ----------------------------------------------------------------------------
 
 
-def _worker_main(files, settings, out_queue, cancel, n_threads) -> None:
+def _worker_main(files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
     """Entry point of the worker process (or thread)."""
+    if nice:
+        try:  # computations yield the CPU to the server that answers the browsers
+            os.nice(nice)
+        except OSError:
+            pass
 
     def report(fraction: float, text: str) -> None:
         out_queue.put(("progress", float(fraction), str(text)))
@@ -699,7 +706,8 @@ class ComputeJob:
             self._cancel = ctx.Event()
             self._worker = ctx.Process(
                 target=_worker_main,
-                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads),
+                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads,
+                      WORKER_NICE),
                 daemon=True,
                 name="quests-dashboard-job",
             )

@@ -6,6 +6,8 @@ identities of SPEC section 2 (H <= log n, overlap of a set with itself = 1).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from ase.io import read
@@ -208,3 +210,18 @@ def test_process_job_matches_in_process(sample, results):
     want = ref.loc[ref["source"] == "melt.extxyz", "dH"].to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert job.fraction == 1.0
+
+
+def test_process_job_cancel(sample):
+    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"),
+                  ("failed_traj.extxyz", "trajectory"))
+    job = ComputeJob(files, SMALL, mode="process")
+    assert job.try_start() and job.state == "running"
+    end = time.monotonic() + 120
+    while job.fraction == 0.0 and not job.finished and time.monotonic() < end:
+        job.poll(0.2)  # wait until the worker reports progress
+    job.cancel()
+    job.run_sync(timeout=60)
+    assert job.state == "cancelled" and job.result is None
+    job._worker.join(20)
+    assert not job._worker.is_alive()

@@ -56,7 +56,10 @@ def _run_task(task: Task, files, settings, out_queue, cancel, n_threads) -> None
     except (compute.Cancelled, compute.CoreCancelled):
         out_queue.put(("cancelled", None, "Cancelled"))
     except QuestsError as exc:
-        out_queue.put(("error", None, str(exc)))
+        text = str(exc)
+        for spec in files:  # name files as the user knows them, not by their server path
+            text = text.replace(spec.path, spec.name)
+        out_queue.put(("error", None, text))
     except MemoryError:
         out_queue.put(("error", None, "out of memory: choose a smaller file or subsample more"))
     except Exception as exc:  # noqa: BLE001 - reported to the page, never crash silently
