@@ -206,8 +206,8 @@ class UncertaintyView(AnalysisView):
                                doc="Training set the test atoms are compared with.")
     reference_label = param.String(default="train",
                                    doc="Label of the training structures (same file).")
-    test_label = param.String(default="", doc="Label of the test structures (empty: all "
-                                              "structures not in the training set).")
+    test_label = param.String(default="", doc="Label of the test structures (empty: every "
+                                              "structure, less the training label).")
     descriptor_file = param.String(default="", doc="Descriptor file (.npz) in the data "
                                                    "directory, for that reference choice.")
     forces_pred = param.String(default="", doc="Per-atom array of predicted forces (empty: "
@@ -256,6 +256,8 @@ class UncertaintyView(AnalysisView):
             if self.reference == spec.name:
                 raise QuestsError(f"{spec.name}: the reference must differ from the test file")
             files.append(self.spec(self.reference))
+        if bool(self.forces_pred.strip()) != bool(self.forces_ref.strip()):
+            raise QuestsError("name both force arrays (predicted and reference) or neither")
         settings.update(
             reference_mode=mode, reference_label=self.reference_label.strip(),
             test_label=self.test_label.strip(), forces_pred=self.forces_pred.strip(),
