@@ -178,7 +178,6 @@ def test_failed_simulation_blows_up_late():
     early = temps[1:6].mean()
     assert early < 1000
     assert temps[-1] > 10 * early
-    assert temps[blowup - 1] < 1.0e4
 
 
 def test_two_models_forces_differ_more_off_equilibrium():
