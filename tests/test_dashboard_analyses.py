@@ -172,6 +172,22 @@ def test_compression_bad_input(state):
         renders(cls(state=AppState()))
 
 
+def test_default_file_choice(tmp_path):
+    st = AppState(data_dir=str(tmp_path))
+    st.add_file(str(SAMPLE / DATASET), DATASET, "reference")
+    views = [cls(state=st) for cls in (CompressionView, ActiveLearningView, UncertaintyView)]
+    assert [v.source for v in views] == [DATASET] * 3
+    st.add_file(str(SAMPLE / GENERATIONS), GENERATIONS, "test")
+    st.add_file(str(SAMPLE / FORCES), FORCES, "test")  # a better match replaces a guess
+    assert [v.source for v in views] == [DATASET, GENERATIONS, FORCES]
+    views[2].source = GENERATIONS  # the user's choice stays
+    assert views[2].param.reference.objects[1:3] == [DATASET, FORCES]
+    st.add_file(str(SAMPLE / FORCES), "forces_copy.extxyz", "test")
+    assert views[2].source == GENERATIONS
+    st.remove_file(GENERATIONS)
+    assert views[1].source == DATASET and views[2].source == FORCES
+
+
 # -------------------------------------------------------------- active learning
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import threading
 import traceback
@@ -45,8 +46,13 @@ Task = Callable[..., Any]
 # ----------------------------------------------------------------------------
 
 
-def _run_task(task: Task, files, settings, out_queue, cancel, n_threads) -> None:
+def _run_task(task: Task, files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
     """Entry point of an analysis worker (process or thread); mirrors the pipeline's."""
+    if nice:
+        try:  # computations yield the CPU to the server that answers the browsers
+            os.nice(nice)
+        except OSError:
+            pass
 
     def report(fraction: float, text: str) -> None:
         out_queue.put(("progress", float(fraction), str(text)))
@@ -103,14 +109,14 @@ class AnalysisJob(compute.ComputeJob):
         if self.mode == "process":
             ctx = mp.get_context("spawn")
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
-            worker = ctx.Process
+            worker, nice = ctx.Process, compute.WORKER_NICE
         else:
             self._queue, self._cancel = queue_mod.Queue(), threading.Event()
-            worker = threading.Thread
+            worker, nice = threading.Thread, 0
         self._worker = worker(
             target=_run_task,
             args=(self.task, self.files, self.settings, self._queue, self._cancel,
-                  self.n_threads),
+                  self.n_threads, nice),
             daemon=True,
             name="quests-dashboard-analysis",
         )
@@ -197,12 +203,26 @@ class AnalysisView(View):
 
     # ------------------------------------------------------------------ inputs
 
+    #: The file was picked by :meth:`_on_files`, not by the user (so a better one may replace it).
+    _auto_source = True
+    _setting_source = False
+
     def _on_files(self, *_) -> None:
         names = [f.name for f in self.state.files]
         self.param.source.objects = names
-        if self.source not in names:
+        if self.source not in names or self._auto_source:
             hinted = [n for n in names if any(w in n.lower() for w in self.name_hints)]
-            self.source = (hinted or names or [None])[0]
+            self._setting_source = True
+            try:
+                self.source = (hinted or names or [None])[0]
+            finally:
+                self._setting_source = False
+            self._auto_source = True
+
+    @param.depends("source", watch=True)
+    def _on_source_chosen(self) -> None:
+        if not self._setting_source:
+            self._auto_source = False
 
     def spec(self, name: str | None = None) -> FileSpec:
         """The chosen file (``name`` or :attr:`source`)."""
