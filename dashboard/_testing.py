@@ -63,19 +63,27 @@ def big_atoms_table(n: int, seed: int = 0, frames: int = 1000):
 
     rng = np.random.default_rng(seed)
     per = max(n // frames, 1)
-    structure = np.minimum(np.arange(n) // per, frames - 1).astype(np.int32)
-    atom = (np.arange(n) - structure.astype(np.int64) * per).astype(np.int32)
-    return pd.DataFrame({
-        "structure": structure,
-        "frame": structure,
-        "time": (structure * 0.01).astype(np.float32),
-        "label": pd.Categorical(["bench"] * n),
-        "atom": atom,
-        "species": pd.Categorical(["Cu"] * n),
-        "x": rng.uniform(0, 50, n).astype(np.float32),
-        "y": rng.uniform(0, 50, n).astype(np.float32),
-        "z": rng.uniform(0, 50, n).astype(np.float32),
-        "source": pd.Categorical(["bench.extxyz"] * n),
-        "role": pd.Categorical(["trajectory"] * n),
-        "dH": rng.normal(-2.0, 2.0, n).astype(np.float32),
-    })
+    structure = np.minimum(np.arange(n, dtype=np.int32) // per, frames - 1).astype(np.int32)
+    atom = np.arange(n, dtype=np.int32)
+    atom -= structure * np.int32(per)
+
+    def uniform(scale: float) -> np.ndarray:
+        out = rng.random(n, dtype=np.float32)
+        out *= scale
+        return out
+
+    def category(value: str) -> pd.Categorical:
+        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [value])
+
+    dh = rng.standard_normal(n, dtype=np.float32)
+    dh *= 2.0
+    dh -= 2.0
+    time = structure.astype(np.float32)
+    time *= 0.01
+    columns = {
+        "structure": structure, "frame": structure.copy(), "time": time,
+        "label": category("bench"), "atom": atom, "species": category("Cu"),
+        "x": uniform(50.0), "y": uniform(50.0), "z": uniform(50.0),
+        "source": category("bench.extxyz"), "role": category("trajectory"), "dH": dh,
+    }
+    return pd.DataFrame(columns, copy=False)

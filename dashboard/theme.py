@@ -54,12 +54,12 @@ def symmetric_clim(
     resolves the known/novel boundary, and very novel atoms (which can reach
     thousands of nats) saturate in red instead of washing everything out.
     """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return (-floor, floor)
+    v = np.asarray(values)
     if len(v) > 1_000_000:  # a strided subsample is plenty for a quantile
         v = v[:: len(v) // 1_000_000 + 1]
+    v = v[np.isfinite(v)].astype(np.float64)
+    if len(v) == 0:
+        return (-floor, floor)
     m = float(np.quantile(np.abs(v), quantile))
     m = max(m, floor)
     return (-m, m)

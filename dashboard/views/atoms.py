@@ -35,17 +35,24 @@ def axis_options(atoms: pd.DataFrame) -> list[str]:
     return base + [c for c in numeric if c not in base]
 
 
+def finite_values(values: np.ndarray, max_n: int | None = None) -> np.ndarray:
+    """The finite entries of ``values`` (no copy when all are finite), optionally a strided
+    subsample of at most about ``max_n`` of them."""
+    v = np.asarray(values)
+    if max_n is not None and len(v) > max_n:
+        v = v[:: len(v) // max_n + 1]
+    ok = np.isfinite(v)
+    return v if ok.all() else v[ok]
+
+
 def robust_range(dh: np.ndarray, quantile: float = 0.01, include: tuple = (0.0,)
                  ) -> tuple[float, float]:
     """Range from the ``quantile`` to the ``1 - quantile`` quantile of dH, widened to
     contain the values in ``include`` (a few exploding atoms must not squash the plot)."""
-    v = np.asarray(dh, dtype=np.float64)
-    v = v[np.isfinite(v)]
+    v = finite_values(dh, max_n=1_000_000)
     if len(v) == 0:
         return (-1.0, 1.0)
-    if len(v) > 1_000_000:
-        v = v[:: len(v) // 1_000_000 + 1]
-    lo, hi = (float(q) for q in np.quantile(v, [quantile, 1.0 - quantile]))
+    lo, hi = (float(q) for q in np.quantile(v.astype(np.float64), [quantile, 1.0 - quantile]))
     lo, hi = min([lo, *include]), max([hi, *include])
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
@@ -58,8 +65,7 @@ def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | 
 
     Values outside ``range_`` are not counted.
     """
-    v = np.asarray(dh, dtype=np.float64)
-    v = v[np.isfinite(v)]
+    v = finite_values(dh)
     if len(v) == 0:
         return np.linspace(-1, 1, bins + 1), np.zeros(bins, dtype=np.int64)
     lo, hi = range_ if range_ is not None else (float(v.min()), float(v.max()))
@@ -74,8 +80,7 @@ def dh_cdf(dh: np.ndarray, n_points: int = 400, range_: tuple[float, float] | No
     """Empirical CDF of dH at ``n_points + 1`` values spanning ``range_``:
     ``(x, fraction of atoms with dH < x)`` (atoms below the range are counted; the
     last point includes the atoms equal to the upper end)."""
-    v = np.asarray(dh, dtype=np.float64)
-    v = v[np.isfinite(v)]
+    v = finite_values(dh)
     if len(v) == 0:
         return np.zeros(0), np.zeros(0)
     edges, counts = dh_histogram(v, bins=n_points, range_=range_)
@@ -207,7 +212,8 @@ class AtomsView(View):
         atoms = self.results.atoms
         rows = self.rows()
         if isinstance(rows, slice):
-            return atoms.assign(index=np.arange(len(atoms), dtype=np.int64))
+            dtype = np.int32 if len(atoms) < 2**31 else np.int64
+            return atoms.assign(index=np.arange(len(atoms), dtype=dtype))
         return atoms.iloc[rows].assign(index=rows)
 
     def selection(self) -> np.ndarray:
