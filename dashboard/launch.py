@@ -51,7 +51,8 @@ def panel_args(args: argparse.Namespace) -> list[str]:
         "panel", "serve", str(APP_PATH),
         "--port", str(args.port),
         "--address", args.address,
-        "--websocket-max-message-size", str(int((args.max_upload_mb + 10) * 1024 * 1024)),
+        # uploads travel base64-encoded (4/3 of the file) in one websocket message
+        "--websocket-max-message-size", str(int((args.max_upload_mb * 1.4 + 10) * 1024 * 1024)),
         "--warm",
     ]
     for origin in origins:
