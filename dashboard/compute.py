@@ -384,11 +384,7 @@ def _nucleation(
     temperature = traj.dataset.frames["temperature"].to_numpy(float)
     band = nuc.critical_size_band(temperature)
     sub = frames.loc[frames["source"] == traj.spec.name]
-    # pre-nucleation frames: the largest cluster below the critical band (all if unknown)
-    finite_band = np.isfinite(band.n_max)
-    pre = np.flatnonzero(~finite_band | (clusters.largest < np.where(finite_band, band.n_max, 0)))
-    if len(pre) == 0:
-        pre = np.arange(len(clusters.clusters))
+    pre = pre_nucleation_frames(np.asarray(clusters.largest), np.asarray(band.n_min))
     dist = nuc.cluster_size_distribution(clusters.clusters, pre)
     result = NucleationResult(
         source=traj.spec.name,
@@ -421,6 +417,20 @@ def _nucleation(
         except (QuestsError, RuntimeError, ValueError) as exc:
             result.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
     return result, dh_solid, clusters.labels()
+
+
+def pre_nucleation_frames(largest: np.ndarray, critical_min: np.ndarray) -> np.ndarray:
+    """Frames pooled for the cluster-size distribution: below the melting point (finite
+    critical size) and before the first frame whose largest cluster reaches the critical
+    size. Falls back to every undercooled frame, then to every frame."""
+    frames = np.arange(len(largest))
+    undercooled = np.isfinite(critical_min)
+    if not undercooled.any():
+        return frames
+    reached = np.flatnonzero(undercooled & (largest >= np.where(undercooled, critical_min, 0)))
+    end = reached[0] if len(reached) else len(largest)
+    pre = frames[undercooled & (frames < end)]
+    return pre if len(pre) else frames[undercooled]
 
 
 def nucleation_available() -> bool:

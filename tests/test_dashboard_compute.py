@@ -169,6 +169,18 @@ def test_solid_like_clusters(sample):
     assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
 
 
+def test_pre_nucleation_frames():
+    inf = np.inf
+    largest = np.array([0, 2, 5, 9, 120, 400, 3])
+    band = np.array([inf, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0])
+    # frame 0 is above the melting point, frame 4 reaches the critical size
+    np.testing.assert_array_equal(compute.pre_nucleation_frames(largest, band), [1, 2, 3])
+    np.testing.assert_array_equal(compute.pre_nucleation_frames(largest, np.full(7, inf)),
+                                  np.arange(7))
+    np.testing.assert_array_equal(
+        compute.pre_nucleation_frames(np.array([0, 100]), np.array([inf, 50.0])), [1])
+
+
 def test_force_error_from_two_models():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))

@@ -319,6 +319,10 @@ def test_nucleation_view(state, monkeypatch):
     assert "Largest cluster overall: **120 atoms**" in body[2].object
     tl = view.timeline(state.results.nucleation)
     assert isinstance(tl, hv.Overlay)  # band + curve
+    assert len(tl.get(0).data) == n
+    state.results.nucleation.band_min[0] = state.results.nucleation.band_max[0] = np.inf
+    tl = view.timeline(state.results.nucleation)  # frame 0 above the melting point
+    assert len(tl.get(0).data) == n - 1
 
 
 # -------------------------------------------------------------------- data

@@ -39,7 +39,8 @@ class NucleationView(View):
         curve = hv.Curve(df, xd, yd).opts(color="black", line_width=1.5, tools=["hover"])
         overlay = curve
         band = df[[xcol, "critical_min", "critical_max"]].replace([np.inf, -np.inf], np.nan)
-        if band[["critical_min", "critical_max"]].notna().all(axis=None):
+        band = band.dropna()  # no critical size above the melting point
+        if len(band) >= 2:
             area = hv.Area(band, xd, [hv.Dimension("critical_min"),
                                       hv.Dimension("critical_max")],
                            label="CNT critical size").opts(color="#f4a582", alpha=0.5,
