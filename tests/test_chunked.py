@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 
 import numpy as np
@@ -277,3 +278,16 @@ def test_store_without_positions(tmp_path, traj, reference):
         "dH",
     ]
     assert isinstance(run.store.frames(), pd.DataFrame)
+
+
+def test_works_without_dask(tmp_path, traj, reference, monkeypatch):
+    for name in ("dask", "distributed", "dask.dataframe"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    import quests_core.distributed as qd
+
+    run = chunked_delta_entropy(traj, reference, tmp_path / "store", chunk_frames=4)
+    assert run.complete and run.store.n_atoms == N_FRAMES * 32
+    with pytest.raises(QuestsError, match="needs dask"):
+        qd.dask_delta_entropy(reference, reference)
+    with pytest.raises(QuestsError, match="needs dask"):
+        run.store.atoms_dask()
