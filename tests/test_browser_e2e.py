@@ -41,7 +41,12 @@ SAMPLE_FILES = {
 }
 #: Frame selections typed into the files table (keeps the sample-data runs short).
 SAMPLE_FRAMES = {"reference": "::2", "test": "::5", "labelled": "::5", "other": "::6",
-                 "trajectory_alone": "::5"}
+                 "trajectory_alone": "::5", "quench": "::6", "solid": "::5"}
+#: Nucleation run: liquid reference, crystallising trajectory, solid reference.
+SAMPLE_NUCLEATION = {"reference": "cu_melt.extxyz", "quench": "cu_quench.extxyz",
+                     "solid": "cu_solid_400K.extxyz"}
+SYNTHETIC_NUCLEATION = {"reference": "melt.extxyz", "quench": "failed_traj.extxyz",
+                        "solid": "solid.extxyz"}
 SYNTHETIC_FILES = {
     "reference": "solid.extxyz",
     "trajectory": "failed_traj.extxyz",
@@ -73,12 +78,12 @@ def free_port() -> int:
 def data(tmp_path_factory):
     """(data directory, role -> file name, role -> frame selection)."""
     if all((SAMPLE / name).exists() for name in SAMPLE_FILES.values()):
-        return SAMPLE, SAMPLE_FILES, SAMPLE_FRAMES
+        return SAMPLE, SAMPLE_FILES, SAMPLE_FRAMES, SAMPLE_NUCLEATION
     from dashboard._testing import make_sample_dir
 
     folder = tmp_path_factory.mktemp("e2e_data")
     make_sample_dir(folder)
-    return folder, SYNTHETIC_FILES, {}
+    return folder, SYNTHETIC_FILES, {}, SYNTHETIC_NUCLEATION
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +187,12 @@ class Session:
             '.tabulator-cell[tabulator-field="frames"]', has_text=selection).wait_for(
             timeout=20_000)
 
+    def remove(self, name: str) -> None:
+        page = self.page
+        page.locator(".tabulator-row", has_text=name).locator(
+            ".tabulator-cell", has_text="✖").click()
+        page.locator(".tabulator-row", has_text=name).wait_for(state="detached", timeout=20_000)
+
     def compute(self) -> None:
         self.page.get_by_role("button", name="Compute").click()
 
@@ -220,7 +231,7 @@ class Session:
 
 
 def test_workflow_in_a_real_browser(server, browser, data):
-    _, files, frames = data
+    _, files, frames, _ = data
     s = Session(browser, server["url"])
     first_render = s.open()
     assert "QUESTS" in s.page.title()
@@ -237,10 +248,7 @@ def test_workflow_in_a_real_browser(server, browser, data):
     page.locator(".notyf__toast--error").first.wait_for(timeout=120_000)
     page.get_by_text(re.compile("Failed:")).wait_for(timeout=10_000)
     s.shot("01_error_notification")
-    page.locator(".tabulator-row", has_text="upload/broken.extxyz").locator(
-        ".tabulator-cell", has_text="✖").click()
-    page.locator(".tabulator-cell", has_text="upload/broken.extxyz").wait_for(
-        state="detached", timeout=20_000)
+    s.remove("upload/broken.extxyz")
 
     s.add([files["reference"]], "reference")
     s.add([files["trajectory"]], "trajectory")
@@ -295,6 +303,27 @@ def test_workflow_in_a_real_browser(server, browser, data):
                      ).first.wait_for(timeout=30_000)
     s.shot("06_nucleation")
 
+    # the same session computes again: a crystallising trajectory against a solid reference
+    _, _, _, nuc = data
+    s.remove(files["reference"])
+    s.remove(files["trajectory"])
+    s.add([nuc["reference"]], "reference")
+    s.add([nuc["quench"]], "trajectory")
+    s.add([nuc["solid"]], "solid reference")
+    for key in ("reference", "quench", "solid"):
+        if key in frames:
+            s.set_frames(nuc[key], frames["test" if key == "reference" else key])
+    s.compute()
+    page.get_by_text(re.compile(r"\(\d+%\)")).first.wait_for(timeout=120_000)
+    s.wait_done()
+    s.tab("Nucleation")
+    s.wait_titles([f"Largest solid-like cluster in {nuc['quench']}",
+                   "Cluster-size distribution"])
+    assert page.get_by_text(re.compile(r"Largest cluster overall: \d+ atoms")).count() == 1
+    s.shot("07_nucleation_computed")
+    s.tab("Trajectory")
+    s.wait_titles(["largest solid-like cluster (atoms) per frame"])
+
     report = {"first_render_s": first_render, "compute_s": compute_s,
               "server_startup_s": server["startup_s"], "titles": checked}
     (ARTIFACTS / "workflow.json").write_text(json.dumps(report, indent=1))
@@ -305,7 +334,7 @@ def test_workflow_in_a_real_browser(server, browser, data):
 
 
 def test_three_sessions_compute_at_once(server, browser, data):
-    _, files, frames = data
+    _, files, frames, _ = data
     plans = [
         ([(files["reference"], "reference", "reference"), (files["test"], "test", "test")],
          files["test"]),

@@ -47,6 +47,7 @@ class NucleationView(View):
                                                            line_width=0)
             overlay = area * curve
         return overlay.opts(title=f"Largest solid-like cluster in {result.source}",
+                            ylabel="largest solid-like cluster (atoms)", xlabel=xd.label,
                             responsive=True, height=320, show_grid=True,
                             legend_position="top_left")
 
