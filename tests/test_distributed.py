@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,3 +196,24 @@ def test_datashader_aggregates_the_dask_frame_like_pandas(tmp_path, trajectory, 
     row = np.clip(((pdf["y"] + 1) / 9 * 16).astype(int), 0, 15)
     first = pdf[(row == row.iloc[0]) & (col == col.iloc[0])]["dH"].mean()
     assert lazy.values[row.iloc[0], col.iloc[0]] == pytest.approx(first, rel=1e-12)
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.mark.skipif(not (SAMPLE / "cu_melt.extxyz").exists(), reason="sample data missing")
+def test_sample_data_chunked_dask_and_in_memory_agree(client, tmp_path):
+    """Real Cu MD: liquid frames against a 400 K solid frame, computed three ways."""
+    from ase.io import read
+
+    melt = str(SAMPLE / "cu_melt.extxyz")
+    ref = qc.descriptors(read(SAMPLE / "cu_solid_400K.extxyz", 0))
+    x = qc.descriptors(read(melt, ":"))
+    in_memory = qc.delta_entropy(x, ref, 0.015)
+    np.testing.assert_array_equal(dask_delta_entropy(x, ref, 0.015, client=client), in_memory)
+    local = chunked_delta_entropy(melt, ref, tmp_path / "local", chunk_frames=3)
+    np.testing.assert_allclose(local.store.delta_entropy(), in_memory, rtol=1e-13, atol=1e-13)
+    remote = chunked_delta_entropy(melt, ref, tmp_path / "remote", chunk_frames=3, client=client)
+    pd.testing.assert_frame_equal(remote.store.atoms(), local.store.atoms())
+    # a liquid is poorly covered by one solid frame: most environments are novel
+    assert local.store.frames()["frac_novel"].min() > 0.5
