@@ -21,15 +21,20 @@ Peak memory is ``O(block_rows * (block_cols + d))`` beyond the inputs.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .errors import Cancelled, QuestsError
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
 _LN2_LO = 1.9082149292705877e-10
+#: squared distances below this fraction of |y|^2 are recomputed exactly (cancellation)
+_NEAR_DUPLICATE = 1e-4
 #: exponents below this (relative to the row's largest term) are clamped to it
 _T_MIN = -80.0
 
@@ -105,16 +110,19 @@ def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two):
     for j in range(gram.shape[1]):  # read-only and branch-free: vectorises
         d = nyi + nx[j] - two * gram[i, j]
         best = min(best, max(d, zero))
-    arg = 0
-    for j in range(gram.shape[1]):
-        d = nyi + nx[j] - two * gram[i, j]
-        if max(d, zero) == best:
-            arg = j
-            break
-    exact = 0.0
-    for c in range(yb.shape[1]):
-        diff = np.float64(yb[i, c]) - np.float64(xb[arg, c])
-        exact += diff * diff
+    exact = np.float64(best)
+    if best <= _NEAR_DUPLICATE * nyi:
+        # |y|^2 + |x|^2 - 2 y.x cancels for (near-)duplicates: recompute that pair exactly
+        arg = 0
+        for j in range(gram.shape[1]):
+            d = nyi + nx[j] - two * gram[i, j]
+            if max(d, zero) == best:
+                arg = j
+                break
+        exact = 0.0
+        for c in range(yb.shape[1]):
+            diff = np.float64(yb[i, c]) - np.float64(xb[arg, c])
+            exact += diff * diff
     low = min(np.float64(best), exact)
     if low < dmin[i]:
         for h in range(inv2h2.shape[0]):
@@ -126,7 +134,7 @@ def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two):
 def _fold_block64(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     """Fold one float64 block of ``yb . xb^T`` into the running sums of its rows."""
     two = 2.0
-    for i in nb.prange(gram.shape[0]):
+    for i in range(gram.shape[0]):
         ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
         nyi = ny[i]
         for h in range(inv2h2.shape[0]):
@@ -146,37 +154,40 @@ def _fold_block32(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     two = np.float32(2.0)
     zero = np.float32(0.0)
     t_min = np.float32(_T_MIN)
-    for i in nb.prange(gram.shape[0]):
+    for i in range(gram.shape[0]):
         ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
         ref32 = np.float32(ref)
         nyi = ny[i]
         for h in range(inv2h2.shape[0]):
             a = inv2h2[h]
             a32 = np.float32(a)
-            acc = 0.0
+            acc = np.float32(0.0)  # at most block_cols terms <= 1: float32 is enough
             for j in range(gram.shape[1]):
                 d = nyi + nx[j] - two * gram[i, j]
                 t = -(max(d, zero) - ref32) * a32
                 acc += _exp_neg32(max(t, t_min))
-            acc += math.exp(-(exact - ref) * a) - _exp_neg32(
+            fix = math.exp(-(exact - ref) * a) - _exp_neg32(
                 max(np.float32(-(approx - ref) * a), t_min)
             )
-            ssum[i, h] += acc
+            ssum[i, h] += np.float64(acc) + fix
 
 
-def _compile(fn, parallel: bool):
-    return nb.njit(parallel=parallel, fastmath=True, cache=True)(fn)
+_BLAS = None
 
 
-#: (dtype, parallel) -> compiled fold; blocks with fewer pairs than _SERIAL_PAIRS run on one
-#: thread, where waking the thread pool would cost more than the work
+def _blas_controller() -> ThreadpoolController:
+    """One threadpoolctl controller per process (building one scans the loaded libraries)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS
+
+
+#: compiled folds; they release the GIL so row blocks run concurrently in Python threads
 _FOLDS = {
-    (np.float64, True): _compile(_fold_block64, True),
-    (np.float64, False): _compile(_fold_block64, False),
-    (np.float32, True): _compile(_fold_block32, True),
-    (np.float32, False): _compile(_fold_block32, False),
+    np.float64: nb.njit(fastmath=True, cache=True, nogil=True)(_fold_block64),
+    np.float32: nb.njit(fastmath=True, cache=True, nogil=True)(_fold_block32),
 }
-_SERIAL_PAIRS = 65536
 
 
 def _resolve_dtype(y, x, precision):
@@ -189,6 +200,22 @@ def _resolve_dtype(y, x, precision):
     raise QuestsError(f"precision must be 'float32' or 'float64', got {precision!r}")
 
 
+def _row_block(i0, i1, y, xc, nx, mu, inv2h2, dt, bc, same):
+    """log kernel sums of rows ``i0:i1`` against every reference column block."""
+    yc = xc[i0:i1] if same else (y[i0:i1] - mu).astype(dt)
+    ny = np.einsum("ij,ij->i", yc, yc, dtype=np.float64).astype(dt)
+    dmin = np.full(i1 - i0, np.inf)
+    ssum = np.zeros((i1 - i0, len(inv2h2)))
+    gram_buf = np.empty((i1 - i0) * min(bc, len(xc)), dtype=dt)
+    fold = _FOLDS[dt]
+    for j0 in range(0, len(xc), bc):
+        j1 = min(j0 + bc, len(xc))
+        gram = gram_buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+        np.matmul(yc, xc[j0:j1].T, out=gram)  # contiguous out: BLAS writes in place
+        fold(gram, ny, nx[j0:j1], yc, xc[j0:j1], inv2h2, dmin, ssum)
+    return np.log(ssum) - dmin[:, None] * inv2h2[None, :]
+
+
 def log_kernel_sums(
     y: np.ndarray,
     x: np.ndarray,
@@ -199,11 +226,17 @@ def log_kernel_sums(
     block_cols: int = DEFAULT_BLOCK_COLS,
     progress=None,
     cancel=None,
+    n_workers: int | None = None,
 ) -> np.ndarray:
     """``log sum_j K(y_i, x_j)`` for every row of ``y`` and every bandwidth in ``h``.
 
     Inputs are assumed validated (2-D, finite, same width; ``h`` 1-D positive).
     Returns a float64 array of shape ``(len(y), len(h))``.
+
+    Row blocks are spread over ``n_workers`` Python threads (default: the Numba
+    thread count, which :func:`quests_core.thread_limit` sets), each running a
+    single-threaded GEMM and a GIL-free Numba fold; BLAS is kept single-threaded
+    meanwhile, so no two thread pools compete for the cores.
     """
     dt = _resolve_dtype(y, x, precision)
     inv2h2 = 1.0 / (2.0 * np.asarray(h, dtype=np.float64) ** 2)
@@ -211,27 +244,37 @@ def log_kernel_sums(
     same = y is x
     xc = (x - mu).astype(dt)
     nx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64).astype(dt)
-    m, n = y.shape[0], x.shape[0]
+    m = y.shape[0]
     out = np.empty((m, len(inv2h2)))
     br = max(1, min(int(block_rows), m))
-    bc = max(1, min(int(block_cols), n))
-    gram_buf = np.empty((br, bc), dtype=dt)
-    for i0 in range(0, m, br):
+    bc = max(1, int(block_cols))
+    starts = list(range(0, m, br))
+    workers = max(1, min(int(n_workers or nb.get_num_threads()), len(starts)))
+    done = [0]
+    lock = threading.Lock()
+
+    def task(i0):
         if cancel is not None and cancel.is_set():
             raise Cancelled("computation cancelled")
         i1 = min(i0 + br, m)
-        yc = xc[i0:i1] if same else (y[i0:i1] - mu).astype(dt)
-        ny = np.einsum("ij,ij->i", yc, yc, dtype=np.float64).astype(dt)
-        dmin = np.full(i1 - i0, np.inf)
-        ssum = np.zeros((i1 - i0, len(inv2h2)))
-        for j0 in range(0, n, bc):
-            j1 = min(j0 + bc, n)
-            # a C-contiguous view of the buffer, so matmul writes straight into it (BLAS)
-            gram = gram_buf.reshape(-1)[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            np.matmul(yc, xc[j0:j1].T, out=gram)
-            fold = _FOLDS[dt, gram.size >= _SERIAL_PAIRS]
-            fold(gram, ny, nx[j0:j1], yc, xc[j0:j1], inv2h2, dmin, ssum)
-        out[i0:i1] = np.log(ssum) - dmin[:, None] * inv2h2[None, :]
+        out[i0:i1] = _row_block(i0, i1, y, xc, nx, mu, inv2h2, dt, bc, same)
         if progress is not None:
-            progress(i1, m)
+            with lock:
+                done[0] += i1 - i0
+                progress(done[0], m)
+
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        if workers == 1:
+            for i0 in starts:
+                task(i0)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(task, i0) for i0 in starts]
+                try:
+                    for fut in futures:
+                        fut.result()
+                except BaseException:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
     return out
