@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import colorcet as cc
 import numpy as np
 
-#: Diverging colour map for dH: blue = known (dH < 0), red = novel (dH > 0).
-DH_CMAP = "coolwarm"
+#: Diverging colour map for dH: blue = known (dH < 0), red = novel (dH > 0)
+#: (colorcet's coolwarm, a list of hex colours: no Matplotlib needed).
+DH_CMAP: list[str] = list(cc.coolwarm)
 #: Axis labels with units.
 UNITS: dict[str, str] = {
     "index": "atom index",
@@ -67,16 +69,10 @@ def symmetric_clim(
 
 @lru_cache(maxsize=1)
 def plotly_colorscale(n: int = 11) -> list[list]:
-    """The dH colour map as a Plotly colour scale."""
-    from matplotlib import colormaps
-
-    cmap = colormaps[DH_CMAP]
-    out = []
-    for i, t in enumerate(np.linspace(0, 1, n)):
-        r, g, b, _ = cmap(t)
-        out.append([round(float(t), 4), f"rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})"])
-        del i
-    return out
+    """The dH colour map as a Plotly colour scale (``[[position, "#rrggbb"], ...]``)."""
+    positions = np.linspace(0.0, 1.0, n)
+    index = np.round(positions * (len(DH_CMAP) - 1)).astype(int)
+    return [[round(float(t), 4), DH_CMAP[i]] for t, i in zip(positions, index, strict=True)]
 
 
 def offline_fast_design():

@@ -31,7 +31,7 @@ from dashboard.state import (
     OverlapResult,
     Results,
 )
-from dashboard.theme import symmetric_clim
+from dashboard.theme import DH_CMAP, symmetric_clim
 from dashboard.views import (
     AtomsView,
     DataView,
@@ -234,6 +234,9 @@ def test_structure_view(state, monkeypatch):
     trace = fig["data"][0]
     assert trace["type"] == "scatter3d" and len(trace["x"]) == 108
     assert trace["marker"]["cmid"] == 0.0 and trace["marker"]["cmin"] == -2.0
+    scale = trace["marker"]["colorscale"]
+    assert scale[0] == [0.0, DH_CMAP[0]] and scale[-1] == [1.0, DH_CMAP[-1]]
+    assert DH_CMAP[0].startswith("#") and len(DH_CMAP) == 256
     assert isinstance(view.view3d(), pn.pane.Plotly)
     monkeypatch.setattr(structure_view, "MAX_3D_ATOMS", 50)
     assert isinstance(view.view3d(), pn.pane.Alert)
