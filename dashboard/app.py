@@ -24,18 +24,21 @@ from dashboard.paths import check_data_dir, default_data_dir  # noqa: E402
 from dashboard.state import AppState  # noqa: E402
 from dashboard.theme import ACCENT, design  # noqa: E402
 from dashboard.views import (  # noqa: E402
+    ActiveLearningView,
     AtomsView,
+    CompressionView,
     DataView,
     LearningView,
     NucleationView,
     OverlapView,
     StructureView,
     TrajectoryView,
+    UncertaintyView,
 )
 
 TITLE = "QUESTS dashboard: information entropy of atomistic data"
 TAB_NAMES = ("Data", "Atoms", "Structure", "Trajectory", "Learning curves", "Overlap",
-             "Nucleation")
+             "Nucleation", "Compression", "Active learning", "Uncertainty")
 _EXTENSION_LOADED = False
 
 
@@ -76,8 +79,12 @@ class DashboardApp:
         self.learning = LearningView(state=self.state)
         self.overlap = OverlapView(state=self.state)
         self.nucleation = NucleationView(state=self.state)
+        self.compression = CompressionView(state=self.state, job_mode=job_mode)
+        self.active_learning = ActiveLearningView(state=self.state, job_mode=job_mode)
+        self.uncertainty = UncertaintyView(state=self.state, job_mode=job_mode)
+        self.analyses = [self.compression, self.active_learning, self.uncertainty]
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
-                      self.overlap, self.nucleation]
+                      self.overlap, self.nucleation, *self.analyses]
         # each view's layout is built the first time its tab is opened (faster first page)
         self._built = [False] * len(self.views)
         self.tabs = pn.Tabs(*[(name, pn.Column(sizing_mode="stretch_width"))
@@ -121,6 +128,8 @@ class DashboardApp:
     def cleanup(self) -> None:
         """Stop this session's computation and delete its uploads."""
         self.data.cancel()
+        for view in self.analyses:
+            view.cancel()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
 
