@@ -9,7 +9,6 @@ own :class:`DashboardApp` (own state, own uploads, own results).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -127,6 +126,8 @@ class DashboardApp:
 
     def cleanup(self) -> None:
         """Stop this session's computation and delete its uploads."""
+        import shutil  # local: Bokeh may have cleared this script module's globals by now
+
         self.data.cancel()
         for view in self.analyses:
             view.cancel()

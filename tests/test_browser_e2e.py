@@ -385,3 +385,37 @@ def test_no_external_resources_in_page(server):
     external = [u for u in refs if re.match(r"^(https?:)?//", u)
                 and not re.match(r"^https?://(127\.0\.0\.1|localhost)", u)]
     assert refs and external == []
+
+
+@pytest.mark.skipif(not all((SAMPLE / n).exists() for n in (
+    "cu_dataset_labelled.extxyz", "cu_generations.extxyz", "cu_forces_two_models.extxyz")),
+    reason="the analysis tabs pick their sample files from sample_data/")
+def test_analysis_tabs_in_a_real_browser(server, browser):
+    """Compression, Active learning and Uncertainty each run on their sample file and plot."""
+    s = Session(browser, server["url"])
+    s.open()
+    page = s.page
+    wanted = {
+        "Compression": ["H against subset size", "D against subset size"],
+        "Active learning": ["novelty", "H (cumulative)", "D (cumulative)"],
+        "Uncertainty": ["Force error against dH"],
+    }
+    sources = {"Compression": "cu_dataset_labelled.extxyz",
+               "Active learning": "cu_generations.extxyz",
+               "Uncertainty": "cu_forces_two_models.extxyz"}
+    s.add(list(sources.values()), "test")
+    try:
+        for name, titles in wanted.items():
+            s.tab(name)
+            source = page.locator(".bk-input-group:visible", has_text="Source").locator("select")
+            source.first.select_option(label=sources[name])
+            run = page.locator("button:visible", has_text=re.compile(r"^\s*Run\s*$")).first
+            run.wait_for(timeout=30_000)
+            run.click()
+            s.wait_titles(titles, timeout=300)
+            assert s.canvases() > 0
+            s.shot(f"08_{name.replace(' ', '_').lower()}")
+        assert s.errors == [], f"browser console errors: {s.errors}"
+        assert s.external == [], f"requests left the machine: {s.external}"
+    finally:
+        s.close()
