@@ -243,6 +243,22 @@ def test_structure_view(state, monkeypatch):
     assert "H =" in view.describe() and "solid.extxyz frame 2" in view.describe()
 
 
+def test_structure_view_colours_clusters(state):
+    view = StructureView(state=state)
+    frame = view.frame()
+    view.color_by = "cluster"
+    if "cluster" not in frame:  # no solid reference in this computation
+        assert isinstance(view.view3d(), pn.pane.Alert)
+    clusters = np.where(np.arange(len(frame)) < 10, 0, -1)
+    clusters[10:13] = 1
+    fig = plotly_figure(frame.assign(cluster=clusters), (-1.0, 1.0), "t", color_by="cluster")
+    colors = fig["data"][0]["marker"]["color"]
+    assert colors[:10] == [structure_view.CLUSTER_COLORS[0]] * 10
+    assert colors[10:13] == [structure_view.CLUSTER_COLORS[1]] * 3
+    assert set(colors[13:]) == {structure_view.NON_SOLID_COLOR}
+    assert "cluster 0" in fig["data"][0]["text"][0] and "colorscale" not in fig["data"][0]["marker"]
+
+
 # -------------------------------------------------------------- trajectory
 
 

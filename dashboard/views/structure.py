@@ -35,24 +35,41 @@ def projection_axes(axis: str) -> tuple[str, str]:
     return others[0], others[1]
 
 
-def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str) -> dict:
-    """Plotly scatter3d figure (a plain dict) of one frame coloured by dH."""
+#: colours of solid-like clusters: the largest (id 0) first; non-solid atoms (-1) are grey
+CLUSTER_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+                  "#e377c2", "#17becf", "#bcbd22")
+NON_SOLID_COLOR = "#c8c8c8"
+
+
+def cluster_colors(cluster: np.ndarray) -> list[str]:
+    """One colour per atom: grey for -1 (not solid-like), a palette colour per cluster id."""
+    return [NON_SOLID_COLOR if c < 0 else CLUSTER_COLORS[c % len(CLUSTER_COLORS)]
+            for c in cluster.tolist()]
+
+
+def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str,
+                  color_by: str = "dH") -> dict:
+    """Plotly scatter3d figure (a plain dict) of one frame coloured by dH or cluster id."""
     n = len(frame)
     size = 6 if n < 2000 else 4 if n < 10_000 else 2
-    dh = frame["dH"].to_numpy(np.float64)
-    text = [f"atom {a} {s}: dH {v:.2f}" for a, s, v in
-            zip(frame["atom"].to_numpy(), frame["species"].astype(str).to_numpy(), dh,
-                strict=True)] if n <= 20_000 else None
-    marker = {
-        "size": size,
-        "color": dh,
-        "colorscale": plotly_colorscale(),
-        "cmin": clim[0],
-        "cmax": clim[1],
-        "cmid": 0.0,
-        "colorbar": {"title": {"text": "dH (nats)"}},
-        "opacity": 1.0,
-    }
+    values = frame[color_by].to_numpy()
+    fmt = "dH {:.2f}" if color_by == "dH" else "cluster {:d}"
+    text = [f"atom {a} {s}: " + fmt.format(v) for a, s, v in
+            zip(frame["atom"].to_numpy(), frame["species"].astype(str).to_numpy(),
+                values.tolist(), strict=True)] if n <= 20_000 else None
+    if color_by == "cluster":
+        marker = {"size": size, "color": cluster_colors(values.astype(int)), "opacity": 1.0}
+    else:
+        marker = {
+            "size": size,
+            "color": values.astype(np.float64),
+            "colorscale": plotly_colorscale(),
+            "cmin": clim[0],
+            "cmax": clim[1],
+            "cmid": 0.0,
+            "colorbar": {"title": {"text": "dH (nats)"}},
+            "opacity": 1.0,
+        }
     trace = {
         "type": "scatter3d",
         "mode": "markers",
@@ -88,6 +105,9 @@ class StructureView(View):
     position = param.Number(default=0.0, doc="Slab centre along the axis (Å).")
     thickness = param.Number(default=1e6, bounds=(0.0, None), doc="Slab thickness (Å).")
     show_3d = param.Boolean(default=True, doc="Draw the 3D view (frames up to 50,000 atoms).")
+    color_by = param.Selector(default="dH", objects=["dH", "cluster"],
+                              doc="Colour of the 3D view: dH, or solid-like cluster ids "
+                                  "(after a computation with a solid reference).")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -205,7 +225,7 @@ class StructureView(View):
         return pn.pane.HoloViews(shown, sizing_mode="stretch_width", min_height=440,
                                  name="structure-slab")
 
-    @param.depends("structure", "show_3d", "state.results")
+    @param.depends("structure", "show_3d", "color_by", "state.results")
     def view3d(self):
         if self.results is None:
             return pn.Spacer()
@@ -217,8 +237,14 @@ class StructureView(View):
                 f"This frame has {len(frame):,} atoms; the 3D view draws frames up to "
                 f"{MAX_3D_ATOMS:,} atoms. Use the slab projection."
             )
+        if self.color_by == "cluster" and "cluster" not in frame:
+            return placeholder("No cluster ids yet: give a file the role 'solid reference' "
+                               "and compute (see the Nucleation tab).")
         clim = symmetric_clim(frame["dH"].to_numpy())
-        fig = plotly_figure(frame, clim, f"Structure {self.structure} in 3D")
+        what = "solid-like clusters (largest red, non-solid grey)" if self.color_by == "cluster" \
+            else "dH"
+        fig = plotly_figure(frame, clim, f"Structure {self.structure} in 3D, coloured by {what}",
+                            color_by=self.color_by)
         return pn.pane.Plotly(fig, sizing_mode="stretch_width", height=480, name="structure-3d",
                               config={"displaylogo": False, "responsive": True})
 
@@ -229,7 +255,7 @@ class StructureView(View):
         return pn.pane.Markdown(self.describe(), name="structure-info")
 
     def controls(self) -> pn.Row:
-        rest = pn.Param(self.param, parameters=["axis", "show_3d"], show_name=False,
+        rest = pn.Param(self.param, parameters=["axis", "show_3d", "color_by"], show_name=False,
                         default_layout=pn.Row,
                         widgets={"axis": {"type": pn.widgets.RadioButtonGroup,
                                           "name": "Slab normal"}})
