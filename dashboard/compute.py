@@ -698,6 +698,11 @@ class ComputeJob:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    def _target(self) -> tuple:
+        """The worker function and its leading arguments (before queue, cancel, threads,
+        nice); subclasses running another task override this."""
+        return _worker_main, (self.files, self.settings)
+
     def try_start(self) -> bool:
         """Start if a job slot is free; returns whether it started."""
         if self.state not in ("created", "queued"):
@@ -710,26 +715,20 @@ class ComputeJob:
             self.text = "Queued: waiting for another computation to finish"
             return False
         self._slot = True
+        target, leading = self._target()
         if self.mode == "process":
             ctx = mp.get_context("spawn")
-            self._queue = ctx.Queue()
-            self._cancel = ctx.Event()
-            self._worker = ctx.Process(
-                target=_worker_main,
-                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads,
-                      WORKER_NICE),
-                daemon=True,
-                name="quests-dashboard-job",
-            )
+            self._queue, self._cancel = ctx.Queue(), ctx.Event()
+            worker, nice = ctx.Process, WORKER_NICE
         else:
-            self._queue = queue_mod.Queue()
-            self._cancel = threading.Event()
-            self._worker = threading.Thread(
-                target=_worker_main,
-                args=(self.files, self.settings, self._queue, self._cancel, self.n_threads),
-                daemon=True,
-                name="quests-dashboard-job",
-            )
+            self._queue, self._cancel = queue_mod.Queue(), threading.Event()
+            worker, nice = threading.Thread, 0
+        self._worker = worker(
+            target=target,
+            args=(*leading, self._queue, self._cancel, self.n_threads, nice),
+            daemon=True,
+            name="quests-dashboard-job",
+        )
         self._worker.start()
         self.state = "running"
         self.text = "Starting"

@@ -14,10 +14,7 @@ chosen in the Data view.
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import os
-import queue as queue_mod
-import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,36 +91,8 @@ class AnalysisJob(compute.ComputeJob):
         super().__init__(files, settings, mode=mode, n_threads=n_threads)
         self.task = task
 
-    def try_start(self) -> bool:
-        """Start if a job slot is free; returns whether it started."""
-        if self.state not in ("created", "queued"):
-            return True
-        if self._cancel_requested:
-            self._finish("cancelled", "Cancelled")
-            return True
-        if not compute._JOB_SLOTS.acquire(blocking=False):
-            self.state = "queued"
-            self.text = "Queued: waiting for another computation to finish"
-            return False
-        self._slot = True
-        if self.mode == "process":
-            ctx = mp.get_context("spawn")
-            self._queue, self._cancel = ctx.Queue(), ctx.Event()
-            worker, nice = ctx.Process, compute.WORKER_NICE
-        else:
-            self._queue, self._cancel = queue_mod.Queue(), threading.Event()
-            worker, nice = threading.Thread, 0
-        self._worker = worker(
-            target=_run_task,
-            args=(self.task, self.files, self.settings, self._queue, self._cancel,
-                  self.n_threads, nice),
-            daemon=True,
-            name="quests-dashboard-analysis",
-        )
-        self._worker.start()
-        self.state = "running"
-        self.text = "Starting"
-        return True
+    def _target(self) -> tuple:
+        return _run_task, (self.task, self.files, self.settings)
 
 
 def structure_descriptors(
