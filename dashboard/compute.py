@@ -637,8 +637,18 @@ def run_pipeline(
 # ----------------------------------------------------------------------------
 
 
-def _worker_main(files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
-    """Entry point of the worker process (or thread)."""
+def _pipeline_task(files, settings, report, cancel, n_threads):
+    """The Data tab's task: :func:`run_pipeline`."""
+    return run_pipeline(files, settings, report, cancel, n_threads=n_threads)
+
+
+def _worker_main(task, files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
+    """Entry point of a worker process (or thread) running ``task``.
+
+    ``task(files, settings, report, cancel, n_threads)`` is a module-level function
+    (picklable for worker processes); its result, progress and errors go back
+    through ``out_queue`` as ``(kind, payload, text)``.
+    """
     if nice:
         try:  # computations yield the CPU to the server that answers the browsers
             os.nice(nice)
@@ -649,11 +659,14 @@ def _worker_main(files, settings, out_queue, cancel, n_threads, nice: int = 0) -
         out_queue.put(("progress", float(fraction), str(text)))
 
     try:
-        result = run_pipeline(files, settings, report, cancel, n_threads=n_threads)
+        result = task(files, settings, report, cancel, n_threads)
     except (Cancelled, CoreCancelled):
         out_queue.put(("cancelled", None, "Cancelled"))
     except QuestsError as exc:
-        out_queue.put(("error", None, str(exc)))
+        text = str(exc)
+        for spec in files:  # name files as the user knows them, not by their server path
+            text = text.replace(spec.path, spec.name)
+        out_queue.put(("error", None, text))
     except MemoryError:
         out_queue.put(("error", None, "out of memory: choose fewer or smaller files"))
     except Exception as exc:  # noqa: BLE001 - reported to the page, never crash silently
@@ -701,7 +714,7 @@ class ComputeJob:
     def _target(self) -> tuple:
         """The worker function and its leading arguments (before queue, cancel, threads,
         nice); subclasses running another task override this."""
-        return _worker_main, (self.files, self.settings)
+        return _worker_main, (_pipeline_task, self.files, self.settings)
 
     def try_start(self) -> bool:
         """Start if a job slot is free; returns whether it started."""

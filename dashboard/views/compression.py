@@ -14,8 +14,6 @@ chosen in the Data view.
 from __future__ import annotations
 
 import io
-import os
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,35 +41,6 @@ Task = Callable[..., Any]
 # ----------------------------------------------------------------------------
 
 
-def _run_task(task: Task, files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
-    """Entry point of an analysis worker (process or thread); mirrors the pipeline's."""
-    if nice:
-        try:  # computations yield the CPU to the server that answers the browsers
-            os.nice(nice)
-        except OSError:
-            pass
-
-    def report(fraction: float, text: str) -> None:
-        out_queue.put(("progress", float(fraction), str(text)))
-
-    try:
-        result = task(files, settings, report, cancel, n_threads)
-    except (compute.Cancelled, compute.CoreCancelled):
-        out_queue.put(("cancelled", None, "Cancelled"))
-    except QuestsError as exc:
-        text = str(exc)
-        for spec in files:  # name files as the user knows them, not by their server path
-            text = text.replace(spec.path, spec.name)
-        out_queue.put(("error", None, text))
-    except MemoryError:
-        out_queue.put(("error", None, "out of memory: choose a smaller file or subsample more"))
-    except Exception as exc:  # noqa: BLE001 - reported to the page, never crash silently
-        tb = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        out_queue.put(("error", None, f"analysis failed: {type(exc).__name__}: {exc} ({tb})"))
-    else:
-        out_queue.put(("result", result, "Done"))
-
-
 class AnalysisJob(compute.ComputeJob):
     """A :class:`~dashboard.compute.ComputeJob` running ``task`` instead of the pipeline.
 
@@ -92,7 +61,7 @@ class AnalysisJob(compute.ComputeJob):
         self.task = task
 
     def _target(self) -> tuple:
-        return _run_task, (self.task, self.files, self.settings)
+        return compute._worker_main, (self.task, self.files, self.settings)
 
 
 def structure_descriptors(
