@@ -21,6 +21,11 @@ def noisy_cu(reps=(3, 3, 3), noise=0.05, seed=0, cubic=True):
     return atoms
 
 
+def cu_frames(n: int, reps=(2, 2, 2)):
+    """``n`` frames of a 32-atom Cu cell, each rattled with its own seed."""
+    return [noisy_cu(reps, noise=0.05, seed=i) for i in range(n)]
+
+
 @pytest.fixture
 def cu_noisy():
     return noisy_cu()

@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from ase.build import bulk
 from ase.io import write
+from conftest import cu_frames
 
 from quests_core.cache import (
     DescriptorCache,
@@ -25,16 +25,6 @@ from quests_core.cache import (
 )
 from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
-
-
-def cu_frames(n: int):
-    base = bulk("Cu", cubic=True) * (2, 2, 2)
-    out = []
-    for i in range(n):
-        atoms = base.copy()
-        atoms.rattle(0.05, seed=i)
-        out.append(atoms)
-    return out
 
 
 class FakeCompute:

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
+from conftest import cu_frames
 
 from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
@@ -22,16 +22,6 @@ from quests_core.export import (
     write_result,
     write_table,
 )
-
-
-def cu_frames(n: int):
-    base = bulk("Cu", cubic=True) * (2, 2, 2)
-    out = []
-    for i in range(n):
-        atoms = base.copy()
-        atoms.rattle(0.05, seed=i)
-        out.append(atoms)
-    return out
 
 
 def test_write_extxyz_arrays_round_trip(tmp_path):
