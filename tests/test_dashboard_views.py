@@ -335,7 +335,12 @@ def test_nucleation_view(state, monkeypatch):
     )
     body = view.body()
     assert isinstance(body, pn.Column)
-    assert "Largest cluster overall: **120 atoms**" in body[2].object
+    assert "Largest cluster overall: **120 atoms**" in body[3].object
+    # a click on the timeline selects the nearest frame; the button opens Structure
+    view._on_tap(state.results.nucleation.timeline(), "time", 0.31)
+    assert state.selected_structure == 3
+    view.open_in_structure()
+    assert state.active_tab == nucleation_view.STRUCTURE_TAB == 2
     tl = view.timeline(state.results.nucleation)
     assert isinstance(tl, hv.Overlay)  # band + curve
     assert len(tl.get(0).data) == n

@@ -12,6 +12,7 @@ import panel as pn
 from ..compute import nucleation_available
 from ..state import NucleationResult
 from .base import EMPTY_TEXT, View, placeholder
+from .trajectory import STRUCTURE_TAB, nearest_structure
 
 PLACEHOLDER = (
     "**Nucleation analysis not available.** This view needs `quests_core.analysis.nucleation` "
@@ -36,7 +37,9 @@ class NucleationView(View):
         xcol = "time" if np.isfinite(df["time"]).all() else "structure"
         xd = hv.Dimension(xcol, label="time (ps)" if xcol == "time" else "frame")
         yd = hv.Dimension("largest_cluster", label="largest solid-like cluster (atoms)")
-        curve = hv.Curve(df, xd, yd).opts(color="black", line_width=1.5, tools=["hover"])
+        curve = hv.Curve(df, xd, yd).opts(color="black", line_width=1.5, tools=["hover", "tap"])
+        tap = hv.streams.Tap(source=curve)
+        tap.add_subscriber(lambda x=None, **_: self._on_tap(df, xcol, x))
         overlay = curve
         band = df[[xcol, "critical_min", "critical_max"]].replace([np.inf, -np.inf], np.nan)
         band = band.dropna()  # no critical size above the melting point
@@ -50,6 +53,17 @@ class NucleationView(View):
                             ylabel="largest solid-like cluster (atoms)", xlabel=xd.label,
                             responsive=True, height=320, show_grid=True,
                             legend_position="top_left")
+
+    def _on_tap(self, timeline: pd.DataFrame, xcol: str, x) -> None:
+        """A click on the timeline selects the nearest frame (shown by Structure)."""
+        if x is not None:
+            self.state.selected_structure = nearest_structure(timeline, xcol, float(x))
+
+    def open_in_structure(self, *_) -> None:
+        if self.state.selected_structure is None:
+            self.state.notify("warning", "Click a frame on the largest-cluster timeline first.")
+            return
+        self.state.active_tab = STRUCTURE_TAB
 
     def distribution(self, result: NucleationResult) -> hv.Overlay:
         df = result.distribution()
@@ -75,7 +89,13 @@ class NucleationView(View):
         if res.nucleation is None:
             return placeholder(res.nucleation_note or "No solid-like clusters computed.")
         nuc = res.nucleation
+        open_button = pn.widgets.Button(name="Open in Structure", button_type="primary",
+                                        width=180)
+        open_button.on_click(self.open_in_structure)
         parts = [
+            pn.Row(pn.pane.Markdown("Click a frame on the timeline, then open it in Structure "
+                                    "(colour by *cluster* there to see the solid-like clusters)."),
+                   open_button),
             pn.pane.HoloViews(self.timeline(nuc), sizing_mode="stretch_width",
                               name="nucleation-timeline"),
             pn.pane.HoloViews(self.distribution(nuc), sizing_mode="stretch_width",
