@@ -5,17 +5,21 @@ log kernel sums. The computation is organised for speed and bounded memory:
 
 * both sets are centred on the reference mean (distances are unchanged, the
   ``|y|^2 + |x|^2 - 2 y.x`` expansion loses far less precision);
-* ``y.x`` comes from BLAS (GEMM) on blocks of ``block_rows x block_cols``;
-* a Numba pass turns a block into squared distances and folds it into a
-  running log-sum-exp per row (the running maximum term is the nearest
-  reference point), for all bandwidths at once;
-* the exponential is a branch-free polynomial evaluated only on
-  ``[-80, 0]`` relative to the row maximum (terms below ``e^-80`` of the largest
-  term cannot change a double), so the loop vectorises;
-* the nearest pair of every block is recomputed exactly, so an exact duplicate
-  contributes exactly 1 (dH of a duplicated point is never spuriously > 0).
+* ``y.x`` comes from single-threaded BLAS (GEMM) on blocks of
+  ``block_rows x block_cols`` that stay in L2 cache;
+* a GIL-free Numba pass folds each block into a running log-sum-exp per row
+  (the running maximum term is the nearest reference point), for all
+  bandwidths at once; row blocks are spread over Python threads, so exactly one
+  pool of threads uses the cores;
+* the exponential is a branch-free polynomial on ``[-80, 0]`` relative to the
+  row's largest term (smaller exponents are clamped to -80: each such term adds at
+  most ``e^-80 = 2e-35`` of the largest one), so the loop vectorises;
+* when the nearest pair of a block is a near-duplicate, where the expansion
+  cancels, it is recomputed exactly: an exact duplicate contributes exactly 1 and
+  its dH is never spuriously > 0.
 
-Peak memory is ``O(block_rows * (block_cols + d))`` beyond the inputs.
+Peak memory beyond the inputs and the ``(len(y), len(h))`` result is
+``O(workers * block_rows * (block_cols + d))`` plus a centred copy of ``x``.
 """
 
 from __future__ import annotations
