@@ -61,12 +61,6 @@ class PhaseEntropy:
         return self.delta * GAS_CONSTANT
 
 
-def _entropy_via_dh(x: np.ndarray, h: float, n_threads: int | None) -> float:
-    # H = -(1/n) sum_i log((1/n) sum_j K_ij) = log n + mean_i dH(X_i | X)
-    dh = np.asarray(qc.delta_entropy(x, x, h, n_threads=n_threads), dtype=float)
-    return float(np.log(len(x)) + dh.mean())
-
-
 def phase_entropy_difference(
     x_a: np.ndarray,
     x_b: np.ndarray,
@@ -137,8 +131,8 @@ def phase_entropy_difference(
         a = a[np.sort(rng.choice(len(a), n, replace=False))]
     if len(b) > n:
         b = b[np.sort(rng.choice(len(b), n, replace=False))]
-    h_entropy_a = _entropy_via_dh(a, h_a, n_threads)
-    h_entropy_b = _entropy_via_dh(b, h_b, n_threads)
+    h_entropy_a = float(qc.entropy(a, h_a, n_threads=n_threads))
+    h_entropy_b = float(qc.entropy(b, h_b, n_threads=n_threads))
     return PhaseEntropy(
         delta=h_entropy_b - h_entropy_a,
         entropy_a=h_entropy_a,
