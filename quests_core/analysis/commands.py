@@ -112,6 +112,12 @@ def _reference_descriptors(path: str, index: str, args: argparse.Namespace) -> n
     return _descriptors(ds.structures, args)
 
 
+def _show_table(df: pd.DataFrame, path: str | None = None) -> None:
+    """Print a result table (4 significant digits) and write it to ``path`` if given."""
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    _write_table(df, path)
+
+
 def _write_table(df: pd.DataFrame, path: str | None) -> None:
     if not path:
         return
@@ -197,15 +203,13 @@ def _nucleation(args: argparse.Namespace) -> int:
     )
     table["critical_n_min"] = np.where(np.isfinite(temps), band.n_min, np.nan)
     table["critical_n_max"] = np.where(np.isfinite(temps), band.n_max, np.nan)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    _write_table(table, args.output)
+    _show_table(table, args.output)
 
     chosen = _frames_selection(args.frames, len(traj))
     dist = nuc.cluster_size_distribution(res.clusters, chosen)
     dist_df = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
     print(f"\ncluster sizes over {dist.n_frames} frames ({args.clusters} components):")
-    print(dist_df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    _write_table(dist_df, args.distribution)
+    _show_table(dist_df, args.distribution)
 
     if args.fit:
         t_sel = temps[chosen]
@@ -306,8 +310,7 @@ def _compress(args: argparse.Namespace) -> int:
             gap=not args.no_gap,
             n_threads=args.threads,
         )
-        print(report.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        _write_table(report, args.report)
+        _show_table(report, args.report)
     return 0
 
 
@@ -352,8 +355,7 @@ def _active_learning(args: argparse.Namespace) -> int:
     x = _descriptors(structures, args)
     labels = np.repeat(gens, [len(s) for s in structures])
     report = al.active_learning_report(x, labels, h=args.bandwidth, n_threads=args.threads)
-    print(report.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    _write_table(report, args.output)
+    _show_table(report, args.output)
     return 0
 
 
@@ -450,7 +452,7 @@ def _uq(args: argparse.Namespace) -> int:
             "count": res.running.count,
         }
     )
-    print(bins.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    _show_table(bins)
     r = res.recall
     print(
         f"\n{len(dh)} atoms, {r.frac_flagged:.1%} with dH > 0; high error = error > "
