@@ -98,22 +98,48 @@ def _exp_neg32(t):
 
 
 @nb.njit(inline="always", fastmath=True)
-def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two):
-    """Smallest squared distance of row i; update the row's running state.
+def _min_dist64(gram, nyi, nx, i):
+    """Smallest ``max(nyi + nx[j] - 2 gram[i, j], 0)`` of a float64 row.
+
+    The minimum is taken over the IEEE bit patterns as integers (monotonic for
+    non-negative floats): LLVM vectorises an integer min reduction, but not a
+    floating-point one, which made this scan cost as much as the exponentials.
+    """
+    best = np.int64(0x7FF0000000000000)  # +inf
+    for j in range(gram.shape[1]):
+        d = max(nyi + nx[j] - 2.0 * gram[i, j], 0.0)
+        b = np.float64(d).view(np.int64)
+        best = b if b < best else best
+    return np.int64(best).view(np.float64)
+
+
+@nb.njit(inline="always", fastmath=True)
+def _min_dist32(gram, nyi, nx, i):
+    """float32 twin of :func:`_min_dist64`."""
+    two = np.float32(2.0)
+    zero = np.float32(0.0)
+    best = np.int32(0x7F800000)  # +inf
+    for j in range(gram.shape[1]):
+        d = max(nyi + nx[j] - two * gram[i, j], zero)
+        b = np.float32(d).view(np.int32)
+        best = b if b < best else best
+    return np.int32(best).view(np.float32)
+
+
+@nb.njit(inline="always", fastmath=True)
+def _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two, best):
+    """Update row i's running state with ``best``, its smallest squared distance here.
 
     ``gram[i]`` holds ``y_i . x_j``; squared distances are ``ny + nx - 2 gram`` (in
     the block's dtype: ``two`` carries it). ``dmin[i]`` is the smallest squared
     distance seen so far and ``ssum[i, h]`` the kernel sum scaled by
-    ``exp(dmin[i] * inv2h2[h])`` (the largest term is 1). The nearest pair is
-    recomputed exactly from the stored vectors. Returns ``(ref, arg, approx, exact)``:
-    the row reference ``dmin[i]``, the nearest column, its expanded and exact values.
+    ``exp(dmin[i] * inv2h2[h])`` (the largest term is 1). A near-duplicate nearest
+    pair is recomputed exactly from the stored vectors. Returns ``(ref, approx,
+    exact)``: the row reference ``dmin[i]``, the nearest pair's expanded and exact
+    squared distances.
     """
     nyi = ny[i]
     zero = nyi - nyi
-    best = np.inf
-    for j in range(gram.shape[1]):  # read-only and branch-free: vectorises
-        d = nyi + nx[j] - two * gram[i, j]
-        best = min(best, max(d, zero))
     exact = np.float64(best)
     if best <= _NEAR_DUPLICATE * nyi:
         # |y|^2 + |x|^2 - 2 y.x cancels for (near-)duplicates: recompute that pair exactly
@@ -139,7 +165,8 @@ def _fold_block64(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     """Fold one float64 block of ``yb . xb^T`` into the running sums of its rows."""
     two = 2.0
     for i in range(gram.shape[0]):
-        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
+        best = _min_dist64(gram, ny[i], nx, i)
+        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two, best)
         nyi = ny[i]
         for h in range(inv2h2.shape[0]):
             a = inv2h2[h]
@@ -159,7 +186,8 @@ def _fold_block32(gram, ny, nx, yb, xb, inv2h2, dmin, ssum):
     zero = np.float32(0.0)
     t_min = np.float32(_T_MIN)
     for i in range(gram.shape[0]):
-        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two)
+        best = _min_dist32(gram, ny[i], nx, i)
+        ref, approx, exact = _nearest(gram, ny, nx, yb, xb, inv2h2, dmin, ssum, i, two, best)
         ref32 = np.float32(ref)
         nyi = ny[i]
         for h in range(inv2h2.shape[0]):
