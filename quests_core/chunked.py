@@ -21,7 +21,7 @@ and computes the rest; a call whose parameters differ from the store's raises
 
 Tables use the column names of ``docs/architecture.md``. Per-atom parts:
 ``structure, frame, time, label, generation, atom, species, x, y, z, dH``;
-per-frame parts: the per-frame columns plus ``mean_dH`` and ``frac_novel``
+per-frame parts: the per-frame columns plus ``mean_dH``, ``frac_novel`` and ``max_dH``
 (``atom_offset`` is filled in by :meth:`ChunkStore.frames`).
 
 With a ``dask.distributed`` client the unfinished chunks run as tasks on the
@@ -301,6 +301,7 @@ def _tables(items, dh: np.ndarray, plan: ChunkPlan, ctx: _Context):
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     frames["mean_dH"] = np.add.reduceat(dh, starts) / counts
     frames["frac_novel"] = np.add.reduceat((dh > 0).astype(np.float64), starts) / counts
+    frames["max_dH"] = np.maximum.reduceat(dh, starts)
     rows = np.repeat(np.arange(len(items)), counts)
     atoms: dict[str, Any] = {}
     for column in ("structure", "frame", "time", "label", "generation"):
@@ -502,8 +503,9 @@ def chunked_delta_entropy(
     n_threads : int, optional
         Numba and BLAS threads per chunk.
     client : dask.distributed.Client or str, optional
-        Compute the unfinished chunks as tasks on this cluster (a client or a
-        scheduler address); the workers must see the files and the store.
+        Compute the unfinished chunks as tasks on this cluster (a client, a
+        scheduler address, or ``"local"`` for a LocalCluster started for the
+        call); the workers must see the files and the store.
     progress : callable, optional
         ``progress(frames_done, frames_total)`` at the start and after each chunk.
     cancel : object with ``is_set()``, optional
@@ -541,6 +543,7 @@ def chunked_delta_entropy(
             f"{'and species ' + ','.join(species_list) + ' ' if species_list else ''}"
             f"give {width}"
         )
+    ref_digest = _reference_digest(x_ref)  # of the given values, before the precision cast
     x_ref = x_ref.astype(np.float32 if precision == "float32" else np.float64, copy=False)
     tmap = parse_type_map(type_map)
     engine = select_backend(backend)
@@ -565,7 +568,7 @@ def chunked_delta_entropy(
             "h": float(harr[0]),
             "precision": precision,
             "chunk_frames": int(chunk_frames),
-            "reference": {"shape": list(x_ref.shape), "sha256": _reference_digest(x_ref)},
+            "reference": {"shape": list(x_ref.shape), "sha256": ref_digest},
             "label": label,
             "time_step": time_step,
             "positions": bool(positions),
@@ -638,7 +641,7 @@ def _open_store(root: Path, params: dict, overwrite: bool) -> dict:
         if diff:
             raise QuestsError(
                 "holds a run with other parameters (" + "; ".join(diff) + "); "
-                "use another store or overwrite=True",
+                "use another store, or overwrite it (overwrite=True; --overwrite in the CLI)",
                 source=str(root),
             )
         return manifest

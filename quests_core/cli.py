@@ -227,6 +227,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="reference neighbours per test point with --approx (default 5)",
     )
+    g = p.add_argument_group(
+        "out-of-core options",
+        "With --store the test files are read and computed chunk by chunk into a resumable "
+        "Parquet store (for trajectories larger than memory); run the same command again to "
+        "resume after an interruption. --output then writes the per-frame table.",
+    )
+    g.add_argument("--store", default=None, metavar="DIR", help="chunk store directory")
+    g.add_argument(
+        "--chunk-frames",
+        type=_positive_int,
+        default=16,
+        help="frames per chunk with --store (default 16)",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="compute the chunks on a dask.distributed scheduler (e.g. tcp://host:8786, or 'local' "
+        "for a LocalCluster on this machine); "
+        "its workers must see the files and the store",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", help="discard the store's contents instead of resuming"
+    )
+    g.add_argument(
+        "--save-descriptors",
+        action="store_true",
+        help="also keep each chunk's descriptors in the store (.npy)",
+    )
     p.set_defaults(func=cmd_dh, outputs=(".csv", ".parquet", ".pq", ".json", ".extxyz", ".xyz"))
 
     p = sub.add_parser(
@@ -667,6 +696,8 @@ def cmd_dh(args: argparse.Namespace) -> int:
     """``dh TEST... --reference REF... [--approx]``"""
 
     suffix = _setup(args)
+    if args.store:
+        return _dh_store(args, suffix)
     test = load_files(args.files, args, role="test")
     ref = load_files(args.reference, args, role="reference", index=args.reference_index)
     test_ds, y = _combined(test.items)
@@ -715,6 +746,80 @@ def cmd_dh(args: argparse.Namespace) -> int:
         export_dataset(test_ds, args.output, arrays=["dH"])
         print(f"wrote {args.output}", file=sys.stderr)
     return _finish(args, test.skipped + ref.skipped, summary, table, show_table=False)
+
+
+def _dh_store(args: argparse.Namespace, suffix: str | None) -> int:
+    """``dh TEST... --reference REF... --store DIR``: chunked, resumable, optionally on Dask."""
+    from quests_core.chunked import chunked_delta_entropy
+
+    if args.approx:
+        raise QuestsError("--approx cannot be combined with --store (the store holds exact dH)")
+    if suffix in (".extxyz", ".xyz"):
+        raise QuestsError(
+            "with --store, --output writes the per-frame table: use .csv, .parquet or .json",
+            source=args.output,
+        )
+    if args.skip_bad:
+        raise QuestsError("--skip-bad cannot be combined with --store (a store is one run)")
+    ref = load_files(args.reference, args, role="reference", index=args.reference_index)
+    ref_ds, x = _combined(ref.items)
+    h = _bandwidth(args, ref_ds)
+    bar = _progress_bar(args, desc="dH chunks", unit=" frames")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        run = chunked_delta_entropy(
+            args.files,
+            x,
+            args.store,
+            h,
+            k=args.k,
+            cutoff=args.cutoff,
+            species=_species(args),
+            index=args.index,
+            format=args.format,
+            type_map=args.type_map,
+            chunk_frames=args.chunk_frames,
+            precision=args.precision,
+            time_step=args.time_step,
+            save_descriptors=args.save_descriptors,
+            overwrite=args.overwrite,
+            n_threads=args.threads,
+            client=args.scheduler,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    frames = run.store.frames()
+    n_atoms = frames["n_atoms"].to_numpy(np.int64)
+    summary = {
+        "store": str(run.store.path),
+        "chunks_computed": len(run.computed),
+        "chunks_resumed": len(run.skipped),
+        "complete": run.complete,
+        "frames": int(len(frames)),
+        "test_atoms": int(n_atoms.sum()),
+        "reference_atoms": int(len(x)),
+        "bandwidth": h,
+        "precision": args.precision,
+        "mean_dH": float(np.average(frames["mean_dH"], weights=n_atoms)),
+        "max_dH": float(frames["max_dH"].max()),
+        "novelty": float(np.average(frames["frac_novel"], weights=n_atoms)),
+        "seconds": round(run.seconds, 3),
+    }
+    shown = [c for c in _STORE_FRAME_COLUMNS if c in frames]
+    return _finish(args, ref.skipped, summary, frames[shown])
+
+
+#: per-frame columns printed and written by ``dh --store`` (the store keeps all of them)
+_STORE_FRAME_COLUMNS = (
+    "structure", "source", "frame", "time", "n_atoms", "temperature", "mean_dH", "frac_novel",
+    "max_dH",
+)
 
 
 def _compute_dh(args: argparse.Namespace, y: np.ndarray, x: np.ndarray, h: float) -> np.ndarray:
@@ -968,6 +1073,11 @@ def _main(argv: list[str], serve: tuple[bool, list[str]] | None, debug: bool) ->
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early, e.g. `... | head`: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - the CLI reports anything on one line
         if debug:
             raise

@@ -65,6 +65,10 @@ def _require_distributed():
     return distributed
 
 
+#: seconds to wait for a scheduler given by address
+SCHEDULER_TIMEOUT_S = 10
+
+
 @contextlib.contextmanager
 def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
     """A ``distributed.Client``: the one given, one connected to an address, or a local one.
@@ -72,8 +76,9 @@ def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
     Parameters
     ----------
     client : Client, str or None
-        An existing client (returned as is), a scheduler address, or None to
-        start a :class:`distributed.LocalCluster` that is closed on exit.
+        An existing client (returned as is), a scheduler address, or None (or
+        ``"local"``) to start a :class:`distributed.LocalCluster` that is closed
+        on exit.
     **cluster_kwargs
         Passed to ``LocalCluster``. Default: one in-process worker with as many
         threads as cores (``n_workers=1, processes=False``) and no dashboard
@@ -83,8 +88,14 @@ def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
     if client is not None and not isinstance(client, str):
         yield client
         return
-    if isinstance(client, str):
-        own = distributed.Client(client)
+    if isinstance(client, str) and client != "local":
+        try:
+            own = distributed.Client(client, timeout=SCHEDULER_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise QuestsError(
+                f"cannot reach the Dask scheduler at {client} "
+                f"({' '.join(str(exc).split())[:160] or type(exc).__name__})"
+            ) from None
         try:
             yield own
         finally:

@@ -259,6 +259,78 @@ def test_dh_table_cached_as_parquet(env, capsys, monkeypatch):
     )
 
 
+def test_dh_store_matches_in_memory_and_resumes(env, capsys):
+    """``dh --store``: chunked into a Parquet store, same dH as in memory, resumable."""
+    from quests_core.chunked import ChunkStore
+
+    traj = env / "traj.extxyz"
+    write(traj, cu_frames(4, 0.03) + cu_frames(3, 0.25, seed=10))
+    store = env / "store"
+    argv = ["dh", traj, "-r", env / "solid.extxyz", *OPTS, "--bandwidth", "0.05",
+            "--store", store, "--chunk-frames", "3", "-o", env / "frames.json"]
+    rc, out, err = run(argv, capsys)
+    assert rc == 0, err
+    result = json.loads((env / "frames.json").read_text())
+    summary = result["summary"]
+    assert summary["chunks_computed"] == 3 and summary["chunks_resumed"] == 0
+    assert summary["complete"] is True and summary["test_atoms"] == 7 * 32
+    exact = qc.delta_entropy(desc(traj), desc(env / "solid.extxyz"), 0.05)
+    np.testing.assert_array_equal(ChunkStore(store).delta_entropy(), exact)
+    assert summary["mean_dH"] == pytest.approx(exact.mean(), rel=1e-12)
+    assert summary["max_dH"] == pytest.approx(exact.max(), rel=1e-12)
+    assert summary["novelty"] == pytest.approx(np.mean(exact > 0), rel=1e-12)
+    frames = pd.DataFrame(result["rows"])
+    assert len(frames) == 7 and frames["max_dH"].to_numpy() == pytest.approx(
+        exact.reshape(7, 32).max(axis=1))
+
+    # a finished chunk is never recomputed: forget the last one, then run again
+    manifest = json.loads((store / "manifest.json").read_text())
+    del manifest["chunks"]["000-000002"]
+    manifest["complete"] = False
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    rc, out, err = run(argv, capsys)
+    assert rc == 0, err
+    summary = json.loads((env / "frames.json").read_text())["summary"]
+    assert (summary["chunks_computed"], summary["chunks_resumed"]) == (1, 2)
+    np.testing.assert_array_equal(ChunkStore(store).delta_entropy(), exact)
+
+    # other parameters: refused with one line naming the store and the difference
+    rc, _, err = run([*argv[:-2], "--bandwidth", "0.02"], capsys)
+    assert rc == 1
+    assert err.strip().startswith(f"error: {store}: holds a run with other parameters (h: 0.05")
+    assert "--overwrite" in err
+    rc, _, err = run([*argv[:-2], "--bandwidth", "0.02", "--overwrite"], capsys)
+    assert rc == 0, err
+    assert ChunkStore(store).params["h"] == 0.02
+
+
+def test_dh_store_option_errors(env, capsys, monkeypatch):
+    base = ["dh", env / "hot.extxyz", "-r", env / "solid.extxyz", *OPTS, "--store", env / "s"]
+    rc, _, err = run([*base, "--approx"], capsys)
+    assert (rc, err.count("\n")) == (1, 1) and "--approx cannot be combined" in err
+    rc, _, err = run([*base, "-o", env / "out.extxyz"], capsys)
+    assert rc == 1 and "use .csv, .parquet or .json" in err
+    import quests_core.distributed as qd
+
+    monkeypatch.setattr(qd, "SCHEDULER_TIMEOUT_S", 1)
+    rc, _, err = run([*base, "--scheduler", "tcp://127.0.0.1:9"], capsys)
+    assert rc == 1
+    assert err.strip().startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+    assert err.count("\n") == 1
+
+
+def test_dh_store_on_a_local_dask_cluster(env, capsys):
+    from quests_core.chunked import ChunkStore
+
+    pytest.importorskip("distributed")
+    store = env / "dask-store"
+    rc, _, err = run(["dh", env / "hot.extxyz", "-r", env / "solid.extxyz", *OPTS,
+                      "--store", store, "--chunk-frames", "1", "--scheduler", "local"], capsys)
+    assert rc == 0, err
+    exact = qc.delta_entropy(desc(env / "hot.extxyz"), desc(env / "solid.extxyz"), 0.015)
+    np.testing.assert_array_equal(ChunkStore(store).delta_entropy(), exact)
+
+
 def test_overlap_matrix(env, capsys):
     rc, _, err = run(
         [
