@@ -30,6 +30,7 @@ from dashboard.views import (  # noqa: E402
     LearningView,
     NucleationView,
     OverlapView,
+    StoreView,
     StructureView,
     TrajectoryView,
     UncertaintyView,
@@ -37,7 +38,7 @@ from dashboard.views import (  # noqa: E402
 
 TITLE = "QUESTS dashboard: information entropy of atomistic data"
 TAB_NAMES = ("Data", "Atoms", "Structure", "Trajectory", "Learning curves", "Overlap",
-             "Nucleation", "Compression", "Active learning", "Uncertainty")
+             "Nucleation", "Compression", "Active learning", "Uncertainty", "Stores")
 _EXTENSION_LOADED = False
 
 
@@ -81,9 +82,10 @@ class DashboardApp:
         self.compression = CompressionView(state=self.state, job_mode=job_mode)
         self.active_learning = ActiveLearningView(state=self.state, job_mode=job_mode)
         self.uncertainty = UncertaintyView(state=self.state, job_mode=job_mode)
+        self.stores = StoreView(state=self.state)
         self.analyses = [self.compression, self.active_learning, self.uncertainty]
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
-                      self.overlap, self.nucleation, *self.analyses]
+                      self.overlap, self.nucleation, *self.analyses, self.stores]
         # each view's layout is built the first time its tab is opened (faster first page)
         self._built = [False] * len(self.views)
         self.tabs = pn.Tabs(*[(name, pn.Column(sizing_mode="stretch_width"))

@@ -49,7 +49,9 @@ def check_data_dir(data_dir: str | os.PathLike) -> Path:
     return root.resolve()
 
 
-def resolve_in_dir(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+def resolve_in_dir(
+    root: str | os.PathLike, relative: str | os.PathLike, directory: bool = False
+) -> Path:
     """Return the real path of ``relative`` inside ``root``, refusing anything outside.
 
     Parameters
@@ -58,6 +60,8 @@ def resolve_in_dir(root: str | os.PathLike, relative: str | os.PathLike) -> Path
         The data directory.
     relative : path
         A path relative to ``root`` as the browser sent it.
+    directory : bool
+        Expect a directory (a chunk store) instead of a file.
 
     Raises
     ------
@@ -82,7 +86,10 @@ def resolve_in_dir(root: str | os.PathLike, relative: str | os.PathLike) -> Path
     target = (base / text).resolve()
     if target != base and base not in target.parents:
         raise QuestsError(f"{text}: the file lies outside the data directory")
-    if not target.is_file():
+    if directory:
+        if not target.is_dir():
+            raise QuestsError(f"{text}: no such directory in the data directory")
+    elif not target.is_file():
         raise QuestsError(f"{text}: no such file in the data directory")
     return target
 

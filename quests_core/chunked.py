@@ -549,11 +549,12 @@ def chunked_delta_entropy(
     engine = select_backend(backend)
 
     files, plans = plan_chunks(paths, index=index, format=format, chunk_frames=chunk_frames)
+    root = Path(store)
     params = _json_normal(
         {
             "files": [
                 {
-                    "path": os.path.abspath(f.path),
+                    "path": _path_from_store(f.path, root),
                     "size": os.path.getsize(f.path),
                     "sha256": file_digest(f.path),
                 }
@@ -575,7 +576,6 @@ def chunked_delta_entropy(
             "save_descriptors": bool(save_descriptors),
         }
     )
-    root = Path(store)
     manifest = _open_store(root, params, overwrite)
     manifest["files"] = [asdict(f) for f in files]
     manifest["plan"] = [plan.id for plan in plans]
@@ -625,6 +625,15 @@ def chunked_delta_entropy(
         for run in _runs(todo):
             _run_sequence(files[run[0].file], run, x_ref, ctx, record, cancel)
     return ChunkedRun(ChunkStore(root), computed, skipped, time.perf_counter() - t0)
+
+
+def _path_from_store(path: str, store: Path) -> str:
+    """An input's path relative to the store (POSIX style), so that a store moved
+    together with its inputs still resumes; absolute where no relative path exists."""
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(store))).as_posix()
+    except ValueError:  # another drive (Windows)
+        return os.path.abspath(path)
 
 
 def _open_store(root: Path, params: dict, overwrite: bool) -> dict:

@@ -438,8 +438,12 @@ def read_atoms_dask(store, columns: Sequence[str] | None = None):
     columns : sequence of str, optional
         Columns to read (e.g. ``["x", "y", "dH"]``).
     """
-    _require_distributed()
-    import dask.dataframe as dd
+    try:  # a dependency of the package; distributed is not needed to read
+        import dask.dataframe as dd
+    except ImportError:
+        raise QuestsError(
+            'reading a store as a Dask dataframe needs dask (pip install "dask[dataframe]")'
+        ) from None
 
     from .chunked import MANIFEST_NAME, ChunkStore
 

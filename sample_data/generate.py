@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -690,12 +691,42 @@ def generate(out: Path, quick: bool = False) -> dict:
     return data
 
 
+#: The bundled chunk store: dH of the failed run against the 400 K solid (Stores tab).
+STORE_NAME = "cu_failed_simulation_store"
+
+
+def write_store(out: Path) -> Path:
+    """dH of ``cu_failed_simulation.extxyz`` against ``cu_solid_400K.extxyz``, written by
+    the out-of-core pipeline (``quests_core.chunked``) as a chunk store of 5-frame chunks:
+    the same store ``quests-dashboard dh ... --store`` makes, small enough to bundle."""
+    sys.path.insert(0, str(HERE.parent))
+    from quests_core.chunked import chunked_delta_entropy
+    from quests_core.descriptors import descriptors
+
+    reference = descriptors(read(out / "cu_solid_400K.extxyz", index=":"))
+    t0 = time.perf_counter()
+    here = os.getcwd()
+    os.chdir(out.resolve().parent)  # the tables' `source` column: "<folder>/<file>", no host path
+    try:
+        run = chunked_delta_entropy(f"{out.resolve().name}/cu_failed_simulation.extxyz",
+                                    reference, f"{out.resolve().name}/{STORE_NAME}", 0.015,
+                                    chunk_frames=5, overwrite=True)
+    finally:
+        os.chdir(here)
+    log(f"{STORE_NAME}: {run.store} in {time.perf_counter() - t0:.1f} s")
+    return out / STORE_NAME
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE, help="output folder (default: here)")
     parser.add_argument("--quick", action="store_true", help="tiny, fast version (smoke test)")
+    parser.add_argument("--store-only", action="store_true",
+                        help=f"only (re)write {STORE_NAME}/ from the existing files")
     args = parser.parse_args(argv)
-    generate(args.out, quick=args.quick)
+    if not args.store_only:
+        generate(args.out, quick=args.quick)
+    write_store(args.out)
     return 0
 
 

@@ -422,3 +422,53 @@ def test_analysis_tabs_in_a_real_browser(server, browser):
         assert s.external == [], f"requests left the machine: {s.external}"
     finally:
         s.close()
+
+
+@pytest.mark.skipif(not (SAMPLE / "cu_failed_simulation_store" / "manifest.json").exists(),
+                    reason="the bundled chunk store is in sample_data/")
+def test_stores_tab_rasterises_through_dask_and_zooms(server, browser):
+    """Stores tab: open the bundled chunk store; the raster arrives from the background
+    thread, a wheel zoom re-aggregates, and a second session stays responsive meanwhile."""
+    s = Session(browser, server["url"])
+    other = Session(browser, server["url"])
+    s.open()
+    other.open()
+    page = s.page
+    try:
+        s.tab("Stores")
+        store = page.locator(".bk-input-group:visible", has_text="Store").locator("select")
+        store.first.select_option(label="cu_failed_simulation_store")
+        status = page.get_by_text(re.compile(r"Raster \d+: .* 30,240 atoms aggregated in"))
+        status.wait_for(timeout=120_000)
+
+        def raster_number() -> int:
+            try:
+                match = re.search(r"Raster (\d+)", status.inner_text(timeout=1_000))
+            except playwright_api.TimeoutError:  # "Aggregating ..." is shown meanwhile
+                return -1
+            return int(match.group(1)) if match else -1
+
+        first = raster_number()
+        assert first >= 1
+        s.wait_titles(["Per-atom dH, 30,240 atoms", "mean dH (nats)", "max dH"])
+        assert page.get_by_text("7 of 7 chunks finished").count() == 1
+        s.shot("09_stores_full")
+        # the other session switches tabs while this one zooms
+        other.tab("Trajectory")
+        canvas = page.locator(".store-plot canvas:visible").first
+        canvas.wait_for(timeout=30_000)
+        plot = canvas.bounding_box()
+        assert plot is not None
+        page.mouse.move(plot["x"] + plot["width"] * 0.4, plot["y"] + plot["height"] * 0.5)
+        page.mouse.wheel(0, -600)
+        deadline = time.monotonic() + 120
+        while raster_number() <= first:
+            assert time.monotonic() < deadline, "the zoom did not re-aggregate"
+            time.sleep(0.25)
+        assert other.page.locator(".bk-tab.bk-active", has_text="Trajectory").count() == 1
+        s.shot("09_stores_zoomed")
+        assert s.errors == [] and other.errors == [], f"console errors: {s.errors + other.errors}"
+        assert s.external == [] and other.external == []
+    finally:
+        s.close()
+        other.close()

@@ -7,6 +7,7 @@ from .data import DataView
 from .learning import LearningView
 from .nucleation import NucleationView
 from .overlap import OverlapView
+from .stores import StoreView
 from .structure import StructureView
 from .trajectory import TrajectoryView
 from .uncertainty import UncertaintyView
@@ -19,6 +20,7 @@ __all__ = [
     "LearningView",
     "NucleationView",
     "OverlapView",
+    "StoreView",
     "StructureView",
     "TrajectoryView",
     "UncertaintyView",
