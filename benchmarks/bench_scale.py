@@ -23,6 +23,11 @@ Parts (each runs in its own process, so its peak memory is its own):
     The same from a Parquet folder on disk read as a Dask dataframe
     (:func:`quests_core.distributed.read_atoms_dask`), partition by partition:
     no process holds all N points.
+``store-view``
+    The dashboard's Stores tab machinery (:mod:`dashboard.stores`) on the same
+    kind of folder: open it, the first raster and a zoom raster in the
+    background thread, while an asyncio loop ticking every 10 ms measures how
+    long the server's event loop would stall.
 ``gpu``
     dH of N test environments against 4,224 references with the PyTorch
     backend on a CUDA device (skipped without one), float32, and parity
@@ -298,17 +303,8 @@ def part_shade_dask(size: int, threads: int, data_dir: str, **_) -> dict:
 
     from quests_core.distributed import read_atoms_dask
 
-    folder = Path(data_dir) / f"points-{size}"
-    per_part = 5_000_000
-    n_parts = -(-size // per_part)
-    t0 = time.perf_counter()
-    if not folder.is_dir() or len(list(folder.glob("*.parquet"))) != n_parts:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        for p in range(n_parts):  # one part in memory at a time
-            n = min(per_part, size - p * per_part)
-            _points(n, p).to_parquet(folder / f"part-{p:05d}.parquet", index=False)
-    write_s = time.perf_counter() - t0
+    folder, write_s = _points_folder(data_dir, size)
+    n_parts = len(list(folder.glob("*.parquet")))
     rss_after_write = peak_rss_gb()
     ddf = read_atoms_dask(folder, columns=["x", "y", "dH"])
     with dask.config.set(scheduler="threads", num_workers=threads):
@@ -329,6 +325,89 @@ def part_shade_dask(size: int, threads: int, data_dir: str, **_) -> dict:
         "peak_rss_GB_writing": rss_after_write,
         "peak_rss_GB": peak_rss_gb(),
         "write_s": write_s,
+    }
+
+
+def _points_folder(data_dir: str, size: int) -> tuple[Path, float]:
+    """A folder of Parquet parts of 5 M synthetic points each (written once, reused)."""
+    folder = Path(data_dir) / f"points-{size}"
+    per_part = 5_000_000
+    n_parts = -(-size // per_part)
+    t0 = time.perf_counter()
+    if not folder.is_dir() or len(list(folder.glob("*.parquet"))) != n_parts:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for p in range(n_parts):  # one part in memory at a time
+            n = min(per_part, size - p * per_part)
+            _points(n, p).to_parquet(folder / f"part-{p:05d}.parquet", index=False)
+    return folder, time.perf_counter() - t0
+
+
+def part_store_view(size: int, threads: int, data_dir: str, **_) -> dict:
+    """The dashboard's Stores machinery on N points: open, first raster, zoom raster, both
+    in the background thread, while an asyncio loop (standing in for the server's event
+    loop) ticks every 10 ms; its worst lag says whether other sessions would stall."""
+    import asyncio
+    import threading
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from dashboard.stores import BackgroundRaster, RasterRequest, open_store, rasterize_store
+
+    folder, write_s = _points_folder(data_dir, size)
+    rss_after_write = peak_rss_gb()
+    t0 = time.perf_counter()
+    data = open_store(folder.parent, folder.name)
+    open_s = time.perf_counter() - t0
+    done = threading.Event()
+    timings: list[float] = []
+
+    def compute(request):
+        start = time.perf_counter()
+        agg = rasterize_store(data.atoms_dask(["x", "y", "dH"]), request)
+        timings.append(time.perf_counter() - start)
+        return agg
+
+    def deliver(request, result):
+        if isinstance(result, Exception):
+            raise result
+        done.set()
+
+    raster = BackgroundRaster(compute, deliver)
+    (x0, x1), (y0, y1) = data.extent("x"), data.extent("y")
+    requests = [RasterRequest("x", "y", (x0, x1), (y0, y1)),
+                RasterRequest("x", "y", (x0, x0 + (x1 - x0) / 8), (y0, y0 + (y1 - y0) / 8))]
+
+    async def loop() -> list[float]:
+        lags = []
+        for request in requests:
+            done.clear()
+            raster.submit(request)
+            while not done.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - t - 0.01)
+        return lags
+
+    import dask
+
+    with dask.config.set(scheduler="threads", num_workers=threads):
+        lags = asyncio.run(loop())
+    return {
+        "part": "store-view",
+        "what": f"dashboard Stores raster (background thread, Dask), {size:,} points in "
+        f"{len(data.parts)} Parquet parts, {threads} thread(s)",
+        "n_points": size,
+        "open_s": open_s,
+        "cold_s": timings[0],
+        "warm_s": timings[1],
+        "zoom_s": timings[1],
+        "event_loop_max_lag_s": max(lags),
+        "event_loop_p99_lag_s": float(np.quantile(lags, 0.99)),
+        "event_loop_ticks": len(lags),
+        "write_s": write_s,
+        "points_in_memory_GB_if_held": size * 12 / 1e9,
+        "peak_rss_GB_writing": rss_after_write,
+        "peak_rss_GB": peak_rss_gb(),
     }
 
 
@@ -376,6 +455,7 @@ PARTS = {
     "pipeline": part_pipeline,
     "shade": part_shade,
     "shade-dask": part_shade_dask,
+    "store-view": part_store_view,
     "gpu": part_gpu,
 }
 
@@ -428,6 +508,12 @@ def summary_line(row: dict) -> str:
             f"{row['seconds']:.1f} s ({row['atoms_per_s']:.3g} atoms/s), "
             f"rerun {row['rerun_all_skipped_s']:.2f} s"
         )
+    elif row["part"] == "store-view":
+        extra = (
+            f"first raster {row['cold_s']:.2f} s, zoom {row['zoom_s']:.2f} s, "
+            f"event-loop lag max {row['event_loop_max_lag_s'] * 1e3:.0f} ms "
+            f"(p99 {row['event_loop_p99_lag_s'] * 1e3:.0f} ms)"
+        )
     else:
         extra = f"cold {row['cold_s']:.2f} s, warm {row['warm_s']:.2f} s"
     rss = row.get("peak_rss_GB", row.get("peak_rss_GB_client", 0.0))
@@ -443,6 +529,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pipeline-sizes", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--shade-sizes", type=int, nargs="*", default=[10_000_000])
     ap.add_argument("--shade-dask-sizes", type=int, nargs="*", default=[10_000_000, 100_000_000])
+    ap.add_argument("--store-view-sizes", type=int, nargs="*", default=[100_000_000])
     ap.add_argument("--gpu-sizes", type=int, nargs="*", default=[PAPER_ATOMS])
     ap.add_argument("--data-dir", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--keep-data", action="store_true", help="keep the scratch folder")
@@ -464,12 +551,14 @@ def main(argv=None) -> int:
             [2_000_000],
             [200_000],
         )
+        args.store_view_sizes = [2_000_000]
     sizes = {
         "dh": args.dh_sizes,
         "dask-dh": args.dask_sizes,
         "pipeline": args.pipeline_sizes,
         "shade": args.shade_sizes,
         "shade-dask": args.shade_dask_sizes,
+        "store-view": args.store_view_sizes,
         "gpu": args.gpu_sizes,
     }
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="quests-bench-")

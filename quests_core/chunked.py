@@ -11,10 +11,13 @@ part files in a store directory::
       frames/part-000-000000.parquet    per-frame rows of the same chunk
       descriptors/part-000-000000.npy   (only with save_descriptors=True)
 
-Only one chunk is in memory at a time. Every part file is written to a
-temporary name and renamed into place, and the manifest (rewritten atomically
-after each chunk) is the only record of which chunks are finished: a run
-killed at any point loses at most the chunk it was computing. Running the same
+Only one chunk is in memory at a time, and within it the descriptors of one
+block of ``block_atoms`` atoms (a frame larger than that is computed block by
+block, its per-atom part written one Parquet row group per block). Every part
+file is written to a temporary name and renamed into place, and the manifest
+(rewritten atomically after each chunk) is the only record of which chunks are
+finished: a run killed at any point loses at most the chunk it was computing.
+Running the same
 call again skips the finished chunks (they are neither read nor recomputed)
 and computes the rest; a call whose parameters differ from the store's raises
 :class:`~quests_core.errors.QuestsError` (use a new store, or ``overwrite=True``).
@@ -39,6 +42,7 @@ Progress, e.g. with tqdm::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,7 +60,7 @@ from ._validate import check_bandwidth, check_descriptors, check_k_cutoff
 from .backend import Backend, select_backend
 from .cache import file_digest
 from .dataset import frame_record
-from .descriptors import descriptor_width, descriptors
+from .descriptors import FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
 from .export import write_json, write_table
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
@@ -78,6 +82,7 @@ STORE_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 KINDS = ("atoms", "frames", "descriptors")
 DEFAULT_CHUNK_FRAMES = 16
+DEFAULT_BLOCK_ATOMS = 1_000_000
 
 ProgressFn = Callable[[int, int], None]
 
@@ -286,72 +291,162 @@ class _Context:
     type_map: tuple[tuple[int, str], ...]
     backend: Backend
     n_threads: int | None = None
+    block_atoms: int = 1_000_000
 
 
-def _tables(items, dh: np.ndarray, plan: ChunkPlan, ctx: _Context):
-    """Per-atom and per-frame tables of one chunk."""
-    records = []
-    counts = np.array([len(it.atoms) for it in items], dtype=np.int64)
-    for it in items:
-        records.append(
-            frame_record(it.atoms, it.source, it.frame, label=ctx.label, time_step=ctx.time_step)
-        )
+def _frame_table(items, plan: ChunkPlan, ctx: _Context) -> pd.DataFrame:
+    """Per-frame rows of one chunk (the dH columns are added once dH is known)."""
+    records = [
+        frame_record(it.atoms, it.source, it.frame, label=ctx.label, time_step=ctx.time_step)
+        for it in items
+    ]
     frames = pd.DataFrame.from_records(records)
     frames.insert(0, "structure", np.arange(len(items), dtype=np.int64) + plan.first_structure)
+    return frames
+
+
+def _add_dh_columns(frames: pd.DataFrame, dh: np.ndarray) -> pd.DataFrame:
+    counts = frames["n_atoms"].to_numpy(np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     frames["mean_dH"] = np.add.reduceat(dh, starts) / counts
     frames["frac_novel"] = np.add.reduceat((dh > 0).astype(np.float64), starts) / counts
     frames["max_dH"] = np.maximum.reduceat(dh, starts)
-    rows = np.repeat(np.arange(len(items)), counts)
-    atoms: dict[str, Any] = {}
+    return frames
+
+
+def _atom_rows(frames: pd.DataFrame, j: int, atoms, a0: int, a1: int, dh: np.ndarray,
+               ctx: _Context) -> pd.DataFrame:
+    """Per-atom rows of atoms ``a0 .. a1 - 1`` of frame ``j`` of the chunk."""
+    rows = np.full(a1 - a0, j)
+    table: dict[str, Any] = {}
     for column in ("structure", "frame", "time", "label", "generation"):
-        atoms[column] = frames[column].to_numpy()[rows]
-    atoms["atom"] = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+        table[column] = frames[column].to_numpy()[rows]
+    table["atom"] = np.arange(a0, a1, dtype=np.int64)
     if ctx.positions:
         from ase.data import chemical_symbols
 
-        symbols = np.asarray(chemical_symbols, dtype=object)
-        atoms["species"] = np.concatenate([symbols[it.atoms.numbers] for it in items])
-        xyz = np.concatenate([it.atoms.positions for it in items])
-        atoms["x"], atoms["y"], atoms["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    atoms["dH"] = dh
-    return pd.DataFrame(atoms), frames
+        table["species"] = np.asarray(chemical_symbols, dtype=object)[atoms.numbers[a0:a1]]
+        xyz = atoms.positions[a0:a1]
+        table["x"], table["y"], table["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    table["dH"] = dh
+    return pd.DataFrame(table)
+
+
+class _ParquetParts:
+    """One Parquet file written as row groups, atomically (temp name, then rename)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.writer = None
+        self.schema = None
+
+    def write(self, table: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        arrow = pa.Table.from_pandas(table, schema=self.schema, preserve_index=False)
+        if self.writer is None:
+            self.schema = arrow.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(arrow)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        try:
+            if self.writer is not None:
+                self.writer.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
+                from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+class _NpyRows:
+    """A ``.npy`` file filled block by block through a memory map, renamed into place."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], dtype):
+        from numpy.lib.format import open_memmap
+
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.array = open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+
+    def __enter__(self):
+        return self.array
+
+    def __exit__(self, kind, *_):
+        try:
+            self.array.flush()
+            del self.array
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
+                from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return False
 
 
 def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, cancel=None) -> dict:
-    """Descriptors and dH of one chunk; write its part files; return its manifest record."""
+    """Descriptors and dH of one chunk, atom block by atom block; write its part files;
+    return its manifest record.
+
+    Each frame's neighbour cloud is built once; descriptors exist only for one
+    block of ``ctx.block_atoms`` atoms at a time and the per-atom part is written
+    as one Parquet row group per block, so a single frame of tens of millions of
+    atoms fits in memory (its positions, the cloud and 8 bytes of dH per atom).
+    """
     t0 = time.perf_counter()
-    n_expected = plan.n_frames
-    if len(items) != n_expected:
+    if len(items) != plan.n_frames:
         raise QuestsError(
-            f"chunk {plan.id}: read {len(items)} frames, expected {n_expected} "
+            f"chunk {plan.id}: read {len(items)} frames, expected {plan.n_frames} "
             "(file changed since the frames were counted?)",
             source=items[0].source if items else None,
         )
-    with thread_limit(ctx.n_threads):
-        x = descriptors(
-            [it.atoms for it in items],
-            k=ctx.k,
-            cutoff=ctx.cutoff,
-            species=list(ctx.species) if ctx.species else None,
-        )
-        if ctx.precision == "float32":
-            x = x.astype(np.float32)
-        logs = ctx.backend.log_kernel_sums(
-            x, x_ref, np.array([ctx.h]), precision=ctx.precision, cancel=cancel
-        )
-    dh = -logs[:, 0]
-    atoms, frames = _tables(items, dh, plan, ctx)
+    species = list(ctx.species) if ctx.species else []
+    frames = _frame_table(items, plan, ctx)
+    counts = frames["n_atoms"].to_numpy(np.int64)
+    dh = np.empty(int(counts.sum()))
+    dtype = np.float32 if ctx.precision == "float32" else np.float64
     store = Path(ctx.store)
-    files: dict[str, int] = {}
-    for kind, table in (("atoms", atoms), ("frames", frames)):
-        rel = _part_path(kind, plan.id)
-        write_table(table, store / rel)
-        files[rel] = (store / rel).stat().st_size
+    atoms_rel, frames_rel = _part_path("atoms", plan.id), _part_path("frames", plan.id)
+    desc_rel = _part_path("descriptors", plan.id)
+    desc_file = (
+        _NpyRows(store / desc_rel, (len(dh), descriptor_width(ctx.k, len(species))), dtype)
+        if ctx.save_descriptors else contextlib.nullcontext()
+    )
+    with thread_limit(ctx.n_threads), _ParquetParts(store / atoms_rel) as atoms_out, \
+            desc_file as desc_out:
+        row = 0
+        for j, it in enumerate(items):
+            try:
+                frame = FrameDescriptors(it.atoms, ctx.k, ctx.cutoff, species)
+            except QuestsError as exc:
+                raise QuestsError(str(exc), source=it.source, index=it.frame) from None
+            for a0 in range(0, frame.n_atoms, ctx.block_atoms):
+                a1 = min(a0 + ctx.block_atoms, frame.n_atoms)
+                x = frame.rows(a0, a1).astype(dtype, copy=False)
+                logs = ctx.backend.log_kernel_sums(
+                    x, x_ref, np.array([ctx.h]), precision=ctx.precision, cancel=cancel
+                )
+                block = -logs[:, 0]
+                dh[row + a0 : row + a1] = block
+                atoms_out.write(_atom_rows(frames, j, it.atoms, a0, a1, block, ctx))
+                if desc_out is not None:
+                    desc_out[row + a0 : row + a1] = x
+            row += frame.n_atoms
+    write_table(_add_dh_columns(frames, dh), store / frames_rel)
+    files = {rel: (store / rel).stat().st_size for rel in (atoms_rel, frames_rel)}
     if ctx.save_descriptors:
-        rel = _part_path("descriptors", plan.id)
-        _save_npy_atomic(store / rel, x)
-        files[rel] = (store / rel).stat().st_size
+        files[desc_rel] = (store / desc_rel).stat().st_size
     return {
         "file": plan.file,
         "chunk": plan.chunk,
@@ -362,18 +457,6 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
         "files": files,
         "seconds": round(time.perf_counter() - t0, 4),
     }
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fd:
-            np.save(fd, array)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_chunk_frames(file: FilePlan, plan: ChunkPlan, type_map):
@@ -456,6 +539,7 @@ def chunked_delta_entropy(
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    block_atoms: int = DEFAULT_BLOCK_ATOMS,
     precision: str = "float64",
     label: str | None = None,
     time_step: float | None = None,
@@ -487,6 +571,12 @@ def chunked_delta_entropy(
         Frame selection applied to every file, ASE format, LAMMPS type map.
     chunk_frames : int
         Frames per chunk (one chunk is in memory at a time).
+    block_atoms : int
+        Atoms whose descriptors exist at once (default 1,000,000, 0.5 GB at
+        k = 32): big frames are computed in blocks of atoms, so a single frame
+        of tens of millions of atoms needs memory for its positions, its
+        neighbour cloud and 8 bytes of dH per atom only. Does not change the
+        results (a store can resume with another value).
     precision : {"float64", "float32"}
         Working precision of the kernel sums (float32: about twice as fast,
         dH within 1e-3 nats).
@@ -534,6 +624,8 @@ def chunked_delta_entropy(
         raise QuestsError("chunked dH takes one bandwidth h (a number), got an array")
     if precision not in ("float32", "float64"):
         raise QuestsError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if isinstance(block_atoms, bool) or int(block_atoms) != block_atoms or block_atoms < 1:
+        raise QuestsError(f"block_atoms must be an integer >= 1, got {block_atoms!r}")
     species_list = _species_list(species)
     x_ref = check_descriptors(reference, "reference descriptors")
     width = descriptor_width(k, len(species_list) if species_list else 0)
@@ -600,6 +692,7 @@ def chunked_delta_entropy(
         type_map=tuple(sorted(tmap.items())),
         backend=engine,
         n_threads=n_threads,
+        block_atoms=int(block_atoms),
     )
     total = sum(f.n_frames for f in files)
     skipped = [p.id for p in plans if p.id in finished]

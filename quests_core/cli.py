@@ -241,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames per chunk with --store (default 16)",
     )
     g.add_argument(
+        "--block-atoms",
+        type=_positive_int,
+        default=1_000_000,
+        help="atoms whose descriptors are held at once with --store; big frames are split "
+        "into blocks of this many atoms (default 1000000)",
+    )
+    g.add_argument(
         "--scheduler",
         default=None,
         metavar="ADDRESS",
@@ -784,6 +791,7 @@ def _dh_store(args: argparse.Namespace, suffix: str | None) -> int:
             format=args.format,
             type_map=args.type_map,
             chunk_frames=args.chunk_frames,
+            block_atoms=args.block_atoms,
             precision=args.precision,
             time_step=args.time_step,
             save_descriptors=args.save_descriptors,

@@ -72,9 +72,11 @@ def _network_for(k: int) -> tuple[int, np.ndarray]:
 
 @nb.njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz"})
 def _descriptor_kernel(
-    pts, n_atoms, lo, edge, nbins, start, order, max_occ, k, cutoff, eps, size, network, out
+    pts, first, lo, edge, nbins, start, order, max_occ, k, cutoff, eps, size, network, out
 ):
+    # atoms first .. first + len(out) - 1 of the cloud; row i - first of out
     rc2 = cutoff * cutoff
+    n_atoms = out.shape[0]
     n_chunks = (n_atoms + _CHUNK - 1) // _CHUNK
     cap = 27 * max_occ + 1
     n_comp = network.shape[0]
@@ -89,9 +91,10 @@ def _descriptor_kernel(
         # C is symmetric, so column j of cmat is row j of C and one comparator of the
         # sorting network acts on contiguous memory for all rows at once (SIMD)
         cmat = np.zeros((max(size, k), max(size, k)))
-        i0 = ch * _CHUNK
-        i1 = min(i0 + _CHUNK, n_atoms)
+        i0 = first + ch * _CHUNK
+        i1 = min(i0 + _CHUNK, first + n_atoms)
         for i in range(i0, i1):
+            row = i - first
             px = pts[i, 0]
             py = pts[i, 1]
             pz = pts[i, 2]
@@ -127,7 +130,7 @@ def _descriptor_kernel(
                 s[j] = 1.0 - z * z  # sqrt(w)
             # X1, largest first (neighbours are sorted by distance)
             for j in range(k):
-                out[i, j] = s[j] * s[j] / (r[j] + eps) if j < m else 0.0
+                out[row, j] = s[j] * s[j] / (r[j] + eps) if j < m else 0.0
             # cross terms C_jl = sqrt(w_j w_l) / r_jl; zero diagonal, zero padding
             for j in range(m):
                 for l in range(m):
@@ -153,26 +156,80 @@ def _descriptor_kernel(
                 acc = 0.0
                 for j in range(m):
                     acc += cmat[t, j]
-                out[i, k + t] = acc / k
+                out[row, k + t] = acc / k
 
 
-def _structure_descriptors(atoms, k, cutoff, index, positions=None) -> np.ndarray:
-    pos = np.asarray(atoms.positions if positions is None else positions, dtype=np.float64)
-    if pos.shape[0] == 0:
-        raise QuestsError("structure has zero atoms", index=index)
-    if not np.all(np.isfinite(pos)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
-        raise QuestsError(f"atom {bad} has NaN or Inf position", index=index)
-    pts, _src, lo, edge, nbins, start, order, max_occ = neighbor_cloud(
-        pos, atoms.cell.array, atoms.pbc, cutoff, index=index
-    )
-    out = np.empty((pos.shape[0], 2 * k - 1))
-    size, network = _network_for(k)
-    _descriptor_kernel(
-        pts, pos.shape[0], lo, edge, nbins, start, order, max_occ, k, cutoff, EPS, size,
-        network, out,
-    )
-    return out
+class _Cloud:
+    """The neighbour cloud of one set of positions, built once, queried in atom blocks."""
+
+    def __init__(self, atoms, k, cutoff, index):
+        pos = np.asarray(atoms.positions, dtype=np.float64)
+        if pos.shape[0] == 0:
+            raise QuestsError("structure has zero atoms", index=index)
+        if not np.all(np.isfinite(pos)):
+            bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
+            raise QuestsError(f"atom {bad} has NaN or Inf position", index=index)
+        self.n_atoms = pos.shape[0]
+        self.k, self.cutoff = k, cutoff
+        pts, _src, *self._grid = neighbor_cloud(
+            pos, atoms.cell.array, atoms.pbc, cutoff, index=index
+        )
+        self._pts = pts
+
+    def rows(self, a0: int, a1: int) -> np.ndarray:
+        """Descriptors of atoms ``a0 .. a1 - 1`` (float64)."""
+        out = np.empty((a1 - a0, 2 * self.k - 1))
+        if a1 > a0:
+            size, network = _network_for(self.k)
+            lo, edge, nbins, start, order, max_occ = self._grid
+            _descriptor_kernel(
+                self._pts, a0, lo, edge, nbins, start, order, max_occ, self.k, self.cutoff,
+                EPS, size, network, out,
+            )
+        return out
+
+
+class FrameDescriptors:
+    """Descriptors of one ``ase.Atoms``, computed block by block of atoms.
+
+    The neighbour clouds (one, plus one per species for the multicomponent
+    descriptor) are built once; :meth:`rows` then computes any range of atoms.
+    Peak memory is the clouds plus the block asked for, so a frame of tens of
+    millions of atoms never needs all its descriptors at once.
+    """
+
+    def __init__(self, atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None):
+        self.n_atoms = len(atoms)
+        self.width = descriptor_width(k, len(species))
+        self._plain = _Cloud(atoms, k, cutoff, index)
+        self._species: list[tuple[np.ndarray, np.ndarray, _Cloud | None]] = []
+        if len(species) > 1:
+            symbols = np.asarray(atoms.get_chemical_symbols())
+            unknown = sorted(str(s) for s in set(symbols) - set(species))
+            if unknown:
+                raise QuestsError(
+                    f"species {unknown} not in the species list {species}", index=index
+                )
+            for sp in species:
+                mask = symbols == sp
+                # sub-structure row of each atom: the species' atoms keep their order
+                before = np.concatenate([[0], np.cumsum(mask)])
+                cloud = _Cloud(atoms[mask], k, cutoff, index) if mask.any() else None
+                self._species.append((mask, before, cloud))
+
+    def rows(self, a0: int = 0, a1: int | None = None) -> np.ndarray:
+        """Descriptors of atoms ``a0 .. a1 - 1`` (float64, ``(a1 - a0, width)``)."""
+        a1 = self.n_atoms if a1 is None else min(int(a1), self.n_atoms)
+        plain = self._plain.rows(a0, a1)
+        if not self._species:
+            return plain
+        out = np.zeros((a1 - a0, self.width))
+        w = plain.shape[1]
+        out[:, :w] = plain
+        for b, (mask, before, cloud) in enumerate(self._species, start=1):
+            if cloud is not None and before[a1] > before[a0]:
+                out[mask[a0:a1], b * w : (b + 1) * w] = cloud.rows(before[a0], before[a1])
+        return out
 
 
 def _species_list(structs, species) -> list[str]:
@@ -188,23 +245,7 @@ def _species_list(structs, species) -> list[str]:
 
 def structure_descriptors(atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None):
     """Descriptors of one ``ase.Atoms`` (float64), multicomponent when ``species`` is given."""
-    plain = _structure_descriptors(atoms, k, cutoff, index)
-    if len(species) <= 1:
-        return plain
-    symbols = np.asarray(atoms.get_chemical_symbols())
-    unknown = sorted(set(symbols) - set(species))
-    if unknown:
-        raise QuestsError(f"species {unknown} not in the species list {species}", index=index)
-    blocks = [plain]
-    width = plain.shape[1]
-    for sp in species:
-        mask = symbols == sp
-        block = np.zeros((len(atoms), width))
-        if mask.any():
-            sub = atoms[mask]
-            block[mask] = _structure_descriptors(sub, k, cutoff, index)
-        blocks.append(block)
-    return np.concatenate(blocks, axis=1)
+    return FrameDescriptors(atoms, k, cutoff, species, index).rows()
 
 
 def descriptors(

@@ -121,17 +121,17 @@ def test_resume_after_interruption_skips_finished_chunks(
     before = _part_stats(store, partial.chunk_ids)
 
     structures_seen = []
-    real = chunked.descriptors
 
-    def counting(structures, **kw):
-        structures_seen.append(len(structures))
-        return real(structures, **kw)
+    class Counting(chunked.FrameDescriptors):
+        def __init__(self, atoms, *args, **kw):
+            structures_seen.append(atoms.info["time"])
+            super().__init__(atoms, *args, **kw)
 
-    monkeypatch.setattr(chunked, "descriptors", counting)
+    monkeypatch.setattr(chunked, "FrameDescriptors", Counting)
     run = chunked_delta_entropy(traj, reference, store, chunk_frames=2)
     assert run.skipped == ["000-000000", "000-000001"]
     assert run.computed == ["000-000002", "000-000003"]
-    assert structures_seen == [2, 1]  # only the unfinished frames were computed
+    assert structures_seen == [2.0, 2.5, 3.0]  # only the unfinished frames 4, 5, 6
     assert _part_stats(store, ["000-000000", "000-000001"]) == before
     assert_same_dh(run.store.delta_entropy(), in_memory[2])
     assert run.complete
@@ -254,6 +254,42 @@ def test_two_files_with_selection_and_descriptors(tmp_path, traj, reference):
     x = qc.descriptors(wanted)
     np.testing.assert_array_equal(run.store.descriptors(), x)
     assert_same_dh(run.store.delta_entropy(), qc.delta_entropy(x, reference))
+
+
+def test_frames_split_into_atom_blocks_give_the_same_store(tmp_path, traj, reference):
+    """block_atoms smaller than a frame: same tables and descriptors, one row group per
+    block, and the store can resume with another block size (it is not a parameter)."""
+    import pyarrow.parquet as pq
+
+    whole = chunked_delta_entropy(traj, reference, tmp_path / "whole", chunk_frames=3,
+                                  save_descriptors=True)
+    split = chunked_delta_entropy(traj, reference, tmp_path / "split", chunk_frames=3,
+                                  save_descriptors=True, block_atoms=7)
+    pd.testing.assert_frame_equal(split.store.atoms(), whole.store.atoms())
+    pd.testing.assert_frame_equal(split.store.frames(), whole.store.frames())
+    np.testing.assert_array_equal(split.store.descriptors(), whole.store.descriptors())
+    first = split.store.part_paths("atoms")[0]
+    assert pq.ParquetFile(first).num_row_groups == 3 * 5  # 3 frames of 32 atoms, blocks of 7
+    again = chunked_delta_entropy(traj, reference, tmp_path / "split", chunk_frames=3,
+                                  save_descriptors=True, block_atoms=1000)
+    assert again.computed == [] and len(again.skipped) == 3
+    with pytest.raises(QuestsError, match="block_atoms must be an integer >= 1"):
+        chunked_delta_entropy(traj, reference, tmp_path / "bad", block_atoms=0)
+
+
+def test_descriptor_error_names_file_and_frame(tmp_path, reference):
+    frames = [noisy_cu((2, 2, 2), noise=0.03, seed=i) for i in range(3)]
+    frames[2][5].symbol = "Au"
+    path = tmp_path / "alloy.extxyz"
+    write(path, frames, format="extxyz")
+    width = qc.descriptors(frames[0], species=["Cu", "Ni"]).shape[1]
+    ref = np.zeros((4, width))
+    with pytest.raises(QuestsError) as info:
+        chunked_delta_entropy(path, ref, tmp_path / "store", species=["Cu", "Ni"])
+    assert str(info.value) == (
+        f"{path}, structure 2: species ['Au'] not in the species list ['Cu', 'Ni']"
+    )
+    del reference
 
 
 def test_float32_store_within_tolerance(tmp_path, traj, reference, in_memory):

@@ -145,6 +145,23 @@ def test_multicomponent_blocks():
         qc.descriptors(atoms, species=["Cu", "Au"])
 
 
+def test_frame_descriptors_in_atom_blocks_equal_the_whole_frame():
+    """Blocks of atoms (cloud built once) give the same rows, multicomponent included."""
+    from quests_core.descriptors import FrameDescriptors
+
+    atoms = noisy_cu((3, 3, 3), seed=5)
+    symbols = np.where(np.arange(len(atoms)) % 3 == 0, "Ag", "Cu")
+    atoms.set_chemical_symbols(symbols)
+    for species in ((), ("Ag", "Cu")):
+        whole = qc.descriptors(atoms, species=list(species) or None)
+        frame = FrameDescriptors(atoms, species=species)
+        edges = [0, 1, 17, 18, 64, len(atoms)]
+        pairs = zip(edges[:-1], edges[1:], strict=True)
+        blocks = np.concatenate([frame.rows(a, b) for a, b in pairs])
+        np.testing.assert_array_equal(blocks, whole)
+        assert frame.rows(5, 5).shape == (0, whole.shape[1])
+
+
 def test_thread_count_does_not_change_results():
     atoms = noisy_cu((4, 4, 4), seed=5)
     one = qc.descriptors(atoms, n_threads=1)
