@@ -28,6 +28,10 @@ Parts (each runs in its own process, so its peak memory is its own):
     kind of folder: open it, the first raster and a zoom raster in the
     background thread, while an asyncio loop ticking every 10 ms measures how
     long the server's event loop would stall.
+``big-frame``
+    One frame of N atoms (an ASE ``.traj`` file) through the chunked pipeline
+    in blocks of 1 M atoms: time and peak memory, against the size of the
+    descriptor array the frame would need at once.
 ``gpu``
     dH of N test environments against 4,224 references with the PyTorch
     backend on a CUDA device (skipped without one), float32, and parity
@@ -411,6 +415,43 @@ def part_store_view(size: int, threads: int, data_dir: str, **_) -> dict:
     }
 
 
+def part_big_frame(size: int, threads: int, data_dir: str, **_) -> dict:
+    """One frame of N atoms (ASE .traj) through the chunked pipeline in blocks of 1 M atoms:
+    time and peak memory against the descriptor array the frame would need at once."""
+    from ase.io import write
+
+    import quests_core as qc
+    from quests_core.chunked import chunked_delta_entropy
+
+    path = Path(data_dir) / f"big-frame-{size}.traj"
+    t0 = time.perf_counter()
+    if not path.exists():
+        write(path, noisy_cu(size, 0.08, 7))
+    write_s = time.perf_counter() - t0
+    x_ref = reference_set().astype(np.float32)
+    qc.delta_entropy(x_ref[:512], x_ref, BANDWIDTH, n_threads=threads)  # JIT warm-up
+    rss_before = peak_rss_gb()
+    store = Path(data_dir) / f"big-frame-store-{size}"
+    t0 = time.perf_counter()
+    run = chunked_delta_entropy(path, x_ref, store, BANDWIDTH, precision="float32",
+                                block_atoms=1_000_000, n_threads=threads, overwrite=True)
+    seconds = time.perf_counter() - t0
+    n = run.store.n_atoms
+    return {
+        "part": "big-frame",
+        "what": f"one frame of {n:,} atoms (.traj) -> chunk store, float32, blocks of 1 M atoms, "
+        f"{threads} thread(s)",
+        "n_atoms": n,
+        "seconds": seconds,
+        "atoms_per_s": n / seconds,
+        "descriptors_GB_if_held_float64": n * 63 * 8 / 1e9,
+        "peak_rss_GB_before_run": rss_before,
+        "peak_rss_GB": peak_rss_gb(),
+        "write_s": write_s,
+        "store_GB": sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 1e9,
+    }
+
+
 def part_gpu(size: int, threads: int, **_) -> dict:
     from quests_core.gpu import cuda_available, log_kernel_sums_torch
     from quests_core.kernels import log_kernel_sums
@@ -456,6 +497,7 @@ PARTS = {
     "shade": part_shade,
     "shade-dask": part_shade_dask,
     "store-view": part_store_view,
+    "big-frame": part_big_frame,
     "gpu": part_gpu,
 }
 
@@ -508,6 +550,11 @@ def summary_line(row: dict) -> str:
             f"{row['seconds']:.1f} s ({row['atoms_per_s']:.3g} atoms/s), "
             f"rerun {row['rerun_all_skipped_s']:.2f} s"
         )
+    elif row["part"] == "big-frame":
+        extra = (
+            f"{row['seconds']:.1f} s ({row['atoms_per_s']:.3g} atoms/s); descriptors if held "
+            f"{row['descriptors_GB_if_held_float64']:.2f} GB"
+        )
     elif row["part"] == "store-view":
         extra = (
             f"first raster {row['cold_s']:.2f} s, zoom {row['zoom_s']:.2f} s, "
@@ -530,6 +577,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shade-sizes", type=int, nargs="*", default=[10_000_000])
     ap.add_argument("--shade-dask-sizes", type=int, nargs="*", default=[10_000_000, 100_000_000])
     ap.add_argument("--store-view-sizes", type=int, nargs="*", default=[100_000_000])
+    ap.add_argument("--big-frame-sizes", type=int, nargs="*", default=[4_000_000])
     ap.add_argument("--gpu-sizes", type=int, nargs="*", default=[PAPER_ATOMS])
     ap.add_argument("--data-dir", default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--keep-data", action="store_true", help="keep the scratch folder")
@@ -551,7 +599,7 @@ def main(argv=None) -> int:
             [2_000_000],
             [200_000],
         )
-        args.store_view_sizes = [2_000_000]
+        args.store_view_sizes, args.big_frame_sizes = [2_000_000], [100_000]
     sizes = {
         "dh": args.dh_sizes,
         "dask-dh": args.dask_sizes,
@@ -559,6 +607,7 @@ def main(argv=None) -> int:
         "shade": args.shade_sizes,
         "shade-dask": args.shade_dask_sizes,
         "store-view": args.store_view_sizes,
+        "big-frame": args.big_frame_sizes,
         "gpu": args.gpu_sizes,
     }
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="quests-bench-")

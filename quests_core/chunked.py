@@ -332,14 +332,38 @@ def _atom_rows(frames: pd.DataFrame, j: int, atoms, a0: int, a1: int, dh: np.nda
     return pd.DataFrame(table)
 
 
-class _ParquetParts:
-    """One Parquet file written as row groups, atomically (temp name, then rename)."""
+class _AtomicFile:
+    """A file written under a temporary name, renamed into place when its ``with`` block
+    ends without an exception (removed otherwise)."""
 
     def __init__(self, path: Path):
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.writer = None
-        self.schema = None
+
+    def _close(self) -> None:
+        """Finish writing ``self.tmp``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        try:
+            self._close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
+                from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+class _ParquetParts(_AtomicFile):
+    """One Parquet file written as one row group per :meth:`write`."""
+
+    writer = None
+    schema = None
 
     def write(self, table: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -351,48 +375,23 @@ class _ParquetParts:
             self.writer = pq.ParquetWriter(self.tmp, self.schema)
         self.writer.write_table(arrow)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, *_):
-        try:
-            if self.writer is not None:
-                self.writer.close()
-            if kind is None:
-                os.replace(self.tmp, self.path)
-        except OSError as exc:
-            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
-                from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
-        return False
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
-class _NpyRows:
-    """A ``.npy`` file filled block by block through a memory map, renamed into place."""
+class _NpyRows(_AtomicFile):
+    """A ``.npy`` file filled block by block through the memory map :attr:`array`."""
 
     def __init__(self, path: Path, shape: tuple[int, int], dtype):
         from numpy.lib.format import open_memmap
 
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        super().__init__(path)
         self.array = open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
 
-    def __enter__(self):
-        return self.array
-
-    def __exit__(self, kind, *_):
-        try:
-            self.array.flush()
-            del self.array
-            if kind is None:
-                os.replace(self.tmp, self.path)
-        except OSError as exc:
-            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
-                from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
-        return False
+    def _close(self) -> None:
+        self.array.flush()
+        del self.array
 
 
 def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, cancel=None) -> dict:
@@ -441,7 +440,7 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
                 dh[row + a0 : row + a1] = block
                 atoms_out.write(_atom_rows(frames, j, it.atoms, a0, a1, block, ctx))
                 if desc_out is not None:
-                    desc_out[row + a0 : row + a1] = x
+                    desc_out.array[row + a0 : row + a1] = x
             row += frame.n_atoms
     write_table(_add_dh_columns(frames, dh), store / frames_rel)
     files = {rel: (store / rel).stat().st_size for rel in (atoms_rel, frames_rel)}

@@ -165,6 +165,9 @@ def test_store_view_opens_rasterises_and_zooms(data_dir):
     zoomed = view._pipe.data
     xs = zoomed.coords["structure"].to_numpy()
     assert 2.0 <= xs.min() < xs.max() <= 6.0 and zoomed.shape == (420, 900)
+    # Rescan reopens the store (a run in progress grows) and aggregates it afresh
+    view.rescan()
+    assert view.wait(30) and view.rasters == 3
     # other axes
     view.x_axis = "x"
     assert view.wait(30) and view._pipe.data.dims == ("dH", "x")

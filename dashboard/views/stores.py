@@ -118,6 +118,7 @@ class StoreView(View):
         self.param.x_axis.objects = data.axes
         self.param.y_axis.objects = data.axes
         self._clim = None
+        self._last = None  # a reopened store (Rescan) is aggregated afresh
         # one redraw, already on the home ranges (the axis watchers then find nothing to do)
         with param.parameterized.batch_call_watchers(self):
             self.x_axis, self.y_axis = x, y
