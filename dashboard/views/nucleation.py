@@ -89,7 +89,7 @@ class NucleationView(View):
         if res.nucleation is None:
             return placeholder(res.nucleation_note or "No solid-like clusters computed.")
         nuc = res.nucleation
-        open_button = pn.widgets.Button(name="Open in Structure", button_type="primary",
+        open_button = pn.widgets.Button(label="Open in Structure", color="primary",
                                         width=180)
         open_button.on_click(self.open_in_structure)
         parts = [
