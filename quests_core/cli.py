@@ -800,6 +800,11 @@ def _dh_store(args: argparse.Namespace, suffix: str | None) -> int:
             client=args.scheduler,
             progress=progress,
         )
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: the finished chunks are kept in {args.store}; run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     frames = run.store.frames()

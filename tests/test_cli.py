@@ -259,7 +259,7 @@ def test_dh_table_cached_as_parquet(env, capsys, monkeypatch):
     )
 
 
-def test_dh_store_matches_in_memory_and_resumes(env, capsys):
+def test_dh_store_matches_in_memory_and_resumes(env, capsys, monkeypatch):
     """``dh --store``: chunked into a Parquet store, same dH as in memory, resumable."""
     from quests_core.chunked import ChunkStore
 
@@ -293,6 +293,25 @@ def test_dh_store_matches_in_memory_and_resumes(env, capsys):
     summary = json.loads((env / "frames.json").read_text())["summary"]
     assert (summary["chunks_computed"], summary["chunks_resumed"]) == (1, 2)
     np.testing.assert_array_equal(ChunkStore(store).delta_entropy(), exact)
+
+    # Ctrl-C: exit status 130, one line saying how to resume, nothing lost
+    import quests_core.chunked as chunked
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["chunks"].pop("000-000001")
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with monkeypatch.context() as patch:
+        patch.setattr(chunked, "_compute_chunk", interrupt)
+        rc, _, err = run(argv, capsys)
+    assert rc == 130 and err.strip() == (
+        f"interrupted: the finished chunks are kept in {store}; run the same command again "
+        "to resume")
+    assert ChunkStore(store).chunk_ids == ["000-000000", "000-000002"]
+    rc, _, err = run(argv, capsys)
+    assert rc == 0 and ChunkStore(store).complete
 
     # other parameters: refused with one line naming the store and the difference
     rc, _, err = run([*argv[:-2], "--bandwidth", "0.02"], capsys)
