@@ -64,11 +64,7 @@ class LearningView(View):
     datasets = param.ListSelector(default=[], objects=[], doc="Datasets overlaid.")
     log_x = param.Boolean(default=True, doc="Logarithmic N axis.")
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.state.param.watch(self._on_results, "results")
-        self._on_results()
-
+    @param.depends("state.results", watch=True, on_init=True)
     def _on_results(self, *_):
         res = self.results
         if res is None:

@@ -67,11 +67,7 @@ class OverlapView(View):
     cell = param.NumericTuple(default=None, allow_None=True, length=2,
                               doc="(row, column) clicked.")
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.state.param.watch(self._on_results, "results")
-        self._on_results()
-
+    @param.depends("state.results", watch=True, on_init=True)
     def _on_results(self, *_):
         res = self.results
         if res is None:

@@ -89,11 +89,7 @@ class TrajectoryView(View):
     z_threshold = param.Number(default=5.0, bounds=(1.0, 50.0), step=0.5,
                                doc="Robust z-score above which a jump is flagged.")
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.state.param.watch(self._on_results, "results")
-        self._on_results()
-
+    @param.depends("state.results", watch=True, on_init=True)
     def _on_results(self, *_):
         res = self.results
         if res is None:
