@@ -180,6 +180,30 @@ def test_failed_simulation_blows_up_late():
     assert temps[-1] > 10 * early
 
 
+def test_bundled_chunk_store_matches_a_fresh_computation():
+    """cu_failed_simulation_store/: dH of the failed run against the 400 K solid, as the
+    chunked pipeline wrote it, equals dH computed now in memory; it flags the blow-up."""
+    import quests_core as qc
+    from quests_core.chunked import ChunkStore
+
+    store = ChunkStore(DATA / "cu_failed_simulation_store")
+    assert store.complete and len(store.chunk_ids) == 7
+    params = store.params
+    assert params["files"][0]["path"] == "../cu_failed_simulation.extxyz"
+    assert (params["k"], params["cutoff"], params["h"]) == (32, 5.0, 0.015)
+    assert params["files"][0]["sha256"] == hashlib.sha256(
+        (DATA / "cu_failed_simulation.extxyz").read_bytes()).hexdigest()
+    y = qc.descriptors(frames("cu_failed_simulation.extxyz"))
+    x = qc.descriptors(frames("cu_solid_400K.extxyz"))
+    np.testing.assert_allclose(store.delta_entropy(), qc.delta_entropy(y, x, 0.015),
+                               rtol=1e-10, atol=1e-10)
+    table = store.frames()
+    blowup = manifest()["facts"]["failed"]["blowup_frame"]
+    assert table["frac_novel"].iloc[:10].max() < 0.05  # equilibrated at 400-460 K: known
+    assert (table["frac_novel"].iloc[blowup:] > 0.9).all()  # exploded: nothing is known
+    assert table["max_dH"].iloc[blowup:].min() > 10 * max(table["max_dH"].iloc[:10].max(), 1.0)
+
+
 def test_two_models_forces_differ_more_off_equilibrium():
     name = "cu_forces_two_models.extxyz"
     labels = info(name, "label")
