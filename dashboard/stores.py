@@ -141,9 +141,10 @@ class StoreData:
                                columns=list(columns) if columns else None)
 
     def robust_extent(self, column: str, quantile: float = 0.005,
-                      max_parts: int = 8) -> tuple[float, float]:
+                      max_rows: int = 1_000_000) -> tuple[float, float]:
         """Range from the ``quantile`` to the ``1 - quantile`` quantile of ``column``
-        (0 included for dH), estimated from up to ``max_parts`` evenly spaced parts.
+        (0 included for dH), estimated from evenly spaced Parquet row groups holding
+        about ``max_rows`` rows in all: bounded work whatever the store's size.
 
         The initial view of a failed run must not be squashed by a few exploding
         atoms (dH of 1e5 nats); zooming out still reaches everything.
@@ -152,10 +153,18 @@ class StoreData:
 
         key = f"robust:{column}"
         if key not in self.extents:
-            step = max(1, len(self.parts) // max_parts)
+            groups = []
+            for p in self.parts:
+                meta = pq.read_metadata(p)
+                groups += [(p, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+            mean_rows = max(1.0, sum(n for *_, n in groups) / len(groups))
+            # evenly spaced over the run (a failed run goes wrong at its end), at least 8
+            k = min(len(groups), max(8, int(max_rows // mean_rows)))
+            picked = [groups[int(i)] for i in np.unique(np.linspace(0, len(groups) - 1, k)
+                                                        .round())]
             values = np.concatenate([
-                pq.read_table(p, columns=[column]).column(0).to_numpy().astype(np.float64)
-                for p in self.parts[::step][:max_parts]
+                pq.ParquetFile(p).read_row_group(g, columns=[column]).column(0).to_numpy()
+                .astype(np.float64) for p, g, _ in picked
             ])
             values = values[np.isfinite(values)]
             lo_all, hi_all = self.extent(column)

@@ -213,3 +213,27 @@ def test_app_has_a_stores_tab(data_dir):
     tab = app.build_tab(len(TAB_NAMES) - 1)
     assert tab.objects and app.stores.param.store.objects == [NONE, "runs/failed"]
     app.cleanup()
+
+
+def test_robust_extent_samples_row_groups_across_the_whole_run(tmp_path):
+    """A Parquet folder of 50 row groups, dH = the group's index: the sampled groups span
+    the run from first to last (a failed run goes wrong at its end), within budget."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "data" / "parts"
+    folder.mkdir(parents=True)
+    for part in range(5):
+        with pq.ParquetWriter(folder / f"part-{part}.parquet",
+                              pa.schema([("structure", pa.int64()), ("dH", pa.float64())])) as w:
+            for g in range(10):
+                index = 10 * part + g
+                w.write_table(pa.Table.from_pandas(pd.DataFrame(
+                    {"structure": np.full(1000, index), "dH": np.full(1000, float(index))}),
+                    preserve_index=False))
+    data = open_store(tmp_path / "data", "parts")
+    assert data.info["kind"] == "Parquet folder" and data.n_atoms == 50_000
+    lo, hi = data.robust_extent("dH", max_rows=8_000)
+    assert lo <= 0.0 and 49.0 <= hi <= 49.0 + 0.05 * 49 + 1e-9
+    assert data.extent("dH") == (0.0, 49.0)
