@@ -82,7 +82,7 @@ class DashboardApp:
         self.compression = CompressionView(state=self.state, job_mode=job_mode)
         self.active_learning = ActiveLearningView(state=self.state, job_mode=job_mode)
         self.uncertainty = UncertaintyView(state=self.state, job_mode=job_mode)
-        self.stores = StoreView(state=self.state)
+        self.stores = StoreView(state=self.state, job_mode=job_mode)
         self.analyses = [self.compression, self.active_learning, self.uncertainty]
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
                       self.overlap, self.nucleation, *self.analyses, self.stores]
@@ -133,6 +133,7 @@ class DashboardApp:
         self.data.cancel()
         for view in self.analyses:
             view.cancel()
+        self.stores.cancel_store()
         shutil.rmtree(self.upload_dir, ignore_errors=True)
 
 

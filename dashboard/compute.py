@@ -14,6 +14,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import re
 import threading
 import time
 import traceback
@@ -637,6 +638,65 @@ def run_pipeline(
 # ----------------------------------------------------------------------------
 
 
+#: Characters allowed in the name of a store made from the dashboard.
+_STORE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def store_path(data_dir: str, name: str) -> Path:
+    """Where the Stores tab writes the store ``name``: ``<data dir>/stores/<name>``."""
+    if not _STORE_NAME.match(name or ""):
+        raise QuestsError(f"{name!r}: a store name is letters, digits, '_', '-' and '.', "
+                          "starting with a letter or digit")
+    return Path(data_dir) / "stores" / name
+
+
+def run_store(files: list[FileSpec], settings: dict, report: ProgressFn | None = None,
+              cancel=None, n_threads: int | None = None) -> str:
+    """The Stores tab's task: dH of the test and trajectory files against the reference
+    files, chunk by chunk, into the resumable store ``settings["store_path"]``.
+
+    Running it again on the same store resumes it; cancelling keeps the finished
+    chunks. Returns the store's path.
+    """
+    from quests_core.chunked import chunked_delta_entropy
+
+    prog = _Progress(report, cancel)
+    refs = [f for f in files if f.role == "reference"]
+    tests = [f for f in files if f.role in ("test", "trajectory")]
+    if not refs:
+        raise QuestsError("a store needs reference files: give a file the role 'reference'")
+    if not tests:
+        raise QuestsError("a store needs test or trajectory files to compute dH of")
+    selections = sorted({f.index or ":" for f in tests})
+    if len(selections) > 1:
+        raise QuestsError("the files of one store need one frame selection, got "
+                          + ", ".join(selections))
+    labels = {f.label for f in tests}
+    label = labels.pop() if len(labels) == 1 else ""  # one label for the whole store, or none
+    k, cutoff = int(settings["k"]), float(settings["cutoff"])
+    prog.stage(0.0, 0.05, "Reading the reference")
+    loaded = _load(refs, prog)
+    prog.stage(0.05, 0.15, "Reference descriptors")
+    x = np.concatenate([_compute_descriptors(it.dataset, k, cutoff, prog, n_threads)
+                        for it in loaded])
+    h = _choose_bandwidth(settings, loaded)
+    prog.stage(0.15, 1.0, "dH, chunk by chunk")
+
+    def progress(done: int, total: int) -> None:
+        prog(done / max(total, 1), f"dH: {done} of {total} frames in the store")
+
+    path = Path(settings["store_path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunked_delta_entropy(
+        [f.path for f in tests], x, path, h, k=k, cutoff=cutoff, index=selections[0],
+        chunk_frames=int(settings.get("chunk_frames", 16)),
+        precision=settings.get("precision", "float32"),
+        label=label or None,
+        n_threads=n_threads, progress=progress, cancel=cancel,
+    )
+    return str(path)
+
+
 def _pipeline_task(files, settings, report, cancel, n_threads):
     """The Data tab's task: :func:`run_pipeline`."""
     return run_pipeline(files, settings, report, cancel, n_threads=n_threads)
@@ -688,12 +748,16 @@ class ComputeJob:
         Numba kernels hold the GIL; ``"thread"`` is lighter (notebooks, tests).
     n_threads : int, optional
         Numba/BLAS threads of the job.
+    task : callable, optional
+        Module-level ``task(files, settings, report, cancel, n_threads)`` run instead
+        of the Data tab's pipeline (the analysis tabs and the Stores tab use this).
     """
 
     def __init__(self, files: list[FileSpec], settings: dict, mode: str = "process",
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, task: Callable | None = None):
         if mode not in ("process", "thread"):
             raise QuestsError(f"unknown job mode {mode!r}")
+        self.task = task or _pipeline_task
         self.files = list(files)
         self.settings = dict(settings)
         self.mode = mode
@@ -713,8 +777,8 @@ class ComputeJob:
 
     def _target(self) -> tuple:
         """The worker function and its leading arguments (before queue, cancel, threads,
-        nice); subclasses running another task override this."""
-        return _worker_main, (_pipeline_task, self.files, self.settings)
+        nice)."""
+        return _worker_main, (self.task, self.files, self.settings)
 
     def try_start(self) -> bool:
         """Start if a job slot is free; returns whether it started."""

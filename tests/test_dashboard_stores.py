@@ -237,3 +237,74 @@ def test_robust_extent_samples_row_groups_across_the_whole_run(tmp_path):
     lo, hi = data.robust_extent("dH", max_rows=8_000)
     assert lo <= 0.0 and 49.0 <= hi <= 49.0 + 0.05 * 49 + 1e-9
     assert data.extent("dH") == (0.0, 49.0)
+
+
+@pytest.fixture
+def sidebar_state(tmp_path):
+    """A fresh data directory with the synthetic files; reference and trajectory chosen."""
+    files = make_sample_dir(tmp_path / "data")
+    state = AppState(data_dir=str(tmp_path / "data"))
+    state.add_file(str(files["solid.extxyz"]), "solid.extxyz", role="reference")
+    state.add_file(str(files["failed_traj.extxyz"]), "failed_traj.extxyz", role="trajectory")
+    return state, files
+
+
+def test_stores_tab_writes_a_store_from_the_sidebar_files(sidebar_state):
+    state, files = sidebar_state
+    view = StoreView(state=state, job_mode="thread")
+    view.new_store, view.chunk_frames, view.precision = "failed", 5, "float64"
+    job = view.write_store_sync(120)
+    assert job.state == "done", job.error
+    assert view.store == "stores/failed" and view.job_status == "Done: stores/failed"
+    assert view.wait(30) and view.rasters >= 1
+    data_dir = view.data.path
+    store = ChunkStore(data_dir)
+    assert store.complete and len(store.chunk_ids) == 3  # 12 frames in chunks of 5
+    x_ref = descriptors(read_structures(files["solid.extxyz"]))
+    y = descriptors(read_structures(files["failed_traj.extxyz"]))
+    from quests_core.entropy import delta_entropy
+
+    np.testing.assert_allclose(store.delta_entropy(), delta_entropy(y, x_ref, 0.015),
+                               rtol=1e-12, atol=1e-12)
+    # writing it again resumes: nothing is recomputed
+    stamps = {p: p.stat().st_mtime_ns for p in (data_dir / "atoms").iterdir()}
+    assert view.write_store_sync(120).state == "done"
+    assert {p: p.stat().st_mtime_ns for p in (data_dir / "atoms").iterdir()} == stamps
+    assert [m for m in state.messages if m[0] == "error"] == []
+
+
+@pytest.mark.parametrize("name, roles, message", [
+    ("bad/name", ("reference", "trajectory"), "a store name is letters"),
+    ("ok", ("test", "trajectory"), "add reference and test"),
+])
+def test_stores_tab_refuses_bad_store_requests(sidebar_state, name, roles, message):
+    state, _ = sidebar_state
+    for spec, role in zip(list(state.files), roles, strict=True):
+        state.update_file(spec.name, role=role)
+    view = StoreView(state=state, job_mode="thread")
+    view.new_store = name
+    assert view.write_store_sync() is None
+    assert view.job_status.startswith("Not started") and message in view.job_status
+    assert state.messages[-1][0] == "error"
+
+
+def test_cancelled_store_keeps_its_finished_chunks(sidebar_state):
+    from dashboard import compute
+
+    state, _ = sidebar_state
+    cancel = threading.Event()
+
+    def report(fraction, text):
+        if text.startswith("dH: 5 of"):  # the first chunk is finished
+            cancel.set()
+
+    path = compute.store_path(state.data_dir, "partial")
+    settings = {**state.settings.as_dict(), "store_path": str(path), "chunk_frames": 5}
+    from quests_core.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        compute.run_store(state.files, settings, report, cancel)
+    store = ChunkStore(path)
+    assert store.chunk_ids == ["000-000000"] and not store.complete
+    assert compute.run_store(state.files, settings) == str(path)
+    assert ChunkStore(path).complete

@@ -57,11 +57,7 @@ class AnalysisJob(compute.ComputeJob):
 
     def __init__(self, task: Task, files: list[FileSpec], settings: dict,
                  mode: str = "process", n_threads: int | None = None):
-        super().__init__(files, settings, mode=mode, n_threads=n_threads)
-        self.task = task
-
-    def _target(self) -> tuple:
-        return compute._worker_main, (self.task, self.files, self.settings)
+        super().__init__(files, settings, mode=mode, n_threads=n_threads, task=task)
 
 
 def structure_descriptors(

@@ -21,6 +21,7 @@ import param
 
 from quests_core.errors import QuestsError
 
+from .. import compute
 from ..stores import (
     BackgroundRaster,
     RasterRequest,
@@ -36,7 +37,8 @@ log = logging.getLogger("dashboard")
 
 NONE = "(none)"
 HINT = (
-    "No chunk store under the data directory yet. Make one from the command line, e.g.  \n"
+    "No chunk store under the data directory yet. Write one with **New store** above, or "
+    "from the command line, e.g.  \n"
     "`quests-dashboard dh sample_data/cu_quench.extxyz -r sample_data/cu_solid_400K.extxyz "
     "--store sample_data/quench_store`  \nthen press **Rescan**."
 )
@@ -73,6 +75,17 @@ class StoreView(View):
     rasters = param.Integer(default=0, doc="Rasters shown so far.")
     home = param.Parameter(default=None, doc="(x_range, y_range) the plot starts from.")
     status = param.String(default="", doc="What the last raster showed and how long it took.")
+    # -- a new store from the sidebar's files
+    new_store = param.String(default="dH_store", doc="Name of the store to write (under "
+                             "stores/ in the data directory); an existing one is resumed.")
+    chunk_frames = param.Integer(default=16, bounds=(1, 10_000), doc="Frames per chunk.")
+    precision = param.Selector(default="float32", objects=["float32", "float64"],
+                               doc="Precision of the kernel sums (float32: about twice as fast).")
+    job_mode = param.Selector(default="process", objects=["process", "thread"],
+                              doc="Run the store's job in a worker process or a thread.")
+    job_status = param.String(default="", doc="Progress of the store being written.")
+    job_progress = param.Integer(default=0, bounds=(0, 100), doc="Progress (%).")
+    job_running = param.Boolean(default=False, doc="A store is being written.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -83,6 +96,7 @@ class StoreView(View):
         self._last: RasterRequest | None = None
         self._doc = None
         self._raster = BackgroundRaster(self._compute, self._deliver)
+        self._job: compute.ComputeJob | None = None
         self.param.watch(self._open, "store")
         self.param.watch(self._on_axes, ["x_axis", "y_axis", "clip_outliers"])
         self.rescan()
@@ -216,7 +230,8 @@ class StoreView(View):
             self._clim = symmetric_clim(values[np.isfinite(values)])
         self._pipe.send(agg)
         self.rasters += 1
-        (x0, x1), (y0, y1) = request.x_range, request.y_range
+        x0, x1 = _clean(request.x_range)
+        y0, y1 = _clean(request.y_range)
         self.status = (f"Raster {self.rasters}: {label(request.x)} {x0:.4g} to {x1:.4g}, "
                        f"{label(request.y)} {y0:.4g} to {y1:.4g}; {data.n_atoms:,} atoms "
                        f"aggregated in {seconds:.2f} s")
@@ -296,6 +311,115 @@ class StoreView(View):
             panes.append(pn.pane.HoloViews(curve, sizing_mode="stretch_width", height=230))
         return pn.Row(*panes, sizing_mode="stretch_width", name="store-frames")
 
+    # ----------------------------------------------------------- new store
+
+    def make_job(self) -> compute.ComputeJob | None:
+        """A job writing the store :attr:`new_store` from the sidebar's files (reference
+        against test/trajectory), or None with a notification when the inputs are bad."""
+        if self.job_running:
+            self.state.notify("warning", "Stores: a store is already being written.")
+            return None
+        try:
+            path = compute.store_path(self.state.data_dir, self.new_store.strip())
+            files = [f for f in self.state.files
+                     if f.role in ("reference", "test", "trajectory")]
+            if not any(f.role == "reference" for f in files) or len(files) < 2:
+                raise QuestsError("add reference and test (or trajectory) files in the sidebar "
+                                  "first")
+        except QuestsError as exc:
+            self.job_status = f"Not started: {exc}"
+            self.state.notify("error", f"Stores: {exc}")
+            return None
+        settings = {**self.state.settings.as_dict(), "store_path": str(path),
+                    "chunk_frames": self.chunk_frames, "precision": self.precision}
+        self._job = compute.ComputeJob(files, settings, mode=self.job_mode,
+                                       task=compute.run_store)
+        self.job_running, self.job_progress, self.job_status = True, 0, "Starting"
+        return self._job
+
+    async def write_store(self, _event=None) -> compute.ComputeJob | None:
+        """Write (or resume) the store off the event loop; then list and open it."""
+        job = self.make_job()
+        if job is None:
+            return None
+        try:
+            await job.run_async(self._job_update)
+        finally:
+            self.job_running = False
+        self._job_done(job)
+        return job
+
+    def write_store_sync(self, timeout: float = 600.0) -> compute.ComputeJob | None:
+        """:meth:`write_store` in the calling thread (scripts and tests)."""
+        job = self.make_job()
+        if job is None:
+            return None
+        try:
+            job.run_sync(timeout)
+        finally:
+            self.job_running = False
+        self._job_done(job)
+        return job
+
+    def cancel_store(self, *_) -> None:
+        """Stop after the current chunk (the finished chunks stay in the store)."""
+        if self._job is not None and not self._job.finished:
+            self._job.cancel()
+            self.job_status = "Cancelling after the current chunk"
+
+    def _job_update(self, job: compute.ComputeJob) -> None:
+        self.job_progress = int(round(100 * job.fraction))
+        self.job_status = job.text
+
+    def _job_done(self, job: compute.ComputeJob) -> None:
+        name = f"stores/{self.new_store.strip()}"
+        if job.state == "done":
+            self.job_progress, self.job_status = 100, f"Done: {name}"
+            self.state.notify("success", f"Stores: {name} is written")
+            self.rescan()
+            if name in self.param.store.objects:
+                self.store = name
+        elif job.state == "cancelled":
+            self.job_progress = 0
+            self.job_status = f"Cancelled: the finished chunks are kept in {name}; Write resumes"
+            self.state.notify("info", f"Stores: {name} cancelled, finished chunks kept")
+            self.rescan()
+        else:
+            self.job_progress, self.job_status = 0, f"Failed: {job.error}"
+            self.state.notify("error", f"Stores: {job.error or 'writing the store failed'}",
+                              duration=0)
+
+    def _new_store_panel(self) -> pn.viewable.Viewable:
+        write = pn.widgets.Button(label="Write store", color="success", width=130)
+        write.on_click(self.write_store)
+        cancel = pn.widgets.Button(label="Cancel", color="danger", width=90)
+        cancel.on_click(self.cancel_store)
+        bar = pn.indicators.Progress(value=0, max=100, bar_color="success",
+                                     sizing_mode="stretch_width")
+
+        def sync(*_):
+            bar.value = int(self.job_progress)
+            write.disabled = self.job_running
+            cancel.disabled = not self.job_running
+
+        self.param.watch(sync, ["job_progress", "job_running"])
+        sync()
+        controls = pn.Param(self.param, parameters=["new_store", "chunk_frames", "precision"],
+                            show_name=False, default_layout=pn.Row,
+                            sizing_mode="stretch_width")
+        return pn.Card(
+            pn.pane.Markdown(
+                "dH of the sidebar's **test** and **trajectory** files against its "
+                "**reference** files (k, cutoff and bandwidth from the sidebar), chunk by "
+                "chunk, into `stores/<name>` in the data directory. Writing an existing "
+                "store resumes it."),
+            controls,
+            pn.Row(write, cancel, bar, sizing_mode="stretch_width"),
+            pn.pane.Markdown(self.param.job_status, name="store-job-status"),
+            title="New store from the files in the sidebar", collapsed=True,
+            sizing_mode="stretch_width",
+        )
+
     def _frames_csv(self):
         import io
 
@@ -320,6 +444,7 @@ class StoreView(View):
             label="Per-frame table (CSV)", color="primary", width=200,
         )
         return pn.Column(
+            self._new_store_panel(),
             controls,
             pn.Row(rescan, full, download, self.activity, sizing_mode="stretch_width"),
             self.summary,
@@ -328,6 +453,12 @@ class StoreView(View):
             sizing_mode="stretch_width",
             name="Stores",
         )
+
+
+def _clean(bounds: tuple[float, float]) -> tuple[float, float]:
+    """Range ends with Bokeh's rounding noise (4e-14 for 0) snapped to 0."""
+    span = abs(bounds[1] - bounds[0])
+    return tuple(0.0 if abs(v) < 1e-9 * span else v for v in bounds)
 
 
 def _same_view(a: RasterRequest | None, b: RasterRequest, tol: float = 1e-6) -> bool:
