@@ -12,6 +12,7 @@ synthetic Cu files of :mod:`dashboard._testing`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -89,14 +90,13 @@ def data(tmp_path_factory):
     return folder, SYNTHETIC_FILES, {}, SYNTHETIC_NUCLEATION
 
 
-@pytest.fixture(scope="module")
-def server(data, tmp_path_factory):
-    """A dashboard server on 127.0.0.1; yields its URL and start-up facts."""
+@contextlib.contextmanager
+def running_server(folder, cache_dir, log_name: str = "server.log"):
+    """A dashboard server on 127.0.0.1 over ``folder``; yields its URL and start-up facts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    folder = data[0]
     port = free_port()
-    env = dict(os.environ, QUESTS_CACHE_DIR=str(tmp_path_factory.mktemp("e2e_cache")))
-    log = open(ARTIFACTS / "server.log", "w")
+    env = dict(os.environ, QUESTS_CACHE_DIR=str(cache_dir))
+    log = open(ARTIFACTS / log_name, "w")
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "launch.py", "--port", str(port), "--address", "127.0.0.1",
@@ -115,16 +115,24 @@ def server(data, tmp_path_factory):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             log.close()
-            pytest.fail(f"server did not start: {(ARTIFACTS / 'server.log').read_text()[-2000:]}")
+            pytest.fail(f"server did not start: {(ARTIFACTS / log_name).read_text()[-2000:]}")
         time.sleep(0.5)
-    info = {"url": url, "startup_s": time.monotonic() - t0}
-    yield info
-    proc.terminate()
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield {"url": url, "startup_s": time.monotonic() - t0}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(data, tmp_path_factory):
+    """A dashboard server over the data directory (sample_data/ when present)."""
+    with running_server(data[0], tmp_path_factory.mktemp("e2e_cache")) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")
@@ -472,3 +480,37 @@ def test_stores_tab_rasterises_through_dask_and_zooms(server, browser):
     finally:
         s.close()
         other.close()
+
+
+def test_stores_tab_writes_a_store_in_a_real_browser(browser, tmp_path_factory):
+    """On its own server over a scratch data directory (nothing is written into
+    sample_data/): pick reference and trajectory in the sidebar, write a store from the
+    Stores tab with progress, and see it listed, opened and rasterised."""
+    from dashboard._testing import make_sample_dir
+
+    folder = tmp_path_factory.mktemp("e2e_store_data")
+    make_sample_dir(folder)
+    with running_server(folder, tmp_path_factory.mktemp("e2e_store_cache"),
+                        "server_store.log") as info:
+        s = Session(browser, info["url"])
+        s.open()
+        page = s.page
+        try:
+            s.add(["solid.extxyz"], "reference")
+            s.add(["failed_traj.extxyz"], "trajectory")
+            s.tab("Stores")
+            page.get_by_text("New store from the files in the sidebar").click()
+            name = page.locator(".bk-input-group:visible", has_text="New store").locator("input")
+            name.first.fill("failed_run")
+            name.first.press("Enter")
+            page.get_by_role("button", name="Write store").click()
+            page.get_by_text("Done: stores/failed_run").wait_for(timeout=300_000)
+            page.get_by_text(re.compile(r"Raster \d+: .* 1,296 atoms aggregated in")).wait_for(
+                timeout=120_000)
+            assert (folder / "stores" / "failed_run" / "manifest.json").is_file()
+            s.wait_titles(["Per-atom dH, 1,296 atoms", "mean dH (nats) per frame"])
+            s.shot("10_stores_written")
+            assert s.errors == [], f"browser console errors: {s.errors}"
+            assert s.external == []
+        finally:
+            s.close()

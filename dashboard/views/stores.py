@@ -405,6 +405,7 @@ class StoreView(View):
         self.param.watch(sync, ["job_progress", "job_running"])
         sync()
         controls = pn.Param(self.param, parameters=["new_store", "chunk_frames", "precision"],
+                            widgets={"chunk_frames": pn.widgets.IntInput},
                             show_name=False, default_layout=pn.Row,
                             sizing_mode="stretch_width")
         return pn.Card(
