@@ -686,7 +686,11 @@ def run_store(files: list[FileSpec], settings: dict, report: ProgressFn | None =
         prog(done / max(total, 1), f"dH: {done} of {total} frames in the store")
 
     path = Path(settings["store_path"])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise QuestsError(f"cannot write {path.parent.name}/{path.name} in the data directory "
+                          f"({exc.strerror or exc})") from None
     chunked_delta_entropy(
         [f.path for f in tests], x, path, h, k=k, cutoff=cutoff, index=selections[0],
         chunk_frames=int(settings.get("chunk_frames", 16)),
