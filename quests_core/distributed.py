@@ -33,6 +33,7 @@ import pandas as pd
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import Backend, select_backend
+from .entropy import _shape
 from .errors import QuestsError
 from .kernels import DEFAULT_BLOCK_ROWS
 from .threads import thread_limit
@@ -191,11 +192,6 @@ def _run_bounded(client, submit, n_tasks: int) -> list:
         client.cancel([f for _, f in running.values()])
         raise
     return results
-
-
-def _shape(values: np.ndarray, scalar: bool):
-    out = values[..., 0] if scalar else values
-    return float(out) if np.ndim(out) == 0 else out
 
 
 def dask_delta_entropy(

@@ -507,8 +507,7 @@ def _phase_entropy(args: argparse.Namespace) -> int:
     a = _load(args.phase_a, args.index_a)
     b = _load(args.phase_b, args.index_b)
     sa, sb = a.structures, b.structures
-    va = args.volume_a if args.volume_a is not None else None
-    vb = args.volume_b if args.volume_b is not None else None
+    va, vb = args.volume_a, args.volume_b
     if args.bandwidth is None:
         va = thermo.volume_per_atom(sa) if va is None else va
         vb = thermo.volume_per_atom(sb) if vb is None else vb
