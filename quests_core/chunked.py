@@ -62,7 +62,7 @@ from .cache import file_digest
 from .dataset import frame_record
 from .descriptors import FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
-from .export import write_json, write_table
+from .export import _atomic_path, write_json, write_table
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
 from .threads import thread_limit
 
@@ -332,38 +332,13 @@ def _atom_rows(frames: pd.DataFrame, j: int, atoms, a0: int, a1: int, dh: np.nda
     return pd.DataFrame(table)
 
 
-class _AtomicFile:
-    """A file written under a temporary name, renamed into place when its ``with`` block
-    ends without an exception (removed otherwise)."""
+class _RowGroupWriter:
+    """Appends tables to one Parquet file, one row group per :meth:`write`."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-    def _close(self) -> None:
-        """Finish writing ``self.tmp``."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, *_):
-        try:
-            self._close()
-            if kind is None:
-                os.replace(self.tmp, self.path)
-        except OSError as exc:
-            raise QuestsError(f"cannot write ({exc.strerror or exc})", source=str(self.path)) \
-                from None
-        finally:
-            self.tmp.unlink(missing_ok=True)
-        return False
-
-
-class _ParquetParts(_AtomicFile):
-    """One Parquet file written as one row group per :meth:`write`."""
-
-    writer = None
-    schema = None
+        self.writer = None
+        self.schema = None
 
     def write(self, table: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -372,26 +347,12 @@ class _ParquetParts(_AtomicFile):
         arrow = pa.Table.from_pandas(table, schema=self.schema, preserve_index=False)
         if self.writer is None:
             self.schema = arrow.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
         self.writer.write_table(arrow)
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class _NpyRows(_AtomicFile):
-    """A ``.npy`` file filled block by block through the memory map :attr:`array`."""
-
-    def __init__(self, path: Path, shape: tuple[int, int], dtype):
-        from numpy.lib.format import open_memmap
-
-        super().__init__(path)
-        self.array = open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
-
-    def _close(self) -> None:
-        self.array.flush()
-        del self.array
 
 
 def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, cancel=None) -> dict:
@@ -418,12 +379,17 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
     store = Path(ctx.store)
     atoms_rel, frames_rel = _part_path("atoms", plan.id), _part_path("frames", plan.id)
     desc_rel = _part_path("descriptors", plan.id)
-    desc_file = (
-        _NpyRows(store / desc_rel, (len(dh), descriptor_width(ctx.k, len(species))), dtype)
-        if ctx.save_descriptors else contextlib.nullcontext()
-    )
-    with thread_limit(ctx.n_threads), _ParquetParts(store / atoms_rel) as atoms_out, \
-            desc_file as desc_out:
+    with contextlib.ExitStack() as stack:
+        # parts are written under temporary names and renamed into place on success
+        atoms_out = _RowGroupWriter(stack.enter_context(_atomic_path(store / atoms_rel)))
+        desc_out = None
+        if ctx.save_descriptors:
+            from numpy.lib.format import open_memmap
+
+            desc_out = open_memmap(stack.enter_context(_atomic_path(store / desc_rel)),
+                                   mode="w+", dtype=dtype,
+                                   shape=(len(dh), descriptor_width(ctx.k, len(species))))
+        stack.enter_context(thread_limit(ctx.n_threads))
         row = 0
         for j, it in enumerate(items):
             try:
@@ -440,8 +406,12 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
                 dh[row + a0 : row + a1] = block
                 atoms_out.write(_atom_rows(frames, j, it.atoms, a0, a1, block, ctx))
                 if desc_out is not None:
-                    desc_out.array[row + a0 : row + a1] = x
+                    desc_out[row + a0 : row + a1] = x
             row += frame.n_atoms
+        atoms_out.close()
+        if desc_out is not None:
+            desc_out.flush()
+            del desc_out
     write_table(_add_dh_columns(frames, dh), store / frames_rel)
     files = {rel: (store / rel).stat().st_size for rel in (atoms_rel, frames_rel)}
     if ctx.save_descriptors:
