@@ -289,15 +289,37 @@ class RasterRequest:
     y_range: tuple[float, float]
     width: int = RASTER_SHAPE[0]
     height: int = RASTER_SHAPE[1]
+    #: dH scale (:mod:`dashboard.dhscale`): ranges of dH-like axes and the aggregated
+    #: colour are on this scale.
+    scale: str = "linear"
 
 
 def rasterize_store(ddf, request: RasterRequest):
-    """Datashader mean-dH aggregate (an ``xarray.DataArray``) of a Dask or pandas dataframe."""
+    """Datashader mean-dH aggregate (an ``xarray.DataArray``) of a Dask or pandas dataframe.
+
+    With ``request.scale`` "asinh", dH-like axes and the colour are aggregated on
+    the asinh scale (the mean of asinh(dH) per pixel), the ranges being on that scale.
+    """
     import datashader as ds
+
+    from . import dhscale
 
     canvas = ds.Canvas(plot_width=request.width, plot_height=request.height,
                        x_range=tuple(request.x_range), y_range=tuple(request.y_range))
+    if request.scale != "linear":
+        columns = {c for c in (request.x, request.y, "dH") if dhscale.is_dh(c)}
+        if hasattr(ddf, "map_partitions"):
+            ddf = ddf.map_partitions(_on_scale, sorted(columns), request.scale)
+        else:
+            ddf = _on_scale(ddf, sorted(columns), request.scale)
     return canvas.points(ddf, request.x, request.y, agg=ds.mean("dH"))
+
+
+def _on_scale(df: pd.DataFrame, columns: list[str], scale: str) -> pd.DataFrame:
+    """``df`` with ``columns`` mapped to ``scale``'s plotted coordinates."""
+    from . import dhscale
+
+    return df.assign(**{c: dhscale.forward(df[c].to_numpy(), scale) for c in columns})
 
 
 class BackgroundRaster:

@@ -140,8 +140,8 @@ def test_background_raster_delivers_errors():
 
 
 def test_store_view_opens_rasterises_and_zooms(data_dir):
-    state = AppState(data_dir=str(data_dir))
-    view = StoreView(state=state)
+    state = AppState(data_dir=str(data_dir), dh_scale="linear")
+    view = StoreView(state=state, clip_outliers=True)
     assert view.param.store.objects == [NONE, "runs/failed"]
     view.store = "runs/failed"
     assert view.wait(30) and view.rasters == 1 and not view.busy
@@ -171,6 +171,15 @@ def test_store_view_opens_rasterises_and_zooms(data_dir):
     # other axes
     view.x_axis = "x"
     assert view.wait(30) and view._pipe.data.dims == ("dH", "x")
+    # the asinh scale (the default) shows every atom: dH axis from asinh(min) to asinh(max)
+    view.x_axis = "structure"
+    view.clip_outliers = False
+    state.dh_scale = "asinh"
+    assert view.wait(30) and view._pipe.data.dims == ("dH", "structure")
+    (y0, y1) = view.home[1]
+    assert y0 == pytest.approx(np.arcsinh(dh.min()), rel=1e-6)
+    assert y1 == pytest.approx(np.arcsinh(dh.max()), rel=1e-6)
+    assert view.status.split("dH (nats) ")[1].startswith(f"{dh.min():.4g} to {dh.max():.4g}")
     # the layout renders with Bokeh (summary, raster, per-frame curves)
     layout = view.panel()
     summary = view.summary().object

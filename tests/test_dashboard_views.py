@@ -49,7 +49,6 @@ from dashboard.views.atoms import (
     dh_cdf,
     dh_histogram,
     fraction_above,
-    robust_range,
 )
 from dashboard.views.learning import gap_table, plausible_asymptote
 from dashboard.views.overlap import cell_at, heatmap_table, overlap_histogram
@@ -145,9 +144,10 @@ def test_pure_helpers():
     # on a clipped range the atoms below it still count
     xs, cdf = dh_cdf(np.array([-100.0, -1.0, 0.5, 1.0, 1e4]), n_points=4, range_=(-1.0, 1.0))
     np.testing.assert_allclose(cdf, [0.2, 0.4, 0.4, 0.4, 0.8])
-    values = np.concatenate([np.linspace(-5, -3, 990), np.full(10, 1e5)])
-    lo, hi = robust_range(values)
-    assert lo == pytest.approx(-5 + 2 * 0.01 * 999 / 989, abs=0.05) and 0.0 <= hi < 1e5
+    # on the asinh scale the bins are equally wide in asinh(dH) and the edges are asinh(dH)
+    edges, counts = dh_histogram(np.array([-5.0, 0.0, 1e5]), bins=2, mode="asinh")
+    np.testing.assert_allclose(edges[[0, -1]], np.arcsinh([-5.0, 1e5]))
+    assert counts.tolist() == [2, 1]
     assert fraction_above(np.array([-1.0, 0.0, 2.0, 3.0])) == 0.5
     lo, hi = symmetric_clim(np.array([-3.0, 1.0, 2.0]), quantile=1.0)
     assert symmetric_clim(np.concatenate([np.full(95, -4.0), np.full(5, 1e4)])) == (-4.0, 4.0)

@@ -18,15 +18,18 @@ from quests_core.errors import QuestsError
 
 from .. import compute
 from ..state import FileSpec
-from .base import placeholder
+from .base import ZOOM_OPTS, placeholder, plot_pane
 from .compression import AnalysisView, every_nth, structure_descriptors
 
 #: Report column -> axis label (with unit), in the order drawn.
 CURVES = {
-    "novelty": "novelty (fraction dH > 0 vs earlier generations)",
-    "entropy": "H of generations <= g (nats)",
-    "diversity": "D of generations <= g (nats)",
+    "novelty": "novelty (fraction dH > 0)",
+    "entropy": "H of generations ≤ g (nats)",
+    "diversity": "D of generations ≤ g (nats)",
 }
+#: Plot titles (the full definitions are in the note above the plots).
+TITLES = {"novelty": "novelty against earlier generations", "entropy": "H (cumulative)",
+          "diversity": "D (cumulative)"}
 COLORS = {"novelty": "#d62728", "entropy": "#1f77b4", "diversity": "#2ca02c"}
 
 
@@ -87,9 +90,8 @@ def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
         color=color, size=8, tools=["hover"])
     opts = {"ylim": (0, 1.02)} if column == "novelty" else {}
     return (curve * points).opts(
-        title=CURVES[column].split(" (")[0].replace(" of generations <= g", " (cumulative)"),
-        responsive=True, height=300, show_grid=True,
-        xticks=[int(g) for g in report["generation"]], **opts,
+        title=TITLES[column], responsive=True, height=320, show_grid=True, framewise=True,
+        xticks=[int(g) for g in report["generation"]], **ZOOM_OPTS, **opts,
     )
 
 
@@ -138,8 +140,7 @@ class ActiveLearningView(AnalysisView):
             name="active-learning-info")
         return pn.Column(
             note,
-            pn.pane.HoloViews(self.plots(), sizing_mode="stretch_width",
-                              name="active-learning-plots"),
+            plot_pane(self.plots(), name="active-learning-plots"),
             pn.widgets.Tabulator(res.report.round(4), show_index=False, disabled=True,
                                  sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

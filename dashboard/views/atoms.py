@@ -18,10 +18,13 @@ import panel as pn
 import param
 from holoviews.operation.datashader import dynspread, rasterize
 
+from .. import dhscale
 from ..theme import DH_CMAP, SPREAD_PX, SPREAD_THRESHOLD, label, symmetric_clim
-from .base import EMPTY_TEXT, View, placeholder
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, dh_scale_widget, placeholder, plot_pane
 
 ALL = "all files"
+#: |dH| (nats) above which the summary counts an atom as extreme.
+EXTREME_DH = 100.0
 #: Columns that can be axes before any per-atom array.
 BASE_AXES = ("index", "structure", "frame", "time", "atom", "x", "y", "z", "dH")
 NOT_AXES = {"label", "species", "source", "role", "generation"}
@@ -45,27 +48,15 @@ def finite_values(values: np.ndarray, max_n: int | None = None) -> np.ndarray:
     return v if ok.all() else v[ok]
 
 
-def robust_range(dh: np.ndarray, quantile: float = 0.01, include: tuple = (0.0,)
-                 ) -> tuple[float, float]:
-    """Range from the ``quantile`` to the ``1 - quantile`` quantile of dH, widened to
-    contain the values in ``include`` (a few exploding atoms must not squash the plot)."""
-    v = finite_values(dh, max_n=1_000_000)
-    if len(v) == 0:
-        return (-1.0, 1.0)
-    lo, hi = (float(q) for q in np.quantile(v.astype(np.float64), [quantile, 1.0 - quantile]))
-    lo, hi = min([lo, *include]), max([hi, *include])
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return lo, hi
+def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | None = None,
+                 mode: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of finite dH values: ``(edges, counts)``; edges are plotted coordinates
+    (dH on ``mode``'s scale, :mod:`dashboard.dhscale`), bins equally wide on that scale.
 
-
-def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of finite dH values on ``range_`` (default: min to max): ``(edges, counts)``.
-
-    Values outside ``range_`` are not counted.
+    ``range_`` (plotted coordinates) defaults to the data's min to max; values
+    outside it are not counted.
     """
-    v = finite_values(dh)
+    v = dhscale.forward(finite_values(dh), mode)
     if len(v) == 0:
         return np.linspace(-1, 1, bins + 1), np.zeros(bins, dtype=np.int64)
     lo, hi = range_ if range_ is not None else (float(v.min()), float(v.max()))
@@ -75,16 +66,16 @@ def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | 
     return edges, counts
 
 
-def dh_cdf(dh: np.ndarray, n_points: int = 400, range_: tuple[float, float] | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical CDF of dH at ``n_points + 1`` values spanning ``range_``:
-    ``(x, fraction of atoms with dH < x)`` (atoms below the range are counted; the
-    last point includes the atoms equal to the upper end)."""
+def dh_cdf(dh: np.ndarray, n_points: int = 400, range_: tuple[float, float] | None = None,
+           mode: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+    """Empirical CDF of dH at ``n_points + 1`` values spanning ``range_`` (plotted
+    coordinates on ``mode``'s scale): ``(x, fraction of atoms with dH < x)`` (atoms below
+    the range are counted; the last point includes the atoms equal to the upper end)."""
     v = finite_values(dh)
     if len(v) == 0:
         return np.zeros(0), np.zeros(0)
-    edges, counts = dh_histogram(v, bins=n_points, range_=range_)
-    below = int(np.sum(v < edges[0]))
+    edges, counts = dh_histogram(v, bins=n_points, range_=range_, mode=mode)
+    below = int(np.sum(dhscale.forward(v, mode) < edges[0]))
     return edges, (below + np.concatenate([[0], np.cumsum(counts)])) / len(v)
 
 
@@ -107,35 +98,84 @@ def _column(df: pd.DataFrame, name: str) -> np.ndarray:
     return df[name].to_numpy()
 
 
-def plot_frame(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+def plot_frame(df: pd.DataFrame, x: str, y: str, mode: str = "linear") -> pd.DataFrame:
     """Columns ``x``, ``y`` (float64) and ``dH_colour`` (float32) for Datashader.
 
-    One dtype for every axis means Datashader compiles its kernels once;
-    float64 axes keep HoloViews' image bounds exact.
+    dH-like axes and the colour are in plotted coordinates of ``mode``'s scale
+    (:mod:`dashboard.dhscale`). One dtype for every axis means Datashader compiles
+    its kernels once; float64 axes keep HoloViews' image bounds exact.
     """
-    columns = {
-        x: np.asarray(_column(df, x), dtype=np.float64),
-        y: np.asarray(_column(df, y), dtype=np.float64),
-        "dH_colour": np.asarray(df["dH"].to_numpy(), dtype=np.float32),
-    }
+    columns = {}
+    for name in (x, y):
+        values = np.asarray(_column(df, name), dtype=np.float64)
+        columns[name] = dhscale.forward(values, mode) if dhscale.is_dh(name) else values
+    columns["dH_colour"] = np.asarray(dhscale.forward(df["dH"].to_numpy(), mode),
+                                      dtype=np.float32)
     return pd.DataFrame(columns, copy=False)
 
 
-def dh_image(data: pd.DataFrame, x: str, y: str, clim: tuple[float, float], **opts):
+def axis_text(column: str, mode: str) -> str:
+    """Axis label of a table column, naming the dH scale on dH-like axes."""
+    return dhscale.axis_label(label(column), mode) if dhscale.is_dh(column) else label(column)
+
+
+def dh_hooks(x: str, y: str, mode: str) -> list:
+    """Plot hooks giving dH-like axes ticks in nats on ``mode``'s scale."""
+    return [dhscale.axis_hook(a, mode) for a, c in (("x", x), ("y", y)) if dhscale.is_dh(c)]
+
+
+def hover_tooltips(x: str, y: str, mode: str) -> tuple[list, dict]:
+    """Hover text of a dH raster in the user's units (``hover_tooltips, hover_formatters``)."""
+    from bokeh.models import CustomJSHover
+
+    to_nats = CustomJSHover(code=(
+        "const v = %s; return Number.isFinite(v) ? v.toPrecision(4) : 'no atoms';"
+        % ("value" if mode == "linear" else "Math.sinh(value)")))
+    plain = CustomJSHover(code="return Number.isFinite(value) ? value.toPrecision(5) : '';")
+    tips = [(label(x), "$x{custom}"), (label(y), "$y{custom}"),
+            ("mean dH (nats)", "@image{custom}")]
+    formatters = {"$x": to_nats if dhscale.is_dh(x) else plain,
+                  "$y": to_nats if dhscale.is_dh(y) else plain,
+                  "@image": to_nats}
+    return tips, formatters
+
+
+def dh_image(data: pd.DataFrame, x: str, y: str, clim: tuple[float, float],
+             mode: str = "linear", **opts):
     """Datashaded (rasterised, dynamically spread) points coloured by mean dH.
 
-    ``data`` comes from :func:`plot_frame`. Zooming re-aggregates on the server.
+    ``data`` comes from :func:`plot_frame` with the same ``mode``; ``clim`` is in
+    plotted coordinates. Zooming (the mouse wheel is active) re-aggregates on the
+    server, and the ranges follow the data whenever the plot is rebuilt.
     """
     points = hv.Points(
         data,
-        kdims=[hv.Dimension(x, label=label(x)), hv.Dimension(y, label=label(y))],
-        vdims=[hv.Dimension("dH_colour", label="dH (nats)")],
+        kdims=[hv.Dimension(x, label=axis_text(x, mode)),
+               hv.Dimension(y, label=axis_text(y, mode))],
+        vdims=[hv.Dimension("dH_colour", label="mean dH (nats)")],
     )
     image = rasterize(points, aggregator=ds.mean("dH_colour"), dynamic=True)
+    tips, formatters = hover_tooltips(x, y, mode)
+    opts = {**ZOOM_OPTS, **opts}
+    opts["hooks"] = dh_hooks(x, y, mode) + list(opts.get("hooks", []))
     return dynspread(image, threshold=SPREAD_THRESHOLD, max_px=SPREAD_PX).opts(
-        cmap=DH_CMAP, clim=clim, colorbar=True, clabel="mean dH (nats)",
-        xlabel=label(x), ylabel=label(y), **opts,
+        cmap=DH_CMAP, clim=clim, colorbar=True,
+        clabel=dhscale.axis_label("mean dH (nats)", mode),
+        colorbar_opts=dhscale.colorbar_opts(mode),
+        xlabel=axis_text(x, mode), ylabel=axis_text(y, mode),
+        hover_tooltips=tips, hover_formatters=formatters, framewise=True, **opts,
     )
+
+
+def dh_clim(dh: np.ndarray, mode: str, limit: float | None = None) -> tuple[float, float]:
+    """Colour limits in plotted coordinates: ``±limit`` nats when given, else symmetric
+    around 0 at the 90th percentile of |dH| (at least 1 nat), so the known/novel boundary
+    and the bulk are resolved and extreme atoms saturate (the axes show their size)."""
+    if limit:
+        m = float(dhscale.forward(float(limit), mode))
+        return (-m, m)
+    floor = float(dhscale.forward(1.0, mode))
+    return symmetric_clim(dhscale.forward(dh, mode), quantile=0.9, floor=floor)
 
 
 class AtomsView(View):
@@ -233,11 +273,8 @@ class AtomsView(View):
 
     # --------------------------------------------------------------- plots
 
-    def _on_box(self, bounds=None, **_):
-        self.box = tuple(float(b) for b in bounds) if bounds else None
-
     @param.depends("x_axis", "y_axis", "subset", "frame_only", "colour_limit", "state.results",
-                   "state.selected_structure")
+                   "state.selected_structure", "state.dh_scale")
     def plot(self):
         if self.results is None:
             return placeholder(EMPTY_TEXT)
@@ -246,49 +283,64 @@ class AtomsView(View):
         df = self.data()
         if len(df) == 0:
             return placeholder("No atoms in this selection.")
-        clim = symmetric_clim(df["dH"].to_numpy())
-        if self.colour_limit:
-            clim = (-float(self.colour_limit), float(self.colour_limit))
+        mode = self.state.dh_scale
+        clim = dh_clim(df["dH"].to_numpy(), mode, self.colour_limit)
         x, y = self.x_axis, self.y_axis
         shown = dh_image(
-            plot_frame(df, x, y), x, y, clim,
+            plot_frame(df, x, y, mode), x, y, clim, mode,
             tools=["box_select", "hover"],
-            active_tools=["box_zoom"],
             responsive=True,
             min_height=420,
             title=f"Per-atom dH ({len(df):,} atoms)",
-            default_tools=["pan", "box_zoom", "wheel_zoom", "reset", "save"],
         )
         stream = hv.streams.BoundsXY(source=shown)
         stream.add_subscriber(self._on_box)
-        return pn.pane.HoloViews(shown, sizing_mode="stretch_width", min_height=440,
-                                 name="atoms-plot")
+        return plot_pane(shown, min_height=440, name="atoms-plot")
+
+    def _on_box(self, bounds=None, **_):
+        """A box selection (plotted coordinates) becomes ``box`` in table units."""
+        if not bounds:
+            self.box = None
+            return
+        x0, y0, x1, y1 = (float(b) for b in bounds)
+        mode = self.state.dh_scale
+        if dhscale.is_dh(self.x_axis):
+            x0, x1 = (float(v) for v in dhscale.inverse([x0, x1], mode))
+        if dhscale.is_dh(self.y_axis):
+            y0, y1 = (float(v) for v in dhscale.inverse([y0, y1], mode))
+        self.box = (x0, y0, x1, y1)
 
     @param.depends("threshold", "subset", "frame_only", "bins", "state.results",
-                   "state.selected_structure")
+                   "state.selected_structure", "state.dh_scale")
     def histogram(self):
         if self.results is None:
             return pn.Spacer()
         dh = self.data()["dH"].to_numpy()
-        span = robust_range(dh, include=(0.0, float(self.threshold)))
-        outside = int(np.sum((dh < span[0]) | (dh > span[1])))
-        title = "dH histogram" + (f" ({outside:,} atoms off scale)" if outside else "")
-        edges, counts = dh_histogram(dh, self.bins, span)
-        hist = hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label="dH (nats)")],
-                            vdims=[hv.Dimension("count", label="atoms")]).opts(
-            color="#888888", line_color=None, title=title, responsive=True, height=240
+        mode = self.state.dh_scale
+        span = dhscale.data_range(np.append(finite_values(dh, 2_000_000), self.threshold), mode,
+                                  pad=0.0)
+        xlabel = dhscale.axis_label("dH (nats)", mode)
+        dim = hv.Dimension("dH", label=xlabel)
+        edges, counts = dh_histogram(dh, self.bins, span, mode)
+        title = "dH histogram"
+        hooks = [dhscale.axis_hook("x", mode, target=5)]
+        common = {**ZOOM_OPTS, "responsive": True, "height": 250, "hooks": hooks,
+                  "framewise": True, "xlabel": xlabel}
+        hist = hv.Histogram((edges, counts), kdims=[dim],
+                            vdims=[hv.Dimension("count", label="atoms per bin")]).opts(
+            color="#888888", line_color=None, title=title, **common
         )
-        xs, cdf = dh_cdf(dh, range_=span)
-        curve = hv.Curve((xs, cdf), kdims=[hv.Dimension("dH", label="dH (nats)")],
-                         vdims=[hv.Dimension("cdf", label="fraction of atoms below dH")]).opts(
-            color="black", title="dH CDF", responsive=True, height=240, ylim=(0, 1.02)
+        xs, cdf = dh_cdf(dh, range_=span, mode=mode)
+        curve = hv.Curve((xs, cdf), kdims=[dim],
+                         vdims=[hv.Dimension("cdf", label="fraction below dH")]).opts(
+            color="black", title="dH CDF", ylim=(0, 1.02), **common
         )
-        zero = hv.VLine(0.0).opts(color="#3b4cc0", line_dash="dotted", line_width=1.5)
-        thr = hv.VLine(float(self.threshold)).opts(color="#b40426", line_dash="dashed",
-                                                    line_width=1.5)
+        marks = (hv.VLine(0.0).opts(color="#3b4cc0", line_dash="dotted", line_width=1.5)
+                 * hv.VLine(float(dhscale.forward(float(self.threshold), mode))).opts(
+                     color="#b40426", line_dash="dashed", line_width=1.5))
         return pn.Column(
-            pn.pane.HoloViews(hist * zero * thr, sizing_mode="stretch_width", name="atoms-hist"),
-            pn.pane.HoloViews(curve * zero * thr, sizing_mode="stretch_width", name="atoms-cdf"),
+            plot_pane(hist * marks, name="atoms-hist"),
+            plot_pane(curve * marks, name="atoms-cdf"),
             sizing_mode="stretch_width",
         )
 
@@ -305,8 +357,11 @@ class AtomsView(View):
         if n_picked:
             n_frames = len(np.unique(self.results.atoms["structure"].to_numpy()[picked]))
         box = "" if self.box is None else " inside the box"
+        extreme = int(np.sum(np.abs(finite_values(dh)) > EXTREME_DH))
+        far = f", {extreme:,} with \\|dH\\| > {EXTREME_DH:g} nats" if extreme else ""
         return pn.pane.Markdown(
-            f"**Fraction dH > 0: {frac:.3f}** ({int((dh > 0).sum()):,} of {len(dh):,} atoms)  \n"
+            f"**Fraction dH > 0: {frac:.3f}** ({int((dh > 0).sum()):,} of {len(dh):,} atoms"
+            f"{far})  \n"
             f"Picked: **{n_picked:,} atoms** with dH > {self.threshold:g} nats{box}, "
             f"in {n_frames:,} frames",
             name="atoms-summary",
@@ -337,7 +392,9 @@ class AtomsView(View):
         )
         return pn.Column(
             controls,
-            pn.Row(clear, download, self.summary, sizing_mode="stretch_width"),
+            pn.Row(clear, download, pn.Column(pn.pane.Markdown("dH scale", margin=(0, 10)),
+                                              dh_scale_widget(self.state), margin=0),
+                   self.summary, sizing_mode="stretch_width"),
             pn.Row(
                 pn.Column(self.plot, sizing_mode="stretch_width"),
                 pn.Column(self.histogram, width=380),

@@ -38,6 +38,32 @@ class View(param.Parameterized):
             return io.BytesIO(b"")
 
 
+#: Tools of every zoomable plot: the mouse wheel zooms and a drag pans from the start.
+ZOOM_OPTS: dict = {"tools": ["hover"], "active_tools": ["pan", "wheel_zoom"],
+                   "default_tools": ["pan", "box_zoom", "wheel_zoom", "reset", "save"]}
+
+
+def plot_pane(obj, **kw) -> pn.pane.HoloViews:
+    """A HoloViews pane that owns its axes.
+
+    Panel links the axes of every HoloViews pane in a document that shares a
+    dimension name (``linked_axes=True``): a dH histogram would take the
+    per-atom plot's dH range, a Stores time axis a trajectory's. Plots that
+    must share an axis do it inside one HoloViews Layout (``shared_axes``),
+    never across panes. ``framewise`` ranges follow the data on every update.
+    """
+    kw.setdefault("sizing_mode", "stretch_width")
+    return pn.pane.HoloViews(obj, linked_axes=False, **kw)
+
+
+def dh_scale_widget(state: AppState) -> pn.widgets.RadioButtonGroup:
+    """The session's dH-scale switch (asinh | linear); every view shows the same value."""
+    return pn.widgets.RadioButtonGroup.from_param(
+        state.param.dh_scale, name="dH scale", color="light", width=150,
+        description="asinh: linear within ±1 nat, logarithmic beyond, so the bulk and "
+                    "the outliers both show; linear: plain dH.")
+
+
 def placeholder(text: str, name: str = "placeholder") -> pn.pane.Alert:
     """An info box used while a view has nothing to show."""
     return pn.pane.Alert(text, alert_type="info", name=name, sizing_mode="stretch_width")

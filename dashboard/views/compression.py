@@ -29,7 +29,7 @@ from quests_core.errors import QuestsError
 
 from .. import compute
 from ..state import FileSpec
-from .base import View, placeholder
+from .base import ZOOM_OPTS, View, placeholder, plot_pane
 
 #: ``task(files, settings, progress, cancel, n_threads) -> result``, a module-level
 #: function (the worker process imports it by name).
@@ -394,9 +394,11 @@ def metric_plot(report: pd.DataFrame, metric: str) -> hv.Overlay:
                                                                 tools=["hover"]))
         if (df[f"{metric}_std"] > 0).any():
             elements.append(hv.ErrorBars(df, xd, [yd, f"{metric}_std"]).opts(color=color))
+    # the legend goes below the axes: inside, it covered the curves of small subsets
     return hv.Overlay(elements).opts(
         title=f"{METRICS[metric].split(' (')[0]} against subset size", responsive=True,
-        height=320, show_grid=True, legend_position="bottom_right",
+        height=360, show_grid=True, legend_position="bottom", legend_cols=2,
+        framewise=True, **ZOOM_OPTS,
     )
 
 
@@ -472,8 +474,7 @@ class CompressionView(AnalysisView):
             filename="compression_report.csv", label="Download report (CSV)", width=220)
         return pn.Column(
             note,
-            pn.pane.HoloViews(self.plots(), sizing_mode="stretch_width",
-                              name="compression-plots"),
+            plot_pane(self.plots(), name="compression-plots"),
             download,
             pn.widgets.Tabulator(table, show_index=False, disabled=True, pagination="local",
                                  page_size=12, sizing_mode="stretch_width"),

@@ -10,7 +10,7 @@ import panel as pn
 import param
 
 from ..state import LearningResult
-from .base import EMPTY_TEXT, View, placeholder
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22")
@@ -93,10 +93,10 @@ class LearningView(View):
             overlay = overlay * curve_elements(res.learning[name], PALETTE[i % len(PALETTE)])
         overlay = overlay.opts(
             title=f"Learning curves (h = {res.h:.4g} 1/Å)", logx=self.log_x, responsive=True,
-            height=460, legend_position="top_left", xlabel="N (environments)",
-            ylabel="H (nats)", show_grid=True,
+            height=460, legend_position="bottom_right", xlabel="N (environments)",
+            ylabel="H (nats)", show_grid=True, framewise=True, **ZOOM_OPTS,
         )
-        return pn.pane.HoloViews(overlay, sizing_mode="stretch_width", name="learning-plot")
+        return plot_pane(overlay, name="learning-plot")
 
     @param.depends("state.results")
     def table(self):

@@ -11,7 +11,7 @@ import panel as pn
 
 from ..compute import nucleation_available
 from ..state import NucleationResult
-from .base import EMPTY_TEXT, View, placeholder
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 from .trajectory import STRUCTURE_TAB, nearest_structure
 
 PLACEHOLDER = (
@@ -52,7 +52,8 @@ class NucleationView(View):
         return overlay.opts(title=f"Largest solid-like cluster in {result.source}",
                             ylabel="largest solid-like cluster (atoms)", xlabel=xd.label,
                             responsive=True, height=320, show_grid=True,
-                            legend_position="top_left")
+                            legend_position="top_left", framewise=True,
+                            **{**ZOOM_OPTS, "tools": ["hover", "tap"]})
 
     def _on_tap(self, timeline: pd.DataFrame, xcol: str, x) -> None:
         """A click on the timeline selects the nearest frame (shown by Structure)."""
@@ -78,7 +79,8 @@ class NucleationView(View):
             overlay = overlay * hv.Curve((xs, ys), xd, yd, label="CNT fit").opts(
                 color="#b40426", line_width=2)
         return overlay.opts(title=f"Cluster-size distribution ({result.n_frames} frames)",
-                            logy=True, responsive=True, height=320, show_grid=True)
+                            logy=True, responsive=True, height=320, show_grid=True,
+                            legend_position="top_right", framewise=True, **ZOOM_OPTS)
 
     def body(self):
         if not nucleation_available():
@@ -96,10 +98,8 @@ class NucleationView(View):
             pn.Row(pn.pane.Markdown("Click a frame on the timeline, then open it in Structure "
                                     "(colour by *cluster* there to see the solid-like clusters)."),
                    open_button),
-            pn.pane.HoloViews(self.timeline(nuc), sizing_mode="stretch_width",
-                              name="nucleation-timeline"),
-            pn.pane.HoloViews(self.distribution(nuc), sizing_mode="stretch_width",
-                              name="nucleation-distribution"),
+            plot_pane(self.timeline(nuc), name="nucleation-timeline"),
+            plot_pane(self.distribution(nuc), name="nucleation-distribution"),
         ]
         fit = fit_table(nuc)
         info = nuc.fit_error or "CNT fit of the pre-nucleation cluster sizes:"

@@ -12,9 +12,10 @@ import numpy as np
 import panel as pn
 import param
 
+from .. import dhscale
 from ..state import OverlapResult
 from .atoms import dh_histogram
-from .base import EMPTY_TEXT, View, placeholder
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
 
 def heatmap_table(result: OverlapResult):
@@ -47,14 +48,18 @@ def cell_at(result: OverlapResult, x, y) -> tuple[int, int] | None:
     return row, col
 
 
-def overlap_histogram(result: OverlapResult, row: int, col: int, color: str) -> hv.Histogram:
-    """Histogram of dH(row | column) titled with the overlap value."""
-    edges, counts = dh_histogram(result.delta[(row, col)], 60)
+def overlap_histogram(result: OverlapResult, row: int, col: int, color: str,
+                      mode: str = "linear") -> hv.Histogram:
+    """Histogram of dH(row | column) on ``mode``'s dH scale, titled with the overlap value."""
+    edges, counts = dh_histogram(result.delta[(row, col)], 60, mode=mode)
     title = (f"dH({result.names[row]} | {result.names[col]}): "
              f"overlap {result.matrix[row, col]:.2f}")
-    return hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label="dH (nats)")],
+    xlabel = dhscale.axis_label("dH (nats)", mode)
+    return hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label=xlabel)],
                         vdims=[hv.Dimension("count", label="environments")]).opts(
-        title=title, color=color, line_color=None, responsive=True, height=220)
+        title=title, color=color, line_color=None, responsive=True, height=220,
+        xlabel=xlabel, hooks=[dhscale.axis_hook("x", mode, target=6)], framewise=True,
+        **ZOOM_OPTS)
 
 
 class OverlapView(View):
@@ -116,11 +121,10 @@ class OverlapView(View):
             "dH(row | column) <= 0. Sampled environments per group: "
             + ", ".join(f"{k}: {v:,}" for k, v in res.sizes.items()) + ". Click a cell.",
         )
-        return pn.Column(pn.pane.HoloViews(heat * labels, sizing_mode="stretch_width",
-                                           name="overlap-heatmap"), note,
+        return pn.Column(plot_pane(heat * labels, name="overlap-heatmap"), note,
                          sizing_mode="stretch_width")
 
-    @param.depends("cell", "grouping", "state.results")
+    @param.depends("cell", "grouping", "state.results", "state.dh_scale")
     def histograms(self):
         res = self.result()
         if res is None:
@@ -128,14 +132,13 @@ class OverlapView(View):
         if self.cell is None:
             return placeholder("Click a cell to see its two dH histograms.")
         i, j = (int(v) for v in self.cell)
-        plots = [
-            overlap_histogram(res, i, j, "#4c72b0") * hv.VLine(0).opts(color="black",
-                                                                        line_dash="dashed"),
-            overlap_histogram(res, j, i, "#dd8452") * hv.VLine(0).opts(color="black",
-                                                                        line_dash="dashed"),
-        ]
-        return pn.pane.HoloViews(hv.Layout(plots).cols(1), sizing_mode="stretch_width",
-                                 name="overlap-histograms")
+        mode = self.state.dh_scale
+        zero = hv.VLine(0).opts(color="black", line_dash="dashed")
+        # two different distributions: each histogram keeps its own axes
+        plots = [overlap_histogram(res, i, j, "#4c72b0", mode) * zero,
+                 overlap_histogram(res, j, i, "#dd8452", mode) * zero]
+        return plot_pane(hv.Layout(plots).cols(1).opts(shared_axes=False),
+                         name="overlap-histograms")
 
     def panel(self) -> pn.viewable.Viewable:
         controls = pn.Param(self.param, parameters=["grouping"], show_name=False,

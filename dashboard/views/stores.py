@@ -21,7 +21,7 @@ import param
 
 from quests_core.errors import QuestsError
 
-from .. import compute
+from .. import compute, dhscale
 from ..stores import (
     BackgroundRaster,
     RasterRequest,
@@ -31,7 +31,8 @@ from ..stores import (
     rasterize_store,
 )
 from ..theme import DH_CMAP, label, symmetric_clim
-from .base import View, placeholder
+from .atoms import axis_text, dh_hooks, hover_tooltips
+from .base import ZOOM_OPTS, View, dh_scale_widget, placeholder, plot_pane
 
 log = logging.getLogger("dashboard")
 
@@ -46,15 +47,23 @@ HINT = (
 FRAME_CURVES = ("mean_dH", "max_dH", "frac_novel")
 
 
-def image_element(agg, x: str, y: str, clim: tuple[float, float] | None = None) -> hv.Image:
-    """An ``hv.Image`` of a mean-dH aggregate, coloured on the diverging dH map."""
+def image_element(agg, x: str, y: str, clim: tuple[float, float] | None = None,
+                  scale: str = "linear") -> hv.Image:
+    """An ``hv.Image`` of a mean-dH aggregate (on ``scale``), coloured on the diverging dH
+    map, with dH-like axes and the colour bar labelled in nats."""
     if clim is None:
         values = np.asarray(agg.values)
         clim = symmetric_clim(values[np.isfinite(values)])
+    xl, yl = axis_text(x, scale), axis_text(y, scale)
     image = hv.Image(agg.rename("mean_dH"),
-                     kdims=[hv.Dimension(x, label=label(x)), hv.Dimension(y, label=label(y))],
+                     kdims=[hv.Dimension(x, label=xl), hv.Dimension(y, label=yl)],
                      vdims=[hv.Dimension("mean_dH", label="mean dH (nats)")])
-    return image.opts(cmap=DH_CMAP, clim=clim, colorbar=True, clabel="mean dH (nats)")
+    tips, formatters = hover_tooltips(x, y, scale)
+    return image.opts(cmap=DH_CMAP, clim=clim, colorbar=True,
+                      clabel=dhscale.axis_label("mean dH (nats)", scale),
+                      colorbar_opts=dhscale.colorbar_opts(scale), xlabel=xl, ylabel=yl,
+                      hooks=dh_hooks(x, y, scale), hover_tooltips=tips,
+                      hover_formatters=formatters)
 
 
 class StoreView(View):
@@ -68,8 +77,9 @@ class StoreView(View):
     colour_limit = param.Number(default=None, allow_None=True, bounds=(0, None),
                                 doc="Colour range ±limit (nats); empty: from the first raster.")
     clip_outliers = param.Boolean(
-        default=True, doc="Start from the 0.5-99.5 % range of dH (the exploding atoms of a "
-        "failed run would squash the view); zoom out to see them.")
+        default=False, doc="Start from the 0.5-99.5 % range of dH instead of the whole range "
+        "(on the linear dH scale the exploding atoms of a failed run squash the view; the "
+        "asinh scale shows them all).")
     data = param.ClassSelector(class_=StoreData, allow_None=True, doc="The opened store.")
     busy = param.Boolean(default=False, doc="A raster is being aggregated.")
     rasters = param.Integer(default=0, doc="Rasters shown so far.")
@@ -99,6 +109,7 @@ class StoreView(View):
         self._job: compute.ComputeJob | None = None
         self.param.watch(self._open, "store")
         self.param.watch(self._on_axes, ["x_axis", "y_axis", "clip_outliers"])
+        self.state.param.watch(self._on_axes, "dh_scale")
         self.rescan()
 
     # ---------------------------------------------------------------- stores
@@ -147,12 +158,18 @@ class StoreView(View):
         if x == y:
             return None
 
+        scale = self.state.dh_scale
+
         def extent(column: str) -> tuple[float, float]:
             if self.clip_outliers and column == "dH":
-                return data.robust_extent(column)
-            return data.extent(column)
+                lo, hi = data.robust_extent(column)
+            else:
+                lo, hi = data.extent(column)
+            if dhscale.is_dh(column):
+                lo, hi = (float(v) for v in dhscale.forward(np.array([lo, hi]), scale))
+            return lo, hi
 
-        return RasterRequest(x, y, extent(x), extent(y))
+        return RasterRequest(x, y, extent(x), extent(y), scale=scale)
 
     def request_full(self, redraw: bool = False) -> None:
         """Aggregate the home ranges of the current axes (in the background).
@@ -189,7 +206,7 @@ class StoreView(View):
         if x_range[1] <= x_range[0] or y_range[1] <= y_range[0]:
             return
         self._submit(RasterRequest(self.x_axis, self.y_axis, tuple(map(float, x_range)),
-                                   tuple(map(float, y_range))))
+                                   tuple(map(float, y_range)), scale=self.state.dh_scale))
 
     def _submit(self, request: RasterRequest) -> None:
         if _same_view(self._last, request):
@@ -223,15 +240,16 @@ class StoreView(View):
             log.warning("store raster failed", exc_info=result)
             return
         data, agg, seconds = result
-        if data is not self.data or (request.x, request.y) != (self.x_axis, self.y_axis):
-            return  # the user moved on to another store or other axes
+        if data is not self.data or (request.x, request.y, request.scale) != (
+                self.x_axis, self.y_axis, self.state.dh_scale):
+            return  # the user moved on to another store, other axes or another dH scale
         if self._clim is None:
             values = np.asarray(agg.values)
             self._clim = symmetric_clim(values[np.isfinite(values)])
         self._pipe.send(agg)
         self.rasters += 1
-        x0, x1 = _clean(request.x_range)
-        y0, y1 = _clean(request.y_range)
+        x0, x1 = _in_units(request.x, _clean(request.x_range), request.scale)
+        y0, y1 = _in_units(request.y, _clean(request.y_range), request.scale)
         self.status = (f"Raster {self.rasters}: {label(request.x)} {x0:.4g} to {x1:.4g}, "
                        f"{label(request.y)} {y0:.4g} to {y1:.4g}; {data.n_atoms:,} atoms "
                        f"aggregated in {seconds:.2f} s")
@@ -244,13 +262,14 @@ class StoreView(View):
         x, y = self.x_axis, self.y_axis
         clim = (-float(self.colour_limit), float(self.colour_limit)) if self.colour_limit \
             else (self._clim or (-1.0, 1.0))
+        scale = self.state.dh_scale
         if data is None or data.dims != (y, x):
-            return image_element(_empty(x, y, self.home), x, y, clim)
-        return image_element(data, x, y, clim)
+            return image_element(_empty(x, y, self.home), x, y, clim, scale)
+        return image_element(data, x, y, clim, scale)
 
     # ----------------------------------------------------------------- views
 
-    @param.depends("data", "x_axis", "y_axis", "colour_limit", "home")
+    @param.depends("data", "x_axis", "y_axis", "colour_limit", "home", "state.dh_scale")
     def plot(self):
         if self.data is None:
             return placeholder(HINT if len(self.param.store.objects) == 1 else
@@ -258,12 +277,12 @@ class StoreView(View):
         if self.x_axis == self.y_axis:
             return placeholder("Choose two different axes.")
         dmap = hv.DynamicMap(self._element, streams=[self._pipe]).opts(
-            responsive=True, min_height=420, tools=["hover"], active_tools=["wheel_zoom"],
+            responsive=True, min_height=420,
             title=f"Per-atom dH, {self.data.n_atoms:,} atoms (mean dH per pixel, via Dask)",
+            **ZOOM_OPTS,
         )
         self._ranges.source = dmap
-        return pn.pane.HoloViews(dmap, sizing_mode="stretch_width", min_height=440,
-                                 name="store-plot", css_classes=["store-plot"])
+        return plot_pane(dmap, min_height=440, name="store-plot", css_classes=["store-plot"])
 
     @param.depends("busy", "status")
     def activity(self):
@@ -293,7 +312,7 @@ class StoreView(View):
                          f"**{i['frac_novel']:.3f}**, max dH {i['max_dH']:.3g} nats")
         return pn.pane.Markdown("  \n".join(lines), name="store-summary")
 
-    @param.depends("data")
+    @param.depends("data", "state.dh_scale")
     def timeline(self):
         data = self.data
         if data is None or data.frames.empty:
@@ -301,14 +320,22 @@ class StoreView(View):
         frames = data.frames
         xcol = "time" if frames["time"].notna().all() and frames["time"].is_monotonic_increasing \
             and frames["time"].nunique() == len(frames) else "structure"
+        scale = self.state.dh_scale
         panes = []
         for column in (c for c in FRAME_CURVES if c in frames):
-            curve = hv.Curve(frames, kdims=[hv.Dimension(xcol, label=label(xcol))],
-                             vdims=[hv.Dimension(column, label=label(column))])
-            curve = curve.opts(responsive=True, height=220, tools=["hover"], color="black",
-                               title=f"{label(column)} per frame",
-                               logy=column == "max_dH" and bool((frames[column] > 0).all()))
-            panes.append(pn.pane.HoloViews(curve, sizing_mode="stretch_width", height=230))
+            values = frames[column].to_numpy(np.float64)
+            text = axis_text(column, scale)
+            plotted = dhscale.forward(values, scale) if dhscale.is_dh(column) else values
+            data = frames[[xcol]].assign(plotted=plotted, value=values)
+            curve = hv.Curve(data, kdims=[hv.Dimension(xcol, label=label(xcol))],
+                             vdims=[hv.Dimension("plotted", label=text), "value"])
+            curve = curve.opts(responsive=True, height=220, color="black",
+                               title=f"{label(column)} per frame", ylabel=text,
+                               hooks=dh_hooks("", column, scale), framewise=True,
+                               hover_tooltips=[(label(xcol), f"@{{{xcol}}}"),
+                                               (label(column), "@value{0.000}")], **ZOOM_OPTS)
+            # one pane each: the three curves are different quantities
+            panes.append(plot_pane(curve, height=230))
         return pn.Row(*panes, sizing_mode="stretch_width", name="store-frames")
 
     # ----------------------------------------------------------- new store
@@ -447,7 +474,8 @@ class StoreView(View):
         return pn.Column(
             self._new_store_panel(),
             controls,
-            pn.Row(rescan, full, download, self.activity, sizing_mode="stretch_width"),
+            pn.Row(rescan, full, download, dh_scale_widget(self.state), self.activity,
+                   sizing_mode="stretch_width"),
             self.summary,
             self.plot,
             self.timeline,
@@ -462,10 +490,18 @@ def _clean(bounds: tuple[float, float]) -> tuple[float, float]:
     return tuple(0.0 if abs(v) < 1e-9 * span else v for v in bounds)
 
 
+def _in_units(column: str, bounds: tuple[float, float], scale: str) -> tuple[float, float]:
+    """Range ends of an axis in the column's units (nats for dH-like axes on any scale)."""
+    if not dhscale.is_dh(column):
+        return bounds
+    lo, hi = dhscale.inverse(np.array(bounds, dtype=np.float64), scale)
+    return float(lo), float(hi)
+
+
 def _same_view(a: RasterRequest | None, b: RasterRequest, tol: float = 1e-6) -> bool:
-    """Same axes and ranges equal to ``tol`` of their span (Bokeh echoes ranges with
+    """Same axes, scale and ranges equal to ``tol`` of their span (Bokeh echoes ranges with
     rounding noise)."""
-    if a is None or (a.x, a.y) != (b.x, b.y):
+    if a is None or (a.x, a.y, a.scale) != (b.x, b.y, b.scale):
         return False
     for ra, rb in ((a.x_range, b.x_range), (a.y_range, b.y_range)):
         span = max(ra[1] - ra[0], rb[1] - rb[0])

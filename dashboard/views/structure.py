@@ -8,17 +8,21 @@
 
 from __future__ import annotations
 
+import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from ..theme import plotly_colorscale, symmetric_clim
-from .atoms import dh_image, plot_frame
-from .base import EMPTY_TEXT, View, placeholder
+from .. import dhscale
+from ..theme import DH_CMAP, plotly_colorscale
+from .atoms import dh_clim, dh_image, plot_frame
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, dh_scale_widget, placeholder, plot_pane
 
 #: Largest frame drawn in 3D.
 MAX_3D_ATOMS = 50_000
+#: Largest slab drawn atom by atom (larger ones are rasterised by Datashader).
+MAX_MARKER_ATOMS = 20_000
 AXES = ("x", "y", "z")
 
 
@@ -48,8 +52,12 @@ def cluster_colors(cluster: np.ndarray) -> list[str]:
 
 
 def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str,
-                  color_by: str = "dH") -> dict:
-    """Plotly scatter3d figure (a plain dict) of one frame coloured by dH or cluster id."""
+                  color_by: str = "dH", mode: str = "linear") -> dict:
+    """Plotly scatter3d figure (a plain dict) of one frame coloured by dH or cluster id.
+
+    dH colours are on ``mode``'s scale (:mod:`dashboard.dhscale`); ``clim`` is in
+    plotted coordinates and the colour bar is labelled in nats.
+    """
     n = len(frame)
     size = 6 if n < 2000 else 4 if n < 10_000 else 2
     values = frame[color_by].to_numpy()
@@ -60,14 +68,17 @@ def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str,
     if color_by == "cluster":
         marker = {"size": size, "color": cluster_colors(values.astype(int)), "opacity": 1.0}
     else:
+        ticks = dhscale.nice_ticks(clim[0], clim[1], mode, target=6)
         marker = {
             "size": size,
-            "color": values.astype(np.float64),
+            "color": dhscale.forward(values.astype(np.float64), mode),
             "colorscale": plotly_colorscale(),
             "cmin": clim[0],
             "cmax": clim[1],
             "cmid": 0.0,
-            "colorbar": {"title": {"text": "dH (nats)"}},
+            "colorbar": {"title": {"text": dhscale.axis_label("dH (nats)", mode)},
+                         "tickvals": dhscale.forward(np.array(ticks), mode).tolist(),
+                         "ticktext": [dhscale.format_tick(t) for t in ticks]},
             "opacity": 1.0,
         }
     trace = {
@@ -93,6 +104,28 @@ def plotly_figure(frame: pd.DataFrame, clim: tuple[float, float], title: str,
         "autosize": True,
     }
     return {"data": [trace], "layout": layout}
+
+
+def slab_markers(atoms: pd.DataFrame, u: str, v: str, clim: tuple[float, float], mode: str,
+                 **opts) -> hv.Points:
+    """Atoms of a slab as round markers of about an atom's size, coloured by dH on
+    ``mode``'s scale (hover: atom, species and dH in nats)."""
+    data = pd.DataFrame({
+        u: atoms[u].to_numpy(np.float64), v: atoms[v].to_numpy(np.float64),
+        "dH_colour": dhscale.forward(atoms["dH"].to_numpy(np.float64), mode),
+        "dH": atoms["dH"].to_numpy(np.float64),
+        "atom": atoms["atom"].to_numpy(), "species": atoms["species"].astype(str).to_numpy(),
+    })
+    size = 10 if len(data) < 2000 else 7 if len(data) < 8000 else 5
+    return hv.Points(data, kdims=[hv.Dimension(u, label=f"{u} (Å)"),
+                                  hv.Dimension(v, label=f"{v} (Å)")],
+                     vdims=[hv.Dimension("dH_colour", label="dH"), "dH", "atom", "species"]).opts(
+        color="dH_colour", cmap=DH_CMAP, clim=clim, colorbar=True, size=size,
+        line_color="#333333", line_width=0.3,
+        clabel=dhscale.axis_label("dH (nats)", mode), colorbar_opts=dhscale.colorbar_opts(mode),
+        hover_tooltips=[("atom", "@atom"), ("species", "@species"), ("dH (nats)", "@dH{0.000}"),
+                        (f"{u} (Å)", f"@{{{u}}}{{0.00}}"), (f"{v} (Å)", f"@{{{v}}}{{0.00}}")],
+        framewise=True, **{**ZOOM_OPTS, **opts})
 
 
 class StructureView(View):
@@ -208,24 +241,26 @@ class StructureView(View):
 
     # -------------------------------------------------------------------- plots
 
-    @param.depends("structure", "axis", "position", "thickness", "state.results")
+    @param.depends("structure", "axis", "position", "thickness", "state.results",
+                   "state.dh_scale")
     def slab(self):
         if self.results is None:
             return placeholder(EMPTY_TEXT)
         frame = self.frame()
         u, v = projection_axes(self.axis)
         mask = slab_mask(frame[self.axis].to_numpy(), self.position, self.thickness)
-        part = plot_frame(frame.loc[mask], u, v)
-        clim = symmetric_clim(frame["dH"].to_numpy())
-        shown = dh_image(
-            part, u, v, clim, data_aspect=1, responsive=True, min_height=420, tools=["hover"],
-            title=(f"Slab {self.axis} = {self.position:.2f} ± {self.thickness / 2:.2f} Å "
-                   f"({int(mask.sum()):,} atoms)"),
-        )
-        return pn.pane.HoloViews(shown, sizing_mode="stretch_width", min_height=440,
-                                 name="structure-slab")
+        mode = self.state.dh_scale
+        clim = dh_clim(frame["dH"].to_numpy(), mode)
+        title = (f"Slab {self.axis} = {self.position:.2f} ± {self.thickness / 2:.2f} Å "
+                 f"({int(mask.sum()):,} atoms)")
+        opts = {"data_aspect": 1, "responsive": True, "min_height": 420, "title": title}
+        if mask.sum() <= MAX_MARKER_ATOMS:
+            shown = slab_markers(frame.loc[mask], u, v, clim, mode, **opts)
+        else:
+            shown = dh_image(plot_frame(frame.loc[mask], u, v, mode), u, v, clim, mode, **opts)
+        return plot_pane(shown, min_height=440, name="structure-slab")
 
-    @param.depends("structure", "show_3d", "color_by", "state.results")
+    @param.depends("structure", "show_3d", "color_by", "state.results", "state.dh_scale")
     def view3d(self):
         if self.results is None:
             return pn.Spacer()
@@ -240,11 +275,12 @@ class StructureView(View):
         if self.color_by == "cluster" and "cluster" not in frame:
             return placeholder("No cluster ids yet: give a file the role 'solid reference' "
                                "and compute (see the Nucleation tab).")
-        clim = symmetric_clim(frame["dH"].to_numpy())
+        mode = self.state.dh_scale
+        clim = dh_clim(frame["dH"].to_numpy(), mode)
         what = "solid-like clusters (largest red, non-solid grey)" if self.color_by == "cluster" \
             else "dH"
         fig = plotly_figure(frame, clim, f"Structure {self.structure} in 3D, coloured by {what}",
-                            color_by=self.color_by)
+                            color_by=self.color_by, mode=mode)
         return pn.pane.Plotly(fig, sizing_mode="stretch_width", height=480, name="structure-3d",
                               config={"displaylogo": False, "responsive": True})
 
@@ -254,13 +290,22 @@ class StructureView(View):
             return pn.pane.Markdown("")
         return pn.pane.Markdown(self.describe(), name="structure-info")
 
-    def controls(self) -> pn.Row:
-        rest = pn.Param(self.param, parameters=["axis", "show_3d", "color_by"], show_name=False,
-                        default_layout=pn.Row,
-                        widgets={"axis": {"type": pn.widgets.RadioButtonGroup,
-                                          "name": "Slab normal"}})
-        return pn.Row(self.structure_widget, rest, self.position_widget, self.thickness_widget,
-                      sizing_mode="stretch_width")
+    def controls(self) -> pn.FlexBox:
+        axis = pn.widgets.RadioButtonGroup.from_param(self.param.axis, name="Slab normal",
+                                                      color="light", width=120)
+        colour = pn.widgets.Select.from_param(self.param.color_by, name="3D colour", width=130,
+                                              sizing_mode="fixed")
+        show = pn.widgets.Checkbox.from_param(self.param.show_3d, name="Show 3D", width=90,
+                                              margin=(32, 10, 10, 10), sizing_mode="fixed")
+        titled = [pn.Column(pn.pane.Markdown(text, margin=(0, 10)), widget, margin=0,
+                            sizing_mode="fixed", width=widget.width + 20)
+                  for text, widget in (("Slab normal", axis),
+                                       ("dH scale", dh_scale_widget(self.state)))]
+        for widget in (self.structure_widget, self.position_widget, self.thickness_widget):
+            widget.sizing_mode = "fixed"
+        return pn.FlexBox(self.structure_widget, titled[0], self.position_widget,
+                          self.thickness_widget, titled[1], colour, show,
+                          sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(

@@ -14,14 +14,18 @@ import pandas as pd
 import panel as pn
 import param
 
+from .. import dhscale
 from ..theme import label
-from .base import EMPTY_TEXT, View, placeholder
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
 #: Per-frame columns drawn, in order (largest_cluster only when present).
 CURVES = ("H", "mean_dH", "frac_novel", "largest_cluster")
 #: Columns whose jumps flag a frame.
 FLAG_COLUMNS = ("mean_dH", "frac_novel")
 ATOMS_TAB, STRUCTURE_TAB = 1, 2
+#: Columns of the flagged-frames table and their (short) headers.
+FLAG_TABLE = {"structure": "struct.", "time": "t (ps)", "H": "H", "mean_dH": "<dH>",
+              "frac_novel": "dH > 0", "largest_cluster": "cluster"}
 
 
 def robust_jumps(
@@ -126,7 +130,8 @@ class TrajectoryView(View):
 
     # -------------------------------------------------------------------- plots
 
-    @param.depends("source", "z_threshold", "state.results", "state.selected_structure")
+    @param.depends("source", "z_threshold", "state.results", "state.selected_structure",
+                   "state.dh_scale")
     def plots(self):
         if self.results is None or self.source is None:
             return placeholder(EMPTY_TEXT)
@@ -137,17 +142,30 @@ class TrajectoryView(View):
         flags = flag_frames(f, self.z_threshold)
         sel = self.state.selected_structure
         xdim = hv.Dimension(xcol, label=label(xcol))
+        mode = self.state.dh_scale
         panels = []
         for column in CURVES:
             if column not in f or not np.isfinite(f[column].to_numpy(np.float64)).any():
                 continue
-            ydim = hv.Dimension(column, label=label(column))
-            curve = hv.Curve(f, xdim, ydim).opts(
-                color="black", line_width=1.5, tools=["hover", "tap"], responsive=True,
-                height=200, title=f"{label(column)} per frame", show_grid=True,
+            values = f[column].to_numpy(np.float64)
+            on_dh_scale = dhscale.is_dh(column)
+            text = dhscale.axis_label(label(column), mode) if on_dh_scale else label(column)
+            data = pd.DataFrame({xcol: f[xcol].to_numpy(np.float64),
+                                 "plotted": dhscale.forward(values, mode) if on_dh_scale
+                                 else values,
+                                 "value": values, "structure": f["structure"].to_numpy()})
+            ydim = hv.Dimension("plotted", label=text)
+            hooks = [dhscale.axis_hook("y", mode, target=5)] if on_dh_scale else []
+            curve = hv.Curve(data, xdim, [ydim, "value", "structure"]).opts(
+                color="black", line_width=1.5, responsive=True, height=200,
+                title=f"{label(column)} per frame", show_grid=True, hooks=hooks,
+                framewise=True, ylabel=text,
+                hover_tooltips=[("structure", "@structure"), (label(xcol), f"@{{{xcol}}}"),
+                                (label(column), "@value{0.0000}")],
+                **{**ZOOM_OPTS, "tools": ["hover", "tap"]},
             )
-            marks = hv.Scatter(f.loc[flags], xdim, ydim).opts(color="#b40426", size=8,
-                                                              marker="triangle")
+            marks = hv.Scatter(data.loc[flags], xdim, [ydim, "value", "structure"]).opts(
+                color="#b40426", size=8, marker="triangle")
             overlay = curve * marks
             if sel is not None and (f["structure"] == sel).any():
                 xsel = float(f.loc[f["structure"] == sel, xcol].iat[0])
@@ -155,20 +173,23 @@ class TrajectoryView(View):
             tap = hv.streams.Tap(source=curve)
             tap.add_subscriber(self._on_tap)
             panels.append(overlay)
+        # the curves show the same frames on one time axis: they share it on purpose
+        # (zooming one zooms all); their y axes are different quantities and stay apart
         layout = hv.Layout(panels).cols(1).opts(shared_axes=True)
-        return pn.pane.HoloViews(layout, sizing_mode="stretch_width", name="trajectory-plots")
+        return plot_pane(layout, name="trajectory-plots")
 
     @param.depends("source", "z_threshold", "state.results")
     def flag_table(self):
         if self.results is None or self.source is None:
             return pn.Spacer()
         flagged = self.flagged()
-        cols = [c for c in ("structure", "frame", "time", "H", "mean_dH", "frac_novel",
-                            "largest_cluster") if c in flagged]
+        cols = [c for c in FLAG_TABLE if c in flagged]
         text = (f"**{len(flagged)} flagged frame(s)** in {self.source} "
                 f"(jump z-score > {self.z_threshold:g})")
         table = pn.widgets.Tabulator(
-            flagged[cols].round(4), show_index=False, disabled=True, height=220,
+            flagged[cols].round(3).rename(columns=FLAG_TABLE), show_index=False,
+            disabled=True, height=220, layout="fit_columns",
+            configuration={"columnDefaults": {"headerSort": False}},
             sizing_mode="stretch_width", pagination="local", page_size=8,
         )
         table.on_click(lambda e: self._select_row(flagged, e.row))

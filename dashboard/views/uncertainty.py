@@ -26,10 +26,10 @@ from quests_core.analysis import check_same_descriptor
 from quests_core.analysis import uncertainty as uq
 from quests_core.errors import QuestsError
 
-from .. import compute
+from .. import compute, dhscale
 from ..paths import resolve_in_dir
 from ..state import FileSpec
-from .base import placeholder
+from .base import ZOOM_OPTS, dh_scale_widget, placeholder, plot_pane
 from .compression import AnalysisView
 
 #: Reference choices besides the other files.
@@ -164,31 +164,37 @@ def uncertainty_task(files: list[FileSpec], settings: dict, report=None, cancel=
     )
 
 
-def error_image(result: UncertaintyResult) -> hv.DynamicMap:
-    """The (dH, error) cloud rasterised by Datashader (count of atoms per pixel)."""
-    points = hv.Points(pd.DataFrame({"dH": result.dh, "error": result.error}),
-                       [DH_DIM, ERROR_DIM])
+def error_image(result: UncertaintyResult, mode: str = "linear") -> hv.DynamicMap:
+    """The (dH, error) cloud rasterised by Datashader (count of atoms per pixel); dH on
+    ``mode``'s scale (:mod:`dashboard.dhscale`)."""
+    points = hv.Points(pd.DataFrame({"dH": dhscale.forward(result.dh, mode),
+                                     "error": result.error}), [DH_DIM, ERROR_DIM])
     return rasterize(points, dynamic=True).opts(
-        cmap="Blues", cnorm="log", colorbar=True, clabel="atoms", tools=["hover"])
+        cmap="Blues", cnorm="log", colorbar=True, clabel="atoms per pixel", tools=["hover"],
+        hover_tooltips=[("atoms", "@image")])
 
 
-def running_table(result: UncertaintyResult) -> pd.DataFrame:
-    """Bins with atoms in their window, on the axes of the cloud: ``dH`` (bin centre),
-    ``error`` (mean error), ``std_error``, ``count``."""
+def running_table(result: UncertaintyResult, mode: str = "linear") -> pd.DataFrame:
+    """Bins with atoms in their window, on the axes of the cloud: ``dH`` (bin centre, on
+    ``mode``'s scale), ``dH_nats``, ``error`` (mean error), ``std_error``, ``count``."""
     bins = result.bins().rename(columns={"dH_center": "dH", "mean_error": "error"})
-    return bins[bins["count"] > 0].reset_index(drop=True)
+    bins = bins[bins["count"] > 0].reset_index(drop=True)
+    return bins.assign(dH_nats=bins["dH"], dH=dhscale.forward(bins["dH"].to_numpy(), mode))
 
 
-def running_curve(result: UncertaintyResult) -> hv.Curve:
+def running_curve(result: UncertaintyResult, mode: str = "linear") -> hv.Curve:
     """Running average of the error against the dH bin centres (empty windows dropped)."""
-    return hv.Curve(running_table(result), DH_DIM, [ERROR_DIM, "std_error", "count"],
-                    label="running average").opts(color="#d62728", line_width=3,
-                                                  tools=["hover"])
+    return hv.Curve(running_table(result, mode), DH_DIM,
+                    [ERROR_DIM, "std_error", "count", "dH_nats"],
+                    label="running average").opts(
+        color="#d62728", line_width=3, tools=["hover"],
+        hover_tooltips=[("dH (nats)", "@dH_nats{0.000}"), ("mean error (eV/Å)", "@error{0.000}"),
+                        ("std (eV/Å)", "@std_error{0.000}"), ("atoms", "@count")])
 
 
-def running_spread(result: UncertaintyResult) -> hv.Spread:
+def running_spread(result: UncertaintyResult, mode: str = "linear") -> hv.Spread:
     """Mean +- one standard deviation of the errors in each window."""
-    return hv.Spread(running_table(result), DH_DIM, [ERROR_DIM, "std_error"]).opts(
+    return hv.Spread(running_table(result, mode), DH_DIM, [ERROR_DIM, "std_error"]).opts(
         color="#d62728", alpha=0.15, line_width=0)
 
 
@@ -273,12 +279,14 @@ class UncertaintyView(AnalysisView):
     def plot(self) -> hv.DynamicMap:
         """Datashaded error-vs-dH cloud, running average (+- std) and the line dH = 0."""
         res = self.result
-        overlay = (error_image(res) * running_spread(res) * running_curve(res)
+        mode = self.state.dh_scale
+        overlay = (error_image(res, mode) * running_spread(res, mode) * running_curve(res, mode)
                    * hv.VLine(0.0).opts(color="black", line_dash="dashed", line_width=1))
         return overlay.opts(
             title=f"Force error against dH ({len(res.dh):,} atoms of {res.source})",
             responsive=True, height=460, show_grid=True, legend_position="top_left",
-            xlabel="dH (nats)", ylabel="force error (eV/Å)",
+            xlabel=dhscale.axis_label("dH (nats)", mode), ylabel="force error (eV/Å)",
+            hooks=[dhscale.axis_hook("x", mode)], framewise=True, **ZOOM_OPTS,
         )
 
     def recall_text(self) -> str:
@@ -301,8 +309,9 @@ class UncertaintyView(AnalysisView):
             return placeholder("Choose a file with two per-atom force arrays, the training "
                                "set (a label, a file or a descriptor file) and press **Run**.")
         return pn.Column(
-            pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width",
-                              name="uncertainty-plot"),
+            pn.Row(pn.pane.Markdown("dH scale", margin=(5, 10)), dh_scale_widget(self.state)),
+            pn.bind(lambda _: plot_pane(self.plot(), name="uncertainty-plot"),
+                    self.state.param.dh_scale),
             pn.pane.Markdown(self.recall_text(), name="uncertainty-recall"),
             pn.widgets.Tabulator(res.bins().round(4), show_index=False, disabled=True,
                                  pagination="local", page_size=10, sizing_mode="stretch_width"),
