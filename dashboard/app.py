@@ -149,7 +149,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def create_app(data_dir=None, **kw) -> DashboardApp:
     load_extensions()
-    return DashboardApp(data_dir=data_dir, **kw)
+    app = DashboardApp(data_dir=data_dir, **kw)
+    app.data.preselect_defaults()  # a fresh page starts with a reference and a trajectory
+    return app
 
 
 def serve_session() -> pn.template.FastListTemplate:

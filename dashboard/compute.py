@@ -104,11 +104,22 @@ def sample_rows(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def unique_names(paths: list[str]) -> list[str]:
-    """Short display names (file names, parent folder added on clashes)."""
+    """Short display names, one per entry and all different.
+
+    File names; on clashes the parent folder is added; entries that still
+    clash (the same file chosen twice, e.g. as reference and as trajectory)
+    are numbered in order: ``a.xyz``, ``a.xyz #2``, ``a.xyz #3``.
+    """
     names = [Path(p).name for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return [str(Path(*Path(p).parts[-2:])) for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(Path(*Path(p).parts[-2:])) for p in paths]
+    out: list[str] = []
+    for name in names:
+        unique, n = name, 2
+        while unique in out:
+            unique, n = f"{name} #{n}", n + 1
+        out.append(unique)
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -210,7 +221,11 @@ def _load(specs: list[FileSpec], prog: _Progress) -> list[_Loaded]:
     for i, spec in enumerate(specs):
         prog(i / max(len(specs), 1), f"Reading {spec.name}")
         prog.check()
-        ds = Dataset.from_files(spec.path, index=spec.index or ":", name=spec.name)
+        ds = Dataset.from_files(
+            spec.path, index=spec.index or ":", name=spec.name,
+            type_map=getattr(spec, "type_map", "") or None,
+            timestep_fs=getattr(spec, "timestep_fs", None),
+        )
         if len(ds) == 0:
             raise QuestsError(f"{spec.name}: no structures in the selected frames")
         if spec.label:
@@ -232,6 +247,89 @@ def _choose_bandwidth(settings: dict, loaded: list[_Loaded]) -> float:
         names = ", ".join(item.spec.name for item in refs)
         raise QuestsError(f"{names}: the volume rule needs periodic cells (no volume per atom)")
     return float(bandwidth_from_volume(float(np.mean(vols))))
+
+
+#: Fraction of a trajectory's atoms with dH > 0 above which the fixed bandwidth is
+#: probably too small for the density (see :func:`bandwidth_advice`).
+NOVEL_ADVICE_FRACTION = 0.9
+
+
+def bandwidth_advice(
+    frames: pd.DataFrame,
+    bandwidth_mode: str,
+    h: float,
+    self_reference: bool,
+    h_volume: float | None = None,
+    threshold: float = NOVEL_ADVICE_FRACTION,
+) -> list[str]:
+    """Notes suggesting the volume rule when almost every atom of a run is novel
+    against its own first frame.
+
+    Only runs compared with their own first frame (no reference file) are
+    judged: frames of one run in one state should mostly lie inside each other,
+    so more than ``threshold`` novel atoms there means the kernel is too narrow
+    for the density (e.g. water at h = 0.015). Against a reference file a high
+    novelty is the finding itself (another phase, a failed run), not a sign of
+    a bad bandwidth, so it gets no note.
+
+    Parameters
+    ----------
+    frames : DataFrame
+        Per-frame results with ``source``, ``role``, ``n_atoms`` and
+        ``frac_novel`` (fraction of the frame's atoms with dH > 0), frames of
+        one file in file order.
+    bandwidth_mode : str
+        ``"fixed"`` or ``"volume rule"``; only a fixed bandwidth gets advice.
+    h : float
+        The bandwidth used (1/Å).
+    self_reference : bool
+        True when no reference file was chosen, so each file was compared with
+        its own first frame (that frame is left out of the fraction); False
+        gives no notes.
+    h_volume : float, optional
+        The bandwidth the volume rule would give, quoted in the note.
+    threshold : float
+        Fraction of novel atoms above which a file gets a note (default 0.9).
+
+    Returns
+    -------
+    list of str
+        One note per trajectory or test file whose atoms are more than
+        ``threshold`` novel.
+    """
+    if bandwidth_mode != "fixed" or not self_reference or frames.empty:
+        return []
+    notes = []
+    for source, rows in frames.groupby("source", sort=False):
+        if rows["role"].iat[0] not in ("trajectory", "test"):
+            continue
+        rows = rows.iloc[1:]
+        n = rows["n_atoms"].to_numpy(np.float64)
+        if n.sum() <= 0:
+            continue
+        novel = float(np.sum(rows["frac_novel"].to_numpy(np.float64) * n) / n.sum())
+        if novel > threshold:
+            suggestion = (f" (it would use h = {h_volume:.4g} 1/Å)"
+                          if h_volume is not None and np.isfinite(h_volume) else "")
+            notes.append(
+                f"{source}: {100 * novel:.0f}% of the atoms are novel (dH > 0) against its "
+                f"own first frame with h = {h:.4g} 1/Å; the bandwidth may be too small for "
+                f"this density: try Bandwidth 'volume rule'{suggestion}."
+            )
+    return notes
+
+
+def _file_warnings(specs: list[FileSpec]) -> list[str]:
+    """Warnings about how files were read (LAMMPS types read as H, He, ...)."""
+    from quests_core.io import lammps_type_warning
+
+    out = []
+    for spec in specs:
+        text = lammps_type_warning(spec.path, getattr(spec, "type_map", "") or None,
+                                   name=spec.name)
+        if text:
+            out.append(text + " (the files table's 'types' column).")
+    return out
 
 
 def _atoms_frame(item: _Loaded, structure_offset: int, dh: np.ndarray) -> pd.DataFrame:
@@ -490,6 +588,7 @@ def run_pipeline(
 
     prog.stage(0.0, 0.1, "Reading files")
     loaded = _load(files, prog)
+    warnings.extend(_file_warnings(files))
     timings["read"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -562,6 +661,13 @@ def run_pipeline(
     for column in ("source", "role", "label", "species"):
         atoms[column] = atoms[column].astype("category")
     timings["dH"] = time.perf_counter() - t2
+    mode = settings.get("bandwidth_mode", "fixed")
+    if mode == "fixed":
+        try:
+            h_volume = _choose_bandwidth(dict(settings, bandwidth_mode="volume rule"), loaded)
+        except QuestsError:
+            h_volume = None
+        warnings.extend(bandwidth_advice(frames, mode, h, x_ref is None, h_volume))
 
     # ---- learning curves
     t3 = time.perf_counter()

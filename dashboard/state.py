@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import param
 
+from .paths import is_lammps_file
+
 #: Roles a loaded file can play.
 ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
 #: Ways to choose the kernel bandwidth.
@@ -41,6 +43,15 @@ class FileSpec:
         file itself carries).
     index : str
         Frame selection, ``"start:stop:step"``.
+    type_map : str
+        LAMMPS type -> element for LAMMPS dumps and data files whose atoms
+        carry only numeric types, as :func:`quests_core.io.parse_type_map`
+        reads it: ``"1:O,2:H"``, ``"1=O 2=H"`` or ``"O H"`` (elements in type
+        order); ``""`` lets ASE read type 1 as H, 2 as He, ... (with a warning).
+    timestep_fs : float
+        Length of one MD step in fs for files that record the step number
+        (LAMMPS dumps): the ``time`` column is ``timestep * timestep_fs / 1000``
+        ps. Files that carry a time of their own keep it.
     """
 
     path: str
@@ -48,6 +59,24 @@ class FileSpec:
     role: str = "test"
     label: str = ""
     index: str = ":"
+    type_map: str = ""
+    timestep_fs: float = 1.0
+
+    def same_input(self, other: FileSpec) -> bool:
+        """Whether ``other`` reads the same frames of the same file in the same role."""
+        keys = ("path", "role", "label", "index", "type_map", "timestep_fs")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+def unique_display_name(name: str, taken: set[str] | list[str]) -> str:
+    """``name``, or ``name #2``, ``name #3``, ... : the first not in ``taken``."""
+    taken = set(taken)
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} #{n}" in taken:
+        n += 1
+    return f"{name} #{n}"
 
 
 @dataclass
@@ -195,6 +224,24 @@ class Results:
         return out.reset_index().rename(columns={"source": "file"})
 
 
+def _check_spec(spec: FileSpec) -> None:
+    """Refuse an unknown role, a malformed frame selection or type map, a bad time step."""
+    from quests_core.errors import QuestsError
+    from quests_core.io import parse_index, parse_type_map
+
+    if spec.role not in ROLES:
+        raise QuestsError(f"{spec.name}: unknown role {spec.role!r}; use one of "
+                          f"{', '.join(ROLES)}")
+    try:
+        parse_index(spec.index)
+        parse_type_map(spec.type_map or None)
+    except QuestsError as exc:
+        raise QuestsError(f"{spec.name}: {exc}") from None
+    if not np.isfinite(spec.timestep_fs) or spec.timestep_fs <= 0:
+        raise QuestsError(f"{spec.name}: the time step must be a positive number of fs, "
+                          f"got {spec.timestep_fs!r}")
+
+
 class ComputeSettings(param.Parameterized):
     """Descriptor and entropy settings chosen in the Data view."""
 
@@ -220,6 +267,11 @@ class ComputeSettings(param.Parameterized):
         doc="Solid-like cluster definition (nucleation).",
     )
     seed = param.Integer(default=0, doc="Random seed for subsampling.")
+    lammps_timestep_fs = param.Number(
+        default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True),
+        label="LAMMPS time step (fs)",
+        doc="Length of one MD step of the LAMMPS dumps (fs): time = timestep x this / 1000 ps.",
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (picklable, sent to the worker process)."""
@@ -245,6 +297,9 @@ class AppState(param.Parameterized):
     frame_focus = param.Boolean(default=False,
                                 doc="The Atoms view shows only the selected structure.")
     active_tab = param.Integer(default=0, doc="Index of the view shown.")
+    dh_scale = param.Selector(default="asinh", objects=["asinh", "linear"],
+                              doc="How every dH axis and colour bar is drawn "
+                                  "(dashboard.dhscale): asinh (default) or linear.")
     messages = param.List(default=[], doc="Notifications shown in this session, (level, text).")
 
     def __init__(self, **params):
@@ -254,37 +309,50 @@ class AppState(param.Parameterized):
 
     # ------------------------------------------------------------ files
 
-    def add_file(self, path: str, name: str, role: str = "test", label: str = "") -> FileSpec:
-        """Add a file (replacing one with the same name) and return its entry."""
-        if role not in ROLES:
-            from quests_core.errors import QuestsError
+    def add_file(self, path: str, name: str, role: str = "test", label: str = "",
+                 index: str = ":", type_map: str = "", timestep_fs: float = 1.0) -> FileSpec:
+        """Add a file and return its entry.
 
-            raise QuestsError(f"{name}: unknown role {role!r}; use one of {', '.join(ROLES)}")
-        spec = FileSpec(path=str(path), name=name, role=role, label=label)
-        self.files = [f for f in self.files if f.name != name] + [spec]
+        The same file may be added several times (other roles, other frames):
+        each entry gets its own display name, ``name``, then ``name #2``, ...
+        Adding an entry identical to one already chosen (same file, role,
+        label, frames, type map and time step) adds nothing and returns that
+        entry.
+        """
+        spec = FileSpec(path=str(path), name=name, role=role, label=label, index=index or ":",
+                        type_map=type_map.strip(), timestep_fs=float(timestep_fs))
+        _check_spec(spec)
+        for f in self.files:
+            if f.same_input(spec):
+                return f
+        spec.name = unique_display_name(name, [f.name for f in self.files])
+        self.files = self.files + [spec]
         return spec
 
     def remove_file(self, name: str) -> None:
+        """Remove the entry called ``name`` (only that one)."""
         self.files = [f for f in self.files if f.name != name]
 
     def update_file(self, name: str, **changes: Any) -> None:
-        """Change role/label/index of the file called ``name``."""
-        from quests_core.errors import QuestsError
-
-        if "role" in changes and changes["role"] not in ROLES:
-            raise QuestsError(f"{name}: unknown role {changes['role']!r}")
+        """Change role/label/index/type_map/timestep_fs of the entry called ``name``."""
         new = []
         for f in self.files:
             if f.name == name:
                 f = FileSpec(**{**f.__dict__, **changes})
+                _check_spec(f)
             new.append(f)
         self.files = new
 
     def files_table(self) -> pd.DataFrame:
-        return pd.DataFrame(
+        """The chosen files: ``file, role, label, frames``, and ``types`` (the LAMMPS type
+        map) when a LAMMPS file is among them."""
+        table = pd.DataFrame(
             [(f.name, f.role, f.label, f.index) for f in self.files],
             columns=["file", "role", "label", "frames"],
         )
+        if any(is_lammps_file(f.path) for f in self.files):
+            table["types"] = [f.type_map for f in self.files]
+        return table
 
     # ------------------------------------------------------ notifications
 

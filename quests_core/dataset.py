@@ -182,6 +182,7 @@ def frame_record(
     *,
     label: str | None = None,
     time_step: float | None = None,
+    timestep_fs: float | None = None,
 ) -> dict[str, Any]:
     """The per-frame row of one structure (without ``structure``/``atom_offset``).
 
@@ -198,6 +199,12 @@ def frame_record(
     time_step : float, optional
         Time between frames in ps; ``time = frame * time_step`` when
         ``atoms.info`` has no ``time`` (in ps).
+    timestep_fs : float, optional
+        Length of one MD step in fs, for files that record the step number
+        (LAMMPS dumps: ``ITEM: TIMESTEP``, read by ASE into
+        ``atoms.info["timestep"]``): ``time = timestep * timestep_fs / 1000``
+        ps when ``atoms.info`` has no ``time``. Takes precedence over
+        ``time_step``.
 
     Returns
     -------
@@ -205,6 +212,8 @@ def frame_record(
     """
     own_label = _info_value(atoms, LABEL_KEYS)
     time = _as_float(_info_value(atoms, TIME_KEYS))
+    if np.isnan(time) and timestep_fs is not None:
+        time = _as_float(atoms.info.get("timestep")) * float(timestep_fs) / 1000.0
     if np.isnan(time) and time_step is not None:
         time = float(frame) * float(time_step)
     return {
@@ -447,6 +456,7 @@ class Dataset:
         label: str | None = None,
         lazy: bool = False,
         time_step: float | None = None,
+        timestep_fs: float | None = None,
         arrays: Sequence[str] | None | str = "auto",
         progress: Callable[[int], None] | None = None,
     ) -> Dataset:
@@ -470,6 +480,10 @@ class Dataset:
             and :meth:`iter_structures` reads the files again when needed.
         time_step : float, optional
             ps between frames, used when ``info`` has no ``time``.
+        timestep_fs : float, optional
+            fs per MD step for files that record the step number (LAMMPS
+            dumps): ``time = timestep * timestep_fs / 1000`` ps, see
+            :func:`frame_record`.
         arrays : "auto", None or sequence of str
             Per-atom arrays to keep. ``"auto"``: forces*, dH, cluster and
             force_error when not lazy, none when lazy.
@@ -499,7 +513,8 @@ class Dataset:
             specs.append(spec)
             for item in iter_frames(path, index=index, format=format, type_map=tmap or None):
                 records.append(
-                    frame_record(item.atoms, path, item.frame, label=label, time_step=time_step)
+                    frame_record(item.atoms, path, item.frame, label=label, time_step=time_step,
+                                 timestep_fs=timestep_fs)
                 )
                 counts.append(len(item.atoms))
                 if keep_arrays is not False:

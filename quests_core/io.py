@@ -34,6 +34,7 @@ __all__ = [
     "detect_format",
     "iter_frames",
     "iter_structures",
+    "lammps_type_warning",
     "parse_index",
     "parse_type_map",
     "read_structures",
@@ -45,10 +46,16 @@ EXTENSION_FORMATS: dict[str, str] = {
     "lammpstrj": "lammps-dump-text",
     "dump": "lammps-dump-text",
     "lammpsdump": "lammps-dump-text",
+    "data": "lammps-data",
+    "lmp": "lammps-data",
+    "lammpsdata": "lammps-data",
     "extxyz": "extxyz",
     "xyz": "extxyz",
     "traj": "traj",
     "cif": "cif",
+    "pdb": "proteindatabank",
+    "gro": "gromacs",
+    "xsf": "xsf",
     "poscar": "vasp",
     "contcar": "vasp",
     "vasp": "vasp",
@@ -56,6 +63,7 @@ EXTENSION_FORMATS: dict[str, str] = {
 }
 
 _LAMMPS_DUMP = "lammps-dump-text"
+_LAMMPS_DATA = "lammps-data"
 _PARSE_ERRORS = (
     ValueError,
     IndexError,
@@ -259,6 +267,8 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
             format = EXTENSION_FORMATS[ext]
         elif lower in EXTENSION_FORMATS:  # POSCAR, CONTCAR, XDATCAR
             format = EXTENSION_FORMATS[lower]
+        elif lower.startswith(("poscar", "contcar", "xdatcar")):  # POSCAR_relaxed, XDATCAR-2
+            format = "vasp-xdatcar" if lower.startswith("xdatcar") else "vasp"
         else:
             try:
                 format = filetype(str(p), read=True)
@@ -491,6 +501,105 @@ def _count_lammps_frames(path: str) -> int:
     return n
 
 
+def lammps_type_warning(
+    path: str | os.PathLike,
+    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+    format: str | None = None,
+    name: str | None = None,
+) -> str:
+    """Say whether a LAMMPS file's numeric types will be read as H, He, Li, ...
+
+    A LAMMPS text dump without an ``element`` (or ``mass``) column, or a
+    LAMMPS data file without a ``Masses`` section, names its atoms only by
+    numeric type; ASE then reads type 1 as H, type 2 as He and so on. That
+    happens when no type map is given.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    type_map : optional
+        The type map that will be used (see :func:`parse_type_map`); any
+        non-empty map means no warning.
+    format : str, optional
+        ASE format name (detected if omitted).
+    name : str, optional
+        Name used in the message (default: the file name).
+
+    Returns
+    -------
+    str
+        A one-line warning naming the file and how to fix it, or ``""`` when
+        the species are known (element column, masses, a type map, or not a
+        LAMMPS file). Unreadable files give ``""``: reading them reports the
+        error.
+    """
+    try:
+        fmt = detect_format(path, format)
+    except QuestsError:
+        return ""
+    if fmt not in (_LAMMPS_DUMP, _LAMMPS_DATA):
+        return ""
+    try:
+        if parse_type_map(type_map):
+            return ""
+    except QuestsError:
+        return ""  # reading with this map reports the bad map
+    from ase.io.formats import open_with_compression
+
+    named = False
+    n_types = 0
+    try:
+        with open_with_compression(str(path), "r") as fd:
+            if fmt == _LAMMPS_DUMP:
+                for line in fd:
+                    if line.startswith("ITEM: ATOMS"):
+                        columns = line.split()[2:]
+                        named = "element" in columns or "mass" in columns
+                        if not named and "type" in columns:
+                            n_types = _first_frame_types(fd, columns.index("type"))
+                        break
+            else:
+                for i, line in enumerate(fd):
+                    words = line.split("#", 1)[0].split()
+                    if len(words) == 3 and words[1:] == ["atom", "types"]:
+                        n_types = int(words[0]) if words[0].isdigit() else 0
+                    if words[:1] == ["Masses"]:
+                        named = True
+                        break
+                    if words[:1] == ["Atoms"] or i > 10_000:
+                        break
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if named:
+        return ""
+    label = name or Path(path).name
+    guessed = ", ".join(
+        f"{t} as {chemical_symbols[t]}" for t in range(1, min(max(n_types, 2), 4) + 1)
+    )
+    example = "1:O,2:H" if n_types != 1 else "1:Cu"
+    return (
+        f"{label}: LAMMPS atom types have no element names, so they were read as "
+        f"H, He, ... (type {guessed}); give a type map such as '{example}' "
+        "(type:element) or 'O H' (elements in type order) for this file"
+    )
+
+
+def _first_frame_types(fd, column: int) -> int:
+    """The largest LAMMPS type among the atom lines that follow (first frame only)."""
+    top = 0
+    for line in fd:
+        if line.startswith("ITEM:"):
+            break
+        words = line.split()
+        if len(words) > column:
+            try:
+                top = max(top, int(words[column]))
+            except ValueError:
+                continue
+    return top
+
+
 # ----------------------------------------------------------------------------
 # Frame counting (only needed for negative indices)
 # ----------------------------------------------------------------------------
@@ -658,10 +767,20 @@ def _iter_selected(
     if ioformats[fmt].single:
         if start != 0:
             return
+        kwargs: dict[str, Any] = {}
+        if fmt == _LAMMPS_DATA and type_map:
+            kwargs["Z_of_type"] = {t: atomic_numbers[s] for t, s in type_map.items()}
         try:
-            atoms = next(iter(iread(path, index=0, format=fmt, do_not_split_by_at_sign=True)))
+            atoms = next(iter(iread(path, index=0, format=fmt, do_not_split_by_at_sign=True,
+                                    **kwargs)))
         except StopIteration:
             return
+        except KeyError as exc:
+            if fmt == _LAMMPS_DATA and type_map:
+                raise _frame_error(
+                    path, 0, f"LAMMPS type(s) [{exc.args[0]}] missing from the type map {type_map}"
+                ) from None
+            raise _frame_error(path, 0, f"cannot parse ({_one_line(exc)})") from None
         except _PARSE_ERRORS as exc:
             raise _frame_error(path, 0, f"cannot parse ({_one_line(exc)})") from None
         yield Frame(path, 0, atoms)

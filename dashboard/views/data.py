@@ -16,12 +16,30 @@ import param
 from quests_core.errors import QuestsError
 
 from ..compute import ComputeJob
-from ..paths import check_upload_size, list_data_files, resolve_in_dir, safe_upload_name
+from ..paths import (
+    DATA_NAMES,
+    DATA_SUFFIXES,
+    check_upload_size,
+    default_selection,
+    is_data_file,
+    is_lammps_file,
+    list_data_files,
+    resolve_in_dir,
+    safe_upload_name,
+)
 from ..state import ROLES
 from .base import View
 
-#: Upload file types offered by the browser's file dialog.
-UPLOAD_ACCEPT = ".extxyz,.xyz,.traj,.lammpstrj,.dump,.cif,.vasp,.gz"
+#: Upload file types offered by the browser's file dialog (the data picker's endings).
+UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES)
+#: Width (px) of the files table's columns other than the file name.
+TABLE_WIDTHS = {"role": 78, "label": 46, "frames": 48, "types": 50, "remove": 28}
+#: The files table: names wrap inside their column, never a sideways scroll.
+TABLE_CSS = """
+.tabulator { font-size: 12px; }
+.tabulator .tabulator-cell { white-space: normal; overflow-wrap: anywhere; }
+.tabulator .tabulator-col-title { white-space: normal; }
+"""
 
 
 def default_role(name: str) -> str:
@@ -48,28 +66,38 @@ class DataView(View):
         super().__init__(**params)
         self._job: ComputeJob | None = None
         self.file_select = pn.widgets.MultiSelect(
-            label="Files in the data directory", options=self._list_files(), size=8,
+            label="Files in the data directory", options=self._list_files(), size=4,
             sizing_mode="stretch_width",
         )
-        self.refresh_button = pn.widgets.Button(label="Refresh list", color="light",
-                                                width=110)
+        self.refresh_button = pn.widgets.Button(label="Refresh", color="light", width=80)
         self.role_select = pn.widgets.Select(label="Role", options=list(ROLES), value="test",
-                                             width=150)
-        self.label_input = pn.widgets.TextInput(label="Label (optional)", width=150,
+                                             width=130)
+        self.label_input = pn.widgets.TextInput(label="Label (optional)", width=130,
                                                 placeholder="keep file labels")
         self.add_button = pn.widgets.Button(label="Add selected files", color="primary",
                                             sizing_mode="stretch_width")
         max_mb = float(self.state.max_upload_mb)
         self.upload = pn.widgets.FileInput(accept=UPLOAD_ACCEPT, multiple=False,
                                            sizing_mode="stretch_width", label="Upload a file")
-        self.upload_note = pn.pane.Markdown(f"Upload a structure file (at most {max_mb:g} MB).",
-                                            margin=(0, 10))
+        self.upload_note = pn.pane.Markdown(
+            f"Or upload a structure file (at most {max_mb:g} MB):",
+            margin=(0, 10), styles={"font-size": "12px"},
+        )
+        self.types_input = pn.widgets.TextInput(
+            label="LAMMPS types of added files", placeholder="e.g. 1:O,2:H or O H",
+            sizing_mode="stretch_width",
+        )
         self.files_table = pn.widgets.Tabulator(
             self.state.files_table(), show_index=False, sizing_mode="stretch_width",
+            layout="fit_columns", widths=dict(TABLE_WIDTHS), height=140,
+            formatters={"file": {"type": "textarea"}, "role": {"type": "textarea"}},
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
-                     "label": "input", "frames": "input"},
-            buttons={"remove": "✖"}, height=200,
+                     "label": "input", "frames": "input", "types": "input"},
+            buttons={"remove": "✖"}, sortable=False, selectable=False,
+            stylesheets=[TABLE_CSS],
         )
+        self.h_used = pn.pane.Markdown("", name="h-used", margin=(0, 10),
+                                       styles={"font-size": "12px"})
         self.compute_button = pn.widgets.Button(label="Compute", color="success",
                                                 sizing_mode="stretch_width")
         self.cancel_button = pn.widgets.Button(label="Cancel", color="danger",
@@ -87,6 +115,8 @@ class DataView(View):
         self.cancel_button.on_click(lambda _: self.cancel())
         self.state.param.watch(self._on_files, "files")
         self.state.param.watch(self._on_status, ["status", "progress", "running"])
+        self.state.param.watch(self._on_results, "results")
+        self.state.settings.param.watch(self._on_timestep, "lammps_timestep_fs")
 
     # -------------------------------------------------------------------- files
 
@@ -102,10 +132,52 @@ class DataView(View):
     def refresh(self) -> None:
         self.file_select.options = self._list_files()
 
-    def add_file(self, relative: str, role: str | None = None, label: str = "") -> None:
-        """Add a file of the data directory (path checked: never outside it)."""
+    def add_file(self, relative: str, role: str | None = None, label: str = "",
+                 index: str = ":", type_map: str | None = None) -> None:
+        """Add a file of the data directory (path checked: never outside it).
+
+        The same file may be added again with another role, label or frames: it
+        becomes a second entry (``name #2``). ``type_map`` (LAMMPS files) defaults to
+        the sidebar's "LAMMPS types of added files".
+        """
         path = resolve_in_dir(self.state.data_dir, relative)
-        self.state.add_file(str(path), relative, role or default_role(relative), label)
+        self._add(str(path), relative, role or default_role(relative), label, index, type_map)
+
+    def _add(self, path: str, name: str, role: str, label: str, index: str = ":",
+             type_map: str | None = None) -> None:
+        """Add one entry to the state; say so when it was already there or when its LAMMPS
+        types will be read as H, He, ..."""
+        lammps = is_lammps_file(path)
+        if type_map is None:
+            type_map = self.types_input.value.strip() if lammps else ""
+        before = len(self.state.files)
+        spec = self.state.add_file(path, name, role, label, index=index, type_map=type_map,
+                                   timestep_fs=self.state.settings.lammps_timestep_fs)
+        if len(self.state.files) == before:
+            self.state.notify("info", f"{spec.name} is already chosen as {spec.role} with "
+                              "these frames; add it with another role or change its frames")
+            return
+        if lammps:
+            from quests_core.io import lammps_type_warning
+
+            warning = lammps_type_warning(path, spec.type_map or None, name=spec.name)
+            if warning:
+                self.state.notify("warning", warning + " (the table's 'types' column).",
+                                  duration=0)
+
+    def preselect_defaults(self) -> list[str]:
+        """On a fresh session, choose a reference and a trajectory whose names suggest those
+        roles (see :func:`dashboard.paths.default_selection`); returns their names."""
+        if self.state.files:
+            return []
+        chosen = []
+        for relative, role in default_selection(list(self.file_select.options)):
+            try:
+                self.add_file(relative, role)
+                chosen.append(relative)
+            except QuestsError as exc:
+                self.state.notify("error", str(exc))
+        return chosen
 
     def add_selected(self) -> None:
         chosen = list(self.file_select.value)
@@ -123,12 +195,17 @@ class DataView(View):
         max_bytes = int(self.state.max_upload_mb * 1e6)
         check_upload_size(filename or "upload", len(content), max_bytes)
         name = safe_upload_name(filename or "upload.extxyz")
+        if not is_data_file(name):
+            raise QuestsError(
+                f"{name}: not a structure file the dashboard reads; use one of "
+                f"{', '.join(DATA_SUFFIXES)} or {'/'.join(DATA_NAMES)}"
+            )
         folder = Path(self.state.upload_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         path.write_bytes(content)
-        self.state.add_file(str(path), f"upload/{name}", role or self.role_select.value,
-                            self.label_input.value.strip())
+        self._add(str(path), f"upload/{name}", role or self.role_select.value,
+                  self.label_input.value.strip())
         return path
 
     def _on_upload(self, event) -> None:
@@ -146,9 +223,19 @@ class DataView(View):
         table = self.state.files_table()
         try:
             name = table["file"].iat[event.row]
-            column = {"frames": "index"}.get(event.column, event.column)
-            self.state.update_file(name, **{column: str(event.value)})
-        except (QuestsError, IndexError, TypeError) as exc:
+            column = {"frames": "index", "types": "type_map"}.get(event.column, event.column)
+            value = "" if event.value is None else str(event.value).strip()
+            if column == "index":
+                value = value or ":"
+            self.state.update_file(name, **{column: value})
+            spec = next(f for f in self.state.files if f.name == name)
+            if column == "type_map" and is_lammps_file(spec.path) and not value:
+                from quests_core.io import lammps_type_warning
+
+                warning = lammps_type_warning(spec.path, None, name=name)
+                if warning:
+                    self.state.notify("warning", warning + " (the table's 'types' column).")
+        except (QuestsError, IndexError, TypeError, StopIteration) as exc:
             self.state.notify("error", str(exc))
             self._on_files()
 
@@ -159,6 +246,20 @@ class DataView(View):
 
     def _on_files(self, *_) -> None:
         self.files_table.value = self.state.files_table()
+
+    def _on_timestep(self, event) -> None:
+        """The LAMMPS time step applies to every chosen file (and to files added later)."""
+        try:
+            for spec in list(self.state.files):
+                if spec.timestep_fs != event.new:
+                    self.state.update_file(spec.name, timestep_fs=float(event.new))
+        except QuestsError as exc:
+            self.state.notify("error", str(exc))
+
+    def _on_results(self, *_) -> None:
+        res = self.state.results
+        self.h_used.object = "" if res is None else (
+            f"h used: **{res.h:.4g} 1/Å** (last computation)")
 
     # ------------------------------------------------------------------ compute
 
@@ -227,61 +328,85 @@ class DataView(View):
     # ------------------------------------------------------------------ layouts
 
     def sidebar(self) -> list:
-        settings = pn.Param(
-            self.state.settings,
-            parameters=["k", "cutoff", "bandwidth_mode", "bandwidth"],
-            widgets={"k": pn.widgets.IntInput, "cutoff": pn.widgets.FloatInput,
-                     "bandwidth": {"type": pn.widgets.FloatInput, "step": 0.001,
-                                   "name": "Bandwidth h (1/Å)"},
-                     "bandwidth_mode": {"type": pn.widgets.RadioButtonGroup,
-                                        "name": "Bandwidth"}},
-            show_name=False, sizing_mode="stretch_width",
-        )
+        settings = self.state.settings
+        k = pn.widgets.IntInput.from_param(settings.param.k, name="k", width=80)
+        cutoff = pn.widgets.FloatInput.from_param(settings.param.cutoff, name="Cutoff (Å)",
+                                                  step=0.5, width=90)
+        mode = pn.widgets.RadioButtonGroup.from_param(settings.param.bandwidth_mode,
+                                                      name="Bandwidth", width=140)
+        bandwidth = pn.widgets.FloatInput.from_param(settings.param.bandwidth,
+                                                     name="h (1/Å)", step=0.001, width=90)
+        bandwidth.disabled = settings.bandwidth_mode != "fixed"
+        settings.param.watch(lambda e: setattr(bandwidth, "disabled", e.new != "fixed"),
+                             "bandwidth_mode")
         advanced = pn.Card(
-            pn.Param(self.state.settings,
-                     parameters=["learning_max_n", "learning_repeats", "overlap_max_n",
-                                 "cluster_method", "seed"],
+            self.types_input,
+            pn.Param(settings,
+                     parameters=["lammps_timestep_fs", "learning_max_n", "learning_repeats",
+                                 "overlap_max_n", "cluster_method", "seed"],
+                     widgets={"lammps_timestep_fs": {"type": pn.widgets.FloatInput,
+                                                     "step": 0.5}},
                      show_name=False, sizing_mode="stretch_width"),
-            title="Advanced", collapsed=True, sizing_mode="stretch_width",
+            title="Advanced settings", collapsed=True, sizing_mode="stretch_width",
         )
         return [
-            pn.pane.Markdown(f"**Data directory:** `{self.state.data_dir}`", margin=(0, 10)),
+            pn.pane.Markdown(f"**Data directory:** `{self.state.data_dir}`", margin=(0, 10),
+                             styles={"font-size": "12px"}),
             self.file_select,
             pn.Row(self.role_select, self.label_input),
             pn.Row(self.add_button, self.refresh_button),
             self.upload_note,
             self.upload,
-            pn.pane.Markdown("**Chosen files** (edit role and label in the table)",
-                             margin=(0, 10)),
+            pn.pane.Markdown("**Chosen files** (edit role, label and frames in the table)",
+                             margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
-            pn.pane.Markdown("**Settings** (cutoff in Å, h in 1/Å)", margin=(0, 10)),
-            settings,
+            pn.Row(k, cutoff, pn.Column(mode, margin=(18, 5, 0, 5)), bandwidth,
+                   sizing_mode="stretch_width"),
+            self.h_used,
             advanced,
             pn.Row(self.compute_button, self.cancel_button),
             self.progress,
             self.status,
         ]
 
-    @param.depends("state.results")
+    def landing_text(self) -> str:
+        """What a fresh page says to do (two sentences)."""
+        if self.state.files:
+            return (
+                "### Start here\n"
+                "The files chosen in the sidebar are ready: press **Compute** to get the "
+                "entropy H of every frame and the dH of every atom against the reference "
+                "(dH > 0 marks an environment the reference does not cover). "
+                "Then explore the other tabs, or choose other files, roles, frames and "
+                "settings in the sidebar and compute again."
+            )
+        return (
+            "### Start here\n"
+            "Choose files in the sidebar (select them in the list or upload one), give each a "
+            "role (**reference** for the training set, **trajectory** for a run, **test**) "
+            "and press **Add selected files**. "
+            "Then press **Compute** and explore the entropy H and the per-atom dH (dH > 0: "
+            "not covered by the reference) in the other tabs."
+        )
+
+    @param.depends("state.results", "state.files")
     def _results_panel(self):
         res = self.results
         if res is None:
-            return pn.pane.Markdown(
-                "### Start here\n"
-                "1. Select files in the sidebar and give each a role: **reference** (training "
-                "set), **test**, **trajectory** or **solid reference**.\n"
-                "2. Set k, the cutoff (Å) and the bandwidth h (1/Å), or the volume rule.\n"
-                "3. Press **Compute**. Then open the other tabs.\n\n"
-                "dH (nats) of every atom is computed against the reference files; "
-                "dH > 0 marks an environment the reference does not cover (novel)."
-            )
+            return pn.pane.Markdown(self.landing_text(), name="landing")
         summary = res.summary().round(4)
         frames = res.frames.drop(columns=[c for c in ("path", "elements") if c in res.frames])
         info = (f"**Reference:** {res.reference}  \n"
                 f"**Settings:** k = {res.k}, cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å  \n"
                 f"**Time:** " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
+        notes = []
+        if res.warnings:
+            notes = [pn.pane.Alert("\n".join(f"- {w}" for w in res.warnings),
+                                   alert_type="warning", name="notes",
+                                   sizing_mode="stretch_width")]
         return pn.Column(
             pn.pane.Markdown(info, name="results-info"),
+            *notes,
             pn.pane.Markdown("### Files"),
             pn.widgets.Tabulator(summary, show_index=False, disabled=True,
                                  sizing_mode="stretch_width"),
