@@ -135,7 +135,27 @@ class _Loaded:
 
 
 class _Progress:
-    """Maps stage-local progress onto 0..1 and checks for cancellation."""
+    """Maps stage-local progress onto 0..1 and checks for cancellation.
+
+    ``stage(lo, hi, text)`` gives a step the part ``lo..hi`` of the bar; ``prog(f)``
+    moves within it (``prog(f, text)`` also changes the text shown until the next
+    stage). :meth:`span` turns a part of the stage into the ``progress(done, total)``
+    callback that the core's entropy functions call after every block of rows, so
+    long steps move the bar instead of sitting still.
+
+    The class attributes are a rough cost model of the pipeline's steps (seconds on
+    2 cores, measured on the bundled Cu data; only their ratios matter):
+    :meth:`plan` sizes the stages in proportion to the expected cost.
+    """
+
+    #: reading extxyz with ASE, per byte of file
+    READ_PER_BYTE = 1.5e-7
+    #: descriptors per atom at k = 32 (the cost grows as k^2)
+    DESCRIPTOR_PER_ATOM = 1.2e-5
+    #: one kernel term (one test row against one reference row)
+    KERNEL_PER_PAIR = 2.5e-9
+    #: solid-like clusters per atom of a trajectory (nucleation)
+    CLUSTER_PER_ATOM = 2e-5
 
     def __init__(self, report: ProgressFn | None, cancel: threading.Event | Any | None):
         self.report = report
@@ -149,9 +169,30 @@ class _Progress:
         self(0.0)
 
     def __call__(self, fraction: float, text: str | None = None) -> None:
+        if text:
+            self.text = text
         if self.report is not None:
             frac = self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0)
-            self.report(frac, text or self.text)
+            self.report(frac, self.text)
+
+    def span(self, lo: float = 0.0, hi: float = 1.0) -> Callable[[int, int], None]:
+        """``progress(done, total)`` moving the bar over ``lo..hi`` of the current stage."""
+
+        def progress(done: int, total: int) -> None:
+            self(lo + (hi - lo) * min(done / max(total, 1), 1.0))
+
+        return progress
+
+    @staticmethod
+    def plan(costs: list[float], lo: float = 0.0, hi: float = 1.0) -> list[tuple[float, float]]:
+        """Consecutive parts of ``lo..hi``, one per step, in proportion to ``costs``."""
+        costs = [max(float(c), 0.0) for c in costs]
+        total = sum(costs)
+        if total <= 0:
+            costs, total = [1.0] * len(costs), float(max(len(costs), 1))
+        edges = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(costs)]) / total
+        edges[-1] = hi
+        return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
     def check(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -201,15 +242,14 @@ def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) 
     return np.concatenate(parts) if parts else np.zeros((0, 2 * k - 1))
 
 
-def _delta(y: np.ndarray, x: np.ndarray, h: float, prog: _Progress, n_threads) -> np.ndarray:
-    """dH(y | x) with progress and cancellation."""
+def _delta(y: np.ndarray, x: np.ndarray, h: float, prog: _Progress, n_threads,
+           lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
+    """dH(y | x) with progress (over ``lo..hi`` of the current stage) and cancellation."""
     from quests_core import delta_entropy
 
-    def progress(done, total):
-        prog(done / max(total, 1))
-
     return np.asarray(
-        delta_entropy(y, x, h, n_threads=n_threads, progress=progress, cancel=prog.cancel),
+        delta_entropy(y, x, h, n_threads=n_threads, progress=prog.span(lo, hi),
+                      cancel=prog.cancel),
         dtype=np.float64,
     )
 
@@ -381,14 +421,24 @@ def _learning(
 
     out: dict[str, LearningResult] = {}
     items = [it for it in loaded if it.x is not None and len(it.x) >= 20]
-    for i, item in enumerate(items):
-        prog(i / max(len(items), 1), f"Learning curve of {item.spec.name}")
+    repeats = int(settings["learning_repeats"])
+    all_sizes = [learning_sizes(len(it.x), settings["learning_max_n"]) for it in items]
+    # H of a subset of n rows costs n^2 kernel terms: the bar follows that, not the count
+    costs = [_learning_cost(sizes, repeats) for sizes in all_sizes]
+    for item, sizes, (a, b) in zip(items, all_sizes, _Progress.plan(costs), strict=True):
+        prog(a, f"Learning curve of {item.spec.name}")
         prog.check()
-        sizes = learning_sizes(len(item.x), settings["learning_max_n"])
         if len(sizes) < 2:
             continue
+        done = np.cumsum(np.repeat(sizes.astype(np.float64) ** 2, repeats))
+        done /= done[-1]
+
+        def progress(i, total, a=a, b=b, done=done):
+            prog(a + (b - a) * done[min(i, len(done)) - 1])
+
         lc = learning_curve(
-            item.x, sizes, h=h, repeats=settings["learning_repeats"], seed=settings["seed"]
+            item.x, sizes, h=h, repeats=repeats, seed=settings["seed"],
+            progress=progress, cancel=prog.cancel,
         )
         res = LearningResult(
             name=item.spec.name,
@@ -407,6 +457,12 @@ def _learning(
         out[item.spec.name] = res
     prog(1.0)
     return out
+
+
+def _learning_cost(sizes: np.ndarray, repeats: int) -> float:
+    """Kernel terms of a learning curve (``repeats`` entropies of each subset size)."""
+    return float(repeats * np.sum(np.asarray(sizes, dtype=np.float64) ** 2)) \
+        if len(sizes) >= 2 else 0.0
 
 
 def _overlap_groups(
@@ -440,19 +496,20 @@ def overlap_matrix(
     n = len(names)
     matrix = np.zeros((n, n))
     delta: dict[tuple[int, int], np.ndarray] = {}
-    step = 0
+    # every pair costs rows x columns kernel terms; the bar moves inside each pair too
+    spans = iter(_Progress.plan([len(sampled[r]) * len(sampled[c]) for r in names for c in names]))
     for i, row in enumerate(names):
         for j, col in enumerate(names):
             prog.check()
+            a, b = next(spans)
             dh = np.asarray(
                 delta_entropy(sampled[row], sampled[col], h, n_threads=n_threads,
-                              cancel=prog.cancel),
+                              progress=prog.span(a, b), cancel=prog.cancel),
                 dtype=np.float64,
             )
             delta[(i, j)] = dh.astype(np.float32)
             matrix[i, j] = float(np.mean(dh <= 0))
-            step += 1
-            prog(step / (n * n))
+            prog(b)
     return OverlapResult(
         grouping=grouping,
         names=names,
@@ -474,12 +531,24 @@ def _nucleation(
     """Solid-like clusters of one trajectory; returns the result, dH_solid and cluster ids."""
     from quests_core.analysis import nucleation as nuc
 
-    dh_solid = _delta(traj.x, solid_x, h, prog, n_threads)
+    # dH against the solid, then the clusters frame by frame, each part of the bar in
+    # proportion to its expected cost
+    (_, split), _ = _Progress.plan([_Progress.KERNEL_PER_PAIR * len(traj.x) * len(solid_x),
+                                    _Progress.CLUSTER_PER_ATOM * len(traj.x)])
+    dh_solid = _delta(traj.x, solid_x, h, prog, n_threads, hi=split)
     counts = traj.dataset.frames["n_atoms"].to_numpy(np.int64)
     per_frame = np.split(dh_solid, np.cumsum(counts)[:-1])
-    clusters = nuc.trajectory_clusters(
-        traj.dataset.structures, per_frame, method=settings.get("cluster_method", "connected")
-    )
+    structures = traj.dataset.structures
+    method = settings.get("cluster_method", "connected")
+    prog(split, f"Solid-like clusters of {traj.spec.name}")
+    found, done = [], 0
+    for f in range(len(structures)):
+        prog.check()
+        found.extend(nuc.trajectory_clusters(structures[f : f + 1], per_frame[f : f + 1],
+                                             method=method).clusters)
+        done += int(counts[f])
+        prog(split + (1.0 - split) * done / max(int(counts.sum()), 1))
+    clusters = nuc.TrajectoryClusters.from_clusters(found)
     temperature = traj.dataset.frames["temperature"].to_numpy(float)
     band = nuc.critical_size_band(temperature)
     sub = frames.loc[frames["source"] == traj.spec.name]
@@ -542,6 +611,64 @@ def nucleation_available() -> bool:
         return False
 
 
+#: per-frame overhead of one H call, in kernel terms (H per frame of many small frames)
+_FRAME_CALL_PAIRS = 2e5
+
+
+def _read_share(files: list[FileSpec]) -> float:
+    """Part of the progress bar for reading the files: the expected reading time against
+    that of the steps after it, both guessed from the file sizes (~75 bytes per atom)."""
+    size = 0
+    for spec in files:
+        try:
+            size += os.path.getsize(spec.path)
+        except OSError:
+            pass
+    if size == 0:
+        return 0.05
+    read = _Progress.READ_PER_BYTE * size
+    rest = 5 * _Progress.DESCRIPTOR_PER_ATOM * size / 75  # descriptors, dH, H, ...
+    return float(np.clip(read / (read + rest), 0.02, 0.5))
+
+
+def _pipeline_plan(loaded: list[_Loaded], settings: dict, lo: float) -> dict:
+    """Parts of the progress bar (``lo..1``) of the pipeline's steps after reading, in
+    proportion to their expected cost (the cost model of :class:`_Progress`).
+
+    Keys: ``("descriptors", i)``, ``("dH", i)``, ``("H", i)`` for file ``i``,
+    ``"learning"``, ``("overlap", "source")``, ``("overlap", "label")``, ``"nucleation"``.
+    """
+    pair = _Progress.KERNEL_PER_PAIR
+    per_atom = _Progress.DESCRIPTOR_PER_ATOM * (int(settings["k"]) / 32) ** 2
+    n = [it.dataset.n_atoms for it in loaded]
+    n_ref = sum(m for m, it in zip(n, loaded, strict=True) if it.spec.role == "reference")
+    steps: dict = {}
+    for i, m in enumerate(n):
+        steps[("descriptors", i)] = per_atom * m
+    for i, it in enumerate(loaded):
+        counts = it.dataset.frames["n_atoms"].to_numpy(np.float64)
+        against = n_ref if n_ref else (counts[0] if len(counts) else 0.0)
+        steps[("dH", i)] = pair * n[i] * against
+        steps[("H", i)] = pair * float(np.sum(counts**2 + _FRAME_CALL_PAIRS))
+    repeats = int(settings["learning_repeats"])
+    steps["learning"] = pair * sum(
+        _learning_cost(learning_sizes(m, settings["learning_max_n"]), repeats)
+        for m in n if m >= 20
+    )
+    max_n = int(settings["overlap_max_n"])
+    by_file = [min(m, max_n) for m in n]
+    steps[("overlap", "source")] = pair * sum(by_file) ** 2 if len(by_file) >= 2 else 0.0
+    frames = pd.concat([it.dataset.frames[["label", "n_atoms"]] for it in loaded])
+    per_label = frames.groupby(frames["label"].astype(str), sort=False)["n_atoms"].sum()
+    by_label = [min(int(m), max_n) for name, m in per_label.items() if name != ""]
+    steps[("overlap", "label")] = pair * sum(by_label) ** 2 if len(by_label) >= 2 else 0.0
+    solid = sum(m for m, it in zip(n, loaded, strict=True) if it.spec.role == "solid reference")
+    traj = next((m for m, it in zip(n, loaded, strict=True) if it.spec.role == "trajectory"), 0)
+    steps["nucleation"] = (pair * traj * solid + _Progress.CLUSTER_PER_ATOM * traj
+                           if solid and traj and nucleation_available() else 0.0)
+    return dict(zip(steps, _Progress.plan(list(steps.values()), lo, 1.0), strict=True))
+
+
 def run_pipeline(
     files: list[FileSpec],
     settings: dict,
@@ -586,20 +713,17 @@ def run_pipeline(
     warnings: list[str] = []
     t0 = time.perf_counter()
 
-    prog.stage(0.0, 0.1, "Reading files")
+    read_end = _read_share(files)
+    prog.stage(0.0, read_end, "Reading files")
     loaded = _load(files, prog)
     warnings.extend(_file_warnings(files))
     timings["read"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    total_atoms = sum(it.dataset.n_atoms for it in loaded)
-    done = 0
-    for it in loaded:
-        lo = 0.1 + 0.3 * done / total_atoms
-        hi = 0.1 + 0.3 * (done + it.dataset.n_atoms) / total_atoms
-        prog.stage(lo, hi, f"Descriptors of {it.spec.name}")
+    spans = _pipeline_plan(loaded, settings, read_end)
+    for i, it in enumerate(loaded):
+        prog.stage(*spans[("descriptors", i)], f"Descriptors of {it.spec.name}")
         it.x = _compute_descriptors(it.dataset, k, cutoff, prog, n_threads)
-        done += it.dataset.n_atoms
     timings["descriptors"] = time.perf_counter() - t1
 
     h = _choose_bandwidth(settings, loaded)
@@ -621,27 +745,24 @@ def run_pipeline(
     from quests_core import entropy
 
     frame_parts, atom_parts, offset = [], [], 0
-    done = 0
-    for it in loaded:
-        n_it = it.dataset.n_atoms
-        lo = 0.4 + 0.3 * done / total_atoms
-        hi = 0.4 + 0.3 * (done + n_it) / total_atoms
-        prog.stage(lo, lo + 0.8 * (hi - lo), f"dH of {it.spec.name}")
+    for i, it in enumerate(loaded):
+        prog.stage(*spans[("dH", i)], f"dH of {it.spec.name}")
         if x_ref is not None:
             dh = _delta(it.x, x_ref, h, prog, n_threads)
         else:
             first = int(it.dataset.frames["n_atoms"].iat[0])
             dh = _delta(it.x, it.x[:first], h, prog, n_threads)
-        prog.stage(lo + 0.8 * (hi - lo), hi, f"H per frame of {it.spec.name}")
+        prog.stage(*spans[("H", i)], f"H per frame of {it.spec.name}")
         frames = it.dataset.frames.copy()
         counts = frames["n_atoms"].to_numpy(np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         hs = np.empty(len(frames))
+        cost = np.cumsum(counts.astype(np.float64) ** 2 + _FRAME_CALL_PAIRS)  # H of frame s
+        cost /= cost[-1]
         for s, (a, c) in enumerate(zip(starts, counts, strict=True)):
-            if s % 20 == 0:
-                prog.check()
-                prog(s / len(frames))
-            hs[s] = float(entropy(it.x[a : a + c], h, n_threads=n_threads))
+            prog.check()
+            hs[s] = float(entropy(it.x[a : a + c], h, n_threads=n_threads, cancel=prog.cancel,
+                                  progress=prog.span(cost[s - 1] if s else 0.0, cost[s])))
         mean_dh, frac = per_frame_stats(dh, counts)
         frames["H"] = hs
         frames["mean_dH"] = mean_dh
@@ -654,7 +775,6 @@ def run_pipeline(
         frame_parts.append(frames)
         atom_parts.append(_atoms_frame(it, offset, dh))
         offset += len(frames)
-        done += n_it
     frames = pd.concat(frame_parts, ignore_index=True)
     frames["atom_offset"] = np.concatenate([[0], np.cumsum(frames["n_atoms"].to_numpy())[:-1]])
     atoms = pd.concat(atom_parts, ignore_index=True)
@@ -671,7 +791,7 @@ def run_pipeline(
 
     # ---- learning curves
     t3 = time.perf_counter()
-    prog.stage(0.7, 0.82, "Learning curves")
+    prog.stage(*spans["learning"], "Learning curves")
     learning = _learning(loaded, h, settings, prog, n_threads)
     timings["learning"] = time.perf_counter() - t3
 
@@ -682,9 +802,8 @@ def run_pipeline(
     labels = [v for v in pd.unique(frames["label"]) if v]
     if len(labels) >= 2:
         groupings.append(("label", "label"))
-    for g, (column, title) in enumerate(groupings):
-        prog.stage(0.82 + 0.08 * g / len(groupings), 0.82 + 0.08 * (g + 1) / len(groupings),
-                   f"Overlap by {title}")
+    for column, title in groupings:
+        prog.stage(*spans[("overlap", column)], f"Overlap by {title}")
         groups = _overlap_groups(loaded, frames, column)
         if len(groups) < 2:
             continue
@@ -704,7 +823,7 @@ def run_pipeline(
     elif not solids or not trajs:
         note = "Give one file the role 'solid reference' and one 'trajectory' to find clusters."
     else:
-        prog.stage(0.9, 1.0, f"Solid-like clusters of {trajs[0].spec.name}")
+        prog.stage(*spans["nucleation"], f"dH of {trajs[0].spec.name} against the solid")
         solid_x = np.concatenate([it.x for it in solids])
         nucleation, dh_solid, labels_ = _nucleation(
             trajs[0], solid_x, frames, h, settings, prog, n_threads
@@ -830,6 +949,7 @@ def _worker_main(task, files, settings, out_queue, cancel, n_threads, nice: int 
 
     try:
         result = task(files, settings, report, cancel, n_threads)
+        report(1.0, "Sending the results")
     except (Cancelled, CoreCancelled):
         out_queue.put(("cancelled", None, "Cancelled"))
     except QuestsError as exc:
@@ -897,6 +1017,12 @@ class ComputeJob:
         if self._cancel_requested:
             self._finish("cancelled", "Cancelled")
             return True
+        ready, waited = self._kernels_ready()
+        if not ready:  # the server's first minute: compiled kernels are on their way
+            self.state = "queued"
+            self.text = ("Compiling the numerical kernels (first start of the server only, "
+                         f"{waited:.0f} s)")
+            return False
         if not _JOB_SLOTS.acquire(blocking=False):
             self.state = "queued"
             self.text = "Queued: waiting for another computation to finish"
@@ -920,6 +1046,35 @@ class ComputeJob:
         self.state = "running"
         self.text = "Starting"
         return True
+
+    @staticmethod
+    def _kernels_ready() -> tuple[bool, float]:
+        """Whether the server's kernel warm-up (:mod:`dashboard.warm`) has finished, and
+        for how long it has run. A worker started earlier would compile the same Numba
+        kernels again instead of loading them from the on-disk cache."""
+        from . import warm
+
+        return warm.kernels_ready(), warm.kernels_waited()
+
+    @staticmethod
+    def _reap(worker, grace: float = 30.0) -> None:
+        """Join a finished job's worker process so that it never stays ``<defunct>``:
+        at once when it has exited, else from a daemon thread (it is still shutting
+        down), stopping it if it has not exited after ``grace`` seconds."""
+        worker.join(0.1)
+        if worker.exitcode is not None:
+            return
+
+        def wait() -> None:
+            worker.join(grace)
+            if worker.exitcode is None:
+                worker.terminate()
+                worker.join(5)
+            if worker.exitcode is None:
+                worker.kill()
+                worker.join()
+
+        threading.Thread(target=wait, name="quests-dashboard-job-reaper", daemon=True).start()
 
     def cancel(self) -> None:
         """Ask the job to stop (it stops at the next block)."""
@@ -993,7 +1148,7 @@ class ComputeJob:
             self._slot = False
             _JOB_SLOTS.release()
         if self.mode == "process" and self._worker is not None:
-            self._worker.join(0.1)
+            self._reap(self._worker)
 
     @property
     def finished(self) -> bool:

@@ -2,7 +2,9 @@
 
 Starts ``panel serve dashboard/app.py`` with the options the dashboard needs:
 localhost by default, the data directory, the upload size cap (which also
-sets the websocket message limit) and a warm start.
+sets the websocket message limit) and a warm start (Datashader compiled before the
+server listens, the Numba kernels compiled meanwhile in a separate process: see
+:mod:`dashboard.warm`).
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd = panel_args(args)
     from panel.command import main as panel_main
 
-    from dashboard.warm import warm_up
+    from dashboard.warm import start_kernel_warm_up, warm_up
 
+    # compile quests_core's Numba kernels into the on-disk cache in a separate process
+    # (jobs wait for it), and Datashader's kernels in this one meanwhile
+    start_kernel_warm_up()
     warm_up()  # compile Datashader's kernels before the server listens
     sys.argv = cmd
     panel_main()

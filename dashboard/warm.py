@@ -1,18 +1,42 @@
-"""Warm-up: run the Datashader pipeline once so that no session waits for Numba.
+"""Warm-up: compile, before anybody waits for it, what the first use would compile.
 
-Datashader compiles its aggregation and spreading kernels on first use
-(tens of seconds on a small machine). ``launch.py`` runs :func:`warm_up`
-before the server starts listening; ``panel serve dashboard/app.py`` starts
-it in a background thread at the first session.
+* **Datashader** compiles its aggregation and spreading kernels on first use
+  (tens of seconds on a small machine). ``launch.py`` runs :func:`warm_up`
+  before the server starts listening; ``panel serve dashboard/app.py`` starts
+  it in a background thread at the first session (:func:`start_background`).
+* **quests_core's Numba kernels** (neighbour search, descriptors, the float64
+  and float32 kernel sums, the approximate-dH scan) take about 10 s to compile
+  on 2 cores. Every computation runs in a fresh worker process
+  (:class:`dashboard.compute.ComputeJob`), which loads them from Numba's
+  on-disk cache (``cache=True``; ``__pycache__`` next to the sources, else the
+  user's cache directory, or ``$NUMBA_CACHE_DIR``) in milliseconds, once they
+  are there. :func:`start_kernel_warm_up` compiles them into that cache in a
+  separate, low-priority process at server start, so that neither the first
+  Compute nor the server's event loop (compilation holds the GIL) pays for
+  it; jobs started meanwhile wait for it (:func:`kernels_ready`) instead of
+  compiling the same kernels a second time. When the cache already holds the
+  kernels (every start after the first) the warm-up takes about a second.
 """
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing as mp
+import os
 import threading
+import time
 
 _LOCK = threading.Lock()
 _DONE = threading.Event()
 _STARTED = False
+
+#: Modules whose ``warm_up()`` compiles their Numba kernels.
+KERNEL_MODULES = ("quests_core.descriptors", "quests_core.kernels", "quests_core.approximate")
+#: Niceness of the kernel warm-up process (as the job workers': the server keeps priority).
+KERNEL_WARM_UP_NICE = 5
+_KERNELS_LOCK = threading.Lock()
+_KERNELS_DONE = threading.Event()
+_KERNELS: dict = {"process": None, "started": None, "seconds": None, "exitcode": None}
 
 
 def warm_up() -> None:
@@ -37,8 +61,10 @@ def warm_up() -> None:
 
 
 def start_background() -> None:
-    """Start :func:`warm_up` in a daemon thread (once per process)."""
+    """Start the kernel warm-up process and :func:`warm_up` in a daemon thread (once per
+    process; ``panel serve dashboard/app.py`` calls this at every session)."""
     global _STARTED
+    start_kernel_warm_up()
     if _STARTED or _DONE.is_set():
         return
     _STARTED = True
@@ -47,3 +73,77 @@ def start_background() -> None:
 
 def is_warm() -> bool:
     return _DONE.is_set()
+
+
+# ----------------------------------------------------------------------------- Numba
+
+
+def warm_kernels() -> dict[str, float]:
+    """Compile quests_core's Numba kernels in this process (or load them from the
+    on-disk cache); returns the seconds each module took."""
+    out = {}
+    for name in KERNEL_MODULES:
+        t = time.perf_counter()
+        importlib.import_module(name).warm_up()
+        out[name] = time.perf_counter() - t
+    return out
+
+
+def _kernel_warm_up_main(nice: int) -> None:
+    """Entry point of the warm-up process."""
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    warm_kernels()
+
+
+def start_kernel_warm_up(nice: int = KERNEL_WARM_UP_NICE) -> bool:
+    """Compile the Numba kernels into the on-disk cache in a separate process.
+
+    Once per server process; returns whether it started now. A daemon thread joins
+    the process when it ends (no ``<defunct>`` process is left behind) and marks the
+    kernels ready; a failed warm-up only means that jobs compile for themselves.
+    """
+    with _KERNELS_LOCK:
+        if _KERNELS["process"] is not None:
+            return False
+        ctx = mp.get_context("spawn")  # as the job workers: no fork of a threaded server
+        proc = ctx.Process(target=_kernel_warm_up_main, args=(nice,), daemon=True,
+                           name="quests-kernel-warm-up")
+        _KERNELS["started"] = time.monotonic()
+        proc.start()
+        _KERNELS["process"] = proc
+
+    def reap() -> None:
+        proc.join()
+        _KERNELS["seconds"] = time.monotonic() - _KERNELS["started"]
+        _KERNELS["exitcode"] = proc.exitcode
+        _KERNELS_DONE.set()
+
+    threading.Thread(target=reap, name="quests-kernel-warm-up-reaper", daemon=True).start()
+    return True
+
+
+def kernels_ready() -> bool:
+    """False while the kernel warm-up process runs (True if it never started)."""
+    return _KERNELS["process"] is None or _KERNELS_DONE.is_set()
+
+
+def kernels_waited() -> float:
+    """Seconds since the kernel warm-up started (0 if it never did)."""
+    started = _KERNELS["started"]
+    return 0.0 if started is None else time.monotonic() - started
+
+
+def wait_kernels(timeout: float | None = None) -> bool:
+    """Block until the kernel warm-up has ended; returns :func:`kernels_ready`."""
+    if _KERNELS["process"] is not None:
+        _KERNELS_DONE.wait(timeout)
+    return kernels_ready()
+
+
+def kernel_warm_up_info() -> dict:
+    """Seconds the warm-up process took and its exit code (None while it runs)."""
+    return {"seconds": _KERNELS["seconds"], "exitcode": _KERNELS["exitcode"]}

@@ -141,3 +141,9 @@ def approx_delta_entropy(
             s = np.exp(e - top[:, None, :]).sum(axis=1)
             out[i0 : i0 + batch_size] = -(top + np.log(s))
     return _shape(out, scalar)
+
+
+def warm_up() -> None:
+    """Compile the cell scan (or load it from Numba's on-disk cache) on a few rows."""
+    x = np.random.default_rng(0).random((16, 5))
+    approx_delta_entropy(x[:4], x, n_neighbors=2)

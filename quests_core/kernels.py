@@ -310,3 +310,18 @@ def log_kernel_sums(
                         fut.cancel()
                     raise
     return out
+
+
+def warm_up() -> None:
+    """Compile the float64 and float32 folds (or load them from Numba's on-disk cache).
+
+    Runs :func:`log_kernel_sums` on a few rows of each dtype: both the folds and the
+    near-duplicate branch take the same array types as on real data, so the first real
+    call finds the machine code ready. About 1.5 s on 2 cores when nothing is cached,
+    a few milliseconds when the cache holds them.
+    """
+    x = np.random.default_rng(0).random((8, 5))
+    for dt in (np.float64, np.float32):
+        xd = x.astype(dt)
+        log_kernel_sums(xd, xd, np.array([0.5]), n_workers=1)
+        log_kernel_sums(xd[:3], xd, np.array([0.5, 1.0]), n_workers=1)

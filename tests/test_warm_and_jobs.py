@@ -1,0 +1,269 @@
+"""Warm kernels, honest progress and reaped worker processes.
+
+* The Numba kernels are cached on disk and the warm-up compiles exactly the
+  signatures a real computation uses (so the first Compute does not compile).
+* The server's kernel warm-up process holds jobs back until it has finished,
+  then is reaped.
+* Progress moves inside the long steps (overlap, learning curves, nucleation),
+  in proportion to their cost, and never backwards.
+* No job leaves a ``<defunct>`` worker process behind, whether it finished,
+  was cancelled or crashed (20 jobs in worker processes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import threading
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from numba.core.caching import NullCache
+
+import dashboard.compute as compute
+import dashboard.warm as warm
+from dashboard._testing import make_sample_dir
+from dashboard.compute import ComputeJob, _Progress, run_pipeline
+from dashboard.state import ComputeSettings, FileSpec
+
+TINY = dict(ComputeSettings().as_dict(), learning_max_n=50, learning_repeats=1,
+            overlap_max_n=50)
+CORE_MODULES = ("quests_core.kernels", "quests_core.descriptors", "quests_core.neighbors",
+                "quests_core.approximate", "quests_core.learning")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return make_sample_dir(tmp_path_factory.mktemp("warm_sample"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    mp_ = pytest.MonkeyPatch()
+    mp_.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("warm_cache")))
+    mp_.setattr(compute, "_CACHE", None)
+    yield
+    mp_.undo()
+
+
+def specs(sample, *pairs):
+    return [FileSpec(str(sample[name]), name, role, index=index)
+            for name, role, index in pairs]
+
+
+def _crash_task(files, settings, report, cancel, n_threads):
+    """A job task whose worker process dies without a word."""
+    report(0.5, "about to crash")
+    os._exit(3)
+
+
+def _sleep_task(files, settings, report, cancel, n_threads):
+    """A job task that runs until it is cancelled (at most 60 s)."""
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if cancel.is_set():
+            raise compute.Cancelled("cancelled")
+        report(0.1, "sleeping")
+        time.sleep(0.05)
+    return None
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return state, int(ppid)
+
+
+def child_state(pid: int) -> str | None:
+    """State letter of this process's child ``pid`` ("Z": zombie), None once it is gone."""
+    stat = _stat(pid)
+    return stat[0] if stat is not None and stat[1] == os.getpid() else None
+
+
+def zombie_children() -> list[int]:
+    """Process ids of this process's children in the zombie state (Linux /proc)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    return [pid for pid in pids if child_state(pid) == "Z"]
+
+
+def dispatchers(module) -> list:
+    return [obj for obj in vars(module).values()
+            if isinstance(obj, numba.core.registry.CPUDispatcher)]
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def test_every_numba_kernel_is_cached_on_disk():
+    """cache=True on every jitted function that Python calls (inlined helpers are compiled
+    into their callers, whose cache holds them)."""
+    kernels = importlib.import_module("quests_core.kernels")
+    found = []
+    for name in CORE_MODULES:
+        module = importlib.import_module(name)
+        for d in dispatchers(module):
+            if d.targetoptions.get("inline") == "always":
+                continue
+            found.append(d.py_func.__qualname__)
+            assert not isinstance(d._cache, NullCache), f"{name}.{d.py_func.__name__}"
+    for fold in kernels._FOLDS.values():
+        assert not isinstance(fold._cache, NullCache)
+        found.append(fold.py_func.__qualname__)
+    assert {"_descriptor_kernel", "_ghost_cloud", "_bin_cloud", "_scan_cells",
+            "_fold_block64", "_fold_block32"} <= set(found)
+
+
+def test_warm_up_compiles_the_signatures_real_data_use(cu_noisy):
+    """After the warm-up, descriptors and dH of real structures (float64 and float32,
+    periodic and not) compile nothing new: the first Compute only loads machine code."""
+    import quests_core as qc
+
+    approximate, descriptors, kernels, neighbors = (
+        importlib.import_module(f"quests_core.{name}")
+        for name in ("approximate", "descriptors", "kernels", "neighbors"))
+    seconds = warm.warm_kernels()
+    assert set(seconds) == set(warm.KERNEL_MODULES)
+    watched = [descriptors._descriptor_kernel, neighbors._ghost_cloud, neighbors._bin_cloud,
+               approximate._scan_cells, *kernels._FOLDS.values()]
+    before = [list(d.signatures) for d in watched]
+    assert all(before), "the warm-up left a kernel uncompiled"
+
+    molecule = cu_noisy[:20].copy()
+    molecule.pbc = False
+    x = qc.descriptors([cu_noisy, molecule])
+    y = qc.descriptors(cu_noisy[:30], dtype=np.float32)
+    dh = qc.delta_entropy(x[:200], x, 0.015)
+    dh32 = qc.delta_entropy(y, y, 0.015, precision="float32")
+    ha = qc.approx_delta_entropy(x[:50], x, 0.015, n_neighbors=3)
+    assert [list(d.signatures) for d in watched] == before
+    # the computations above were real ones
+    assert x.shape == (len(cu_noisy) + 20, 63) and np.all(np.isfinite(dh))
+    assert np.all(dh32 <= 0) and np.all(ha >= dh[:50] - 1e-9)
+
+
+@pytest.fixture
+def fresh_warm_state(monkeypatch):
+    """dashboard.warm's kernel warm-up bookkeeping as in a fresh server process."""
+    monkeypatch.setattr(warm, "_KERNELS", {"process": None, "started": None, "seconds": None,
+                                           "exitcode": None})
+    monkeypatch.setattr(warm, "_KERNELS_DONE", threading.Event())
+
+
+def test_kernel_warm_up_process_holds_jobs_back_then_is_reaped(sample, fresh_warm_state):
+    assert warm.kernels_ready() and warm.kernels_waited() == 0.0
+    assert warm.start_kernel_warm_up() is True
+    assert warm.start_kernel_warm_up() is False  # once per process
+    proc = warm._KERNELS["process"]
+    files = specs(sample, ("solid.extxyz", "reference", "0:2"))
+    job = ComputeJob(files, TINY, mode="thread")
+    if not warm.kernels_ready():  # still importing and compiling (seconds)
+        assert job.try_start() is False
+        assert job.state == "queued" and job.text.startswith("Compiling the numerical kernels")
+    assert warm.wait_kernels(120)
+    info = warm.kernel_warm_up_info()
+    assert info["exitcode"] == 0 and info["seconds"] > 0
+    assert proc.exitcode == 0 and proc.pid not in zombie_children()
+    job.run_sync(120)
+    assert job.state == "done", job.error
+    assert len(job.result.atoms) == 2 * 108
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_plan_splits_in_proportion():
+    np.testing.assert_allclose(_Progress.plan([1.0, 3.0], 0.2, 1.0), [(0.2, 0.4), (0.4, 1.0)])
+    np.testing.assert_allclose(_Progress.plan([0.0, 0.0]), [(0.0, 0.5), (0.5, 1.0)])
+    spans = _Progress.plan([5.0, 0.0, 2.0])
+    assert spans[1][0] == spans[1][1] and spans[-1][1] == 1.0
+
+
+def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample):
+    """Overlap pairs, learning-curve subsets and nucleation frames move the bar; the bar
+    never goes back and ends at 1."""
+    files = specs(sample, ("solid.extxyz", "reference", ":"), ("melt.extxyz", "test", ":"),
+                  ("failed_traj.extxyz", "trajectory", ":"),
+                  ("solid.extxyz", "solid reference", ":"))
+    files[-1].name = "solid again"
+    settings = dict(TINY, learning_max_n=400, learning_repeats=2, overlap_max_n=600)
+    seen: list[tuple[float, str]] = []
+    res = run_pipeline(files, settings, progress=lambda f, t: seen.append((f, t)))
+    fractions = np.array([f for f, _ in seen])
+    assert np.all(np.diff(fractions) >= -1e-12) and fractions[-1] == pytest.approx(1.0)
+
+    def during(prefix):
+        return np.array([f for f, t in seen if t.startswith(prefix)])
+
+    # 4 files of >= 432 atoms: 16 pairs, each of several 256-row blocks
+    overlap = during("Overlap by file")
+    assert len(res.overlap["file"].names) == 4
+    assert len(np.unique(overlap)) > 2 * 16
+    # learning curves: the bar follows n^2, so half the subsets (the small ones) are far
+    # less than half the stage
+    learning = [f for f, t in seen if t.startswith("Learning curve of solid.extxyz")]
+    lo, hi = learning[0], learning[-1]
+    sizes = compute.learning_sizes(432, 400)
+    n_half = (len(sizes) // 2) * 2  # subsets done after half the sizes (2 repeats each)
+    share = (learning[n_half] - lo) / (hi - lo)
+    want = np.sum(sizes[: len(sizes) // 2] ** 2.0) / np.sum(sizes**2.0)
+    assert share == pytest.approx(want, abs=0.02) and share < 0.25
+    # nucleation: dH against the solid, then one step per frame of the trajectory
+    assert len(np.unique(during("Solid-like clusters of failed_traj.extxyz"))) >= 12
+    assert res.nucleation is not None and len(res.nucleation.largest) == 12
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def test_no_defunct_worker_after_20_jobs(sample):
+    """20 short jobs in worker processes (finished, cancelled, crashed): every worker is
+    reaped, none stays <defunct>."""
+    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    jobs = []
+    states = []
+    for i in range(20):
+        if i % 10 == 3:  # crashes
+            job = ComputeJob(files, TINY, mode="process", task=_crash_task)
+        elif i % 10 == 6:  # cancelled while running
+            job = ComputeJob(files, TINY, mode="process", task=_sleep_task)
+        else:
+            job = ComputeJob(files, TINY, mode="process")
+        assert job.try_start() and job.state == "running"
+        if job.task is _sleep_task:
+            end = time.monotonic() + 60
+            while job.text != "sleeping" and time.monotonic() < end:
+                job.poll(0.1)
+            job.cancel()
+        job.run_sync(timeout=120)
+        states.append(job.state)
+        jobs.append(job)
+    assert states.count("done") == 16 and states.count("cancelled") == 2
+    assert states.count("error") == 2
+    assert all("exit code 3" in j.error for j in jobs if j.state == "error")
+    assert all(len(j.result.atoms) == 108 for j in jobs if j.state == "done")
+
+    # A worker may still be shutting down for a moment after its job has finished. Wait
+    # (reading /proc only: Process.exitcode, is_alive() or active_children() would reap
+    # the children themselves) until every worker has exited, then give the reapers a
+    # moment: an exited worker nobody joins stays a zombie for good.
+    pids = [j._worker.pid for j in jobs]
+    end = time.monotonic() + 30
+    while any(child_state(p) not in (None, "Z") for p in pids) and time.monotonic() < end:
+        time.sleep(0.1)
+    end = time.monotonic() + 5
+    while zombie_children() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert zombie_children() == []
+    assert all(child_state(p) is None for p in pids)
+    assert [j._worker.exitcode for j in jobs if j.state == "error"] == [3, 3]
+    assert all(j._worker.exitcode is not None for j in jobs)
+    assert [p for p in mp.active_children() if p.name == "quests-dashboard-job"] == []
