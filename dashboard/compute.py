@@ -368,7 +368,7 @@ def _file_warnings(specs: list[FileSpec]) -> list[str]:
         text = lammps_type_warning(spec.path, getattr(spec, "type_map", "") or None,
                                    name=spec.name)
         if text:
-            out.append(text + " (the files table's 'types' column).")
+            out.append(text + " in the files table's 'types' column.")
     return out
 
 

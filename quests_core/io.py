@@ -579,9 +579,9 @@ def lammps_type_warning(
     )
     example = "1:O,2:H" if n_types != 1 else "1:Cu"
     return (
-        f"{label}: LAMMPS atom types have no element names, so they were read as "
-        f"H, He, ... (type {guessed}); give a type map such as '{example}' "
-        "(type:element) or 'O H' (elements in type order) for this file"
+        f"{label}: LAMMPS atom types carry no element names and were read as H, He, ... "
+        f"(type {guessed}); give a type map such as '{example}' (type:element) or "
+        "'O H' (elements in type order)"
     )
 
 

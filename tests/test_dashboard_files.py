@@ -224,7 +224,7 @@ def test_pipeline_notes_a_too_small_bandwidth(sample):
     view = DataView(state=AppState(), job_mode="thread")
     assert view.h_used.object == ""
     view.state.results = res_v
-    assert view.h_used.object == f"h used: **{h_volume:.4g} 1/Å** (last computation)"
+    assert view.h_used.object == f"h used: **{h_volume:.4g} 1/Å**"
     alert = view._results_panel()
     assert not [o for o in alert.objects if getattr(o, "name", "") == "notes"]
     view.state.results = res
@@ -243,8 +243,10 @@ def test_pipeline_reads_lammps_with_type_map_and_time(sample, tmp_path):
     res = run_pipeline([plain], SMALL)
     assert res.atoms["species"].unique().tolist() == ["H"]  # type 1 read as H ...
     (warning,) = [w for w in res.warnings if "LAMMPS" in w]
-    assert warning.startswith("cu.lammpstrj: LAMMPS atom types have no element names")
-    assert "'types' column" in warning
+    assert warning == ("cu.lammpstrj: LAMMPS atom types carry no element names and were read "
+                       "as H, He, ... (type 1 as H, 2 as He); give a type map such as '1:Cu' "
+                       "(type:element) or 'O H' (elements in type order) in the files "
+                       "table's 'types' column.")
     np.testing.assert_allclose(res.frames["time"], [0.0, 2.0, 4.0])  # 1 fs default
     mapped = FileSpec(str(dump), "cu.lammpstrj", "trajectory", type_map="1:Cu",
                       timestep_fs=0.5)
@@ -265,13 +267,15 @@ def test_sidebar_adds_lammps_files_with_types_and_time_step(tmp_path):
     st = AppState(data_dir=str(tmp_path), upload_dir=str(tmp_path / "up"))
     view = DataView(state=st, job_mode="thread")
     assert "water.lammpstrj" in view.file_select.options
-    assert list(view.files_table.value.columns) == ["file", "role", "label", "frames"]
+    assert list(view.files_table.value.columns) == ["file", "role", "label", "frames", "remove"]
     view.add_file("water.lammpstrj", "trajectory")
     level, text = st.messages[-1]
-    assert level == "warning" and text.startswith("water.lammpstrj: LAMMPS atom types")
+    assert level == "warning" and text.startswith("water.lammpstrj: LAMMPS atom types carry")
+    assert text.endswith("in the files table's 'types' column.")
     # a LAMMPS file brings the "types" column; editing it sets that entry's type map
     table = view.files_table.value
-    assert list(table.columns) == ["file", "role", "label", "frames", "types"]
+    assert list(table.columns) == ["file", "role", "label", "frames", "types", "remove"]
+    assert (table["remove"] == "✖").all()
     edit = type("E", (), {"row": 0, "column": "types", "value": " 1:Cu "})()
     view._on_edit(edit)
     assert st.files[0].type_map == "1:Cu" and view.files_table.value["types"].iat[0] == "1:Cu"
@@ -305,11 +309,13 @@ def test_files_table_fits_the_sidebar():
     assert table.layout == "fit_columns"  # no sideways scroll: columns share the width
     assert table.formatters["file"] == {"type": "textarea"}  # long names wrap
     assert table.widths == TABLE_WIDTHS and "file" not in table.widths
-    # the fixed columns leave room for the names in a 380 px sidebar (with the types column)
-    assert 380 - 40 - sum(TABLE_WIDTHS.values()) >= 90
+    # the fixed columns leave room for the names in the table of a 380 px sidebar (about
+    # 355 px wide once the sidebar's padding is off), even with the types column
+    assert 355 - sum(TABLE_WIDTHS.values()) >= 90
     assert view.file_select.size <= 4 and table.height <= 160
     sidebar = view.sidebar()
     cards = [o for o in sidebar if isinstance(o, pn.Card)]
     assert len(cards) == 1 and cards[0].title == "Advanced settings" and cards[0].collapsed
-    assert sidebar.index(view.h_used) < sidebar.index(cards[0])
+    (row,) = [o for o in sidebar if isinstance(o, pn.Row) and view.h_used in o.objects]
+    assert sidebar.index(row) < sidebar.index(cards[0])
     assert any(isinstance(o, pn.Row) and view.compute_button in o.objects for o in sidebar)

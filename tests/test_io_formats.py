@@ -140,7 +140,7 @@ def test_lammps_dump_type_map_and_time(tmp_path, suffix):
     plain = load(path)
     assert species_counts(plain) == {"H": 72, "He": 24}
     warning = lammps_type_warning(path)
-    assert warning.startswith(f"md{suffix}: LAMMPS atom types have no element names")
+    assert warning.startswith(f"md{suffix}: LAMMPS atom types carry no element names")
     assert "H, He" in warning and "1:O,2:H" in warning
     assert lammps_type_warning(path, name="shown name").startswith("shown name:")
     # default 1 fs per step: time = timestep * 1 fs = 0, 0.5 and 1 ps

@@ -32,13 +32,15 @@ from .base import View
 
 #: Upload file types offered by the browser's file dialog (the data picker's endings).
 UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES)
+#: Where a LAMMPS type map goes, appended to the warning about H, He, ... types.
+TYPES_HINT = " in the files table's 'types' column."
 #: Width (px) of the files table's columns other than the file name.
-TABLE_WIDTHS = {"role": 78, "label": 46, "frames": 48, "types": 50, "remove": 28}
+TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "remove": 28}
 #: The files table: names wrap inside their column, never a sideways scroll.
 TABLE_CSS = """
-.tabulator { font-size: 12px; }
-.tabulator .tabulator-cell { white-space: normal; overflow-wrap: anywhere; }
-.tabulator .tabulator-col-title { white-space: normal; }
+.tabulator { font-size: 12px !important; }
+.tabulator .tabulator-cell { white-space: normal !important; overflow-wrap: anywhere; }
+.tabulator .tabulator-col-title { white-space: normal !important; overflow-wrap: anywhere; }
 """
 
 
@@ -78,25 +80,23 @@ class DataView(View):
                                             sizing_mode="stretch_width")
         max_mb = float(self.state.max_upload_mb)
         self.upload = pn.widgets.FileInput(accept=UPLOAD_ACCEPT, multiple=False,
-                                           sizing_mode="stretch_width", label="Upload a file")
-        self.upload_note = pn.pane.Markdown(
-            f"Or upload a structure file (at most {max_mb:g} MB):",
-            margin=(0, 10), styles={"font-size": "12px"},
-        )
+                                           sizing_mode="stretch_width",
+                                           label=f"Or upload a file (at most {max_mb:g} MB)")
         self.types_input = pn.widgets.TextInput(
             label="LAMMPS types of added files", placeholder="e.g. 1:O,2:H or O H",
             sizing_mode="stretch_width",
         )
         self.files_table = pn.widgets.Tabulator(
-            self.state.files_table(), show_index=False, sizing_mode="stretch_width",
-            layout="fit_columns", widths=dict(TABLE_WIDTHS), height=140,
+            self._table_value(), show_index=False, sizing_mode="stretch_width",
+            layout="fit_columns", widths=dict(TABLE_WIDTHS), height=125,
             formatters={"file": {"type": "textarea"}, "role": {"type": "textarea"}},
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
-                     "label": "input", "frames": "input", "types": "input"},
-            buttons={"remove": "✖"}, sortable=False, selectable=False,
+                     "label": "input", "frames": "input", "types": "input", "remove": None},
+            titles={"remove": ""}, text_align={"remove": "center"},
+            sortable=False, selectable=False,
             stylesheets=[TABLE_CSS],
         )
-        self.h_used = pn.pane.Markdown("", name="h-used", margin=(0, 10),
+        self.h_used = pn.pane.Markdown("", name="h-used", margin=(0, 5), align="center",
                                        styles={"font-size": "12px"})
         self.compute_button = pn.widgets.Button(label="Compute", color="success",
                                                 sizing_mode="stretch_width")
@@ -162,8 +162,7 @@ class DataView(View):
 
             warning = lammps_type_warning(path, spec.type_map or None, name=spec.name)
             if warning:
-                self.state.notify("warning", warning + " (the table's 'types' column).",
-                                  duration=0)
+                self.state.notify("warning", warning + TYPES_HINT)
 
     def preselect_defaults(self) -> list[str]:
         """On a fresh session, choose a reference and a trajectory whose names suggest those
@@ -177,6 +176,8 @@ class DataView(View):
                 chosen.append(relative)
             except QuestsError as exc:
                 self.state.notify("error", str(exc))
+        if chosen:
+            self.state.status = "Ready: press Compute, or choose other files first."
         return chosen
 
     def add_selected(self) -> None:
@@ -234,7 +235,7 @@ class DataView(View):
 
                 warning = lammps_type_warning(spec.path, None, name=name)
                 if warning:
-                    self.state.notify("warning", warning + " (the table's 'types' column).")
+                    self.state.notify("warning", warning + TYPES_HINT)
         except (QuestsError, IndexError, TypeError, StopIteration) as exc:
             self.state.notify("error", str(exc))
             self._on_files()
@@ -244,8 +245,15 @@ class DataView(View):
         if 0 <= event.row < len(table):
             self.state.remove_file(table["file"].iat[event.row])
 
+    def _table_value(self):
+        """The chosen files with a last column of remove marks (a plain column, so that it
+        keeps its width: Tabulator's button columns take a share of the free width)."""
+        table = self.state.files_table()
+        table["remove"] = "✖"
+        return table
+
     def _on_files(self, *_) -> None:
-        self.files_table.value = self.state.files_table()
+        self.files_table.value = self._table_value()
 
     def _on_timestep(self, event) -> None:
         """The LAMMPS time step applies to every chosen file (and to files added later)."""
@@ -259,7 +267,7 @@ class DataView(View):
     def _on_results(self, *_) -> None:
         res = self.state.results
         self.h_used.object = "" if res is None else (
-            f"h used: **{res.h:.4g} 1/Å** (last computation)")
+            f"h used: **{res.h:.4g} 1/Å**")
 
     # ------------------------------------------------------------------ compute
 
@@ -333,7 +341,8 @@ class DataView(View):
         cutoff = pn.widgets.FloatInput.from_param(settings.param.cutoff, name="Cutoff (Å)",
                                                   step=0.5, width=90)
         mode = pn.widgets.RadioButtonGroup.from_param(settings.param.bandwidth_mode,
-                                                      name="Bandwidth", width=140)
+                                                      name="Bandwidth", width=170,
+                                                      align="center")
         bandwidth = pn.widgets.FloatInput.from_param(settings.param.bandwidth,
                                                      name="h (1/Å)", step=0.001, width=90)
         bandwidth.disabled = settings.bandwidth_mode != "fixed"
@@ -355,14 +364,12 @@ class DataView(View):
             self.file_select,
             pn.Row(self.role_select, self.label_input),
             pn.Row(self.add_button, self.refresh_button),
-            self.upload_note,
             self.upload,
             pn.pane.Markdown("**Chosen files** (edit role, label and frames in the table)",
                              margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
-            pn.Row(k, cutoff, pn.Column(mode, margin=(18, 5, 0, 5)), bandwidth,
-                   sizing_mode="stretch_width"),
-            self.h_used,
+            pn.Row(k, cutoff, bandwidth, sizing_mode="stretch_width"),
+            pn.Row(mode, self.h_used, sizing_mode="stretch_width"),
             advanced,
             pn.Row(self.compute_button, self.cancel_button),
             self.progress,
