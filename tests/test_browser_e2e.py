@@ -146,9 +146,9 @@ def browser():
 class Session:
     """One browser session (own context) with console and network recording."""
 
-    def __init__(self, browser, url: str):
-        self.context = browser.new_context(viewport={"width": 1600, "height": 1000},
-                                           accept_downloads=True)
+    def __init__(self, browser, url: str, viewport: tuple[int, int] = (1600, 1000)):
+        self.context = browser.new_context(
+            viewport={"width": viewport[0], "height": viewport[1]}, accept_downloads=True)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.external: list[str] = []
@@ -357,6 +357,8 @@ def test_three_sessions_compute_at_once(server, browser, data):
     for plan, _ in plans:
         s = Session(browser, server["url"])
         s.open()
+        for name in (files["reference"], files["trajectory"]):  # preselected on a fresh page
+            s.remove(name)
         for name, role, key in plan:
             s.add([name], role)
             if key in frames:

@@ -279,7 +279,7 @@ def test_uncertainty_view(state, forces_core, tmp_path):
     assert isinstance(overlay, hv.DynamicMap)
     bokeh_plot = hv.renderer("bokeh").get_plot(overlay, doc=Document())
     # dH on the asinh scale (the default): ticks placed and labelled in nats by JS models
-    assert bokeh_plot.state.xaxis[0].axis_label == "dH (nats), asinh scale"
+    assert bokeh_plot.state.xaxis[0].axis_label == "dH (nats, asinh)"
     assert type(bokeh_plot.state.xaxis[0].ticker).__name__ == "CustomJSTicker"
     assert bokeh_plot.state.yaxis[0].axis_label == "force error (eV/Å)"
     assert bokeh_plot.state.toolbar.active_scroll.__class__.__name__ == "WheelZoomTool"

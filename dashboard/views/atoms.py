@@ -20,7 +20,15 @@ from holoviews.operation.datashader import dynspread, rasterize
 
 from .. import dhscale
 from ..theme import DH_CMAP, SPREAD_PX, SPREAD_THRESHOLD, label, symmetric_clim
-from .base import EMPTY_TEXT, ZOOM_OPTS, View, dh_scale_widget, placeholder, plot_pane
+from .base import (
+    EMPTY_TEXT,
+    ZOOM_OPTS,
+    View,
+    control_box,
+    dh_scale_widget,
+    placeholder,
+    plot_pane,
+)
 
 ALL = "all files"
 #: |dH| (nats) above which the summary counts an atom as extreme.
@@ -373,16 +381,12 @@ class AtomsView(View):
         return export_atoms(self.results, self.state.selected_atoms)
 
     def panel(self) -> pn.viewable.Viewable:
-        controls = pn.Param(
-            self.param,
-            parameters=["x_axis", "y_axis", "subset", "frame_only", "threshold", "colour_limit"],
-            widgets={"threshold": {"type": pn.widgets.FloatInput, "name": "dH threshold (nats)"},
-                     "colour_limit": {"type": pn.widgets.FloatInput,
-                                      "name": "Colour limit (nats)"}},
-            show_name=False,
-            default_layout=pn.Row,
-            sizing_mode="stretch_width",
+        controls = control_box(
+            self, ["x_axis", "y_axis", "subset", "frame_only", "threshold", "colour_limit"],
+            {"threshold": {"type": pn.widgets.FloatInput, "name": "dH threshold (nats)"},
+             "colour_limit": {"type": pn.widgets.FloatInput, "name": "Colour limit (nats)"}},
         )
+        controls.append(dh_scale_widget(self.state))
         clear = pn.widgets.Button(label="Clear box", color="light", width=100)
         clear.on_click(lambda _: setattr(self, "box", None))
         download = pn.widgets.FileDownload(
@@ -392,9 +396,7 @@ class AtomsView(View):
         )
         return pn.Column(
             controls,
-            pn.Row(clear, download, pn.Column(pn.pane.Markdown("dH scale", margin=(0, 10)),
-                                              dh_scale_widget(self.state), margin=0),
-                   self.summary, sizing_mode="stretch_width"),
+            pn.Row(clear, download, self.summary, sizing_mode="stretch_width"),
             pn.Row(
                 pn.Column(self.plot, sizing_mode="stretch_width"),
                 pn.Column(self.histogram, width=380),

@@ -56,12 +56,34 @@ def plot_pane(obj, **kw) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **kw)
 
 
-def dh_scale_widget(state: AppState) -> pn.widgets.RadioButtonGroup:
-    """The session's dH-scale switch (asinh | linear); every view shows the same value."""
-    return pn.widgets.RadioButtonGroup.from_param(
-        state.param.dh_scale, name="dH scale", color="light", width=150,
+def dh_scale_widget(state: AppState) -> pn.Column:
+    """The session's dH-scale switch (asinh | linear) under its label; every view shows
+    the same value (``AppState.dh_scale``)."""
+    toggle = pn.widgets.RadioButtonGroup.from_param(
+        state.param.dh_scale, name="dH scale", color="light", width=150, sizing_mode="fixed",
         description="asinh: linear within ±1 nat, logarithmic beyond, so the bulk and "
                     "the outliers both show; linear: plain dH.")
+    return pn.Column(pn.pane.Markdown("dH scale", margin=(0, 10)), toggle, margin=0,
+                     width=170, sizing_mode="fixed")
+
+
+def control_box(parameterized: param.Parameterized, parameters: list[str],
+                widgets: dict | None = None, width: int = 170, **kw) -> pn.FlexBox:
+    """Widgets of ``parameters`` side by side at a fixed width, wrapping onto new rows
+    (labels never collide, however narrow the window)."""
+    box = pn.Param(parameterized.param, parameters=list(parameters), widgets=widgets or {},
+                   show_name=False, default_layout=pn.Row)
+    items = box.layout.objects[0].objects
+    for widget in items:
+        widget.sizing_mode = "fixed"
+        if isinstance(widget, pn.widgets.Checkbox):
+            widget.param.update(width=min(width, 150), margin=(30, 10, 10, 10))
+        elif isinstance(widget, pn.widgets.MultiChoice):
+            widget.width = 2 * width
+        else:
+            widget.width = width
+    kw.setdefault("sizing_mode", "stretch_width")
+    return pn.FlexBox(*items, **kw)
 
 
 def placeholder(text: str, name: str = "placeholder") -> pn.pane.Alert:

@@ -29,7 +29,7 @@ from quests_core.errors import QuestsError
 
 from .. import compute
 from ..state import FileSpec
-from .base import ZOOM_OPTS, View, placeholder, plot_pane
+from .base import ZOOM_OPTS, View, control_box, placeholder, plot_pane
 
 #: ``task(files, settings, progress, cancel, n_threads) -> result``, a module-level
 #: function (the worker process imports it by name).
@@ -259,9 +259,7 @@ class AnalysisView(View):
         raise NotImplementedError
 
     def panel(self) -> pn.viewable.Viewable:
-        widgets = pn.Param(self.param, parameters=["source", *self.controls],
-                           show_name=False, default_layout=pn.Row,
-                           widgets=self.widget_types(), sizing_mode="stretch_width")
+        widgets = control_box(self, ["source", *self.controls], self.widget_types())
         return pn.Column(
             widgets,
             pn.Row(self.run_button, self.cancel_button, self.progress_bar,
@@ -294,8 +292,11 @@ METHOD_COLORS = {"msc": "#d62728", "fps": "#1f77b4", "kmeans": "#2ca02c", "rando
 METRICS = {
     "entropy": "H (nats)",
     "diversity": "D (nats)",
-    "overlap": "overlap with the full set (fraction)",
+    "overlap": "overlap (fraction of the full set)",
 }
+#: Plot titles of the metrics.
+METRIC_TITLES = {"entropy": "H against subset size", "diversity": "D against subset size",
+                 "overlap": "overlap with the full set"}
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
@@ -396,7 +397,7 @@ def metric_plot(report: pd.DataFrame, metric: str) -> hv.Overlay:
             elements.append(hv.ErrorBars(df, xd, [yd, f"{metric}_std"]).opts(color=color))
     # the legend goes below the axes: inside, it covered the curves of small subsets
     return hv.Overlay(elements).opts(
-        title=f"{METRICS[metric].split(' (')[0]} against subset size", responsive=True,
+        title=METRIC_TITLES[metric], responsive=True,
         height=360, show_grid=True, legend_position="bottom", legend_cols=2,
         framewise=True, **ZOOM_OPTS,
     )

@@ -32,7 +32,7 @@ from ..stores import (
 )
 from ..theme import DH_CMAP, label, symmetric_clim
 from .atoms import axis_text, dh_hooks, hover_tooltips
-from .base import ZOOM_OPTS, View, dh_scale_widget, placeholder, plot_pane
+from .base import ZOOM_OPTS, View, control_box, dh_scale_widget, placeholder, plot_pane
 
 log = logging.getLogger("dashboard")
 
@@ -456,13 +456,11 @@ class StoreView(View):
         return io.BytesIO(self.data.frames.to_csv(index=False).encode())
 
     def panel(self) -> pn.viewable.Viewable:
-        controls = pn.Param(
-            self.param,
-            parameters=["store", "x_axis", "y_axis", "colour_limit", "clip_outliers"],
-            widgets={"colour_limit": {"type": pn.widgets.FloatInput,
-                                      "name": "Colour limit (nats)"}},
-            show_name=False, default_layout=pn.Row, sizing_mode="stretch_width",
-        )
+        controls = control_box(
+            self, ["store", "x_axis", "y_axis", "colour_limit", "clip_outliers"],
+            {"colour_limit": {"type": pn.widgets.FloatInput, "name": "Colour limit (nats)"}},
+            width=200)
+        controls.append(dh_scale_widget(self.state))
         rescan = pn.widgets.Button(label="Rescan", color="light", width=100)
         rescan.on_click(self.rescan)
         full = pn.widgets.Button(label="Reset view", color="light", width=120)
@@ -474,8 +472,7 @@ class StoreView(View):
         return pn.Column(
             self._new_store_panel(),
             controls,
-            pn.Row(rescan, full, download, dh_scale_widget(self.state), self.activity,
-                   sizing_mode="stretch_width"),
+            pn.Row(rescan, full, download, self.activity, sizing_mode="stretch_width"),
             self.summary,
             self.plot,
             self.timeline,

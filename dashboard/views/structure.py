@@ -297,14 +297,12 @@ class StructureView(View):
                                               sizing_mode="fixed")
         show = pn.widgets.Checkbox.from_param(self.param.show_3d, name="Show 3D", width=90,
                                               margin=(32, 10, 10, 10), sizing_mode="fixed")
-        titled = [pn.Column(pn.pane.Markdown(text, margin=(0, 10)), widget, margin=0,
-                            sizing_mode="fixed", width=widget.width + 20)
-                  for text, widget in (("Slab normal", axis),
-                                       ("dH scale", dh_scale_widget(self.state)))]
+        normal = pn.Column(pn.pane.Markdown("Slab normal", margin=(0, 10)), axis, margin=0,
+                           sizing_mode="fixed", width=140)
         for widget in (self.structure_widget, self.position_widget, self.thickness_widget):
             widget.sizing_mode = "fixed"
-        return pn.FlexBox(self.structure_widget, titled[0], self.position_widget,
-                          self.thickness_widget, titled[1], colour, show,
+        return pn.FlexBox(self.structure_widget, normal, self.position_widget,
+                          self.thickness_widget, dh_scale_widget(self.state), colour, show,
                           sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:

@@ -37,6 +37,8 @@ LABEL_REFERENCE = "a label of the same file"
 DESCRIPTOR_REFERENCE = "a descriptor file (.npz)"
 DESCRIPTOR_SUFFIXES = (".npz", ".npy")
 DH_DIM = hv.Dimension("dH", label="dH (nats)")
+#: Cells (x, y) of the error-against-dH histogram.
+ERROR_GRID = (160, 100)
 ERROR_DIM = hv.Dimension("error", label="force error (eV/Å)")
 
 
@@ -169,8 +171,10 @@ def error_image(result: UncertaintyResult, mode: str = "linear") -> hv.DynamicMa
     ``mode``'s scale (:mod:`dashboard.dhscale`)."""
     points = hv.Points(pd.DataFrame({"dH": dhscale.forward(result.dh, mode),
                                      "error": result.error}), [DH_DIM, ERROR_DIM])
-    return rasterize(points, dynamic=True).opts(
-        cmap="Blues", cnorm="log", colorbar=True, clabel="atoms per pixel", tools=["hover"],
+    # a coarse grid (a 2-D histogram, re-binned on zoom): thousands of atoms stay visible
+    # as cells, and each atom is counted once (spreading would count it several times)
+    return rasterize(points, dynamic=True, width=ERROR_GRID[0], height=ERROR_GRID[1]).opts(
+        cmap="Blues", cnorm="log", colorbar=True, clabel="atoms per cell", tools=["hover"],
         hover_tooltips=[("atoms", "@image")])
 
 
@@ -309,7 +313,7 @@ class UncertaintyView(AnalysisView):
             return placeholder("Choose a file with two per-atom force arrays, the training "
                                "set (a label, a file or a descriptor file) and press **Run**.")
         return pn.Column(
-            pn.Row(pn.pane.Markdown("dH scale", margin=(5, 10)), dh_scale_widget(self.state)),
+            dh_scale_widget(self.state),
             pn.bind(lambda _: plot_pane(self.plot(), name="uncertainty-plot"),
                     self.state.param.dh_scale),
             pn.pane.Markdown(self.recall_text(), name="uncertainty-recall"),
