@@ -74,12 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     cmd = panel_args(args)
     from panel.command import main as panel_main
 
-    from dashboard.warm import start_kernel_warm_up, warm_up
+    from dashboard.warm import server_start
 
-    # compile quests_core's Numba kernels into the on-disk cache in a separate process
-    # (jobs wait for it), and Datashader's kernels in this one meanwhile
-    start_kernel_warm_up()
-    warm_up()  # compile Datashader's kernels before the server listens
+    # before the server listens: quests_core's Numba kernels compile into the on-disk
+    # cache in a separate process while Datashader's compile in this one
+    server_start()
     sys.argv = cmd
     panel_main()
     return 0
