@@ -176,6 +176,7 @@ def test_default_file_choice(tmp_path):
     st = AppState(data_dir=str(tmp_path))
     st.add_file(str(SAMPLE / DATASET), DATASET, "reference")
     views = [cls(state=st) for cls in (CompressionView, ActiveLearningView, UncertaintyView)]
+    layouts = [v.panel() for v in views]  # with their widgets, as in a browser session
     assert [v.source for v in views] == [DATASET] * 3
     st.add_file(str(SAMPLE / GENERATIONS), GENERATIONS, "test")
     st.add_file(str(SAMPLE / FORCES), FORCES, "test")  # a better match replaces a guess
@@ -186,6 +187,14 @@ def test_default_file_choice(tmp_path):
     assert views[2].source == GENERATIONS
     st.remove_file(GENERATIONS)
     assert views[1].source == DATASET and views[2].source == FORCES
+    # removing every file empties the choices, adding one picks it again (the browser
+    # side of this, where removals once raised AttributeError, is in test_browser_tour)
+    for name in [f.name for f in st.files]:
+        st.remove_file(name)
+    assert [v.source for v in views] == [None] * 3
+    st.add_file(str(SAMPLE / DATASET), DATASET, "reference")
+    assert [v.source for v in views] == [DATASET] * 3
+    assert all(len(layout) > 0 for layout in layouts)
 
 
 # -------------------------------------------------------------- active learning

@@ -220,10 +220,10 @@ class AtomsView(View):
         if res is None:
             return
         axes = axis_options(res.atoms)
-        self.param.x_axis.objects = axes
-        self.param.y_axis.objects = axes
+        self.param.x_axis.objects = list(axes)
+        self.param.y_axis.objects = list(axes)
         files = [ALL] + [f for f in pd.unique(res.frames["source"])]
-        self.param.subset.objects = files
+        self.param.subset.objects = list(files)
         with param.parameterized.batch_call_watchers(self):
             self.box = None
             if self.x_axis not in axes:

@@ -143,7 +143,9 @@ class AnalysisView(View):
 
     def _on_files(self, *_) -> None:
         names = [f.name for f in self.state.files]
-        self.param.source.objects = names
+        # a copy: the Select widget bound to the parameter may add its current value
+        # (None) to the very list it was given, which then held None here
+        self.param.source.objects = list(names)
         if self.source not in names or self._auto_source:
             hinted = [n for n in names if any(w in n.lower() for w in self.name_hints)]
             self._setting_source = True

@@ -70,7 +70,7 @@ class LearningView(View):
         if res is None:
             return
         names = list(res.learning)
-        self.param.datasets.objects = names
+        self.param.datasets.objects = list(names)
         self.datasets = names
 
     @param.depends("datasets", "log_x", "state.results")

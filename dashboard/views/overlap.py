@@ -78,7 +78,7 @@ class OverlapView(View):
         if res is None:
             return
         options = list(res.overlap)
-        self.param.grouping.objects = options
+        self.param.grouping.objects = list(options)
         self.cell = None
         self.grouping = options[0] if options else None
 

@@ -140,8 +140,8 @@ class StoreView(View):
         except QuestsError as exc:
             self.state.notify("error", str(exc))
             return
-        self.param.x_axis.objects = data.axes
-        self.param.y_axis.objects = data.axes
+        self.param.x_axis.objects = list(data.axes)
+        self.param.y_axis.objects = list(data.axes)
         self._clim = None
         self._last = None  # a reopened store (Rescan) is aggregated afresh
         # one redraw, already on the home ranges (the axis watchers then find nothing to do)

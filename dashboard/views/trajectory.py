@@ -100,7 +100,7 @@ class TrajectoryView(View):
             return
         f = res.frames
         sources = list(pd.unique(f["source"]))
-        self.param.source.objects = sources
+        self.param.source.objects = list(sources)
         trajs = list(pd.unique(f.loc[f["role"] == "trajectory", "source"]))
         multi = [s for s in sources if (f["source"] == s).sum() > 1]
         self.source = (trajs or multi or sources)[0]
@@ -156,10 +156,12 @@ class TrajectoryView(View):
                                  "value": values, "structure": f["structure"].to_numpy()})
             ydim = hv.Dimension("plotted", label=text)
             hooks = [dhscale.axis_hook("y", mode, target=5)] if on_dh_scale else []
+            # a fraction keeps its whole [0, 1] axis (a constant 1 must not look like noise)
+            limits = {"ylim": (-0.02, 1.02)} if column == "frac_novel" else {}
             curve = hv.Curve(data, xdim, [ydim, "value", "structure"]).opts(
                 color="black", line_width=1.5, responsive=True, height=200,
                 title=f"{label(column)} per frame", show_grid=True, hooks=hooks,
-                framewise=True, ylabel=text,
+                framewise=True, ylabel=text, **limits,
                 hover_tooltips=[("structure", "@structure"), (label(xcol), f"@{{{xcol}}}"),
                                 (label(column), "@value{0.0000}")],
                 **{**ZOOM_OPTS, "tools": ["hover", "tap"]},
