@@ -21,7 +21,7 @@ import panel as pn  # noqa: E402
 
 from dashboard.paths import check_data_dir, default_data_dir  # noqa: E402
 from dashboard.state import AppState  # noqa: E402
-from dashboard.theme import ACCENT, design  # noqa: E402
+from dashboard.theme import ACCENT, design, keep_assets_local  # noqa: E402
 from dashboard.views import (  # noqa: E402
     ActiveLearningView,
     AtomsView,
@@ -49,6 +49,7 @@ def load_extensions() -> None:
         return
     pn.extension("plotly", "tabulator", notifications=True, design=design(),
                  sizing_mode="stretch_width")
+    keep_assets_local()
     hv.extension("bokeh", logo=False)
     _EXTENSION_LOADED = True
 

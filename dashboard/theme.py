@@ -87,6 +87,35 @@ def offline_fast_design():
     return type("Fast", (Fast,), {"_resources": resources, "__module__": __name__})
 
 
+def keep_assets_local() -> None:
+    """Make Panel resolve every stylesheet to the server, never to its CDN.
+
+    Panel picks the URL prefix of a component's stylesheets from the session
+    document's template variables; for models built without one (components
+    created after the first render, e.g. in a callback or a freshly shown tab)
+    it falls back to ``cdn.holoviz.org`` even when the server serves the files
+    itself (panel#7073, #8408, #8707). In server mode this wraps
+    ``patch_stylesheet`` so that fallback becomes the server's own
+    ``static/extensions/panel/`` path. Idempotent; a no-op where Panel is
+    configured to load from its CDN (e.g. a notebook without a server).
+    """
+    import panel.io.resources as resources
+    import panel.reactive as reactive
+
+    original = resources.patch_stylesheet
+    if getattr(original, "_quests_local", False):
+        return
+
+    def patch_stylesheet(stylesheet, dist_url):
+        if dist_url == resources.CDN_DIST and not resources.use_cdn():
+            dist_url = resources.get_dist_path(cdn=False)
+        return original(stylesheet, dist_url)
+
+    patch_stylesheet._quests_local = True
+    resources.patch_stylesheet = patch_stylesheet
+    reactive.patch_stylesheet = patch_stylesheet
+
+
 _DESIGN = None
 
 

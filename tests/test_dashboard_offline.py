@@ -1,0 +1,31 @@
+"""The dashboard never points the browser at a CDN: stylesheets of components built
+without a session's template variables (Panel's fallback) resolve to the server."""
+
+from __future__ import annotations
+
+import panel as pn
+import panel.io.resources as resources
+from bokeh.document import Document
+from bokeh.models import ImportedStyleSheet
+
+from dashboard.app import load_extensions
+
+
+def stylesheet_urls(model) -> list[str]:
+    return [s.url for s in model.stylesheets if isinstance(s, ImportedStyleSheet)]
+
+
+def test_components_built_outside_a_session_use_the_servers_static_files():
+    load_extensions()
+    assert not resources.use_cdn()  # the server serves Panel's files (panel serve default)
+    for component in (pn.widgets.Button(name="Compute"), pn.pane.Markdown("**x**"),
+                      pn.indicators.Progress(value=3), pn.widgets.Tabulator()):
+        urls = stylesheet_urls(component.get_root(Document()))
+        assert urls, component
+        assert not [u for u in urls if "cdn" in u or u.startswith("http")], urls
+        assert all(u.startswith("static/extensions/panel/") for u in urls), urls
+    sheet = ImportedStyleSheet(url=f"{resources.CDN_DIST}css/loading.css")
+    resources.patch_stylesheet(sheet, resources.CDN_DIST)
+    assert sheet.url.startswith("static/extensions/panel/css/loading.css")
+    load_extensions()  # idempotent: the wrapper is not wrapped again
+    assert getattr(resources.patch_stylesheet, "_quests_local", False)
