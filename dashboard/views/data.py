@@ -88,7 +88,7 @@ class DataView(View):
         )
         self.files_table = pn.widgets.Tabulator(
             self._table_value(), show_index=False, sizing_mode="stretch_width",
-            layout="fit_columns", widths=dict(TABLE_WIDTHS), height=125,
+            layout="fit_columns", widths=dict(TABLE_WIDTHS), max_height=320,
             formatters={"file": {"type": "textarea"}, "role": {"type": "textarea"}},
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
                      "label": "input", "frames": "input", "types": "input", "remove": None},
