@@ -341,8 +341,9 @@ class DataView(View):
         cutoff = pn.widgets.FloatInput.from_param(settings.param.cutoff, name="Cutoff (Å)",
                                                   step=0.5, width=90)
         mode = pn.widgets.RadioButtonGroup.from_param(settings.param.bandwidth_mode,
-                                                      name="Bandwidth", width=170,
-                                                      align="center")
+                                                      name="Bandwidth", width=150,
+                                                      align="center", button_type="primary",
+                                                      button_style="outline")
         bandwidth = pn.widgets.FloatInput.from_param(settings.param.bandwidth,
                                                      name="h (1/Å)", step=0.001, width=90)
         bandwidth.disabled = settings.bandwidth_mode != "fixed"
@@ -369,7 +370,8 @@ class DataView(View):
                              margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
             pn.Row(k, cutoff, bandwidth, sizing_mode="stretch_width"),
-            pn.Row(mode, self.h_used, sizing_mode="stretch_width"),
+            pn.Row(pn.pane.Markdown("Bandwidth", align="center", margin=(0, 0, 0, 10)), mode,
+                   self.h_used, sizing_mode="stretch_width"),
             advanced,
             pn.Row(self.compute_button, self.cancel_button),
             self.progress,
