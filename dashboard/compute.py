@@ -966,6 +966,34 @@ def _worker_main(task, files, settings, out_queue, cancel, n_threads, nice: int 
         out_queue.put(("result", result, "Done"))
 
 
+def _worker_standby(receive, out_queue, cancel, nice: int = 0) -> None:
+    """Entry point of a standby worker process (see :meth:`ComputeJob.prepare_standby`).
+
+    Imports everything and loads the compiled kernels ahead of time, then runs the one
+    job it receives through ``receive`` (``(task, files, settings, n_threads, environ)``,
+    the server's environment at the time of the job) with :func:`_worker_main`.
+    """
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    try:
+        from . import warm
+
+        warm.warm_kernels()  # from Numba's on-disk cache: machine code ready in memory
+    except Exception:  # noqa: BLE001 - the job itself will report any real problem
+        pass
+    try:
+        task, files, settings, n_threads, environ = receive.recv()
+    except (EOFError, OSError):  # the server went away before giving a job
+        return
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    os.environ.update(environ)  # e.g. QUESTS_CACHE_DIR as the server has it now
+    _worker_main(task, files, settings, out_queue, cancel, n_threads, 0)
+
+
 class ComputeJob:
     """One computation for one session, run in a worker process or thread.
 
@@ -981,7 +1009,19 @@ class ComputeJob:
     task : callable, optional
         Module-level ``task(files, settings, report, cancel, n_threads)`` run instead
         of the Data tab's pipeline (the analysis tabs and the Stores tab use this).
+
+    Notes
+    -----
+    Worker processes are spawned (no fork of the threaded server). Spawning costs
+    an interpreter start and the imports (0.5-1 s on 2 cores, seconds when the
+    machine is busy), so a server calls :meth:`prepare_standby`: a worker process is
+    then always started ahead, and a process job takes it instead of spawning one.
     """
+
+    #: ``(process, queue, cancel event, pipe end)`` of the standby worker, or None
+    _standby: tuple | None = None
+    _standby_enabled = False
+    _standby_lock = threading.Lock()
 
     def __init__(self, files: list[FileSpec], settings: dict, mode: str = "process",
                  n_threads: int | None = None, task: Callable | None = None):
@@ -1029,6 +1069,11 @@ class ComputeJob:
             return False
         self._slot = True
         target, leading = self._target()
+        if (self.mode == "process" and target is _worker_main
+                and self._start_on_standby(*leading)):
+            self.state = "running"
+            self.text = "Starting"
+            return True
         if self.mode == "process":
             ctx = mp.get_context("spawn")
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
@@ -1045,6 +1090,59 @@ class ComputeJob:
         self._worker.start()
         self.state = "running"
         self.text = "Starting"
+        return True
+
+    @staticmethod
+    def prepare_standby() -> None:
+        """Keep a worker process started ahead (imports done, compiled kernels loaded)
+        for the next process job of this server, and start a new one after each job."""
+        ComputeJob._standby_enabled = True
+        ComputeJob._start_standby()
+
+    @staticmethod
+    def stop_standby() -> None:
+        """Stop keeping a standby worker and end the one waiting (joined: no zombie)."""
+        with ComputeJob._standby_lock:
+            ComputeJob._standby_enabled = False
+            standby, ComputeJob._standby = ComputeJob._standby, None
+        if standby is not None:
+            proc, _queue, _cancel, send = standby
+            send.close()  # the standby sees the end of the pipe and exits
+            proc.join(10)
+            if proc.exitcode is None:
+                proc.terminate()
+                proc.join(5)
+
+    @staticmethod
+    def _start_standby() -> None:
+        with ComputeJob._standby_lock:
+            if not ComputeJob._standby_enabled or ComputeJob._standby is not None:
+                return
+            ctx = mp.get_context("spawn")
+            receive, send = ctx.Pipe(duplex=False)
+            queue, cancel = ctx.Queue(), ctx.Event()
+            proc = ctx.Process(target=_worker_standby, args=(receive, queue, cancel, WORKER_NICE),
+                               daemon=True, name="quests-dashboard-job")
+            proc.start()
+            receive.close()
+            ComputeJob._standby = (proc, queue, cancel, send)
+
+    def _start_on_standby(self, task, files, settings) -> bool:
+        """Give the job to the standby worker; False when there is none (or it died)."""
+        with ComputeJob._standby_lock:
+            standby, ComputeJob._standby = ComputeJob._standby, None
+        if standby is None:
+            return False
+        proc, queue, cancel, send = standby
+        try:
+            send.send((task, files, settings, self.n_threads, dict(os.environ)))
+        except (OSError, ValueError):  # it died: forget it (and reap it)
+            send.close()
+            self._reap(proc)
+            return False
+        finally:
+            send.close()
+        self._worker, self._queue, self._cancel = proc, queue, cancel
         return True
 
     @staticmethod
@@ -1149,6 +1247,7 @@ class ComputeJob:
             _JOB_SLOTS.release()
         if self.mode == "process" and self._worker is not None:
             self._reap(self._worker)
+            self._start_standby()  # the next job's worker, while this one's results show
 
     @property
     def finished(self) -> bool:

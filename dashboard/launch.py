@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # before the server listens: quests_core's Numba kernels compile into the on-disk
     # cache in a separate process while Datashader's compile in this one
-    server_start()
+    server_start(standby=args.job_mode == "process")
     sys.argv = cmd
     panel_main()
     return 0

@@ -18,6 +18,10 @@
   compiling the same kernels a second time; ``launch.py`` waits for it before
   listening. When the cache already holds the kernels (every start after the
   first) the warm-up takes a second or two, less than Datashader's.
+* **The job worker**: spawning a worker process and importing the libraries
+  costs 0.5-1 s per job on 2 cores (seconds when the machine is busy), so a
+  standby worker is started ahead, with its kernels loaded, for the next job
+  (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
 """
 
 from __future__ import annotations
@@ -65,14 +69,23 @@ def warm_up() -> None:
 
 
 def start_background() -> None:
-    """Start the kernel warm-up process and :func:`warm_up` in a daemon thread (once per
-    process; ``panel serve dashboard/app.py`` calls this at every session)."""
+    """Start the kernel warm-up process, then a standby job worker, and :func:`warm_up` in
+    daemon threads (once per process; ``panel serve dashboard/app.py`` calls this at
+    every session)."""
     global _STARTED
-    start_kernel_warm_up()
+    if start_kernel_warm_up():
+        threading.Thread(target=_standby_when_ready, name="dashboard-standby", daemon=True).start()
     if _STARTED or _DONE.is_set():
         return
     _STARTED = True
     threading.Thread(target=warm_up, name="dashboard-warm-up", daemon=True).start()
+
+
+def _standby_when_ready() -> None:
+    wait_kernels()
+    from dashboard.compute import ComputeJob
+
+    ComputeJob.prepare_standby()
 
 
 def is_warm() -> bool:
@@ -150,10 +163,12 @@ def wait_kernels(timeout: float | None = KERNEL_WAIT_MAX) -> bool:
     return kernels_ready()
 
 
-def server_start() -> dict[str, float]:
+def server_start(standby: bool = True) -> dict[str, float]:
     """What ``launch.py`` does before the server listens: the Numba kernels compile into
     the on-disk cache in a separate process while Datashader compiles in this one, then
-    it waits for the kernels, so that the first Compute finds everything compiled.
+    it waits for the kernels, so that the first Compute finds everything compiled, and
+    (``standby``) starts the worker process of the first job ahead
+    (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
 
     Returns the seconds spent on Datashader and waiting for the kernels afterwards
     (the wait is ~0 s from the second start on, when the kernels load from the cache
@@ -165,7 +180,12 @@ def server_start() -> dict[str, float]:
     warm_up()
     t_datashader = time.perf_counter() - t
     wait_kernels()
-    return {"datashader_s": t_datashader, "kernel_wait_s": time.perf_counter() - t - t_datashader}
+    waited = time.perf_counter() - t - t_datashader
+    if standby:
+        from dashboard.compute import ComputeJob
+
+        ComputeJob.prepare_standby()
+    return {"datashader_s": t_datashader, "kernel_wait_s": waited}
 
 
 def kernel_warm_up_info() -> dict:

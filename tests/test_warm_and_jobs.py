@@ -267,3 +267,46 @@ def test_no_defunct_worker_after_20_jobs(sample):
     assert [j._worker.exitcode for j in jobs if j.state == "error"] == [3, 3]
     assert all(j._worker.exitcode is not None for j in jobs)
     assert [p for p in mp.active_children() if p.name == "quests-dashboard-job"] == []
+
+
+def test_standby_worker_takes_the_next_job(sample, tmp_path, monkeypatch):
+    """With a standby worker (what the server keeps), a process job starts in a worker
+    started ahead, with the server's environment of the moment; a new standby follows
+    every job, a dead one is skipped, and stopping leaves no process behind."""
+    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    reference = run_pipeline(files, TINY)
+    workers = []
+    ComputeJob.prepare_standby()
+    try:
+        first = ComputeJob._standby[0]
+        monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "later"))
+        job = ComputeJob(files, TINY, mode="process")
+        assert job.try_start() and job._worker is first
+        job.run_sync(120)
+        assert job.state == "done", job.error
+        np.testing.assert_allclose(job.result.atoms["dH"], reference.atoms["dH"], rtol=1e-6)
+        assert [p.suffix for p in (tmp_path / "later").rglob("*.npy")]  # the job's cache dir
+        second = ComputeJob._standby[0]
+        assert second is not first
+        job2 = ComputeJob(files, TINY, mode="process")
+        assert job2.try_start() and job2._worker is second
+        job2.run_sync(120)
+        assert job2.state == "done"
+        np.testing.assert_array_equal(job2.result.atoms["dH"], job.result.atoms["dH"])
+        third = ComputeJob._standby[0]
+        third.kill()
+        third.join(10)
+        job3 = ComputeJob(files, TINY, mode="process")
+        assert job3.try_start() and job3._worker not in (first, second, third)
+        job3.run_sync(120)
+        assert job3.state == "done", job3.error
+        workers = [first, second, third, job3._worker, ComputeJob._standby[0]]
+    finally:
+        ComputeJob.stop_standby()
+    assert ComputeJob._standby is None and not ComputeJob._standby_enabled
+    pids = [w.pid for w in workers]
+    end = time.monotonic() + 30
+    while any(child_state(p) is not None for p in pids) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert [child_state(p) for p in pids] == [None] * 5
+    assert zombie_children() == []
