@@ -149,11 +149,13 @@ class _Progress:
     """
 
     #: reading extxyz with ASE, per byte of file
-    READ_PER_BYTE = 1.5e-7
+    READ_PER_BYTE = 1.2e-7
     #: descriptors per atom at k = 32 (the cost grows as k^2)
-    DESCRIPTOR_PER_ATOM = 1.2e-5
+    DESCRIPTOR_PER_ATOM = 8e-6
     #: one kernel term (one test row against one reference row)
     KERNEL_PER_PAIR = 2.5e-9
+    #: fixed cost of one call of a core entropy function (thread pools, BLAS limits)
+    CALL = 1e-3
     #: solid-like clusters per atom of a trajectory (nucleation)
     CLUSTER_PER_ATOM = 2e-5
 
@@ -430,7 +432,7 @@ def _learning(
         prog.check()
         if len(sizes) < 2:
             continue
-        done = np.cumsum(np.repeat(sizes.astype(np.float64) ** 2, repeats))
+        done = np.cumsum(np.repeat(sizes.astype(np.float64) ** 2 + _CALL_PAIRS, repeats))
         done /= done[-1]
 
         def progress(i, total, a=a, b=b, done=done):
@@ -460,8 +462,9 @@ def _learning(
 
 
 def _learning_cost(sizes: np.ndarray, repeats: int) -> float:
-    """Kernel terms of a learning curve (``repeats`` entropies of each subset size)."""
-    return float(repeats * np.sum(np.asarray(sizes, dtype=np.float64) ** 2)) \
+    """Kernel terms of a learning curve (``repeats`` entropies of each subset size),
+    each call counted with its fixed cost."""
+    return float(repeats * np.sum(np.asarray(sizes, dtype=np.float64) ** 2 + _CALL_PAIRS)) \
         if len(sizes) >= 2 else 0.0
 
 
@@ -497,7 +500,8 @@ def overlap_matrix(
     matrix = np.zeros((n, n))
     delta: dict[tuple[int, int], np.ndarray] = {}
     # every pair costs rows x columns kernel terms; the bar moves inside each pair too
-    spans = iter(_Progress.plan([len(sampled[r]) * len(sampled[c]) for r in names for c in names]))
+    spans = iter(_Progress.plan([len(sampled[r]) * len(sampled[c]) + _CALL_PAIRS
+                                 for r in names for c in names]))
     for i, row in enumerate(names):
         for j, col in enumerate(names):
             prog.check()
@@ -611,8 +615,9 @@ def nucleation_available() -> bool:
         return False
 
 
-#: per-frame overhead of one H call, in kernel terms (H per frame of many small frames)
-_FRAME_CALL_PAIRS = 2e5
+#: the fixed cost of one core call in kernel terms (H per frame of many small frames,
+#: learning curves of small subsets)
+_CALL_PAIRS = _Progress.CALL / _Progress.KERNEL_PER_PAIR
 
 
 def _read_share(files: list[FileSpec]) -> float:
@@ -649,7 +654,7 @@ def _pipeline_plan(loaded: list[_Loaded], settings: dict, lo: float) -> dict:
         counts = it.dataset.frames["n_atoms"].to_numpy(np.float64)
         against = n_ref if n_ref else (counts[0] if len(counts) else 0.0)
         steps[("dH", i)] = pair * n[i] * against
-        steps[("H", i)] = pair * float(np.sum(counts**2 + _FRAME_CALL_PAIRS))
+        steps[("H", i)] = pair * float(np.sum(counts**2 + _CALL_PAIRS))
     repeats = int(settings["learning_repeats"])
     steps["learning"] = pair * sum(
         _learning_cost(learning_sizes(m, settings["learning_max_n"]), repeats)
@@ -657,11 +662,13 @@ def _pipeline_plan(loaded: list[_Loaded], settings: dict, lo: float) -> dict:
     )
     max_n = int(settings["overlap_max_n"])
     by_file = [min(m, max_n) for m in n]
-    steps[("overlap", "source")] = pair * sum(by_file) ** 2 if len(by_file) >= 2 else 0.0
+    steps[("overlap", "source")] = (pair * (sum(by_file) ** 2 + len(by_file) ** 2 * _CALL_PAIRS)
+                                    if len(by_file) >= 2 else 0.0)
     frames = pd.concat([it.dataset.frames[["label", "n_atoms"]] for it in loaded])
     per_label = frames.groupby(frames["label"].astype(str), sort=False)["n_atoms"].sum()
     by_label = [min(int(m), max_n) for name, m in per_label.items() if name != ""]
-    steps[("overlap", "label")] = pair * sum(by_label) ** 2 if len(by_label) >= 2 else 0.0
+    steps[("overlap", "label")] = (pair * (sum(by_label) ** 2 + len(by_label) ** 2 * _CALL_PAIRS)
+                                   if len(by_label) >= 2 else 0.0)
     solid = sum(m for m, it in zip(n, loaded, strict=True) if it.spec.role == "solid reference")
     traj = next((m for m, it in zip(n, loaded, strict=True) if it.spec.role == "trajectory"), 0)
     steps["nucleation"] = (pair * traj * solid + _Progress.CLUSTER_PER_ATOM * traj
@@ -757,7 +764,7 @@ def run_pipeline(
         counts = frames["n_atoms"].to_numpy(np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         hs = np.empty(len(frames))
-        cost = np.cumsum(counts.astype(np.float64) ** 2 + _FRAME_CALL_PAIRS)  # H of frame s
+        cost = np.cumsum(counts.astype(np.float64) ** 2 + _CALL_PAIRS)  # H of frame s
         cost /= cost[-1]
         for s, (a, c) in enumerate(zip(starts, counts, strict=True)):
             prog.check()
