@@ -89,6 +89,11 @@ INSPECT = """() => {
       const ends = col(field(a, 'lower')).concat(col(field(a, 'upper')));
       if (a.dimension === 'height') ys.push(...ends); else xs.push(...ends);
     }
+    const tips = [];
+    for (const tool of m.toolbar.tools) {
+      if (kind(tool) !== 'HoverTool' || !Array.isArray(tool.tooltips)) continue;
+      for (const t of tool.tooltips) tips.push(Array.isArray(t) ? t[0] : String(t));
+    }
     const labels = (axes) => (axes || []).map((a) => a.axis_label).filter((t) => t).join('|');
     plots.push({id: m.id, title: m.title ? m.title.text : '',
       x_range: [m.x_range.id, kind(m.x_range), m.x_range.start, m.x_range.end],
@@ -96,7 +101,7 @@ INSPECT = """() => {
       xlabel: labels(m.below.concat(m.above)), ylabel: labels(m.left.concat(m.right)),
       xdata: span(xs), ydata: span(ys), log_x: kind(m.x_scale) === 'LogScale',
       log_y: kind(m.y_scale) === 'LogScale',
-      scroll: kind(m.toolbar.active_scroll), drag: kind(m.toolbar.active_drag)});
+      scroll: kind(m.toolbar.active_scroll), drag: kind(m.toolbar.active_drag), tips: tips});
   }
   return plots;
 }"""
@@ -242,6 +247,13 @@ def wheel_problems(plots: dict[str, dict]) -> list[str]:
             if p["scroll"] != "WheelZoomTool" or p["drag"] not in ("PanTool", None)]
 
 
+def hover_problems(plots: dict[str, dict]) -> list[str]:
+    """Hover labels that are internal column names instead of words with units."""
+    internal = re.compile(r"_colour|index_|^plotted$|^value$|^n_envs|^dH_nats$")
+    return [f"{p['tab']}: {p['title']!r} hover label {tip!r}" for p in plots.values()
+            for tip in p.get("tips", []) if internal.search(tip)]
+
+
 def bundled_dh(h: float) -> np.ndarray:
     """Per-atom dH the dashboard computes for reference + failed run (default k, cutoff)."""
     from ase.io import read
@@ -347,6 +359,7 @@ def test_tour_of_every_tab_on_the_bundled_data(browser, tmp_path_factory):
             assert shared_range_problems(tour.plots) == []
             assert range_problems(tour.plots) == []
             assert wheel_problems(tour.plots) == []
+            assert hover_problems(tour.plots) == []
             assert s.external == [], f"requests left the machine: {s.external}"
             assert s.errors == [], f"browser console errors: {s.errors}"
         finally:

@@ -272,6 +272,12 @@ def test_sidebar_adds_lammps_files_with_types_and_time_step(tmp_path):
     level, text = st.messages[-1]
     assert level == "warning" and text.startswith("water.lammpstrj: LAMMPS atom types carry")
     assert text.endswith("in the files table's 'types' column.")
+    # the warning stays on the Data tab (a notification sent before the page is shown is
+    # lost, e.g. for a preselected file) until the file gets a type map
+    assert view.file_warnings() == [text]
+    landing = view._results_panel()
+    assert [o.name for o in landing.objects] == ["landing", "file-warnings"]
+    assert "water.lammpstrj: LAMMPS atom types carry" in landing.objects[1].object
     # a LAMMPS file brings the "types" column; editing it sets that entry's type map
     table = view.files_table.value
     assert list(table.columns) == ["file", "role", "label", "frames", "types", "remove"]
@@ -279,6 +285,7 @@ def test_sidebar_adds_lammps_files_with_types_and_time_step(tmp_path):
     edit = type("E", (), {"row": 0, "column": "types", "value": " 1:Cu "})()
     view._on_edit(edit)
     assert st.files[0].type_map == "1:Cu" and view.files_table.value["types"].iat[0] == "1:Cu"
+    assert view.file_warnings() == []
     view._on_edit(type("E", (), {"row": 0, "column": "types", "value": "1:Zz"})())
     assert st.files[0].type_map == "1:Cu" and st.messages[-1][0] == "error"
     # the sidebar's type map applies to files added later; the time step to every file

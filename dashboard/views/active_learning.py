@@ -86,11 +86,14 @@ def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
     df = df[np.isfinite(df[column].to_numpy(float))]
     color = COLORS[column]
     curve = hv.Curve(df, xd, yd).opts(color=color, line_width=2)
-    points = hv.Scatter(df, xd, [yd, "n_envs", "n_envs_cumulative"]).opts(
+    points = hv.Scatter(df, xd, [yd, hv.Dimension("n_envs", label="environments"),
+                                 hv.Dimension("n_envs_cumulative",
+                                              label="environments, generations ≤ g")]).opts(
         color=color, size=8, tools=["hover"])
     opts = {"ylim": (0, 1.02)} if column == "novelty" else {}
     return (curve * points).opts(
         title=TITLES[column], responsive=True, height=320, show_grid=True, framewise=True,
+        padding=0.06,
         xticks=[int(g) for g in report["generation"]], **ZOOM_OPTS, **opts,
     )
 

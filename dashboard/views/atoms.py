@@ -132,13 +132,20 @@ def dh_hooks(x: str, y: str, mode: str) -> list:
     return [dhscale.axis_hook(a, mode) for a, c in (("x", x), ("y", y)) if dhscale.is_dh(c)]
 
 
+def nats_hover(mode: str, empty: str = "no atoms"):
+    """A Bokeh hover formatter showing a plotted dH coordinate in nats."""
+    from bokeh.models import CustomJSHover
+
+    value = "value" if mode == "linear" else f"{dhscale.ASINH_SCALE!r} * Math.sinh(value)"
+    return CustomJSHover(
+        code=f"const v = {value}; return Number.isFinite(v) ? v.toPrecision(4) : '{empty}';")
+
+
 def hover_tooltips(x: str, y: str, mode: str) -> tuple[list, dict]:
     """Hover text of a dH raster in the user's units (``hover_tooltips, hover_formatters``)."""
     from bokeh.models import CustomJSHover
 
-    to_nats = CustomJSHover(code=(
-        "const v = %s; return Number.isFinite(v) ? v.toPrecision(4) : 'no atoms';"
-        % ("value" if mode == "linear" else "Math.sinh(value)")))
+    to_nats = nats_hover(mode)
     plain = CustomJSHover(code="return Number.isFinite(value) ? value.toPrecision(5) : '';")
     tips = [(label(x), "$x{custom}"), (label(y), "$y{custom}"),
             ("mean dH (nats)", "@image{custom}")]
@@ -336,12 +343,16 @@ class AtomsView(View):
                   "framewise": True, "xlabel": xlabel}
         hist = hv.Histogram((edges, counts), kdims=[dim],
                             vdims=[hv.Dimension("count", label="atoms per bin")]).opts(
-            color="#888888", line_color=None, title=title, **common
+            color="#888888", line_color=None, title=title,
+            hover_tooltips=[("dH (nats)", "$x{custom}"), ("atoms in bin", "@count")],
+            hover_formatters={"$x": nats_hover(mode, "")}, **common
         )
         xs, cdf = dh_cdf(dh, range_=span, mode=mode)
         curve = hv.Curve((xs, cdf), kdims=[dim],
                          vdims=[hv.Dimension("cdf", label="fraction below dH")]).opts(
-            color="black", title="dH CDF", ylim=(0, 1.02), **common
+            color="black", title="dH CDF", ylim=(0, 1.02),
+            hover_tooltips=[("dH (nats)", "$x{custom}"), ("fraction below", "@cdf{0.000}")],
+            hover_formatters={"$x": nats_hover(mode, "")}, **common
         )
         marks = (hv.VLine(0.0).opts(color="#3b4cc0", line_dash="dotted", line_width=1.5)
                  * hv.VLine(float(dhscale.forward(float(self.threshold), mode))).opts(

@@ -8,6 +8,7 @@ per-frame results.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import panel as pn
@@ -67,6 +68,7 @@ class DataView(View):
     def __init__(self, **params):
         super().__init__(**params)
         self._job: ComputeJob | None = None
+        self._type_warnings: dict[tuple, str] = {}
         self.file_select = pn.widgets.MultiSelect(
             label="Files in the data directory", options=self._list_files(), size=4,
             sizing_mode="stretch_width",
@@ -158,11 +160,31 @@ class DataView(View):
                               "these frames; add it with another role or change its frames")
             return
         if lammps:
-            from quests_core.io import lammps_type_warning
-
-            warning = lammps_type_warning(path, spec.type_map or None, name=spec.name)
+            warning = self.type_warning(spec)
             if warning:
-                self.state.notify("warning", warning + TYPES_HINT)
+                self.state.notify("warning", warning)
+
+    def type_warning(self, spec) -> str:
+        """The warning for a chosen LAMMPS file whose types will be read as H, He, ...
+        ("" when it has element names or a type map). Cached per file and type map: the
+        check reads the file's first frame."""
+        if not is_lammps_file(spec.path):
+            return ""
+        from quests_core.io import lammps_type_warning
+
+        try:
+            stamp = os.stat(spec.path).st_mtime_ns
+        except OSError:
+            return ""
+        key = (spec.path, stamp, spec.type_map, spec.name)
+        if key not in self._type_warnings:
+            warning = lammps_type_warning(spec.path, spec.type_map or None, name=spec.name)
+            self._type_warnings[key] = warning + TYPES_HINT if warning else ""
+        return self._type_warnings[key]
+
+    def file_warnings(self) -> list[str]:
+        """Warnings about the chosen files that hold until the user fixes them."""
+        return [w for w in (self.type_warning(f) for f in self.state.files) if w]
 
     def preselect_defaults(self) -> list[str]:
         """On a fresh session, choose a reference and a trajectory whose names suggest those
@@ -230,12 +252,10 @@ class DataView(View):
                 value = value or ":"
             self.state.update_file(name, **{column: value})
             spec = next(f for f in self.state.files if f.name == name)
-            if column == "type_map" and is_lammps_file(spec.path) and not value:
-                from quests_core.io import lammps_type_warning
-
-                warning = lammps_type_warning(spec.path, None, name=name)
+            if column == "type_map" and not value:
+                warning = self.type_warning(spec)
                 if warning:
-                    self.state.notify("warning", warning + TYPES_HINT)
+                    self.state.notify("warning", warning)
         except (QuestsError, IndexError, TypeError, StopIteration) as exc:
             self.state.notify("error", str(exc))
             self._on_files()
@@ -401,10 +421,16 @@ class DataView(View):
     @param.depends("state.results", "state.files")
     def _results_panel(self):
         res = self.results
+        warnings = self.file_warnings()
+        alert = [pn.pane.Alert("\n".join(f"- {w}" for w in warnings), alert_type="warning",
+                               name="file-warnings", sizing_mode="stretch_width")
+                 ] if warnings else []
         if res is None:
-            return pn.pane.Markdown(self.landing_text(), name="landing")
+            return pn.Column(pn.pane.Markdown(self.landing_text(), name="landing"), *alert,
+                             sizing_mode="stretch_width")
         summary = res.summary().round(4)
-        frames = res.frames.drop(columns=[c for c in ("path", "elements") if c in res.frames])
+        # elements stay: they show what a LAMMPS type map made of the numeric types
+        frames = res.frames.drop(columns=[c for c in ("path",) if c in res.frames])
         info = (f"**Reference:** {res.reference}  \n"
                 f"**Settings:** k = {res.k}, cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å  \n"
                 f"**Time:** " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
@@ -414,6 +440,7 @@ class DataView(View):
                                    alert_type="warning", name="notes",
                                    sizing_mode="stretch_width")]
         return pn.Column(
+            *alert,
             pn.pane.Markdown(info, name="results-info"),
             *notes,
             pn.pane.Markdown("### Files"),

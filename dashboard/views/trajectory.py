@@ -24,7 +24,7 @@ CURVES = ("H", "mean_dH", "frac_novel", "largest_cluster")
 FLAG_COLUMNS = ("mean_dH", "frac_novel")
 ATOMS_TAB, STRUCTURE_TAB = 1, 2
 #: Columns of the flagged-frames table and their (short) headers.
-FLAG_TABLE = {"structure": "struct.", "time": "t (ps)", "H": "H", "mean_dH": "<dH>",
+FLAG_TABLE = {"structure": "struct.", "time": "t (ps)", "H": "H", "mean_dH": "mean dH",
               "frac_novel": "dH > 0", "largest_cluster": "cluster"}
 
 
