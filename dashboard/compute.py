@@ -985,10 +985,15 @@ def _worker_standby(receive, out_queue, cancel, nice: int = 0) -> None:
             os.nice(nice)
         except OSError:
             pass
-    try:
-        from . import warm
+    try:  # machine code from Numba's on-disk cache into memory, unless a job is waiting
+        import importlib
 
-        warm.warm_kernels()  # from Numba's on-disk cache: machine code ready in memory
+        from .warm import KERNEL_MODULES
+
+        for name in KERNEL_MODULES:
+            if receive.poll():
+                break
+            importlib.import_module(name).warm_up()
     except Exception:  # noqa: BLE001 - the job itself will report any real problem
         pass
     try:
