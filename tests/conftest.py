@@ -40,3 +40,16 @@ def rng():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Tests never write into the user's descriptor cache."""
     monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "quests-cache"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright (the browser tests' modules skip or
+    fail before this is used when it is missing)."""
+    from playwright.sync_api import sync_playwright
+    from test_browser_e2e import CHROMIUM, FLAGS
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()

@@ -135,14 +135,6 @@ def server(data, tmp_path_factory):
         yield info
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
-
-
 class Session:
     """One browser session (own context) with console and network recording."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_browser_e2e import ARTIFACTS, CHROMIUM, FLAGS, Session, running_server
+from test_browser_e2e import ARTIFACTS, Session, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -152,19 +152,34 @@ class Tour:
             assert time.monotonic() < deadline, f"no new 'Done in' status (still {text!r})"
             time.sleep(0.5)
 
-    def set_frames(self, name: str, selection: str, tries: int = 4) -> None:
-        """Type a frame selection into the files table; retried when the table redraws
-        under the editor (each edit updates the session's file list)."""
+    def edit_cell(self, name: str, field: str, value: str, exclude: str | None = None,
+                  tries: int = 4) -> None:
+        """Type ``value`` into column ``field`` of the files-table row of ``name`` (rows
+        containing ``exclude`` skipped); retried if the table redraws under the editor."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         for attempt in range(tries):
+            row = self.page.locator(".tabulator-row", has_text=name)
+            if exclude:
+                row = row.filter(has_not_text=exclude)
+            row = row.first
+            cell = row.locator(f'.tabulator-cell[tabulator-field="{field}"]')
             try:
-                self.s.set_frames(name, selection)
+                cell.click(timeout=10_000)
+                editor = cell.locator("input")
+                editor.fill(value, timeout=10_000)
+                editor.press("Enter", timeout=10_000)
+                row.locator(f'.tabulator-cell[tabulator-field="{field}"]',
+                            has_text=value).wait_for(timeout=15_000)
                 return
             except PlaywrightTimeout:
                 if attempt == tries - 1:
                     raise
+                self.page.keyboard.press("Escape")
                 time.sleep(1.0)
+
+    def set_frames(self, name: str, selection: str) -> None:
+        self.edit_cell(name, "frames", selection)
 
     def run_analysis(self, tab: str) -> None:
         self.s.tab(tab)
@@ -276,16 +291,6 @@ def central_fraction_on_axis(dh: np.ndarray, axis: tuple[float, float], label: s
 # ------------------------------------------------------------------------ tests
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
-
-
 @pytest.mark.skipif(not all((SAMPLE / n).exists() for n in
                             (REFERENCE, FAILED, *ANALYSIS_SOURCES.values())),
                     reason="the tour runs on the bundled sample_data/")
@@ -323,6 +328,11 @@ def test_tour_of_every_tab_on_the_bundled_data(browser, tmp_path_factory):
                     tour.visit(tab, TAB_TITLES[tab])
                 else:
                     tour.visit(tab, TAB_TITLES.get(tab))
+                if tab == "Overlap":  # a click on a cell draws its two dH histograms
+                    box = page.locator("canvas:visible").first.bounding_box()
+                    page.mouse.click(box["x"] + box["width"] * 0.3,
+                                     box["y"] + box["height"] * 0.3)
+                    tour.visit(tab, ["dH("])
 
             # the per-atom dH axis: the central 90 % of the atoms fill at least a fifth
             atoms = [p for p in tour.plots.values() if p["title"].startswith("Per-atom dH (")]

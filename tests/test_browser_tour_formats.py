@@ -89,17 +89,6 @@ def argon(temperature: float, steps: int, a: float = 5.30, seed: int = 5):
     return atoms
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    from test_browser_e2e import CHROMIUM, FLAGS
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield b
-        b.close()
-
-
 def check_document(tour: Tour, s: Session) -> None:
     assert shared_range_problems(tour.plots) == []
     assert range_problems(tour.plots) == []
@@ -130,24 +119,9 @@ def test_tour_on_a_lammps_dump_with_a_type_map(browser, tmp_path_factory):
             page.locator(".tabulator-row", has_text=f"{DUMP} #2").first.wait_for(
                 timeout=30_000)
             tour.set_frames(f"{DUMP} #2", ":4")
-            rows = page.locator(".tabulator-row", has_text=DUMP)
-            first = rows.filter(has_not_text="#2").first
-            cell = first.locator('.tabulator-cell[tabulator-field="frames"]')
-            cell.click()
-            cell.locator("input").fill("4:")
-            cell.locator("input").press("Enter")
-            first.locator('.tabulator-cell[tabulator-field="frames"]', has_text="4:").wait_for(
-                timeout=20_000)
-            for name in (DUMP, f"{DUMP} #2"):
-                row = page.locator(".tabulator-row", has_text=name)
-                if name == DUMP:
-                    row = row.filter(has_not_text="#2")
-                types = row.first.locator('.tabulator-cell[tabulator-field="types"]')
-                types.click()
-                types.locator("input").fill("1:Cu,2:Au")
-                types.locator("input").press("Enter")
-                row.first.locator('.tabulator-cell[tabulator-field="types"]',
-                                  has_text="1:Cu,2:Au").wait_for(timeout=20_000)
+            tour.edit_cell(DUMP, "frames", "4:", exclude="#2")
+            tour.edit_cell(DUMP, "types", "1:Cu,2:Au", exclude="#2")
+            tour.edit_cell(f"{DUMP} #2", "types", "1:Cu,2:Au")
             status = tour.compute()
             n_run = (DUMP_FRAMES - 4) * 108
             assert f"{DUMP_FRAMES} frames, {DUMP_FRAMES * 108:,} atoms" in status, status

@@ -273,7 +273,12 @@ class DataView(View):
         return table
 
     def _on_files(self, *_) -> None:
-        self.files_table.value = self._table_value()
+        # only a real change redraws the table: after a cell edit it already shows the new
+        # value, and a redraw then would drop what the user is typing in the next cell
+        table = self._table_value()
+        shown = self.files_table.value
+        if shown is None or not table.equals(shown.reset_index(drop=True)):
+            self.files_table.value = table
 
     def _on_timestep(self, event) -> None:
         """The LAMMPS time step applies to every chosen file (and to files added later)."""
