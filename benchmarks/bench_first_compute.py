@@ -162,7 +162,8 @@ def _free_port() -> int:
 
 
 def _browser_compute(page) -> dict:
-    """Press Compute and wait for "Done in"; the progress bar's value as it moved."""
+    """Press Compute and wait for "Done in"; the progress bar's value as it moved (and
+    whether the status said that the views are drawing the results)."""
     import re
 
     done = re.compile(r"Done in ([0-9.]+) s")
@@ -170,9 +171,15 @@ def _browser_compute(page) -> dict:
     page.get_by_role("button", name="Compute").click()
     page.get_by_text(done).wait_for(state="detached", timeout=60_000)  # a previous run's
     bar = page.locator("progress").first
+    drawing = page.get_by_text("Done: drawing the results")
+    starting = page.get_by_text(re.compile(r"Starting the worker process \(\d+ s\)"))
     trace: list[tuple[float, str | None]] = []
     while True:
-        value = bar.get_attribute("value")
+        value = f"{bar.get_attribute('value')}%"
+        if value == "100%" and drawing.count():  # the status says the views are drawing
+            value += ", drawing the results"
+        elif value == "0%" and starting.count():  # the status counts the seconds
+            value += f", {starting.first.inner_text()}"
         if not trace or trace[-1][1] != value:
             trace.append((time.perf_counter() - t0, value))
         status = page.get_by_text(done)
@@ -186,7 +193,7 @@ def _browser_compute(page) -> dict:
     ends = [t for t, _ in trace[1:]] + [wall]
     longest = max((end - t, value) for (t, value), end in zip(trace, ends, strict=True))
     return {"wall_s": round(wall, 3), "pipeline_s": pipeline,
-            "longest_still_s": round(longest[0], 3), "longest_still_at": f"{longest[1]}%",
+            "longest_still_s": round(longest[0], 3), "longest_still_at": longest[1],
             "progress_updates": len(trace)}
 
 

@@ -1054,6 +1054,7 @@ class ComputeJob:
         self._cancel = None
         self._slot = False
         self._cancel_requested = False
+        self._running_since: float | None = None  # until the worker's first message
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -1085,6 +1086,7 @@ class ComputeJob:
                 and self._start_on_standby(*leading)):
             self.state = "running"
             self.text = "Starting"
+            self._running_since = time.monotonic()
             return True
         if self.mode == "process":
             ctx = mp.get_context("spawn")
@@ -1102,6 +1104,7 @@ class ComputeJob:
         self._worker.start()
         self.state = "running"
         self.text = "Starting"
+        self._running_since = time.monotonic()
         return True
 
     @staticmethod
@@ -1209,6 +1212,7 @@ class ComputeJob:
                 break
             if kind == "progress":
                 self.fraction, self.text = payload, text
+                self._running_since = None
                 continue
             if kind == "result":
                 self.result = payload
@@ -1220,6 +1224,10 @@ class ComputeJob:
                 self.error = text
                 self._finish("error", text)
             return True
+        if self._running_since is not None:  # a worker process still starting: say so
+            waited = time.monotonic() - self._running_since
+            if waited >= 1.0:
+                self.text = f"Starting the worker process ({waited:.0f} s)"
         if not self._worker.is_alive():
             # drain once more: the final message may have arrived just now
             try:
@@ -1292,8 +1300,12 @@ class ComputeJob:
                 cancel_since = cancel_since or time.monotonic()
                 if time.monotonic() - cancel_since > cancel_grace:
                     self.terminate()
+        if self.state == "done":  # what the session does next (run_sync ends with "Done")
+            self.text = "Done: drawing the results"
         if on_progress:
             on_progress(self)
+            if self.state == "done":  # let the page show it before the views draw
+                await asyncio.sleep(0.05)
         return self
 
     def run_sync(self, timeout: float = 3600.0) -> ComputeJob:

@@ -89,6 +89,12 @@ def child_state(pid: int) -> str | None:
     return stat[0] if stat is not None and stat[1] == os.getpid() else None
 
 
+def _slow_task(files, settings, report, cancel, n_threads):
+    """A job task that says nothing for 2.5 s, then returns its files' names."""
+    time.sleep(2.5)
+    return [f.name for f in files]
+
+
 def zombie_children() -> list[int]:
     """Process ids of this process's children in the zombie state (Linux /proc)."""
     pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
@@ -312,3 +318,21 @@ def test_standby_worker_takes_the_next_job(sample, tmp_path, monkeypatch):
         time.sleep(0.1)
     assert [child_state(p) for p in pids] == [None] * 5
     assert zombie_children() == []
+
+
+def test_a_starting_worker_counts_the_seconds(sample):
+    """Until the worker's first message the status is not a silent "Starting": it counts
+    the seconds; the result is delivered and the worker reaped."""
+    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    job = ComputeJob(files, TINY, mode="process", task=_slow_task)
+    assert job.try_start() and job.text == "Starting"
+    texts = []
+    end = time.monotonic() + 120
+    while not job.finished and time.monotonic() < end:
+        job.poll(0.2)
+        texts.append(job.text)
+    assert job.state == "done" and job.result == ["solid.extxyz"]
+    counted = [t for t in texts if t.startswith("Starting the worker process (")]
+    assert counted and counted[-1] != counted[0]  # at least two different second counts
+    job._worker.join(30)
+    assert job._worker.exitcode == 0
