@@ -39,6 +39,7 @@ import pandas as pd
 from ase import Atoms
 
 from quests_core.errors import QuestsError
+from quests_core.export import STALE_TEMP_SECONDS, remove_stale_temp_files, temp_prefix
 
 __all__ = [
     "CACHE_FORMAT",
@@ -255,7 +256,9 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 def _temp_path(final: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=final.name + ".", suffix=".tmp", dir=final.parent)
+    """``<entry>.<host>-<pid>.<random>.tmp`` next to ``final`` (see :meth:`DescriptorCache.
+    remove_leftovers`)."""
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=final.parent)
     os.close(fd)
     return Path(name)
 
@@ -274,6 +277,11 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _is_cache_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file of a cache entry (``<key>.npy.*.tmp``, ...)."""
+    return any(f"{suffix}." in name for suffix in (".npy", ".json", ".parquet"))
 
 
 class _Invalid(Exception):
@@ -420,6 +428,21 @@ class DescriptorCache:
         self.verify = verify
         self.hits = 0
         self.misses = 0
+        self.removed_leftovers = self.remove_leftovers()
+
+    def remove_leftovers(self, grace: float = STALE_TEMP_SECONDS) -> list[Path]:
+        """Delete the temporary files that writers killed mid-write left behind.
+
+        Called when the cache is opened: a ``<entry>.*.tmp`` file is removed when
+        its writer (named in the file name) was a process of this machine that
+        has ended, or, for a writer that cannot be checked, when it was not
+        modified for ``grace`` seconds (see :func:`quests_core.export.is_stale_temp`);
+        a concurrent writer's file is left alone. Returns the removed paths.
+        """
+        removed: list[Path] = []
+        for kind in ("descriptors", "tables"):
+            removed += remove_stale_temp_files(self.directory / kind, grace, match=_is_cache_temp)
+        return removed
 
     def __repr__(self) -> str:
         return f"DescriptorCache({str(self.directory)!r})"

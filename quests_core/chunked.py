@@ -62,7 +62,13 @@ from .cache import file_digest
 from .dataset import frame_record
 from .descriptors import FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
-from .export import _atomic_path, write_json, write_table
+from .export import (
+    STALE_TEMP_SECONDS,
+    _atomic_path,
+    remove_stale_temp_files,
+    write_json,
+    write_table,
+)
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
 from .threads import thread_limit
 
@@ -258,6 +264,25 @@ def _finished_on_disk(store: Path, manifest: Mapping[str, Any]) -> dict[str, dic
         if ok:
             out[cid] = record
     return out
+
+
+def remove_leftovers(store: str | os.PathLike, grace: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Delete the temporary files a killed run left in a chunk store.
+
+    Part files and the manifest are written to ``.<name>.<host>-<pid>.<random>.tmp``
+    and renamed into place; a run killed mid-chunk leaves that file behind
+    (e.g. ``atoms/.part-00000-00001.parquet.*.tmp``). Such a file is removed when
+    its writer was a process of this machine that has ended, or, for a writer
+    that cannot be checked (another machine of a cluster), when it was not
+    modified for ``grace`` seconds: a concurrent writer's file is left alone.
+    Called when a store is opened or resumed; returns the removed paths.
+    """
+    store = Path(store)
+    removed = remove_stale_temp_files(store, grace, match=lambda n: n.startswith("."))
+    for kind in KINDS:
+        removed += remove_stale_temp_files(store / kind, grace,
+                                           match=lambda n: n.startswith(".part-"))
+    return removed
 
 
 def _clear_store(store: Path) -> None:
@@ -708,6 +733,7 @@ def _open_store(root: Path, params: dict, overwrite: bool) -> dict:
             _clear_store(root)
             return fresh
         manifest = _read_manifest(root)
+        remove_leftovers(root)
         diff = _param_diff(manifest.get("params", {}), params)
         if diff:
             raise QuestsError(
@@ -716,6 +742,8 @@ def _open_store(root: Path, params: dict, overwrite: bool) -> dict:
                 source=str(root),
             )
         return manifest
+    if root.is_dir():  # a run killed while writing its first manifest left only that
+        remove_stale_temp_files(root, match=lambda n: n.startswith(f".{MANIFEST_NAME}."))
     if root.is_dir() and any(root.iterdir()):
         if overwrite and not any(p.name not in KINDS for p in root.iterdir()):
             _clear_store(root)
@@ -794,6 +822,9 @@ class ChunkStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.manifest = _read_manifest(self.path)
+        #: leftover temporary files of killed runs removed on opening (see
+        #: :func:`remove_leftovers`)
+        self.removed_leftovers = remove_leftovers(self.path)
 
     def __repr__(self) -> str:
         return (

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -341,3 +342,48 @@ def test_meta_records_parameters(cache):
     assert meta["shape"] == [32, 6]
     assert meta["k"] == 3 and meta["cutoff"] == 2.5 and meta["species"] == ["Cu"]
     assert meta["size"] == os.path.getsize(cache.directory / "descriptors" / f"{key}.npy")
+
+
+def test_opening_the_cache_removes_leftover_temporary_files(cache):
+    """A writer killed mid-write leaves ``<key>.npy.*.tmp``; the next open removes it
+    (its writer is dead), plus old leftovers of writers it cannot check, and keeps a
+    concurrent writer's file and recent files of unknown writers."""
+    script = textwrap.dedent(
+        f"""
+        import os, numpy as np
+        from quests_core.cache import DescriptorCache
+        writer = DescriptorCache({str(cache.directory)!r}).writer("killed", dtype=np.float64)
+        writer.append(np.ones((100, 8)))
+        writer._fd.flush()
+        print(os.getpid(), flush=True)
+        os._exit(9)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    [dead] = tmp_files(cache)
+    assert dead.startswith("killed.npy.") and f"-{proc.stdout.strip()}." in dead  # its writer
+    folder = cache.directory / "descriptors"
+    old = folder / "old.npy.abcd1234.tmp"  # an older name: no writer in it
+    old.write_bytes(b"x" * 10)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    fresh = folder / "fresh.npy.abcd1234.tmp"
+    fresh.write_bytes(b"x")
+    other_host = folder / "remote.npy.00000000-1.abcd1234.tmp"  # another machine, recent
+    other_host.write_bytes(b"x")
+    table_old = cache.directory / "tables" / "t.parquet.zz.tmp"
+    table_old.parent.mkdir(exist_ok=True)
+    table_old.write_bytes(b"x")
+    os.utime(table_old, (time.time() - 3600, time.time() - 3600))
+    unrelated = folder / "notes.tmp"  # not a cache entry's temp: never touched
+    unrelated.write_bytes(b"x")
+    os.utime(unrelated, (time.time() - 3600, time.time() - 3600))
+    with cache.writer("live", dtype=np.float64) as live:  # a concurrent writer (this process)
+        live.append(np.ones((3, 2)))
+        reopened = DescriptorCache(cache.directory)
+        assert live.tmp.exists()
+    assert sorted(p.name for p in reopened.removed_leftovers) == sorted(
+        [dead, old.name, table_old.name])
+    assert fresh.exists() and other_host.exists() and unrelated.exists()
+    np.testing.assert_array_equal(reopened.get("live"), 1.0)
+    assert reopened.get("killed") is None

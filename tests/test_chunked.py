@@ -327,3 +327,50 @@ def test_works_without_dask(tmp_path, traj, reference, monkeypatch):
         qd.dask_delta_entropy(reference, reference)
     with pytest.raises(QuestsError, match="needs dask"):
         run.store.atoms_dask()
+
+
+def test_opening_a_store_removes_leftover_temporary_files(tmp_path, traj, reference):
+    """A run killed mid-chunk leaves ``atoms/.part-*.parquet.*.tmp``: opening or resuming
+    the store removes leftovers of dead writers and old ones of writers it cannot check,
+    never a live writer's or a recent one of an unknown writer."""
+    import os
+    import subprocess
+    import time
+
+    store = tmp_path / "store"
+    chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    # a writer killed like SIGKILL inside _atomic_path
+    script = (
+        "import os\nfrom quests_core.export import _atomic_path\n"
+        f"cm = _atomic_path({str(store / 'atoms/part-000-000009.parquet')!r})\n"
+        "tmp = cm.__enter__(); tmp.write_bytes(b'partial')\n"
+        "print(tmp.name, os.getpid(), flush=True); os._exit(9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    name, pid = proc.stdout.split()
+    dead = store / "atoms" / name
+    assert dead.exists() and f"-{pid}." in dead.name
+    hour_ago = time.time() - 3600
+    old = store / "frames/.part-000-000001.parquet.x1y2z3w4.tmp"  # an older name: no writer
+    old.write_bytes(b"x")
+    os.utime(old, (hour_ago, hour_ago))
+    old_manifest = store / ".manifest.json.abcdefgh.tmp"
+    old_manifest.write_text("{")
+    os.utime(old_manifest, (hour_ago, hour_ago))
+    fresh = store / "atoms/.part-000-000002.parquet.x1y2z3w4.tmp"  # maybe a live remote writer
+    fresh.write_bytes(b"x")
+    remote = store / "atoms/.part-000-000003.parquet.00000000-7.x1y2z3w4.tmp"
+    remote.write_bytes(b"x")
+    with chunked._atomic_path(store / "atoms/part-000-000004.parquet") as live:
+        live.write_bytes(b"live writer")  # this process: alive
+        opened = ChunkStore(store)
+        assert live.exists()
+    assert sorted(p.name for p in opened.removed_leftovers) == sorted(
+        [dead.name, old.name, old_manifest.name])
+    assert fresh.exists() and remote.exists()
+    assert opened.complete and len(opened.atoms()) == N_FRAMES * 32
+    # resuming removes them too (here: the recent one once it is old)
+    os.utime(fresh, (hour_ago, hour_ago))
+    run = chunked_delta_entropy(traj, reference, store, chunk_frames=3)
+    assert run.computed == [] and not fresh.exists() and remote.exists()
