@@ -11,6 +11,8 @@ neighbour search stops at ``r_c`` and missing neighbours are zeros.
 
 from __future__ import annotations
 
+import functools
+
 import numba as nb
 import numpy as np
 
@@ -32,21 +34,6 @@ def descriptor_width(k: int = DEFAULT_K, n_species: int = 0) -> int:
     return blocks * (2 * k - 1)
 
 
-@nb.njit(cache=True, inline="always")
-def _insertion_sort_pairs(keys, vals, n):
-    """Sort ``keys[:n]`` ascending, carrying ``vals`` along (ties broken by ``vals``)."""
-    for a in range(1, n):
-        kk = keys[a]
-        vv = vals[a]
-        b = a - 1
-        while b >= 0 and (keys[b] > kk or (keys[b] == kk and vals[b] > vv)):
-            keys[b + 1] = keys[b]
-            vals[b + 1] = vals[b]
-            b -= 1
-        keys[b + 1] = kk
-        vals[b + 1] = vv
-
-
 def _merge_sort_network(n: int) -> np.ndarray:
     """Comparators of Batcher's odd-even merge sort for ``n`` (a power of two) keys."""
     pairs = []
@@ -63,6 +50,7 @@ def _merge_sort_network(n: int) -> np.ndarray:
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
+@functools.lru_cache(maxsize=16)
 def _network_for(k: int) -> tuple[int, np.ndarray]:
     size = 1
     while size < k:
@@ -72,17 +60,18 @@ def _network_for(k: int) -> tuple[int, np.ndarray]:
 
 @nb.njit(cache=True, parallel=True, fastmath={"nnan", "ninf", "nsz"})
 def _descriptor_kernel(
-    pts, first, lo, edge, nbins, start, order, max_occ, k, cutoff, eps, size, network, out
+    pts, first, lo, edge, nbins, start, order, k, cutoff, eps, size, network, out
 ):
     # atoms first .. first + len(out) - 1 of the cloud; row i - first of out
     rc2 = cutoff * cutoff
     n_atoms = out.shape[0]
     n_chunks = (n_atoms + _CHUNK - 1) // _CHUNK
-    cap = 27 * max_occ + 1
     n_comp = network.shape[0]
     for ch in nb.prange(n_chunks):
-        cand_d2 = np.empty(cap)
-        cand_idx = np.empty(cap, dtype=np.int64)
+        # the k nearest candidates so far, sorted by (squared distance, index): memory
+        # O(k) and work O(k) per candidate whatever the number of atoms in range
+        top_d2 = np.empty(k)
+        top_idx = np.empty(k, dtype=np.int64)
         vx = np.empty(k)
         vy = np.empty(k)
         vz = np.empty(k)
@@ -114,18 +103,31 @@ def _descriptor_kernel(
                             dy = pts[p, 1] - py
                             dz = pts[p, 2] - pz
                             d2 = dx * dx + dy * dy + dz * dz
-                            if d2 < rc2:
-                                cand_d2[nc] = d2
-                                cand_idx[nc] = p
+                            if d2 >= rc2:
+                                continue
+                            # insert (d2, p) into the sorted top-k list (ties by index)
+                            if nc < k:
+                                t = nc - 1
                                 nc += 1
-            _insertion_sort_pairs(cand_d2, cand_idx, nc)
-            m = min(nc, k)
+                            elif d2 < top_d2[k - 1] or (d2 == top_d2[k - 1] and p < top_idx[k - 1]):
+                                t = k - 2  # the last entry drops out
+                            else:
+                                continue
+                            while t >= 0 and (
+                                top_d2[t] > d2 or (top_d2[t] == d2 and top_idx[t] > p)
+                            ):
+                                top_d2[t + 1] = top_d2[t]
+                                top_idx[t + 1] = top_idx[t]
+                                t -= 1
+                            top_d2[t + 1] = d2
+                            top_idx[t + 1] = p
+            m = nc
             for j in range(m):
-                p = cand_idx[j]
+                p = top_idx[j]
                 vx[j] = pts[p, 0] - px
                 vy[j] = pts[p, 1] - py
                 vz[j] = pts[p, 2] - pz
-                r[j] = np.sqrt(cand_d2[j])
+                r[j] = np.sqrt(top_d2[j])
                 z = r[j] / cutoff
                 s[j] = 1.0 - z * z  # sqrt(w)
             # X1, largest first (neighbours are sorted by distance)
@@ -162,28 +164,28 @@ def _descriptor_kernel(
 class _Cloud:
     """The neighbour cloud of one set of positions, built once, queried in atom blocks."""
 
-    def __init__(self, atoms, k, cutoff, index):
+    def __init__(self, atoms, k, cutoff, index, source=None):
         pos = np.asarray(atoms.positions, dtype=np.float64)
         if pos.shape[0] == 0:
-            raise QuestsError("structure has zero atoms", index=index)
-        if not np.all(np.isfinite(pos)):
-            bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
-            raise QuestsError(f"atom {bad} has NaN or Inf position", index=index)
+            raise QuestsError("structure has zero atoms", index=index, source=source)
         self.n_atoms = pos.shape[0]
         self.k, self.cutoff = k, cutoff
-        pts, _src, *self._grid = neighbor_cloud(
-            pos, atoms.cell.array, atoms.pbc, cutoff, index=index
+        # every bound the kernels rely on is checked in there (QuestsError otherwise)
+        pts, _src, lo, edge, nbins, start, order, _max_occ = neighbor_cloud(
+            pos, atoms.cell.array, atoms.pbc, cutoff, index=index, source=source
         )
         self._pts = pts
+        self._grid = (lo, edge, nbins, start, order)
 
     def rows(self, a0: int, a1: int) -> np.ndarray:
         """Descriptors of atoms ``a0 .. a1 - 1`` (float64)."""
-        out = np.empty((a1 - a0, 2 * self.k - 1))
+        a0, a1 = max(0, int(a0)), min(int(a1), self.n_atoms)
+        out = np.empty((max(a1 - a0, 0), 2 * self.k - 1))
         if a1 > a0:
             size, network = _network_for(self.k)
-            lo, edge, nbins, start, order, max_occ = self._grid
+            lo, edge, nbins, start, order = self._grid
             _descriptor_kernel(
-                self._pts, a0, lo, edge, nbins, start, order, max_occ, self.k, self.cutoff,
+                self._pts, a0, lo, edge, nbins, start, order, self.k, self.cutoff,
                 EPS, size, network, out,
             )
         return out
@@ -198,23 +200,27 @@ class FrameDescriptors:
     millions of atoms never needs all its descriptors at once.
     """
 
-    def __init__(self, atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None):
+    def __init__(
+        self, atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None, source=None
+    ):
+        k, cutoff = check_k_cutoff(k, cutoff)
         self.n_atoms = len(atoms)
         self.width = descriptor_width(k, len(species))
-        self._plain = _Cloud(atoms, k, cutoff, index)
+        self._plain = _Cloud(atoms, k, cutoff, index, source)
         self._species: list[tuple[np.ndarray, np.ndarray, _Cloud | None]] = []
         if len(species) > 1:
             symbols = np.asarray(atoms.get_chemical_symbols())
             unknown = sorted(str(s) for s in set(symbols) - set(species))
             if unknown:
                 raise QuestsError(
-                    f"species {unknown} not in the species list {species}", index=index
+                    f"species {unknown} not in the species list {species}",
+                    index=index, source=source,
                 )
             for sp in species:
                 mask = symbols == sp
                 # sub-structure row of each atom: the species' atoms keep their order
                 before = np.concatenate([[0], np.cumsum(mask)])
-                cloud = _Cloud(atoms[mask], k, cutoff, index) if mask.any() else None
+                cloud = _Cloud(atoms[mask], k, cutoff, index, source) if mask.any() else None
                 self._species.append((mask, before, cloud))
 
     def rows(self, a0: int = 0, a1: int | None = None) -> np.ndarray:
@@ -243,9 +249,11 @@ def _species_list(structs, species) -> list[str]:
     return species
 
 
-def structure_descriptors(atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None):
+def structure_descriptors(
+    atoms, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=(), index=None, source=None
+):
     """Descriptors of one ``ase.Atoms`` (float64), multicomponent when ``species`` is given."""
-    return FrameDescriptors(atoms, k, cutoff, species, index).rows()
+    return FrameDescriptors(atoms, k, cutoff, species, index, source).rows()
 
 
 def descriptors(
@@ -256,6 +264,8 @@ def descriptors(
     dtype=np.float64,
     n_threads: int | None = None,
     progress=None,
+    source: str | None = None,
+    indices=None,
 ) -> np.ndarray:
     """QUESTS descriptors of every atom of ``structures``.
 
@@ -276,6 +286,11 @@ def descriptors(
         Numba threads for this call (default: the current setting).
     progress : callable, optional
         Called as ``progress(done_structures, total_structures)`` after each structure.
+    source : str, optional
+        File the structures come from; error messages name it.
+    indices : sequence of int, optional
+        Number of each structure in ``source`` (e.g. its frame), used in error
+        messages instead of its position in ``structures``.
 
     Returns
     -------
@@ -284,13 +299,27 @@ def descriptors(
     """
     k, cutoff = check_k_cutoff(k, cutoff)
     structs = as_structure_list(structures)
+    if indices is not None:
+        indices = [int(i) for i in indices]
+        if len(indices) != len(structs):
+            raise QuestsError(
+                f"indices has {len(indices)} entries for {len(structs)} structures",
+                source=source,
+            )
     species = _species_list(structs, species)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise QuestsError(f"dtype must be a floating-point dtype, got {dtype!r}") from None
+    if dtype.kind != "f":
+        raise QuestsError(f"dtype must be a floating-point dtype, got {dtype}")
     total = sum(len(a) for a in structs)
     out = np.empty((total, descriptor_width(k, len(species))), dtype=dtype)
     row = 0
     with thread_limit(n_threads):
         for idx, atoms in enumerate(structs):
-            d = structure_descriptors(atoms, k, cutoff, species, index=idx)
+            name = idx if indices is None else indices[idx]
+            d = structure_descriptors(atoms, k, cutoff, species, index=name, source=source)
             out[row : row + len(d)] = d
             row += len(d)
             if progress is not None:

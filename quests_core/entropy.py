@@ -39,6 +39,7 @@ from .backend import backend_log_kernel_sums
 from .threads import thread_limit
 
 DEFAULT_BANDWIDTH = 0.015
+_BLOCK_OPTIONS = {"block_rows", "block_cols", "n_workers"}
 
 
 def _shape(values: np.ndarray, scalar: bool):
@@ -51,6 +52,12 @@ def _log_sums(
     y, x, h, *, precision=None, n_threads=None, progress=None, cancel=None, backend="auto",
     **blocks,
 ):
+    unknown = sorted(set(blocks) - _BLOCK_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument {unknown[0]!r} (entropy functions take precision, "
+            "n_threads, progress, cancel, backend, block_rows, block_cols)"
+        )
     harr, scalar = check_bandwidth(h)
     with thread_limit(n_threads):
         logs = backend_log_kernel_sums(

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 
 class QuestsError(ValueError):
-    """Bad input or an impossible request; the message is one line."""
+    """Bad input or an impossible request; the message is one line.
+
+    ``detail`` is the message without its location prefix, so a caller that knows
+    more (the file, the frame number in that file) can re-raise it with
+    :meth:`located`.
+    """
 
     def __init__(self, message: str, *, source: str | None = None, index: int | None = None):
         parts = []
@@ -19,10 +24,19 @@ class QuestsError(ValueError):
         if index is not None:
             parts.append(f"structure {index}")
         prefix = ": ".join([", ".join(parts)]) + ": " if parts else ""
-        text = (prefix + message).replace("\n", " ")
+        text = (prefix + str(message)).replace("\r", " ").replace("\n", " ")
         super().__init__(text)
         self.source = source
         self.index = index
+        self.detail = str(message).replace("\r", " ").replace("\n", " ")
+
+    def located(self, source: str | None = None, index: int | None = None) -> QuestsError:
+        """The same error with another location (``None`` keeps this error's own)."""
+        return QuestsError(
+            self.detail,
+            source=self.source if source is None else source,
+            index=self.index if index is None else index,
+        )
 
 
 class Cancelled(Exception):

@@ -23,9 +23,13 @@ def get_num_threads() -> int:
 
 def _check(n) -> int:
     top = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, bool) or not float(n).is_integer() or not 1 <= int(n) <= top:
-        raise QuestsError(f"threads must be an integer between 1 and {top}, got {n!r}")
-    return int(n)
+    try:
+        ok = not isinstance(n, bool) and float(n).is_integer() and 1 <= int(float(n)) <= top
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise QuestsError(f"threads must be an integer between 1 and {top}, got {repr(n)[:60]}")
+    return int(float(n))
 
 
 @contextlib.contextmanager
