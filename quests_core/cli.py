@@ -407,6 +407,19 @@ def _cache(args: argparse.Namespace):
     return DescriptorCache(args.cache_dir)
 
 
+def _located(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """``compute`` whose errors about a structure name its file and frame."""
+    from quests_core.io import locate_error
+
+    def run(structures, k=DEFAULT_K, cutoff=DEFAULT_CUTOFF, species=None):
+        try:
+            return compute(structures, k=k, cutoff=cutoff, species=species)
+        except QuestsError as exc:
+            raise locate_error(exc, structures) from None
+
+    return run
+
+
 def load_files(
     paths: Sequence[str], args: argparse.Namespace, role: str = "input", index: str | None = None
 ) -> Batch:
@@ -423,7 +436,7 @@ def load_files(
     from quests_core.cache import file_descriptors
 
     cache = _cache(args)
-    compute = functools.partial(qc.descriptors, n_threads=args.threads)
+    compute = _located(functools.partial(qc.descriptors, n_threads=args.threads))
     batch = Batch([])
     for path in paths:
         bar = _progress_bar(args, desc=f"{Path(path).name}", unit=" atoms", unit_scale=True)
@@ -450,8 +463,11 @@ def load_files(
             )
         except QuestsError as exc:
             bar.close()
+            from quests_core.io import locate_error
+
+            exc = locate_error(exc, source=path)
             if not args.skip_bad:
-                raise
+                raise exc from None
             batch.skipped.append((path, str(exc)))
             continue
         bar.close()

@@ -397,6 +397,9 @@ class Dataset:
         self.arrays: dict[str, np.ndarray] = {}
         for key, values in (arrays or {}).items():
             self.set_array(key, values)
+        #: ``(file, frame, reason)`` of truncated last frames skipped while reading
+        #: (see :class:`quests_core.io.TruncatedFrameWarning`)
+        self.skipped_frames: list[tuple[str, int, str]] = []
 
     # ------------------------------------------------------------------ build
 
@@ -429,7 +432,7 @@ class Dataset:
         validate : bool
             Check every structure (zero atoms, NaN positions, degenerate cell).
         """
-        from quests_core.io import validate_atoms
+        from quests_core.io import _remember, frame_origin, validate_atoms
 
         if isinstance(structures, Atoms):
             structures = [structures]
@@ -438,6 +441,8 @@ class Dataset:
         for i, atoms in enumerate(atoms_list):
             if validate:
                 validate_atoms(atoms, source or name, i)
+            if source and frame_origin(atoms) is None:
+                _remember(atoms, source, i)
             records.append(frame_record(atoms, source, i, label=label, time_step=time_step))
             parts.append(per_atom_arrays(atoms, arrays))
         frames = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
@@ -507,11 +512,15 @@ class Dataset:
         tmap = parse_type_map(type_map)
         index_text = _index_to_text(index)
         specs, records, parts, counts, atoms_kept, spec_index = [], [], [], [], [], []
+        skipped: list[tuple[str, int, str]] = []
         n_read = 0
         for path in paths:
             spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())))
             specs.append(spec)
-            for item in iter_frames(path, index=index, format=format, type_map=tmap or None):
+            frames_of_file = iter_frames(
+                path, index=index, format=format, type_map=tmap or None, skipped=skipped
+            )
+            for item in frames_of_file:
                 records.append(
                     frame_record(item.atoms, path, item.frame, label=label, time_step=time_step,
                                  timestep_fs=timestep_fs)
@@ -528,7 +537,9 @@ class Dataset:
         stacked = _stack_arrays(parts, counts) if parts else {}
         if name is None:
             name = "+".join(Path(p).stem for p in paths)
-        return cls(name, frames, stacked, structures=atoms_kept, specs=specs, spec_index=spec_index)
+        out = cls(name, frames, stacked, structures=atoms_kept, specs=specs, spec_index=spec_index)
+        out.skipped_frames = skipped
+        return out
 
     @classmethod
     def from_frames_table(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import io as _stdio
 import os
 import re
+import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,11 @@ from ase.data import atomic_numbers, chemical_symbols
 from quests_core.errors import QuestsError
 
 __all__ = [
+    "MAX_INFLATE_RATIO",
     "Frame",
+    "TruncatedFrameWarning",
+    "frame_origin",
+    "locate_error",
     "count_frames",
     "detect_format",
     "iter_frames",
@@ -77,6 +83,126 @@ _PARSE_ERRORS = (
     OSError,
     StopIteration,
 )
+
+#: A compressed input may inflate to at most this many times its size (above
+#: :data:`MIN_INFLATE_LIMIT`): more is refused as a decompression bomb.
+MAX_INFLATE_RATIO = 100
+#: Compressed inputs always may inflate to this many bytes.
+MIN_INFLATE_LIMIT = 256 << 20
+#: Smallest atom line of a text format (``"H 0 0 0"``), to refuse absurd counts fast.
+_MIN_ATOM_LINE = 7
+#: Largest |coordinate| or cell vector length accepted, in Å (1 cm).
+MAX_COORDINATE = 1e8
+
+
+class TruncatedFrameWarning(UserWarning):
+    """The last frame of a multi-frame file ends early and was skipped.
+
+    The rule (issue 11): a frame cut short (fewer atom lines than its header
+    declares, or the file ends inside it) is an error naming the frame, except
+    the *last* frame of a file that holds at least one complete frame before
+    it -- a trajectory still being written. That frame is skipped with this
+    warning and counted (``skipped`` of :func:`iter_frames`,
+    ``Dataset.skipped_frames``). Everything else (a short frame followed by
+    more frames, extra atom lines, a cut single-frame file) is an error.
+    """
+
+
+# ----------------------------------------------------------------------------
+# Where each structure came from (for errors raised later, by the engine)
+# ----------------------------------------------------------------------------
+
+_ORIGINS: dict[int, tuple[weakref.ref, str, int]] = {}
+
+
+def _remember(atoms: Atoms, source: str, frame: int) -> None:
+    key = id(atoms)
+
+    def forget(ref, key=key) -> None:
+        entry = _ORIGINS.get(key)
+        if entry is not None and entry[0] is ref:
+            del _ORIGINS[key]
+
+    try:
+        _ORIGINS[key] = (weakref.ref(atoms, forget), str(source), int(frame))
+    except TypeError:  # pragma: no cover - not weak-referenceable
+        pass
+
+
+def frame_origin(atoms: Any) -> tuple[str, int] | None:
+    """``(file, frame)`` of a structure read by this module (or a Dataset), else None."""
+    entry = _ORIGINS.get(id(atoms))
+    if entry is None or entry[0]() is not atoms:
+        return None
+    return entry[1], entry[2]
+
+
+def locate_error(exc: QuestsError, structures: Sequence[Any] | None = None,
+                 source: str | None = None) -> QuestsError:
+    """The same error naming the file and frame of the structure it is about.
+
+    Errors of the descriptor engine say ``structure i`` with ``i`` the position
+    in the list it was given (a chunk of a file). When ``structures[i]`` was read
+    by :func:`iter_frames` the result names its file and frame instead; else,
+    ``source`` (a file name) is put in front. Errors that already name a file
+    are returned unchanged.
+    """
+    if exc.source is not None:
+        return exc
+    message = str(exc)
+    index = exc.index
+    if index is not None and structures is not None and 0 <= index < len(structures):
+        origin = frame_origin(structures[index])
+        if origin is not None:
+            prefix = f"structure {index}: "
+            if message.startswith(prefix):
+                message = message[len(prefix):]
+            out = QuestsError(f"frame {origin[1]}: {message}", source=origin[0])
+            out.index = origin[1]
+            return out
+    if source is None:
+        return exc
+    out = QuestsError(message, source=source)
+    out.index = exc.index
+    return out
+
+
+def _cause(exc: BaseException, fmt: str | None = None) -> str:
+    """The cause of a reader exception in words."""
+    name = type(exc).__name__
+    text = _one_line(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "binary data where text was expected (not a text file, or corrupt)"
+    if isinstance(exc, MemoryError):
+        return "too large to read into memory (corrupt sizes?)"
+    if name == "SpacegroupNotFoundError":
+        return f"unknown space group ({text})"
+    if name == "UnknownFileTypeError":
+        return f"not a valid {fmt or 'structure'} file ({text})"
+    if isinstance(exc, AssertionError):
+        return f"not a valid {fmt or 'structure'} file (the reader's consistency check failed)"
+    if isinstance(exc, KeyError):
+        return f"unknown element or missing field {text} (truncated or corrupt file?)"
+    if isinstance(exc, (ValueError, IndexError, TypeError)):
+        return f"cannot parse, truncated or corrupt file? ({text})"
+    return f"cannot parse ({name}: {text})"
+
+
+def _wrap(path: str, frame: int | None, exc: BaseException, fmt: str | None = None) -> QuestsError:
+    if frame is None:
+        return QuestsError(_cause(exc, fmt), source=path)
+    return _frame_error(path, frame, _cause(exc, fmt))
+
+
+def _describe_line(line: bytes) -> str:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary data"
+    text = text.strip()
+    if any(ord(c) < 32 and c not in "\t" for c in text):
+        return "binary data"
+    return repr(text[:40])
 
 
 @dataclass(frozen=True)
@@ -240,6 +366,73 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
+_INFLATED: dict[tuple[str, int, int], int] = {}
+
+
+def _open_binary(path: str):
+    """The file opened for reading bytes, decompressing ``.gz``/``.bz2``/``.xz``."""
+    from ase.io.formats import get_compression
+
+    _, compression = get_compression(path)
+    if compression == "gz":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "bz2":
+        import bz2
+
+        return bz2.open(path, "rb")
+    if compression == "xz":
+        import lzma
+
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _inflated_size(path: str) -> int:
+    """Size of the file's content in bytes (decompressed), refusing decompression bombs.
+
+    A compressed file is decompressed once, streaming, and refused when it
+    inflates past ``max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO * size)``; the
+    result is remembered per (path, size, mtime).
+    """
+    from ase.io.formats import get_compression
+
+    st = os.stat(path)
+    if get_compression(path)[1] is None:
+        return st.st_size
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _INFLATED:
+        return _INFLATED[key]
+    limit = max(MIN_INFLATE_LIMIT, MAX_INFLATE_RATIO * st.st_size)
+    total = 0
+    try:
+        with _open_binary(path) as fd:
+            while True:
+                block = fd.read(1 << 20)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise QuestsError(
+                        f"decompresses to more than {limit / 2**20:.0f} MiB from "
+                        f"{st.st_size / 2**20:.2f} MiB (over {MAX_INFLATE_RATIO} times its size): "
+                        "refused as a possible decompression bomb (decompress it yourself if "
+                        "it is genuine)",
+                        source=path,
+                    )
+    except QuestsError:
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        raise QuestsError(
+            f"corrupt or not really compressed ({_one_line(exc)})", source=path
+        ) from None
+    if total == 0:
+        raise QuestsError("empty file (after decompression)", source=path)
+    _INFLATED[key] = total
+    return total
+
+
 def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     """Return the ASE format name used to read ``path``.
 
@@ -259,6 +452,7 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     from ase.io.formats import UnknownFileTypeError, filetype, get_compression, ioformats
 
     p = _check_path(path)
+    _inflated_size(str(p))
     if format is None:
         root, _ = get_compression(p.name)
         lower = root.lower()
@@ -324,6 +518,13 @@ def validate_atoms(atoms: Atoms, source: str = "<memory>", frame: int = 0) -> No
     n = len(atoms)
     if n == 0:
         raise _frame_error(source, frame, "has zero atoms")
+    numbers = np.asarray(atoms.numbers)
+    bad_z = (numbers < 0) | (numbers >= len(chemical_symbols))
+    if bad_z.any():
+        i = int(np.flatnonzero(bad_z)[0])
+        raise _frame_error(
+            source, frame, f"atom {i} has atomic number {int(numbers[i])}, not a chemical element"
+        )
     positions = atoms.positions
     finite = np.isfinite(positions).all(axis=1)
     if not finite.all():
@@ -333,22 +534,52 @@ def validate_atoms(atoms: Atoms, source: str = "<memory>", frame: int = 0) -> No
             frame,
             f"non-finite (NaN/Inf) position for atom {bad} ({int((~finite).sum())} atoms affected)",
         )
+    far = np.abs(positions).max(axis=1) > MAX_COORDINATE
+    if far.any():
+        bad = int(np.flatnonzero(far)[0])
+        raise _frame_error(
+            source,
+            frame,
+            f"atom {bad} has an absurd coordinate ({np.abs(positions[bad]).max():.3g} Å, "
+            f"limit {MAX_COORDINATE:.0e} Å)",
+        )
     cell = np.asarray(atoms.cell[:], dtype=float)
     if not np.isfinite(cell).all():
         raise _frame_error(source, frame, "non-finite (NaN/Inf) cell")
+    big = np.abs(cell).max(axis=1) > MAX_COORDINATE
+    if big.any():
+        axis = int(np.flatnonzero(big)[0])
+        raise _frame_error(
+            source,
+            frame,
+            f"cell vector {'abc'[axis]} has an absurd length ({np.abs(cell[axis]).max():.3g} Å, "
+            f"limit {MAX_COORDINATE:.0e} Å)",
+        )
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
-        periodic = cell[pbc]
-        lengths = np.linalg.norm(periodic, axis=1)
-        if (lengths <= 1e-8).any():
-            axis = "xyz"[int(np.flatnonzero(pbc)[int(np.argmax(lengths <= 1e-8))])]
+        lengths = np.linalg.norm(cell, axis=1)
+        for a in np.flatnonzero(pbc):
+            if lengths[a] <= 1e-8:
+                raise _frame_error(
+                    source,
+                    frame,
+                    f"periodic along {'xyz'[a]} but the cell vector has zero length "
+                    f"(cell vector {'abc'[a]}; no cell?)",
+                )
+        # The descriptor engine's own test (quests_core.neighbors.prepare_cell), with the axis.
+        from quests_core.neighbors import cell_heights, complete_cell
+
+        full = complete_cell(cell)
+        heights = cell_heights(full)
+        periodic = np.flatnonzero(pbc)
+        thin = periodic[int(np.argmin(heights[periodic]))]
+        if abs(np.linalg.det(full)) < 1e-8 or heights[thin] < 1e-6:
             raise _frame_error(
-                source, frame, f"periodic along {axis} but the cell vector has zero length"
+                source,
+                frame,
+                f"periodic cell has zero volume: its height along periodic axis {'abc'[thin]} "
+                f"is {heights[thin]:.3g} Å (flat, collinear or collapsed cell)",
             )
-        # Rank of the periodic cell vectors: a zero area/volume cell is degenerate.
-        singular = np.linalg.svd(periodic / lengths[:, None], compute_uv=False)
-        if singular.min() <= 1e-8:
-            raise _frame_error(source, frame, "periodic cell has zero volume (degenerate cell)")
 
 
 def _frame_error(source: str, frame: int, message: str) -> QuestsError:
@@ -369,6 +600,17 @@ class _DumpChunk:
     declared: int | None
     found: int
     has_element: bool
+    last: bool = False  # the file ends inside or right after this frame
+
+
+def _decode(data: bytes, path: str, frame: int) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _frame_error(
+            path, frame, f"binary data where text was expected (line {line} of the frame)"
+        ) from None
 
 
 def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChunk]:
@@ -377,27 +619,25 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
     ``keep`` selects the frames whose text is kept (``None``: every frame);
     the others are only counted. The number of atoms declared in each header
     is compared with the atom lines actually present, which detects truncated
-    files.
+    files. The file is read as bytes and each kept frame decoded on its own,
+    so binary garbage is reported in the frame that holds it.
     """
-    from ase.io.formats import open_with_compression
-
     last_wanted = None if keep is None else keep.last()
     frame = -1
-    lines: list[str] | None = None
+    lines: list[bytes] | None = None
     declared: int | None = None
     found = 0
     in_atoms = False
     expect_count = False
     has_element = False
 
-    def finish() -> _DumpChunk:
-        return _DumpChunk(
-            frame, "".join(lines) if lines is not None else None, declared, found, has_element
-        )
+    def finish(last: bool = False) -> _DumpChunk:
+        text = _decode(b"".join(lines), path, frame) if lines is not None else None
+        return _DumpChunk(frame, text, declared, found, has_element, last)
 
-    with open_with_compression(path, "r") as fd:
+    with _open_binary(path) as fd:
         for line in fd:
-            if line.startswith("ITEM: TIMESTEP"):
+            if line.startswith(b"ITEM: TIMESTEP"):
                 if frame >= 0:
                     yield finish()
                     if last_wanted is not None and frame >= last_wanted:
@@ -409,7 +649,9 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
             if frame < 0:
                 if line.strip():
                     raise QuestsError(
-                        "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header)", source=path
+                        "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; "
+                        f"line 1 is {_describe_line(line)})",
+                        source=path,
                     )
                 continue
             if lines is not None:
@@ -418,17 +660,26 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
                 try:
                     declared = int(line.split()[0])
                 except (ValueError, IndexError):
-                    raise _frame_error(path, frame, "bad 'NUMBER OF ATOMS' value") from None
+                    raise _frame_error(
+                        path, frame, f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
+                    ) from None
+                if declared < 0:
+                    raise _frame_error(path, frame, f"negative 'NUMBER OF ATOMS' ({declared})")
                 expect_count = False
-            elif line.startswith("ITEM:"):
-                in_atoms = line.startswith("ITEM: ATOMS")
+            elif line.startswith(b"ITEM:"):
+                in_atoms = line.startswith(b"ITEM: ATOMS")
                 if in_atoms:
-                    has_element = "element" in line.split()[2:]
-                expect_count = line.startswith("ITEM: NUMBER OF ATOMS")
+                    has_element = b"element" in line.split()[2:]
+                expect_count = line.startswith(b"ITEM: NUMBER OF ATOMS")
             elif in_atoms and line.strip():
                 found += 1
         if frame >= 0:
-            yield finish()
+            if in_atoms and lines is not None and lines and not lines[-1].endswith(b"\n"):
+                found -= 1  # the file ends inside an atom line (LAMMPS ends every line)
+                lines.pop()
+            elif in_atoms and lines is None and not line.endswith(b"\n") and line.strip():
+                found -= 1
+            yield finish(last=True)
 
 
 def _read_lammps_frame(chunk: _DumpChunk, path: str, type_map: dict[int, str]) -> Atoms:
@@ -437,11 +688,12 @@ def _read_lammps_frame(chunk: _DumpChunk, path: str, type_map: dict[int, str]) -
     if chunk.declared is None:
         raise _frame_error(path, chunk.frame, "missing 'ITEM: NUMBER OF ATOMS' (corrupt dump)")
     if chunk.found != chunk.declared:
+        ends = " and the file ends inside it" if chunk.last and chunk.found < chunk.declared else ""
         raise _frame_error(
             path,
             chunk.frame,
             f"truncated or corrupt LAMMPS dump: header declares {chunk.declared} atoms, "
-            f"found {chunk.found}",
+            f"found {chunk.found}{ends}",
         )
     specorder = None
     if type_map and not chunk.has_element:
@@ -462,8 +714,10 @@ def _read_lammps_frame(chunk: _DumpChunk, path: str, type_map: dict[int, str]) -
                 f"LAMMPS type(s) {sorted(missing)} missing from the type map {type_map}",
             ) from None
         raise _frame_error(path, chunk.frame, "corrupt LAMMPS dump frame") from None
-    except _PARSE_ERRORS as exc:
-        raise _frame_error(path, chunk.frame, f"cannot parse ({_one_line(exc)})") from None
+    except QuestsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
+        raise _wrap(path, chunk.frame, exc, _LAMMPS_DUMP) from None
     if type_map and not chunk.has_element and "X" in atoms.get_chemical_symbols():
         types = sorted(set(np.asarray(atoms.arrays.get("type", [])).tolist()) - set(type_map))
         raise _frame_error(
@@ -491,14 +745,17 @@ def _dump_types(text: str) -> set[int]:
 
 
 def _count_lammps_frames(path: str) -> int:
-    from ase.io.formats import open_with_compression
-
+    """Frames of a dump, not counting a truncated last frame (see TruncatedFrameWarning)."""
     n = 0
-    with open_with_compression(path, "r") as fd:
-        for line in fd:
-            if line.startswith("ITEM: TIMESTEP"):
-                n += 1
+    for chunk in _iter_lammps_chunks(path, _NOTHING):
+        n += 1
+        if chunk.last and chunk.frame > 0 and _short(chunk):
+            n -= 1
     return n
+
+
+def _short(chunk: _DumpChunk) -> bool:
+    return chunk.declared is not None and chunk.found < chunk.declared
 
 
 def lammps_type_warning(
@@ -601,32 +858,117 @@ def _first_frame_types(fd, column: int) -> int:
 
 
 # ----------------------------------------------------------------------------
-# Frame counting (only needed for negative indices)
+# xyz / extxyz
 # ----------------------------------------------------------------------------
 
 
-def _count_xyz_frames(path: str) -> int:
-    from ase.io.formats import open_with_compression
+@dataclass
+class _XyzChunk:
+    frame: int
+    text: str | None
+    declared: int
+    found: int
+    last: bool  # the file ends inside this frame
+    cut: bool = False  # the frame ends the file without a final newline
 
-    n = 0
-    with open_with_compression(path, "r") as fd:
+
+def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
+    """Split an (ext)xyz file into frames by their atom-count lines.
+
+    Detects counts that are not numbers, negative or larger than what the rest
+    of the file can hold (refused without reading on: a 20-byte file declaring
+    10^9 atoms fails at once), and files that end inside a frame. Kept frames
+    are decoded on their own, so binary garbage is reported in its frame.
+    """
+    last_wanted = None if keep is None else keep.last()
+    size = _inflated_size(path)
+    consumed = 0
+    frame = 0
+    with _open_binary(path) as fd:
         while True:
             line = fd.readline()
             if not line:
-                return n
+                return
+            consumed += len(line)
             if not line.strip():
                 continue
+            word = line.split()[0]
             try:
-                natoms = int(line.split()[0])
+                declared = int(word)
             except ValueError:
-                raise QuestsError(
-                    f"frame {n}: expected an atom count, found {line.strip()[:40]!r}",
-                    source=path,
+                what = _describe_line(line)
+                hint = (
+                    f" (frame {frame - 1} has more atom lines than its count?)"
+                    if frame and what != "binary data"
+                    else ""
+                )
+                raise _frame_error(
+                    path, frame, f"expected the number of atoms, found {what}{hint}"
                 ) from None
-            for _ in range(natoms + 1):
-                if not fd.readline():
-                    return n + 1  # truncated frame: reported when it is parsed
-            n += 1
+            if declared < 0:
+                raise _frame_error(path, frame, f"negative number of atoms ({declared})")
+            wanted = keep is None or frame in keep
+            lines: list[bytes] | None = [line] if wanted else None
+            remaining = size - consumed
+            if declared * _MIN_ATOM_LINE > remaining + 1:
+                # cannot possibly be there: report without reading on
+                yield _XyzChunk(frame, None, declared, 0, True)
+                return
+            found = -1  # the comment line comes first
+            last = False
+            for _ in range(declared + 1):
+                nxt = fd.readline()
+                if not nxt:
+                    last = True
+                    break
+                consumed += len(nxt)
+                found += 1
+                if lines is not None:
+                    lines.append(nxt)
+            # a frame that ends the file without a newline may have its last line cut
+            cut = not last and not nxt.endswith(b"\n")
+            text = None
+            if lines is not None and not last:
+                text = _decode(b"".join(lines), path, frame)
+            yield _XyzChunk(frame, text, declared, max(found, 0), last, cut)
+            if last:
+                return
+            if last_wanted is not None and frame >= last_wanted:
+                return
+            frame += 1
+
+
+def _count_xyz_frames(path: str) -> int:
+    """Frames of an (ext)xyz file, not counting a truncated last frame."""
+    n = 0
+    for chunk in _iter_xyz_chunks(path, _NOTHING):
+        if chunk.last:
+            if chunk.frame == 0:
+                return 1  # reported when it is parsed
+            return n
+        n += 1
+    return n
+
+
+def _read_xyz_frame(chunk: _XyzChunk, path: str, fmt: str) -> Atoms:
+    from ase.io import read
+
+    try:
+        atoms = read(_stdio.StringIO(chunk.text or ""), format=fmt, index=0)
+    except QuestsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
+        raise _wrap(path, chunk.frame, exc, fmt) from None
+    if len(atoms) != chunk.declared:
+        raise _frame_error(
+            path, chunk.frame, f"header declares {chunk.declared} atoms, read {len(atoms)}"
+        )
+    return atoms
+
+
+# ----------------------------------------------------------------------------
+# Frame counting (only needed for negative indices)
+# ----------------------------------------------------------------------------
 
 
 def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
@@ -656,8 +998,8 @@ def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
         return sum(1 for _ in iread(spath, index=":", format=fmt, do_not_split_by_at_sign=True))
     except QuestsError:
         raise
-    except _PARSE_ERRORS as exc:
-        raise QuestsError(f"cannot read ({_one_line(exc)})", source=spath) from None
+    except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
+        raise _wrap(spath, None, exc, fmt) from None
 
 
 # ----------------------------------------------------------------------------
@@ -688,6 +1030,7 @@ def iter_frames(
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
+    skipped: list[tuple[str, int, str]] | None = None,
 ) -> Iterator[Frame]:
     """Stream the selected frames of a file, one validated :class:`Frame` at a time.
 
@@ -704,6 +1047,9 @@ def iter_frames(
         :func:`parse_type_map`. Ignored for other formats.
     validate : bool
         Run :func:`validate_atoms` on every frame (default True).
+    skipped : list, optional
+        Receives ``(file, frame, reason)`` for a truncated last frame that was
+        skipped with a :class:`TruncatedFrameWarning`.
 
     Yields
     ------
@@ -723,11 +1069,20 @@ def iter_frames(
     if stop is not None and stop <= start:
         raise QuestsError(f"index {_index_text(selection)!r} selects no frames", source=spath)
 
-    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection)
+    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection, skipped)
     n_yielded = 0
-    for frame in frames:
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            break
+        except QuestsError:
+            raise
+        except RecursionError as exc:
+            raise _wrap(spath, None, exc, fmt) from None
         if validate:
             validate_atoms(frame.atoms, spath, frame.frame)
+        _remember(frame.atoms, spath, frame.frame)
         n_yielded += 1
         yield frame
     if n_yielded == 0:
@@ -742,6 +1097,14 @@ def iter_frames(
         )
 
 
+def _skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None:
+    """The truncated-last-frame rule: warn, count, go on (see TruncatedFrameWarning)."""
+    message = f"{path}: frame {frame}: {reason}; skipped (file still being written?)"
+    warnings.warn(TruncatedFrameWarning(message), stacklevel=4)
+    if skipped is not None:
+        skipped.append((path, frame, reason))
+
+
 def _iter_selected(
     path: str,
     fmt: str,
@@ -750,20 +1113,54 @@ def _iter_selected(
     step: int,
     type_map: dict[int, str],
     selection: int | slice,
+    skipped: list | None = None,
 ) -> Iterator[Frame]:
     from ase.io import iread
     from ase.io.formats import ioformats
 
+    whole = stop is None and start == 0 and step == 1
     if fmt == _LAMMPS_DUMP:
-        wanted = (
-            None if stop is None and start == 0 and step == 1 else _Selection(start, stop, step)
-        )
+        wanted = None if whole else _Selection(start, stop, step)
         for chunk in _iter_lammps_chunks(path, wanted):
+            if chunk.last and chunk.frame > 0 and _short(chunk):
+                _skip_last(
+                    path,
+                    chunk.frame,
+                    f"the file ends inside it (header declares {chunk.declared} atoms, "
+                    f"found {chunk.found})",
+                    skipped,
+                )
+                return
             if chunk.text is None:
                 continue
             yield Frame(path, chunk.frame, _read_lammps_frame(chunk, path, type_map))
         return
 
+    if fmt in ("extxyz", "xyz"):
+        wanted = None if whole else _Selection(start, stop, step)
+        for chunk in _iter_xyz_chunks(path, wanted):
+            if chunk.last:
+                reason = (
+                    f"the file ends inside it (header declares {chunk.declared} atoms, "
+                    f"found {chunk.found})"
+                )
+                if chunk.frame > 0:
+                    _skip_last(path, chunk.frame, reason, skipped)
+                    return
+                raise _frame_error(path, chunk.frame, f"truncated file: {reason}")
+            if chunk.text is None:
+                continue
+            try:
+                atoms = _read_xyz_frame(chunk, path, fmt)
+            except QuestsError as exc:
+                if chunk.cut and chunk.frame > 0:
+                    _skip_last(path, chunk.frame, "the file ends inside its last line", skipped)
+                    return
+                raise exc from None
+            yield Frame(path, chunk.frame, atoms)
+        return
+
+    _precheck(path, fmt)
     if ioformats[fmt].single:
         if start != 0:
             return
@@ -771,36 +1168,204 @@ def _iter_selected(
         if fmt == _LAMMPS_DATA and type_map:
             kwargs["Z_of_type"] = {t: atomic_numbers[s] for t, s in type_map.items()}
         try:
-            atoms = next(iter(iread(path, index=0, format=fmt, do_not_split_by_at_sign=True,
-                                    **kwargs)))
+            with _strict_warnings(path, 0, fmt):
+                atoms = next(iter(iread(path, index=0, format=fmt, do_not_split_by_at_sign=True,
+                                        **kwargs)))
         except StopIteration:
             return
+        except QuestsError:
+            raise
         except KeyError as exc:
             if fmt == _LAMMPS_DATA and type_map:
                 raise _frame_error(
                     path, 0, f"LAMMPS type(s) [{exc.args[0]}] missing from the type map {type_map}"
                 ) from None
-            raise _frame_error(path, 0, f"cannot parse ({_one_line(exc)})") from None
-        except _PARSE_ERRORS as exc:
-            raise _frame_error(path, 0, f"cannot parse ({_one_line(exc)})") from None
+            raise _wrap(path, 0, exc, fmt) from None
+        except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
+            raise _wrap(path, 0, exc, fmt) from None
         yield Frame(path, 0, atoms)
         return
 
     frame = start
+    complete = _pdb_complete_models(path) if fmt == "proteindatabank" else None
     iterator = iread(path, index=slice(start, stop, step), format=fmt, do_not_split_by_at_sign=True)
     while True:
+        if complete is not None and frame >= complete[0]:
+            if complete[1] and frame == complete[0]:
+                if frame == 0:
+                    raise _frame_error(path, 0, "truncated file: MODEL 1 has no ENDMDL")
+                _skip_last(path, frame, "the file ends inside it (no ENDMDL)", skipped)
+            return
         try:
-            atoms = next(iterator)
+            with _strict_warnings(path, frame, fmt):
+                atoms = next(iterator)
         except StopIteration:
             return
         except QuestsError:
             raise
-        except _PARSE_ERRORS as exc:
-            raise _frame_error(
-                path, frame, f"cannot parse, truncated or corrupt file? ({_one_line(exc)})"
-            ) from None
+        except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
+            raise _wrap(path, frame, exc, fmt) from None
         yield Frame(path, frame, atoms)
         frame += step
+
+
+class _strict_warnings:
+    """Reader warnings that mean lost data (a CIF row with the wrong number of values)
+    become errors naming the frame; the other warnings pass."""
+
+    def __init__(self, path: str, frame: int, fmt: str):
+        self.path, self.frame, self.fmt = path, frame, fmt
+        self._cm = warnings.catch_warnings(record=True)
+
+    def __enter__(self):
+        self._log = self._cm.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc_info):
+        self._cm.__exit__(*exc_info)
+        if exc_info[0] is not None:
+            return False
+        for item in self._log:
+            text = _one_line(item.message)
+            if "tokens" in text or "Wrong number" in text:
+                raise _frame_error(self.path, self.frame, f"corrupt {self.fmt} data ({text})")
+        for item in self._log:
+            warnings.warn_explicit(
+                item.message, item.category, item.filename, item.lineno
+            )
+        return False
+
+
+def _precheck(path: str, fmt: str) -> None:
+    """Atom counts of fixed-layout formats against their lines (ASE does not check them)."""
+    if fmt == "gromacs":
+        _check_gro(path)
+    elif fmt == "vasp":
+        _check_poscar(path)
+
+
+def _lines(path: str, limit: int):
+    """Up to ``limit`` lines of the file as bytes (a generator)."""
+    with _open_binary(path) as fd:
+        for i, line in enumerate(fd):
+            if i >= limit:
+                return
+            yield line
+
+
+def _check_gro(path: str) -> None:
+    size = _inflated_size(path)
+    with _open_binary(path) as fd:
+        fd.readline()
+        count_line = fd.readline()
+        try:
+            declared = int(count_line.split()[0])
+        except (ValueError, IndexError):
+            raise _frame_error(
+                path, 0, f"line 2 should be the number of atoms, found {_describe_line(count_line)}"
+            ) from None
+        if declared < 0:
+            raise _frame_error(path, 0, f"negative number of atoms ({declared})")
+        if declared * _MIN_ATOM_LINE > size:
+            raise _frame_error(
+                path, 0, f"truncated file: header declares {declared} atoms, the file has "
+                f"{size} bytes"
+            )
+        found = 0
+        for _ in range(declared):
+            line = fd.readline()
+            if not line:
+                break
+            found += 1
+        box = fd.readline()
+    if found < declared or not box:
+        raise _frame_error(
+            path,
+            0,
+            f"truncated file: header declares {declared} atoms, found {found}"
+            + (" and no box line" if found == declared else ""),
+        )
+    try:
+        values = [float(v) for v in box.split()]
+    except ValueError:
+        values = []
+    if len(values) not in (3, 9):
+        raise _frame_error(
+            path,
+            0,
+            f"the line after the {declared} atoms is not a box line ({_describe_line(box)}): "
+            "more atom lines than the header declares, or a corrupt file",
+        )
+
+
+def _check_poscar(path: str) -> None:
+    lines = [line.decode("utf-8", "replace") for line in _lines(path, 9)]
+    if len(lines) < 7:
+        return  # ASE reports it
+    counts_at = 5
+    words = lines[5].split()
+    if not all(w.isdigit() for w in words):
+        counts_at = 6
+        words = lines[6].split()
+    if not words or not all(w.lstrip("-").isdigit() for w in words):
+        return  # ASE reports it
+    counts = [int(w) for w in words]
+    if min(counts) < 0:
+        raise _frame_error(path, 0, f"negative atom count in {lines[counts_at].strip()!r}")
+    n = sum(counts)
+    header = counts_at + 2
+    if len(lines) > counts_at + 1 and lines[counts_at + 1].strip()[:1] in ("s", "S"):
+        header += 1  # Selective dynamics
+    size = _inflated_size(path)
+    if n * _MIN_ATOM_LINE > size:
+        raise _frame_error(
+            path, 0, f"truncated file: the counts declare {n} atoms, the file has {size} bytes"
+        )
+    found = 0
+    after = b""
+    for i, line in enumerate(_lines(path, header + n + 1)):
+        if i < header:
+            continue
+        if i < header + n:
+            if line.strip():
+                found += 1
+        else:
+            after = line
+    if found < n:
+        raise _frame_error(path, 0, f"truncated file: the counts declare {n} atoms, found {found}")
+    try:
+        extra = len(after.split()) >= 3 and all(
+            np.isfinite(float(w)) for w in after.split()[:3]
+        )
+    except ValueError:
+        extra = False
+    if extra:
+        raise _frame_error(
+            path,
+            0,
+            f"more position lines than the {n} atoms the counts declare "
+            "(velocities must follow a blank line)",
+        )
+
+
+def _pdb_complete_models(path: str) -> tuple[int, bool] | None:
+    """(complete MODEL blocks, whether one more MODEL has no ENDMDL); None without MODEL."""
+    complete = 0
+    open_model = False
+    seen = False
+    with _open_binary(path) as fd:
+        for line in fd:
+            if line.startswith(b"MODEL"):
+                seen = True
+                open_model = True
+            elif line.startswith(b"ENDMDL"):
+                if open_model:
+                    complete += 1
+                open_model = False
+    if not seen:
+        return None
+    return complete, open_model
 
 
 class _Selection:
@@ -820,6 +1385,22 @@ class _Selection:
             return None
         frames = range(self.start, self.stop, self.step)
         return frames[-1] if len(frames) else -1
+
+
+class _Nothing(_Selection):
+    """Selects no frame but lets the whole file be scanned."""
+
+    def __init__(self):
+        super().__init__(0, None, 1)
+
+    def __contains__(self, frame: int) -> bool:
+        return False
+
+    def last(self) -> int | None:
+        return None
+
+
+_NOTHING = _Nothing()
 
 
 def iter_structures(

@@ -462,7 +462,9 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     good = cu_frames(3)
     p = tmp_path / "truncated.extxyz"
     write(p, good)
-    p.write_text("".join(p.read_text().splitlines(keepends=True)[:-7]))
+    lines = p.read_text().splitlines(keepends=True)
+    # frame 2 loses 7 atom lines and another frame follows (a cut last frame is only a warning)
+    p.write_text("".join(lines[:-7] + lines[: len(lines) // 3]))
     files["truncated"] = p
     p = tmp_path / "empty.extxyz"
     p.touch()

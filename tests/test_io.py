@@ -10,6 +10,7 @@ from ase.io import write
 
 from quests_core.errors import QuestsError
 from quests_core.io import (
+    TruncatedFrameWarning,
     count_frames,
     detect_format,
     iter_frames,
@@ -196,16 +197,32 @@ def test_lammps_dump_slicing(tmp_path, frames):
     np.testing.assert_allclose(last[0].atoms.positions, frames[4].positions, atol=1e-6)
 
 
-def test_lammps_dump_truncated_is_an_error(tmp_path, frames):
+def test_lammps_dump_truncated_last_frame_is_skipped_with_a_warning(tmp_path, frames):
+    """The truncated-last-frame rule (io.TruncatedFrameWarning): a file still being
+    written loses its incomplete last frame with a warning; a short frame followed by
+    more frames, or a file whose only frame is cut, is an error."""
     types = [1] * len(frames[0])
     text = lammps_dump_text(frames[:3], types)
     lines = text.splitlines(keepends=True)
     path = tmp_path / "cut.dump"
     path.write_text("".join(lines[:-5]))  # last frame loses 5 atom lines
-    with pytest.raises(QuestsError, match=r"cut.dump: frame 2: .*declares 32 atoms, found 27"):
-        read_structures(path)
+    skipped = []
+    cut = r"cut.dump: frame 2: .*declares 32 atoms, found 27"
+    with pytest.warns(TruncatedFrameWarning, match=cut):
+        got = [f.frame for f in iter_frames(path, type_map="Cu", skipped=skipped)]
+    assert got == [0, 1] and [s[1] for s in skipped] == [2]
+    assert count_frames(path) == 2
     # the complete frames before the damage can still be read
-    assert len(read_structures(path, index=":2")) == 2
+    assert len(read_structures(path, index=":2", type_map="Cu")) == 2
+    # a short frame in the middle is an error naming it
+    body = lammps_dump_text(frames[:1], types).splitlines(keepends=True)
+    path.write_text("".join(body[:-3]) + text)
+    with pytest.raises(QuestsError, match=r"cut.dump: frame 0: .*declares 32 atoms, found 29"):
+        read_structures(path, type_map="Cu")
+    # a single frame cut short is an error
+    path.write_text("".join(body[:-3]))
+    with pytest.raises(QuestsError, match=r"cut.dump: frame 0: .*found 29 and the file ends"):
+        read_structures(path, type_map="Cu")
 
 
 # ------------------------------------------------------------ slicing/stream
@@ -317,7 +334,15 @@ def test_truncated_extxyz(tmp_path, frames):
     write(path, frames[:3])
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:-10]))
+    with pytest.warns(TruncatedFrameWarning, match=r"t.extxyz: frame 2: the file ends inside it"):
+        assert len(read_structures(path)) == 2
+    # the same frame cut short but followed by another frame: an error naming it
+    path.write_text("".join(lines[:-10] + lines[: len(lines) // 3]))
     with pytest.raises(QuestsError, match=r"t.extxyz: frame 2: .*(truncated|corrupt)"):
+        read_structures(path)
+    # a 20-byte file declaring 10^9 atoms fails at once
+    path.write_text("1000000000\n\nCu 0 0 0\n")
+    with pytest.raises(QuestsError, match=r"frame 0: truncated file: .*1000000000 atoms"):
         read_structures(path)
 
 

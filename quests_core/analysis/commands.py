@@ -97,10 +97,14 @@ def load_descriptors(path: str, k: int, cutoff: float) -> np.ndarray:
 
 def _descriptors(structures: Sequence, args: argparse.Namespace) -> np.ndarray:
     import quests_core as qc
+    from quests_core.io import locate_error
 
-    return np.asarray(
-        qc.descriptors(list(structures), k=args.k, cutoff=args.cutoff, n_threads=args.threads)
-    )
+    structures = list(structures)
+    try:
+        x = qc.descriptors(structures, k=args.k, cutoff=args.cutoff, n_threads=args.threads)
+    except QuestsError as exc:  # name the file and frame of the structure
+        raise locate_error(exc, structures) from None
+    return np.asarray(x)
 
 
 def _reference_descriptors(path: str, index: str, args: argparse.Namespace) -> np.ndarray:
