@@ -19,7 +19,12 @@ if __package__ in (None, ""):  # run as a script by `panel serve dashboard/app.p
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
 
-from dashboard.paths import check_data_dir, default_data_dir  # noqa: E402
+from dashboard.paths import (  # noqa: E402
+    check_data_dir,
+    default_data_dir,
+    effective_upload_mb,
+    server_message_limit,
+)
 from dashboard.state import AppState  # noqa: E402
 from dashboard.theme import ACCENT, design, keep_assets_local  # noqa: E402
 from dashboard.views import (  # noqa: E402
@@ -144,6 +149,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--max-upload-mb", type=float, default=50.0)
     parser.add_argument("--job-mode", choices=["process", "thread"], default="process")
+    # the server's --websocket-max-message-size (launch.py passes it on)
+    parser.add_argument("--websocket-max-bytes", type=int, default=None)
     args, _ = parser.parse_known_args(argv)
     return args
 
@@ -158,7 +165,10 @@ def create_app(data_dir=None, **kw) -> DashboardApp:
 def serve_session() -> pn.template.FastListTemplate:
     """Build the page of one browser session (called by ``panel serve``)."""
     args = parse_args(sys.argv[1:])
-    app = create_app(args.data_dir, job_mode=args.job_mode, max_upload_mb=args.max_upload_mb)
+    # an upload whose message the server's websocket limit drops would end the session
+    limit = args.websocket_max_bytes or server_message_limit()
+    max_upload_mb = effective_upload_mb(args.max_upload_mb, limit)
+    app = create_app(args.data_dir, job_mode=args.job_mode, max_upload_mb=max_upload_mb)
     pn.state.on_session_destroyed(lambda _ctx: app.cleanup())
     return app.template()
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dashboard.paths import check_data_dir, default_data_dir
+from dashboard.paths import check_data_dir, default_data_dir, websocket_message_bytes
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 
@@ -53,8 +53,9 @@ def panel_args(args: argparse.Namespace) -> list[str]:
         "panel", "serve", str(APP_PATH),
         "--port", str(args.port),
         "--address", args.address,
-        # uploads travel base64-encoded (4/3 of the file) in one websocket message
-        "--websocket-max-message-size", str(int((args.max_upload_mb * 1.4 + 10) * 1024 * 1024)),
+        # uploads travel base64-encoded (4/3 of the file) in one websocket message; the
+        # page refuses a larger file before sending it (dashboard.views.data.UploadGuard)
+        "--websocket-max-message-size", str(websocket_message_bytes(args.max_upload_mb)),
         "--warm",
     ]
     for origin in origins:
@@ -64,7 +65,8 @@ def panel_args(args: argparse.Namespace) -> list[str]:
     if not args.no_show:
         cmd.append("--show")
     cmd += ["--args", "--data-dir", str(data_dir), "--max-upload-mb", str(args.max_upload_mb),
-            "--job-mode", args.job_mode]
+            "--job-mode", args.job_mode,
+            "--websocket-max-bytes", str(websocket_message_bytes(args.max_upload_mb))]
     return cmd
 
 

@@ -9,8 +9,11 @@ directory.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from quests_core.errors import QuestsError
@@ -46,6 +49,7 @@ LAMMPS_SUFFIXES: tuple[str, ...] = (
 )
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -59,9 +63,14 @@ def default_data_dir() -> Path:
 def check_data_dir(data_dir: str | os.PathLike) -> Path:
     """Resolve ``data_dir`` and check that it is an existing directory."""
     root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise QuestsError(f"data directory {str(root)!r} does not exist or is not a directory")
-    return root.resolve()
+    try:
+        if not root.is_dir():
+            raise QuestsError(
+                f"data directory {str(root)!r} does not exist or is not a directory")
+        return root.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise QuestsError(f"data directory {str(root)!r} cannot be opened "
+                          f"({_reason(exc)})") from None
 
 
 def resolve_in_dir(
@@ -97,15 +106,18 @@ def resolve_in_dir(
             )
         if ".." in pure.parts:
             raise QuestsError(f"{text}: '..' is not allowed in file names")
-    base = Path(root).resolve()
-    target = (base / text).resolve()
-    if target != base and base not in target.parents:
-        raise QuestsError(f"{text}: the file lies outside the data directory")
-    if directory:
-        if not target.is_dir():
-            raise QuestsError(f"{text}: no such directory in the data directory")
-    elif not target.is_file():
-        raise QuestsError(f"{text}: no such file in the data directory")
+    try:
+        base = Path(root).resolve()
+        target = (base / text).resolve()
+        if target != base and base not in target.parents:
+            raise QuestsError(f"{text}: the file lies outside the data directory")
+        if directory:
+            if not target.is_dir():
+                raise QuestsError(f"{text}: no such directory in the data directory")
+        elif not target.is_file():
+            raise QuestsError(f"{text}: no such file in the data directory")
+    except (OSError, RuntimeError, ValueError) as exc:  # loops, long names, permissions
+        raise QuestsError(f"{text}: cannot be opened ({_reason(exc)})") from None
     return target
 
 
@@ -190,29 +202,127 @@ def default_selection(files: list[str]) -> list[tuple[str, str]]:
 
 
 
+@dataclass
+class DataListing:
+    """What :func:`scan_data_files` found: the listable files and the skipped entries."""
+
+    files: list[str] = field(default_factory=list)
+    #: ``(relative path, reason)`` of every entry left out: a symlink loop or a link
+    #: leaving the directory, an unreadable file or folder, a name the system or the
+    #: page cannot handle (too long, not UTF-8), a folder nested too deep
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: True when the listing stopped at ``max_files``
+    truncated: bool = False
+
+    def summary(self) -> str:
+        """One line for the page ("" when nothing was skipped or cut)."""
+        parts = []
+        if self.skipped:
+            n = len(self.skipped)
+            parts.append(f"{n} {'entry' if n == 1 else 'entries'} of the data directory "
+                         "skipped (unreadable, symlink loop, link leaving the directory, "
+                         "name too long or not UTF-8; see the server log)")
+        if self.truncated:
+            parts.append(f"only the first {len(self.files)} files are listed")
+        return "; ".join(parts)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError):  # pathlib: "Symlink loop from ..."
+        return "symlink loop"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if exc.errno == errno.ENAMETOOLONG:
+            return "name too long"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return "not readable (permission denied)"
+        return exc.strerror or type(exc).__name__
+    return str(exc)
+
+
+def scan_data_files(root: str | os.PathLike, max_files: int = 2000,
+                    max_depth: int = 32) -> DataListing:
+    """The structure files under ``root`` and the entries that had to be skipped.
+
+    Never raises for what lies inside ``root``: a symlink loop, a link whose
+    target lies outside ``root``, an unreadable file or folder, a name too long
+    for the system or not valid UTF-8, or a folder deeper than ``max_depth`` is
+    left out, logged and recorded in :attr:`DataListing.skipped`; the rest is
+    listed. Hidden files and folders are left out silently, symlinked folders
+    are not entered. Raises :class:`QuestsError` only when ``root`` itself is
+    not a readable directory.
+    """
+    base = check_data_dir(root)
+    listing = DataListing()
+
+    def skip(rel: str, reason: str) -> None:
+        listing.skipped.append((rel, reason))
+        log.warning("data directory %s: skipped %r (%s)", base, rel, reason)
+
+    stack: list[tuple[str, int]] = [("", 0)]  # (relative folder, depth): depth first, sorted
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(base / folder if folder else base) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except (OSError, RuntimeError) as exc:
+            if not folder:
+                raise QuestsError(f"data directory {str(base)!r} cannot be read "
+                                  f"({_reason(exc)})") from None
+            skip(folder + "/", _reason(exc))
+            continue
+        subfolders = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            rel = f"{folder}/{name}" if folder else name
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                skip(rel.encode("utf-8", "replace").decode(), "name is not valid UTF-8")
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subfolders.append(rel)
+                    continue
+                if not is_data_file(name):
+                    continue
+                resolve_in_dir(base, rel)
+                if not os.access(entry.path, os.R_OK):
+                    raise PermissionError(errno.EACCES, "permission denied")
+            except QuestsError as exc:
+                reason = str(exc).split(": ", 1)[-1]
+                if "outside" in reason:
+                    reason = "leads outside the data directory"
+                elif reason.startswith("cannot be opened ("):
+                    reason = reason[len("cannot be opened ("):-1]
+                skip(rel, reason)
+                continue
+            except (OSError, RuntimeError, ValueError) as exc:
+                skip(rel, _reason(exc))
+                continue
+            listing.files.append(rel)
+            if len(listing.files) >= max_files:
+                listing.truncated = True
+                return listing
+        for sub in reversed(subfolders):
+            if depth + 1 > max_depth:
+                skip(sub + "/", f"nested deeper than {max_depth} folders")
+                continue
+            stack.append((sub, depth + 1))
+    return listing
+
+
 def list_data_files(root: str | os.PathLike, max_files: int = 2000) -> list[str]:
     """Relative paths (POSIX style) of the structure files under ``root``.
 
     Symlinks whose target lies outside ``root`` are not listed; hidden
-    directories are skipped.
+    directories are skipped; entries that cannot be read (symlink loops,
+    permissions, names too long) are left out (see :func:`scan_data_files`).
     """
-    base = check_data_dir(root)
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if not is_data_file(path):
-                continue
-            rel = path.relative_to(base).as_posix()
-            try:
-                resolve_in_dir(base, rel)
-            except QuestsError:
-                continue
-            found.append(rel)
-            if len(found) >= max_files:
-                return found
-    return found
+    return scan_data_files(root, max_files).files
 
 
 def safe_upload_name(name: str) -> str:
@@ -224,11 +334,62 @@ def safe_upload_name(name: str) -> str:
     return base[:200]
 
 
+def format_mb(size: float) -> str:
+    """``size`` bytes in MB for a message: ``"60.2"``, ``"50"``, ``"0.002"``."""
+    mb = size / 1e6
+    return f"{mb:.1f}".removesuffix(".0") if mb >= 1 else f"{mb:.3g}"
+
+
+def upload_too_large_message(name: str, size: float, max_bytes: float) -> str:
+    """The one line that refuses an upload of ``size`` bytes over the cap."""
+    return (f"{name}: {format_mb(size)} MB is over the {format_mb(max_bytes)} MB upload limit "
+            "(a file larger than the limit belongs in the data directory)")
+
+
+def websocket_message_bytes(upload_mb: float) -> int:
+    """The websocket message limit (bytes) ``launch.py`` sets for an upload cap: an upload
+    travels base64-encoded (4/3 of the file) in one message, with room to spare."""
+    return int((upload_mb * 1.4 + 10) * 1024 * 1024)
+
+
+def server_message_limit(argv: list[str] | None = None) -> int:
+    """The running ``panel serve``'s websocket message limit in bytes: its
+    ``--websocket-max-message-size`` (read from ``argv``, default this process's command
+    line) or Bokeh's default."""
+    from bokeh.server.tornado import DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE_BYTES
+
+    if argv is None:
+        try:
+            argv = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            import sys
+
+            argv = list(sys.argv)
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--websocket-max-message-size" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--websocket-max-message-size="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return DEFAULT_WEBSOCKET_MAX_MESSAGE_SIZE_BYTES
+
+
+def effective_upload_mb(max_upload_mb: float, message_bytes: int) -> float:
+    """The upload cap a server with websocket message limit ``message_bytes`` can honour:
+    ``max_upload_mb``, lowered where its base64 message would not fit (the server would
+    drop the connection instead of answering)."""
+    fits = (message_bytes - 256 * 1024) * 3 / 4 / 1e6
+    return float(max(min(max_upload_mb, fits), 0.001))
+
+
 def check_upload_size(name: str, size: int, max_bytes: int) -> None:
-    """Refuse an upload larger than ``max_bytes``."""
+    """Refuse an upload larger than ``max_bytes`` (or empty)."""
     if size > max_bytes:
-        raise QuestsError(
-            f"{name}: upload is {size / 1e6:.1f} MB, larger than the {max_bytes / 1e6:.1f} MB limit"
-        )
+        raise QuestsError(upload_too_large_message(name, size, max_bytes))
     if size == 0:
         raise QuestsError(f"{name}: the uploaded file is empty")

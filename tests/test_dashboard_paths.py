@@ -80,3 +80,87 @@ def test_upload_names_and_sizes():
         check_upload_size("a.extxyz", 11, 10)
     with pytest.raises(QuestsError, match="empty"):
         check_upload_size("a.extxyz", 0, 10)
+
+
+def test_listing_skips_loops_long_names_and_unreadable_entries(tree, monkeypatch, caplog):
+    """A symlink loop, a link to a name too long for the system, an unreadable file or
+    folder and a name that is not UTF-8 are skipped (logged, counted); the rest is listed
+    and nothing raises."""
+    from dashboard import paths
+    from dashboard.paths import scan_data_files
+
+    os.symlink("loop.extxyz", tree / "loop.extxyz")  # points at itself
+    os.symlink("b.xyz", tree / "sub" / "a.xyz")
+    os.symlink("a.xyz", tree / "sub" / "b2.xyz")  # a chain is fine
+    os.symlink("x" * 300 + ".extxyz", tree / "long.extxyz")  # target name > 255 characters
+    (tree / "locked").mkdir()
+    (tree / "locked" / "c.extxyz").write_text("x")
+    (tree / "secret.extxyz").write_text("x")
+    (tree / "z.extxyz").write_text("x")
+    (tree.parent / "loopdir").mkdir()
+    os.symlink(tree, tree / "self")  # a folder link back to the top: not entered
+    with pytest.raises(QuestsError, match="cannot be opened"):  # the browser's path: one line
+        resolve_in_dir(tree, "loop.extxyz")
+    with pytest.raises(QuestsError, match="name too long|no such file"):
+        resolve_in_dir(tree, "long.extxyz")
+    with pytest.raises(QuestsError, match="name too long|cannot be opened"):
+        resolve_in_dir(tree, "y" * 300 + ".extxyz")
+
+    # tests run as root, where chmod 000 does not stop reads: simulate the permissions
+    real_scandir, real_access = os.scandir, os.access
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def access(path, mode, **kw):
+        return False if str(path).endswith("secret.extxyz") else real_access(path, mode, **kw)
+
+    monkeypatch.setattr(paths.os, "scandir", scandir)
+    monkeypatch.setattr(paths.os, "access", access)
+    with caplog.at_level("WARNING", logger="dashboard.paths"):
+        listing = scan_data_files(tree)
+    assert listing.files == ["a.extxyz", "inside_link.extxyz", "z.extxyz", "sub/a.xyz",
+                             "sub/b.xyz", "sub/b2.xyz"]
+    reasons = dict(listing.skipped)
+    assert reasons["loop.extxyz"] == "symlink loop"
+    assert reasons["locked/"].startswith("not readable")
+    assert reasons["secret.extxyz"].startswith("not readable")
+    assert reasons["escape.extxyz"] == "leads outside the data directory"
+    assert "long.extxyz" in reasons
+    assert "loop.extxyz" in caplog.text and "locked" in caplog.text
+    assert f"{len(listing.skipped)} entries of the data directory skipped" in listing.summary()
+    assert list_data_files(tree) == listing.files
+    assert scan_data_files(tree, max_files=2).truncated
+
+
+def test_listing_skips_names_that_are_not_utf8(tmp_path):
+    from dashboard.paths import scan_data_files
+
+    (tmp_path / "good.extxyz").write_text("x")
+    try:
+        (tmp_path / os.fsdecode(b"bad\xff.extxyz")).write_text("x")
+    except (OSError, UnicodeEncodeError):  # pragma: no cover - file system refuses it
+        pytest.skip("the file system refuses a name that is not UTF-8")
+    listing = scan_data_files(tmp_path)
+    assert listing.files == ["good.extxyz"]
+    assert [r for _, r in listing.skipped] == ["name is not valid UTF-8"]
+
+
+def test_upload_cap_fits_the_websocket_limit():
+    from dashboard.paths import (
+        effective_upload_mb,
+        server_message_limit,
+        upload_too_large_message,
+        websocket_message_bytes,
+    )
+
+    assert effective_upload_mb(50, websocket_message_bytes(50)) == 50
+    assert effective_upload_mb(1, websocket_message_bytes(1)) == 1
+    assert effective_upload_mb(50, 20 * 1024 * 1024) < 15.6  # Bokeh's default limit
+    assert server_message_limit(["panel", "--websocket-max-message-size", "123"]) == 123
+    assert server_message_limit(["panel", "--websocket-max-message-size=77"]) == 77
+    assert server_message_limit(["panel"]) == 20 * 1024 * 1024
+    assert upload_too_large_message("big.xyz", 60_200_000, 50_000_000).startswith(
+        "big.xyz: 60.2 MB is over the 50 MB upload limit")

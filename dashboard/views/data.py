@@ -8,11 +8,15 @@ per-frame results.
 
 from __future__ import annotations
 
+import html
+import json
+import logging
 import os
 from pathlib import Path
 
 import panel as pn
 import param
+from panel.reactive import ReactiveHTML
 
 from quests_core.errors import QuestsError
 
@@ -24,12 +28,15 @@ from ..paths import (
     default_selection,
     is_data_file,
     is_lammps_file,
-    list_data_files,
     resolve_in_dir,
     safe_upload_name,
+    scan_data_files,
+    upload_too_large_message,
 )
 from ..state import ROLES
 from .base import View
+
+log = logging.getLogger(__name__)
 
 #: Upload file types offered by the browser's file dialog (the data picker's endings).
 UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES)
@@ -57,6 +64,76 @@ def default_role(name: str) -> str:
     return "test"
 
 
+#: CSS class of the upload widget whose files the browser checks (see :class:`UploadGuard`).
+UPLOAD_CLASS = "quests-upload"
+#: Browser side of :class:`UploadGuard`: Bokeh's FileInput reads a chosen file whole
+#: and sends it base64-encoded in one websocket message, which the server drops (and
+#: the session with it) past its message limit. Wrap its ``load_files`` so a file over
+#: the cap is never read: the input is cleared and the guard tells the server, which
+#: answers with a notification.
+UPLOAD_GUARD_JS = """
+window.__questsUploadGuard = {
+  limit: () => data.max_bytes,
+  refuse: (name, size) => { data.refused = JSON.stringify([name, size, Date.now()]) },
+};
+const FileInput = window.Bokeh && window.Bokeh.Models.get("FileInput");
+const proto = FileInput != null ? FileInput.prototype.default_view.prototype : null;
+if (proto != null && !proto.__questsGuarded) {
+  const load_files = proto.load_files;
+  proto.load_files = async function (files) {
+    const guard = window.__questsUploadGuard;
+    const classes = this.model.css_classes || [];
+    if (guard != null && classes.includes("UPLOAD_CLASS")) {
+      for (const file of files) {
+        if (file.size > guard.limit()) {
+          this.input_el.value = "";
+          guard.refuse(file.name, file.size);
+          return;
+        }
+      }
+    }
+    return load_files.call(this, files);
+  };
+  proto.__questsGuarded = true;
+}
+""".replace("UPLOAD_CLASS", UPLOAD_CLASS)
+
+
+class UploadGuard(ReactiveHTML):
+    """Refuses an upload over the cap in the browser, before it is read or sent.
+
+    Holds the cap (``max_bytes``) for the page's script; a refused file comes back
+    as ``refused`` (JSON ``[name, size, time]``). Invisible.
+    """
+
+    max_bytes = param.Integer(default=50_000_000, doc="Largest upload in bytes.")
+    refused = param.String(default="", doc="JSON [name, size, time] of the last refused file.")
+
+    _template = '<div id="guard" style="display: none"></div>'
+    _scripts = {"render": UPLOAD_GUARD_JS}
+
+
+def upload_problem(filename, content) -> str:
+    """Why an upload message is malformed ("" when it is a file name and bytes).
+
+    The browser sends one file as a name and its bytes; anything else (a list of
+    files, None, a dict, text, a name with a NUL byte or folders) is refused.
+    """
+    shown = html.escape(str(filename)[:120]) if isinstance(filename, str) else "upload"
+    if isinstance(content, (list, tuple)) or isinstance(filename, (list, tuple)):
+        n = len(content) if isinstance(content, (list, tuple)) else len(filename)
+        return f"upload refused: {n} files in one message; upload one file at a time"
+    if not isinstance(filename, str) or not filename.strip():
+        return (f"upload refused: malformed upload message (file name is "
+                f"{type(filename).__name__}, expected text)")
+    if "\x00" in filename:
+        return f"{shown!r}: upload refused: the file name contains a NUL byte"
+    if not isinstance(content, (bytes, bytearray, memoryview)):
+        return (f"{shown}: upload refused: malformed upload message (content is "
+                f"{type(content).__name__}, expected bytes)")
+    return ""
+
+
 class DataView(View):
     """File picker, roles, settings and the Compute button."""
 
@@ -73,6 +150,9 @@ class DataView(View):
             label="Files in the data directory", options=self._list_files(), size=4,
             sizing_mode="stretch_width",
         )
+        self.listing_note = pn.pane.Markdown(
+            self._listing_text, name="listing-note", visible=bool(self._listing_text),
+            margin=(0, 10), styles={"font-size": "12px", "color": "#8a5300"})
         self.refresh_button = pn.widgets.Button(label="Refresh", color="light", width=80)
         self.role_select = pn.widgets.Select(label="Role", options=list(ROLES), value="test",
                                              width=130)
@@ -83,7 +163,10 @@ class DataView(View):
         max_mb = float(self.state.max_upload_mb)
         self.upload = pn.widgets.FileInput(accept=UPLOAD_ACCEPT, multiple=False,
                                            sizing_mode="stretch_width",
+                                           css_classes=[UPLOAD_CLASS],
                                            label=f"Or upload a file (at most {max_mb:g} MB)")
+        self.upload_guard = UploadGuard(max_bytes=int(max_mb * 1e6), height=0, width=0,
+                                        margin=0, sizing_mode="fixed")
         self.types_input = pn.widgets.TextInput(
             label="LAMMPS types of added files", placeholder="e.g. 1:O,2:H or O H",
             sizing_mode="stretch_width",
@@ -111,6 +194,7 @@ class DataView(View):
         self.refresh_button.on_click(lambda _: self.refresh())
         self.add_button.on_click(lambda _: self.add_selected())
         self.upload.param.watch(self._on_upload, "value")
+        self.upload_guard.param.watch(self._on_refused, "refused")
         self.files_table.on_edit(self._on_edit)
         self.files_table.on_click(self._on_remove, column="remove")
         self.compute_button.on_click(self._on_compute)
@@ -123,13 +207,22 @@ class DataView(View):
     # -------------------------------------------------------------------- files
 
     def _list_files(self) -> list[str]:
-        if not self.state.data_dir:
-            return []
-        try:
-            return list_data_files(self.state.data_dir)
-        except QuestsError as exc:
-            self.state.notify("error", str(exc))
-            return []
+        """The data directory's structure files; entries that cannot be listed (symlink
+        loops, unreadable, names too long) are counted in :attr:`listing_note`."""
+        note = ""
+        files: list[str] = []
+        if self.state.data_dir:
+            try:
+                listing = scan_data_files(self.state.data_dir)
+                files, note = listing.files, listing.summary()
+            except QuestsError as exc:
+                self.state.notify("error", str(exc))
+                note = html.escape(str(exc))
+        if hasattr(self, "listing_note"):
+            self.listing_note.object, self.listing_note.visible = note, bool(note)
+        else:
+            self._listing_text = note
+        return files
 
     def refresh(self) -> None:
         self.file_select.options = self._list_files()
@@ -214,10 +307,20 @@ class DataView(View):
                 self.state.notify("error", str(exc))
 
     def save_upload(self, filename: str, content: bytes, role: str | None = None) -> Path:
-        """Store an upload in the session's private folder and add it."""
+        """Store an upload in the session's private folder and add it.
+
+        Raises :class:`QuestsError` (one line) for a malformed message (see
+        :func:`upload_problem`), a file over the cap or empty, or a name that is not
+        a structure file; folders in the name are dropped (the file stays in the
+        session's folder).
+        """
+        problem = upload_problem(filename, content)
+        if problem:
+            raise QuestsError(problem)
+        content = bytes(content)
         max_bytes = int(self.state.max_upload_mb * 1e6)
-        check_upload_size(filename or "upload", len(content), max_bytes)
-        name = safe_upload_name(filename or "upload.extxyz")
+        check_upload_size(html.escape(filename[:120]), len(content), max_bytes)
+        name = safe_upload_name(filename)
         if not is_data_file(name):
             raise QuestsError(
                 f"{name}: not a structure file the dashboard reads; use one of "
@@ -232,15 +335,35 @@ class DataView(View):
         return path
 
     def _on_upload(self, event) -> None:
-        if not event.new:
-            return
+        """An upload arrived from the browser: store it, or say in one line why not."""
+        content, filename = event.new, self.upload.filename
+        if content is None or (isinstance(content, (bytes, list)) and not content
+                               and not filename):
+            return  # the input was cleared
+        shown = html.escape(str(filename)[:120])
         try:
-            self.save_upload(self.upload.filename, event.new)
-            self.state.notify("success", f"Uploaded {self.upload.filename}")
+            if isinstance(filename, str) and ("/" in filename or "\\" in filename):
+                raise QuestsError(f"{shown}: upload refused: malformed upload message "
+                                  "(a browser sends a file name without folders)")
+            self.save_upload(filename, content)
+            self.state.notify("success", f"Uploaded {shown}")
         except QuestsError as exc:
             self.state.notify("error", str(exc))
         except OSError as exc:
-            self.state.notify("error", f"{self.upload.filename}: could not store upload: {exc}")
+            self.state.notify("error", f"{shown}: could not store upload: {exc}")
+        except Exception as exc:  # a bad message must never end the session
+            log.exception("upload %r failed", filename)
+            self.state.notify("error", f"{shown}: upload refused ({type(exc).__name__})")
+
+    def _on_refused(self, event) -> None:
+        """The browser refused a file over the cap before sending it: say so."""
+        try:
+            name, size, _ = json.loads(event.new)
+            name, size = html.escape(str(name)[:120]), float(size)
+        except (TypeError, ValueError):
+            return
+        self.state.notify("error", upload_too_large_message(
+            name, size, int(self.state.max_upload_mb * 1e6)), duration=15000)
 
     def _on_edit(self, event) -> None:
         table = self.state.files_table()
@@ -388,9 +511,11 @@ class DataView(View):
             pn.pane.Markdown(f"**Data directory:** `{self.state.data_dir}`", margin=(0, 10),
                              styles={"font-size": "12px"}),
             self.file_select,
+            self.listing_note,
             pn.Row(self.role_select, self.label_input),
             pn.Row(self.add_button, self.refresh_button),
             self.upload,
+            self.upload_guard,
             pn.pane.Markdown("**Chosen files** (edit role, label and frames in the table)",
                              margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
