@@ -14,7 +14,9 @@ Common options: ``-k``, ``--cutoff``, ``--bandwidth``, ``--index``,
 ``--threads``, ``--output`` (format by extension). Bad input gives a one-line
 error naming the file and frame and exit status 1 (``--debug`` shows the
 traceback); ``--skip-bad`` processes the remaining files of a batch and lists
-the bad ones. Unexpected internal errors give exit status 3.
+the bad ones. Unexpected internal errors give exit status 3. The incomplete
+last frame of a multi-frame file that is still being written is skipped with a
+one-line warning (see :class:`quests_core.io.TruncatedFrameWarning`).
 """
 
 from __future__ import annotations
@@ -465,7 +467,8 @@ def load_files(
             bar.close()
             from quests_core.io import locate_error
 
-            exc = locate_error(exc, source=path)
+            if exc.index is not None:  # about a structure of this file: name the file
+                exc = locate_error(exc, source=path)
             if not args.skip_bad:
                 raise exc from None
             batch.skipped.append((path, str(exc)))

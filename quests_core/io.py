@@ -7,9 +7,27 @@ frame is validated before it is handed on. Every problem caused by the input
 becomes a :class:`~quests_core.errors.QuestsError` whose one-line message
 names the file, the frame and the problem.
 
-LAMMPS text dumps are split into frames here and each frame is parsed by ASE:
-ASE on its own silently accepts a truncated dump (a frame with fewer atoms
-than its header declares), which this module reports as an error.
+LAMMPS text dumps and (ext)xyz files are split into frames here (as bytes, each
+frame decoded on its own) and each frame is parsed by ASE: ASE on its own
+silently accepts a truncated dump (a frame with fewer atoms than its header
+declares) and spends minutes on an xyz header declaring 10^9 atoms. The atom
+counts of ``.gro`` and POSCAR files are checked against their lines, a ``.pdb``
+MODEL needs its ENDMDL, a CIF row with the wrong number of values is an error,
+and compressed files that inflate more than :data:`MAX_INFLATE_RATIO` times
+(beyond 256 MiB) are refused as decompression bombs.
+
+Truncated frames (the rule of :class:`TruncatedFrameWarning`): a frame cut
+short is an error naming the frame, except the *last* frame of a file with at
+least one complete frame before it (xyz/extxyz, LAMMPS dump, pdb: a trajectory
+still being written), which is skipped with a warning and counted. A short
+frame followed by more frames, extra atom lines, or a cut single-frame file is
+an error. ``.traj`` files have no visible frame boundaries: any damage is an
+error.
+
+Every frame is also checked by :func:`validate_atoms` (atomic numbers,
+finite and sane coordinates and cells, zero-volume periodic cells with the
+axis named), and :func:`locate_error` turns a later error of the descriptor
+engine about "structure i" of a chunk into one naming the file and frame.
 """
 
 from __future__ import annotations
@@ -150,14 +168,15 @@ def locate_error(exc: QuestsError, structures: Sequence[Any] | None = None,
     if exc.source is not None:
         return exc
     message = str(exc)
+    detail = getattr(exc, "detail", None)
     index = exc.index
     if index is not None and structures is not None and 0 <= index < len(structures):
         origin = frame_origin(structures[index])
         if origin is not None:
-            prefix = f"structure {index}: "
-            if message.startswith(prefix):
-                message = message[len(prefix):]
-            out = QuestsError(f"frame {origin[1]}: {message}", source=origin[0])
+            if detail is None:
+                prefix = f"structure {index}: "
+                detail = message[len(prefix):] if message.startswith(prefix) else message
+            out = QuestsError(f"frame {origin[1]}: {detail}", source=origin[0])
             out.index = origin[1]
             return out
     if source is None:
@@ -177,15 +196,16 @@ def _cause(exc: BaseException, fmt: str | None = None) -> str:
         return "too large to read into memory (corrupt sizes?)"
     if name == "SpacegroupNotFoundError":
         return f"unknown space group ({text})"
-    if name == "UnknownFileTypeError":
-        return f"not a valid {fmt or 'structure'} file ({text})"
+    if name == "UnknownFileTypeError" or fmt == "json":
+        return f"not a valid {'ASE database ' if fmt == 'json' else ''}{fmt or 'structure'} file " \
+            f"({text})"
     if isinstance(exc, AssertionError):
         return f"not a valid {fmt or 'structure'} file (the reader's consistency check failed)"
     if isinstance(exc, KeyError):
         return f"unknown element or missing field {text} (truncated or corrupt file?)"
     if isinstance(exc, (ValueError, IndexError, TypeError)):
         return f"cannot parse, truncated or corrupt file? ({text})"
-    return f"cannot parse ({name}: {text})"
+    return f"cannot parse{f' as {fmt}' if fmt else ''} ({name}: {text})"
 
 
 def _wrap(path: str, frame: int | None, exc: BaseException, fmt: str | None = None) -> QuestsError:
@@ -988,6 +1008,10 @@ def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
             return _count_xyz_frames(spath)
         if fmt == _LAMMPS_DUMP:
             return _count_lammps_frames(spath)
+        if fmt == "proteindatabank":
+            models = _pdb_complete_models(spath)
+            if models is not None:
+                return max(models[0], 1)  # a cut last MODEL is skipped (or, alone, an error)
         if fmt == "traj":
             from ase.io.trajectory import Trajectory
 

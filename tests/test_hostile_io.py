@@ -202,3 +202,16 @@ def test_cli_skip_bad_batch_names_every_bad_file(corpus):
         hits = [x for x in listed if x.startswith(str(case.path) + ":")]
         assert len(hits) == 1, f"{case.name}: {hits}"
     assert "cu_solid_400K.extxyz" in proc.stdout
+
+
+def test_negative_indices_count_complete_frames_only(corpus):
+    from quests_core.io import count_frames, iter_frames
+
+    by_name = {c.name: c for c in corpus}
+    for name in ("xyz_cut_in_last_frame.xyz", "extxyz_cut_in_last_frame.extxyz",
+                 "lammps_cut_in_last_frame.lammpstrj", "pdb_cut_in_last_frame.pdb"):
+        path = by_name[name].path
+        assert count_frames(path) == 2, name
+        assert [f.frame for f in iter_frames(path, index="-2:")] == [0, 1]
+        with pytest.warns(TruncatedFrameWarning, match=name):
+            assert [f.frame for f in iter_frames(path, index="1:")] == [1]
