@@ -223,24 +223,36 @@ def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) 
 
     n = max(ds.n_atoms, 1)
     cache = _descriptor_cache()
+    counted = [0]
+
+    def by_structure(structures):
+        """``descriptors``' callback: the bar moves (and cancels) after every structure."""
+        base, ends = counted[0], np.cumsum([len(a) for a in structures])
+
+        def progress(done: int, total: int) -> None:
+            prog.check()
+            prog((base + ends[done - 1]) / n)
+
+        return progress
+
     if cache is not None:
-        counted = [0]
 
         def compute(structures, k, cutoff, species=None):
             prog.check()
             x = descriptors(structures, k=k, cutoff=cutoff, species=species,
-                            n_threads=n_threads)
+                            n_threads=n_threads, progress=by_structure(structures))
             counted[0] += len(x)
             prog(counted[0] / n)
             return x
 
         return np.asarray(cache.get_or_compute(ds, k=k, cutoff=cutoff, compute=compute))
-    parts, done = [], 0
+    parts = []
     for _, chunk in ds.iter_chunks(max_atoms=CHUNK_ATOMS):
         prog.check()
-        parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads))
-        done += sum(len(a) for a in chunk)
-        prog(done / n)
+        parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads,
+                                 progress=by_structure(chunk)))
+        counted[0] += sum(len(a) for a in chunk)
+        prog(counted[0] / n)
     return np.concatenate(parts) if parts else np.zeros((0, 2 * k - 1))
 
 

@@ -194,8 +194,8 @@ def test_plan_splits_in_proportion():
 
 
 def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample):
-    """Overlap pairs, learning-curve subsets and nucleation frames move the bar; the bar
-    never goes back and ends at 1."""
+    """Descriptor structures, overlap pairs, learning-curve subsets and nucleation frames
+    move the bar; the bar never goes back and ends at 1."""
     files = specs(sample, ("solid.extxyz", "reference", ":"), ("melt.extxyz", "test", ":"),
                   ("failed_traj.extxyz", "trajectory", ":"),
                   ("solid.extxyz", "solid reference", ":"))
@@ -209,6 +209,8 @@ def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample):
     def during(prefix):
         return np.array([f for f, t in seen if t.startswith(prefix)])
 
+    # descriptors: the bar moves after every structure (12 frames of 108 atoms)
+    assert len(np.unique(during("Descriptors of failed_traj.extxyz"))) >= 12
     # 4 files of >= 432 atoms: 16 pairs, each of several 256-row blocks
     overlap = during("Overlap by file")
     assert len(res.overlap["file"].names) == 4
