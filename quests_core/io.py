@@ -966,6 +966,8 @@ def _count_xyz_frames(path: str) -> int:
             if chunk.frame == 0:
                 return 1  # reported when it is parsed
             return n
+        if chunk.cut and chunk.frame > 0:
+            return n  # skipped when read, see _iter_selected
         n += 1
     return n
 
@@ -1172,16 +1174,14 @@ def _iter_selected(
                     _skip_last(path, chunk.frame, reason, skipped)
                     return
                 raise _frame_error(path, chunk.frame, f"truncated file: {reason}")
+            if chunk.cut and chunk.frame > 0:
+                # every writer ends its lines: the last line of this last frame may be cut
+                # mid-number (still parsable, silently wrong), so it is not trusted
+                _skip_last(path, chunk.frame, "the file ends inside its last line", skipped)
+                return
             if chunk.text is None:
                 continue
-            try:
-                atoms = _read_xyz_frame(chunk, path, fmt)
-            except QuestsError as exc:
-                if chunk.cut and chunk.frame > 0:
-                    _skip_last(path, chunk.frame, "the file ends inside its last line", skipped)
-                    return
-                raise exc from None
-            yield Frame(path, chunk.frame, atoms)
+            yield Frame(path, chunk.frame, _read_xyz_frame(chunk, path, fmt))
         return
 
     _precheck(path, fmt)

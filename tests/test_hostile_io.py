@@ -215,3 +215,20 @@ def test_negative_indices_count_complete_frames_only(corpus):
         assert [f.frame for f in iter_frames(path, index="-2:")] == [0, 1]
         with pytest.warns(TruncatedFrameWarning, match=name):
             assert [f.frame for f in iter_frames(path, index="1:")] == [1]
+
+
+def test_last_line_cut_mid_number_is_not_trusted(tmp_path, corpus):
+    """A multi-frame xyz ending inside a line (no final newline) may end in a number cut
+    short that still parses: that last frame is skipped with the warning; a single-frame
+    file without a final newline (written by hand) is read."""
+    from quests_core.io import count_frames, iter_frames
+
+    good = next(c for c in corpus if c.name == "extxyz_good.extxyz").path.read_text()
+    path = tmp_path / "cut.extxyz"
+    path.write_text(good[:-6])
+    with pytest.warns(TruncatedFrameWarning, match=r"cut.extxyz: frame 2: .*last line"):
+        assert [f.frame for f in iter_frames(path)] == [0, 1]
+    assert count_frames(path) == 2
+    first = good.split("\n32\n")[0]
+    path.write_text(first.rstrip("\n"))
+    assert len(list(iter_frames(path))) == 1
