@@ -59,6 +59,15 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
+    """An integer in ``[low, high]`` (numeric strings and integral floats accepted)."""
+    v = float("nan") if isinstance(value, bool) else _number(value, name)
+    if not np.isfinite(v) or not v.is_integer() or v < low or (high is not None and v > high):
+        span = f">= {low}" if high is None else f"between {low} and {high}"
+        raise QuestsError(f"{name} must be an integer {span}, got {_short(value)}")
+    return int(v)
+
+
 def check_k_cutoff(k, cutoff) -> tuple[int, float]:
     kf = _number(k, "k") if not isinstance(k, bool) else float("nan")
     if not np.isfinite(kf) or not kf.is_integer() or kf < 1:

@@ -18,9 +18,8 @@ import math
 import numba as nb
 import numpy as np
 
-from ._validate import check_bandwidth, check_pair
+from ._validate import check_bandwidth, check_int, check_pair
 from .entropy import DEFAULT_BANDWIDTH, _shape
-from .errors import QuestsError
 from .threads import thread_limit
 
 
@@ -126,8 +125,10 @@ def approx_delta_entropy(
     """
     y, x = check_pair(y, x)
     harr, scalar = check_bandwidth(h)
-    if int(n_neighbors) < 1:
-        raise QuestsError(f"n_neighbors must be >= 1, got {n_neighbors}")
+    n_neighbors = check_int(n_neighbors, "n_neighbors")
+    batch_size = check_int(batch_size, "batch_size")
+    if n_probe is not None:
+        n_probe = check_int(n_probe, "n_probe")
     with thread_limit(n_threads):
         if index is None:
             index = NeighborIndex(x, n_probe=n_probe, seed=seed)

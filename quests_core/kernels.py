@@ -232,6 +232,58 @@ def _resolve_dtype(y, x, precision):
     raise QuestsError(f"precision must be 'float32' or 'float64', got {precision!r}")
 
 
+#: squared-distance noise times 1/(2h^2) beyond which a kernel term can vanish in
+#: exp() (e^-700): the nearest term of a row may then cancel and dH become infinite
+_NOISE_LIMIT = 700.0
+#: beyond this many such rows the pairwise check is skipped and the input refused
+_MAX_FAR_ROWS = 2000
+
+
+def _check_resolution(x: np.ndarray, nx: np.ndarray, inv2h2: np.ndarray, dt) -> None:
+    """Refuse references that the ``|y|^2 + |x|^2 - 2 y.x`` expansion cannot resolve.
+
+    A row ``R`` away from the reference mean has squared distances known to about
+    ``4 eps R^2``. When that noise exceeds ``_NOISE_LIMIT * 2h^2`` for two rows that
+    are closer to each other than ten times it (the descriptors near 1e15 of
+    overlapping atoms, which also drag the mean away from every other row), a
+    row's nearest term can cancel and its dH become infinite. A lone far outlier is
+    harmless: all its neighbours are far too. Ordinary descriptors (R < 10) are
+    10^8 times below the limit in float32 at h = 0.005; the check costs one
+    partial sort of ``nx`` unless two rows are that far out.
+    """
+    if len(nx) < 2 or len(inv2h2) == 0:
+        return
+    scale = 4.0 * float(np.finfo(dt).eps) * float(np.max(inv2h2))
+    if float(np.partition(nx, len(nx) - 2)[-2]) * scale <= _NOISE_LIMIT:
+        return
+    far = np.flatnonzero(nx.astype(np.float64) * scale > _NOISE_LIMIT)
+    noise = nx[far].astype(np.float64) * (scale / float(np.max(inv2h2)))
+    clash = len(far) > _MAX_FAR_ROWS
+    if not clash:
+        from scipy.spatial.distance import cdist
+
+        rows = np.asarray(x[far], dtype=np.float64)
+        d2 = cdist(rows, rows, "sqeuclidean")
+        np.fill_diagonal(d2, np.inf)
+        clash = bool(np.any(d2 < 10.0 * (noise[:, None] + noise[None, :])))
+    if not clash:
+        return
+    h = float(np.sqrt(0.5 / np.max(inv2h2)))
+    spread = float(nx[far].max())
+    in64 = 4.0 * float(np.finfo(np.float64).eps) * float(np.max(inv2h2)) * spread
+    hint = (
+        "; use precision='float64'"
+        if dt == np.float32 and in64 <= _NOISE_LIMIT
+        else " (overlapping atoms give descriptor entries near 1e15)"
+    )
+    raise QuestsError(
+        f"reference descriptors: {len(far)} rows lie up to {np.sqrt(spread):.3g} from the "
+        f"mean, where {np.dtype(dt).name} squared distances are only known to "
+        f"±{float(noise.max()):.3g}, far more than 2h² = {2 * h * h:.3g} (h = {h:g}), and "
+        f"some of them are that close together: the kernel sums would be noise{hint}"
+    )
+
+
 def _row_block(i0, i1, y, xc, nx, mu, inv2h2, dt, bc, same):
     """log kernel sums of rows ``i0:i1`` against every reference column block."""
     yc = xc[i0:i1] if same else (y[i0:i1] - mu).astype(dt)
@@ -276,6 +328,7 @@ def log_kernel_sums(
     same = y is x
     xc = (x - mu).astype(dt)
     nx = np.einsum("ij,ij->i", xc, xc, dtype=np.float64).astype(dt)
+    _check_resolution(x, nx, inv2h2, dt)
     m = y.shape[0]
     out = np.empty((m, len(inv2h2)))
     br = max(1, min(int(block_rows), m))

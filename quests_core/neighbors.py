@@ -271,6 +271,26 @@ def _bin_geometry(pts: np.ndarray, cutoff: float) -> tuple[np.ndarray, float, np
     return np.ascontiguousarray(lo), edge, np.array(counts, dtype=np.int64)
 
 
+def _check_lattice(full, pbc, cutoff, index, source):
+    """The periodic images of one atom alone within its cutoff sphere must be within the
+    density limit: at least ``2 rc / |a|`` for the shortest periodic vector ``a`` (a
+    needle-thin cell), and about ``pi rc^2 / |a x b|`` over a periodic face (slabs)."""
+    per = np.flatnonzero(pbc)
+    lengths = np.linalg.norm(full[per], axis=1)
+    shortest = per[int(np.argmin(lengths))]
+    images = 2.0 * cutoff / float(lengths.min())
+    what = f"cell vector {VECTORS[shortest]} is {float(lengths.min()):.3g} Å long"
+    if len(per) == 2:
+        area = float(np.linalg.norm(np.cross(full[per[0]], full[per[1]])))
+        if np.pi * cutoff**2 / area > images:
+            images = np.pi * cutoff**2 / area
+            what = f"periodic cell face {_vectors(per)} is {area:.3g} Å^2"
+    if images > MAX_ATOMS_PER_SPHERE:
+        raise _density_error(
+            images, f"periodic images of each atom alone: {what}", cutoff, index, source
+        )
+
+
 def _check_images(n, reach, pbc, cutoff, heights, index, source):
     """Refuse a cell so thin for the cutoff that the periodic images would not fit."""
     expected = float(n) * float(np.prod(np.where(pbc, 1.0 + 2.0 * reach, 1.0)))
@@ -285,6 +305,21 @@ def _check_images(n, reach, pbc, cutoff, heights, index, source):
         f"{max(_MAX_IMAGE_POINTS, _MAX_IMAGES_PER_ATOM * n):.3g})",
         index=index, source=source,
     )
+
+
+def _max_cube_count(pts: np.ndarray, lo: np.ndarray, edge: float) -> int:
+    """Most points in one cube of a grid of edge ``edge`` from ``lo`` (sort, no dense grid)."""
+    keys = np.floor((pts - lo) / edge).astype(np.int64)
+    ranges = [int(v) + 1 for v in keys.max(axis=0)]
+    if ranges[0] * ranges[1] * ranges[2] < 2**62:
+        flat = np.sort((keys[:, 0] * ranges[1] + keys[:, 1]) * ranges[2] + keys[:, 2])
+        change = np.flatnonzero(flat[1:] != flat[:-1])
+    else:
+        order = np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+        sk = keys[order]
+        change = np.flatnonzero(np.any(sk[1:] != sk[:-1], axis=1))
+    bounds = np.concatenate([[-1], change, [len(pts) - 1]])
+    return int(np.diff(bounds).max())
 
 
 def _check_local_density(pts, n_atoms, lo, edge, nbins, start, max_occ, cutoff, index, source):
@@ -305,9 +340,7 @@ def _check_local_density(pts, n_atoms, lo, edge, nbins, start, max_occ, cutoff, 
         )
     # sparse cloud, bins larger than the cutoff: count at the cutoff's resolution
     if max_occ * sphere > MAX_ATOMS_PER_SPHERE:
-        keys = np.floor((pts - lo) / cutoff).astype(np.int64)
-        _, fine = np.unique(keys, axis=0, return_counts=True)
-        top = int(fine.max())
+        top = _max_cube_count(pts, lo, cutoff)
         if top * sphere > MAX_ATOMS_PER_SPHERE:
             raise _density_error(
                 top * sphere, f"{top:,} atoms in one cube of {cutoff:g} Å", cutoff, index, source
@@ -361,6 +394,7 @@ def neighbor_cloud(positions, cell, pbc, cutoff, index: int | None = None, sourc
                     per_sphere, f"{n:,} atoms in a periodic cell of {volume:.3g} Å^3",
                     cutoff, index, source,
                 )
+        _check_lattice(full, pbc, cutoff, index, source)
         reach = np.where(pbc, cutoff / np.where(heights > 0, heights, 1.0), 0.0)
         _check_images(n, reach, pbc, cutoff, heights, index, source)
         frac = np.linalg.solve(full.T, positions.T).T

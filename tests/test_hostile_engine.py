@@ -120,10 +120,20 @@ def test_huge_cutoff_on_a_small_periodic_cell_is_refused():
             "cutoff 100 Å", "limit is 10,000")
 
 
-def test_periodic_images_bomb_on_a_slab():
+def test_periodic_images_bombs():
     slab = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2]], cell=[1e-5, 1e-5, 0],
                  pbc=(True, True, False))
-    refused(lambda: qc.descriptors(slab), "periodic cell too thin for the cutoff",
+    refused(lambda: qc.descriptors(slab), "structure 0:", "atoms per cutoff sphere",
+            "periodic images of each atom alone", "face a, b")
+    needle = Atoms("Cu", positions=[[0, 0, 0]], cell=[1e-4, 1e3, 1e3], pbc=True)
+    refused(lambda: qc.descriptors(needle), "about 100,000 atoms per cutoff sphere",
+            "cell vector a is 0.0001 Å long")
+    wire = Atoms("Cu", positions=[[0, 0, 0]], cell=[0, 1e-5, 0], pbc=(False, True, False))
+    refused(lambda: qc.descriptors(wire), "cell vector b is 1e-05 Å long")
+    # images allowed one by one, too many all together
+    thin = Atoms("Cu300", positions=np.random.default_rng(0).random((300, 3)) * [3e-4, 50, 50],
+                 cell=[3e-4, 100, 0], pbc=(True, True, False))
+    refused(lambda: qc.descriptors(thin, cutoff=1.0), "periodic cell too thin for the cutoff",
             "periodic axis x", "periodic images")
 
 
@@ -329,15 +339,46 @@ _BOUNDSCHECKED = textwrap.dedent(
         x = qc.descriptors(atoms, **kw)
         assert x.shape[0] == len(atoms) and np.isfinite(x).all(), (atoms, kw)
         xs.append(x)
-    x = qc.descriptors([cu(1), overlap, single], k=4)
+    x = qc.descriptors([cu(1), single, far], k=4)
     for h in (1e-6, 0.015, 1e6):
         for precision in ("float64", "float32"):
-            values = [qc.entropy(x, h=h, precision=precision),
-                      qc.delta_entropy(x[:3], x, h=h, precision=precision),
-                      qc.delta_entropy(x, x[:1], h=np.array([h, 0.1]), precision=precision)]
+            try:
+                values = [qc.entropy(x, h=h, precision=precision),
+                          qc.delta_entropy(x[:3], x, h=h, precision=precision),
+                          qc.delta_entropy(x, x[:1], h=np.array([h, 0.1]), precision=precision)]
+            except qc.QuestsError as err:  # float32 cannot resolve h = 1e-6
+                assert precision == "float32" and h == 1e-6, err
+                assert "use precision='float64'" in str(err)
+                continue
             assert all(np.isfinite(v).all() for v in values), (h, precision)
     assert np.isfinite(qc.entropy(np.array([[1e16, -1e16]]), h=1e-6))
-    print("BOUNDSCHECK-OK", len(cases))
+    try:  # overlapping atoms: descriptors near 1e15, too close together to resolve
+        qc.entropy(qc.descriptors([cu(1), overlap], k=4))
+        raise SystemExit("overlapping atoms were not refused")
+    except qc.QuestsError as err:
+        assert "kernel sums would be noise" in str(err)
+    # seeded random hostile structures: refused with a QuestsError or computed finite
+    rng = np.random.default_rng(11)
+    accepted = 0
+    for trial in range(60):
+        n = int(rng.choice([1, 2, 3, 20, 60]))
+        cell = rng.normal(size=(3, 3)) * 10 ** rng.uniform(-7, 3, size=(3, 1))
+        if rng.random() < 0.2:
+            cell[rng.integers(3)] = 0
+        pos = rng.normal(size=(n, 3)) * 10 ** rng.uniform(-6, 8)
+        if rng.random() < 0.2:
+            pos[rng.integers(n)] = pos[0]
+        atoms = Atoms(f"Cu{n}", positions=pos, cell=cell, pbc=rng.random(3) < 0.6)
+        try:
+            x = qc.descriptors(atoms, k=int(rng.choice([1, 4, 32])),
+                               cutoff=float(10 ** rng.uniform(-2.5, 1.5)))
+        except qc.QuestsError as err:
+            assert chr(10) not in str(err) and str(err).startswith("structure 0: "), err
+            continue
+        assert np.isfinite(x).all(), trial
+        accepted += 1
+    assert accepted >= 10, accepted
+    print("BOUNDSCHECK-OK", len(cases), accepted)
     """
 )
 
