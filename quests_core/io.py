@@ -1215,7 +1215,7 @@ def _iter_selected(
     iterator = iread(path, index=slice(start, stop, step), format=fmt, do_not_split_by_at_sign=True)
     while True:
         if complete is not None and frame >= complete[0]:
-            if complete[1] and frame == complete[0]:
+            if complete[1] and frame == complete[0] and (stop is None or frame < stop):
                 if frame == 0:
                     raise _frame_error(path, 0, "truncated file: MODEL 1 has no ENDMDL")
                 _skip_last(path, frame, "the file ends inside it (no ENDMDL)", skipped)
