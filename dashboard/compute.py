@@ -218,8 +218,31 @@ def _descriptor_cache():
         return _CACHE or None
 
 
-def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) -> np.ndarray:
+def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads,
+                         name: str | None = None) -> np.ndarray:
+    """Descriptors of a dataset (through the descriptor cache when there is one); an error
+    about a structure names the file (``name``, else the path it was read from) and its
+    frame in that file."""
+    try:
+        return _descriptors_with_progress(ds, k, cutoff, prog, n_threads)
+    except QuestsError as exc:
+        raise _located(exc, name) from None
+
+
+def _located(exc: QuestsError, name: str | None) -> QuestsError:
+    """``exc`` naming the file by its display name ``name`` (not the server path)."""
+    if name is None or exc.source == name:
+        return exc
+    if exc.source is None:
+        return exc.located(source=name)
+    index = None if exc.detail.startswith("frame ") else exc.index
+    return QuestsError(exc.detail, source=name, index=index)
+
+
+def _descriptors_with_progress(ds, k: int, cutoff: float, prog: _Progress,
+                               n_threads) -> np.ndarray:
     from quests_core import descriptors
+    from quests_core.io import locate_error
 
     n = max(ds.n_atoms, 1)
     cache = _descriptor_cache()
@@ -239,8 +262,11 @@ def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) 
 
         def compute(structures, k, cutoff, species=None):
             prog.check()
-            x = descriptors(structures, k=k, cutoff=cutoff, species=species,
-                            n_threads=n_threads, progress=by_structure(structures))
+            try:
+                x = descriptors(structures, k=k, cutoff=cutoff, species=species,
+                                n_threads=n_threads, progress=by_structure(structures))
+            except QuestsError as exc:  # "structure i" of this chunk -> file and frame
+                raise locate_error(exc, structures) from None
             counted[0] += len(x)
             prog(counted[0] / n)
             return x
@@ -249,8 +275,11 @@ def _compute_descriptors(ds, k: int, cutoff: float, prog: _Progress, n_threads) 
     parts = []
     for _, chunk in ds.iter_chunks(max_atoms=CHUNK_ATOMS):
         prog.check()
-        parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads,
-                                 progress=by_structure(chunk)))
+        try:
+            parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads,
+                                     progress=by_structure(chunk)))
+        except QuestsError as exc:
+            raise locate_error(exc, chunk) from None
         counted[0] += sum(len(a) for a in chunk)
         prog(counted[0] / n)
     return np.concatenate(parts) if parts else np.zeros((0, 2 * k - 1))
@@ -373,16 +402,21 @@ def bandwidth_advice(
     return notes
 
 
-def _file_warnings(specs: list[FileSpec]) -> list[str]:
-    """Warnings about how files were read (LAMMPS types read as H, He, ...)."""
+def _file_warnings(loaded: list[_Loaded]) -> list[str]:
+    """Warnings about how files were read: LAMMPS types read as H, He, ...; a last frame
+    cut short (a trajectory still being written) skipped."""
     from quests_core.io import lammps_type_warning
 
     out = []
-    for spec in specs:
+    for item in loaded:
+        spec = item.spec
         text = lammps_type_warning(spec.path, getattr(spec, "type_map", "") or None,
                                    name=spec.name)
         if text:
             out.append(text + " in the files table's 'types' column.")
+        for _path, frame, reason in getattr(item.dataset, "skipped_frames", []):
+            out.append(f"{spec.name}: frame {frame} skipped, {reason} (the last frame of a "
+                       "file still being written?)")
     return out
 
 
@@ -735,14 +769,14 @@ def run_pipeline(
     read_end = _read_share(files)
     prog.stage(0.0, read_end, "Reading files")
     loaded = _load(files, prog)
-    warnings.extend(_file_warnings(files))
+    warnings.extend(_file_warnings(loaded))
     timings["read"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     spans = _pipeline_plan(loaded, settings, read_end)
     for i, it in enumerate(loaded):
         prog.stage(*spans[("descriptors", i)], f"Descriptors of {it.spec.name}")
-        it.x = _compute_descriptors(it.dataset, k, cutoff, prog, n_threads)
+        it.x = _compute_descriptors(it.dataset, k, cutoff, prog, n_threads, it.spec.name)
     timings["descriptors"] = time.perf_counter() - t1
 
     h = _choose_bandwidth(settings, loaded)
@@ -921,8 +955,8 @@ def run_store(files: list[FileSpec], settings: dict, report: ProgressFn | None =
     prog.stage(0.0, 0.05, "Reading the reference")
     loaded = _load(refs, prog)
     prog.stage(0.05, 0.15, "Reference descriptors")
-    x = np.concatenate([_compute_descriptors(it.dataset, k, cutoff, prog, n_threads)
-                        for it in loaded])
+    x = np.concatenate([_compute_descriptors(it.dataset, k, cutoff, prog, n_threads,
+                                             it.spec.name) for it in loaded])
     h = _choose_bandwidth(settings, loaded)
     prog.stage(0.15, 1.0, "dH, chunk by chunk")
 

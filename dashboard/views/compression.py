@@ -77,7 +77,8 @@ def structure_descriptors(
     loaded = compute._load([spec], prog)
     item = loaded[0]
     item.x = compute._compute_descriptors(item.dataset, int(settings["k"]),
-                                          float(settings["cutoff"]), prog, n_threads)
+                                          float(settings["cutoff"]), prog, n_threads,
+                                          spec.name)
     counts = item.dataset.frames["n_atoms"].to_numpy(np.int64)
     descs = np.split(np.asarray(item.x), np.cumsum(counts)[:-1])
     return item.dataset, descs, compute._choose_bandwidth(settings, loaded)

@@ -136,10 +136,10 @@ def uncertainty_task(files: list[FileSpec], settings: dict, report=None, cancel=
     error = uq.force_errors(test.arrays[pred], test.arrays[ref])
 
     prog.stage(0.1, 0.4, f"Descriptors of {len(test)} test structures")
-    x_test = compute._compute_descriptors(test, k, cutoff, prog, n_threads)
+    x_test = compute._compute_descriptors(test, k, cutoff, prog, n_threads, spec.name)
     if ref_ds is not None:
         prog.stage(0.4, 0.6, f"Descriptors of the reference ({reference})")
-        x_ref = compute._compute_descriptors(ref_ds, k, cutoff, prog, n_threads)
+        x_ref = compute._compute_descriptors(ref_ds, k, cutoff, prog, n_threads, reference)
         bandwidth_from = ref_ds
     else:
         path, name = settings["descriptor_path"], settings["descriptor_name"]
