@@ -243,7 +243,12 @@ def _species_list(structs, species) -> list[str]:
         return []
     if isinstance(species, str):
         species = [species]
-    species = sorted(set(species))
+    try:
+        species = sorted({s if isinstance(s, str) else str(s) for s in species})
+    except TypeError:
+        raise QuestsError(
+            f"species must be a list of element symbols, got {type(species).__name__}"
+        ) from None
     if not species:
         raise QuestsError("species list is empty")
     return species

@@ -91,6 +91,9 @@ def test_absurd_parameters():
     refused(lambda: qc.descriptors(atoms, n_threads="abc"), "threads must be an integer")
     refused(lambda: qc.set_num_threads("abc"), "threads must be an integer")
     refused(lambda: qc.set_num_threads(None), "threads must be an integer")
+    refused(lambda: qc.descriptors(atoms, species=5), "species must be a list")
+    refused(lambda: qc.approx_delta_entropy(np.ones((2, 3)), np.ones((4, 3)), n_neighbors="x"),
+            "n_neighbors must be a number")
 
 
 @pytest.mark.parametrize(
