@@ -355,6 +355,9 @@ _BOUNDSCHECKED = textwrap.dedent(
                 continue
             assert all(np.isfinite(v).all() for v in values), (h, precision)
     assert np.isfinite(qc.entropy(np.array([[1e16, -1e16]]), h=1e-6))
+    for m in (1, 3, 1000):  # more neighbours than references, duplicates, empty cells
+        approx = qc.approx_delta_entropy(x[:5], x, n_neighbors=m, n_probe=1)
+        assert np.isfinite(approx).all(), m
     try:  # overlapping atoms: descriptors near 1e15, too close together to resolve
         qc.entropy(qc.descriptors([cu(1), overlap], k=4))
         raise SystemExit("overlapping atoms were not refused")
