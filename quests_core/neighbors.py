@@ -322,6 +322,19 @@ def _max_cube_count(pts: np.ndarray, lo: np.ndarray, edge: float) -> int:
     return int(np.diff(bounds).max())
 
 
+def _box_totals(counts: np.ndarray, nbins: np.ndarray) -> np.ndarray:
+    """Points in each bin and the 26 around it (the points an atom of that bin scans)."""
+    occ = counts.reshape(tuple(int(v) for v in nbins))
+    box = np.pad(occ, 1)
+    total = np.zeros_like(occ)
+    sx, sy, sz = occ.shape
+    for dx in range(3):
+        for dy in range(3):
+            for dz in range(3):
+                total += box[dx : dx + sx, dy : dy + sy, dz : dz + sz]
+    return total
+
+
 def _check_local_density(pts, n_atoms, lo, edge, nbins, start, max_occ, cutoff, index, source):
     """Refuse clouds whose densest region holds too many atoms per cutoff sphere, or
     whose neighbour search would take too many distance evaluations."""
@@ -329,11 +342,17 @@ def _check_local_density(pts, n_atoms, lo, edge, nbins, start, max_occ, cutoff, 
     if edge == cutoff:
         if max_occ * sphere <= MAX_ATOMS_PER_SPHERE:
             return
+        # a cube holding max_occ atoms suggests max_occ * 4.19 per sphere, but the atoms in
+        # range of any atom are never more than those of the 27 cubes around it (a compact
+        # cluster smaller than one cube: all its atoms, not 4.19 times as many)
         counts = np.diff(start)
+        per_sphere = min(max_occ * sphere, float(_box_totals(counts, nbins).max()))
+        if per_sphere <= MAX_ATOMS_PER_SPHERE:
+            return
         b = np.unravel_index(int(np.argmax(counts)), tuple(int(v) for v in nbins))
         corner = lo + np.asarray(b) * edge
         raise _density_error(
-            max_occ * sphere,
+            per_sphere,
             f"{max_occ:,} atoms in a cube of {edge:g} Å at ({corner[0]:.4g}, {corner[1]:.4g}, "
             f"{corner[2]:.4g}) Å",
             cutoff, index, source,
@@ -346,14 +365,7 @@ def _check_local_density(pts, n_atoms, lo, edge, nbins, start, max_occ, cutoff, 
                 top * sphere, f"{top:,} atoms in one cube of {cutoff:g} Å", cutoff, index, source
             )
     # distance evaluations: every atom scans its bin and the 26 around it
-    occ = np.diff(start).reshape(tuple(int(v) for v in nbins))
-    box = np.pad(occ, 1)
-    total = np.zeros_like(occ)
-    sx, sy, sz = occ.shape
-    for dx in range(3):
-        for dy in range(3):
-            for dz in range(3):
-                total += box[dx : dx + sx, dy : dy + sy, dz : dz + sz]
+    total = _box_totals(np.diff(start), nbins)
     atom_bins = np.minimum(((pts[:n_atoms] - lo) / edge).astype(np.int64), nbins - 1)
     evals = int(total[atom_bins[:, 0], atom_bins[:, 1], atom_bins[:, 2]].sum())
     limit = max(_MAX_EVALS, _MAX_EVALS_PER_ATOM * n_atoms)

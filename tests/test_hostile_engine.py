@@ -216,6 +216,16 @@ def test_accepted_edge_cases_are_finite():
     assert np.isfinite(qc.descriptors(near_limit, k=4, cutoff=28.0)).all()  # ~7,800 / sphere
 
 
+def test_compact_cluster_in_one_cube_is_not_a_density_bomb():
+    # 4,000 atoms of a 38 Å nanoparticle all inside one 50 Å cutoff cube: 4,000 in range
+    # of any atom (under the limit), not 4.19 x 4,000
+    rng = np.random.default_rng(5)
+    ball = rng.normal(size=(4000, 3))
+    ball *= (19.0 * rng.random(4000) ** (1 / 3) / np.linalg.norm(ball, axis=1))[:, None]
+    x = qc.descriptors(Atoms("Cu4000", positions=ball + 25.0), k=2, cutoff=50.0)
+    assert np.isfinite(x).all()
+
+
 def test_top_k_selection_matches_a_brute_force_sort():
     atoms = cu(2, rattle=0.1)
     atoms.pbc = False
