@@ -1019,7 +1019,7 @@ def _worker_main(task, files, settings, out_queue, cancel, n_threads, nice: int 
         out_queue.put(("result", result, "Done"))
 
 
-def _worker_standby(receive, out_queue, cancel, nice: int = 0) -> None:
+def _worker_standby(receive, out_queue, cancel, nice: int = 0, ready=None) -> None:
     """Entry point of a standby worker process (see :meth:`ComputeJob.prepare_standby`).
 
     Imports everything and loads the compiled kernels ahead of time, then runs the one
@@ -1042,6 +1042,8 @@ def _worker_standby(receive, out_queue, cancel, nice: int = 0) -> None:
             importlib.import_module(name).warm_up()
     except Exception:  # noqa: BLE001 - the job itself will report any real problem
         pass
+    if ready is not None:
+        ready.set()
     try:
         task, files, settings, n_threads, environ = receive.recv()
     except (EOFError, OSError):  # the server went away before giving a job
@@ -1076,7 +1078,7 @@ class ComputeJob:
     then always started ahead, and a process job takes it instead of spawning one.
     """
 
-    #: ``(process, queue, cancel event, pipe end)`` of the standby worker, or None
+    #: ``(process, queue, cancel event, pipe end, ready event)`` of the standby worker
     _standby: tuple | None = None
     _standby_enabled = False
     _standby_lock = threading.Lock()
@@ -1167,7 +1169,7 @@ class ComputeJob:
             ComputeJob._standby_enabled = False
             standby, ComputeJob._standby = ComputeJob._standby, None
         if standby is not None:
-            proc, _queue, _cancel, send = standby
+            proc, _queue, _cancel, send, _ready = standby
             send.close()  # the standby sees the end of the pipe and exits
             proc.join(10)
             if proc.exitcode is None:
@@ -1181,12 +1183,26 @@ class ComputeJob:
                 return
             ctx = mp.get_context("spawn")
             receive, send = ctx.Pipe(duplex=False)
-            queue, cancel = ctx.Queue(), ctx.Event()
-            proc = ctx.Process(target=_worker_standby, args=(receive, queue, cancel, WORKER_NICE),
+            queue, cancel, ready = ctx.Queue(), ctx.Event(), ctx.Event()
+            proc = ctx.Process(target=_worker_standby,
+                               args=(receive, queue, cancel, WORKER_NICE, ready),
                                daemon=True, name="quests-dashboard-job")
             proc.start()
             receive.close()
-            ComputeJob._standby = (proc, queue, cancel, send)
+            ComputeJob._standby = (proc, queue, cancel, send, ready)
+
+    @staticmethod
+    def wait_standby(timeout: float = 60.0) -> bool:
+        """Wait until the standby worker has its imports done and its kernels loaded;
+        returns whether it has (False without a standby)."""
+        standby = ComputeJob._standby
+        if standby is None:
+            return False
+        end = time.monotonic() + timeout
+        while not standby[4].wait(0.2):
+            if not standby[0].is_alive() or time.monotonic() > end:
+                return False
+        return True
 
     def _start_on_standby(self, task, files, settings) -> bool:
         """Give the job to the standby worker; False when there is none (or it died)."""
@@ -1194,7 +1210,7 @@ class ComputeJob:
             standby, ComputeJob._standby = ComputeJob._standby, None
         if standby is None:
             return False
-        proc, queue, cancel, send = standby
+        proc, queue, cancel, send, _ready = standby
         try:
             send.send((task, files, settings, self.n_threads, dict(os.environ)))
         except (OSError, ValueError):  # it died: forget it (and reap it)
@@ -1203,7 +1219,9 @@ class ComputeJob:
             return False
         finally:
             send.close()
-        self._worker, self._queue, self._cancel = proc, queue, cancel
+        # keep every synchronisation object the standby was started with: one that is
+        # collected here before the standby has unpickled it would be gone for it
+        self._worker, self._queue, self._cancel, self._ready = proc, queue, cancel, _ready
         return True
 
     @staticmethod

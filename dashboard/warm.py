@@ -167,13 +167,13 @@ def server_start(standby: bool = True) -> dict[str, float]:
     """What ``launch.py`` does before the server listens: the Numba kernels compile into
     the on-disk cache in a separate process while Datashader compiles in this one, then
     it waits for the kernels, so that the first Compute finds everything compiled, and
-    (``standby``) starts the worker process of the first job ahead
-    (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
+    (``standby``) for the worker process of the first job, started ahead with its
+    kernels loaded (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
 
-    Returns the seconds spent on Datashader and waiting for the kernels afterwards
-    (the wait is ~0 s from the second start on, when the kernels load from the cache
-    faster than Datashader compiles; 0-8 s on a fresh install, measured on 2 shared
-    cores: the kernels take 9-16 s there against Datashader's 8-10 s).
+    Returns the seconds spent on Datashader and then waiting for the kernels and the
+    standby worker: ~0 s from the second start on, when the kernels load from the
+    cache while Datashader compiles; 0-8 s on a fresh install, measured on 2 shared
+    cores (the kernels take 9-16 s there against Datashader's 8-10 s).
     """
     if start_kernel_warm_up() and standby:  # the standby starts once the kernels are in
         threading.Thread(target=_standby_when_ready, name="dashboard-standby", daemon=True).start()
@@ -181,6 +181,11 @@ def server_start(standby: bool = True) -> dict[str, float]:
     warm_up()
     t_datashader = time.perf_counter() - t
     wait_kernels()
+    if standby:  # and the first job's worker ready, kernels loaded
+        from dashboard.compute import ComputeJob
+
+        ComputeJob.prepare_standby()
+        ComputeJob.wait_standby()
     return {"datashader_s": t_datashader, "kernel_wait_s": time.perf_counter() - t - t_datashader}
 
 

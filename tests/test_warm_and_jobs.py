@@ -286,8 +286,10 @@ def test_standby_worker_takes_the_next_job(sample, tmp_path, monkeypatch):
     files = specs(sample, ("solid.extxyz", "reference", "0:1"))
     reference = run_pipeline(files, TINY)
     workers = []
+    assert ComputeJob.wait_standby(1) is False  # none yet
     ComputeJob.prepare_standby()
     try:
+        assert ComputeJob.wait_standby(120)  # imports done, kernels loaded
         first = ComputeJob._standby[0]
         monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "later"))
         job = ComputeJob(files, TINY, mode="process")
