@@ -118,8 +118,9 @@ def test_frame_and_axis_in_cell_messages(corpus):
 
 def _cli(args, timeout=120):
     env = dict(os.environ, QUESTS_BACKEND="numba", NUMBA_NUM_THREADS="1")
+    quiet = ["--quiet"] if args[0] == "nucleation" else ["--no-progress", "--no-cache"]
     return subprocess.run(
-        [sys.executable, "-m", "quests_core.cli", *map(str, args), "--no-progress", "--no-cache",
+        [sys.executable, "-m", "quests_core.cli", *map(str, args), *quiet,
          "-k", "8", "--cutoff", "4"],
         capture_output=True,
         text=True,
@@ -171,6 +172,8 @@ _CLI_CASES = [
     ("trajectory", "lammps_cut_in_last_frame.lammpstrj"),
     ("trajectory", "xyz_huge_span.xyz"),
     ("trajectory", "traj_bitflip_1.traj"),
+    ("nucleation", "extxyz_tiny_cell_scaled.extxyz"),
+    ("nucleation", "xyz_cut_in_last_frame.xyz"),
 ]
 
 
@@ -180,7 +183,7 @@ def test_cli_one_line_per_bad_file(corpus):
     for command, name in _CLI_CASES:
         case = by_name[name]
         args = [command, case.path]
-        if command == "dh":
+        if command in ("dh", "nucleation"):
             args += ["--reference", GOOD]
         start = time.perf_counter()
         proc = _cli(args)

@@ -181,10 +181,16 @@ def _nucleation(args: argparse.Namespace) -> int:
 
         frames = tqdm(frames, total=len(traj), desc="frames", file=sys.stderr)
     dhs, clusters = [], []
+    from quests_core.io import locate_error
+
     for atoms in frames:
-        dh = nuc.solid_like_delta_entropy(
-            [atoms], ref, k=args.k, cutoff=args.cutoff, h=args.bandwidth, n_threads=args.threads
-        )[0]
+        try:
+            dh = nuc.solid_like_delta_entropy(
+                [atoms], ref, k=args.k, cutoff=args.cutoff, h=args.bandwidth,
+                n_threads=args.threads,
+            )[0]
+        except QuestsError as exc:  # name the file and frame of the structure
+            raise locate_error(exc, [atoms]) from None
         clusters.append(
             nuc.atoms_clusters(
                 atoms, dh <= args.threshold, cutoff=args.cluster_cutoff, method=args.clusters
