@@ -1303,6 +1303,14 @@ def _check_gro(path: str) -> None:
                 break
             found += 1
         box = fd.readline()
+        more = any(line.strip() for line in (fd.readline(), fd.readline()))
+    if more and found == declared and box:
+        raise _frame_error(
+            path,
+            1,
+            "more lines after the box line of frame 0: multi-frame .gro files are not read "
+            "(split the file or convert it to extxyz)",
+        )
     if found < declared or not box:
         raise _frame_error(
             path,

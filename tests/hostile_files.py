@@ -355,6 +355,12 @@ def make_corpus(folder: str | Path) -> list[Case]:
     add("gro_count_1e9", "gro", "error",
         lambda p: p.write_text((folder / "gro_good.gro").read_text().replace(
             "\n   32\n", "\n1000000000\n", 1)))
+    add("gro_two_frames", "gro", "error",
+        lambda p: p.write_text((folder / "gro_good.gro").read_text() * 2),
+        note="ASE reads one frame of a .gro")
+    add("extxyz_cut_in_last_line", "extxyz", "warning",
+        lambda p: p.write_text((folder / "extxyz_good.extxyz").read_text()[:-6]),
+        note="ends inside the last atom line: the number may be cut yet parsable")
     add("vasp_counts_too_large", "vasp", "error",
         lambda p: p.write_text(_replace_line((folder / "vasp_good.vasp").read_text(), 6, "40")))
     add("vasp_counts_1e9", "vasp", "error",
