@@ -1235,18 +1235,22 @@ def _iter_selected(
 
 class _strict_warnings:
     """Reader warnings that mean lost data (a CIF row with the wrong number of values)
-    become errors naming the frame; the other warnings pass."""
+    become errors naming the frame; the other warnings pass. Only CIF files are
+    watched (``warnings.catch_warnings`` is process-wide state)."""
 
     def __init__(self, path: str, frame: int, fmt: str):
         self.path, self.frame, self.fmt = path, frame, fmt
-        self._cm = warnings.catch_warnings(record=True)
+        self._cm = warnings.catch_warnings(record=True) if fmt == "cif" else None
 
     def __enter__(self):
-        self._log = self._cm.__enter__()
-        warnings.simplefilter("always")
+        if self._cm is not None:
+            self._log = self._cm.__enter__()
+            warnings.simplefilter("always")
         return self
 
     def __exit__(self, *exc_info):
+        if self._cm is None:
+            return False
         self._cm.__exit__(*exc_info)
         if exc_info[0] is not None:
             return False
