@@ -419,8 +419,8 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
         for j, it in enumerate(items):
             try:
                 frame = FrameDescriptors(it.atoms, ctx.k, ctx.cutoff, species)
-            except QuestsError as exc:
-                raise QuestsError(str(exc), source=it.source, index=it.frame) from None
+            except QuestsError as exc:  # "FILE: frame N: problem"
+                raise QuestsError(f"frame {it.frame}: {exc.detail}", source=it.source) from None
             for a0 in range(0, frame.n_atoms, ctx.block_atoms):
                 a1 = min(a0 + ctx.block_atoms, frame.n_atoms)
                 x = frame.rows(a0, a1).astype(dtype, copy=False)

@@ -287,7 +287,7 @@ def test_descriptor_error_names_file_and_frame(tmp_path, reference):
     with pytest.raises(QuestsError) as info:
         chunked_delta_entropy(path, ref, tmp_path / "store", species=["Cu", "Ni"])
     assert str(info.value) == (
-        f"{path}, structure 2: species ['Au'] not in the species list ['Cu', 'Ni']"
+        f"{path}: frame 2: species ['Au'] not in the species list ['Cu', 'Ni']"
     )
     del reference
 
