@@ -193,9 +193,12 @@ def test_plan_splits_in_proportion():
     assert spans[1][0] == spans[1][1] and spans[-1][1] == 1.0
 
 
-def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample):
+def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample, monkeypatch):
     """Descriptor structures, overlap pairs, learning-curve subsets and nucleation frames
     move the bar; the bar never goes back and ends at 1."""
+    # no descriptor cache: an earlier test of the session may have computed these very
+    # files (same synthetic content), and a cache hit moves the bar in one step
+    monkeypatch.setattr(compute, "_CACHE", False)
     files = specs(sample, ("solid.extxyz", "reference", ":"), ("melt.extxyz", "test", ":"),
                   ("failed_traj.extxyz", "trajectory", ":"),
                   ("solid.extxyz", "solid reference", ":"))
