@@ -201,6 +201,24 @@ def test_atoms_view_plots(state):
     assert f"Fraction dH > 0: {frac:.3f}" in text
     hist = view.histogram()
     assert isinstance(hist, pn.Column) and len(hist) == 2
+    # every atom is in a bin on both scales, an extreme outlier included; the x axis is
+    # asinh(dH) from the smallest to the largest dH (the default scale)
+    first = state.results.atoms.index[0]
+    saved = state.results.atoms.loc[first, "dH"]
+    state.results.atoms.loc[first, "dH"] = 1.6e5
+    dh = state.results.atoms["dH"].to_numpy()
+    try:
+        for scale in ("asinh", "linear"):
+            state.dh_scale = scale
+            element = view.histogram()[0].object
+            counts = element.get(0).dimension_values("count")
+            edges = element.get(0).edges
+            assert counts.sum() == n
+            want = np.arcsinh([dh.min(), dh.max()]) if scale == "asinh" else [dh.min(), 1.6e5]
+            np.testing.assert_allclose([edges[0], edges[-1]], want, rtol=1e-6)
+    finally:
+        state.results.atoms.loc[first, "dH"] = saved
+        state.dh_scale = "asinh"
     view.x_axis = view.y_axis
     assert isinstance(view.plot(), pn.pane.Alert)
     view.x_axis, view.y_axis = "x", "y"

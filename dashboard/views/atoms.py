@@ -332,8 +332,9 @@ class AtomsView(View):
             return pn.Spacer()
         dh = self.data()["dH"].to_numpy()
         mode = self.state.dh_scale
-        span = dhscale.data_range(np.append(finite_values(dh, 2_000_000), self.threshold), mode,
-                                  pad=0.0)
+        finite = finite_values(dh)  # every atom, extremes included, lands in a bin
+        ends = [float(finite.min()), float(finite.max())] if len(finite) else []
+        span = dhscale.data_range(np.array([*ends, float(self.threshold)]), mode, pad=0.0)
         xlabel = dhscale.axis_label("dH (nats)", mode)
         dim = hv.Dimension("dH", label=xlabel)
         edges, counts = dh_histogram(dh, self.bins, span, mode)

@@ -50,7 +50,8 @@ def plot_pane(obj, **kw) -> pn.pane.HoloViews:
     dimension name (``linked_axes=True``): a dH histogram would take the
     per-atom plot's dH range, a Stores time axis a trajectory's. Plots that
     must share an axis do it inside one HoloViews Layout (``shared_axes``),
-    never across panes. ``framewise`` ranges follow the data on every update.
+    never across panes. The views build their elements ``framewise``, so ranges
+    follow the data on every update.
     """
     kw.setdefault("sizing_mode", "stretch_width")
     return pn.pane.HoloViews(obj, linked_axes=False, **kw)
