@@ -682,6 +682,14 @@ def _read_share(files: list[FileSpec]) -> float:
     return float(np.clip(read / (read + rest), 0.02, 0.5))
 
 
+def _h_pairs(counts: np.ndarray, settings: dict) -> np.ndarray:
+    """Kernel pairs of the per-frame H (exact: n^2; large frames sampled: n x sample)."""
+    from quests_core.sampling import entropy_pairs
+
+    exact = bool(settings.get("exact_entropy", False))
+    return np.array([entropy_pairs(int(c), exact=exact) for c in counts], dtype=np.float64)
+
+
 def _pipeline_plan(loaded: list[_Loaded], settings: dict, lo: float) -> dict:
     """Parts of the progress bar (``lo..1``) of the pipeline's steps after reading, in
     proportion to their expected cost (the cost model of :class:`_Progress`).
@@ -700,7 +708,7 @@ def _pipeline_plan(loaded: list[_Loaded], settings: dict, lo: float) -> dict:
         counts = it.dataset.frames["n_atoms"].to_numpy(np.float64)
         against = n_ref if n_ref else (counts[0] if len(counts) else 0.0)
         steps[("dH", i)] = pair * n[i] * against
-        steps[("H", i)] = pair * float(np.sum(counts**2 + _CALL_PAIRS))
+        steps[("H", i)] = pair * float(np.sum(_h_pairs(counts, settings) + _CALL_PAIRS))
     repeats = int(settings["learning_repeats"])
     steps["learning"] = pair * sum(
         _learning_cost(learning_sizes(m, settings["learning_max_n"]), repeats)
@@ -795,8 +803,9 @@ def run_pipeline(
 
     # ---- per-atom dH and per-frame H
     t2 = time.perf_counter()
-    from quests_core import entropy
+    from quests_core.sampling import frame_entropy
 
+    exact_h = bool(settings.get("exact_entropy", False))
     frame_parts, atom_parts, offset = [], [], 0
     for i, it in enumerate(loaded):
         prog.stage(*spans[("dH", i)], f"dH of {it.spec.name}")
@@ -810,14 +819,20 @@ def run_pipeline(
         counts = frames["n_atoms"].to_numpy(np.int64)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         hs = np.empty(len(frames))
-        cost = np.cumsum(counts.astype(np.float64) ** 2 + _CALL_PAIRS)  # H of frame s
+        h_err = np.zeros(len(frames))
+        cost = np.cumsum(_h_pairs(counts, settings) + _CALL_PAIRS)  # H of frame s
         cost /= cost[-1]
         for s, (a, c) in enumerate(zip(starts, counts, strict=True)):
             prog.check()
-            hs[s] = float(entropy(it.x[a : a + c], h, n_threads=n_threads, cancel=prog.cancel,
-                                  progress=prog.span(cost[s - 1] if s else 0.0, cost[s])))
+            # exact up to 40,000 atoms (or with the exact_entropy setting), else sampled
+            est = frame_entropy(it.x[a : a + c], h, exact=exact_h,
+                                seed=(int(settings.get("seed", 0)), i, s),
+                                n_threads=n_threads, cancel=prog.cancel,
+                                progress=prog.span(cost[s - 1] if s else 0.0, cost[s]))
+            hs[s], h_err[s] = float(est.H), float(est.stderr)
         mean_dh, frac = per_frame_stats(dh, counts)
         frames["H"] = hs
+        frames["H_stderr"] = h_err
         frames["mean_dH"] = mean_dh
         frames["frac_novel"] = frac
         frames["role"] = it.spec.role

@@ -267,6 +267,12 @@ class ComputeSettings(param.Parameterized):
         doc="Solid-like cluster definition (nucleation).",
     )
     seed = param.Integer(default=0, doc="Random seed for subsampling.")
+    exact_entropy = param.Boolean(
+        default=False, label="Exact H of large frames",
+        doc="Exact per-frame H whatever the frame size (n^2 kernel pairs: minutes for "
+            "100,000s of atoms). Off: frames above 40,000 atoms get H from a random sample "
+            "of atoms, with its standard error (H_stderr, the band in Trajectory).",
+    )
     lammps_timestep_fs = param.Number(
         default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True),
         label="LAMMPS time step (fs)",

@@ -22,6 +22,7 @@ from .entropy import (
 )
 from .errors import Cancelled, QuestsError
 from .learning import AsymptoteFit, LearningCurve, fit_asymptote, learning_curve
+from .sampling import EntropyEstimate, frame_entropy, sampled_entropy
 from .threads import get_num_threads, set_num_threads, thread_limit
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_K",
     "AsymptoteFit",
     "Cancelled",
+    "EntropyEstimate",
     "LearningCurve",
     "NeighborIndex",
     "QuestsError",
@@ -42,10 +44,12 @@ __all__ = [
     "entropy",
     "entropy_and_delta",
     "fit_asymptote",
+    "frame_entropy",
     "get_num_threads",
     "learning_curve",
     "novelty",
     "overlap",
+    "sampled_entropy",
     "set_num_threads",
     "thread_limit",
 ]

@@ -323,6 +323,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=":",
         help="frames of the reference files (default ':'; --index is for the trajectory)",
     )
+    g = p.add_argument_group(
+        "per-frame H",
+        "H costs n^2 kernel pairs per frame. Frames above --exact-max-atoms atoms get an "
+        "estimate from a random sample of atoms against all atoms of the frame, with its "
+        "standard error in the column H_stderr (0 for exact frames).",
+    )
+    g.add_argument(
+        "--exact-entropy",
+        action="store_true",
+        help="exact H for every frame, whatever its size (the expected time is printed first)",
+    )
+    g.add_argument(
+        "--exact-max-atoms",
+        type=_positive_int,
+        default=None,
+        help="largest frame whose H is exact (default $QUESTS_EXACT_ENTROPY_MAX_ATOMS or 40000)",
+    )
+    g.add_argument(
+        "--entropy-stderr",
+        type=_positive_float,
+        default=0.005,
+        help="standard error (nats) aimed at by sampled H, within 20000 sampled atoms "
+        "per frame (default 0.005)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampled H (default 0)")
     p.set_defaults(
         func=cmd_trajectory, outputs=(".csv", ".parquet", ".pq", ".json", ".extxyz", ".xyz")
     )
@@ -989,7 +1014,25 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         ref_x = x[offsets[0] : offsets[0] + counts[0]]
         reference = f"first frame (frame {int(frames['frame'].iat[0])})"
     h_ref = _bandwidth(args, ref_ds)
+    from quests_core.sampling import exact_max_atoms, frame_entropy, measure_pair_rate
+
+    threshold = exact_max_atoms(args.exact_max_atoms)
+    big = counts > threshold
+    if args.exact_entropy and big.any():
+        largest = int(np.argmax(counts))
+        xl = x[offsets[largest] : offsets[largest] + counts[largest]]
+        rate = measure_pair_rate(xl, h_ref, rows=1024, **_kernel_kwargs(args))
+        pairs = float(np.sum(counts.astype(np.float64) ** 2))
+        print(
+            f"--exact-entropy: {pairs:.3g} kernel pairs for H of {len(frames)} frame(s) "
+            f"(n^2 per frame); expected {_duration(pairs / rate)} at the measured "
+            f"{rate:.3g} pairs/s",
+            file=sys.stderr,
+            flush=True,
+        )
     H = np.empty(len(frames))
+    H_err = np.zeros(len(frames))
+    H_rows = np.zeros(len(frames), dtype=np.int64)
     mean_dh = np.empty(len(frames))
     frac = np.empty(len(frames))
     per_atom = np.empty(len(x)) if suffix in (".extxyz", ".xyz") else None
@@ -998,8 +1041,28 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         for i, (start, n) in enumerate(zip(offsets, counts, strict=True)):
             xf = x[start : start + n]
             h_frame = _bandwidth(args, dataset.subset([i])) if args.bandwidth == "auto" else h_ref
-            H[i] = float(qc.entropy(xf, h_frame, **_kernel_kwargs(args)))
-            dh = np.asarray(qc.delta_entropy(xf, ref_x, h_ref, **_kernel_kwargs(args)))
+            hbar, hprog = _kernel_progress(args, f"H frame {i}")
+            try:
+                est = frame_entropy(
+                    xf,
+                    h_frame,
+                    exact=args.exact_entropy,
+                    threshold=threshold,
+                    target_stderr=args.entropy_stderr,
+                    seed=(args.seed, i),
+                    progress=hprog,
+                    **_kernel_kwargs(args),
+                )
+            finally:
+                hbar.close()
+            H[i], H_err[i], H_rows[i] = float(est.H), float(est.stderr), est.m
+            dbar, dprog = _kernel_progress(args, f"dH frame {i}")
+            try:
+                dh = np.asarray(
+                    qc.delta_entropy(xf, ref_x, h_ref, progress=dprog, **_kernel_kwargs(args))
+                )
+            finally:
+                dbar.close()
             mean_dh[i] = float(dh.mean())
             frac[i] = float(np.mean(dh > 0))
             if per_atom is not None:
@@ -1009,12 +1072,14 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         bar.close()
     table = frames[["structure", "source", "frame", "time", "n_atoms", "temperature"]].copy()
     table["H"] = H
+    table["H_stderr"] = H_err
     table["mean_dH"] = mean_dh
     table["frac_novel"] = frac
     summary = {
         "frames": len(frames),
         "reference": reference,
         "bandwidth": h_ref,
+        "H_method": _h_method(H_rows, counts, threshold, args),
         "H_first": float(H[0]),
         "H_last": float(H[-1]),
         "mean_dH_last": float(mean_dh[-1]),
@@ -1024,12 +1089,37 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         from quests_core.export import export_dataset
 
         dataset.set_column("H", H)
+        dataset.set_column("H_stderr", H_err)
         dataset.set_column("mean_dH", mean_dh)
         dataset.set_column("frac_novel", frac)
         dataset.set_array("dH", per_atom)
         export_dataset(dataset, args.output, arrays=["dH"])
         print(f"wrote {args.output}", file=sys.stderr)
     return _finish(args, skipped, summary, table)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _h_method(rows: np.ndarray, counts: np.ndarray, threshold: int, args: Any) -> str:
+    """How H was computed, in words (the summary line ``H_method``)."""
+    sampled = rows < counts
+    if not sampled.any():
+        why = "--exact-entropy" if args.exact_entropy else f"every frame <= {threshold} atoms"
+        return f"exact for all {len(counts)} frame(s) ({why}); H_stderr = 0"
+    lo, hi = int(rows[sampled].min()), int(rows[sampled].max())
+    size = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return (
+        f"sampled for {int(sampled.sum())} of {len(counts)} frame(s) with > {threshold} atoms: "
+        f"{size} random atoms against all atoms of the frame (with a control variate), "
+        f"standard error in H_stderr (target {args.entropy_stderr:g} nats; "
+        "--exact-entropy for the exact value)"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

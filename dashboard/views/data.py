@@ -501,7 +501,7 @@ class DataView(View):
             self.types_input,
             pn.Param(settings,
                      parameters=["lammps_timestep_fs", "learning_max_n", "learning_repeats",
-                                 "overlap_max_n", "cluster_method", "seed"],
+                                 "overlap_max_n", "cluster_method", "seed", "exact_entropy"],
                      widgets={"lammps_timestep_fs": {"type": pn.widgets.FloatInput,
                                                      "step": 0.5}},
                      show_name=False, sizing_mode="stretch_width"),

@@ -1,7 +1,8 @@
 """Trajectory view: the failed-simulation inspector.
 
 Per-frame H, mean dH and fraction dH > 0 (and the largest solid-like cluster
-when computed) against time. Frames where novelty jumps are flagged (a
+when computed) against time; a sampled H (frames too large for the exact n^2
+sum) is drawn with a band of ±2 standard errors. Frames where novelty jumps are flagged (a
 robust z-score of the frame-to-frame change). Clicking a frame opens it in
 the Atoms and Structure views; flagged frames export to extxyz.
 """
@@ -82,6 +83,28 @@ def nearest_structure(frames: pd.DataFrame, xcol: str, x: float) -> int:
     """Structure whose ``xcol`` value is closest to ``x``."""
     xs = frames[xcol].to_numpy(np.float64)
     return int(frames["structure"].iat[int(np.nanargmin(np.abs(xs - x)))])
+
+
+def stderr_band(f: pd.DataFrame, column: str, data: pd.DataFrame, xcol: str,
+                xdim: hv.Dimension, ydim: hv.Dimension) -> hv.Area | None:
+    """The ±2 standard-error band of a sampled per-frame H (None when every H is exact).
+
+    Frames above the size threshold get H from a random sample of atoms
+    (:func:`quests_core.sampling.frame_entropy`) with its standard error in ``H_stderr``.
+    """
+    err_col = f"{column}_stderr"
+    if column != "H" or err_col not in f:
+        return None
+    err = f[err_col].to_numpy(np.float64)
+    if not (np.isfinite(err) & (err > 0)).any():
+        return None
+    err = np.where(np.isfinite(err), err, 0.0)
+    values = data["plotted"].to_numpy(np.float64)
+    band = pd.DataFrame({xcol: data[xcol].to_numpy(np.float64), "plotted": values - 2 * err,
+                         "upper": values + 2 * err})
+    return hv.Area(band, xdim, [ydim, "upper"], label="±2 stderr (sampled H)").opts(
+        color="#3b4cc0", alpha=0.25, line_alpha=0, framewise=True, responsive=True,
+        height=200, **{**ZOOM_OPTS, "tools": []})
 
 
 class TrajectoryView(View):
@@ -169,6 +192,9 @@ class TrajectoryView(View):
             marks = hv.Scatter(data.loc[flags], xdim, [ydim, "value", "structure"]).opts(
                 color="#b40426", size=8, marker="triangle")
             overlay = curve * marks
+            band = stderr_band(f, column, data, xcol, xdim, ydim)
+            if band is not None:
+                overlay = band * overlay
             if sel is not None and (f["structure"] == sel).any():
                 xsel = float(f.loc[f["structure"] == sel, xcol].iat[0])
                 overlay = overlay * hv.VLine(xsel).opts(color="#3b4cc0", line_width=2)
