@@ -1021,7 +1021,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     if args.exact_entropy and big.any():
         largest = int(np.argmax(counts))
         xl = x[offsets[largest] : offsets[largest] + counts[largest]]
-        rate = measure_pair_rate(xl, h_ref, rows=1024, **_kernel_kwargs(args))
+        rate = measure_pair_rate(xl, h_ref, rows=4096, **_kernel_kwargs(args))
         pairs = float(np.sum(counts.astype(np.float64) ** 2))
         print(
             f"--exact-entropy: {pairs:.3g} kernel pairs for H of {len(frames)} frame(s) "
