@@ -269,6 +269,17 @@ def hover_problems(plots: dict[str, dict]) -> list[str]:
             for tip in p.get("tips", []) if internal.search(tip)]
 
 
+def check_document(tour: Tour, s: Session) -> None:
+    """Everything a tour asserts about the page: axes, ranges, tools, hover labels, no
+    request to another host, no console error."""
+    assert shared_range_problems(tour.plots) == []
+    assert range_problems(tour.plots) == []
+    assert wheel_problems(tour.plots) == []
+    assert hover_problems(tour.plots) == []
+    assert s.external == [], f"requests left the machine: {s.external}"
+    assert s.errors == [], f"browser console errors: {s.errors}"
+
+
 def bundled_dh(h: float) -> np.ndarray:
     """Per-atom dH the dashboard computes for reference + failed run (default k, cutoff)."""
     from ase.io import read
@@ -366,11 +377,6 @@ def test_tour_of_every_tab_on_the_bundled_data(browser, tmp_path_factory):
             report = {"visits": tour.visits, "plots": list(tour.plots.values()),
                       "external": s.external, "errors": s.errors}
             (TOUR / "bundled_report.json").write_text(json.dumps(report, indent=1))
-            assert shared_range_problems(tour.plots) == []
-            assert range_problems(tour.plots) == []
-            assert wheel_problems(tour.plots) == []
-            assert hover_problems(tour.plots) == []
-            assert s.external == [], f"requests left the machine: {s.external}"
-            assert s.errors == [], f"browser console errors: {s.errors}"
+            check_document(tour, s)
         finally:
             s.close()

@@ -15,15 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_browser_e2e import Session, running_server
-from test_browser_tour import (
-    TOUR,
-    VIEWPORT,
-    Tour,
-    hover_problems,
-    range_problems,
-    shared_range_problems,
-    wheel_problems,
-)
+from test_browser_tour import TOUR, VIEWPORT, Tour, check_document
 
 pytestmark = pytest.mark.browser
 
@@ -87,15 +79,6 @@ def argon(temperature: float, steps: int, a: float = 5.30, seed: int = 5):
     VelocityVerlet(atoms, timestep=5 * fs).run(steps)
     atoms.wrap()
     return atoms
-
-
-def check_document(tour: Tour, s: Session) -> None:
-    assert shared_range_problems(tour.plots) == []
-    assert range_problems(tour.plots) == []
-    assert wheel_problems(tour.plots) == []
-    assert hover_problems(tour.plots) == []
-    assert s.external == [], f"requests left the machine: {s.external}"
-    assert s.errors == [], f"browser console errors: {s.errors}"
 
 
 def test_tour_on_a_lammps_dump_with_a_type_map(browser, tmp_path_factory):
