@@ -175,7 +175,7 @@ def free_port() -> int:
 def bench_first_render(repeats: int) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from dashboard._testing import make_sample_dir
+    from dashboard._testing import make_sample_dir, wait_until_serving
 
     data_dir = ROOT / "sample_data"
     if not any(data_dir.glob("*.extxyz")):
@@ -189,15 +189,8 @@ def bench_first_render(repeats: int) -> dict:
          "--no-show"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-            if proc.poll() is not None or time.monotonic() - t0 > 300:
-                raise RuntimeError("server did not start")
+        if not wait_until_serving(url, proc, timeout=300, poll=0.2):
+            raise RuntimeError("server did not start")
         startup = time.monotonic() - t0
         html_times = []
         for _ in range(3):

@@ -199,9 +199,9 @@ def _browser_compute(page) -> dict:
 
 def browser_trial(numba_dir: Path, scratch: Path, args) -> dict:
     """``python launch.py`` with the given Numba cache, Compute pressed in Chromium."""
-    import urllib.request
-
     from playwright.sync_api import sync_playwright
+
+    from dashboard._testing import wait_until_serving
 
     scratch.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -214,16 +214,8 @@ def browser_trial(numba_dir: Path, scratch: Path, args) -> dict:
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/app"
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.perf_counter() - t0 > 600:
-                raise SystemExit(f"server did not start: {(scratch / 'server.log').read_text()}")
-            time.sleep(0.2)
+        if not wait_until_serving(url, proc, timeout=600, poll=0.2):
+            raise SystemExit(f"server did not start: {(scratch / 'server.log').read_text()}")
         out: dict = {"server_start_s": round(time.perf_counter() - t0, 3)}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

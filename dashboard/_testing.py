@@ -87,3 +87,25 @@ def big_atoms_table(n: int, seed: int = 0, frames: int = 1000):
         "source": category("bench.extxyz"), "role": category("trajectory"), "dH": dh,
     }
     return pd.DataFrame(columns, copy=False)
+
+
+def wait_until_serving(url: str, proc, timeout: float, poll: float = 0.5) -> bool:
+    """Poll ``url`` until it answers 200 (tests and benchmarks starting ``launch.py``).
+
+    Returns False as soon as the server process ``proc`` has exited or ``timeout``
+    seconds have passed without an answer.
+    """
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(poll)

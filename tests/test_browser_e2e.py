@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from dashboard._testing import wait_until_serving
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,8 +93,9 @@ def data(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def running_server(folder, cache_dir, log_name: str = "server.log"):
-    """A dashboard server on 127.0.0.1 over ``folder``; yields its URL and start-up facts."""
+def running_server(folder, cache_dir, log_name: str = "server.log", extra_args=()):
+    """A dashboard server on 127.0.0.1 over ``folder`` (``extra_args``: more ``launch.py``
+    options); yields its URL and start-up facts."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = dict(os.environ, QUESTS_CACHE_DIR=str(cache_dir))
@@ -100,23 +103,14 @@ def running_server(folder, cache_dir, log_name: str = "server.log"):
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "launch.py", "--port", str(port), "--address", "127.0.0.1",
-         "--data-dir", str(folder), "--no-show"],
+         "--data-dir", str(folder), "--no-show", *extra_args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/app"
-    deadline = time.monotonic() + 240
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"server did not start: {(ARTIFACTS / log_name).read_text()[-2000:]}")
-        time.sleep(0.5)
+    if not wait_until_serving(url, proc, timeout=240):
+        proc.kill()
+        log.close()
+        pytest.fail(f"server did not start: {(ARTIFACTS / log_name).read_text()[-2000:]}")
     try:
         yield {"url": url, "startup_s": time.monotonic() - t0}
     finally:

@@ -10,57 +10,23 @@ each; a later good Compute finishes; no console errors, no external requests.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 from ase.io import write
 from conftest import noisy_cu
-from test_browser_e2e import ARTIFACTS, ROOT, Session, free_port
+from test_browser_e2e import Session, running_server
 
 pytestmark = pytest.mark.browser
 
 
-@contextlib.contextmanager
 def capped_server(folder, cache_dir, max_upload_mb: float = 1.0):
-    """``launch.py`` on 127.0.0.1 with an upload cap; yields the page's URL."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = open(ARTIFACTS / "server_hostile.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "launch.py", "--port", str(port), "--data-dir", str(folder),
-         "--no-show", "--max-upload-mb", str(max_upload_mb)],
-        cwd=ROOT, env=dict(os.environ, QUESTS_CACHE_DIR=str(cache_dir)),
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/app"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("server did not start: "
-                            + (ARTIFACTS / "server_hostile.log").read_text()[-2000:])
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    """``launch.py`` on 127.0.0.1 with an upload cap (a context manager yielding the
+    server facts of :func:`running_server`)."""
+    return running_server(folder, cache_dir, "server_hostile.log",
+                          extra_args=("--max-upload-mb", str(max_upload_mb)))
 
 
 #: The file names the page's FileInput models hold (None: never set, nothing was read).
@@ -99,8 +65,8 @@ def test_hostile_uploads_keep_the_page_working(browser, tmp_path):
           format="extxyz")
     os.symlink("loop.extxyz", data / "loop.extxyz")  # a symlink loop must not blank the page
 
-    with capped_server(data, tmp_path / "cache") as url:
-        s = Session(browser, url)
+    with capped_server(data, tmp_path / "cache") as info:
+        s = Session(browser, info["url"])
         page = s.page
         try:
             s.open()
