@@ -402,18 +402,25 @@ def bandwidth_advice(
     return notes
 
 
+def type_map_warning(spec: FileSpec) -> str:
+    """The one-line warning for a chosen LAMMPS file whose numeric types will be read as H,
+    He, ... and where its type map goes ("" when the species are known)."""
+    from quests_core.io import lammps_type_warning
+
+    text = lammps_type_warning(spec.path, getattr(spec, "type_map", "") or None,
+                               name=spec.name)
+    return text + " in the files table's 'types' column." if text else ""
+
+
 def _file_warnings(loaded: list[_Loaded]) -> list[str]:
     """Warnings about how files were read: LAMMPS types read as H, He, ...; a last frame
     cut short (a trajectory still being written) skipped."""
-    from quests_core.io import lammps_type_warning
-
     out = []
     for item in loaded:
         spec = item.spec
-        text = lammps_type_warning(spec.path, getattr(spec, "type_map", "") or None,
-                                   name=spec.name)
+        text = type_map_warning(spec)
         if text:
-            out.append(text + " in the files table's 'types' column.")
+            out.append(text)
         for _path, frame, reason in getattr(item.dataset, "skipped_frames", []):
             out.append(f"{spec.name}: frame {frame} skipped, {reason} (the last frame of a "
                        "file still being written?)")

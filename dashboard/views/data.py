@@ -20,7 +20,7 @@ from panel.reactive import ReactiveHTML
 
 from quests_core.errors import QuestsError
 
-from ..compute import ComputeJob
+from ..compute import ComputeJob, type_map_warning
 from ..paths import (
     DATA_NAMES,
     DATA_SUFFIXES,
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 
 #: Upload file types offered by the browser's file dialog (the data picker's endings).
 UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES)
-#: Where a LAMMPS type map goes, appended to the warning about H, He, ... types.
-TYPES_HINT = " in the files table's 'types' column."
 #: Width (px) of the files table's columns other than the file name.
 TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "remove": 28}
 #: The files table: names wrap inside their column, never a sideways scroll.
@@ -263,16 +261,13 @@ class DataView(View):
         check reads the file's first frame."""
         if not is_lammps_file(spec.path):
             return ""
-        from quests_core.io import lammps_type_warning
-
         try:
             stamp = os.stat(spec.path).st_mtime_ns
         except OSError:
             return ""
         key = (spec.path, stamp, spec.type_map, spec.name)
         if key not in self._type_warnings:
-            warning = lammps_type_warning(spec.path, spec.type_map or None, name=spec.name)
-            self._type_warnings[key] = warning + TYPES_HINT if warning else ""
+            self._type_warnings[key] = type_map_warning(spec)
         return self._type_warnings[key]
 
     def file_warnings(self) -> list[str]:
