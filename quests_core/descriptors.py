@@ -7,6 +7,23 @@ For atom *i* with neighbours sorted by distance ``r_1 <= ... <= r_k``:
 
 Only neighbours within the cutoff contribute (``w`` vanishes beyond it), so the
 neighbour search stops at ``r_c`` and missing neighbours are zeros.
+
+Column layout
+-------------
+Single component: ``[X1 (k), X2 (k - 1)]``, width ``2k - 1``.  Multicomponent
+(``n >= 2`` species ``s_1 < ... < s_n``, sorted): the layout of the reference
+package ``quests``, all X1 blocks first, then all X2 blocks::
+
+    [X1_all, X1_s1, ..., X1_sn, X2_all, X2_s1, ..., X2_sn]
+
+``*_all`` is computed on the whole structure, ``*_s`` on the sub-structure of
+species ``s`` (zeros in the rows of atoms of other species).  Width
+``(n + 1)(2k - 1)``; :func:`block_columns` gives the columns of each block.
+:data:`DESCRIPTOR_VERSION` changes whenever values or layout change (cache keys
+include it); :data:`LAYOUT` names the block order in descriptor files.
+
+Memory: a frame's neighbour clouds plus the rows asked for (see
+:class:`FrameDescriptors`).
 """
 
 from __future__ import annotations
@@ -19,10 +36,16 @@ import numpy as np
 from ._validate import as_structure_list, check_k_cutoff
 from .errors import QuestsError
 from .neighbors import neighbor_cloud
+from .settings import DEFAULTS
 from .threads import thread_limit
 
-DEFAULT_K = 32
-DEFAULT_CUTOFF = 5.0
+DEFAULT_K = DEFAULTS.k
+DEFAULT_CUTOFF = DEFAULTS.cutoff
+#: version of the descriptor's values and column layout (part of every cache key);
+#: "2": multicomponent columns in the reference layout (was: one [X1, X2] per block)
+DESCRIPTOR_VERSION = "2"
+#: block order of the multicomponent descriptor, as recorded in descriptor files
+LAYOUT = "reference: [X1_all, X1_s..., X2_all, X2_s...]"
 EPS = 1e-15
 #: atoms per parallel work item (scratch buffers are allocated once per chunk)
 _CHUNK = 64
@@ -32,6 +55,33 @@ def descriptor_width(k: int = DEFAULT_K, n_species: int = 0) -> int:
     """Number of columns of the descriptor: ``(n_species + 1) * (2k - 1)`` if multicomponent."""
     blocks = 1 if n_species <= 1 else n_species + 1
     return blocks * (2 * k - 1)
+
+
+def block_columns(k: int, n_species: int, block: int) -> tuple[slice, slice]:
+    """Columns ``(X1, X2)`` of one block of the descriptor.
+
+    Parameters
+    ----------
+    k : int
+        Number of neighbours.
+    n_species : int
+        Number of species of the multicomponent descriptor (0 or 1: single component).
+    block : int
+        0 for the whole structure, ``b >= 1`` for the ``b``-th species (sorted order).
+
+    Returns
+    -------
+    tuple of slice
+        Columns of ``X1`` (``k`` wide) and ``X2`` (``k - 1`` wide) of that block.
+    """
+    blocks = 1 if n_species <= 1 else n_species + 1
+    if not 0 <= block < blocks:
+        raise QuestsError(f"block {block} out of range for {blocks} block(s)")
+    x2 = blocks * k
+    return (
+        slice(block * k, (block + 1) * k),
+        slice(x2 + block * (k - 1), x2 + (block + 1) * (k - 1)),
+    )
 
 
 def _merge_sort_network(n: int) -> np.ndarray:
@@ -230,11 +280,17 @@ class FrameDescriptors:
         if not self._species:
             return plain
         out = np.zeros((a1 - a0, self.width))
-        w = plain.shape[1]
-        out[:, :w] = plain
+        k, n = self._plain.k, len(self._species)
+        c1, c2 = block_columns(k, n, 0)
+        out[:, c1] = plain[:, :k]
+        out[:, c2] = plain[:, k:]
         for b, (mask, before, cloud) in enumerate(self._species, start=1):
             if cloud is not None and before[a1] > before[a0]:
-                out[mask[a0:a1], b * w : (b + 1) * w] = cloud.rows(before[a0], before[a1])
+                part = cloud.rows(before[a0], before[a1])
+                rows = np.flatnonzero(mask[a0:a1])
+                c1, c2 = block_columns(k, n, b)
+                out[rows, c1] = part[:, :k]
+                out[rows, c2] = part[:, k:]
         return out
 
 
@@ -283,8 +339,10 @@ def descriptors(
     cutoff : float
         Cutoff radius in Å (default 5.0).
     species : list of str, optional
-        Multicomponent descriptor: the plain descriptor followed by one block per
-        species computed on that species' sub-structure (zeros for other atoms).
+        Multicomponent descriptor (two or more species), in the reference layout
+        ``[X1_all, X1_s..., X2_all, X2_s...]``: the plain descriptor's X1 and X2
+        blocks, each followed by one block per species (sorted) computed on that
+        species' sub-structure (zeros for other atoms); see :func:`block_columns`.
     dtype : numpy dtype
         Output dtype; the computation itself is float64.
     n_threads : int, optional

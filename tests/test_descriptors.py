@@ -130,17 +130,29 @@ def test_overlapping_atoms_give_finite_values():
 
 
 def test_multicomponent_blocks():
+    """Reference layout: [X1_all, X1_Ag, X1_Cu, X2_all, X2_Ag, X2_Cu] (species sorted)."""
+    from quests_core.descriptors import block_columns
+
     atoms = noisy_cu((2, 2, 2), seed=4)
     symbols = np.array(["Cu", "Ag"] * (len(atoms) // 2))
     atoms.set_chemical_symbols(symbols)
     x = qc.descriptors(atoms, species=["Cu", "Ag"])
     assert x.shape == (len(atoms), 3 * 63)
-    np.testing.assert_allclose(x[:, :63], qc.descriptors(atoms), atol=1e-12)
-    # blocks are in sorted species order: Ag, then Cu
+    plain = qc.descriptors(atoms)
+    np.testing.assert_allclose(x[:, :32], plain[:, :32], atol=1e-12)
+    np.testing.assert_allclose(x[:, 96:127], plain[:, 32:], atol=1e-12)
     ag, cu = symbols == "Ag", symbols == "Cu"
-    np.testing.assert_allclose(x[ag, 63:126], qc.descriptors(atoms[ag]), atol=1e-12)
-    np.testing.assert_allclose(x[cu, 126:], qc.descriptors(atoms[cu]), atol=1e-12)
-    assert np.all(x[cu, 63:126] == 0) and np.all(x[ag, 126:] == 0)
+    x_ag, x_cu = qc.descriptors(atoms[ag]), qc.descriptors(atoms[cu])
+    np.testing.assert_allclose(x[ag, 32:64], x_ag[:, :32], atol=1e-12)
+    np.testing.assert_allclose(x[ag, 127:158], x_ag[:, 32:], atol=1e-12)
+    np.testing.assert_allclose(x[cu, 64:96], x_cu[:, :32], atol=1e-12)
+    np.testing.assert_allclose(x[cu, 158:], x_cu[:, 32:], atol=1e-12)
+    assert np.all(x[cu, 32:64] == 0) and np.all(x[cu, 127:158] == 0)
+    assert np.all(x[ag, 64:96] == 0) and np.all(x[ag, 158:] == 0)
+    assert block_columns(32, 2, 1) == (slice(32, 64), slice(127, 158))
+    assert block_columns(32, 0, 0) == (slice(0, 32), slice(32, 63))
+    with pytest.raises(QuestsError, match="block 3 out of range"):
+        block_columns(32, 2, 3)
     with pytest.raises(QuestsError, match="not in the species list"):
         qc.descriptors(atoms, species=["Cu", "Au"])
 
