@@ -7,16 +7,28 @@ Entries live in one directory (``$QUESTS_CACHE_DIR``, default
   ``numpy.load``, memory-mappable);
 * ``tables/<key>.parquet``: a per-frame or per-atom table (Parquet, so pandas,
   Dask and Datashader read it directly);
-* ``<key>.json`` next to each: shape, dtype, size and SHA-256 of the data file.
+* ``<key>.json`` next to each: shape, dtype, size, checksum and SHA-256 of the data.
 
-The key is the SHA-256 of the content (the bytes of positions, cell, pbc and
-atomic numbers of every structure, or of the bytes of a file plus the frame
-selection) together with ``k``, the cutoff, the species list, the dtype and the
-descriptor version. Every write goes to a temporary file in the same directory
-that is then renamed over the entry (``os.replace``), and the metadata is
-written last, so a process killed mid-write never leaves a corrupt entry. An
-entry whose size or hash does not match its metadata is deleted and computed
-again.
+Keys come from :mod:`quests_core.cache_keys` (one scheme: a read of one file is
+keyed by the file's bytes, frame selection, format and type map, anything else
+by the digest of its structures; both with k, cutoff, species, dtype and the
+descriptor version). The streaming of files and datasets into the cache is
+:mod:`quests_core.pipeline`; the atomic writes are :mod:`quests_core.atomic`.
+
+Invariants
+----------
+- Every write goes to a temporary file in the same directory that is then
+  renamed over the entry, and the metadata is written last: a process killed
+  mid-write never leaves an entry that reads as complete.
+- An entry whose size, ``.npy`` header or checksum does not match its metadata
+  is deleted and computed again; a read never returns bytes that were not written.
+- Memory: reading an entry holds it once (or maps it, ``mmap=True``); writing
+  streams row blocks (:meth:`DescriptorCache.writer`).
+
+The names that used to live here (``file_descriptors``, ``dataset_descriptors``,
+``FileDescriptors``, ``structures_digest``, ``file_digest``, ``descriptor_key``,
+``result_key``, ``frames_key``, ``checksum_bytes``) are still importable from
+this module.
 """
 
 from __future__ import annotations
@@ -27,10 +39,8 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,34 +48,59 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
+from quests_core.atomic import (
+    STALE_TEMP_SECONDS,
+    fsync_replace,
+    remove_stale_temp_files,
+    temp_path,
+    write_json_atomic,
+)
+from quests_core.cache_keys import (
+    CACHE_FORMAT,
+    checksum_bytes,
+    checksum_file,
+    descriptor_key,
+    file_descriptor_key,
+    file_digest,
+    frames_key,
+    result_key,
+    sha256_file,
+    species_param,
+    structures_digest,
+)
+from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
-from quests_core.export import STALE_TEMP_SECONDS, remove_stale_temp_files, temp_prefix
+from quests_core.pipeline import (
+    Compute,
+    FileDescriptors,
+    dataset_descriptors,
+    file_descriptors,
+    run_compute,
+)
+from quests_core.settings import DEFAULTS
 
 __all__ = [
     "CACHE_FORMAT",
     "DescriptorCache",
-    "checksum_bytes",
     "FileDescriptors",
+    "checksum_bytes",
     "dataset_descriptors",
     "default_cache_dir",
     "descriptor_key",
+    "file_descriptor_key",
     "file_descriptors",
     "file_digest",
+    "frames_key",
     "result_key",
     "structures_digest",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the layout of cache entries changes.
-CACHE_FORMAT = 1
 #: Environment variable that overrides the cache directory.
 CACHE_ENV = "QUESTS_CACHE_DIR"
 _HEADER_BYTES = 128
 _READ_BLOCK = 1 << 22
-_DEFAULT_CHUNK_ATOMS = 20_000
-
-Compute = Callable[..., np.ndarray]
 
 
 def default_cache_dir() -> Path:
@@ -77,167 +112,7 @@ def default_cache_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------
-# Content digests and keys
-# ----------------------------------------------------------------------------
-
-
-def _update_with_atoms(h: Any, atoms: Atoms) -> None:
-    n = len(atoms)
-    h.update(np.int64(n).tobytes())
-    h.update(np.ascontiguousarray(atoms.numbers, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(atoms.cell[:], dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(atoms.pbc, dtype=np.uint8).tobytes())
-
-
-def structures_digest(structures: Atoms | Iterable[Atoms]) -> str:
-    """SHA-256 of the positions, cell, pbc and atomic numbers of every structure, in order."""
-    if isinstance(structures, Atoms):
-        structures = [structures]
-    h = hashlib.sha256(b"quests-structures-v1")
-    count = 0
-    for atoms in structures:
-        _update_with_atoms(h, atoms)
-        count += 1
-    h.update(np.int64(count).tobytes())
-    return h.hexdigest()
-
-
-_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-
-
-def _sha256_file(path: str | os.PathLike, offset: int = 0) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fd:
-        fd.seek(offset)
-        while block := fd.read(_READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-_CHECKSUM_BLOCK_WORDS = 512  # 4 KiB blocks
-
-
-def checksum_bytes(data: bytes | bytearray | memoryview) -> str:
-    """Fast block checksum of a byte string (64 hex digits).
-
-    The data is cut into 4 KiB blocks; the sum (mod 2^64) of the 64-bit words
-    of every block is computed with numpy at memory speed, and the SHA-256 of
-    that short vector of block sums (plus the tail) is returned. A flipped
-    bit, a zeroed or swapped page or a truncation changes it. Cache entries
-    are checked with it on every read (``verify="checksum"``); the full
-    SHA-256 is recorded too (``verify="sha256"``).
-    """
-    view = memoryview(data).cast("B")
-    n_words = len(view) // 8
-    n_full = n_words // _CHECKSUM_BLOCK_WORDS * _CHECKSUM_BLOCK_WORDS
-    words = np.frombuffer(view, dtype="<u8", count=n_words)
-    sums = words[:n_full].reshape(-1, _CHECKSUM_BLOCK_WORDS).sum(axis=1, dtype=np.uint64)
-    h = hashlib.sha256(np.int64(len(view)).tobytes())
-    h.update(sums.astype("<u8", copy=False).tobytes())
-    h.update(bytes(view[n_full * 8 :]))
-    return h.hexdigest()
-
-
-def _checksum_file(path: str | os.PathLike, offset: int = 0) -> str:
-    with open(path, "rb") as fd:
-        fd.seek(offset)
-        return checksum_bytes(fd.read())
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (remembered per process while size and mtime do not change)."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise QuestsError(f"cannot read ({exc.strerror})", source=str(path)) from None
-    memo = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    if memo not in _FILE_DIGESTS:
-        _FILE_DIGESTS[memo] = _sha256_file(path)
-    return _FILE_DIGESTS[memo]
-
-
-def _descriptor_version() -> str:
-    import importlib
-
-    module = importlib.import_module("quests_core.descriptors")
-    return str(getattr(module, "DESCRIPTOR_VERSION", "1"))
-
-
-def _digest_json(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _species_param(species: str | Sequence[str] | None) -> list[str] | None:
-    if species is None:
-        return None
-    if isinstance(species, str):
-        species = [s for s in species.replace(",", " ").split() if s]
-    return sorted(set(species))
-
-
-def descriptor_key(
-    content: str,
-    k: int,
-    cutoff: float,
-    species: str | Sequence[str] | None = None,
-    dtype: Any = np.float64,
-    version: str | None = None,
-) -> str:
-    """Cache key of the descriptors of some content.
-
-    Parameters
-    ----------
-    content : str
-        A content digest (:func:`structures_digest`, or the frames key of a file).
-    k, cutoff, species, dtype
-        The descriptor parameters.
-    version : str, optional
-        Descriptor version (default: ``quests_core.descriptors.DESCRIPTOR_VERSION``
-        or ``"1"``).
-    """
-    return _digest_json(
-        {
-            "cache_format": CACHE_FORMAT,
-            "kind": "descriptors",
-            "content": content,
-            "k": int(k),
-            "cutoff": repr(float(cutoff)),
-            "species": _species_param(species),
-            "dtype": np.dtype(dtype).str,
-            "version": version if version is not None else _descriptor_version(),
-        }
-    )
-
-
-def result_key(kind: str, **params: Any) -> str:
-    """Cache key of a computed result (e.g. a per-atom dH table) from its inputs' keys
-    and parameters (JSON-serialisable values)."""
-    return _digest_json({"cache_format": CACHE_FORMAT, "kind": str(kind), "params": params})
-
-
-def frames_key(
-    path: str | os.PathLike,
-    index: str = ":",
-    format: str | None = None,
-    type_map: Mapping[int, str] | None = None,
-) -> str:
-    """Cache key of the per-frame table of a file (content hash + frame selection)."""
-    return _digest_json(
-        {
-            "cache_format": CACHE_FORMAT,
-            "kind": "frames",
-            "file": file_digest(path),
-            "index": str(index),
-            "format": format,
-            "type_map": sorted((int(t), str(s)) for t, s in (type_map or {}).items()),
-        }
-    )
-
-
-# ----------------------------------------------------------------------------
-# Atomic files
+# Entry files
 # ----------------------------------------------------------------------------
 
 
@@ -253,30 +128,6 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
         raise ValueError("shape too large for the fixed .npy header")
     body = (text + " " * (room - len(text) - 1) + "\n").encode("latin1")
     return b"\x93NUMPY\x01\x00" + np.uint16(room).astype("<u2").tobytes() + body
-
-
-def _temp_path(final: Path) -> Path:
-    """``<entry>.<host>-<pid>.<random>.tmp`` next to ``final`` (see :meth:`DescriptorCache.
-    remove_leftovers`)."""
-    fd, name = tempfile.mkstemp(prefix=temp_prefix(final.name), suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as fd:
-        os.fsync(fd.fileno())
-    os.replace(tmp, final)
-
-
-def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    tmp = _temp_path(path)
-    try:
-        tmp.write_text(json.dumps(payload, indent=1, default=str))
-        _fsync_replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _is_cache_temp(name: str) -> bool:
@@ -331,7 +182,7 @@ class _ArrayWriter:
         self.params = dict(params or {})
         self.rows = 0
         self.final = cache._data_path(key, "descriptors")
-        self.tmp = _temp_path(self.final)
+        self.tmp = temp_path(self.final)
         self._fd = open(self.tmp, "wb")
         self._fd.write(b"\0" * _HEADER_BYTES)
         self._hash = hashlib.sha256()
@@ -361,7 +212,7 @@ class _ArrayWriter:
         os.fsync(self._fd.fileno())
         self._fd.close()
         size = self.tmp.stat().st_size
-        checksum = _checksum_file(self.tmp, _HEADER_BYTES)
+        checksum = checksum_file(self.tmp, _HEADER_BYTES)
         os.replace(self.tmp, self.final)
         self.cache._write_meta(
             self.key,
@@ -436,7 +287,7 @@ class DescriptorCache:
         Called when the cache is opened: a ``<entry>.*.tmp`` file is removed when
         its writer (named in the file name) was a process of this machine that
         has ended, or, for a writer that cannot be checked, when it was not
-        modified for ``grace`` seconds (see :func:`quests_core.export.is_stale_temp`);
+        modified for ``grace`` seconds (see :func:`quests_core.atomic.is_stale_temp`);
         a concurrent writer's file is left alone. Returns the removed paths.
         """
         removed: list[Path] = []
@@ -469,7 +320,7 @@ class DescriptorCache:
     def _write_meta(
         self, key: str, kind: str, digest: str, size: int, extra: Mapping[str, Any]
     ) -> None:
-        _write_json_atomic(
+        write_json_atomic(
             self._meta_path(key, kind),
             {
                 "cache_format": CACHE_FORMAT,
@@ -540,14 +391,14 @@ class DescriptorCache:
             got = (
                 checksum_bytes(memoryview(buf)[offset:])
                 if buf is not None
-                else _checksum_file(data, offset)
+                else checksum_file(data, offset)
             )
             expected = meta["checksum"]
         else:
             got = (
                 hashlib.sha256(memoryview(buf)[offset:]).hexdigest()
                 if buf is not None
-                else _sha256_file(data, offset)
+                else sha256_file(data, offset)
             )
             expected = meta["sha256"]
         if got != expected:
@@ -658,11 +509,11 @@ class DescriptorCache:
     def put_table(self, key: str, table: pd.DataFrame) -> Path:
         """Store a table atomically as Parquet under ``key``; returns the entry path."""
         final = self._data_path(key, "tables")
-        tmp = _temp_path(final)
+        tmp = temp_path(final)
         try:
             table.to_parquet(tmp, index=False)
-            digest, size = _sha256_file(tmp), tmp.stat().st_size
-            _fsync_replace(tmp, final)
+            digest, size = sha256_file(tmp), tmp.stat().st_size
+            fsync_replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -680,8 +531,8 @@ class DescriptorCache:
     def get_or_compute(
         self,
         structures: Atoms | Iterable[Atoms],
-        k: int = 32,
-        cutoff: float = 5.0,
+        k: int = DEFAULTS.k,
+        cutoff: float = DEFAULTS.cutoff,
         species: Sequence[str] | None = None,
         compute: Compute | None = None,
         dtype: Any = np.float64,
@@ -692,6 +543,10 @@ class DescriptorCache:
         Parameters
         ----------
         structures : ase.Atoms, sequence of ase.Atoms or Dataset
+            A :class:`~quests_core.dataset.Dataset` goes through
+            :func:`quests_core.pipeline.dataset_descriptors`: keyed by its file
+            (the entry of :func:`file_descriptors`) when it is an unmodified read
+            of one file, else by its structures.
         k, cutoff, species
             Descriptor parameters (part of the key).
         compute : callable, optional
@@ -703,8 +558,6 @@ class DescriptorCache:
         mmap : bool
             Return a read-only memory map of the entry.
         """
-        from quests_core.dataset import Dataset
-
         if isinstance(structures, Dataset):
             return dataset_descriptors(
                 structures, k, cutoff, species, compute=compute, cache=self, dtype=dtype, mmap=mmap
@@ -719,289 +572,10 @@ class DescriptorCache:
             self.hits += 1
             return cached
         self.misses += 1
-        x = _run_compute(compute, structures, k, cutoff, species)
+        x = run_compute(compute, structures, k, cutoff, species)
         path = self.put(
             key,
             np.asarray(x, dtype=dtype),
-            {"k": k, "cutoff": cutoff, "species": _species_param(species)},
+            {"k": k, "cutoff": cutoff, "species": species_param(species)},
         )
         return self._load(key, path, True) if mmap else np.asarray(x, dtype=dtype)
-
-
-def _takes_parameters(compute: Compute) -> bool:
-    """True if ``compute`` accepts ``k``, ``cutoff`` and ``species`` keywords."""
-    import inspect
-
-    try:
-        params = inspect.signature(compute).parameters
-    except (TypeError, ValueError):
-        return True
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return True
-    return all(name in params for name in ("k", "cutoff", "species"))
-
-
-def _run_compute(
-    compute: Compute | None,
-    structures: list[Atoms],
-    k: int,
-    cutoff: float,
-    species: Sequence[str] | None,
-) -> np.ndarray:
-    if compute is None:
-        from quests_core import descriptors as compute
-    if _takes_parameters(compute):
-        x = np.asarray(compute(structures, k=k, cutoff=cutoff, species=species))
-    else:  # a callable of the structures alone (parameters bound by the caller)
-        x = np.asarray(compute(structures))
-    n_atoms = sum(len(a) for a in structures)
-    if x.ndim != 2 or x.shape[0] != n_atoms:
-        raise ValueError(f"compute returned shape {x.shape} for {n_atoms} atoms")
-    return x
-
-
-# ----------------------------------------------------------------------------
-# Streaming descriptors of files and datasets
-# ----------------------------------------------------------------------------
-
-
-class _GrowingArray:
-    """Row blocks appended in place (``ndarray.resize``: large blocks grow by ``mremap``
-    without a copy on Linux), so the peak stays near one copy of the result plus a block."""
-
-    def __init__(self, dtype: Any):
-        self.dtype = np.dtype(dtype)
-        self.array: np.ndarray | None = None
-
-    def append(self, block: np.ndarray) -> None:
-        block = np.asarray(block)
-        if self.array is None:
-            self.array = np.array(block, dtype=self.dtype, order="C")
-            return
-        if block.ndim != 2 or block.shape[1] != self.array.shape[1]:
-            raise ValueError(f"block of shape {block.shape} after {self.array.shape}")
-        n = self.array.shape[0]
-        self.array.resize((n + block.shape[0], self.array.shape[1]), refcheck=False)
-        self.array[n:] = block
-
-    def result(self) -> np.ndarray:
-        return self.array if self.array is not None else np.empty((0, 0), dtype=self.dtype)
-
-
-@dataclass
-class FileDescriptors:
-    """Result of :func:`file_descriptors`.
-
-    Attributes
-    ----------
-    dataset : Dataset
-        Lazy dataset of the file (per-frame table, no structures in memory).
-    descriptors : numpy.ndarray
-        One row per atom, in the order of ``dataset.frames``.
-    from_cache : bool
-        True when nothing had to be computed.
-    key : str or None
-        Cache key of the descriptors (None without a cache).
-    """
-
-    dataset: Any
-    descriptors: np.ndarray
-    from_cache: bool
-    key: str | None
-
-
-def _chunks(frames: Iterator[Any], max_atoms: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    n = 0
-    for item in frames:
-        if chunk and n + len(item.atoms) > max_atoms:
-            yield chunk
-            chunk, n = [], 0
-        chunk.append(item)
-        n += len(item.atoms)
-    if chunk:
-        yield chunk
-
-
-def file_descriptors(
-    path: str | os.PathLike,
-    *,
-    index: int | slice | str | None = ":",
-    format: str | None = None,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
-    k: int = 32,
-    cutoff: float = 5.0,
-    species: Sequence[str] | None = None,
-    compute: Compute | None = None,
-    cache: DescriptorCache | None = None,
-    dtype: Any = np.float64,
-    chunk_atoms: int = _DEFAULT_CHUNK_ATOMS,
-    label: str | None = None,
-    time_step: float | None = None,
-    mmap: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> FileDescriptors:
-    """Descriptors of every atom of a file, streamed frame chunk by frame chunk.
-
-    Frames are read one at a time and passed to ``compute`` in chunks of at
-    most ``chunk_atoms`` atoms; with a cache the rows go straight to the cache
-    file, so the structures are never all in memory. A second call with the
-    same file content, selection and parameters reads the cache without
-    parsing the file.
-
-    Parameters
-    ----------
-    path, index, format, type_map
-        What to read (see :func:`quests_core.io.iter_frames`).
-    k, cutoff, species, dtype
-        Descriptor parameters.
-    compute : callable, optional
-        ``compute(list_of_atoms, k=..., cutoff=..., species=...)``; default
-        :func:`quests_core.descriptors`.
-    cache : DescriptorCache, optional
-        Without one everything is computed and kept in memory.
-    chunk_atoms : int
-        Atoms per ``compute`` call.
-    label, time_step
-        Fallback label and ps between frames for the per-frame table.
-    mmap : bool
-        Return the cached array memory-mapped (read-only).
-    progress : callable, optional
-        ``progress(frames_done, atoms_done)`` after each chunk.
-
-    Raises
-    ------
-    QuestsError
-        Naming file and frame for bad input; the cache is left unchanged.
-    """
-    from quests_core.dataset import RECORD_COLUMNS, Dataset, FileSpec, _index_to_text, frame_record
-    from quests_core.io import detect_format, iter_frames, parse_type_map
-
-    spath = str(path)
-    fmt = detect_format(spath, format)
-    tmap = parse_type_map(type_map)
-    index_text = _index_to_text(index)
-    spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())))
-
-    def finish(frames: pd.DataFrame, x: np.ndarray, hit: bool, key: str | None):
-        frames = frames.copy()
-        if label:
-            frames.loc[frames["label"].fillna("") == "", "label"] = label
-        if time_step is not None:
-            missing = frames["time"].isna()
-            frames.loc[missing, "time"] = frames.loc[missing, "frame"] * float(time_step)
-        return FileDescriptors(Dataset.from_frames_table(frames, spec), x, hit, key)
-
-    fkey = dkey = None
-    if cache is not None:
-        fkey = frames_key(spath, index_text, fmt, tmap)
-        dkey = descriptor_key(fkey, k, cutoff, species, dtype)
-        table = cache.get_table(fkey)
-        x = cache.get(dkey, mmap=mmap)
-        if table is not None and x is not None and x.shape[0] == int(table["n_atoms"].sum()):
-            cache.hits += 1
-            return finish(table, x, True, dkey)
-        cache.misses += 1
-
-    records: list[dict[str, Any]] = []
-    blocks = _GrowingArray(dtype)
-    writer = (
-        cache.writer(
-            dkey,
-            None,
-            dtype,
-            {"k": k, "cutoff": cutoff, "species": _species_param(species), "source": spath},
-        )
-        if cache is not None and dkey is not None
-        else None
-    )
-    n_atoms = 0
-    try:
-        frames_iter = iter_frames(spath, index=index, format=fmt, type_map=tmap or None)
-        for chunk in _chunks(frames_iter, chunk_atoms):
-            atoms_list = [item.atoms for item in chunk]
-            x_chunk = _run_compute(compute, atoms_list, k, cutoff, species)
-            if writer is not None:
-                writer.append(x_chunk)
-            else:
-                blocks.append(x_chunk)
-            for item in chunk:
-                records.append(frame_record(item.atoms, spath, item.frame))
-            n_atoms += len(x_chunk)
-            del atoms_list, chunk, x_chunk
-            if progress is not None:
-                progress(len(records), n_atoms)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
-    if writer is None:
-        return finish(table, blocks.result(), False, None)
-    assert cache is not None and fkey is not None and dkey is not None
-    cache.put_table(fkey, table)
-    x = cache._load(dkey, writer.commit(), mmap)
-    if x is None:  # pragma: no cover - only if the disk lost the file we just wrote
-        raise QuestsError(
-            "the cache entry vanished right after it was written", source=str(cache.directory)
-        )
-    return finish(table, x, False, dkey)
-
-
-def dataset_descriptors(
-    dataset: Any,
-    k: int = 32,
-    cutoff: float = 5.0,
-    species: Sequence[str] | None = None,
-    *,
-    compute: Compute | None = None,
-    cache: DescriptorCache | None = None,
-    dtype: Any = np.float64,
-    chunk_atoms: int = _DEFAULT_CHUNK_ATOMS,
-    mmap: bool = False,
-) -> np.ndarray:
-    """Descriptors of every atom of a :class:`~quests_core.dataset.Dataset`, chunk by chunk.
-
-    The cache key is the structure digest (:func:`structures_digest`), so the
-    same structures give the same entry whether they came from a file, a
-    subset or memory. Lazy datasets are streamed (twice on a cache miss: once
-    to hash, once to compute).
-    """
-    key = None
-    if cache is not None:
-        key = descriptor_key(
-            structures_digest(dataset.iter_structures()), k, cutoff, species, dtype
-        )
-        x = cache.get(key, mmap=mmap)
-        if x is not None and x.shape[0] == dataset.n_atoms:
-            cache.hits += 1
-            return x
-        cache.misses += 1
-    blocks = _GrowingArray(dtype)
-    writer = (
-        cache.writer(
-            key, None, dtype, {"k": k, "cutoff": cutoff, "species": _species_param(species)}
-        )
-        if cache is not None and key is not None
-        else None
-    )
-    try:
-        for _, chunk in dataset.iter_chunks(chunk_atoms):
-            x_chunk = _run_compute(compute, chunk, k, cutoff, species)
-            if writer is not None:
-                writer.append(x_chunk)
-            else:
-                blocks.append(x_chunk)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is None:
-        return blocks.result()
-    assert cache is not None and key is not None
-    out = cache._load(key, writer.commit(), mmap)
-    if out is None:  # pragma: no cover
-        raise QuestsError(
-            "the cache entry vanished right after it was written", source=str(cache.directory)
-        )
-    return out

@@ -30,6 +30,7 @@ import pandas as pd
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from quests_core.cache_keys import structures_digest
 from quests_core.errors import QuestsError
 from quests_core.io import iter_frames, parse_index, parse_type_map
 
@@ -37,6 +38,7 @@ __all__ = [
     "ATOM_COLUMNS",
     "FRAME_COLUMNS",
     "Dataset",
+    "FileOrigin",
     "FileSpec",
     "concat",
     "frame_record",
@@ -112,6 +114,39 @@ class FileSpec:
     def type_map_dict(self) -> dict[int, str] | None:
         """The type map as a dict, or None when empty."""
         return dict(self.type_map) or None
+
+
+@dataclass(frozen=True)
+class FileOrigin:
+    """What a dataset read from one file was when it was read (see :meth:`Dataset.file_source`).
+
+    Attributes
+    ----------
+    spec : FileSpec
+        The file and how it was read.
+    frames : tuple of int
+        The frame numbers read, in order.
+    structures : str or None
+        :func:`~quests_core.cache_keys.structures_digest` of the structures when
+        they were kept in memory (None for a lazy read: its structures are read
+        from the file each time).
+    stat : tuple or None
+        ``(size, mtime_ns, inode)`` of the file before it was read: a file
+        changed since is no longer the source of structures kept in memory.
+    """
+
+    spec: FileSpec
+    frames: tuple[int, ...]
+    structures: str | None = None
+    stat: tuple[int, int, int] | None = None
+
+
+def _file_stat(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 # ----------------------------------------------------------------------------
@@ -400,6 +435,8 @@ class Dataset:
         #: ``(file, frame, reason)`` of truncated last frames skipped while reading
         #: (see :class:`quests_core.io.TruncatedFrameWarning`)
         self.skipped_frames: list[tuple[str, int, str]] = []
+        #: the read of one file this dataset is, if it is one (see :meth:`file_source`)
+        self.origin: FileOrigin | None = None
 
     # ------------------------------------------------------------------ build
 
@@ -514,6 +551,7 @@ class Dataset:
         specs, records, parts, counts, atoms_kept, spec_index = [], [], [], [], [], []
         skipped: list[tuple[str, int, str]] = []
         n_read = 0
+        stat = _file_stat(paths[0])
         for path in paths:
             spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())))
             specs.append(spec)
@@ -539,6 +577,9 @@ class Dataset:
             name = "+".join(Path(p).stem for p in paths)
         out = cls(name, frames, stacked, structures=atoms_kept, specs=specs, spec_index=spec_index)
         out.skipped_frames = skipped
+        if len(specs) == 1:
+            kept = None if lazy else structures_digest(atoms_kept)  # type: ignore[arg-type]
+            out.origin = FileOrigin(specs[0], tuple(int(f) for f in frames["frame"]), kept, stat)
         return out
 
     @classmethod
@@ -554,12 +595,14 @@ class Dataset:
         """
         frames = frames.copy()
         frames["source"] = spec.path
-        return cls(
+        out = cls(
             name if name is not None else Path(spec.path).stem,
             frames,
             specs=[spec],
             spec_index=np.zeros(len(frames), dtype=np.int64),
         )
+        out.origin = FileOrigin(spec, tuple(int(f) for f in out.frames["frame"]))
+        return out
 
     # ------------------------------------------------------------- properties
 
@@ -592,6 +635,36 @@ class Dataset:
     def specs(self) -> tuple[FileSpec, ...]:
         """The files this dataset reads lazy structures from."""
         return self._specs
+
+    def file_source(self) -> FileSpec | None:
+        """The file this dataset is an unmodified read of, else None.
+
+        A dataset made by :meth:`from_files` of one file (or by
+        :meth:`from_frames_table`, or :meth:`load` of one of those) is such a
+        read while it still holds the same frames of that file, in order, and,
+        for structures kept in memory, while their positions, cells, pbc and
+        atomic numbers are unchanged (checked against a digest taken when they
+        were read). Per-frame columns (labels, times) and per-atom arrays do
+        not matter. The descriptor cache keys such a dataset by the file
+        (:func:`quests_core.cache_keys.file_descriptor_key`), like the CLI does.
+        """
+        origin = self.origin
+        if origin is None or len(self) != len(origin.frames):
+            return None
+        if self._specs[:1] != (origin.spec,) or np.any(self._spec_index != 0):
+            return None
+        if tuple(int(f) for f in self.frames["frame"]) != origin.frames:
+            return None
+        in_memory = [a is not None for a in self._atoms]
+        if not any(in_memory):
+            return origin.spec
+        if not all(in_memory) or origin.structures is None:
+            return None
+        if origin.stat is None or _file_stat(origin.spec.path) != origin.stat:
+            return None
+        if structures_digest(self._atoms) != origin.structures:  # type: ignore[arg-type]
+            return None
+        return origin.spec
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -730,14 +803,20 @@ class Dataset:
 
     def load(self) -> Dataset:
         """An in-memory copy of this dataset (lazy structures are read)."""
-        return Dataset(
+        source = self.file_source()
+        structures = list(self.iter_structures())
+        out = Dataset(
             self.name,
             self.frames,
             dict(self.arrays),
-            structures=list(self.iter_structures()),
+            structures=structures,
             specs=self._specs,
             spec_index=self._spec_index,
         )
+        if source is not None and self.origin is not None:
+            out.origin = FileOrigin(source, self.origin.frames, structures_digest(structures),
+                                    _file_stat(source.path))
+        return out
 
     # ----------------------------------------------------------------- tables
 

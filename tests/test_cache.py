@@ -325,11 +325,19 @@ def test_dataset_descriptors(cache, tmp_path):
     x = dataset_descriptors(lazy, 7, 4.0, compute=fake, cache=cache, chunk_atoms=40)
     assert fake.calls == 3
     np.testing.assert_allclose(x, expected_rows(frames, 7, 4.0), atol=1e-6)
-    # the same structures in memory share the entry (key = structure content)
+    # a read of one file is keyed by the file: file_descriptors of it is a hit
+    res = file_descriptors(path, k=7, cutoff=4.0, compute=fake, cache=cache)
+    assert res.from_cache and fake.calls == 3
+    np.testing.assert_array_equal(res.descriptors, x)
+    # structures in memory are keyed by their content: one computation, then hits
     mem = Dataset.from_structures(lazy.structures)
     y = cache.get_or_compute(mem, k=7, cutoff=4.0, compute=fake)
-    assert fake.calls == 3
+    assert fake.calls == 4
     np.testing.assert_array_equal(x, y)
+    z = cache.get_or_compute(Dataset.from_structures(lazy.structures), k=7, cutoff=4.0,
+                             compute=fake)
+    assert fake.calls == 4
+    np.testing.assert_array_equal(x, z)
     sub = dataset_descriptors(mem.subset([2]), 7, 4.0, compute=fake, cache=None)
     np.testing.assert_array_equal(sub, x[64:])
 
