@@ -1,4 +1,4 @@
-"""Entropy difference between phases at the volume-rule bandwidth."""
+"""Entropy difference between two sets of structures at one bandwidth (the paper's way)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_identical_phases_have_zero_difference():
     res = thermo.phase_entropy_difference(x, x.copy(), volume_a=11.8, volume_b=11.8)
     assert res.delta == 0.0
     assert res.h_a == res.h_b == pytest.approx(float(qc.bandwidth_from_volume(11.8)))
-    assert res.mode == "each" and res.n_envs == len(x)
+    assert res.mode == "pooled" and res.n_envs == len(x)
+    assert res.one_bandwidth and res.volume_pooled == pytest.approx(11.8)
 
 
 def test_perfect_crystal_has_zero_entropy_and_disorder_adds_entropy():
@@ -45,15 +46,25 @@ def test_perfect_crystal_has_zero_entropy_and_disorder_adds_entropy():
 
 def test_bandwidth_modes_and_fixed_bandwidth_match_core_entropy():
     a, b = desc(cu(0.05, 3)), desc(cu(0.12, 4, a=3.7))
-    each = thermo.phase_entropy_difference(a, b, volume_a=11.8, volume_b=12.7)
+    each = thermo.phase_entropy_difference(a, b, volume_a=11.8, volume_b=12.7, mode="each")
     assert each.h_a == pytest.approx(float(qc.bandwidth_from_volume(11.8)))
     assert each.h_b == pytest.approx(float(qc.bandwidth_from_volume(12.7)))
     assert each.h_a > each.h_b  # the rule decreases with volume above ~0
-    common = thermo.phase_entropy_difference(a, b, volume_a=11.8, volume_b=12.7, mode="common")
-    assert common.h_a == common.h_b == pytest.approx(float(qc.bandwidth_from_volume(12.25)))
+    assert not each.one_bandwidth and "not the paper's" in each.describe()
+    pooled = thermo.phase_entropy_difference(a, b, volume_a=11.8, volume_b=12.7)
+    assert pooled.mode == "pooled"
+    assert pooled.h_a == pooled.h_b == pytest.approx(float(qc.bandwidth_from_volume(12.25)))
+    expected = float(qc.entropy(b, pooled.h_a)) - float(qc.entropy(a, pooled.h_a))
+    assert pooled.delta == pytest.approx(expected, abs=1e-12)
+    # pooling weighs each set by its atoms: 50 atoms at 11.8 and 108 at 12.7 Å^3/atom
+    part = thermo.phase_entropy_difference(a[:50], b, volume_a=11.8, volume_b=12.7)
+    v = (50 * 11.8 + 108 * 12.7) / 158
+    assert part.volume_pooled == pytest.approx(v)
+    assert part.h_a == pytest.approx(float(qc.bandwidth_from_volume(v)), rel=1e-14)
     fixed = thermo.phase_entropy_difference(a, b, h=0.05)
     expected = float(qc.entropy(b, 0.05)) - float(qc.entropy(a, 0.05))
     assert fixed.mode == "fixed" and fixed.delta == pytest.approx(expected, abs=1e-9)
+    assert "one fixed bandwidth h = 0.05000" in fixed.describe()
 
 
 def test_equal_size_subsampling():
@@ -82,23 +93,34 @@ def test_bad_input():
 
         thermo.volume_per_atom([Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]])])
     assert thermo.volume_per_atom([cu(0.0)]) == pytest.approx(3.615**3 / 4)
+    # atom-weighted: total volume over total atoms (108 atoms at a=3.615, 32 at a=3.7)
+    small = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
+    v = (108 * 3.615**3 / 4 + 32 * 3.7**3 / 4) / 140
+    assert thermo.volume_per_atom([cu(0.0), small]) == pytest.approx(v, rel=1e-12)
 
 
-def test_sample_solid_versus_melt():
+def test_sample_solid_versus_melt_at_one_bandwidth():
     solid_path = SAMPLE / "cu_solid_400K.extxyz"
-    quench_path = SAMPLE / "cu_quench.extxyz"
-    if not (solid_path.exists() and quench_path.exists()):
-        pytest.skip("sample Cu solid / quench trajectories not generated yet")
+    melt_path = SAMPLE / "cu_melt.extxyz"
+    if not (solid_path.exists() and melt_path.exists()):
+        pytest.skip("sample Cu solid / melt trajectories not generated yet")
     from ase.io import read
 
-    solid = read(solid_path, index=":")[-3:]
-    melt = read(quench_path, index=":3")  # the first frames are liquid
-    res = thermo.phase_entropy_difference(
-        qc.descriptors(solid),
-        qc.descriptors(melt),
-        volume_a=thermo.volume_per_atom(solid),
-        volume_b=thermo.volume_per_atom(melt),
-        max_envs=3000,
-    )
-    assert res.volume_b > res.volume_a  # the melt is less dense
-    assert res.delta > 0.0  # and has more entropy
+    from quests_core.settings import volume_rule_bandwidth
+
+    solid = read(solid_path, index=":")
+    melt = read(melt_path, index=":")
+    xa, xb = qc.descriptors(solid), qc.descriptors(melt)
+    va, vb = thermo.volume_per_atom(solid), thermo.volume_per_atom(melt)
+    assert len(xa) == len(xb) == 8640 and vb > va  # the melt is less dense
+    res = thermo.phase_entropy_difference(xa, xb, volume_a=va, volume_b=vb)
+    # the default: one bandwidth, the volume rule of every frame of both phases pooled
+    vols = [a.get_volume() / len(a) for a in solid + melt]
+    h = volume_rule_bandwidth(vols, [len(a) for a in solid + melt])
+    assert res.mode == "pooled" and res.h_a == res.h_b == pytest.approx(h, rel=1e-12)
+    expected = float(qc.entropy(xb, h)) - float(qc.entropy(xa, h))
+    assert res.delta == pytest.approx(expected, abs=1e-9)
+    assert res.delta == pytest.approx(1.526, abs=1e-3)
+    # a bandwidth per phase reports a different number
+    each = thermo.phase_entropy_difference(xa, xb, volume_a=va, volume_b=vb, mode="each")
+    assert each.delta == pytest.approx(1.953, abs=1e-3)

@@ -1,13 +1,37 @@
-"""Entropy difference between two phases from the information entropy.
+"""Information-entropy difference between two given sets of structures (phases).
 
-The information entropy H of a phase's environments, in nats per environment,
-reads as an entropy in k_B per atom. For thermodynamic comparisons the kernel
-bandwidth follows the atomic volume (SPEC section 2):
+What it holds
+-------------
+- :func:`phase_entropy_difference`: H_B - H_A of the environments of two sets
+  of structures, in nats per environment, read as k_B per atom, with the
+  bandwidths used (:class:`PhaseEntropy`).
+- :func:`volume_per_atom`: the atom-weighted mean volume per atom of periodic
+  structures.
 
-    h(V) = 0.0897141 exp(-0.5 (V / 10.896)^2) + 0.0119417
+Conventions (docs/spec.md, "Conventions of the analyses")
+---------------------------------------------------------
+- The paper compares phases at **one** bandwidth: a fixed h, or the volume
+  rule h(V) (SPEC section 2, :func:`quests_core.settings.volume_rule_bandwidth`)
+  of the mean volume per atom of both phases pooled (atom-weighted). That is
+  the default (``mode="pooled"``). ``mode="each"`` gives each phase the
+  bandwidth of its own volume; it changes the difference (1.95 instead of
+  1.53 k_B/atom for the bundled Cu solid and melt), so it is an option only.
+- The result is the entropy difference between the two given sets of
+  structures at that bandwidth. It is a melting entropy only when A and B are
+  the coexisting solid and liquid at the melting point; an entropy drop along
+  a trajectory (a quench) is not one.
 
-H is computed through dH, H = log n + mean_i dH(X_i | X), on random subsets
-of equal size of both phases (so the log n bound is the same for both).
+Invariants
+----------
+- H is computed on random subsets of equal size of both phases (at most
+  ``max_envs``), so the bound H <= log n is the same for both; with equal
+  sizes and no more than ``max_envs`` environments nothing is subsampled.
+- ``delta == entropy_b - entropy_a``; ``h_a == h_b`` unless ``mode == "each"``.
+
+Memory bounds
+-------------
+The descriptors of both phases (n x (2k - 1) floats each) plus those of the
+kernel sums of :func:`quests_core.entropy` on n <= ``max_envs`` environments.
 """
 
 from __future__ import annotations
@@ -18,31 +42,35 @@ import numpy as np
 
 import quests_core as qc
 from quests_core.errors import QuestsError
+from quests_core.settings import DEFAULTS, volume_rule_bandwidth
 
 #: Gas constant, J/(mol K): one k_B per atom is R per mole of atoms.
 GAS_CONSTANT = 8.314462618
-BANDWIDTH_MODES = ("each", "common")
+#: Bandwidth modes of the volume rule; the first (one bandwidth, the paper's) is the default.
+BANDWIDTH_MODES = ("pooled", "each")
 
 
 @dataclass(frozen=True)
 class PhaseEntropy:
-    """Entropy difference S_B - S_A in k_B/atom and the bandwidths used.
+    """Entropy difference H_B - H_A in k_B/atom between two sets of structures.
 
     Attributes
     ----------
     delta : float
         H_B - H_A, k_B per atom.
     entropy_a, entropy_b : float
-        H of each phase (nats = k_B/atom).
+        H of each set (nats = k_B/atom).
     h_a, h_b : float
-        Bandwidths of each phase (equal unless ``mode == "each"``).
+        Bandwidths of each set (equal unless ``mode == "each"``).
     volume_a, volume_b : float
-        Atomic volumes (Å^3/atom) the bandwidths came from (NaN if h was given).
+        Atomic volumes (Å^3/atom) of each set (NaN where not given).
     n_envs : int
-        Environments per phase after equal-size subsampling.
+        Environments per set after equal-size subsampling.
     mode : str
-        ``"each"`` (own volume per phase), ``"common"`` (mean volume) or
-        ``"fixed"`` (explicit bandwidth).
+        ``"pooled"`` (one h from the pooled mean volume), ``"each"`` (own
+        volume per set) or ``"fixed"`` (one explicit bandwidth).
+    volume_pooled : float
+        Atom-weighted mean volume per atom of both sets (NaN unless pooled).
     """
 
     delta: float
@@ -54,11 +82,31 @@ class PhaseEntropy:
     volume_b: float
     n_envs: int
     mode: str
+    volume_pooled: float = float("nan")
 
     @property
     def delta_j_per_mol_k(self) -> float:
         """The difference in J/(mol K) (per mole of atoms)."""
         return self.delta * GAS_CONSTANT
+
+    @property
+    def one_bandwidth(self) -> bool:
+        """Whether both sets were compared at one bandwidth (the paper's convention)."""
+        return self.h_a == self.h_b
+
+    def describe(self) -> str:
+        """One line that says what the number is (and is not)."""
+        if self.mode == "pooled":
+            how = (f"at one bandwidth h = {self.h_a:.5f} 1/Å (volume rule of the pooled "
+                   f"{self.volume_pooled:.4g} Å^3/atom)")
+        elif self.mode == "fixed":
+            how = f"at one fixed bandwidth h = {self.h_a:.5f} 1/Å"
+        else:
+            how = (f"with a bandwidth per set (h_A = {self.h_a:.5f}, h_B = {self.h_b:.5f} 1/Å): "
+                   "not the paper's one-bandwidth comparison")
+        return (f"entropy difference between the given sets of structures B and A {how}; "
+                "a melting entropy only if A and B are the coexisting solid and liquid at "
+                "the melting point (an entropy drop along a trajectory is not one)")
 
 
 def phase_entropy_difference(
@@ -68,28 +116,37 @@ def phase_entropy_difference(
     volume_a: float | None = None,
     volume_b: float | None = None,
     h: float | None = None,
-    mode: str = "each",
+    mode: str = BANDWIDTH_MODES[0],
     max_envs: int | None = 20_000,
-    seed: int = 0,
-    n_threads: int | None = None,
+    seed: int = DEFAULTS.seed,
+    n_threads: int | None = DEFAULTS.threads,
 ) -> PhaseEntropy:
-    """Entropy difference between phase B and phase A in k_B/atom.
+    """Entropy difference H_B - H_A in k_B/atom between two sets of structures.
 
     Parameters
     ----------
     x_a, x_b : (n, d) arrays
-        Descriptors of the environments of each phase.
+        Descriptors of the environments (one per atom) of each set.
     volume_a, volume_b : float
-        Atomic volume of each phase in Å^3/atom (needed unless ``h`` is given).
+        Atom-weighted mean volume per atom of each set in Å^3/atom (needed
+        unless ``h`` is given; :func:`volume_per_atom`).
     h : float, optional
-        A fixed bandwidth for both phases; overrides the volume rule.
-    mode : {"each", "common"}
-        Volume rule per phase with its own volume, or one bandwidth from the
-        mean of both volumes.
+        One fixed bandwidth for both sets; overrides the volume rule.
+    mode : {"pooled", "each"}
+        ``"pooled"`` (default, the paper's): one bandwidth, the volume rule of
+        the mean volume per atom of both sets pooled, each weighted by its
+        number of atoms (environments), through
+        :func:`quests_core.settings.volume_rule_bandwidth`. ``"each"``: the
+        volume rule per set with its own volume (two bandwidths).
     max_envs : int or None
-        Subsample both phases to min(n_a, n_b, max_envs) environments.
+        Subsample both sets to min(n_a, n_b, max_envs) environments.
     seed : int
         Seed of the subsampling.
+
+    Returns
+    -------
+    PhaseEntropy
+        Its :meth:`PhaseEntropy.describe` says what the number is.
     """
     a = np.asarray(x_a)
     b = np.asarray(x_b)
@@ -101,6 +158,7 @@ def phase_entropy_difference(
             f"descriptor dimension differs: phase A {a.shape[1]} vs phase B {b.shape[1]} "
             "(k or species differ)"
         )
+    pooled_v = float("nan")
     if h is not None:
         if not h > 0:
             raise QuestsError(f"bandwidth must be positive, got {h}")
@@ -119,7 +177,9 @@ def phase_entropy_difference(
         if mode == "each":
             h_a, h_b = float(qc.bandwidth_from_volume(va)), float(qc.bandwidth_from_volume(vb))
         else:
-            h_a = h_b = float(qc.bandwidth_from_volume(0.5 * (va + vb)))
+            weights = [len(a), len(b)]
+            h_a = h_b = volume_rule_bandwidth([va, vb], weights)
+            pooled_v = (va * len(a) + vb * len(b)) / (len(a) + len(b))
         used_mode = mode
     n = min(len(a), len(b))
     if max_envs is not None:
@@ -143,16 +203,23 @@ def phase_entropy_difference(
         volume_b=vb,
         n_envs=int(n),
         mode=used_mode,
+        volume_pooled=float(pooled_v),
     )
 
 
 def volume_per_atom(structures) -> float:
-    """Mean atomic volume (Å^3/atom) of periodic structures."""
+    """Atom-weighted mean volume per atom (Å^3/atom) of periodic structures.
+
+    The total volume over the total number of atoms: the mean of the frames'
+    volumes per atom weighted by their atoms, as in the volume rule
+    (:func:`quests_core.settings.volume_rule_bandwidth`).
+    """
     if len(structures) == 0:
         raise QuestsError("no structures (empty selection)")
-    vols = []
+    volume, atoms_total = 0.0, 0
     for i, atoms in enumerate(structures):
         if not all(atoms.pbc) or atoms.cell.rank < 3:
             raise QuestsError("atomic volume needs a fully periodic cell", index=i)
-        vols.append(atoms.get_volume() / len(atoms))
-    return float(np.mean(vols))
+        volume += float(atoms.get_volume())
+        atoms_total += len(atoms)
+    return volume / atoms_total
