@@ -213,3 +213,14 @@ def test_non_periodic_axis_may_have_zero_cell_vector():
                  cell=[10.0, 0.0, 0.0], pbc=(True, False, False))
     x = qc.descriptors(wire)
     assert np.all(np.isfinite(x)) and x.shape == (4, 63)
+
+
+def test_cache_keys_follow_the_descriptor_version():
+    """Descriptors cached with the earlier layout (version 1) are never reused."""
+    from quests_core import cache
+    from quests_core.descriptors import DESCRIPTOR_VERSION
+
+    assert DESCRIPTOR_VERSION == "2"
+    key = cache.descriptor_key("content", 32, 5.0, species=["Au", "Cu"])
+    assert key == cache.descriptor_key("content", 32, 5.0, species=["Cu", "Au"], version="2")
+    assert key != cache.descriptor_key("content", 32, 5.0, species=["Au", "Cu"], version="1")
