@@ -73,6 +73,7 @@ __all__ = [
     "read_layout",
     "save_descriptors",
     "sidecar_path",
+    "write_layout",
 ]
 
 #: the ``format`` field of every layout record this module writes
@@ -177,6 +178,39 @@ def save_descriptors(
         with atomic_path(sidecar_path(path)) as tmp:
             tmp.write_text(text + "\n")
     return Path(path)
+
+
+def write_layout(
+    path: str | os.PathLike, *, k: int, cutoff: float, species=None, source: str | None = None
+) -> Path:
+    """Write the sidecar ``<path>.layout.json`` of a ``.npy`` written elsewhere.
+
+    For writers that stream a large array into a ``.npy`` themselves (e.g. a
+    memory-mapped file filled one frame at a time): the array's width is
+    checked against the settings before the record is written.
+
+    Returns
+    -------
+    pathlib.Path
+        The sidecar written.
+    """
+    if _suffix(path) != ".npy":
+        raise QuestsError("a layout sidecar belongs to a .npy file", source=str(path))
+    record = layout_record(k, cutoff, species, source)
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise QuestsError(f"cannot read descriptor file ({exc})", source=str(path)) from None
+    if x.ndim != 2 or x.shape[1] != record["width"]:
+        raise QuestsError(
+            f"descriptor array has shape {x.shape}, expected width {record['width']} for "
+            f"k={record['k']}, species {record['species']}", source=str(path),
+        )
+    del x
+    side = sidecar_path(path)
+    with atomic_path(side) as tmp:
+        tmp.write_text(json.dumps(record, sort_keys=True) + "\n")
+    return side
 
 
 def _parse_record(text: str, where: str) -> dict:

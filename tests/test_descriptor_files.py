@@ -206,3 +206,24 @@ def test_reference_package_descriptors_as_plain_npy_give_our_dh(tmp_path):
     # the earlier layout would have given another dH without a word
     dh_old = qc.delta_entropy(old_layout(y, 8, 2), x_ref, h=h)
     assert np.max(np.abs(dh_old - dh_ours)) > 1.0
+
+
+def test_write_layout_for_a_streamed_npy(tmp_path, x_alloy):
+    from numpy.lib.format import open_memmap
+
+    from quests_core.descriptor_files import write_layout
+
+    path = tmp_path / "streamed.npy"
+    out = open_memmap(path, mode="w+", dtype=np.float64, shape=x_alloy.shape)
+    out[:50], out[50:] = x_alloy[:50], x_alloy[50:]
+    out.flush()
+    del out
+    assert write_layout(path, k=8, cutoff=4.5, species=["Au", "Cu"]) == sidecar_path(path)
+    assert read_layout(path)["species"] == ["Au", "Cu"]
+    np.testing.assert_array_equal(load_descriptors(path, k=8, cutoff=4.5, species=["Au", "Cu"]),
+                                  x_alloy)
+    with pytest.raises(QuestsError, match=r"streamed.npy: descriptor array has shape \(108, 45\), "
+                                          r"expected width 15 for k=8, species \[\]"):
+        write_layout(path, k=8, cutoff=4.5)
+    with pytest.raises(QuestsError, match="a layout sidecar belongs to a .npy file"):
+        write_layout(tmp_path / "a.npz", k=8, cutoff=4.5)
