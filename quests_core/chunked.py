@@ -57,19 +57,28 @@ import numpy as np
 import pandas as pd
 
 from ._validate import check_bandwidth, check_descriptors, check_k_cutoff
+from .atomic import atomic_path as _atomic_path
+from .atomic import remove_stale_temp_files
 from .backend import Backend, select_backend
-from .cache import file_digest
+from .cache_keys import file_digest
+from .chunk_store import (  # noqa: F401 - ChunkStore's names, importable from here as before
+    KINDS,
+    MANIFEST_NAME,
+    STORE_FORMAT,
+    STORE_VERSION,
+    ChunkStore,
+    _part_path,
+    _read_manifest,
+    read_atoms_dask,
+    remove_leftovers,
+)
+from .dask_tools import KERNEL_LOCK, dask_client
 from .dataset import frame_record
 from .descriptors import FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
-from .export import (
-    STALE_TEMP_SECONDS,
-    _atomic_path,
-    remove_stale_temp_files,
-    write_json,
-    write_table,
-)
+from .export import write_json, write_table
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
+from .settings import DEFAULTS, normalize_species
 from .threads import thread_limit
 
 __all__ = [
@@ -83,10 +92,6 @@ __all__ = [
     "plan_chunks",
 ]
 
-STORE_FORMAT = "quests-chunk-store"
-STORE_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-KINDS = ("atoms", "frames", "descriptors")
 DEFAULT_CHUNK_FRAMES = 16
 DEFAULT_BLOCK_ATOMS = 1_000_000
 
@@ -191,12 +196,6 @@ def _reference_digest(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _species_list(species: str | Sequence[str] | None) -> list[str] | None:
-    if not species:
-        return None
-    return sorted(set([species] if isinstance(species, str) else species))
-
-
 def _index_text(index) -> str:
     """Canonical text of a frame selection (``":"``, ``"3"``, ``"2:10:2"``)."""
     parsed = parse_index(index)
@@ -228,29 +227,6 @@ def _write_manifest(store: Path, manifest: Mapping[str, Any]) -> None:
     write_json(store / MANIFEST_NAME, manifest)
 
 
-def _read_manifest(store: Path) -> dict[str, Any]:
-    path = store / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise QuestsError("not a chunk store (no manifest.json)", source=str(store)) from None
-    except (OSError, ValueError) as exc:
-        raise QuestsError(f"unreadable manifest ({exc})", source=str(path)) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
-        raise QuestsError("not a quests chunk-store manifest", source=str(path))
-    if manifest.get("version") != STORE_VERSION:
-        raise QuestsError(
-            f"chunk store version {manifest.get('version')!r}, this code reads {STORE_VERSION}",
-            source=str(path),
-        )
-    return manifest
-
-
-def _part_path(kind: str, chunk_id: str) -> str:
-    suffix = ".npy" if kind == "descriptors" else ".parquet"
-    return f"{kind}/part-{chunk_id}{suffix}"
-
-
 def _finished_on_disk(store: Path, manifest: Mapping[str, Any]) -> dict[str, dict]:
     """Chunks of the manifest whose part files exist with the recorded sizes."""
     out = {}
@@ -264,25 +240,6 @@ def _finished_on_disk(store: Path, manifest: Mapping[str, Any]) -> dict[str, dic
         if ok:
             out[cid] = record
     return out
-
-
-def remove_leftovers(store: str | os.PathLike, grace: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Delete the temporary files a killed run left in a chunk store.
-
-    Part files and the manifest are written to ``.<name>.<host>-<pid>.<random>.tmp``
-    and renamed into place; a run killed mid-chunk leaves that file behind
-    (e.g. ``atoms/.part-00000-00001.parquet.*.tmp``). Such a file is removed when
-    its writer was a process of this machine that has ended, or, for a writer
-    that cannot be checked (another machine of a cluster), when it was not
-    modified for ``grace`` seconds: a concurrent writer's file is left alone.
-    Called when a store is opened or resumed; returns the removed paths.
-    """
-    store = Path(store)
-    removed = remove_stale_temp_files(store, grace, match=lambda n: n.startswith("."))
-    for kind in KINDS:
-        removed += remove_stale_temp_files(store / kind, grace,
-                                           match=lambda n: n.startswith(".part-"))
-    return removed
 
 
 def _clear_store(store: Path) -> None:
@@ -471,8 +428,6 @@ def _chunk_task(file: FilePlan, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Contex
     Reading runs in parallel with other tasks of the worker; the computation
     holds the worker's kernel lock (one Numba computation per process).
     """
-    from .distributed import KERNEL_LOCK
-
     items = _read_chunk_frames(file, plan, ctx.type_map)
     with KERNEL_LOCK:
         return plan.id, _compute_chunk(items, plan, x_ref, ctx)
@@ -524,24 +479,24 @@ def chunked_delta_entropy(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     reference: np.ndarray,
     store: str | os.PathLike,
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     *,
-    k: int = 32,
-    cutoff: float = 5.0,
+    k: int = DEFAULTS.k,
+    cutoff: float = DEFAULTS.cutoff,
     species: Sequence[str] | None = None,
     index: int | slice | str | None = ":",
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     block_atoms: int = DEFAULT_BLOCK_ATOMS,
-    precision: str = "float64",
+    precision: str = DEFAULTS.precision,
     label: str | None = None,
     time_step: float | None = None,
     positions: bool = True,
     save_descriptors: bool = False,
     overwrite: bool = False,
-    backend: str | Backend | None = "numba",
-    n_threads: int | None = None,
+    backend: str | Backend | None = DEFAULTS.backend,
+    n_threads: int | None = DEFAULTS.threads,
     client=None,
     progress: ProgressFn | None = None,
     cancel=None,
@@ -583,7 +538,7 @@ def chunked_delta_entropy(
     overwrite : bool
         Delete an existing store's contents first instead of resuming.
     backend : str or Backend
-        Kernel-sum backend (see :mod:`quests_core.backend`); default Numba.
+        Kernel-sum backend (see :mod:`quests_core.backend`); default ``DEFAULTS.backend``.
     n_threads : int, optional
         Numba and BLAS threads per chunk.
     client : dask.distributed.Client or str, optional
@@ -620,7 +575,8 @@ def chunked_delta_entropy(
         raise QuestsError(f"precision must be 'float32' or 'float64', got {precision!r}")
     if isinstance(block_atoms, bool) or int(block_atoms) != block_atoms or block_atoms < 1:
         raise QuestsError(f"block_atoms must be an integer >= 1, got {block_atoms!r}")
-    species_list = _species_list(species)
+    normal = normalize_species(species)
+    species_list = list(normal) if normal else None
     x_ref = check_descriptors(reference, "reference descriptors")
     width = descriptor_width(k, len(species_list) if species_list else 0)
     if x_ref.shape[1] != width:
@@ -789,8 +745,6 @@ def _run_sequence(file: FilePlan, run: list[ChunkPlan], x_ref, ctx, record, canc
 def _run_on_client(client, files, todo, x_ref, ctx, record, cancel) -> None:
     from distributed import as_completed
 
-    from .distributed import dask_client
-
     if not todo:
         return
     with dask_client(client) as c:
@@ -807,98 +761,3 @@ def _run_on_client(client, files, todo, x_ref, ctx, record, cancel) -> None:
             c.cancel([f for f in futures if not f.done()])
 
 
-# ----------------------------------------------------------------------------
-# Reading a store
-# ----------------------------------------------------------------------------
-
-
-class ChunkStore:
-    """Read access to a chunk store written by :func:`chunked_delta_entropy`.
-
-    Only chunks recorded in the manifest are read (a part file written by a
-    run that was killed before it could update the manifest is ignored).
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.manifest = _read_manifest(self.path)
-        #: leftover temporary files of killed runs removed on opening (see
-        #: :func:`remove_leftovers`)
-        self.removed_leftovers = remove_leftovers(self.path)
-
-    def __repr__(self) -> str:
-        return (
-            f"ChunkStore({str(self.path)!r}, {len(self.chunk_ids)}/{len(self.plan)} chunks, "
-            f"{self.n_atoms} atoms{', complete' if self.complete else ''})"
-        )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """The parameters of the run (files, h, k, cutoff, reference digest, ...)."""
-        return self.manifest["params"]
-
-    @property
-    def plan(self) -> list[str]:
-        """Every chunk id of the run, in order."""
-        return list(self.manifest.get("plan", []))
-
-    @property
-    def complete(self) -> bool:
-        """True when every planned chunk is finished."""
-        return bool(self.manifest.get("complete", False))
-
-    @property
-    def chunk_ids(self) -> list[str]:
-        """Finished chunk ids, in table order."""
-        order = {cid: i for i, cid in enumerate(self.plan)}
-        return sorted(self.manifest.get("chunks", {}), key=lambda c: order.get(c, len(order)))
-
-    @property
-    def n_atoms(self) -> int:
-        """Atoms in the finished chunks."""
-        return int(sum(r["n_atoms"] for r in self.manifest.get("chunks", {}).values()))
-
-    def part_paths(self, kind: str = "atoms") -> list[Path]:
-        """Part files of the finished chunks (``"atoms"``, ``"frames"`` or ``"descriptors"``)."""
-        if kind not in KINDS:
-            raise QuestsError(f"unknown part kind {kind!r}; use one of {KINDS}")
-        chunks = self.manifest.get("chunks", {})
-        out = []
-        for cid in self.chunk_ids:
-            rel = _part_path(kind, cid)
-            if rel not in chunks[cid].get("files", {}):
-                raise QuestsError(f"chunk {cid} has no {kind} part", source=str(self.path))
-            out.append(self.path / rel)
-        return out
-
-    def atoms(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """The per-atom table of the finished chunks (in memory: for stores that fit)."""
-        parts = [pd.read_parquet(p, columns=columns) for p in self.part_paths("atoms")]
-        if not parts:
-            return pd.DataFrame(columns=list(columns) if columns else None)
-        return pd.concat(parts, ignore_index=True)
-
-    def frames(self) -> pd.DataFrame:
-        """The per-frame table of the finished chunks, with ``atom_offset``."""
-        parts = [pd.read_parquet(p) for p in self.part_paths("frames")]
-        if not parts:
-            return pd.DataFrame()
-        table = pd.concat(parts, ignore_index=True)
-        offsets = np.concatenate([[0], np.cumsum(table["n_atoms"].to_numpy(np.int64))[:-1]])
-        table.insert(table.columns.get_loc("n_atoms") + 1, "atom_offset", offsets)
-        return table
-
-    def delta_entropy(self) -> np.ndarray:
-        """dH of every atom of the finished chunks, in table order."""
-        return self.atoms(columns=["dH"])["dH"].to_numpy()
-
-    def descriptors(self) -> np.ndarray:
-        """Descriptors of the finished chunks (needs ``save_descriptors=True``)."""
-        parts = [np.load(p) for p in self.part_paths("descriptors")]
-        return np.concatenate(parts) if parts else np.empty((0, 0))
-
-    def atoms_dask(self, columns: Sequence[str] | None = None):
-        """The per-atom table as a Dask dataframe (one partition per chunk)."""
-        from .distributed import read_atoms_dask
-
-        return read_atoms_dask(self, columns=columns)

@@ -21,21 +21,26 @@ Install it with ``pip install "dask[dataframe]" distributed``.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import Backend, select_backend
-from .entropy import _shape
+from .chunk_store import read_atoms_dask
+from .dask_tools import (  # noqa: F401 - SCHEDULER_TIMEOUT_S, require_distributed: old home
+    KERNEL_LOCK,
+    SCHEDULER_TIMEOUT_S,
+    dask_client,
+    require_distributed,
+    run_bounded,
+)
+from .entropy import _shape, delta_from_log_sums, entropy_from_log_sums
 from .errors import QuestsError
 from .kernels import DEFAULT_BLOCK_ROWS
+from .overlaps import OverlapMatrix
+from .settings import DEFAULTS
 from .threads import thread_limit
 
 __all__ = [
@@ -49,70 +54,8 @@ __all__ = [
 
 #: test rows per task (a multiple of the kernel's row block)
 DEFAULT_CHUNK_ROWS = 65536
-#: tasks kept in flight per worker thread (bounds the memory of numpy inputs)
-_IN_FLIGHT_PER_THREAD = 2
-#: one kernel computation at a time per process (see the module docstring)
-KERNEL_LOCK = threading.Lock()
-
-
-def _require_distributed():
-    try:
-        import dask  # noqa: F401
-        import distributed
-    except ImportError:
-        raise QuestsError(
-            'Dask support needs dask and distributed (pip install "dask[dataframe]" distributed)'
-        ) from None
-    return distributed
-
-
-#: seconds to wait for a scheduler given by address
-SCHEDULER_TIMEOUT_S = 10
-
-
-@contextlib.contextmanager
-def dask_client(client=None, **cluster_kwargs) -> Iterator[Any]:
-    """A ``distributed.Client``: the one given, one connected to an address, or a local one.
-
-    Parameters
-    ----------
-    client : Client, str or None
-        An existing client (returned as is), a scheduler address, or None (or
-        ``"local"``) to start a :class:`distributed.LocalCluster` that is closed
-        on exit.
-    **cluster_kwargs
-        Passed to ``LocalCluster``. Default: one in-process worker with as many
-        threads as cores (``n_workers=1, processes=False``) and no dashboard
-        (pass ``dashboard_address=":8787", scheduler_kwargs={}`` to get one).
-    """
-    distributed = _require_distributed()
-    if client is not None and not isinstance(client, str):
-        yield client
-        return
-    if isinstance(client, str) and client != "local":
-        try:
-            own = distributed.Client(client, timeout=SCHEDULER_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
-            raise QuestsError(
-                f"cannot reach the Dask scheduler at {client} "
-                f"({' '.join(str(exc).split())[:160] or type(exc).__name__})"
-            ) from None
-        try:
-            yield own
-        finally:
-            own.close()
-        return
-    kwargs: dict[str, Any] = {
-        "n_workers": 1,
-        "threads_per_worker": os.cpu_count() or 1,
-        "processes": False,
-        # no dashboard; the scheduler's small HTTP server takes any free port (not 8787)
-        "dashboard_address": ":0",
-        "scheduler_kwargs": {"dashboard": False},
-    }
-    kwargs.update(cluster_kwargs)
-    with distributed.LocalCluster(**kwargs) as cluster, distributed.Client(cluster) as own:
-        yield own
+_require_distributed = require_distributed  # the old private names
+_run_bounded = run_bounded
 
 
 def _chunk_rows(chunk_rows: int) -> int:
@@ -120,13 +63,6 @@ def _chunk_rows(chunk_rows: int) -> int:
         raise QuestsError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
     blocks = -(-int(chunk_rows) // DEFAULT_BLOCK_ROWS)
     return blocks * DEFAULT_BLOCK_ROWS
-
-
-def _n_threads_total(client) -> int:
-    try:
-        return max(1, sum(client.nthreads().values()))
-    except Exception:  # pragma: no cover - scheduler without workers yet
-        return 1
 
 
 def _log_sums_task(y_block, x, h, precision, backend, n_threads, offset, check):
@@ -148,7 +84,7 @@ def _frame_entropy_task(frames, h, precision, backend, n_threads):
         engine = select_backend(backend)
         for i, xf in enumerate(frames):
             logs = engine.log_kernel_sums(xf, xf, h, precision=precision)
-            out[i] = np.log(len(xf)) - logs.mean(axis=0)
+            out[i] = entropy_from_log_sums(logs, len(xf))
     return out
 
 
@@ -156,54 +92,23 @@ def _covered_task(y_block, x, h, precision, backend, n_threads):
     """Number of rows of a block with dH <= 0 against ``x``, per bandwidth."""
     with KERNEL_LOCK, thread_limit(n_threads):
         logs = select_backend(backend).log_kernel_sums(y_block, x, h, precision=precision)
-    return np.sum(-logs <= 0.0, axis=0)
+    return np.sum(delta_from_log_sums(logs) <= 0.0, axis=0)
 
 
 def _is_dask_array(a) -> bool:
     return type(a).__module__.startswith("dask.") and hasattr(a, "to_delayed")
 
 
-def _run_bounded(client, submit, n_tasks: int) -> list:
-    """Run ``submit(i)`` for ``i < n_tasks``, a bounded number in flight; results in order."""
-    from distributed import as_completed
-
-    limit = max(2, _IN_FLIGHT_PER_THREAD * _n_threads_total(client))
-    results: list = [None] * n_tasks
-    running: dict[str, tuple[int, Any]] = {}
-    pending = as_completed()
-
-    def launch(i: int) -> None:
-        fut = submit(i)
-        running[fut.key] = (i, fut)
-        pending.add(fut)
-
-    try:
-        for i in range(min(limit, n_tasks)):
-            launch(i)
-        submitted = min(limit, n_tasks)
-        for fut in pending:
-            i, _ = running.pop(fut.key)
-            results[i] = fut.result()
-            fut.release()
-            if submitted < n_tasks:
-                launch(submitted)
-                submitted += 1
-    except BaseException:
-        client.cancel([f for _, f in running.values()])
-        raise
-    return results
-
-
 def dask_delta_entropy(
     y,
     x,
-    h=0.015,
+    h=DEFAULTS.bandwidth,
     *,
     client=None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision=None,
-    backend: str | Backend | None = "numba",
-    n_threads: int | None = None,
+    backend: str | Backend | None = DEFAULTS.backend,
+    n_threads: int | None = DEFAULTS.threads,
 ) -> np.ndarray:
     """``dH(y_i | x)`` of every test row, computed in row blocks on a Dask cluster.
 
@@ -277,8 +182,8 @@ def dask_delta_entropy(
                 pure=False,
             )
 
-        parts = _run_bounded(c, submit, n_blocks)
-    return _shape(-np.concatenate(parts), scalar)
+        parts = run_bounded(c, submit, n_blocks)
+    return _shape(delta_from_log_sums(np.concatenate(parts)), scalar)
 
 
 def _split_frames(x, n_atoms) -> list[np.ndarray]:
@@ -299,13 +204,13 @@ def _split_frames(x, n_atoms) -> list[np.ndarray]:
 def dask_frame_entropies(
     x,
     n_atoms: Sequence[int] | np.ndarray | None = None,
-    h=0.015,
+    h=DEFAULTS.bandwidth,
     *,
     client=None,
     frames_per_task: int = 16,
     precision=None,
-    backend: str | Backend | None = "numba",
-    n_threads: int | None = None,
+    backend: str | Backend | None = DEFAULTS.backend,
+    n_threads: int | None = DEFAULTS.threads,
 ) -> np.ndarray:
     """Information entropy ``H`` of every frame, frames spread over a Dask cluster.
 
@@ -336,7 +241,7 @@ def dask_frame_entropies(
     per = int(frames_per_task)
     groups = [frames[i : i + per] for i in range(0, len(frames), per)]
     with dask_client(client) as c:
-        parts = _run_bounded(
+        parts = run_bounded(
             c,
             lambda i: c.submit(
                 _frame_entropy_task, groups[i], harr, precision, backend, n_threads, pure=False
@@ -348,14 +253,15 @@ def dask_frame_entropies(
 
 def dask_overlap_matrix(
     groups: Mapping[str, np.ndarray] | Sequence[np.ndarray],
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     *,
     client=None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     precision=None,
-    backend: str | Backend | None = "numba",
-    n_threads: int | None = None,
-) -> pd.DataFrame:
+    backend: str | Backend | None = DEFAULTS.backend,
+    n_threads: int | None = DEFAULTS.threads,
+    as_frame: bool = True,
+) -> pd.DataFrame | OverlapMatrix:
     """``overlap(row | column)`` for every ordered pair of descriptor sets, on a Dask cluster.
 
     Parameters
@@ -366,13 +272,16 @@ def dask_overlap_matrix(
         Bandwidth.
     client, chunk_rows, precision, backend, n_threads
         As in :func:`dask_delta_entropy`.
+    as_frame : bool
+        Return :meth:`OverlapMatrix.to_frame() <quests_core.overlaps.OverlapMatrix.to_frame>`
+        (default) instead of the :class:`~quests_core.overlaps.OverlapMatrix`.
 
     Returns
     -------
-    pandas.DataFrame
+    pandas.DataFrame or OverlapMatrix
         Rows are test sets, columns reference sets; entry ``(a, b)`` equals
-        ``quests_core.overlap(groups[a], groups[b], h)`` (the fraction of ``a``
-        with ``dH(a | b) <= 0``).
+        ``quests_core.overlaps.overlap_matrix(groups, h).matrix`` (the fraction
+        of ``a`` with ``dH(a | b) <= 0``).
     """
     harr, scalar = check_bandwidth(h)
     if not scalar:
@@ -394,7 +303,7 @@ def dask_overlap_matrix(
                 tasks.append((a, b, i0))
     with dask_client(client) as c:
         refs = {name: c.scatter(arr, broadcast=True, hash=False) for name, arr in arrays.items()}
-        counts = _run_bounded(
+        counts = run_bounded(
             c,
             lambda t: c.submit(
                 _covered_task,
@@ -408,53 +317,15 @@ def dask_overlap_matrix(
             ),
             len(tasks),
         )
-    matrix = pd.DataFrame(0.0, index=names, columns=names)
+    index = {name: i for i, name in enumerate(names)}
+    covered = np.zeros((len(names), len(names)), dtype=np.int64)
     for (a, b, _), n in zip(tasks, counts, strict=True):
-        matrix.loc[a, b] += float(n[0])
-    for a in names:
-        matrix.loc[a] /= len(arrays[a])
-    matrix.index.name = "test"
-    matrix.columns.name = "reference"
-    return matrix
-
-
-def read_atoms_dask(store, columns: Sequence[str] | None = None):
-    """The per-atom table of a chunk store as a ``dask.dataframe`` (one partition per chunk).
-
-    Only chunks recorded as finished in the store's manifest are read, so a
-    store being written (or one whose run was interrupted) is read safely.
-    Datashader aggregates such a frame partition by partition, so no process
-    holds every point.
-
-    Parameters
-    ----------
-    store : ChunkStore or path
-        A store written by :func:`quests_core.chunked.chunked_delta_entropy`, or
-        a folder of Parquet files (every ``*.parquet`` in it, sorted by name).
-    columns : sequence of str, optional
-        Columns to read (e.g. ``["x", "y", "dH"]``).
-    """
-    try:  # a dependency of the package; distributed is not needed to read
-        import dask.dataframe as dd
-    except ImportError:
-        raise QuestsError(
-            'reading a store as a Dask dataframe needs dask (pip install "dask[dataframe]")'
-        ) from None
-
-    from .chunked import MANIFEST_NAME, ChunkStore
-
-    if not isinstance(store, ChunkStore):
-        path = Path(store)
-        if (path / MANIFEST_NAME).is_file():
-            store = ChunkStore(path)
-        elif path.is_dir():
-            files = sorted(str(p) for p in path.glob("*.parquet"))
-            if not files:
-                raise QuestsError("no Parquet files in the folder", source=str(path))
-            return dd.read_parquet(files, columns=list(columns) if columns else None)
-        else:
-            raise QuestsError("not a chunk store or a folder of Parquet files", source=str(path))
-    files = [str(p) for p in store.part_paths("atoms")]
-    if not files:
-        raise QuestsError("the store has no finished chunks yet", source=str(store.path))
-    return dd.read_parquet(files, columns=list(columns) if columns else None)
+        covered[index[a], index[b]] += int(n[0])
+    sizes = np.array([len(arrays[name]) for name in names], dtype=np.float64)
+    result = OverlapMatrix(
+        names=[str(name) for name in names],
+        matrix=covered / sizes[:, None],  # the mean of (dH <= 0) over each row set
+        bandwidths=np.full(len(names), float(harr[0])),
+        sizes={str(name): len(arrays[name]) for name in names},
+    )
+    return result.to_frame() if as_frame else result

@@ -38,6 +38,10 @@ from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import backend_log_kernel_sums
 from .threads import thread_limit
 
+#: Default bandwidth (1/Å): ``quests_core.settings.DEFAULTS.bandwidth``. Written out here
+#: because :mod:`quests_core.settings` imports this module (``bandwidth_from_volume``),
+#: so importing it back would close an import cycle; ``tests/test_import_graph.py``
+#: checks that the two values are equal.
 DEFAULT_BANDWIDTH = 0.015
 _BLOCK_OPTIONS = {"block_rows", "block_cols", "n_workers"}
 
@@ -67,6 +71,20 @@ def _log_sums(
     return logs, scalar
 
 
+def delta_from_log_sums(log_sums: np.ndarray) -> np.ndarray:
+    """``dH(y_i | x) = -log sum_j K(y_i, x_j)`` from the log kernel sums of the test rows."""
+    return -np.asarray(log_sums)
+
+
+def entropy_from_log_sums(log_sums: np.ndarray, n: int) -> np.ndarray:
+    """``H = log n - mean_i log sum_j K(x_i, x_j)`` from the log kernel sums of a set of
+    ``n`` points against itself (``log_sums`` of shape ``(n, n_bandwidths)``).
+
+    This is ``-(1/n) sum_i log((1/n) sum_j K(x_i, x_j))``, SPEC section 2.
+    """
+    return math.log(n) - np.asarray(log_sums).mean(axis=0)
+
+
 def delta_entropy(y, x, h=DEFAULT_BANDWIDTH, **kw) -> np.ndarray:
     """Differential entropy ``dH(y_i | x) = -log sum_j K(y_i, x_j)`` of each test row.
 
@@ -75,16 +93,15 @@ def delta_entropy(y, x, h=DEFAULT_BANDWIDTH, **kw) -> np.ndarray:
     """
     y, x = check_pair(y, x)
     logs, scalar = _log_sums(y, x, h, **kw)
-    return _shape(-logs, scalar)
+    return _shape(delta_from_log_sums(logs), scalar)
 
 
 def entropy_and_delta(x, h=DEFAULT_BANDWIDTH, **kw):
     """``(H(x), dH(x | x))`` from one kernel pass (dH includes the self term)."""
     x = check_descriptors(x)
     logs, scalar = _log_sums(x, x, h, **kw)
-    n = x.shape[0]
-    ent = math.log(n) - logs.mean(axis=0)
-    return _shape(ent, scalar), _shape(-logs, scalar)
+    ent = entropy_from_log_sums(logs, x.shape[0])
+    return _shape(ent, scalar), _shape(delta_from_log_sums(logs), scalar)
 
 
 def entropy(x, h=DEFAULT_BANDWIDTH, **kw):
