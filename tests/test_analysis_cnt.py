@@ -52,7 +52,8 @@ def test_cnt_constants_default_to_cu_only_for_cu():
     assert custom.v_atom == pytest.approx(cnt.atomic_volume("Cu", density=8.96))
     with pytest.raises(QuestsError, match="melting temperature .*latent heat .*interfacial"):
         cnt.cnt_constants("Fe", v_atom=11.8)
-    with pytest.raises(QuestsError, match="volume per atom"):
+    with pytest.raises(QuestsError, match=r"Fe .*give the density \(g/cm\^3\), the number "
+                       r"density \(atoms/Å\^3\) or the volume per atom"):
         cnt.cnt_constants("Fe", t_melt=1811.0, latent_heat=13.8, gamma_range=(0.2, 0.3))
     fe = cnt.cnt_constants("Fe", t_melt=1811.0, latent_heat=13.8, gamma_range=(0.2, 0.3),
                            number_density=0.0849)

@@ -272,15 +272,52 @@ def test_nucleation_run_writes_cluster_ids(tmp_path, capsys):
     frames = pd.read_csv(table)
     assert frames["largest_cluster"].iloc[1] == 32  # the reference frame itself
     assert frames["n_solid"].iloc[1] == 32
-    from quests_core.analysis.nucleation import critical_size_band
+    # one critical band for the pooled frames, at their mean temperature 910 K
+    from quests_core.analysis import cnt
 
-    band = critical_size_band([900.0, 910.0, 920.0])
-    np.testing.assert_allclose(frames["critical_n_min"], band.n_min)
+    assert "critical_n_min" not in frames.columns
+    r_lo = cnt.cnt_critical_radius(910.0, 0.177, **cnt.CU.kwargs())
+    n_lo = cnt.radius_to_size(r_lo, cnt.CU_V_ATOM)
+    assert "T = 910.0 K" in text and f"n* = {n_lo:.4g}-" in text and f"r* = {r_lo:.4g}-" in text
     back = read(xyz, index=":")
     assert back[1].arrays["cluster"].tolist() == [0] * 32
     assert "dH" in back[0].arrays
     sizes = pd.read_csv(dist)
     assert 32 in sizes["size"].tolist()
+
+
+def test_nucleation_constants_default_to_cu_only_for_cu(tmp_path, capsys):
+    traj = [gas(5), gas(6)]
+    for i, atoms in enumerate(traj):
+        atoms.set_chemical_symbols(["Ag"] * len(atoms))
+        atoms.info["temperature"] = 1000.0 + 20 * i
+    tpath = tmp_path / "ag.extxyz"
+    write(tpath, traj)
+    base = ["nucleation", str(tpath), "--reference", str(tpath), "-q", *SMALL]
+    code, _, err = run(base, capsys)
+    line = one_line_error(code, err)
+    assert "ag.extxyz" in line and "Ag" in line and "--t-melt (K)" in line
+    assert "--density (g/cm^3), --number-density (atoms/Å^3) or --v-atom (Å^3)" in line
+    consts = ["--t-melt", "1235", "--latent-heat", "11.3", "--gamma-min", "0.1",
+              "--gamma-max", "0.2"]
+    code, _, err = run([*base, *consts], capsys)
+    assert "--density" in one_line_error(code, err)
+    code, text, _ = run([*base, *consts, "--density", "10.49"], capsys)
+    assert code == 0
+    from ase.data import atomic_masses, atomic_numbers
+
+    from quests_core.analysis import cnt
+
+    v = atomic_masses[atomic_numbers["Ag"]] / (10.49 * cnt.AVOGADRO) * 1e24
+    r = cnt.cnt_critical_radius(1010.0, 0.1, t_melt=1235.0, latent_heat=11.3, v_atom=v)
+    assert f"V_atom = {v:.4g} Å^3/atom" in text and f"r* = {r:.4g}-" in text
+    # the fit weights reach the fit (two frames of a gas have too few cluster sizes)
+    code, _, err = run([*base, *consts, "--v-atom", "17.1", "--fit", "--weights", "none"],
+                       capsys)
+    assert "at least 4 distinct cluster sizes" in one_line_error(code, err)
+    with pytest.raises(SystemExit):
+        commands.main([*base, "--v-atom", "17", "--density", "10"])
+    capsys.readouterr()
 
 
 def test_nucleation_missing_reference_file_and_bad_frames(tmp_path, capsys):
@@ -314,9 +351,31 @@ def test_phase_entropy_prints_bandwidths(tmp_path, capsys):
     assert code == 0
     h = float(qc.bandwidth_from_volume(3.615**3 / 4))
     assert f"h = {h:.5f}" in text
-    assert "S_B - S_A = " in text
+    assert "H_B - H_A = " in text and "bandwidth mode pooled" in text
+    assert "at one bandwidth" in text and "not a melting entropy" not in text
+    assert "an entropy drop along a trajectory is not one" in text
     code, _, err = run(["phase-entropy", str(a), str(b), "--max-envs", "1", *SMALL], capsys)
     one_line_error(code, err)
+
+
+def test_phase_entropy_default_is_one_pooled_bandwidth(tmp_path, capsys):
+    a, b = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    dense = crystal(1, 0.02)
+    loose = bulk("Cu", "fcc", a=3.8, cubic=True).repeat((2, 2, 2))
+    loose.rattle(stdev=0.2, seed=2)
+    write(a, [dense])
+    write(b, [loose])
+    code, text, _ = run(["phase-entropy", str(a), str(b), *SMALL], capsys)
+    assert code == 0
+    h = float(qc.bandwidth_from_volume((3.615**3 + 3.8**3) / 8))  # 32 atoms each
+    assert text.count(f"h = {h:.5f}") == 3 and "bandwidth mode pooled" in text  # A, B, note
+    xa = qc.descriptors([dense], k=12, cutoff=4.0)
+    xb = qc.descriptors([loose], k=12, cutoff=4.0)
+    delta = float(qc.entropy(xb, h)) - float(qc.entropy(xa, h))
+    assert f"H_B - H_A = {delta:.4f} k_B/atom" in text
+    code, text, _ = run(["phase-entropy", str(a), str(b), "--mode", "each", *SMALL], capsys)
+    assert code == 0 and "bandwidth mode each" in text and "not the paper's" in text
+    assert f"h = {float(qc.bandwidth_from_volume(3.8**3 / 4)):.5f}" in text
 
 
 def test_register_adds_all_subcommands():

@@ -202,15 +202,18 @@ def cnt_constants(
         For an element other than Cu when a value is missing (the message
         names what to give), or for a value that is not positive.
     """
-    volume = atomic_volume(element, v_atom=v_atom, density=density,
-                           number_density=number_density)
     missing = [name for name, value in (("melting temperature (K)", t_melt),
                                         ("latent heat (kJ/mol)", latent_heat),
                                         ("interfacial energy range (J/m^2)", gamma_range))
                if value is None]
+    if v_atom is None and density is None and number_density is None:
+        missing.append("density (g/cm^3), the number density (atoms/Å^3) or the volume per "
+                       "atom (Å^3)")
     if missing and element != "Cu":
         raise QuestsError(f"no CNT constants for {element or 'this trajectory'} (the defaults "
                           f"are Cu's): give the {', the '.join(missing)}")
+    volume = atomic_volume(element, v_atom=v_atom, density=density,
+                           number_density=number_density)
     t_m = _positive(CU_T_MELT if t_melt is None else t_melt, "melting temperature (K)")
     lat = _positive(CU_LATENT_HEAT if latent_heat is None else latent_heat,
                     "latent heat (kJ/mol)")

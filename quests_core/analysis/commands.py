@@ -166,15 +166,47 @@ def _frames_selection(text: str | None, n: int) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
+def _cnt_constants(args: argparse.Namespace, species: Sequence[str], source: str):
+    """The CNT constants of the options; the paper's Cu values only for a Cu trajectory."""
+    from quests_core.analysis import cnt
+
+    element = species[0] if len(species) == 1 else None
+    gamma = None
+    if args.gamma_min is not None or args.gamma_max is not None:
+        if args.gamma_min is None or args.gamma_max is None:
+            raise QuestsError("give both --gamma-min and --gamma-max (J/m^2)")
+        gamma = (args.gamma_min, args.gamma_max)
+    try:
+        return cnt.cnt_constants(
+            element, t_melt=args.t_melt, latent_heat=args.latent_heat, gamma_range=gamma,
+            v_atom=args.v_atom, density=args.density, number_density=args.number_density,
+        )
+    except QuestsError as exc:
+        hint = (str(exc).replace("the density (g/cm^3)", "--density (g/cm^3)")
+                .replace("the number density (atoms/Å^3)", "--number-density (atoms/Å^3)")
+                .replace("the volume per atom (Å^3)", "--v-atom (Å^3)")
+                .replace("the melting temperature (K)", "--t-melt (K)")
+                .replace("the latent heat (kJ/mol)", "--latent-heat (kJ/mol)")
+                .replace("the interfacial energy range (J/m^2)", "--gamma-min/--gamma-max (J/m^2)"))
+        raise QuestsError(hint, source=source) from None
+
+
 def _nucleation(args: argparse.Namespace) -> int:
-    """Largest solid-like cluster per frame, size distribution, CNT band and fit."""
-    from quests_core.analysis import nucleation as nuc
+    """Largest solid-like cluster per frame, size distribution, CNT band and fit.
+
+    The frames chosen by --frames are pooled: their size distribution, one
+    critical-size band at their mean temperature (mean undercooling) and the
+    CNT fit at that temperature.
+    """
+    from quests_core.analysis import clusters as cl
+    from quests_core.analysis import cnt
 
     if not args.reference:
         raise QuestsError("missing reference: give --reference SOLID")
-    ref = _reference_descriptors(args.reference, args.reference_index, args)
     # stream the trajectory: one frame in memory at a time
     traj = _load(args.trajectory, args.index, lazy=True)
+    constants = _cnt_constants(args, traj.species, args.trajectory)
+    ref = _reference_descriptors(args.reference, args.reference_index, args)
     frames = traj.iter_structures()
     if not args.quiet:
         from tqdm.auto import tqdm
@@ -185,54 +217,61 @@ def _nucleation(args: argparse.Namespace) -> int:
 
     for atoms in frames:
         try:
-            dh = nuc.solid_like_delta_entropy(
+            dh = cl.solid_like_delta_entropy(
                 [atoms], ref, k=args.k, cutoff=args.cutoff, h=args.bandwidth,
                 n_threads=args.threads,
             )[0]
         except QuestsError as exc:  # name the file and frame of the structure
             raise locate_error(exc, [atoms]) from None
         clusters.append(
-            nuc.atoms_clusters(
+            cl.atoms_clusters(
                 atoms, dh <= args.threshold, cutoff=args.cluster_cutoff, method=args.clusters
             )
         )
         dhs.append(dh)
-    res = nuc.TrajectoryClusters.from_clusters(clusters)
+    res = cl.TrajectoryClusters.from_clusters(clusters)
     table = traj.frames[["structure", "frame", "time", "temperature", "n_atoms"]].copy()
     table["n_solid"] = res.n_solid
     table["largest_cluster"] = res.largest
     table["mean_dH"] = [float(np.mean(d)) for d in dhs]
-    temps = table["temperature"].to_numpy(float)
-    gamma = (args.gamma_min, args.gamma_max)
-    band = nuc.critical_size_band(
-        np.where(np.isfinite(temps), temps, np.nan),
-        gamma,
-        t_melt=args.t_melt,
-        latent_heat=args.latent_heat,
-        v_atom=args.v_atom,
-    )
-    table["critical_n_min"] = np.where(np.isfinite(temps), band.n_min, np.nan)
-    table["critical_n_max"] = np.where(np.isfinite(temps), band.n_max, np.nan)
     _show_table(table, args.output)
 
     chosen = _frames_selection(args.frames, len(traj))
-    dist = nuc.cluster_size_distribution(res.clusters, chosen)
+    dist = cl.cluster_size_distribution(res.clusters, chosen)
     dist_df = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
     print(f"\ncluster sizes over {dist.n_frames} frames ({args.clusters} components):")
     _show_table(dist_df, args.distribution)
 
+    temps = table["temperature"].to_numpy(float)
+    if not np.all(np.isfinite(temps[chosen])):
+        if args.fit:
+            raise QuestsError("the CNT fit needs the temperature of every chosen frame",
+                              source=args.trajectory)
+        _say("no temperature for every pooled frame: no critical-size band")
+        return _nucleation_extxyz(args, traj, dhs, res)
+    t_pool = cnt.pooled_temperature(temps, chosen)
+    band = cnt.pooled_critical_band(temps, constants.gamma_range, chosen, **constants.kwargs())
+    print(
+        f"\nCNT critical size at the mean temperature of the {len(chosen)} pooled frames, "
+        f"T = {t_pool:.1f} K (T_m = {constants.t_melt:g} K, V_atom = {constants.v_atom:.4g} "
+        f"Å^3/atom, gamma_SL = {constants.gamma_range[0]:g}-{constants.gamma_range[1]:g} J/m^2): "
+        f"n* = {band.n_min[0]:.4g}-{band.n_max[0]:.4g} atoms, "
+        f"r* = {band.r_min[0]:.4g}-{band.r_max[0]:.4g} Å"
+    )
     if args.fit:
-        t_sel = temps[chosen]
-        if not np.all(np.isfinite(t_sel)):
-            raise QuestsError("the CNT fit needs the temperature of every chosen frame")
-        t_fit = float(np.mean(t_sel))
-        fit = nuc.fit_cnt_distribution(dist.sizes, dist.counts, t_fit, v_atom=args.v_atom)
+        fit = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool,
+                                       v_atom=constants.v_atom, weights=args.weights)
         print(
-            f"\nCNT fit at T = {t_fit:.1f} K: N0 = {fit.n0:.4g} ± {fit.n0_err:.2g}, "
+            f"\nCNT fit at T = {t_pool:.1f} K ({fit.weights} weights): "
+            f"N0 = {fit.n0:.4g} ± {fit.n0_err:.2g}, "
             f"dg_SL = {fit.dg_sl:.4g} ± {fit.dg_sl_err:.2g} eV/Å^3 "
             f"({fit.dg_sl_per_atom:.4g} eV/atom), "
             f"gamma_SL = {fit.gamma_sl_j_m2:.4g} ± {fit.gamma_sl_err_j_m2:.2g} J/m^2"
         )
+    return _nucleation_extxyz(args, traj, dhs, res)
+
+
+def _nucleation_extxyz(args: argparse.Namespace, traj, dhs: list, res) -> int:
     if args.extxyz:
         dh_all = np.concatenate(dhs) if dhs else np.zeros(0)
         _write_extxyz(args.extxyz, traj.iter_structures(), {"dH": dh_all, "cluster": res.labels()})
@@ -240,7 +279,8 @@ def _nucleation(args: argparse.Namespace) -> int:
 
 
 def _add_nucleation(sub) -> None:
-    from quests_core.analysis import nucleation as nuc
+    from quests_core.analysis import clusters as cl
+    from quests_core.analysis import cnt
 
     p = sub.add_parser(
         "nucleation",
@@ -255,17 +295,32 @@ def _add_nucleation(sub) -> None:
     g = p.add_argument_group("clusters")
     g.add_argument("--threshold", type=float, default=0.0, help="solid-like if dH <= this (0)")
     g.add_argument(
-        "--cluster-cutoff", type=float, default=nuc.DEFAULT_CLUSTER_CUTOFF, help="edge in Å (3.0)"
+        "--cluster-cutoff", type=float, default=cl.DEFAULT_CLUSTER_CUTOFF, help="edge in Å (3.0)"
     )
-    g.add_argument("--clusters", choices=nuc.CLUSTER_METHODS, default="connected")
-    g.add_argument("--frames", default=None, help="frames pooled in the size distribution")
-    c = p.add_argument_group("classical nucleation theory")
-    c.add_argument("--t-melt", type=float, default=nuc.CU_T_MELT, help="K (1323)")
-    c.add_argument("--latent-heat", type=float, default=nuc.CU_LATENT_HEAT, help="kJ/mol")
-    c.add_argument("--v-atom", type=float, default=nuc.CU_V_ATOM, help="Å^3/atom")
-    c.add_argument("--gamma-min", type=float, default=nuc.CU_GAMMA_SL_RANGE[0], help="J/m^2")
-    c.add_argument("--gamma-max", type=float, default=nuc.CU_GAMMA_SL_RANGE[1], help="J/m^2")
+    g.add_argument("--clusters", choices=cl.CLUSTER_METHODS, default="connected")
+    g.add_argument("--frames", default=None,
+                   help="frames pooled in the size distribution, band and fit (default: all)")
+    c = p.add_argument_group(
+        "classical nucleation theory",
+        "material constants; the defaults are the paper's Cu EAM values and apply only to a "
+        "Cu trajectory: give them for any other",
+    )
+    c.add_argument("--t-melt", type=float, help=f"melting temperature, K (Cu: {cnt.CU_T_MELT:g})")
+    c.add_argument("--latent-heat", type=float,
+                   help=f"latent heat of melting, kJ/mol (Cu: {cnt.CU_LATENT_HEAT:g})")
+    vol = c.add_mutually_exclusive_group()
+    vol.add_argument("--v-atom", type=float,
+                     help=f"volume per atom of the solid, Å^3/atom (Cu: {cnt.CU_V_ATOM:g})")
+    vol.add_argument("--density", type=float, help="mass density of the solid, g/cm^3")
+    vol.add_argument("--number-density", type=float, help="atoms per Å^3 of the solid")
+    c.add_argument("--gamma-min", type=float,
+                   help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[0]:g})")
+    c.add_argument("--gamma-max", type=float,
+                   help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[1]:g})")
     c.add_argument("--fit", action="store_true", help="fit the size distribution to CNT")
+    c.add_argument("--weights", choices=cnt.FIT_WEIGHTS, default=cnt.FIT_WEIGHTS[0],
+                   help="CNT fit: poisson (count-weighted least squares on log N, the "
+                        "maximum-likelihood approximation; default) or none (unweighted)")
     o = p.add_argument_group("output")
     o.add_argument("-o", "--output", help="per-frame table (.csv or .parquet)")
     o.add_argument("--distribution", help="cluster-size distribution (.csv or .parquet)")
@@ -511,7 +566,14 @@ def _add_uq(sub) -> None:
 
 
 def _phase_entropy(args: argparse.Namespace) -> int:
-    """Entropy difference S_B - S_A (k_B/atom) at the volume-rule bandwidth."""
+    """Information-entropy difference H_B - H_A (k_B/atom) between two sets of structures.
+
+    By default both sets are compared at one bandwidth, the volume rule of the
+    mean volume per atom of both pooled (the paper's convention); --bandwidth
+    fixes it, --mode each gives each set the bandwidth of its own volume. The
+    number is a melting entropy only for the coexisting solid and liquid at
+    the melting point; an entropy drop along a trajectory is not one.
+    """
     from quests_core.analysis import thermo
 
     a = _load(args.phase_a, args.index_a)
@@ -537,22 +599,24 @@ def _phase_entropy(args: argparse.Namespace) -> int:
         f"H = {res.entropy_a:.4f} k_B/atom\n"
         f"B: {args.phase_b}  V = {res.volume_b:.4g} Å^3/atom  h = {res.h_b:.5f} 1/Å  "
         f"H = {res.entropy_b:.4f} k_B/atom\n"
-        f"S_B - S_A = {res.delta:.4f} k_B/atom ({res.delta_j_per_mol_k:.3f} J/(mol K)), "
-        f"{res.n_envs} environments per phase, bandwidth mode {res.mode}"
+        f"H_B - H_A = {res.delta:.4f} k_B/atom ({res.delta_j_per_mol_k:.3f} J/(mol K)), "
+        f"{res.n_envs} environments per set, bandwidth mode {res.mode}\n"
+        f"{res.describe()}"
     )
     return 0
 
 
 def _add_phase_entropy(sub) -> None:
     from quests_core.analysis import thermo
+    from quests_core.settings import DEFAULTS
 
     p = sub.add_parser(
         "phase-entropy",
-        help="entropy difference between two phases at the volume-rule bandwidth",
+        help="entropy difference between two sets of structures at one bandwidth",
         description=_phase_entropy.__doc__,
     )
-    p.add_argument("phase_a", help="structures of phase A (e.g. the solid)")
-    p.add_argument("phase_b", help="structures of phase B (e.g. the liquid)")
+    p.add_argument("phase_a", help="structures of set A (e.g. the solid)")
+    p.add_argument("phase_b", help="structures of set B (e.g. the liquid)")
     p.add_argument("--index-a", default=":", help="frames of A")
     p.add_argument("--index-b", default=":", help="frames of B")
     p.add_argument("--volume-a", type=float, help="Å^3/atom of A (default: from the cells)")
@@ -560,12 +624,13 @@ def _add_phase_entropy(sub) -> None:
     p.add_argument(
         "--mode",
         choices=thermo.BANDWIDTH_MODES,
-        default="each",
-        help="bandwidth from each phase's volume or from their mean",
+        default=thermo.BANDWIDTH_MODES[0],
+        help="pooled: one bandwidth from the mean volume per atom of A and B pooled "
+             "(default, the paper's); each: a bandwidth per set from its own volume",
     )
-    p.add_argument("--bandwidth", type=float, help="fixed bandwidth instead of the volume rule")
-    p.add_argument("--max-envs", type=int, default=20_000, help="environments per phase")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsampling")
+    p.add_argument("--bandwidth", type=float, help="one fixed bandwidth instead of the volume rule")
+    p.add_argument("--max-envs", type=int, default=20_000, help="environments per set")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the subsampling")
     _add_descriptor_options(p, bandwidth=False)
     p.set_defaults(func=_phase_entropy)
 
