@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validate import check_descriptors
-from .entropy import DEFAULT_BANDWIDTH, delta_entropy, entropy
+from .entropy import delta_entropy, entropy
+from .settings import DEFAULTS
 
 __all__ = [
     "DEFAULT_CONTROL_COLUMNS",
@@ -152,7 +153,7 @@ def _summary(t: np.ndarray, n: int, scalar: bool) -> tuple:
     return mean, err
 
 
-def sampled_entropy(x, h=DEFAULT_BANDWIDTH, m: int = DEFAULT_PILOT_SAMPLE, *, seed=0,
+def sampled_entropy(x, h=DEFAULTS.bandwidth, m: int = DEFAULT_PILOT_SAMPLE, *, seed=DEFAULTS.seed,
                     **kw) -> EntropyEstimate:
     """Estimate H from ``m`` rows drawn uniformly without replacement, each against all rows.
 
@@ -201,7 +202,7 @@ def _control_terms(x, cols, h, **kw) -> np.ndarray:
 
 def frame_entropy(
     x,
-    h=DEFAULT_BANDWIDTH,
+    h=DEFAULTS.bandwidth,
     *,
     exact: bool = False,
     threshold: int | None = None,
@@ -209,7 +210,7 @@ def frame_entropy(
     pilot: int = DEFAULT_PILOT_SAMPLE,
     max_sample: int = DEFAULT_MAX_SAMPLE,
     control: int = DEFAULT_CONTROL_COLUMNS,
-    seed=0,
+    seed=DEFAULTS.seed,
     progress: Callable[[int, int], None] | None = None,
     **kw,
 ) -> EntropyEstimate:
@@ -308,7 +309,7 @@ def frame_entropy(
     return EntropyEstimate(mean, err, n, m, m >= n)
 
 
-def measure_pair_rate(x, h=DEFAULT_BANDWIDTH, rows: int = 1024, **kw) -> float:
+def measure_pair_rate(x, h=DEFAULTS.bandwidth, rows: int = 1024, **kw) -> float:
     """Kernel pairs per second of ``rows`` rows of ``x`` against all of ``x`` (a calibration)."""
     x = check_descriptors(x)
     rows = max(1, min(int(rows), x.shape[0]))

@@ -10,24 +10,18 @@ Submodules (pure functions on numpy arrays and lists of :class:`ase.Atoms`):
 - :mod:`quests_core.analysis.commands`: the CLI subcommands
 
 This module only holds small checks shared by the submodules; import the
-submodules themselves for the analyses.
+submodules themselves for the analyses. ``check_descriptors`` is the one of
+:mod:`quests_core._validate` (re-exported here).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from quests_core._validate import check_descriptors
 from quests_core.errors import QuestsError
 
-
-def check_descriptors(x: np.ndarray, name: str) -> np.ndarray:
-    """Return ``x`` as a 2-D descriptor array or raise a one-line QuestsError."""
-    arr = np.asarray(x)
-    if arr.ndim != 2:
-        raise QuestsError(f"{name}: descriptors must be a 2-D array, got shape {arr.shape}")
-    if len(arr) == 0:
-        raise QuestsError(f"{name}: no environments (empty selection)")
-    return arr
+__all__ = ["check_descriptors", "check_same_descriptor", "check_same_settings"]
 
 
 def check_same_descriptor(
