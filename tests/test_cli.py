@@ -161,6 +161,59 @@ def test_entropy_auto_bandwidth(env, capsys):
     assert row["bandwidth"] == pytest.approx(qc.bandwidth_from_volume(3.61**3 / 4))
 
 
+def test_auto_bandwidth_is_the_atom_weighted_mean_volume(env, capsys):
+    """--bandwidth auto: h(V) of the total volume over the total atoms of the reference
+    (not the median of the frames' volumes per atom), for entropy, dH and each overlap column."""
+    frames = [bulk("Cu", cubic=True) * (2, 2, 2), bulk("Cu", cubic=True) * (2, 2, 2)]
+    frames += [bulk("Cu", cubic=True) * (3, 3, 3)]
+    for i, atoms in enumerate(frames):
+        atoms.set_cell(atoms.cell * (1.0 + 0.04 * i), scale_atoms=True)
+        atoms.rattle(0.02, seed=i)
+    write(env / "mixed.extxyz", frames)
+    volumes = np.array([a.get_volume() / len(a) for a in frames])
+    counts = np.array([len(a) for a in frames])
+    h_mean = qc.bandwidth_from_volume(np.sum(volumes * counts) / counts.sum())
+    assert abs(h_mean - qc.bandwidth_from_volume(np.median(volumes))) > 1e-4  # the rules differ
+    h_solid = qc.bandwidth_from_volume(3.61**3 / 4)
+    auto = [*OPTS, "--bandwidth", "auto"]
+
+    rc, _, err = run(["entropy", env / "mixed.extxyz", *auto, "-o", env / "e.json"], capsys)
+    assert rc == 0, err
+    row = json.loads((env / "e.json").read_text())["rows"][0]
+    assert row["bandwidth"] == pytest.approx(h_mean, rel=1e-12)
+    x = desc(env / "mixed.extxyz")
+    assert row["H"] == pytest.approx(qc.entropy(x, h_mean), rel=1e-10)
+
+    rc, _, err = run(
+        ["dh", env / "solid.extxyz", "-r", env / "mixed.extxyz", *auto, "-o", env / "d.json"],
+        capsys,
+    )
+    assert rc == 0, err
+    summary = json.loads((env / "d.json").read_text())["summary"]
+    assert summary["bandwidth"] == pytest.approx(h_mean, rel=1e-12)
+
+    rc, _, err = run(
+        ["overlap", env / "solid.extxyz", env / "mixed.extxyz", *auto, "-o", env / "o.csv"],
+        capsys,
+    )
+    assert rc == 0, err
+    m = pd.read_csv(env / "o.csv", index_col=0)
+    y = desc(env / "solid.extxyz")
+    # column j uses the h of reference j
+    assert m.loc["solid.extxyz", "mixed.extxyz"] == pytest.approx(qc.overlap(y, x, h_mean))
+    assert m.loc["mixed.extxyz", "solid.extxyz"] == pytest.approx(qc.overlap(x, y, h_solid))
+
+
+def test_auto_bandwidth_needs_a_cell(env, capsys):
+    write(env / "molecule.extxyz", Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]))
+    rc, _, err = run(["entropy", env / "molecule.extxyz", *OPTS, "--bandwidth", "auto"], capsys)
+    assert rc == 1
+    assert err.strip().splitlines()[-1] == (
+        "error: molecule: --bandwidth auto: the volume rule needs periodic cells "
+        "(no volume per atom)"
+    )
+
+
 def test_dh_exact_approx_and_extxyz(env, capsys):
     rc, out, err = run(
         [
@@ -424,6 +477,12 @@ def test_trajectory(env, capsys):
     dh = [qc.delta_entropy(f, frames[0], 0.05) for f in frames]
     np.testing.assert_allclose(table["mean_dH"], [d.mean() for d in dh], rtol=1e-10)
     np.testing.assert_allclose(table["frac_novel"], [np.mean(d > 0) for d in dh])
+    np.testing.assert_allclose(table["max_dH"], [d.max() for d in dh], rtol=1e-10)
+    assert list(table.columns) == [
+        "structure", "source", "frame", "time", "n_atoms", "temperature",
+        "H", "H_stderr", "mean_dH", "frac_novel", "max_dH",
+    ]
+    np.testing.assert_array_equal(table["H_stderr"], 0.0)  # 32-atom frames: exact H
     assert table["frac_novel"].iloc[0] == 0.0
     np.testing.assert_allclose(table["time"], [0.0, 0.1, 0.2, 0.0, 0.1])
 
@@ -548,6 +607,11 @@ def test_usage_errors(env, capsys):
     assert rc == 1 and "index" in err
     rc, _, err = run(["dh", env / "solid.extxyz", *OPTS], capsys)
     assert rc == 2 and "--reference" in err
+    # values argparse accepts but Settings rejects: one line, exit status 1, before any work
+    rc, _, err = run(["entropy", env / "solid.extxyz", *OPTS, "--cutoff", "1e6"], capsys)
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("error: cutoff must be between")
+    rc, _, err = run(["entropy", env / "solid.extxyz", *OPTS, "--species", "Cu,Qq"], capsys)
+    assert rc == 1 and err == "error: species: 'Qq' is not an element symbol\n"
 
 
 def test_type_map_option(env, capsys):

@@ -1,0 +1,222 @@
+"""The loading service of the command line: descriptors of input files, as batches.
+
+Holds :func:`load_files` (every file streamed through
+:func:`quests_core.cache.file_descriptors`, read from or written to the
+descriptor cache, with ``--skip-bad``), the records it returns (:class:`Loaded`
+per file, :class:`Batch` per call), and the two views the commands take of a
+batch: :func:`combined` (one dataset and one descriptor array) and
+:func:`groups` (one set per file or per value of a per-frame column).
+
+Invariants
+----------
+- An error about a structure names its file and frame
+  (:func:`quests_core.io.locate_error`); without ``--skip-bad`` the first bad
+  file stops the batch, with it the file is listed in ``Batch.skipped``.
+- A batch has at least one file, else :class:`QuestsError` ("no usable ...").
+- Memory: the descriptors of every file of the batch (a file is streamed in
+  blocks of ``--chunk-atoms`` atoms while it is computed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quests_core.errors import QuestsError
+from quests_core.settings import Settings
+
+from .parser import settings_from_args, species_list
+from .progress import progress_bar
+
+
+@dataclass
+class Loaded:
+    """Descriptors and per-frame table of one input file."""
+
+    path: str
+    dataset: Any
+    x: np.ndarray
+    from_cache: bool
+    seconds: float
+    key: str | None = None
+
+
+@dataclass
+class Batch:
+    """The files of a batch that loaded, and the ones skipped with ``--skip-bad``."""
+
+    items: list[Loaded]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def descriptor_cache(args: argparse.Namespace):
+    """The cache of ``--cache-dir`` (None with ``--no-cache``)."""
+    if getattr(args, "no_cache", False):
+        return None
+    from quests_core.cache import DescriptorCache
+
+    return DescriptorCache(args.cache_dir)
+
+
+def _located(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """``compute`` whose errors about a structure name its file and frame."""
+    from quests_core.io import locate_error
+
+    def run(structures, **kwargs):
+        try:
+            return compute(structures, **kwargs)
+        except QuestsError as exc:
+            raise locate_error(exc, structures) from None
+
+    return run
+
+
+def load_files(
+    paths: Sequence[str],
+    args: argparse.Namespace,
+    role: str = "input",
+    index: str | None = None,
+    settings: Settings | None = None,
+) -> Batch:
+    """Descriptors of every file (streamed, cached), honouring ``--skip-bad``.
+
+    Parameters
+    ----------
+    paths : list of str
+        The files.
+    args : argparse.Namespace
+        Parsed common options (input, cache and progress options).
+    role : str
+        What the files are, for the "no usable files" error.
+    index : str, optional
+        Overrides ``--index`` (used for reference files).
+    settings : Settings, optional
+        The command's settings (default: :func:`settings_from_args` of ``args``).
+
+    Raises
+    ------
+    QuestsError
+        For the first bad file without ``--skip-bad``, or when no file is usable.
+    """
+    import quests_core as qc
+    from quests_core.cache import file_descriptors
+    from quests_core.io import locate_error
+
+    settings = settings_from_args(args) if settings is None else settings
+    cache = descriptor_cache(args)
+    compute = _located(functools.partial(qc.descriptors, n_threads=settings.threads))
+    batch = Batch([])
+    for path in paths:
+        bar = progress_bar(args, desc=f"{Path(path).name}", unit=" atoms", unit_scale=True)
+        start = time.perf_counter()
+
+        def progress(frames: int, atoms: int, bar=bar) -> None:
+            bar.set_postfix_str(f"{frames} frames", refresh=False)
+            bar.update(atoms - bar.n)
+
+        try:
+            res = file_descriptors(
+                path,
+                index=args.index if index is None else index,
+                format=args.format,
+                type_map=args.type_map,
+                k=settings.k,
+                cutoff=settings.cutoff,
+                species=species_list(settings),
+                compute=compute,
+                cache=cache,
+                chunk_atoms=settings.chunk_atoms,
+                time_step=args.time_step,
+                progress=progress,
+            )
+        except QuestsError as exc:
+            if exc.index is not None:  # about a structure of this file: name the file
+                exc = locate_error(exc, source=path)
+            if not args.skip_bad:
+                raise exc from None
+            batch.skipped.append((path, str(exc)))
+            continue
+        finally:
+            bar.close()
+        batch.items.append(
+            Loaded(
+                path,
+                res.dataset,
+                res.descriptors,
+                res.from_cache,
+                time.perf_counter() - start,
+                res.key,
+            )
+        )
+    if not batch.items:
+        raise QuestsError(f"no usable {role} files ({len(batch.skipped)} skipped)")
+    return batch
+
+
+def combined(items: Sequence[Loaded]) -> tuple[Any, np.ndarray]:
+    """One dataset and one descriptor array of the loaded files, in order."""
+    from quests_core.dataset import concat
+
+    if len(items) == 1:
+        return items[0].dataset, np.asarray(items[0].x)
+    return concat([it.dataset for it in items]), np.concatenate([it.x for it in items])
+
+
+def groups(batch: Batch, by: str | None) -> list[tuple[str, Any, np.ndarray]]:
+    """``(name, dataset, descriptors)`` per file, or per value of the column ``by``.
+
+    Files are named by their base name, or by their path when two base names clash;
+    names are unique (a name given twice gets `` (2)``, ...).
+    """
+    if by is None:
+        names = [Path(it.path).name for it in batch.items]
+        if len(set(names)) < len(names):
+            names = [it.path for it in batch.items]
+        sets = [(it.dataset, np.asarray(it.x)) for it in batch.items]
+    else:
+        dataset, x = combined(batch.items)
+        if by not in dataset.frames:
+            raise QuestsError(
+                f"no per-frame column {by!r} (have {', '.join(dataset.frames.columns)})"
+            )
+        per_atom = dataset.frames[by].to_numpy()[dataset.atom_structure_index()]
+        names, sets = [], []
+        for value, part in dataset.split_by(by).items():
+            mask = per_atom == value if not pd.isna(value) else pd.isna(per_atom)
+            names.append(str(value))
+            sets.append((part, x[mask]))
+    return [(name, ds, x) for name, (ds, x) in zip(_unique(names), sets, strict=True)]
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    """``names`` with repeats renamed ``name (2)``, ``name (3)``, ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def source_column(dataset: Any) -> np.ndarray:
+    """The source file of every atom of ``dataset``."""
+    return dataset.frames["source"].to_numpy()[dataset.atom_structure_index()]
+
+
+def load_reference(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[Batch, Any, np.ndarray]:
+    """The ``--reference`` files (frames ``--reference-index``): batch, dataset, descriptors."""
+    batch = load_files(
+        args.reference, args, role="reference", index=args.reference_index, settings=settings
+    )
+    dataset, x = combined(batch.items)
+    return batch, dataset, x

@@ -1,0 +1,64 @@
+"""``quests-dashboard overlap FILE... [--by COLUMN]``: the overlap matrix.
+
+Row i, column j: the fraction of the environments of group i with
+dH(i | j) <= 0, computed by :func:`quests_core.overlaps.overlap_matrix` with
+the h of each column (reference) group (one h for all with a fixed bandwidth,
+the volume rule of each group with ``--bandwidth auto``). The progress bar
+counts kernel pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from .loading import groups, load_files
+from .output import RESULT_SUFFIXES, finish
+from .parser import bandwidth, prepare
+from .progress import kernel_bar
+
+NAME = "overlap"
+
+
+def add_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser(
+        NAME,
+        parents=[common],
+        help="overlap matrix of files or labels",
+        description="Overlap (fraction of row environments with dH <= 0 "
+        "against the column) for every ordered pair of files or of "
+        "values of --by.",
+    )
+    p.add_argument("files", nargs="+", help="structure files")
+    p.add_argument("--by", default=None, help="group by a per-frame column instead of by file")
+    p.set_defaults(func=run, outputs=RESULT_SUFFIXES)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``overlap FILE... [--by COLUMN]``"""
+    from quests_core.overlaps import overlap_matrix
+
+    settings, _ = prepare(args)
+    batch = load_files(args.files, args, settings=settings)
+    sets = groups(batch, args.by)
+    names = [name for name, _, _ in sets]
+    if settings.bandwidth_rule == "fixed":
+        h = settings.bandwidth
+    else:
+        h = {name: bandwidth(settings, dataset) for name, dataset, _ in sets}
+    with kernel_bar(args, "overlap", unit=" pairs", unit_scale=True) as progress:
+        result = overlap_matrix(
+            {name: x for name, _, x in sets}, h, progress=progress, **settings.kernel_kwargs()
+        )
+    matrix = result.matrix
+    table = pd.DataFrame(matrix, index=pd.Index(names, name="test/reference"), columns=names)
+    summary = {
+        "groups": len(names),
+        "by": args.by or "file",
+        "labels": names,
+        "matrix": matrix.tolist(),
+        "meaning": "row i, column j: fraction of environments of i with dH(i | j) <= 0",
+    }
+    return finish(args, batch.skipped, summary, table, index=True)

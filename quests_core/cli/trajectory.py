@@ -1,0 +1,207 @@
+"""``quests-dashboard trajectory FILE [-r REF...]``: per-frame H and dH along a trajectory.
+
+Each frame goes through :func:`quests_core.trajectory.frame_statistics`: H of
+the frame (exact up to ``--exact-max-atoms`` atoms, else sampled with its
+standard error in ``H_stderr``; ``--exact-entropy`` forces exact H and first
+prints the expected time), and the mean dH, max dH and fraction of atoms with
+dH > 0 against the reference (default: the first selected frame). With
+``--bandwidth auto`` a frame's own H uses the volume rule of that frame and dH
+the reference's. ``--output``: ``.csv/.parquet/.json`` (per-frame table) or
+``.extxyz`` (frames with a per-atom dH array and the per-frame columns).
+
+Memory: the trajectory's descriptors, the reference's, and one frame's dH
+(all frames' dH only for an ``.extxyz`` output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import numpy as np
+
+from .loading import load_files, load_reference
+from .output import RESULT_SUFFIXES, STRUCTURE_SUFFIXES, export_structures, finish
+from .parser import (
+    add_reference_options,
+    add_seed,
+    bandwidth,
+    positive_float,
+    positive_int,
+    prepare,
+)
+from .progress import progress_bar, stage_bars
+
+NAME = "trajectory"
+
+#: per-frame columns of the table, after the frame's own columns
+STAT_COLUMNS = ("H", "H_stderr", "mean_dH", "frac_novel", "max_dH")
+FRAME_COLUMNS = ("structure", "source", "frame", "time", "n_atoms", "temperature")
+
+
+def add_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Register the subcommand."""
+    from quests_core.sampling import (
+        DEFAULT_MAX_SAMPLE,
+        DEFAULT_TARGET_STDERR,
+        EXACT_MAX_ATOMS,
+        EXACT_MAX_ATOMS_ENV,
+    )
+
+    p = sub.add_parser(
+        NAME,
+        parents=[common],
+        help="per-frame H and dH of a trajectory",
+        description="Per-frame entropy H, mean and max dH against a reference (default: "
+        "the first selected frame) and the fraction of atoms with "
+        "dH > 0. --output: .csv/.parquet/.json (per-frame table) or "
+        ".extxyz (frames with a per-atom dH array).",
+    )
+    p.add_argument("file", help="trajectory file")
+    add_reference_options(
+        p, required=False, help_text="reference files (default: the first frame)", of="trajectory"
+    )
+    g = p.add_argument_group(
+        "per-frame H",
+        "H costs n^2 kernel pairs per frame. Frames above --exact-max-atoms atoms get an "
+        "estimate from a random sample of atoms against all atoms of the frame, with its "
+        "standard error in the column H_stderr (0 for exact frames).",
+    )
+    g.add_argument(
+        "--exact-entropy",
+        action="store_true",
+        help="exact H for every frame, whatever its size (the expected time is printed first)",
+    )
+    g.add_argument(
+        "--exact-max-atoms",
+        type=positive_int,
+        default=None,
+        help=f"largest frame whose H is exact (default ${EXACT_MAX_ATOMS_ENV} or "
+        f"{EXACT_MAX_ATOMS})",
+    )
+    g.add_argument(
+        "--entropy-stderr",
+        type=positive_float,
+        default=DEFAULT_TARGET_STDERR,
+        help=f"standard error (nats) aimed at by sampled H, within {DEFAULT_MAX_SAMPLE} sampled "
+        f"atoms per frame (default {DEFAULT_TARGET_STDERR})",
+    )
+    add_seed(g, "seed of the sampled H")
+    p.set_defaults(func=run, outputs=(*RESULT_SUFFIXES, *STRUCTURE_SUFFIXES))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``trajectory FILE [--reference REF...]``"""
+    from quests_core.sampling import exact_max_atoms
+    from quests_core.trajectory import frame_statistics
+
+    settings, suffix = prepare(args)
+    traj = load_files([args.file], args, settings=settings)
+    dataset, x = traj.items[0].dataset, np.asarray(traj.items[0].x)
+    frames = dataset.frames
+    offsets = frames["atom_offset"].to_numpy()
+    counts = frames["n_atoms"].to_numpy()
+    skipped = list(traj.skipped)
+    if args.reference:
+        ref, ref_ds, ref_x = load_reference(args, settings)
+        skipped += ref.skipped
+        reference = ", ".join(it.path for it in ref.items)
+        h_ref = bandwidth(settings, ref_ds)
+    else:
+        ref_x = x[offsets[0] : offsets[0] + counts[0]]
+        reference = f"first frame (frame {int(frames['frame'].iat[0])})"
+        h_ref = _frame_bandwidth(settings, dataset, 0)
+    threshold = exact_max_atoms(args.exact_max_atoms)
+    if args.exact_entropy and (counts > threshold).any():
+        _print_expected_time(x, offsets, counts, h_ref, settings)
+    stats = []
+    per_atom = np.empty(len(x)) if suffix in STRUCTURE_SUFFIXES else None
+    bar = progress_bar(args, desc="frames", total=len(frames), unit="frame")
+    try:
+        for i, (start, n) in enumerate(zip(offsets, counts, strict=True)):
+            with stage_bars(args, f"frame {i}") as progress:
+                st, dh = frame_statistics(
+                    x[start : start + n],
+                    ref_x,
+                    h_ref,
+                    h_frame=_frame_bandwidth(settings, dataset, i),
+                    exact=args.exact_entropy,
+                    threshold=threshold,
+                    target_stderr=args.entropy_stderr,
+                    seed=(settings.seed, i),
+                    progress=progress,
+                    **settings.kernel_kwargs(),
+                )
+            stats.append(st)
+            if per_atom is not None:
+                per_atom[start : start + n] = dh
+            bar.update(1)
+    finally:
+        bar.close()
+    columns = {name: np.array([getattr(st, name) for st in stats]) for name in STAT_COLUMNS}
+    table = frames[list(FRAME_COLUMNS)].copy()
+    for name, values in columns.items():
+        table[name] = values
+    rows = np.array([st.H_rows for st in stats], dtype=np.int64)
+    summary = {
+        "frames": len(frames),
+        "reference": reference,
+        "bandwidth": h_ref,
+        "H_method": _h_method(rows, counts, threshold, args),
+        "H_first": float(columns["H"][0]),
+        "H_last": float(columns["H"][-1]),
+        "mean_dH_last": float(columns["mean_dH"][-1]),
+        "frac_novel_max": float(columns["frac_novel"].max()),
+    }
+    if per_atom is not None:
+        export_structures(dataset, args.output, columns=columns, arrays={"dH": per_atom})
+    return finish(args, skipped, summary, table)
+
+
+def _frame_bandwidth(settings, dataset: Any, i: int) -> float:
+    """h of frame ``i`` alone (the fixed h, or the volume rule of that frame)."""
+    if settings.bandwidth_rule == "fixed":
+        return settings.bandwidth
+    return bandwidth(settings, dataset.subset([i]))
+
+
+def _print_expected_time(x, offsets, counts, h: float, settings) -> None:
+    """The ``--exact-entropy`` line: kernel pairs of all frames' H and the expected time."""
+    from quests_core.sampling import measure_pair_rate
+
+    largest = int(np.argmax(counts))
+    xl = x[offsets[largest] : offsets[largest] + counts[largest]]
+    rate = measure_pair_rate(xl, h, rows=4096, **settings.kernel_kwargs())
+    pairs = float(np.sum(counts.astype(np.float64) ** 2))
+    print(
+        f"--exact-entropy: {pairs:.3g} kernel pairs for H of {len(counts)} frame(s) "
+        f"(n^2 per frame); expected {_duration(pairs / rate)} at the measured "
+        f"{rate:.3g} pairs/s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _h_method(rows: np.ndarray, counts: np.ndarray, threshold: int, args: Any) -> str:
+    """How H was computed, in words (the summary line ``H_method``)."""
+    sampled = rows < counts
+    if not sampled.any():
+        why = "--exact-entropy" if args.exact_entropy else f"every frame <= {threshold} atoms"
+        return f"exact for all {len(counts)} frame(s) ({why}); H_stderr = 0"
+    lo, hi = int(rows[sampled].min()), int(rows[sampled].max())
+    size = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return (
+        f"sampled for {int(sampled.sum())} of {len(counts)} frame(s) with > {threshold} atoms: "
+        f"{size} random atoms against all atoms of the frame (with a control variate), "
+        f"standard error in H_stderr (target {args.entropy_stderr:g} nats; "
+        "--exact-entropy for the exact value)"
+    )
