@@ -118,6 +118,10 @@ def test_pre_nucleation_frames():
     # one pooled critical size for every frame: frames 0-3 come before frame 4
     np.testing.assert_array_equal(cnt.pre_nucleation_frames(largest, 60.0), [0, 1, 2, 3])
     np.testing.assert_array_equal(cnt.pre_nucleation_frames(largest, 6.0), [0, 1, 2])
+    # a pooled value with the frames above the melting point marked inf
+    temps = np.array([1900.0, 800.0, 810.0, 790.0, 800.0, 805.0, 795.0])
+    crit = np.where(temps < cnt.CU_T_MELT, 60.0, inf)
+    np.testing.assert_array_equal(cnt.pre_nucleation_frames(largest, crit), [1, 2, 3])
     np.testing.assert_array_equal(cnt.pre_nucleation_frames(largest, np.full(7, inf)),
                                   np.arange(7))
     np.testing.assert_array_equal(cnt.pre_nucleation_frames(largest, inf), np.arange(7))
@@ -219,3 +223,36 @@ def test_cnt_fit_bad_input():
         cnt.fit_cnt_distribution([1, 2, 3, 4], [10, 5, 3, 1], 1000.0, v_atom=v, weights="sqrt")
     with pytest.raises(TypeError):  # no silent volume per atom
         cnt.fit_cnt_distribution([1, 2, 3, 4], [10, 5, 3, 1], 1000.0)
+
+
+def test_sample_quench_fit_weights_and_pooled_band():
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    quench_path, solid_path = sample / "cu_quench.extxyz", sample / "cu_solid_400K.extxyz"
+    if not (quench_path.exists() and solid_path.exists()):
+        pytest.skip("sample Cu quench / solid trajectories not generated yet")
+    from ase.io import read
+
+    import quests_core as qc
+    from quests_core.analysis import clusters
+
+    frames = read(quench_path, index=":")
+    reference = qc.descriptors(read(solid_path, index=":"))
+    res = clusters.trajectory_clusters(frames, clusters.solid_like_delta_entropy(frames, reference))
+    temps = np.array([f.info["temperature"] for f in frames])
+    per_frame = cnt.critical_size_band(temps, cnt.CU_GAMMA_SL_RANGE, **CU)
+    pre = cnt.pre_nucleation_frames(res.largest, per_frame.n_min)
+    assert pre.tolist() == list(range(1, 39))  # frame 0 is the melt at 1982 K
+    t_pool = cnt.pooled_temperature(temps, pre)
+    assert t_pool == pytest.approx(794.3, abs=0.05)
+    band = cnt.pooled_critical_band(temps, cnt.CU_GAMMA_SL_RANGE, pre, **CU)
+    assert band.n_min[0] == pytest.approx(61.3, abs=0.05)
+    assert per_frame.n_min[pre].min() < 0.85 * band.n_min[0] < band.n_min[0] * 1.2 < (
+        per_frame.n_min[pre].max())
+    dist = clusters.cluster_size_distribution(res.clusters, pre)
+    pois = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool, v_atom=cnt.CU_V_ATOM)
+    plain = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool, v_atom=cnt.CU_V_ATOM,
+                                     weights="none")
+    assert pois.gamma_sl_j_m2 == pytest.approx(0.166, abs=2e-3)
+    assert plain.gamma_sl_j_m2 == pytest.approx(0.121, abs=2e-3)

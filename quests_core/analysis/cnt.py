@@ -397,7 +397,9 @@ def pre_nucleation_frames(largest: np.ndarray, critical_min) -> np.ndarray:
         Largest cluster of each frame.
     critical_min : float or (n_frames,) array
         Lower critical size (atoms); one value for all frames (a pooled band)
-        or one per frame. ``inf`` marks a frame at or above the melting point.
+        or one per frame. ``inf`` marks a frame at or above the melting point:
+        with a pooled value pass ``np.where(temperature < t_melt, n_min, inf)``
+        so that frames of the melt above T_m are left out.
 
     Returns
     -------
