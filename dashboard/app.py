@@ -68,7 +68,7 @@ class DashboardApp:
         Directory the file picker lists (default: ``$QUESTS_DATA_DIR`` or
         ``sample_data``).
     job_mode : {"process", "thread"}
-        Where computations run (see :class:`dashboard.compute.ComputeJob`).
+        Where computations run (see :class:`dashboard.jobs.ComputeJob`).
     max_upload_mb : float
         Upload size cap.
     """

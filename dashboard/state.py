@@ -7,6 +7,7 @@ each other, so they can be unit-tested with a state filled by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +16,19 @@ import numpy as np
 import pandas as pd
 import param
 
+from quests_core.settings import DEFAULTS, Settings
+
 from .paths import is_lammps_file
 
 #: Roles a loaded file can play.
 ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
-#: Ways to choose the kernel bandwidth.
-BANDWIDTH_MODES: tuple[str, ...] = ("fixed", "volume rule")
+#: Ways to choose the kernel bandwidth (as the Data view names them) -> the
+#: ``bandwidth_rule`` of :class:`quests_core.settings.Settings`.
+BANDWIDTH_RULES: dict[str, str] = {"fixed": "fixed", "volume rule": "volume"}
+#: Ways to choose the kernel bandwidth, as the Data view names them.
+BANDWIDTH_MODES: tuple[str, ...] = tuple(BANDWIDTH_RULES)
+#: Solid-like cluster definitions of the nucleation analysis.
+CLUSTER_METHODS: tuple[str, ...] = ("connected", "biconnected")
 
 log = logging.getLogger("dashboard")
 
@@ -28,6 +36,11 @@ log = logging.getLogger("dashboard")
 @dataclass
 class FileSpec:
     """One file chosen in the Data view.
+
+    The dashboard's entry of a file: how to read it (``path``, ``index``,
+    ``type_map`` as the user typed it, ``timestep_fs``) plus what only the
+    dashboard needs (``name``, ``role``, ``label``). :meth:`core_spec` gives
+    the engine's :class:`quests_core.dataset.FileSpec` of the same frames.
 
     Attributes
     ----------
@@ -61,6 +74,16 @@ class FileSpec:
     index: str = ":"
     type_map: str = ""
     timestep_fs: float = 1.0
+
+    def core_spec(self):
+        """The engine's :class:`quests_core.dataset.FileSpec` of these frames (the type
+        map parsed)."""
+        from quests_core.dataset import FileSpec as CoreFileSpec
+        from quests_core.io import parse_type_map
+
+        type_map = parse_type_map(self.type_map or None) or {}
+        return CoreFileSpec(path=self.path, index=self.index or ":",
+                            type_map=tuple(sorted(type_map.items())))
 
     def same_input(self, other: FileSpec) -> bool:
         """Whether ``other`` reads the same frames of the same file in the same role."""
@@ -242,46 +265,140 @@ def _check_spec(spec: FileSpec) -> None:
                           f"got {spec.timestep_fs!r}")
 
 
-class ComputeSettings(param.Parameterized):
-    """Descriptor and entropy settings chosen in the Data view."""
+@dataclass(frozen=True)
+class DashboardOptions:
+    """The dashboard's own options, beyond the descriptor and kernel settings.
 
-    k = param.Integer(default=32, bounds=(2, 128), doc="Neighbours per environment.")
-    cutoff = param.Number(default=5.0, bounds=(1.0, 20.0), doc="Cutoff radius (Å).")
+    Frozen and picklable: sent to the worker process with a job.
+
+    Attributes
+    ----------
+    learning_max_n : int
+        Largest subset size N of the learning curves (environments).
+    learning_repeats : int
+        Repeats per learning-curve size.
+    overlap_max_n : int
+        Environments sampled per group for the overlap matrix.
+    cluster_method : str
+        Solid-like cluster definition of the nucleation analysis
+        (:data:`CLUSTER_METHODS`).
+    exact_entropy : bool
+        Exact per-frame H whatever the frame size.
+    lammps_timestep_fs : float
+        Length of one MD step of the LAMMPS dumps (fs).
+    """
+
+    learning_max_n: int = 2000
+    learning_repeats: int = 3
+    overlap_max_n: int = 2000
+    cluster_method: str = "connected"
+    exact_entropy: bool = False
+    lammps_timestep_fs: float = 1.0
+
+    def __post_init__(self) -> None:
+        from quests_core.errors import QuestsError
+
+        if self.cluster_method not in CLUSTER_METHODS:
+            raise QuestsError(f"cluster_method must be one of {', '.join(CLUSTER_METHODS)}, "
+                              f"got {self.cluster_method!r}")
+        for name in ("learning_max_n", "learning_repeats", "overlap_max_n"):
+            if int(getattr(self, name)) < 1:
+                raise QuestsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+
+
+#: The defaults of the dashboard's own options.
+OPTIONS = DashboardOptions()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a computation of the dashboard is run with: frozen, picklable.
+
+    ``core`` holds the descriptor and kernel settings (k, cutoff, bandwidth and
+    its rule, seed, ...), ``options`` the dashboard's own (learning curves,
+    overlap sampling, clusters, exact H, LAMMPS time step).
+    """
+
+    core: Settings = DEFAULTS
+    options: DashboardOptions = OPTIONS
+
+    def replace(self, **changes: Any) -> RunSettings:
+        """A copy with ``changes`` applied, each to ``core`` or ``options`` by its name."""
+        core_names = {f.name for f in dataclasses.fields(Settings)}
+        option_names = {f.name for f in dataclasses.fields(DashboardOptions)}
+        unknown = set(changes) - core_names - option_names
+        if unknown:
+            from quests_core.errors import QuestsError
+
+            raise QuestsError(f"unknown settings {', '.join(sorted(unknown))}")
+        core = {k: v for k, v in changes.items() if k in core_names}
+        options = {k: v for k, v in changes.items() if k in option_names}
+        return RunSettings(
+            core=self.core.replace(**core) if core else self.core,
+            options=dataclasses.replace(self.options, **options) if options else self.options,
+        )
+
+
+def _rule_mode(rule: str) -> str:
+    """The Data view's name of a bandwidth rule of :class:`Settings`."""
+    return next(mode for mode, r in BANDWIDTH_RULES.items() if r == rule)
+
+
+class ComputeSettings(param.Parameterized):
+    """Descriptor and entropy settings chosen in the Data view.
+
+    Defaults come from :data:`quests_core.settings.DEFAULTS` and :data:`OPTIONS`;
+    :meth:`frozen` gives the :class:`RunSettings` a job runs with.
+    """
+
+    k = param.Integer(default=DEFAULTS.k, bounds=(2, 128), doc="Neighbours per environment.")
+    cutoff = param.Number(default=DEFAULTS.cutoff, bounds=(1.0, 20.0),
+                          doc="Cutoff radius (Å).")
     bandwidth_mode = param.Selector(
-        default="fixed", objects=list(BANDWIDTH_MODES),
+        default=_rule_mode(DEFAULTS.bandwidth_rule), objects=list(BANDWIDTH_MODES),
         doc="Fixed bandwidth, or h from the reference's volume per atom (SPEC section 2).",
     )
-    bandwidth = param.Number(default=0.015, bounds=(1e-4, 1.0), doc="Kernel bandwidth h (1/Å).")
+    bandwidth = param.Number(default=DEFAULTS.bandwidth, bounds=(1e-4, 1.0),
+                             doc="Kernel bandwidth h (1/Å).")
     learning_max_n = param.Integer(
-        default=2000, bounds=(10, 200_000),
+        default=OPTIONS.learning_max_n, bounds=(10, 200_000),
         doc="Largest subset size N of the learning curves (environments).",
     )
-    learning_repeats = param.Integer(default=3, bounds=(1, 20),
+    learning_repeats = param.Integer(default=OPTIONS.learning_repeats, bounds=(1, 20),
                                      doc="Repeats per learning-curve size.")
     overlap_max_n = param.Integer(
-        default=2000, bounds=(10, 200_000),
+        default=OPTIONS.overlap_max_n, bounds=(10, 200_000),
         doc="Environments sampled per group for the overlap matrix.",
     )
     cluster_method = param.Selector(
-        default="connected", objects=["connected", "biconnected"],
+        default=OPTIONS.cluster_method, objects=list(CLUSTER_METHODS),
         doc="Solid-like cluster definition (nucleation).",
     )
-    seed = param.Integer(default=0, doc="Random seed for subsampling.")
+    seed = param.Integer(default=DEFAULTS.seed, bounds=(0, None),
+                         doc="Random seed for subsampling.")
     exact_entropy = param.Boolean(
-        default=False, label="Exact H of large frames",
+        default=OPTIONS.exact_entropy, label="Exact H of large frames",
         doc="Exact per-frame H whatever the frame size (n^2 kernel pairs: minutes for "
             "100,000s of atoms). Off: frames above 40,000 atoms get H from a random sample "
             "of atoms, with its standard error (H_stderr, the band in Trajectory).",
     )
     lammps_timestep_fs = param.Number(
-        default=1.0, bounds=(1e-6, None), inclusive_bounds=(True, True),
-        label="LAMMPS time step (fs)",
+        default=OPTIONS.lammps_timestep_fs, bounds=(1e-6, None),
+        inclusive_bounds=(True, True), label="LAMMPS time step (fs)",
         doc="Length of one MD step of the LAMMPS dumps (fs): time = timestep x this / 1000 ps.",
     )
 
-    def as_dict(self) -> dict[str, Any]:
-        """Plain values (picklable, sent to the worker process)."""
-        return {name: getattr(self, name) for name in self.param if name != "name"}
+    def frozen(self) -> RunSettings:
+        """The settings as a frozen, picklable :class:`RunSettings` (sent to the worker)."""
+        core = DEFAULTS.replace(k=self.k, cutoff=self.cutoff, bandwidth=self.bandwidth,
+                                bandwidth_rule=BANDWIDTH_RULES[self.bandwidth_mode],
+                                seed=self.seed)
+        options = DashboardOptions(
+            learning_max_n=self.learning_max_n, learning_repeats=self.learning_repeats,
+            overlap_max_n=self.overlap_max_n, cluster_method=self.cluster_method,
+            exact_entropy=self.exact_entropy, lammps_timestep_fs=self.lammps_timestep_fs,
+        )
+        return RunSettings(core=core, options=options)
 
 
 class AppState(param.Parameterized):

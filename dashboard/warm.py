@@ -8,7 +8,7 @@
 * **quests_core's Numba kernels** (neighbour search, descriptors, the float64
   and float32 kernel sums, the approximate-dH scan) take about 10 s to compile
   on 2 cores. Every computation runs in a fresh worker process
-  (:class:`dashboard.compute.ComputeJob`), which loads them from Numba's
+  (:class:`dashboard.jobs.ComputeJob`), which loads them from Numba's
   on-disk cache (``cache=True``; ``__pycache__`` next to the sources, else the
   user's cache directory, or ``$NUMBA_CACHE_DIR``) in milliseconds, once they
   are there. :func:`start_kernel_warm_up` compiles them into that cache in a
@@ -21,7 +21,7 @@
 * **The job worker**: spawning a worker process and importing the libraries
   costs 0.5-1 s per job on 2 cores (seconds when the machine is busy), so a
   standby worker is started ahead, with its kernels loaded, for the next job
-  (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
+  (:meth:`dashboard.jobs.ComputeJob.prepare_standby`).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def start_background() -> None:
 
 def _standby_when_ready() -> None:
     wait_kernels()
-    from dashboard.compute import ComputeJob
+    from dashboard.jobs import ComputeJob
 
     ComputeJob.prepare_standby()
 
@@ -168,7 +168,7 @@ def server_start(standby: bool = True) -> dict[str, float]:
     the on-disk cache in a separate process while Datashader compiles in this one, then
     it waits for the kernels, so that the first Compute finds everything compiled, and
     (``standby``) for the worker process of the first job, started ahead with its
-    kernels loaded (:meth:`dashboard.compute.ComputeJob.prepare_standby`).
+    kernels loaded (:meth:`dashboard.jobs.ComputeJob.prepare_standby`).
 
     Returns the seconds spent on Datashader and then waiting for the kernels and the
     standby worker: ~0 s from the second start on, when the kernels load from the
@@ -182,7 +182,7 @@ def server_start(standby: bool = True) -> dict[str, float]:
     t_datashader = time.perf_counter() - t
     wait_kernels()
     if standby:  # and the first job's worker ready, kernels loaded
-        from dashboard.compute import ComputeJob
+        from dashboard.jobs import ComputeJob
 
         ComputeJob.prepare_standby()
         ComputeJob.wait_standby()

@@ -69,6 +69,19 @@ def default_sizes(n: int, points: int = 15, smallest: int = 10) -> np.ndarray:
     return np.unique(np.geomspace(lo, n, points).astype(int))
 
 
+def learning_sizes(n: int, max_n: int, n_points: int = 12, smallest: int = 10) -> np.ndarray:
+    """Log-spaced subset sizes from ``smallest`` to ``min(n, max_n)`` (unique integers).
+
+    The sizes of a learning curve capped at ``max_n`` environments (the dashboard's
+    learning curves); empty when ``min(n, max_n) < smallest``.
+    """
+    top = int(min(n, max_n))
+    if top < smallest:
+        return np.zeros(0, dtype=np.int64)
+    sizes = np.unique(np.geomspace(smallest, top, n_points).round().astype(np.int64))
+    return sizes[sizes <= top]
+
+
 def learning_curve(
     x,
     sizes=None,

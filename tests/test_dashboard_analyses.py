@@ -34,13 +34,13 @@ from dashboard.views.uncertainty import (
     DESCRIPTOR_REFERENCE,
     LABEL_REFERENCE,
     UncertaintyView,
-    force_array_names,
     running_curve,
 )
 from quests_core.analysis import active_learning as al
 from quests_core.analysis import compression as comp
 from quests_core.analysis import uncertainty as uq
 from quests_core.analysis.commands import save_descriptors
+from quests_core.analysis.uncertainty import force_array_names
 from quests_core.errors import QuestsError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -361,9 +361,7 @@ def test_cancel_before_start(state):
     job = view.make_job()
     assert view.running and view.run_button.disabled
     job.cancel()
-    job.run_sync()
-    view.running = False
-    view.finish(job)
+    view.runner.drive_sync(job)
     assert job.state == "cancelled" and view.status == "Cancelled"
     assert state.messages[-1] == ("info", "Uncertainty: cancelled")
     assert not view.run_button.disabled and view.cancel_button.disabled

@@ -13,21 +13,19 @@ import pytest
 from ase.io import read
 
 import dashboard.compute as compute
+import dashboard.pipeline as pipeline
 from dashboard._testing import JUMP_FRAME, make_sample_dir
-from dashboard.compute import (
-    ComputeJob,
-    learning_sizes,
-    per_frame_stats,
-    run_pipeline,
-    sample_rows,
-)
+from dashboard.jobs import ComputeJob
+from dashboard.pipeline import run_pipeline
 from dashboard.state import ComputeSettings, FileSpec
 from dashboard.views.trajectory import flag_frames
 from quests_core import bandwidth_from_volume, delta_entropy, descriptors, entropy, overlap
 from quests_core.errors import QuestsError
+from quests_core.learning import learning_sizes
+from quests_core.overlaps import sample_rows
+from quests_core.trajectory import per_frame_stats
 
-SMALL = dict(ComputeSettings().as_dict(), learning_max_n=200, learning_repeats=2,
-             overlap_max_n=100_000)
+SMALL = ComputeSettings(learning_max_n=200, learning_repeats=2, overlap_max_n=100_000).frozen()
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +123,7 @@ def test_overlap_and_learning(results, sample):
     assert results.overlap["label"].names == ["solid", "liquid"]
     for lc in results.learning.values():
         assert np.all(lc.mean <= np.log(lc.sizes) + 1e-9)
-        assert lc.sizes[-1] == min(lc.n_total, SMALL["learning_max_n"])
+        assert lc.sizes[-1] == min(lc.n_total, SMALL.options.learning_max_n)
         assert np.all(lc.std >= 0)
 
 
@@ -139,7 +137,7 @@ def test_failed_trajectory_is_flagged(results):
 
 def test_volume_rule_and_first_frame_reference(sample):
     files = specs(sample, ("failed_traj.extxyz", "trajectory"))
-    settings = dict(SMALL, bandwidth_mode="volume rule")
+    settings = SMALL.replace(bandwidth_rule="volume")
     res = run_pipeline(files, settings)
     v = res.frames["volume_per_atom"].mean()
     assert v == pytest.approx(3.61**3 / 4, rel=1e-6)
@@ -174,11 +172,11 @@ def test_pre_nucleation_frames():
     largest = np.array([0, 2, 5, 9, 120, 400, 3])
     band = np.array([inf, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0])
     # frame 0 is above the melting point, frame 4 reaches the critical size
-    np.testing.assert_array_equal(compute.pre_nucleation_frames(largest, band), [1, 2, 3])
-    np.testing.assert_array_equal(compute.pre_nucleation_frames(largest, np.full(7, inf)),
+    np.testing.assert_array_equal(pipeline.pre_nucleation_frames(largest, band), [1, 2, 3])
+    np.testing.assert_array_equal(pipeline.pre_nucleation_frames(largest, np.full(7, inf)),
                                   np.arange(7))
     np.testing.assert_array_equal(
-        compute.pre_nucleation_frames(np.array([0, 100]), np.array([inf, 50.0])), [1])
+        pipeline.pre_nucleation_frames(np.array([0, 100]), np.array([inf, 50.0])), [1])
 
 
 def test_force_error_from_two_models():

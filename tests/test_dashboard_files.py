@@ -15,7 +15,8 @@ from ase.io import read
 
 import dashboard.compute as compute
 from dashboard._testing import make_sample_dir
-from dashboard.compute import bandwidth_advice, run_pipeline, unique_names
+from dashboard.compute import unique_names
+from dashboard.pipeline import bandwidth_advice, run_pipeline
 from dashboard.paths import default_selection, list_data_files
 from dashboard.state import AppState, ComputeSettings, FileSpec, unique_display_name
 from dashboard.views.data import TABLE_WIDTHS, UPLOAD_ACCEPT, DataView
@@ -24,8 +25,7 @@ from quests_core.errors import QuestsError
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
-SMALL = dict(ComputeSettings().as_dict(), learning_max_n=100, learning_repeats=1,
-             overlap_max_n=200)
+SMALL = ComputeSettings(learning_max_n=100, learning_repeats=1, overlap_max_n=200).frozen()
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_bandwidth_advice_rule():
 
 def test_pipeline_notes_a_too_small_bandwidth(sample):
     spec = FileSpec(str(sample["failed_traj.extxyz"]), "failed_traj.extxyz", "trajectory")
-    res = run_pipeline([spec], dict(SMALL, bandwidth=0.004))
+    res = run_pipeline([spec], SMALL.replace(bandwidth=0.004))
     later = res.frames.iloc[1:]
     novel = float(np.average(later["frac_novel"], weights=later["n_atoms"]))
     assert novel > 0.9  # one frame as reference, h = 0.004: too narrow
@@ -217,7 +217,7 @@ def test_pipeline_notes_a_too_small_bandwidth(sample):
                      "small for this density: try Bandwidth 'volume rule' (it would use "
                      f"h = {h_volume:.4g} 1/Å)."]
     # with the volume rule: that h is used, reported in Results, and no note
-    res_v = run_pipeline([spec], dict(SMALL, bandwidth_mode="volume rule"))
+    res_v = run_pipeline([spec], SMALL.replace(bandwidth_rule="volume"))
     assert res_v.h == pytest.approx(h_volume, rel=1e-9)
     assert not [w for w in res_v.warnings if "volume rule" in w]
     # the sidebar shows the h actually used

@@ -298,7 +298,7 @@ def test_stores_tab_refuses_bad_store_requests(sidebar_state, name, roles, messa
 
 
 def test_cancelled_store_keeps_its_finished_chunks(sidebar_state):
-    from dashboard import compute
+    from dashboard import compute, tasks
 
     state, _ = sidebar_state
     cancel = threading.Event()
@@ -308,12 +308,13 @@ def test_cancelled_store_keeps_its_finished_chunks(sidebar_state):
             cancel.set()
 
     path = compute.store_path(state.data_dir, "partial")
-    settings = {**state.settings.as_dict(), "store_path": str(path), "chunk_frames": 5}
+    settings = tasks.StoreRequest(settings=state.settings.frozen(), store_path=str(path),
+                                  chunk_frames=5, precision="float32")
     from quests_core.errors import Cancelled
 
     with pytest.raises(Cancelled):
-        compute.run_store(state.files, settings, report, cancel)
+        tasks.run_store(state.files, settings, report, cancel)
     store = ChunkStore(path)
     assert store.chunk_ids == ["000-000000"] and not store.complete
-    assert compute.run_store(state.files, settings) == str(path)
+    assert tasks.run_store(state.files, settings) == str(path)
     assert ChunkStore(path).complete

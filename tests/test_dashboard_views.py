@@ -56,6 +56,7 @@ from dashboard.views.structure import plotly_figure, projection_axes, slab_mask
 from dashboard.views.trajectory import flag_frames, nearest_structure, robust_jumps
 from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
+from quests_core.trajectory import per_frame_stats
 
 N_TRAJ, JUMP = 6, 4
 
@@ -87,7 +88,7 @@ def fake_results(sample) -> Results:
         frames["structure"] += offset
         frames["source"], frames["role"], frames["path"] = name, role, str(sample[name])
         counts = frames["n_atoms"].to_numpy()
-        mean, frac = compute.per_frame_stats(dh, counts)
+        mean, frac = per_frame_stats(dh, counts)
         frames["H"] = np.log(counts) - 0.5
         frames["mean_dH"], frames["frac_novel"] = mean, frac
         parts.append(frames)

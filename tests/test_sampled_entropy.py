@@ -178,19 +178,19 @@ def test_dashboard_pipeline_sampled_and_exact(traj, monkeypatch):
     """run_pipeline's per-frame H: sampled with H_stderr above the threshold, exact with the
     exact_entropy setting (and below the threshold)."""
     from dashboard import compute
-    from dashboard.compute import run_pipeline
+    from dashboard.pipeline import run_pipeline
     from dashboard.state import ComputeSettings, FileSpec
 
     monkeypatch.setattr(compute, "_CACHE", None)
-    settings = dict(ComputeSettings().as_dict(), k=K, cutoff=CUTOFF, bandwidth=H,
-                    learning_max_n=50, learning_repeats=1, overlap_max_n=50)
+    settings = ComputeSettings(k=K, cutoff=CUTOFF, bandwidth=H, learning_max_n=50,
+                               learning_repeats=1, overlap_max_n=50).frozen()
     files = [FileSpec(str(traj), "md.extxyz", "trajectory")]
     exact = np.array([qc.entropy(f, H) for f in _frames(traj)])
     monkeypatch.setenv(EXACT_MAX_ATOMS_ENV, "1000")
     sampled = run_pipeline(files, settings).frames
     assert (sampled["H_stderr"] > 0).all()
     assert (np.abs(sampled["H"] - exact) <= 3 * sampled["H_stderr"]).all()
-    forced = run_pipeline(files, dict(settings, exact_entropy=True)).frames
+    forced = run_pipeline(files, settings.replace(exact_entropy=True)).frames
     assert (forced["H_stderr"] == 0).all()
     np.testing.assert_allclose(forced["H"], exact, rtol=1e-10)
     monkeypatch.delenv(EXACT_MAX_ATOMS_ENV)

@@ -27,11 +27,14 @@ from numba.core.caching import NullCache
 import dashboard.compute as compute
 import dashboard.warm as warm
 from dashboard._testing import make_sample_dir
-from dashboard.compute import ComputeJob, _Progress, run_pipeline
+from dashboard.compute import Progress
+from dashboard.jobs import ComputeJob
+from dashboard.pipeline import run_pipeline
 from dashboard.state import ComputeSettings, FileSpec
+from quests_core.errors import Cancelled
+from quests_core.learning import learning_sizes
 
-TINY = dict(ComputeSettings().as_dict(), learning_max_n=50, learning_repeats=1,
-            overlap_max_n=50)
+TINY = ComputeSettings(learning_max_n=50, learning_repeats=1, overlap_max_n=50).frozen()
 CORE_MODULES = ("quests_core.kernels", "quests_core.descriptors", "quests_core.neighbors",
                 "quests_core.approximate", "quests_core.learning")
 
@@ -66,7 +69,7 @@ def _sleep_task(files, settings, report, cancel, n_threads):
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if cancel.is_set():
-            raise compute.Cancelled("cancelled")
+            raise Cancelled("cancelled")
         report(0.1, "sleeping")
         time.sleep(0.05)
     return None
@@ -187,9 +190,9 @@ def test_kernel_warm_up_process_holds_jobs_back_then_is_reaped(sample, fresh_war
 
 
 def test_plan_splits_in_proportion():
-    np.testing.assert_allclose(_Progress.plan([1.0, 3.0], 0.2, 1.0), [(0.2, 0.4), (0.4, 1.0)])
-    np.testing.assert_allclose(_Progress.plan([0.0, 0.0]), [(0.0, 0.5), (0.5, 1.0)])
-    spans = _Progress.plan([5.0, 0.0, 2.0])
+    np.testing.assert_allclose(Progress.plan([1.0, 3.0], 0.2, 1.0), [(0.2, 0.4), (0.4, 1.0)])
+    np.testing.assert_allclose(Progress.plan([0.0, 0.0]), [(0.0, 0.5), (0.5, 1.0)])
+    spans = Progress.plan([5.0, 0.0, 2.0])
     assert spans[1][0] == spans[1][1] and spans[-1][1] == 1.0
 
 
@@ -203,7 +206,7 @@ def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample, monkeypa
                   ("failed_traj.extxyz", "trajectory", ":"),
                   ("solid.extxyz", "solid reference", ":"))
     files[-1].name = "solid again"
-    settings = dict(TINY, learning_max_n=1296, learning_repeats=2, overlap_max_n=600)
+    settings = TINY.replace(learning_max_n=1296, learning_repeats=2, overlap_max_n=600)
     seen: list[tuple[float, str]] = []
     res = run_pipeline(files, settings, progress=lambda f, t: seen.append((f, t)))
     fractions = np.array([f for f, _ in seen])
@@ -223,10 +226,10 @@ def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample, monkeypa
     # half the stage
     learning = [f for f, t in seen if t.startswith("Learning curve of failed_traj.extxyz")]
     lo, hi = learning[0], learning[-1]
-    sizes = compute.learning_sizes(1296, 1296)
+    sizes = learning_sizes(1296, 1296)
     n_half = (len(sizes) // 2) * 2  # subsets done after half the sizes (2 repeats each)
     share = (learning[n_half] - lo) / (hi - lo)
-    cost = sizes**2.0 + _Progress.CALL / _Progress.KERNEL_PER_PAIR
+    cost = sizes**2.0 + Progress.CALL / Progress.KERNEL_PER_PAIR
     want = np.sum(cost[: len(sizes) // 2]) / np.sum(cost)
     assert share == pytest.approx(want, abs=0.01) and share < 0.35
     # nucleation: dH against the solid, then one step per frame of the trajectory

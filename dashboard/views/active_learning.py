@@ -5,21 +5,18 @@ entropy H and diversity D of the cumulative dataset
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
-from quests_core.analysis import active_learning as al
 from quests_core.errors import QuestsError
 
-from .. import compute
 from ..state import FileSpec
+from ..tasks import ActiveLearningRequest, ActiveLearningResult, active_learning_task
 from .base import ZOOM_OPTS, placeholder, plot_pane
-from .compression import AnalysisView, every_nth, structure_descriptors
+from .compression import AnalysisView
 
 #: Report column -> axis label (with unit), in the order drawn.
 CURVES = {
@@ -31,49 +28,6 @@ CURVES = {
 TITLES = {"novelty": "novelty against earlier generations", "entropy": "H (cumulative)",
           "diversity": "D (cumulative)"}
 COLORS = {"novelty": "#d62728", "entropy": "#1f77b4", "diversity": "#2ca02c"}
-
-
-@dataclass
-class ActiveLearningResult:
-    """The active-learning report of one file.
-
-    ``report`` has one row per generation (ascending): generation, n_envs,
-    n_envs_cumulative, novelty (NaN for the first generation), mean_dH (nats),
-    entropy and diversity of the cumulative dataset (nats).
-    """
-
-    source: str
-    key: str
-    report: pd.DataFrame
-    h: float
-    k: int
-    cutoff: float
-    n_structures: int
-    env_step: int
-
-
-def active_learning_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
-                         n_threads=None) -> ActiveLearningResult:
-    """Worker side of :class:`ActiveLearningView`."""
-    prog = compute._Progress(report, cancel)
-    spec = files[0]
-    key = settings["generation_key"]
-    prog.stage(0.0, 0.4, f"Descriptors of {spec.name}")
-    ds, descs, h = structure_descriptors(spec, settings, prog, n_threads)
-    try:
-        generations = al.generation_labels(ds.structures, key)
-    except QuestsError as exc:
-        raise QuestsError(str(exc), source=spec.name) from None
-    descs = every_nth(descs, settings["env_step"])
-    labels = np.repeat(generations, [len(x) for x in descs])
-    n_gen = len(np.unique(generations))
-    prog.stage(0.4, 1.0, f"Novelty, H and D of {n_gen} generations")
-    table = al.active_learning_report(np.concatenate(descs), labels, h=h, n_threads=n_threads)
-    prog.stage(1.0, 1.0, "Done")
-    return ActiveLearningResult(
-        source=spec.name, key=key, report=table, h=h, k=int(settings["k"]),
-        cutoff=float(settings["cutoff"]), n_structures=len(ds), env_step=int(settings["env_step"]),
-    )
 
 
 def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
@@ -112,14 +66,13 @@ class ActiveLearningView(AnalysisView):
                              doc="Keep every n-th environment of each structure (faster).")
     result = param.ClassSelector(class_=ActiveLearningResult, allow_None=True)
 
-    def request(self) -> tuple[list[FileSpec], dict]:
+    def request(self) -> tuple[list[FileSpec], ActiveLearningRequest]:
         spec = self.spec()
         key = self.generation_key.strip()
         if not key:
             raise QuestsError("no generation key given: name the info key of the generations")
-        settings = self.base_settings()
-        settings.update(generation_key=key, env_step=int(self.env_step))
-        return [spec], settings
+        return [spec], ActiveLearningRequest(settings=self.base_settings(), generation_key=key,
+                                             env_step=int(self.env_step))
 
     def describe(self, result: ActiveLearningResult) -> str:
         return (f"{len(result.report)} generations of {result.source} "

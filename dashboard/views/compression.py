@@ -2,24 +2,19 @@
 size, for every method (MSC, farthest-point sampling, k-means, random).
 
 This module also holds what the three analysis views (compression, active
-learning, uncertainty) share: :class:`AnalysisJob`, a
-:class:`~dashboard.compute.ComputeJob` that runs an analysis task instead of
-the main pipeline (same job slots, worker process, progress queue,
-cancellation and asyncio driver), and :class:`AnalysisView`, the Param base
-class with the Run / Cancel buttons and the progress bar. Each analysis runs
-a pure function of :mod:`quests_core.analysis` on the descriptors of a file
-chosen in the Data view.
+learning, uncertainty) share: :class:`AnalysisView`, the Param base class with
+the file choice, the Run / Cancel buttons and the progress bar, which runs its
+task (:mod:`dashboard.tasks`) through a :class:`dashboard.jobs.JobRunner`. The
+views hold only widgets and plots; the science is in :mod:`quests_core.analysis`.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -27,80 +22,21 @@ import param
 from quests_core.analysis import compression as comp
 from quests_core.errors import QuestsError
 
-from .. import compute
-from ..state import FileSpec
+from ..jobs import ComputeJob, JobRunner
+from ..state import FileSpec, RunSettings
+from ..tasks import METHOD_LABELS, CompressionRequest, CompressionResult, compression_task
 from .base import ZOOM_OPTS, View, control_box, placeholder, plot_pane
 
-#: ``task(files, settings, progress, cancel, n_threads) -> result``, a module-level
-#: function (the worker process imports it by name).
+#: ``task(files, request, progress, cancel, n_threads) -> result``, a module-level
+#: function of :mod:`dashboard.tasks` (the worker process imports it by name).
 Task = Callable[..., Any]
-
-
-# ----------------------------------------------------------------------------
-# shared by the analysis views: the job and the worker-side helpers
-# ----------------------------------------------------------------------------
-
-
-class AnalysisJob(compute.ComputeJob):
-    """A :class:`~dashboard.compute.ComputeJob` running ``task`` instead of the pipeline.
-
-    Everything but the worker's target is the compute job's own: the shared
-    job slots, the progress queue, cancellation, ``run_async`` / ``run_sync``.
-
-    Parameters
-    ----------
-    task : callable
-        Module-level ``task(files, settings, progress, cancel, n_threads)``.
-    files, settings, mode, n_threads
-        As for :class:`~dashboard.compute.ComputeJob`.
-    """
-
-    def __init__(self, task: Task, files: list[FileSpec], settings: dict,
-                 mode: str = "process", n_threads: int | None = None):
-        super().__init__(files, settings, mode=mode, n_threads=n_threads, task=task)
-
-
-def structure_descriptors(
-    spec: FileSpec, settings: dict, prog, n_threads=None
-) -> tuple[Any, list[np.ndarray], float]:
-    """Read one file and compute the descriptors of each of its structures (worker side).
-
-    Uses the dashboard's descriptor cache, progress and cancellation.
-
-    Returns
-    -------
-    dataset : quests_core.dataset.Dataset
-    descs : list of (n_atoms_i, d) arrays, one per structure
-    h : float
-        Bandwidth from the settings (fixed, or the volume rule on this file).
-    """
-    loaded = compute._load([spec], prog)
-    item = loaded[0]
-    item.x = compute._compute_descriptors(item.dataset, int(settings["k"]),
-                                          float(settings["cutoff"]), prog, n_threads,
-                                          spec.name)
-    counts = item.dataset.frames["n_atoms"].to_numpy(np.int64)
-    descs = np.split(np.asarray(item.x), np.cumsum(counts)[:-1])
-    return item.dataset, descs, compute._choose_bandwidth(settings, loaded)
-
-
-def every_nth(descs: Sequence[np.ndarray], step: int) -> list[np.ndarray]:
-    """Every ``step``-th environment of each structure (exact copies stay copies)."""
-    if int(step) < 1:
-        raise QuestsError(f"environment step must be at least 1, got {step}")
-    return [np.asarray(x)[:: int(step)] for x in descs]
-
-
-# ----------------------------------------------------------------------------
-# shared by the analysis views: the Param base class
-# ----------------------------------------------------------------------------
-
 
 class AnalysisView(View):
     """Base of the analysis views: pick a file, Run off the event loop, show the result.
 
-    Subclasses set :attr:`task` (a module-level function, see :class:`AnalysisJob`),
-    implement :meth:`request` (checked inputs, raising QuestsError) and
+    Subclasses set :attr:`task` (a module-level function of :mod:`dashboard.tasks`),
+    implement :meth:`request` (checked inputs as a frozen request, raising
+    QuestsError) and
     :meth:`body` (the plots of :attr:`result`), and list their controls in
     :attr:`controls`.
     """
@@ -123,7 +59,8 @@ class AnalysisView(View):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._job: AnalysisJob | None = None
+        self.runner = JobRunner(type(self).task, on_finish=self.finish)
+        self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
         self.run_button = pn.widgets.Button(label="Run", color="success", width=120)
         self.cancel_button = pn.widgets.Button(label="Cancel", color="danger", disabled=True,
                                                width=90)
@@ -135,6 +72,15 @@ class AnalysisView(View):
         self.param.watch(self._on_status, ["status", "progress", "running"])
         self.state.param.watch(self._on_files, "files")
         self._on_files()
+
+    def _on_runner(self, *events) -> None:
+        """The runner's running, progress and status, shown by this view."""
+        self.param.update({e.name: e.new for e in events})
+
+    @property
+    def _job(self) -> ComputeJob | None:
+        """The last job started."""
+        return self.runner.job
 
     # ------------------------------------------------------------------ inputs
 
@@ -169,70 +115,46 @@ class AnalysisView(View):
                 return f
         raise QuestsError("no file chosen: add a file in the sidebar (Data) and choose it here")
 
-    def base_settings(self) -> dict:
-        """Descriptor settings (k, cutoff, bandwidth, seed) from the sidebar."""
-        return self.state.settings.as_dict()
+    def base_settings(self) -> RunSettings:
+        """Descriptor settings (k, cutoff, bandwidth, seed) from the sidebar, frozen."""
+        return self.state.settings.frozen()
 
-    def request(self) -> tuple[list[FileSpec], dict]:  # pragma: no cover - abstract
-        """Files and settings of the job; raises QuestsError for bad input."""
+    def request(self) -> tuple[list[FileSpec], Any]:  # pragma: no cover - abstract
+        """Files and the frozen request of the job; raises QuestsError for bad input."""
         raise NotImplementedError
 
     # --------------------------------------------------------------------- run
 
-    def make_job(self) -> AnalysisJob | None:
+    def make_job(self) -> ComputeJob | None:
         """A job for the current inputs, or None (with a notification) when they are bad."""
         if self.running:
             self.state.notify("warning", f"{self.title}: an analysis is already running.")
             return None
         try:
-            files, settings = self.request()
+            files, request = self.request()
         except QuestsError as exc:
             self.status = f"Not started: {exc}"
             self.state.notify("error", f"{self.title}: {exc}")
             return None
-        job = AnalysisJob(type(self).task, files, settings, mode=self.job_mode)
-        self._job = job
-        self.running, self.progress, self.status = True, 0, "Starting"
-        return job
+        return self.runner.start(files, request, mode=self.job_mode)
 
     async def _on_run(self, _event=None) -> None:
         await self.run()
 
-    async def run(self) -> AnalysisJob | None:
+    async def run(self) -> ComputeJob | None:
         """Run the analysis off the event loop; the result lands in :attr:`result`."""
         job = self.make_job()
-        if job is None:
-            return None
-        try:
-            await job.run_async(self._job_progress)
-        finally:
-            self.running = False
-        self.finish(job)
-        return job
+        return None if job is None else await self.runner.drive(job)
 
-    def run_sync(self, timeout: float = 600.0) -> AnalysisJob | None:
+    def run_sync(self, timeout: float = 600.0) -> ComputeJob | None:
         """Run to completion in the calling thread (scripts and tests)."""
         job = self.make_job()
-        if job is None:
-            return None
-        try:
-            job.run_sync(timeout)
-        finally:
-            self.running = False
-        self.finish(job)
-        return job
+        return None if job is None else self.runner.drive_sync(job, timeout)
 
     def cancel(self) -> None:
-        if self._job is not None and not self._job.finished:
-            self._job.cancel()
-            self.status = "Cancelling"
+        self.runner.cancel()
 
-    def _job_progress(self, job: AnalysisJob) -> None:
-        self.progress = int(round(100 * job.fraction))
-        pct = f" ({100 * job.fraction:.0f}%)" if job.state == "running" else ""
-        self.status = f"{job.text}{pct}"
-
-    def finish(self, job: AnalysisJob) -> None:
+    def finish(self, job: ComputeJob) -> None:
         """Put a finished job's outcome into :attr:`result` or a notification."""
         if job.state == "done" and job.result is not None:
             self.result = job.result
@@ -283,13 +205,6 @@ class AnalysisView(View):
 # compression
 # ----------------------------------------------------------------------------
 
-#: Legend names of the methods.
-METHOD_LABELS = {
-    "msc": "MSC (information)",
-    "fps": "farthest-point sampling",
-    "kmeans": "k-means",
-    "random": "random",
-}
 METHOD_COLORS = {"msc": "#d62728", "fps": "#1f77b4", "kmeans": "#2ca02c", "random": "#7f7f7f"}
 #: Report column -> axis label (with unit).
 METRICS = {
@@ -322,64 +237,6 @@ def parse_fractions(text: str) -> tuple[float, ...]:
         comp.fraction_to_size(value, 1)  # raises for a fraction outside (0, 1]
         values.append(value)
     return tuple(sorted(set(values)))
-
-
-@dataclass
-class CompressionResult:
-    """The compression report of one file (``quests_core.analysis.compression``).
-
-    ``report`` has one row per method and size: method, fraction, size,
-    n_envs, entropy, entropy_std, diversity, diversity_std, overlap,
-    overlap_std, info_gap, gap_reference (entropies and D in nats).
-    """
-
-    source: str
-    report: pd.DataFrame
-    h: float
-    k: int
-    cutoff: float
-    n_structures: int
-    n_envs: int
-    env_step: int
-    gap_reference: float
-    gap_kind: str
-
-
-def compression_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
-                     n_threads=None) -> CompressionResult:
-    """Worker side of :class:`CompressionView`: descriptors, then one report per method."""
-    prog = compute._Progress(report, cancel)
-    spec = files[0]
-    prog.stage(0.0, 0.3, f"Descriptors of {spec.name}")
-    _, descs, h = structure_descriptors(spec, settings, prog, n_threads)
-    descs = every_nth(descs, settings["env_step"])
-    methods = list(settings["methods"])
-    fractions = list(settings["fractions"])
-    for f in fractions:  # the same check the report makes, before any long work
-        comp.fraction_to_size(f, len(descs))
-    prog.stage(0.3, 0.4, "Information gap reference (learning curve of the full set)")
-    if settings.get("gap", True):
-        ref = comp.gap_reference(np.concatenate(descs), h=h)
-    else:
-        ref = comp.GapReference(float("nan"), "none")
-    parts = []
-    for i, method in enumerate(methods):
-        prog.stage(0.4 + 0.6 * i / len(methods), 0.4 + 0.6 * (i + 1) / len(methods),
-                   f"Compressing with {METHOD_LABELS.get(method, method)}")
-        parts.append(comp.compression_report(
-            descs, methods=(method,), fractions=fractions, h=h, seeds=settings["seeds"],
-            gap=False, n_threads=n_threads,
-        ))
-    table = pd.concat(parts, ignore_index=True)
-    table["info_gap"] = ref.value - table["entropy"]
-    table["gap_reference"] = ref.kind
-    prog.stage(1.0, 1.0, "Done")
-    return CompressionResult(
-        source=spec.name, report=table, h=h, k=int(settings["k"]),
-        cutoff=float(settings["cutoff"]), n_structures=len(descs),
-        n_envs=int(sum(len(x) for x in descs)), env_step=int(settings["env_step"]),
-        gap_reference=ref.value, gap_kind=ref.kind,
-    )
 
 
 def metric_plot(report: pd.DataFrame, metric: str) -> hv.Overlay:
@@ -426,20 +283,20 @@ class CompressionView(AnalysisView):
                                     doc="Fit the full set's learning curve for the gap.")
     result = param.ClassSelector(class_=CompressionResult, allow_None=True)
 
-    def request(self) -> tuple[list[FileSpec], dict]:
+    def request(self) -> tuple[list[FileSpec], CompressionRequest]:
         spec = self.spec()
         if not self.methods:
             raise QuestsError("no compression method chosen (empty selection)")
         settings = self.base_settings()
-        seed = int(settings.get("seed", 0))
-        settings.update(
-            methods=[m for m in comp.METHODS if m in self.methods],
+        seed = settings.core.seed
+        return [spec], CompressionRequest(
+            settings=settings,
+            methods=tuple(m for m in comp.METHODS if m in self.methods),
             fractions=parse_fractions(self.fractions),
             seeds=tuple(range(seed, seed + int(self.n_seeds))),
             env_step=int(self.env_step),
             gap=bool(self.information_gap),
         )
-        return [spec], settings
 
     def describe(self, result: CompressionResult) -> str:
         methods = result.report["method"].nunique()

@@ -20,7 +20,8 @@ from panel.reactive import ReactiveHTML
 
 from quests_core.errors import QuestsError
 
-from ..compute import ComputeJob, type_map_warning
+from ..compute import type_map_warning
+from ..jobs import ComputeJob, JobRunner
 from ..paths import (
     DATA_NAMES,
     DATA_SUFFIXES,
@@ -142,7 +143,8 @@ class DataView(View):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._job: ComputeJob | None = None
+        self.runner = JobRunner(on_finish=self.finish)  # the pipeline
+        self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
         self._type_warnings: dict[tuple, str] = {}
         self.file_select = pn.widgets.MultiSelect(
             label="Files in the data directory", options=self._list_files(), size=4,
@@ -420,10 +422,14 @@ class DataView(View):
         self.compute_button.disabled = self.state.running
         self.cancel_button.disabled = not self.state.running
 
-    def _job_progress(self, job: ComputeJob) -> None:
-        self.state.progress = int(round(100 * job.fraction))
-        pct = f" ({100 * job.fraction:.0f}%)" if job.state == "running" else ""
-        self.state.status = f"{job.text}{pct}"
+    def _on_runner(self, *events) -> None:
+        """The job's running, progress and status, into the session state."""
+        self.state.param.update({e.name: e.new for e in events})
+
+    @property
+    def _job(self) -> ComputeJob | None:
+        """The last job started."""
+        return self.runner.job
 
     async def _on_compute(self, _event=None) -> None:
         await self.compute()
@@ -436,17 +442,8 @@ class DataView(View):
         if not self.state.files:
             self.state.notify("error", "No files chosen: add files from the list or upload one.")
             return None
-        job = ComputeJob(self.state.files, self.state.settings.as_dict(), mode=self.job_mode)
-        self._job = job
-        self.state.running = True
-        self.state.progress = 0
-        self.state.status = "Starting"
-        try:
-            await job.run_async(self._job_progress)
-        finally:
-            self.state.running = False
-        self.finish(job)
-        return job
+        return await self.runner.run(self.state.files, self.state.settings.frozen(),
+                                     mode=self.job_mode)
 
     def finish(self, job: ComputeJob) -> None:
         """Put a finished job's outcome into the state (results or a notification)."""
@@ -472,9 +469,7 @@ class DataView(View):
             self.state.notify("error", job.error or "computation failed", duration=0)
 
     def cancel(self) -> None:
-        if self._job is not None and not self._job.finished:
-            self._job.cancel()
-            self.state.status = "Cancelling"
+        self.runner.cancel()
 
     # ------------------------------------------------------------------ layouts
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from ..compute import nucleation_available
+from ..pipeline import nucleation_available
 from ..state import NucleationResult
 from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 from .trajectory import STRUCTURE_TAB, nearest_structure

@@ -21,7 +21,9 @@ import param
 
 from quests_core.errors import QuestsError
 
-from .. import compute, dhscale
+from .. import dhscale
+from ..compute import store_path
+from ..jobs import ComputeJob, JobRunner
 from ..stores import (
     BackgroundRaster,
     RasterRequest,
@@ -30,6 +32,7 @@ from ..stores import (
     open_store,
     rasterize_store,
 )
+from ..tasks import StoreRequest, run_store
 from ..theme import DH_CMAP, label, symmetric_clim
 from .atoms import axis_text, dh_hooks, hover_tooltips
 from .base import ZOOM_OPTS, View, control_box, dh_scale_widget, placeholder, plot_pane
@@ -106,7 +109,8 @@ class StoreView(View):
         self._last: RasterRequest | None = None
         self._doc = None
         self._raster = BackgroundRaster(self._compute, self._deliver)
-        self._job: compute.ComputeJob | None = None
+        self.runner = JobRunner(run_store, on_finish=self._job_done, show_percent=False)
+        self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
         self.param.watch(self._open, "store")
         self.param.watch(self._on_axes, ["x_axis", "y_axis", "clip_outliers"])
         self.state.param.watch(self._on_axes, "dh_scale")
@@ -340,14 +344,23 @@ class StoreView(View):
 
     # ----------------------------------------------------------- new store
 
-    def make_job(self) -> compute.ComputeJob | None:
+    def _on_runner(self, *events) -> None:
+        """The runner's running, progress and status, as this view's job_* parameters."""
+        self.param.update({f"job_{e.name}": e.new for e in events})
+
+    @property
+    def _job(self) -> ComputeJob | None:
+        """The last store job started."""
+        return self.runner.job
+
+    def make_job(self) -> ComputeJob | None:
         """A job writing the store :attr:`new_store` from the sidebar's files (reference
         against test/trajectory), or None with a notification when the inputs are bad."""
         if self.job_running:
             self.state.notify("warning", "Stores: a store is already being written.")
             return None
         try:
-            path = compute.store_path(self.state.data_dir, self.new_store.strip())
+            path = store_path(self.state.data_dir, self.new_store.strip())
             files = [f for f in self.state.files
                      if f.role in ("reference", "test", "trajectory")]
             if not any(f.role == "reference" for f in files) or len(files) < 2:
@@ -357,48 +370,25 @@ class StoreView(View):
             self.job_status = f"Not started: {exc}"
             self.state.notify("error", f"Stores: {exc}")
             return None
-        settings = {**self.state.settings.as_dict(), "store_path": str(path),
-                    "chunk_frames": self.chunk_frames, "precision": self.precision}
-        self._job = compute.ComputeJob(files, settings, mode=self.job_mode,
-                                       task=compute.run_store)
-        self.job_running, self.job_progress, self.job_status = True, 0, "Starting"
-        return self._job
+        request = StoreRequest(settings=self.state.settings.frozen(), store_path=str(path),
+                               chunk_frames=int(self.chunk_frames), precision=self.precision)
+        return self.runner.start(files, request, mode=self.job_mode)
 
-    async def write_store(self, _event=None) -> compute.ComputeJob | None:
+    async def write_store(self, _event=None) -> ComputeJob | None:
         """Write (or resume) the store off the event loop; then list and open it."""
         job = self.make_job()
-        if job is None:
-            return None
-        try:
-            await job.run_async(self._job_update)
-        finally:
-            self.job_running = False
-        self._job_done(job)
-        return job
+        return None if job is None else await self.runner.drive(job)
 
-    def write_store_sync(self, timeout: float = 600.0) -> compute.ComputeJob | None:
+    def write_store_sync(self, timeout: float = 600.0) -> ComputeJob | None:
         """:meth:`write_store` in the calling thread (scripts and tests)."""
         job = self.make_job()
-        if job is None:
-            return None
-        try:
-            job.run_sync(timeout)
-        finally:
-            self.job_running = False
-        self._job_done(job)
-        return job
+        return None if job is None else self.runner.drive_sync(job, timeout)
 
     def cancel_store(self, *_) -> None:
         """Stop after the current chunk (the finished chunks stay in the store)."""
-        if self._job is not None and not self._job.finished:
-            self._job.cancel()
-            self.job_status = "Cancelling after the current chunk"
+        self.runner.cancel("Cancelling after the current chunk")
 
-    def _job_update(self, job: compute.ComputeJob) -> None:
-        self.job_progress = int(round(100 * job.fraction))
-        self.job_status = job.text
-
-    def _job_done(self, job: compute.ComputeJob) -> None:
+    def _job_done(self, job: ComputeJob) -> None:
         name = f"stores/{self.new_store.strip()}"
         if job.state == "done":
             self.job_progress, self.job_status = 100, f"Done: {name}"

@@ -13,22 +13,19 @@ chosen in the Data view, or a descriptor file (``.npz`` with ``descriptors``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
 from holoviews.operation.datashader import rasterize
 
-from quests_core.analysis import check_same_descriptor
 from quests_core.analysis import uncertainty as uq
 from quests_core.errors import QuestsError
 
-from .. import compute, dhscale
+from .. import dhscale
 from ..paths import resolve_in_dir
 from ..state import FileSpec
+from ..tasks import UncertaintyRequest, UncertaintyResult, uncertainty_task
 from .base import ZOOM_OPTS, dh_scale_widget, placeholder, plot_pane
 from .compression import AnalysisView
 
@@ -40,130 +37,6 @@ DH_DIM = hv.Dimension("dH", label="dH (nats)")
 #: Cells (x, y) of the error-against-dH histogram.
 ERROR_GRID = (160, 100)
 ERROR_DIM = hv.Dimension("error", label="force error (eV/Å)")
-
-
-@dataclass
-class UncertaintyResult:
-    """Per-atom dH (nats) and force error (eV/Å) of the test atoms, with the
-    running average and the recall of dH > 0 (:class:`uq.UQResult`)."""
-
-    source: str
-    reference: str
-    forces: tuple[str, str]
-    dh: np.ndarray
-    error: np.ndarray
-    running: uq.RunningAverage
-    recall: uq.ErrorRecall
-    quantile: float
-    h: float
-    k: int
-    cutoff: float
-    n_reference: int
-
-    def bins(self) -> pd.DataFrame:
-        """One row per dH bin: centre, mean and std of the error, atoms in the window."""
-        r = self.running
-        return pd.DataFrame({"dH_center": r.centers, "mean_error": r.mean,
-                             "std_error": r.std, "count": r.count})
-
-
-def force_array_names(arrays: dict, pred: str, ref: str, source: str) -> tuple[str, str]:
-    """The two per-atom force arrays compared: the named ones, or the file's only two.
-
-    Raises
-    ------
-    QuestsError
-        When a named array is missing, only one is named, or (automatic) the
-        file does not hold exactly two ``forces*`` arrays of shape (n, 3).
-    """
-    if bool(pred) != bool(ref):
-        raise QuestsError("name both force arrays (predicted and reference) or neither")
-    if pred:
-        for name in (pred, ref):
-            if name not in arrays:
-                raise QuestsError(f"per-atom array {name!r} missing (have {sorted(arrays)})",
-                                  source=source)
-        return pred, ref
-    keys = sorted(k for k, v in arrays.items()
-                  if k.startswith("forces") and np.ndim(v) == 2 and np.shape(v)[1] == 3)
-    if len(keys) != 2:
-        raise QuestsError(f"need two per-atom force arrays to compare, found {keys}; name "
-                          "them in the view", source=source)
-    return keys[1], keys[0]
-
-
-def _select_label(ds, label: str, source: str, what: str):
-    out = ds.select(label=label)
-    if len(out) == 0:
-        labels = sorted({str(v) for v in ds.frames["label"]})
-        raise QuestsError(f"{what}: no structure with label {label!r} (labels: {labels})",
-                          source=source)
-    return out
-
-
-def uncertainty_task(files: list[FileSpec], settings: dict, report=None, cancel=None,
-                     n_threads=None) -> UncertaintyResult:
-    """Worker side of :class:`UncertaintyView`."""
-    from quests_core.analysis.commands import load_descriptors
-
-    prog = compute._Progress(report, cancel)
-    k, cutoff = int(settings["k"]), float(settings["cutoff"])
-    prog.stage(0.0, 0.1, "Reading files")
-    loaded = compute._load(files, prog)
-    spec, full = files[0], loaded[0].dataset
-    mode, ref_label = settings["reference_mode"], settings["reference_label"]
-    test_label = settings["test_label"]
-    ref_ds = None
-    if mode == "label":
-        ref_ds = _select_label(full, ref_label, spec.name, "missing reference")
-        reference = f"label {ref_label!r} of {spec.name}"
-    elif mode == "file":
-        ref_ds = loaded[1].dataset
-        reference = files[1].name
-    else:
-        reference = settings["descriptor_name"]
-    if test_label:
-        test = _select_label(full, test_label, spec.name, "empty selection")
-    elif mode == "label":
-        test = full.select(label=lambda s: s != ref_label)
-        if len(test) == 0:
-            raise QuestsError(f"empty selection: every structure has the reference label "
-                              f"{ref_label!r}", source=spec.name)
-    else:
-        test = full
-    pred, ref = force_array_names(test.arrays, settings["forces_pred"],
-                                  settings["forces_ref"], spec.name)
-    error = uq.force_errors(test.arrays[pred], test.arrays[ref])
-
-    prog.stage(0.1, 0.4, f"Descriptors of {len(test)} test structures")
-    x_test = compute._compute_descriptors(test, k, cutoff, prog, n_threads, spec.name)
-    if ref_ds is not None:
-        prog.stage(0.4, 0.6, f"Descriptors of the reference ({reference})")
-        x_ref = compute._compute_descriptors(ref_ds, k, cutoff, prog, n_threads, reference)
-        bandwidth_from = ref_ds
-    else:
-        path, name = settings["descriptor_path"], settings["descriptor_name"]
-        try:
-            x_ref = load_descriptors(path, k, cutoff)
-        except QuestsError as exc:  # name the file as the user knows it, not its server path
-            raise QuestsError(str(exc).replace(path, name)) from None
-        bandwidth_from = test
-    check_same_descriptor(x_test, x_ref, test_name=spec.name, reference_name=reference)
-    holder = compute._Loaded(FileSpec(spec.path, spec.name, "reference"), bandwidth_from)
-    h = compute._choose_bandwidth(settings, [holder])
-
-    prog.stage(0.6, 0.95, f"dH of {len(x_test):,} test atoms against {len(x_ref):,} "
-                          "reference environments")
-    dh = compute._delta(x_test, x_ref, h, prog, n_threads)
-    prog.stage(0.95, 1.0, "Running average")
-    res = uq.uncertainty_vs_error(dh, error, n_bins=int(settings["n_bins"]),
-                                  window=float(settings["window"]),
-                                  quantile=float(settings["quantile"]))
-    return UncertaintyResult(
-        source=spec.name, reference=reference, forces=(pred, ref), dh=res.dh, error=res.error,
-        running=res.running, recall=res.recall, quantile=float(settings["quantile"]), h=h,
-        k=k, cutoff=cutoff, n_reference=len(x_ref),
-    )
 
 
 def error_image(result: UncertaintyResult, mode: str = "linear") -> hv.DynamicMap:
@@ -242,10 +115,10 @@ class UncertaintyView(AnalysisView):
     def _on_source(self) -> None:
         self._on_files()
 
-    def request(self) -> tuple[list[FileSpec], dict]:
+    def request(self) -> tuple[list[FileSpec], UncertaintyRequest]:
         spec = self.spec()
-        settings = self.base_settings()
         files = [spec]
+        descriptor_path = descriptor_name = ""
         if self.reference == LABEL_REFERENCE:
             mode = "label"
             if not self.reference_label.strip():
@@ -253,14 +126,13 @@ class UncertaintyView(AnalysisView):
                                   "structures, or choose a reference file")
         elif self.reference == DESCRIPTOR_REFERENCE:
             mode = "descriptors"
-            name = self.descriptor_file.strip()
-            if not name:
+            descriptor_name = self.descriptor_file.strip()
+            if not descriptor_name:
                 raise QuestsError("missing reference: name a descriptor file (.npz) in the "
                                   "data directory")
-            if not name.lower().endswith(DESCRIPTOR_SUFFIXES):
-                raise QuestsError(f"{name}: a descriptor file ends with .npz or .npy")
-            path = resolve_in_dir(self.state.data_dir, name)
-            settings.update(descriptor_path=str(path), descriptor_name=name)
+            if not descriptor_name.lower().endswith(DESCRIPTOR_SUFFIXES):
+                raise QuestsError(f"{descriptor_name}: a descriptor file ends with .npz or .npy")
+            descriptor_path = str(resolve_in_dir(self.state.data_dir, descriptor_name))
         else:
             mode = "file"
             if self.reference == spec.name:
@@ -268,13 +140,14 @@ class UncertaintyView(AnalysisView):
             files.append(self.spec(self.reference))
         if bool(self.forces_pred.strip()) != bool(self.forces_ref.strip()):
             raise QuestsError("name both force arrays (predicted and reference) or neither")
-        settings.update(
-            reference_mode=mode, reference_label=self.reference_label.strip(),
-            test_label=self.test_label.strip(), forces_pred=self.forces_pred.strip(),
-            forces_ref=self.forces_ref.strip(), n_bins=int(self.n_bins),
-            window=float(self.window), quantile=float(self.error_quantile),
+        return files, UncertaintyRequest(
+            settings=self.base_settings(), reference_mode=mode,
+            reference_label=self.reference_label.strip(), test_label=self.test_label.strip(),
+            forces_pred=self.forces_pred.strip(), forces_ref=self.forces_ref.strip(),
+            n_bins=int(self.n_bins), window=float(self.window),
+            quantile=float(self.error_quantile), descriptor_path=descriptor_path,
+            descriptor_name=descriptor_name,
         )
-        return files, settings
 
     def describe(self, result: UncertaintyResult) -> str:
         return (f"{len(result.dh):,} atoms of {result.source} against {result.reference} "

@@ -9,12 +9,14 @@ diversity D.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 import quests_core as qc
 from quests_core.errors import QuestsError
+from quests_core.settings import DEFAULTS
 
 
 def generation_labels(structures: Sequence, key: str = "generation") -> np.ndarray:
@@ -46,7 +48,7 @@ def active_learning_report(
     x: np.ndarray,
     generation: np.ndarray,
     *,
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     n_threads: int | None = None,
 ) -> pd.DataFrame:
     """Novelty of each generation and information of the cumulative dataset.
@@ -102,3 +104,59 @@ def active_learning_report(
             }
         )
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class GenerationStudy:
+    """Result of :func:`generation_study`.
+
+    Attributes
+    ----------
+    report : DataFrame
+        :func:`active_learning_report` of the environments kept.
+    n_structures : int
+        Structures of the dataset.
+    env_step : int
+        Every ``env_step``-th environment of each structure was kept.
+    """
+
+    report: pd.DataFrame
+    n_structures: int
+    env_step: int
+
+
+def generation_study(
+    descs: Sequence[np.ndarray],
+    generations: Sequence[int],
+    *,
+    h: float = DEFAULTS.bandwidth,
+    env_step: int = 1,
+    n_threads: int | None = None,
+) -> GenerationStudy:
+    """:func:`active_learning_report` of a dataset given per structure.
+
+    Parameters
+    ----------
+    descs : list of (n_atoms_i, d) arrays
+        Descriptors of each structure.
+    generations : (n_structures,) int array
+        Generation of each structure (:func:`generation_labels`).
+    h : float
+        Kernel bandwidth.
+    env_step : int
+        Keep every ``env_step``-th environment of each structure (faster).
+
+    Raises
+    ------
+    QuestsError
+        When the generations do not match the structures, or for a step below 1.
+    """
+    from quests_core.analysis.compression import every_nth
+
+    gen = np.asarray(generations).ravel()
+    if gen.shape != (len(descs),):
+        raise QuestsError(f"{gen.size} generations for {len(descs)} structures")
+    kept = every_nth(descs, env_step)
+    labels = np.repeat(gen, [len(x) for x in kept])
+    report = active_learning_report(np.concatenate(kept), labels, h=h, n_threads=n_threads)
+    return GenerationStudy(report=report, n_structures=len(descs), env_step=int(env_step))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,7 @@ import pandas as pd
 
 import quests_core as qc
 from quests_core.errors import QuestsError
+from quests_core.settings import DEFAULTS
 
 METHODS = ("msc", "fps", "kmeans", "random")
 #: Methods whose result depends on the random seed (averaged over seeds in reports).
@@ -84,7 +85,7 @@ def structure_means(descs: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([x.mean(axis=0) for x in descs]).astype(np.float64)
 
 
-def structure_entropies(descs: Sequence[np.ndarray], h: float = 0.015) -> np.ndarray:
+def structure_entropies(descs: Sequence[np.ndarray], h: float = DEFAULTS.bandwidth) -> np.ndarray:
     """Entropy H of each structure's own environments (nats)."""
     descs = _check_structures(descs)
     return np.array([float(qc.entropy(x, h)) for x in descs])
@@ -179,7 +180,7 @@ def msc_selection(
     descs: Sequence[np.ndarray],
     size: int,
     *,
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     entropies: np.ndarray | None = None,
     until_covered: bool = False,
     n_threads: int | None = None,
@@ -247,7 +248,7 @@ def select_structures(
     method: str,
     size: int,
     *,
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     seed: int = 0,
     entropies: np.ndarray | None = None,
     until_covered: bool = False,
@@ -304,7 +305,7 @@ def subset_metrics(
     descs: Sequence[np.ndarray],
     selected: Sequence[int],
     *,
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     n_threads: int | None = None,
 ) -> SubsetMetrics:
     """H, D and overlap with the full set of the chosen structures.
@@ -353,7 +354,7 @@ class GapReference:
 
 
 def gap_reference(
-    full: np.ndarray, *, h: float = 0.015, repeats: int = 3, seed: int = 0
+    full: np.ndarray, *, h: float = DEFAULTS.bandwidth, repeats: int = 3, seed: int = 0
 ) -> GapReference:
     """Asymptotic entropy of the full set from its learning curve (SPEC section 2)."""
     n = len(full)
@@ -375,7 +376,7 @@ def compression_report(
     *,
     methods: Sequence[str] = METHODS,
     fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
-    h: float = 0.015,
+    h: float = DEFAULTS.bandwidth,
     seeds: Sequence[int] = (0, 1, 2),
     gap: bool = True,
     n_threads: int | None = None,
@@ -445,3 +446,95 @@ def compression_report(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def every_nth(descs: Sequence[np.ndarray], step: int) -> list[np.ndarray]:
+    """Every ``step``-th environment of each structure (exact copies stay copies).
+
+    Raises
+    ------
+    QuestsError
+        For a step below 1.
+    """
+    if int(step) != step or int(step) < 1:
+        raise QuestsError(f"environment step must be at least 1, got {step}")
+    return [np.asarray(x)[:: int(step)] for x in descs]
+
+
+@dataclass(frozen=True)
+class CompressionStudy:
+    """Result of :func:`compression_study`.
+
+    Attributes
+    ----------
+    report : DataFrame
+        :func:`compression_report`'s table of every method (``info_gap`` measured
+        from ``gap``).
+    gap : GapReference
+        Entropy the information gap is measured from (kind ``"none"``, NaN value,
+        when not asked for).
+    n_structures, n_envs : int
+        Structures and environments of the compressed set.
+    """
+
+    report: pd.DataFrame
+    gap: GapReference
+    n_structures: int
+    n_envs: int
+
+
+def compression_study(
+    descs: Sequence[np.ndarray],
+    *,
+    methods: Sequence[str] = METHODS,
+    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+    h: float = DEFAULTS.bandwidth,
+    seeds: Sequence[int] = (0, 1, 2),
+    gap: bool = True,
+    n_threads: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> CompressionStudy:
+    """:func:`compression_report` of every method, one method at a time.
+
+    The same table as ``compression_report(descs, methods=..., gap=gap)``, with the
+    information-gap reference computed once for all methods and
+    ``progress(step, done, total)`` called before each step (the gap reference,
+    then each method; ``step`` says what runs) and once at the end.
+
+    Raises
+    ------
+    QuestsError
+        For no structures, an unknown method, no method or seed, or a fraction
+        outside (0, 1] (checked before any long work).
+    """
+    descs = _check_structures(descs)
+    methods = list(methods)
+    if not methods:
+        raise QuestsError("no compression method chosen (empty selection)")
+    for m in methods:
+        if m not in METHODS:
+            raise QuestsError(f"unknown compression method {m!r}; use one of {METHODS}")
+    if len(fractions) == 0:
+        raise QuestsError("no compression fraction chosen")
+    for f in fractions:
+        fraction_to_size(f, len(descs))
+    total = 1 + len(methods)
+
+    def say(step: str, done: int) -> None:
+        if progress is not None:
+            progress(step, done, total)
+
+    say("information gap reference", 0)
+    ref = (gap_reference(np.concatenate(descs), h=h) if gap
+           else GapReference(float("nan"), "none"))
+    parts = []
+    for i, method in enumerate(methods):
+        say(method, 1 + i)
+        parts.append(compression_report(descs, methods=(method,), fractions=fractions, h=h,
+                                        seeds=seeds, gap=False, n_threads=n_threads))
+    say("done", total)
+    table = pd.concat(parts, ignore_index=True)
+    table["info_gap"] = ref.value - table["entropy"]
+    table["gap_reference"] = ref.kind
+    return CompressionStudy(report=table, gap=ref, n_structures=len(descs),
+                            n_envs=int(sum(len(x) for x in descs)))

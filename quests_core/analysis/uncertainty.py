@@ -11,6 +11,7 @@ predictions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,3 +204,92 @@ def uncertainty_vs_error(
     running = running_average(d, e, n_bins=n_bins, window=window)
     recall = high_error_recall(d, e, threshold=threshold, quantile=quantile)
     return UQResult(d, e, running, recall)
+
+
+def force_array_names(arrays: Mapping[str, np.ndarray], pred: str = "", ref: str = "",
+                      source: str | None = None) -> tuple[str, str]:
+    """The two per-atom force arrays compared: the named ones, or the file's only two.
+
+    Parameters
+    ----------
+    arrays : mapping of str to arrays
+        Per-atom arrays of a dataset.
+    pred, ref : str
+        Names of the predicted and reference forces; both empty to take the
+        only two ``forces*`` arrays of shape (n, 3) (the second in sorted order is
+        the prediction).
+    source : str, optional
+        Name of the data, for the error message.
+
+    Raises
+    ------
+    QuestsError
+        When a named array is missing, only one is named, or (automatic) there
+        are not exactly two ``forces*`` arrays of shape (n, 3).
+    """
+    if bool(pred) != bool(ref):
+        raise QuestsError("name both force arrays (predicted and reference) or neither")
+    if pred:
+        for name in (pred, ref):
+            if name not in arrays:
+                raise QuestsError(f"per-atom array {name!r} missing (have {sorted(arrays)})",
+                                  source=source)
+        return pred, ref
+    keys = sorted(k for k, v in arrays.items()
+                  if k.startswith("forces") and np.ndim(v) == 2 and np.shape(v)[1] == 3)
+    if len(keys) != 2:
+        raise QuestsError(f"need two per-atom force arrays to compare, found {keys}; name "
+                          "them in the view", source=source)
+    return keys[1], keys[0]
+
+
+def uncertainty_study(
+    x_test: np.ndarray,
+    x_ref: np.ndarray,
+    error: np.ndarray,
+    h: float,
+    *,
+    n_bins: int = DEFAULT_BINS,
+    window: float = DEFAULT_WINDOW,
+    quantile: float = DEFAULT_ERROR_QUANTILE,
+    test_name: str = "test",
+    reference_name: str = "reference",
+    progress: Callable[[int, int], None] | None = None,
+    **kernel_kw,
+) -> UQResult:
+    """dH of the test environments against the training set, against their error.
+
+    Parameters
+    ----------
+    x_test : (n, d) array
+        Descriptors of the test atoms.
+    x_ref : (m, d) array
+        Descriptors of the training set (same k and cutoff).
+    error : (n,) array
+        Error of each test atom (e.g. :func:`force_errors`).
+    h : float
+        Kernel bandwidth of dH.
+    n_bins, window, quantile
+        As in :func:`uncertainty_vs_error`.
+    test_name, reference_name : str
+        Names of the two sets, for error messages.
+    progress : callable, optional
+        ``progress(done_rows, total_rows)`` of the dH computation.
+    **kernel_kw
+        ``n_threads``, ``precision``, ``backend``, ``cancel``.
+
+    Raises
+    ------
+    QuestsError
+        When the descriptors differ in width or the errors do not match the atoms.
+    """
+    import quests_core as qc
+    from quests_core.analysis import check_same_descriptor
+
+    check_same_descriptor(x_test, x_ref, test_name=test_name, reference_name=reference_name)
+    if len(np.ravel(error)) != len(x_test):
+        raise QuestsError(f"{len(np.ravel(error))} errors for {len(x_test)} test atoms",
+                          source=test_name)
+    dh = np.asarray(qc.delta_entropy(x_test, x_ref, h, progress=progress, **kernel_kw),
+                    dtype=np.float64)
+    return uncertainty_vs_error(dh, error, n_bins=n_bins, window=window, quantile=quantile)
