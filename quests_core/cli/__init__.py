@@ -61,6 +61,10 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 #: ``add_parser(subparsers, common)`` and ``run(args) -> int``
 COMMANDS = (descriptors, entropy, dh, overlap, learning_curve, trajectory, serve)
 
+#: modules outside this package that add subcommands: ``(module, function)``,
+#: ``function(subparsers)`` adds them (skipped when the module is not installed)
+HOOKS = (("quests_core.analysis.commands", "register"),)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``quests-dashboard`` parser (analysis subcommands included when present)."""
@@ -77,19 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
     for command in COMMANDS:
         command.add_parser(sub, common)
-    _register_analysis(sub)
+    _register_hooks(sub)
     return parser
 
 
-def _register_analysis(subparsers: Any) -> None:
-    """Add the analysis subcommands of ``quests_core.analysis.commands`` when it exists."""
-    try:
-        module = importlib.import_module("quests_core.analysis.commands")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("quests_core.analysis", "quests_core.analysis.commands"):
-            return
-        raise
-    module.register(subparsers)
+def _register_hooks(subparsers: Any) -> None:
+    """Add the subcommands of the modules of :data:`HOOKS` that are installed."""
+    for name, function in HOOKS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (name + ".").startswith(exc.name + "."):
+                continue
+            raise
+        getattr(module, function)(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,22 +15,22 @@ import pandas as pd
 
 from .loading import combined, load_files, source_column
 from .output import RESULT_SUFFIXES, finish, write_npy, wrote
-from .parser import prepare
+from .parser import batch_parser, prepare
 
 NAME = "descriptors"
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
         help="descriptors of every atom",
         description="Compute (or load from the cache) the descriptors of every "
         "atom. --output: .npy (array), .csv/.parquet (per-atom "
         "table), .json (per-file summary).",
     )
-    p.add_argument("files", nargs="+", help="structure files")
     p.set_defaults(func=run, outputs=(".npy", *RESULT_SUFFIXES))
 
 

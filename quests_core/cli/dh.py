@@ -17,7 +17,6 @@ of ``--block-atoms`` test atoms.
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 
 import numpy as np
@@ -26,7 +25,15 @@ from quests_core.errors import QuestsError
 
 from .loading import combined, descriptor_cache, load_files, load_reference, source_column
 from .output import RESULT_SUFFIXES, STRUCTURE_SUFFIXES, export_structures, finish
-from .parser import add_reference_options, bandwidth, positive_int, prepare, species_list
+from .parser import (
+    add_reference_options,
+    bandwidth,
+    batch_parser,
+    default_of,
+    positive_int,
+    prepare,
+    species_list,
+)
 from .progress import kernel_bar
 
 NAME = "dh"
@@ -43,16 +50,17 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     from quests_core.approximate import approx_delta_entropy
     from quests_core.chunked import DEFAULT_BLOCK_ATOMS, DEFAULT_CHUNK_FRAMES
 
-    neighbours = inspect.signature(approx_delta_entropy).parameters["n_neighbors"].default
-    p = sub.add_parser(
+    neighbours = default_of(approx_delta_entropy, "n_neighbors")
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
         help="dH of test data against a reference",
         description="Differential entropy dH of every test environment with "
         "respect to the reference. --output: .csv/.parquet/.json "
         "(per-atom table) or .extxyz (structures with a dH array).",
+        files="test structure files",
     )
-    p.add_argument("files", nargs="+", help="test structure files")
     add_reference_options(p, required=True, help_text="reference files", of="test files")
     p.add_argument(
         "--approx",

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .loading import groups, load_files
 from .output import RESULT_SUFFIXES, finish
-from .parser import bandwidth, prepare
+from .parser import bandwidth, batch_parser, prepare
 from .progress import kernel_bar
 
 NAME = "entropy"
@@ -22,14 +22,14 @@ NAME = "entropy"
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
         help="entropy H and diversity D",
         description="Information entropy H and diversity D of each file, or of "
         "each value of a per-frame column (--by).",
     )
-    p.add_argument("files", nargs="+", help="structure files")
     p.add_argument(
         "--by", default=None, help="group by a per-frame column (label, generation, source, ...)"
     )

@@ -19,7 +19,7 @@ from quests_core.errors import QuestsError
 
 from .loading import combined, load_files
 from .output import RESULT_SUFFIXES, finish
-from .parser import add_seed, bandwidth, positive_int, prepare
+from .parser import add_seed, bandwidth, batch_parser, default_of, positive_int, prepare
 from .progress import kernel_bar
 
 NAME = "learning-curve"
@@ -27,21 +27,19 @@ NAME = "learning-curve"
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    import inspect
-
     from quests_core.learning import default_sizes, learning_curve
 
-    points = inspect.signature(default_sizes).parameters["points"].default
-    repeats = inspect.signature(learning_curve).parameters["repeats"].default
-    p = sub.add_parser(
+    points = default_of(default_sizes, "points")
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
         help="entropy of random subsets and the information gap",
         description="H of random subsets of the environments for increasing "
         "sizes, the asymptote fit a - b exp(-c (log N)^2) and the "
         "information gap.",
+        files="structure files (combined)",
     )
-    p.add_argument("files", nargs="+", help="structure files (combined)")
     p.add_argument(
         "--sizes", default=None, help="comma-separated subset sizes (default: log-spaced up to all)"
     )
@@ -51,7 +49,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         default=points,
         help=f"number of log-spaced sizes when --sizes is not given (default {points})",
     )
-    p.add_argument("--repeats", type=positive_int, default=repeats, help="subsets per size")
+    p.add_argument("--repeats", type=positive_int, default=default_of(learning_curve, "repeats"),
+        help="subsets per size",)
     add_seed(p, "random seed")
     p.set_defaults(func=run, outputs=RESULT_SUFFIXES)
 

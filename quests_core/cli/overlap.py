@@ -15,7 +15,7 @@ import pandas as pd
 
 from .loading import groups, load_files
 from .output import RESULT_SUFFIXES, finish
-from .parser import bandwidth, prepare
+from .parser import bandwidth, batch_parser, prepare
 from .progress import kernel_bar
 
 NAME = "overlap"
@@ -23,15 +23,15 @@ NAME = "overlap"
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    p = sub.add_parser(
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
         help="overlap matrix of files or labels",
         description="Overlap (fraction of row environments with dH <= 0 "
         "against the column) for every ordered pair of files or of "
         "values of --by.",
     )
-    p.add_argument("files", nargs="+", help="structure files")
     p.add_argument("--by", default=None, help="group by a per-frame column instead of by file")
     p.set_defaults(func=run, outputs=RESULT_SUFFIXES)
 

@@ -215,3 +215,26 @@ def add_reference_options(parser: Any, *, required: bool, help_text: str, of: st
         default=":",
         help=f"frames of the reference files (default ':'; --index is for the {of})",
     )
+
+
+def batch_parser(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    files: str | None = "structure files",
+) -> argparse.ArgumentParser:
+    """A batch subcommand with the common options and, unless ``files`` is None, ``FILE...``."""
+    p = sub.add_parser(name, parents=[common], help=help, description=description)
+    if files is not None:
+        p.add_argument("files", nargs="+", help=files)
+    return p
+
+
+def default_of(function: Any, parameter: str) -> Any:
+    """The default of ``function``'s ``parameter`` (an option's default owned by the engine)."""
+    import inspect
+
+    return inspect.signature(function).parameters[parameter].default

@@ -27,6 +27,7 @@ from .parser import (
     add_reference_options,
     add_seed,
     bandwidth,
+    batch_parser,
     positive_float,
     positive_int,
     prepare,
@@ -49,9 +50,11 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         EXACT_MAX_ATOMS_ENV,
     )
 
-    p = sub.add_parser(
+    p = batch_parser(
+        sub,
+        common,
         NAME,
-        parents=[common],
+        files=None,
         help="per-frame H and dH of a trajectory",
         description="Per-frame entropy H, mean and max dH against a reference (default: "
         "the first selected frame) and the fraction of atoms with "
