@@ -939,14 +939,18 @@ def _array_columns(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _index_to_text(index: int | slice | str | None) -> str:
-    """Canonical text of a frame selection (``":"``, ``"3"``, ``"2:10:2"``)."""
+    """Canonical text of a frame selection (``":"``, ``"3"``, ``"2:10:2"``).
+
+    Equal selections give equal text (a start of 0 and a step of 1 are left out:
+    ``"0:5:1"`` and ``":5"`` are both ``":5"``), so cache keys built on it agree.
+    """
     parsed = parse_index(index)
     if isinstance(parsed, int):
         return str(parsed)
-    start, stop, step = (
-        ("" if v is None else str(v)) for v in (parsed.start, parsed.stop, parsed.step)
-    )
-    return f"{start}:{stop}" + (f":{step}" if step else "")
+    start = None if parsed.start == 0 else parsed.start
+    step = None if parsed.step == 1 else parsed.step
+    text = f"{'' if start is None else start}:{'' if parsed.stop is None else parsed.stop}"
+    return text + (f":{step}" if step else "")
 
 
 def concat(datasets: Sequence[Dataset], name: str | None = None) -> Dataset:
