@@ -217,3 +217,23 @@ def test_sample_data_chunked_dask_and_in_memory_agree(client, tmp_path):
     pd.testing.assert_frame_equal(remote.store.atoms(), local.store.atoms())
     # a liquid is poorly covered by one solid frame: most environments are novel
     assert local.store.frames()["frac_novel"].min() > 0.5
+
+
+def test_overlap_matrix_is_the_overlaps_module_matrix(client, descriptors):
+    """One definition of the overlap matrix: the Dask executor gives overlaps.overlap_matrix
+    (unsampled sets) entry for entry, as an OverlapMatrix or its DataFrame."""
+    from quests_core.overlaps import OverlapMatrix, overlap_matrix
+
+    groups = {"cold": descriptors[0], "hot": descriptors[2][:77], "warm": descriptors[1][5:]}
+    h = 0.02
+    expected = overlap_matrix(groups, h)
+    got = dask_overlap_matrix(groups, h, client=client, chunk_rows=256, as_frame=False)
+    assert isinstance(got, OverlapMatrix)
+    assert got.names == expected.names == ["cold", "hot", "warm"]
+    assert got.sizes == expected.sizes == {"cold": 108, "hot": 77, "warm": 103}
+    np.testing.assert_array_equal(got.bandwidths, expected.bandwidths)
+    np.testing.assert_array_equal(got.matrix, expected.matrix)
+    off = expected.matrix[~np.eye(3, dtype=bool)]
+    assert np.any((off > 0) & (off < 1)), expected.matrix  # not a trivial all-0/1 case
+    pd.testing.assert_frame_equal(dask_overlap_matrix(groups, h, client=client),
+                                  expected.to_frame())
