@@ -31,6 +31,13 @@ With a ``dask.distributed`` client the unfinished chunks run as tasks on the
 cluster's workers (which must see the input files and the store directory);
 the calling process alone writes the manifest.
 
+Reading a store (:class:`ChunkStore`, :func:`read_atoms_dask`) is
+:mod:`quests_core.chunk_store` and the Dask plumbing (:func:`dask_client`,
+:data:`KERNEL_LOCK`) is :mod:`quests_core.dask_tools`; this module imports
+both and never :mod:`quests_core.distributed` (their names stay importable
+from here). Defaults of ``h``, ``k``, ``cutoff``, ``precision``, ``backend``
+and threads are those of :data:`quests_core.settings.DEFAULTS`.
+
 Progress, e.g. with tqdm::
 
     with tqdm(unit="frame") as bar:

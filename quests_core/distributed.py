@@ -17,6 +17,19 @@ from two threads at once.
 
 Dask is imported lazily: the rest of ``quests_core`` works without it.
 Install it with ``pip install "dask[dataframe]" distributed``.
+
+Invariants
+----------
+- The formulas are those of :mod:`quests_core.entropy`
+  (:func:`~quests_core.entropy.entropy_from_log_sums`,
+  :func:`~quests_core.entropy.delta_from_log_sums`) and the overlap matrix is
+  :class:`quests_core.overlaps.OverlapMatrix`: this module only schedules.
+- Defaults (``h``, ``backend``, threads) come from :data:`quests_core.settings.DEFAULTS`.
+- The client plumbing is :mod:`quests_core.dask_tools` and
+  :func:`read_atoms_dask` is :mod:`quests_core.chunk_store` (both importable
+  from here); this module never imports :mod:`quests_core.chunked`.
+- Memory: a bounded number of row blocks in flight per worker thread
+  (:func:`quests_core.dask_tools.run_bounded`); the reference is sent once.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ still importable from this module.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,8 +56,6 @@ TABLE_FORMATS: dict[str, str] = {
     ".json": "json",
 }
 EXTXYZ_EXTENSIONS = (".extxyz", ".xyz")
-
-log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------
