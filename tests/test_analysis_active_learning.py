@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase.build import bulk
 
@@ -104,3 +105,18 @@ def test_sample_generations():
         assert parts.loc[2 * g + 1, "mean_dH"] <= 0.0
     new_novelty = [parts.loc[2 * g, "novelty"] for g in range(1, 5)]
     assert new_novelty[0] > 0.0 and np.all(np.diff(new_novelty) > 0)
+
+
+def test_generation_study_is_the_report_of_the_kept_environments():
+    s = [structure("fcc", i, 0.05 + 0.05 * i) for i in range(4)]
+    descs = [qc.descriptors([a], k=12, cutoff=4.0) for a in s]
+    generations = np.array([0, 1, 1, 2])
+    study = al.generation_study(descs, generations, env_step=3)
+    kept = [x[::3] for x in descs]
+    labels = np.repeat(generations, [len(x) for x in kept])
+    want = al.active_learning_report(np.concatenate(kept), labels)
+    pd.testing.assert_frame_equal(study.report, want, rtol=1e-12)
+    assert study.n_structures == 4 and study.env_step == 3
+    assert study.report["n_envs"].tolist() == [11, 22, 11]  # 32 atoms -> every 3rd: 11
+    with pytest.raises(QuestsError, match="3 generations for 4 structures"):
+        al.generation_study(descs, generations[:3])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase.build import bulk
 
@@ -203,3 +204,37 @@ def test_greedy_and_random_selections_are_nested():
         np.testing.assert_array_equal(
             comp.random_selection(7, small, 3), comp.random_selection(7, large, 3)[:small]
         )
+
+
+def test_every_nth_keeps_every_step_th_environment():
+    descs = [np.arange(10.0).reshape(5, 2), np.arange(6.0).reshape(3, 2)]
+    kept = comp.every_nth(descs, 2)
+    np.testing.assert_array_equal(kept[0], [[0.0, 1.0], [4.0, 5.0], [8.0, 9.0]])
+    np.testing.assert_array_equal(kept[1], [[0.0, 1.0], [4.0, 5.0]])
+    np.testing.assert_array_equal(comp.every_nth(descs, 1)[0], descs[0])
+    with pytest.raises(QuestsError, match="at least 1"):
+        comp.every_nth(descs, 0)
+
+
+def test_compression_study_equals_the_report_method_by_method():
+    structures = [rattled("fcc", seed=s, stdev=0.02 + 0.04 * (s % 4)) for s in range(8)]
+    descs = descs_of(structures)
+    steps = []
+    study = comp.compression_study(descs, methods=("fps", "random"), fractions=(0.25, 1.0),
+                                   seeds=(0, 1), gap=True,
+                                   progress=lambda s, d, t: steps.append((s, d, t)))
+    report = comp.compression_report(descs, methods=("fps", "random"), fractions=(0.25, 1.0),
+                                     seeds=(0, 1), gap=True)
+    pd.testing.assert_frame_equal(study.report, report, rtol=1e-12)
+    ref = comp.gap_reference(np.concatenate(descs))
+    assert study.gap == ref and study.n_structures == 8
+    assert study.n_envs == sum(len(x) for x in descs)
+    assert steps == [("information gap reference", 0, 3), ("fps", 1, 3), ("random", 2, 3),
+                     ("done", 3, 3)]
+    none = comp.compression_study(descs, methods=("fps",), fractions=(1.0,), gap=False)
+    assert none.gap.kind == "none" and none.report["info_gap"].isna().all()
+    with pytest.raises(QuestsError, match="fraction"):  # before any long work
+        comp.compression_study(descs, fractions=(0.5, 1.5),
+                               progress=lambda *a: pytest.fail("work started"))
+    with pytest.raises(QuestsError, match="no compression method"):
+        comp.compression_study(descs, methods=())

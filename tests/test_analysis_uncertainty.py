@@ -140,3 +140,39 @@ def test_sample_two_models_dh_against_training_set():
     assert novel.mean() > 0.5
     assert err[novel].mean() > err[~novel].mean()
     assert 0.0 <= res.recall.recall <= 1.0 and res.recall.n_high > 0
+
+
+def test_force_array_names():
+    arrays = {"forces_emt": np.zeros((2, 3)), "forces_model": np.ones((2, 3)),
+              "charges": np.zeros(2)}
+    # automatic: the second in sorted order is the prediction
+    assert uq.force_array_names(arrays) == ("forces_model", "forces_emt")
+    assert uq.force_array_names(arrays, "forces_emt", "forces_model") == ("forces_emt",
+                                                                          "forces_model")
+    with pytest.raises(QuestsError, match="name both"):
+        uq.force_array_names(arrays, "forces_emt", "")
+    with pytest.raises(QuestsError, match=r"f.xyz: per-atom array 'nope' missing"):
+        uq.force_array_names(arrays, "nope", "forces_emt", source="f.xyz")
+    with pytest.raises(QuestsError, match=r"found \['forces'\]"):
+        uq.force_array_names({"forces": np.zeros((2, 3))})
+
+
+def test_uncertainty_study_is_dh_against_the_training_set():
+    import quests_core as qc
+
+    rng = np.random.default_rng(4)
+    x_ref = rng.normal(size=(60, 5))
+    x_test = np.concatenate([x_ref[:20] + 0.01, rng.normal(3.0, 1.0, size=(20, 5))])
+    error = np.linspace(0.0, 1.0, 40)
+    seen = []
+    res = uq.uncertainty_study(x_test, x_ref, error, 0.5, n_bins=5, window=0.5,
+                               progress=lambda d, t: seen.append((d, t)))
+    dh = qc.delta_entropy(x_test, x_ref, 0.5)
+    np.testing.assert_allclose(res.dh, dh)
+    want = uq.uncertainty_vs_error(dh, error, n_bins=5, window=0.5)
+    np.testing.assert_allclose(res.running.mean, want.running.mean, equal_nan=True)
+    assert res.recall == want.recall and seen[-1] == (40, 40)
+    with pytest.raises(QuestsError, match="t.xyz: 39 errors for 40 test atoms"):
+        uq.uncertainty_study(x_test, x_ref, error[:-1], 0.5, test_name="t.xyz")
+    with pytest.raises(QuestsError):
+        uq.uncertainty_study(x_test[:, :4], x_ref, error, 0.5)
