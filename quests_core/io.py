@@ -24,6 +24,12 @@ frame followed by more frames, extra atom lines, or a cut single-frame file is
 an error. ``.traj`` files have no visible frame boundaries: any damage is an
 error.
 
+The trajectory formats of MD codes that ASE cannot read (GROMACS XTC/TRR,
+CHARMM/NAMD/LAMMPS DCD, Amber NetCDF) are detected here and read through
+MDAnalysis by :mod:`quests_core.io_mdanalysis` (the optional ``md`` extra;
+without it, one line naming the extra), with a ``topology`` file for the
+elements; the same rules and messages apply.
+
 Every frame is also checked by :func:`validate_atoms` (atomic numbers,
 finite and sane coordinates and cells, zero-volume periodic cells with the
 axis named), and :func:`locate_error` turns a later error of the descriptor
@@ -454,7 +460,7 @@ def _inflated_size(path: str) -> int:
 
 
 def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
-    """Return the ASE format name used to read ``path``.
+    """Return the format name used to read ``path``.
 
     Parameters
     ----------
@@ -462,7 +468,11 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
         The file (must exist, be a regular file and not be empty).
     format : str, optional
         An explicit ASE format name (``"extxyz"``, ``"lammps-dump-text"``,
-        ...). Checked against the formats ASE can read.
+        ...), checked against the formats ASE can read, or one of the MD
+        formats read through MDAnalysis
+        (:data:`quests_core.io_mdanalysis.MD_FORMATS`: ``"xtc"``, ``"trr"``,
+        ``"dcd"``, ``"lammps-dcd"``, ``"amber-netcdf"``; detected from the
+        extensions ``.xtc .trr .dcd .nc .ncdf``).
 
     Raises
     ------
@@ -473,10 +483,16 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
 
     p = _check_path(path)
     _inflated_size(str(p))
+    from quests_core.io_mdanalysis import MD_EXTENSIONS, MD_FORMATS
+
+    if format in MD_FORMATS:
+        return format
     if format is None:
         root, _ = get_compression(p.name)
         lower = root.lower()
         ext = lower.rsplit(".", 1)[-1] if "." in lower else ""
+        if ext in MD_EXTENSIONS:  # read through MDAnalysis (quests_core.io_mdanalysis)
+            return MD_EXTENSIONS[ext]
         if ext in EXTENSION_FORMATS:
             format = EXTENSION_FORMATS[ext]
         elif lower in EXTENSION_FORMATS:  # POSCAR, CONTCAR, XDATCAR
@@ -1003,6 +1019,10 @@ def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
     spath = str(path)
     from ase.io.formats import ioformats
 
+    from quests_core.io_mdanalysis import MD_FORMATS, count_md_frames
+
+    if fmt in MD_FORMATS:
+        return count_md_frames(spath, fmt)
     try:
         if ioformats[fmt].single:
             return 1
@@ -1057,6 +1077,7 @@ def iter_frames(
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
     skipped: list[tuple[str, int, str]] | None = None,
+    topology: str | os.PathLike | None = None,
 ) -> Iterator[Frame]:
     """Stream the selected frames of a file, one validated :class:`Frame` at a time.
 
@@ -1069,13 +1090,19 @@ def iter_frames(
     format : str, optional
         ASE format name; detected from the name and contents if omitted.
     type_map : mapping, sequence or str, optional
-        LAMMPS type -> element for dumps without an ``element`` column, see
+        LAMMPS type -> element for dumps without an ``element`` column, and for
+        the numeric types of an MD trajectory's LAMMPS data topology, see
         :func:`parse_type_map`. Ignored for other formats.
     validate : bool
         Run :func:`validate_atoms` on every frame (default True).
     skipped : list, optional
         Receives ``(file, frame, reason)`` for a truncated last frame that was
         skipped with a :class:`TruncatedFrameWarning`.
+    topology : path-like, optional
+        The topology file (PDB/GRO/PSF/LAMMPS data, ...) that names the atoms
+        of an MD trajectory read through MDAnalysis (XTC, TRR, DCD, Amber
+        NetCDF; see :mod:`quests_core.io_mdanalysis`); default: a file with
+        the trajectory's stem next to it. Ignored for other formats.
 
     Yields
     ------
@@ -1095,7 +1122,7 @@ def iter_frames(
     if stop is not None and stop <= start:
         raise QuestsError(f"index {_index_text(selection)!r} selects no frames", source=spath)
 
-    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection, skipped)
+    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection, skipped, topology)
     n_yielded = 0
     while True:
         try:
@@ -1140,9 +1167,18 @@ def _iter_selected(
     type_map: dict[int, str],
     selection: int | slice,
     skipped: list | None = None,
+    topology: str | os.PathLike | None = None,
 ) -> Iterator[Frame]:
     from ase.io import iread
     from ase.io.formats import ioformats
+
+    from quests_core.io_mdanalysis import MD_FORMATS, iter_md_frames
+
+    if fmt in MD_FORMATS:
+        yield from iter_md_frames(
+            path, fmt, start, stop, step, topology=topology, type_map=type_map, skipped=skipped
+        )
+        return
 
     whole = stop is None and start == 0 and step == 1
     if fmt == _LAMMPS_DUMP:
@@ -1445,12 +1481,15 @@ def iter_structures(
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
+    topology: str | os.PathLike | None = None,
 ) -> Iterator[Atoms]:
     """Stream the selected structures of a file (see :func:`iter_frames`).
 
     Use :func:`iter_frames` to also get the index of each frame in its file.
     """
-    for item in iter_frames(path, index=index, format=format, type_map=type_map, validate=validate):
+    for item in iter_frames(
+        path, index=index, format=format, type_map=type_map, validate=validate, topology=topology
+    ):
         yield item.atoms
 
 
@@ -1460,10 +1499,14 @@ def read_structures(
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
+    topology: str | os.PathLike | None = None,
 ) -> list[Atoms]:
     """Read the selected structures of a file into a list (see :func:`iter_frames`)."""
     return list(
-        iter_structures(path, index=index, format=format, type_map=type_map, validate=validate)
+        iter_structures(
+            path, index=index, format=format, type_map=type_map, validate=validate,
+            topology=topology,
+        )
     )
 
 
