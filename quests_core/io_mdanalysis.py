@@ -18,6 +18,11 @@ cell from the trajectory's box (XTC/TRR: the box vectors; DCD/NetCDF: the
 one frame, plus the XTC/TRR frame offsets, 8 bytes per frame); nothing is
 written next to the trajectory (MDAnalysis's XTC offset cache is not used).
 
+MDAnalysis's XTC decoder (C) aborts the process on some corrupt compressed
+coordinates; XTC and TRR frames are therefore decoded once in a child process
+first (one process per file version, remembered) and the frames from a fatal
+one on are refused with an error instead of being decoded here.
+
 Errors follow :mod:`quests_core.io`: one-line
 :class:`~quests_core.errors.QuestsError` messages naming the file and frame.
 The atom count of the trajectory's header is checked against the topology
@@ -452,6 +457,13 @@ class _Xdr(_Trajectory):
         return last  # one TRR frame: a cut shows as a read error
 
     def read(self, i: int) -> _Raw:
+        crash = _xdr_probe(self.path, self.fmt)
+        if crash is not None and i >= crash:
+            if i == crash:
+                raise _Crash(f"corrupt {MD_FORMATS[self.fmt]} data: decoding it aborts the "
+                             "reader (checked in a separate process)")
+            raise _Crash(f"not read: the file is corrupt from frame {crash} on (decoding "
+                         "that frame aborts the reader)")
         self._file.seek(i)
         frame = self._file.read()
         if self.fmt == "trr" and not frame.hasx:
@@ -470,6 +482,57 @@ class _Xdr(_Trajectory):
 
 class _NoPositions(Exception):
     pass
+
+
+class _Crash(Exception):
+    pass
+
+
+#: Decodes every frame of an XTC/TRR file, printing each index before decoding it.
+_PROBE = r"""
+import sys
+from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
+f = (XTCFile if sys.argv[2] == "xtc" else TRRFile)(sys.argv[1])
+n = len(f.offsets)
+for i in range(n):
+    print(i, flush=True)
+    try:
+        f.seek(i)
+        f.read()
+    except Exception:
+        pass
+print("done", flush=True)
+"""
+
+
+def _xdr_probe(path: str, fmt: str) -> int | None:
+    """The first frame whose decoding kills the process, else None.
+
+    MDAnalysis's XTC decoder (libxdrfile, C) aborts the whole process on some
+    corrupt compressed coordinates (a stack-smashing check), which no
+    ``except`` can catch. So every frame is first decoded once in a child
+    process; frames from the one that killed it on are then refused with an
+    error instead of being decoded here. The result is remembered per file
+    version (path, size, modification time).
+    """
+    st = os.stat(path)
+    return _xdr_probe_cached(os.path.abspath(path), fmt, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _xdr_probe_cached(path: str, fmt: str, size: int, mtime: int) -> int | None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, path, fmt],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )
+    lines = proc.stdout.split()
+    if lines[-1:] == ["done"]:
+        return None
+    started = [int(w) for w in lines if w.isdigit()]
+    return started[-1] if started else 0
 
 
 def _quiet_close(cls):
@@ -731,6 +794,8 @@ def _read_frame(traj: _Trajectory, path: str, i: int, top: Topology) -> Atoms:
         raw = traj.read(i)
     except _NoPositions:
         raise _frame_error(path, i, "the TRR frame has no positions") from None
+    except _Crash as exc:
+        raise _frame_error(path, i, str(exc)) from None
     except _BadBox as exc:
         dims = ", ".join(f"{v:.6g}" for v in exc.dims)
         raise _frame_error(
