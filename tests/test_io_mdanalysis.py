@@ -25,8 +25,11 @@ gives ``|dC| <= 2d (4/(rc rmin) + 1/rmin^2)``; sorting and the t-th largest are
 1-Lipschitz in the max norm. The bound holds where the set of k nearest
 neighbours cannot change, i.e. where the gap between the k-th and (k+1)-th
 neighbour distance exceeds ``4d``; X2 rows of the (counted) other atoms, whose
-k-th neighbour may swap, are compared with a loose tolerance only (X1 is exact
-for every atom: the sorted k smallest distances are 1-Lipschitz).
+k-th neighbour may swap, are held to the bound plus 1 % of the largest X2 value
+(X1 is bounded for every atom: the sorted k smallest distances are 1-Lipschitz).
+Measured on the melt (d = 0.005 Å for XTC): X1 within 0.0029 (bound 0.0041),
+X2 within 0.00033 on the 64 % stable atoms (bound 0.0065) and 0.00073 on all;
+DCD/NetCDF (d = 9.5e-7 Å): X1 within 5.0e-7 (bound 7.8e-7), X2 within 8.3e-8.
 """
 
 from __future__ import annotations
@@ -225,7 +228,7 @@ def assert_descriptors_close(frames, ref, d: float) -> None:
     # neighbours of most atoms at nearly equal distances
     assert stable.mean() > 0.1, stable.mean()
     # the others: a swap of the k-th neighbour changes X2 by less than its largest value
-    assert np.abs(x[:, K:] - y[:, K:]).max() < 0.05 * np.abs(y[:, K:]).max() + b2
+    assert np.abs(x[:, K:] - y[:, K:]).max() <= 0.01 * np.abs(y[:, K:]).max() + b2
 
 
 # ----------------------------------------------------------------------------
@@ -318,6 +321,23 @@ def test_selection_count_and_streaming(files):
     next(gen)
     assert np.array_equal(whole[0].atoms.positions, first)
     assert not any(name.startswith(".") for name in os.listdir(files))  # no offset caches
+
+
+def test_dataset_reads_md_trajectories(files, tmp_path):
+    """The Dataset loader streams them too (the topology next to the trajectory)."""
+    from quests_core.dataset import Dataset
+
+    traj = tmp_path / "run.trr"
+    traj.write_bytes((files / "melt.trr").read_bytes())
+    (tmp_path / "run.pdb").write_bytes((files / "top" / "melt.pdb").read_bytes())
+    ds = Dataset.from_files([traj], lazy=True)
+    assert ds.frames["frame"].tolist() == [0, 1, 2]
+    assert ds.frames["time"].tolist() == pytest.approx([20.0, 22.0, 24.0])
+    assert ds.frames["n_atoms"].tolist() == [864] * 3
+    assert set(ds.frames["elements"]) == {"Cu"}
+    ref = reference(files, "melt")
+    for a, r in zip(ds.iter_structures(), ref, strict=True):
+        assert np.abs(a.positions - r.positions).max() <= position_tolerance("trr", ref)
 
 
 def test_topology_found_next_to_the_trajectory(files, tmp_path):
