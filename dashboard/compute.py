@@ -170,9 +170,10 @@ def load_files(specs: Sequence[FileSpec], prog: Progress) -> list[Loaded]:
     for i, spec in enumerate(specs):
         prog(i / max(len(specs), 1), f"Reading {spec.name}")
         prog.check()
+        core = spec.core_spec()
         ds = Dataset.from_files(
-            spec.path, index=spec.index or ":", name=spec.name,
-            type_map=spec.type_map or None, timestep_fs=spec.timestep_fs,
+            core.path, index=core.index, format=core.format, type_map=core.type_map_dict(),
+            name=spec.name, timestep_fs=spec.timestep_fs,
         )
         if len(ds) == 0:
             raise QuestsError(f"{spec.name}: no structures in the selected frames")

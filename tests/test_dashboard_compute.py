@@ -235,3 +235,40 @@ def test_process_job_cancel(sample):
     assert job.state == "cancelled" and job.result is None
     job._worker.join(20)
     assert not job._worker.is_alive()
+
+
+def test_settings_are_frozen_from_the_core_defaults():
+    """ComputeSettings takes its defaults from quests_core.settings.DEFAULTS and gives the
+    worker a frozen, picklable RunSettings (core Settings + the dashboard's options)."""
+    import pickle
+
+    from dashboard.state import OPTIONS, DashboardOptions, RunSettings
+    from quests_core.settings import DEFAULTS
+
+    ui = ComputeSettings()
+    assert (ui.k, ui.cutoff, ui.bandwidth, ui.seed) == (DEFAULTS.k, DEFAULTS.cutoff,
+                                                        DEFAULTS.bandwidth, DEFAULTS.seed)
+    assert ui.frozen() == RunSettings() == RunSettings(DEFAULTS, OPTIONS)
+    ui.param.update(k=16, bandwidth_mode="volume rule", exact_entropy=True, seed=4)
+    frozen = ui.frozen()
+    assert frozen.core == DEFAULTS.replace(k=16, bandwidth_rule="volume", seed=4)
+    assert frozen.options == DashboardOptions(exact_entropy=True)
+    assert pickle.loads(pickle.dumps(frozen)) == frozen
+    with pytest.raises(AttributeError):
+        frozen.core = DEFAULTS  # frozen: a job's settings never change under it
+    changed = frozen.replace(cutoff=4.0, overlap_max_n=10)
+    assert changed.core.cutoff == 4.0 and changed.options.overlap_max_n == 10
+    assert changed.core.k == 16 and frozen.core.cutoff == DEFAULTS.cutoff
+    with pytest.raises(QuestsError, match="unknown settings nope"):
+        frozen.replace(nope=1)
+    with pytest.raises(QuestsError, match="cluster_method"):
+        DashboardOptions(cluster_method="nope")
+
+
+def test_file_spec_gives_the_core_file_spec(sample):
+    from quests_core.dataset import FileSpec as CoreFileSpec
+
+    spec = FileSpec("/data/run.dump", "run.dump", "trajectory", "hot", "2::3", "1:O,2:H", 2.0)
+    assert spec.core_spec() == CoreFileSpec("/data/run.dump", "2::3", None,
+                                            ((1, "O"), (2, "H")))
+    assert FileSpec("a.xyz", "a.xyz").core_spec() == CoreFileSpec("a.xyz")

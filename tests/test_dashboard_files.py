@@ -16,8 +16,8 @@ from ase.io import read
 import dashboard.compute as compute
 from dashboard._testing import make_sample_dir
 from dashboard.compute import unique_names
-from dashboard.pipeline import bandwidth_advice, run_pipeline
 from dashboard.paths import default_selection, list_data_files
+from dashboard.pipeline import bandwidth_advice, run_pipeline
 from dashboard.state import AppState, ComputeSettings, FileSpec, unique_display_name
 from dashboard.views.data import TABLE_WIDTHS, UPLOAD_ACCEPT, DataView
 from quests_core import bandwidth_from_volume

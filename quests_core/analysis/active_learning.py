@@ -3,7 +3,8 @@
 For generation g (in increasing order), novelty is the fraction of its
 environments with dH > 0 against all environments of earlier generations; the
 cumulative dataset (generations <= g) is summarised by its entropy H and
-diversity D.
+diversity D. :func:`generation_study` is the analysis of a dataset given per
+structure (the dashboard's Active-learning tab).
 """
 
 from __future__ import annotations

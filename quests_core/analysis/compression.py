@@ -16,6 +16,9 @@ Metrics of a subset: entropy H and diversity D of its environments and the
 overlap of the full set with it (fraction of all environments with
 dH(X | subset) <= 0). The information gap of a subset is a - H(subset), with a
 the asymptote of the full set's learning curve (SPEC section 2).
+
+:func:`compression_study` is the whole analysis of the dashboard's Compression
+tab: every method's report with one gap reference, with progress.
 """
 
 from __future__ import annotations

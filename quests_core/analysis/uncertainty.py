@@ -6,7 +6,8 @@ bins of width l over its range, and the errors of the points within
 ``window * l`` of each bin centre are averaged (a running average; windows of
 neighbouring bins overlap for window > 0.5). The share of high-error atoms
 that dH > 0 flags measures how well the model-free uncertainty catches bad
-predictions.
+predictions. :func:`uncertainty_study` is the whole analysis from descriptors
+(the dashboard's Uncertainty tab).
 """
 
 from __future__ import annotations
