@@ -272,3 +272,26 @@ def test_file_spec_gives_the_core_file_spec(sample):
     assert spec.core_spec() == CoreFileSpec("/data/run.dump", "2::3", None,
                                             ((1, "O"), (2, "H")))
     assert FileSpec("a.xyz", "a.xyz").core_spec() == CoreFileSpec("a.xyz")
+
+
+def test_volume_rule_is_the_atom_weighted_mean_of_the_reference_frames():
+    """h of the volume rule: total volume over total atoms of the reference files' frames
+    (not the mean of the frames' volumes per atom); other files do not count."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    def loaded(name, role, volumes, atoms):
+        frames = pd.DataFrame({"volume_per_atom": volumes, "n_atoms": atoms})
+        return compute.Loaded(FileSpec(name, name, role), SimpleNamespace(frames=frames))
+
+    rule = ComputeSettings(bandwidth_mode="volume rule").frozen().core
+    ref = loaded("ref.xyz", "reference", [10.0, 20.0], [300, 100])
+    other = loaded("t.xyz", "test", [50.0], [1000])
+    want = bandwidth_from_volume((10.0 * 300 + 20.0 * 100) / 400)  # 12.5, not 15
+    assert compute.choose_bandwidth(rule, [ref, other]) == pytest.approx(want, rel=1e-12)
+    assert compute.choose_bandwidth(rule, [ref, other]) != pytest.approx(
+        bandwidth_from_volume(15.0), rel=1e-6)
+    assert compute.choose_bandwidth(rule.replace(bandwidth_rule="fixed"), [ref]) == rule.bandwidth
+    with pytest.raises(QuestsError, match="t.xyz: the volume rule needs periodic cells"):
+        compute.choose_bandwidth(rule, [loaded("t.xyz", "test", [np.nan], [5])])
