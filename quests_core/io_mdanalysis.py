@@ -60,6 +60,7 @@ __all__ = [
     "iter_md_frames",
     "load_topology",
     "mdanalysis_available",
+    "topology_path",
 ]
 
 #: Our format name -> what it is, in words.
@@ -365,6 +366,27 @@ def _guess_elements(labels: np.ndarray) -> np.ndarray:
 
         return np.asarray(guess_types(labels)).astype(str)
     return np.asarray(DefaultGuesser(None).guess_types(atom_types=labels)).astype(str)
+
+
+def topology_path(
+    path: str | os.PathLike,
+    format: str | None = None,
+    topology: str | os.PathLike | None = None,
+) -> str | None:
+    """The topology file a read of ``path`` uses: ``topology`` or the one next to it.
+
+    None for formats that need none (everything ASE reads) and for an MD
+    trajectory without one (reading it then says so). Cache keys of reads of
+    MD trajectories must include this file's content (the elements come from it).
+    """
+    from quests_core.io import detect_format
+
+    fmt = detect_format(path, format)
+    if fmt not in MD_FORMATS:
+        return None
+    if topology is not None:
+        return str(topology)
+    return find_topology(path)
 
 
 def resolve_topology(

@@ -57,7 +57,7 @@ from quests_core.io import (
     iter_frames,
     read_structures,
 )
-from quests_core.io_mdanalysis import EXTRA, find_topology, load_topology
+from quests_core.io_mdanalysis import EXTRA, find_topology, load_topology, topology_path
 from quests_core.settings import DEFAULTS
 
 mda = pytest.importorskip("MDAnalysis")
@@ -347,8 +347,12 @@ def test_topology_found_next_to_the_trajectory(files, tmp_path):
         list(iter_frames(traj))
     assert str(info.value).startswith(f"{traj}: GROMACS XTC files do not name their atoms")
     assert "\n" not in str(info.value)
+    assert topology_path(traj) is None
     (tmp_path / "run.gro").write_bytes((files / "top" / "melt.gro").read_bytes())
     assert find_topology(traj) == str(tmp_path / "run.gro")
+    assert topology_path(traj) == str(tmp_path / "run.gro")
+    assert topology_path(traj, topology="other.pdb") == "other.pdb"
+    assert topology_path(files / "melt.extxyz", topology="other.pdb") is None
     assert len(read_structures(traj)) == 3
     (tmp_path / "run.pdb").write_bytes((files / "top" / "melt.pdb").read_bytes())
     assert find_topology(traj) is None  # two candidates: the user must choose
