@@ -36,13 +36,11 @@ import numpy as np
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import backend_log_kernel_sums
+from .settings import DEFAULTS, bandwidth_from_volume  # noqa: F401  (public here too)
 from .threads import thread_limit
 
-#: Default bandwidth (1/Å): ``quests_core.settings.DEFAULTS.bandwidth``. Written out here
-#: because :mod:`quests_core.settings` imports this module (``bandwidth_from_volume``),
-#: so importing it back would close an import cycle; ``tests/test_import_graph.py``
-#: checks that the two values are equal.
-DEFAULT_BANDWIDTH = 0.015
+#: Default bandwidth (1/Å), the one of :data:`quests_core.settings.DEFAULTS`.
+DEFAULT_BANDWIDTH = DEFAULTS.bandwidth
 _BLOCK_OPTIONS = {"block_rows", "block_cols", "n_workers"}
 
 
@@ -133,17 +131,3 @@ def novelty(y, x, h=DEFAULT_BANDWIDTH, **kw):
     """Fraction of test environments with ``dH(y | x) > 0`` (``1 - overlap``)."""
     dh = np.asarray(delta_entropy(y, x, h, **kw))
     return _shape(np.atleast_1d(np.mean(dh.reshape(len(dh), -1) > 0.0, axis=0)), np.ndim(h) == 0)
-
-
-def bandwidth_from_volume(volume_per_atom):
-    """Bandwidth (Å^-1) for a volume per atom (Å^3/atom), the rule of SPEC section 2.
-
-    ``h(V) = 0.0897141 exp(-0.5 (V / 10.896)^2) + 0.0119417``
-    """
-    v = np.asarray(volume_per_atom, dtype=np.float64)
-    if not np.all(np.isfinite(v)) or np.any(v <= 0):
-        from .errors import QuestsError
-
-        raise QuestsError(f"volume per atom must be finite and > 0 Å^3, got {volume_per_atom!r}")
-    h = 0.0897141 * np.exp(-0.5 * (v / 10.896) ** 2) + 0.0119417
-    return float(h) if h.ndim == 0 else h

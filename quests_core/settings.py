@@ -42,6 +42,18 @@ BACKENDS = ("auto", "numba", "cupy")
 BANDWIDTH_RULES = ("fixed", "volume")
 
 
+def bandwidth_from_volume(volume_per_atom):
+    """Bandwidth (Å^-1) for a volume per atom (Å^3/atom), the rule of SPEC section 2.
+
+    ``h(V) = 0.0897141 exp(-0.5 (V / 10.896)^2) + 0.0119417``
+    """
+    v = np.asarray(volume_per_atom, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise QuestsError(f"volume per atom must be finite and > 0 Å^3, got {volume_per_atom!r}")
+    h = 0.0897141 * np.exp(-0.5 * (v / 10.896) ** 2) + 0.0119417
+    return float(h) if h.ndim == 0 else h
+
+
 def normalize_species(species: str | Iterable[str] | None) -> tuple[str, ...] | None:
     """The one species normaliser: ``None``/empty -> ``None``, else a sorted tuple.
 
@@ -89,8 +101,6 @@ def volume_rule_bandwidth(
     QuestsError
         When no frame has a periodic cell (no finite volume).
     """
-    from .entropy import bandwidth_from_volume
-
     v = np.asarray(list(volume_per_atom) if not isinstance(volume_per_atom, np.ndarray)
                    else volume_per_atom, dtype=float).ravel()
     w = (np.ones_like(v) if n_atoms is None
