@@ -550,10 +550,9 @@ def _xdr_probe_cached(path: str, fmt: str, size: int, mtime: int) -> int | None:
         [sys.executable, "-c", _PROBE, path, fmt],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
     )
-    lines = proc.stdout.split()
-    if lines[-1:] == ["done"]:
+    if proc.returncode >= 0:  # done, or a Python error the reading process reports itself
         return None
-    started = [int(w) for w in lines if w.isdigit()]
+    started = [int(w) for w in proc.stdout.split() if w.isdigit()]  # killed by a signal
     return started[-1] if started else 0
 
 
