@@ -346,6 +346,8 @@ def write_stop_file(path: str | os.PathLike, line: str) -> Path:
     target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o644)  # mkstemp makes it 0600: the simulation may be another user
         with os.fdopen(fd, "w") as out:
             out.write(line)
             out.flush()

@@ -162,6 +162,7 @@ def test_stop_file_is_one_line_written_atomically(tmp_path):
                            "n_atoms=10 novel_fraction=0.05 patience=2 file='run dir/a.extxyz' ")
     path = write_stop_file(tmp_path / "STOP", line)
     assert path.read_text() == line
+    assert path.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["STOP"]  # no temporary left
     with pytest.raises(QuestsError, match="cannot write the stop file"):
         write_stop_file(tmp_path / "missing" / "STOP", line)
