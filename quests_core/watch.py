@@ -69,6 +69,7 @@ __all__ = [
     "add_parser",
     "first_flag",
     "frame_report",
+    "frame_statistics_of",
     "load_reference",
     "main",
     "run",

@@ -26,6 +26,7 @@ from quests_core.ase_observer import (
     StopFileObserver,
 )
 from quests_core.errors import QuestsError
+from quests_core.settings import DEFAULTS
 from quests_core.trajectory import frame_statistics
 from quests_core.watch import load_reference
 
@@ -119,8 +120,6 @@ def test_reference_as_descriptors_needs_the_fixed_rule(reference):
     obs()
     assert obs.history[0][0] is None and obs.checks == 1
     with pytest.raises(QuestsError, match="volume rule needs reference structures"):
-        from quests_core.settings import DEFAULTS
-
         ExtrapolationObserver(atoms, reference.x, settings=DEFAULTS.replace(
             bandwidth_rule="volume"))
     with pytest.raises(QuestsError, match="stop='halt' needs the dynamics"):

@@ -103,7 +103,7 @@ def test_follows_a_writer_and_never_reads_half_a_frame(tmp_path):
     try:
         got = [(f.frame, f.offset, f.end, f.atoms.positions.copy(), f.atoms.numbers.copy(),
                 f.atoms.info.get("temperature"))
-               for f in Follower(dst, interval=0.02, timeout=3.0, notify=messages.append)]
+               for f in Follower(dst, interval=0.02, timeout=5.0, notify=messages.append)]
     finally:
         assert writer.wait(timeout=60) == 0
     offline = list(iter_frames(FAILED))

@@ -68,7 +68,7 @@ def test_watch_follows_the_whole_run_with_the_offline_numbers(tmp_path, offline,
     writer = start_writer(FAILED, dst, tmp_path, pace=0.05)
     try:
         status = main([str(dst), "-r", str(SOLID), "--from-start", "--keep-going",
-                       "--timeout", "4", "--interval", "0.02", "-o", str(out)])
+                       "--timeout", "6", "--interval", "0.02", "-o", str(out)])
     finally:
         assert writer.wait(timeout=120) == 0
     assert status == EXIT_EXTRAPOLATION
