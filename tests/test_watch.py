@@ -194,3 +194,31 @@ def test_timeout_without_extrapolation_exits_0(tmp_path, capsys):
     captured = capsys.readouterr()
     assert len([ln for ln in captured.out.splitlines() if ln.strip()]) == 1 + 3
     assert "no growth for 0.5 s" in captured.err and "no extrapolation" in captured.err
+
+
+def _lammps_dump(frames) -> str:
+    """A LAMMPS text dump (id element x y z) of orthogonal periodic frames."""
+    out = []
+    for i, atoms in enumerate(frames):
+        lx, ly, lz = (float(v) for v in np.diag(atoms.cell.array))
+        out.append(f"ITEM: TIMESTEP\n{8 * i}\nITEM: NUMBER OF ATOMS\n{len(atoms)}\n"
+                   f"ITEM: BOX BOUNDS pp pp pp\n0 {lx!r}\n0 {ly!r}\n0 {lz!r}\n"
+                   "ITEM: ATOMS id element x y z\n")
+        out.extend(f"{j + 1} {s} {x!r} {y!r} {z!r}\n" for j, (s, (x, y, z)) in enumerate(
+            zip(atoms.get_chemical_symbols(), atoms.positions.tolist(), strict=True)))
+    return "".join(out)
+
+
+def test_watch_a_lammps_dump(tmp_path, offline, capsys):
+    frames = [f.atoms for f in iter_frames(FAILED, index="29:32")]
+    assert all(np.allclose(a.cell.array, np.diag(np.diag(a.cell.array))) for a in frames)
+    run = tmp_path / "run.lammpstrj"
+    run.write_text(_lammps_dump(frames))
+    out = tmp_path / "w.csv"
+    status = main([str(run), "-r", str(SOLID), "--from-start", "--novel-fraction", "0.5",
+                   "--patience", "1", "--timeout", "1", "--interval", "0.05", "-o", str(out)])
+    assert status == EXIT_EXTRAPOLATION
+    rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [0, 1, 2] and rows[-1]["flagged"] == "1"
+    got = np.array([[float(r[c]) for c in ("mean_dH", "max_dH", "frac_novel")] for r in rows])
+    np.testing.assert_allclose(got, offline[29:32, 1:4], rtol=1e-9, atol=1e-9)
