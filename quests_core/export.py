@@ -163,7 +163,8 @@ def export_dataset(
         Per-atom arrays to write (default: all of ``dataset.arrays``).
     columns : sequence of str, optional
         Per-frame columns written as info keys (default: the computed columns
-        ``H``, ``mean_dH``, ``frac_novel``, ``largest_cluster`` that exist,
+        ``H``, ``H_stderr``, ``mean_dH``, ``frac_novel``, ``max_dH``,
+        ``largest_cluster`` that exist,
         plus ``label``, ``generation`` and ``time`` when set).
     """
     names = list(dataset.arrays) if arrays is None else list(arrays)
@@ -172,7 +173,8 @@ def export_dataset(
         raise QuestsError(f"dataset {dataset.name!r} has no per-atom array(s) {missing}")
     frames = dataset.frames
     if columns is None:
-        columns = [c for c in ("H", "mean_dH", "frac_novel", "largest_cluster") if c in frames]
+        computed = ("H", "H_stderr", "mean_dH", "frac_novel", "max_dH", "largest_cluster")
+        columns = [c for c in computed if c in frames]
         if (frames["label"] != "").any():
             columns.append("label")
         if (frames["generation"] >= 0).any():

@@ -8,10 +8,17 @@ Subcommands (one module each, listed in :data:`COMMANDS`)::
     overlap         overlap matrix between files or labels
     learning-curve  H of random subsets and the information gap
     trajectory      per-frame H, mean/max dH and fraction dH > 0 along a trajectory
+    nucleation      solid-like clusters per frame and classical nucleation theory
+    compress        keep the structures that hold the most information
+    active-learning novelty per generation, H and D of the cumulative dataset
+    uq              dH against a training set versus per-atom model error
+    phase-entropy   entropy difference of two sets of structures at one bandwidth
     serve           start the dashboard
 
-plus the analysis subcommands of :mod:`quests_core.analysis.commands` (its
-``register(subparsers)`` hook).
+A new command is a module with ``NAME``, ``add_parser(subparsers, common)`` and
+``run(args)``, listed in :data:`COMMANDS`; every batch command takes the common
+options of :mod:`.parser` (one validated Settings) and reads its files through
+:mod:`.loading`. :mod:`quests_core.analysis` does not import this package.
 
 The data path of a batch command: :mod:`.parser` (common options, validated
 into one :class:`~quests_core.settings.Settings`) -> :mod:`.loading`
@@ -19,8 +26,9 @@ into one :class:`~quests_core.settings.Settings`) -> :mod:`.loading`
 -> :mod:`.output` (summary, table, ``--output``); :mod:`.progress` draws the
 bars.
 
-Common options: ``-k``, ``--cutoff``, ``--bandwidth``, ``--index``,
-``--threads``, ``--output`` (format by extension). Bad input gives a one-line
+Common options: ``-k``, ``--cutoff``, ``--bandwidth`` (a number or ``auto``,
+the volume rule), ``--species``, ``--index``, ``--topology``, ``--threads``,
+``--output`` (format by extension), the cache options. Bad input gives a one-line
 error naming the file and frame and exit status 1 (``--debug`` shows the
 traceback); ``--skip-bad`` processes the remaining files of a batch and lists
 the bad ones. Unexpected internal errors give exit status 3. The incomplete
@@ -31,15 +39,26 @@ one-line warning (see :class:`quests_core.io.TruncatedFrameWarning`).
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 from quests_core.errors import QuestsError
 
-from . import descriptors, dh, entropy, learning_curve, overlap, serve, trajectory
+from . import (
+    active_learning,
+    compress,
+    descriptors,
+    dh,
+    entropy,
+    learning_curve,
+    nucleation,
+    overlap,
+    phase_entropy,
+    serve,
+    trajectory,
+    uq,
+)
 from .loading import Batch, Loaded, load_files
 from .parser import common_parser, settings_from_args
 
@@ -59,15 +78,24 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
 
 #: the command modules, in the order of ``--help``: each has ``NAME``,
 #: ``add_parser(subparsers, common)`` and ``run(args) -> int``
-COMMANDS = (descriptors, entropy, dh, overlap, learning_curve, trajectory, serve)
-
-#: modules outside this package that add subcommands: ``(module, function)``,
-#: ``function(subparsers)`` adds them (skipped when the module is not installed)
-HOOKS = (("quests_core.analysis.commands", "register"),)
+COMMANDS = (
+    descriptors,
+    entropy,
+    dh,
+    overlap,
+    learning_curve,
+    trajectory,
+    nucleation,
+    compress,
+    active_learning,
+    uq,
+    phase_entropy,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full ``quests-dashboard`` parser (analysis subcommands included when present)."""
+    """The full ``quests-dashboard`` parser (every module of :data:`COMMANDS`)."""
     from quests_core import __version__
 
     parser = argparse.ArgumentParser(
@@ -81,20 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
     for command in COMMANDS:
         command.add_parser(sub, common)
-    _register_hooks(sub)
     return parser
-
-
-def _register_hooks(subparsers: Any) -> None:
-    """Add the subcommands of the modules of :data:`HOOKS` that are installed."""
-    for name, function in HOOKS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and (name + ".").startswith(exc.name + "."):
-                continue
-            raise
-        getattr(module, function)(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

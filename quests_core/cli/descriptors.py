@@ -1,9 +1,13 @@
 """``quests-dashboard descriptors FILE...``: the descriptors of every atom (cached).
 
 Prints one row per file (frames, atoms, width, whether it came from the cache,
-seconds). ``--output``: ``.npy`` (the descriptor array of all files, in order),
-``.csv``/``.parquet`` (per-atom table: source, structure, frame, atom, species,
-``d0``...), ``.json`` (the per-file summary).
+seconds). ``--output``: ``.npy`` (the descriptor array of all files, in order,
+streamed, with its layout sidecar ``<path>.layout.json``), ``.npz`` (array and
+layout record in one file), both through :mod:`quests_core.descriptor_files` so
+the commands that read them (``dh --reference x.npy``, ``uq``, ``nucleation``)
+refuse a layout that differs from theirs; ``.csv``/``.parquet`` (per-atom
+table: source, structure, frame, atom, species, ``d0``...), ``.json`` (the
+per-file summary).
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         NAME,
         help="descriptors of every atom",
         description="Compute (or load from the cache) the descriptors of every "
-        "atom. --output: .npy (array), .csv/.parquet (per-atom "
-        "table), .json (per-file summary).",
+        "atom. --output: .npy (array, with its layout in <path>.layout.json), .npz "
+        "(array and layout), .csv/.parquet (per-atom table), .json (per-file summary).",
     )
-    p.set_defaults(func=run, outputs=(".npy", *RESULT_SUFFIXES))
+    p.set_defaults(func=run, outputs=(".npy", ".npz", *RESULT_SUFFIXES))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,8 +62,18 @@ def run(args: argparse.Namespace) -> int:
         "k": settings.k,
         "cutoff": settings.cutoff,
     }
+    layout = {"k": settings.k, "cutoff": settings.cutoff, "species": settings.species}
     if suffix == ".npy":
+        from quests_core.descriptor_files import write_layout
+
         write_npy(args.output, [it.x for it in batch.items])
+        write_layout(args.output, **layout, source=_sources(batch))
+        wrote(args.output)
+    elif suffix == ".npz":
+        from quests_core.descriptor_files import save_descriptors
+
+        x = np.concatenate([np.asarray(it.x) for it in batch.items])
+        save_descriptors(args.output, x, **layout, source=_sources(batch))
         wrote(args.output)
     elif suffix in (".csv", ".parquet", ".pq"):
         from quests_core.export import write_table
@@ -72,3 +86,8 @@ def run(args: argparse.Namespace) -> int:
         wrote(args.output)
         return finish(args, batch.skipped, summary, table, write=False)
     return finish(args, batch.skipped, summary, table)
+
+
+def _sources(batch) -> str:
+    """The input files of a batch, for the ``source`` of a layout record."""
+    return ", ".join(it.path for it in batch.items)

@@ -170,9 +170,16 @@ def _compute(args, settings, y: np.ndarray, x: np.ndarray, h: float) -> np.ndarr
         dh = qc.approx_delta_entropy(
             y, x, h, n_neighbors=args.n_neighbors, n_threads=settings.threads
         )
-    else:
-        with kernel_bar(args, "dH") as progress:
-            dh = qc.delta_entropy(y, x, h, progress=progress, **settings.kernel_kwargs())
+        return np.asarray(dh, dtype=float)
+    return exact_dh(args, settings, y, x, h)
+
+
+def exact_dh(args, settings, y: np.ndarray, x: np.ndarray, h: float) -> np.ndarray:
+    """Exact dH of ``y`` against ``x`` under the settings, with a progress bar."""
+    import quests_core as qc
+
+    with kernel_bar(args, "dH") as progress:
+        dh = qc.delta_entropy(y, x, h, progress=progress, **settings.kernel_kwargs())
     return np.asarray(dh, dtype=float)
 
 

@@ -2,10 +2,13 @@
 
 Holds :func:`load_files` (every file streamed through
 :func:`quests_core.cache.file_descriptors`, read from or written to the
-descriptor cache, with ``--skip-bad``), the records it returns (:class:`Loaded`
-per file, :class:`Batch` per call), and the two views the commands take of a
-batch: :func:`combined` (one dataset and one descriptor array) and
-:func:`groups` (one set per file or per value of a per-frame column).
+descriptor cache, with ``--skip-bad``; with ``descriptor_files=True`` a
+``.npz``/``.npy`` file is read through
+:func:`quests_core.descriptor_files.load_descriptors` instead), the records it
+returns (:class:`Loaded` per file, :class:`Batch` per call), the two views the
+commands take of a batch: :func:`combined` (one dataset and one descriptor
+array) and :func:`groups` (one set per file or per value of a per-frame
+column), and :func:`load_reference` (the ``--reference`` files).
 
 Invariants
 ----------
@@ -13,8 +16,15 @@ Invariants
   (:func:`quests_core.io.locate_error`); without ``--skip-bad`` the first bad
   file stops the batch, with it the file is listed in ``Batch.skipped``.
 - A batch has at least one file, else :class:`QuestsError` ("no usable ...").
+- A descriptor file whose layout (k, cutoff, species, width, block order)
+  differs from the command's settings is refused with one line naming it; its
+  :class:`Loaded` record has no dataset and no cache key.
+- ``--topology`` is passed to the reader of every file (it names the atoms of
+  MD trajectories; ignored by the other formats).
 - Memory: the descriptors of every file of the batch (a file is streamed in
-  blocks of ``--chunk-atoms`` atoms while it is computed).
+  blocks of ``--chunk-atoms`` atoms while it is computed; with ``--topology``
+  and a :func:`~quests_core.pipeline.file_descriptors` that does not take it,
+  the file's structures are read into memory and not cached).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from .progress import progress_bar
 
 @dataclass
 class Loaded:
-    """Descriptors and per-frame table of one input file."""
+    """Descriptors and per-frame table of one input file (no dataset for a descriptor file)."""
 
     path: str
     dataset: Any
@@ -85,6 +95,7 @@ def load_files(
     role: str = "input",
     index: str | None = None,
     settings: Settings | None = None,
+    descriptor_files: bool = False,
 ) -> Batch:
     """Descriptors of every file (streamed, cached), honouring ``--skip-bad``.
 
@@ -100,6 +111,9 @@ def load_files(
         Overrides ``--index`` (used for reference files).
     settings : Settings, optional
         The command's settings (default: :func:`settings_from_args` of ``args``).
+    descriptor_files : bool
+        Read files ending in ``.npz``/``.npy`` as saved descriptors (checked
+        against the settings' k, cutoff and species), not as structures.
 
     Raises
     ------
@@ -107,7 +121,7 @@ def load_files(
         For the first bad file without ``--skip-bad``, or when no file is usable.
     """
     import quests_core as qc
-    from quests_core.cache import file_descriptors
+    from quests_core.descriptor_files import SUFFIXES
     from quests_core.io import locate_error
 
     settings = settings_from_args(args) if settings is None else settings
@@ -123,20 +137,14 @@ def load_files(
             bar.update(atoms - bar.n)
 
         try:
-            res = file_descriptors(
-                path,
-                index=args.index if index is None else index,
-                format=args.format,
-                type_map=args.type_map,
-                k=settings.k,
-                cutoff=settings.cutoff,
-                species=species_list(settings),
-                compute=compute,
-                cache=cache,
-                chunk_atoms=settings.chunk_atoms,
-                time_step=args.time_step,
-                progress=progress,
-            )
+            if descriptor_files and Path(path).suffix.lower() in SUFFIXES:
+                loaded = Loaded(path, None, _descriptor_file(path, settings), False, 0.0)
+            else:
+                res = _file_descriptors(
+                    path, args, settings, args.index if index is None else index,
+                    compute, cache, progress,
+                )
+                loaded = Loaded(path, res.dataset, res.descriptors, res.from_cache, 0.0, res.key)
         except QuestsError as exc:
             if exc.index is not None:  # about a structure of this file: name the file
                 exc = locate_error(exc, source=path)
@@ -146,19 +154,76 @@ def load_files(
             continue
         finally:
             bar.close()
-        batch.items.append(
-            Loaded(
-                path,
-                res.dataset,
-                res.descriptors,
-                res.from_cache,
-                time.perf_counter() - start,
-                res.key,
-            )
-        )
+        loaded.seconds = time.perf_counter() - start
+        batch.items.append(loaded)
     if not batch.items:
         raise QuestsError(f"no usable {role} files ({len(batch.skipped)} skipped)")
     return batch
+
+
+def _descriptor_file(path: str, settings: Settings) -> np.ndarray:
+    """Saved descriptors, refused (one line) unless their layout is the settings'."""
+    from quests_core.descriptor_files import load_descriptors
+
+    return load_descriptors(
+        path, k=settings.k, cutoff=settings.cutoff, species=settings.species
+    )
+
+
+def _file_descriptors(path, args, settings, index, compute, cache, progress):
+    """:func:`quests_core.cache.file_descriptors` of one file with the input options."""
+    from quests_core.cache import file_descriptors
+
+    kwargs: dict[str, Any] = dict(
+        index=index,
+        format=args.format,
+        type_map=args.type_map,
+        k=settings.k,
+        cutoff=settings.cutoff,
+        species=species_list(settings),
+        compute=compute,
+        cache=cache,
+        chunk_atoms=settings.chunk_atoms,
+        time_step=args.time_step,
+        progress=progress,
+    )
+    topology = getattr(args, "topology", None)
+    if topology is not None:
+        if not _takes_topology(file_descriptors):
+            return _read_with_topology(path, topology, kwargs)
+        kwargs["topology"] = topology
+    return file_descriptors(path, **kwargs)
+
+
+def _takes_topology(function: Callable[..., Any]) -> bool:
+    import inspect
+
+    return "topology" in inspect.signature(function).parameters
+
+
+def _read_with_topology(path: str, topology: str, kwargs: dict[str, Any]):
+    """Descriptors of a file read with ``topology`` (in memory, not cached).
+
+    Used while :func:`~quests_core.pipeline.file_descriptors` has no
+    ``topology`` parameter: the structures are read with
+    :func:`quests_core.io.read_structures` and kept in the dataset.
+    """
+    from quests_core.dataset import Dataset
+    from quests_core.io import read_structures
+    from quests_core.pipeline import FileDescriptors
+
+    structures = read_structures(
+        path, index=kwargs["index"], format=kwargs["format"], type_map=kwargs["type_map"],
+        topology=topology,
+    )
+    dataset = Dataset.from_structures(
+        structures, Path(path).stem, source=path, time_step=kwargs["time_step"], validate=False
+    )
+    x = kwargs["compute"](
+        structures, k=kwargs["k"], cutoff=kwargs["cutoff"], species=kwargs["species"]
+    )
+    kwargs["progress"](len(structures), len(x))
+    return FileDescriptors(dataset, np.asarray(x), False, None)
 
 
 def combined(items: Sequence[Loaded]) -> tuple[Any, np.ndarray]:
@@ -206,6 +271,17 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
+def per_structure(dataset: Any, x: np.ndarray) -> list[np.ndarray]:
+    """The descriptor rows of each structure of ``dataset`` (views of ``x``)."""
+    counts = dataset.frames["n_atoms"].to_numpy(np.int64)
+    return np.split(np.asarray(x), np.cumsum(counts)[:-1])
+
+
+def atom_mask(dataset: Any, rows: np.ndarray) -> np.ndarray:
+    """Per-atom mask of the structures ``rows`` (boolean, one per structure) of ``dataset``."""
+    return np.asarray(rows, dtype=bool)[dataset.atom_structure_index()]
+
+
 def source_column(dataset: Any) -> np.ndarray:
     """The source file of every atom of ``dataset``."""
     return dataset.frames["source"].to_numpy()[dataset.atom_structure_index()]
@@ -214,9 +290,18 @@ def source_column(dataset: Any) -> np.ndarray:
 def load_reference(
     args: argparse.Namespace, settings: Settings
 ) -> tuple[Batch, Any, np.ndarray]:
-    """The ``--reference`` files (frames ``--reference-index``): batch, dataset, descriptors."""
+    """The ``--reference`` files (frames ``--reference-index``): batch, dataset, descriptors.
+
+    A reference file ending in ``.npz``/``.npy`` is read as saved descriptors
+    (:func:`quests_core.descriptor_files.load_descriptors`); the dataset is then
+    None (no structures: only a fixed bandwidth applies).
+    """
     batch = load_files(
-        args.reference, args, role="reference", index=args.reference_index, settings=settings
+        args.reference, args, role="reference", index=args.reference_index, settings=settings,
+        descriptor_files=True,
     )
+    if any(it.dataset is None for it in batch.items):
+        x = np.concatenate([np.asarray(it.x) for it in batch.items])
+        return batch, None, x
     dataset, x = combined(batch.items)
     return batch, dataset, x

@@ -37,20 +37,40 @@ STRUCTURE_SUFFIXES = (".extxyz", ".xyz")
 
 
 def check_output(args: argparse.Namespace) -> str | None:
-    """Validate ``--output`` before any work; returns its lower-case extension."""
+    """Validate ``--output`` (and the command's other output options) before any work.
+
+    The allowed extensions are the command's ``outputs`` default; other output
+    options are named in its ``extra_outputs`` default (``{dest: extensions}``).
+    Returns the lower-case extension of ``--output`` (None without it).
+    """
+    for dest, allowed in getattr(args, "extra_outputs", {}).items():
+        path = getattr(args, dest, None)
+        if path:
+            check_path(path, allowed, "--" + dest.replace("_", "-"))
     if not args.output:
         return None
-    suffix = Path(args.output).suffix.lower()
-    allowed = getattr(args, "outputs", ())
+    return check_path(args.output, getattr(args, "outputs", ()), f"'{args.command}'")
+
+
+def check_path(path: str, allowed: Sequence[str], what: str) -> str:
+    """The lower-case extension of an output ``path``, checked against ``allowed``.
+
+    Raises
+    ------
+    QuestsError
+        One line naming ``path``: an extension not in ``allowed`` (``what`` names
+        the command or option), or a directory that does not exist.
+    """
+    suffix = Path(path).suffix.lower()
     if suffix not in allowed:
         raise QuestsError(
-            f"unsupported output extension {suffix or '(none)'!r} for '{args.command}'; use "
+            f"unsupported output extension {suffix or '(none)'!r} for {what}; use "
             + ", ".join(allowed),
-            source=args.output,
+            source=path,
         )
-    parent = Path(args.output).resolve().parent
+    parent = Path(path).resolve().parent
     if not parent.is_dir():
-        raise QuestsError("output directory does not exist", source=args.output)
+        raise QuestsError("output directory does not exist", source=path)
     return suffix
 
 
@@ -87,6 +107,15 @@ def print_table(table: pd.DataFrame, index: bool = False) -> None:
 def wrote(path: str | Path) -> None:
     """Tell stderr that ``path`` was written."""
     print(f"wrote {path}", file=sys.stderr)
+
+
+def write_table_to(path: str | None, table: pd.DataFrame) -> None:
+    """Write ``table`` to an extra output option's ``path`` (nothing when None)."""
+    if path:
+        from quests_core.export import write_table
+
+        write_table(table, path)
+        wrote(path)
 
 
 def finish(

@@ -113,6 +113,13 @@ def common_parser() -> argparse.ArgumentParser:
         help="LAMMPS dump types to elements, e.g. 'Cu,Ni' or '1=Cu,2=Ni'",
     )
     g.add_argument(
+        "--topology",
+        default=None,
+        metavar="PATH",
+        help="topology (PDB/GRO/PSF/LAMMPS data) naming the atoms of XTC/TRR/DCD/NetCDF "
+        "trajectories (default: the file with the trajectory's stem next to it)",
+    )
+    g.add_argument(
         "--time-step",
         type=positive_float,
         default=None,
@@ -149,7 +156,9 @@ def common_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.chunk_atoms,
         help=f"atoms per descriptor batch while streaming (default {DEFAULTS.chunk_atoms})",
     )
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--no-progress", "-q", "--quiet", action="store_true", help="no progress bars"
+    )
     g.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
     )
@@ -196,7 +205,18 @@ def prepare(args: argparse.Namespace) -> tuple[Settings, str | None]:
 
 
 def bandwidth(settings: Settings, dataset: Any) -> float:
-    """h against the reference ``dataset``: the fixed value or the volume rule of its frames."""
+    """h against the reference ``dataset``: the fixed value or the volume rule of its frames.
+
+    ``dataset`` is None for a reference given as descriptor files: then only a
+    fixed bandwidth is possible (the files hold no cell volumes).
+    """
+    if dataset is None:
+        if settings.bandwidth_rule != "fixed":
+            raise QuestsError(
+                "--bandwidth auto needs the reference structures: descriptor files hold no "
+                "cell volumes (give --bandwidth H)"
+            )
+        return settings.bandwidth
     return settings.resolve_bandwidth(dataset.frames, source=f"{dataset.name}: --bandwidth auto")
 
 

@@ -1,0 +1,263 @@
+"""``quests-dashboard nucleation TRAJ -r SOLID``: solid-like clusters per frame and CNT.
+
+Every atom of every frame gets its dH against the solid reference (structure
+or descriptor files) on the trajectory's cached descriptors; atoms with
+dH <= ``--threshold`` are solid-like and are joined into clusters within
+``--cluster-cutoff`` Å (:func:`quests_core.analysis.clusters.atoms_clusters`).
+The table has one row per frame (solid-like atoms, largest cluster, mean dH).
+The frames chosen by ``--frames`` are pooled: their cluster-size distribution,
+one critical-size band of classical nucleation theory at their mean
+temperature (:func:`quests_core.analysis.cnt.pooled_critical_band`) and, with
+``--fit``, the CNT fit of the distribution at that temperature (``--weights``).
+The material constants default to the paper's Cu values for a Cu trajectory
+only (:func:`quests_core.analysis.cnt.cnt_constants`). h is the fixed
+bandwidth or, with ``--bandwidth auto``, the volume rule of the reference.
+
+Outputs: ``--output`` (per-frame table), ``--distribution`` (size
+distribution), ``--extxyz`` (the frames with per-atom dH and cluster ids).
+
+Memory: the descriptors of the trajectory and the reference, one frame's
+structure at a time (all frames' dH only for ``--extxyz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quests_core.errors import QuestsError
+
+from .loading import load_files, load_reference
+from .output import (
+    RESULT_SUFFIXES,
+    STRUCTURE_SUFFIXES,
+    export_structures,
+    finish,
+    print_table,
+    write_table_to,
+)
+from .parser import add_reference_options, bandwidth, batch_parser, positive_float, prepare
+from .progress import progress_bar
+
+NAME = "nucleation"
+
+#: option -> the words of :func:`quests_core.analysis.cnt.cnt_constants`'s message it answers
+_CONSTANT_OPTIONS = (
+    ("the density (g/cm^3)", "--density (g/cm^3)"),
+    ("the number density (atoms/Å^3)", "--number-density (atoms/Å^3)"),
+    ("the volume per atom (Å^3)", "--v-atom (Å^3)"),
+    ("the melting temperature (K)", "--t-melt (K)"),
+    ("the latent heat (kJ/mol)", "--latent-heat (kJ/mol)"),
+    ("the interfacial energy range (J/m^2)", "--gamma-min/--gamma-max (J/m^2)"),
+)
+
+
+def add_parser(sub, common: argparse.ArgumentParser) -> None:
+    """Register the subcommand."""
+    from quests_core.analysis import clusters as cl
+    from quests_core.analysis import cnt
+
+    p = batch_parser(
+        sub,
+        common,
+        NAME,
+        files=None,
+        help="solid-like clusters per frame (dH <= 0 against a solid) and CNT",
+        description="Largest solid-like cluster per frame, the cluster-size distribution of the "
+        "pooled frames, one CNT critical-size band at their mean temperature and the CNT fit. "
+        "--output: per-frame table; --distribution: size distribution; --extxyz: frames with "
+        "per-atom dH and cluster ids.",
+    )
+    p.add_argument("trajectory", help="trajectory file")
+    add_reference_options(
+        p, required=True, of="trajectory",
+        help_text="solid reference: structure files or descriptor files (.npz/.npy)",
+    )
+    g = p.add_argument_group("clusters")
+    g.add_argument("--threshold", type=float, default=0.0,
+                   help="solid-like if dH <= this (default 0)")
+    g.add_argument("--cluster-cutoff", type=positive_float, default=cl.DEFAULT_CLUSTER_CUTOFF,
+                   help=f"cluster edge in Å (default {cl.DEFAULT_CLUSTER_CUTOFF})")
+    g.add_argument("--clusters", choices=cl.CLUSTER_METHODS, default=cl.CLUSTER_METHODS[0],
+                   help=f"cluster components (default {cl.CLUSTER_METHODS[0]})")
+    g.add_argument("--frames", default=None,
+                   help="frames pooled in the size distribution, band and fit, as positions "
+                   "in the selected frames ('start:stop:step' or an integer; default: all)")
+    c = p.add_argument_group(
+        "classical nucleation theory",
+        "material constants; the defaults are the paper's Cu EAM values and apply only to a "
+        "Cu trajectory: give them for any other",
+    )
+    c.add_argument("--t-melt", type=positive_float,
+                   help=f"melting temperature, K (Cu: {cnt.CU_T_MELT:g})")
+    c.add_argument("--latent-heat", type=positive_float,
+                   help=f"latent heat of melting, kJ/mol (Cu: {cnt.CU_LATENT_HEAT:g})")
+    vol = c.add_mutually_exclusive_group()
+    vol.add_argument("--v-atom", type=positive_float,
+                     help=f"volume per atom of the solid, Å^3/atom (Cu: {cnt.CU_V_ATOM:g})")
+    vol.add_argument("--density", type=positive_float, help="mass density of the solid, g/cm^3")
+    vol.add_argument("--number-density", type=positive_float, help="atoms per Å^3 of the solid")
+    c.add_argument("--gamma-min", type=positive_float,
+                   help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[0]:g})")
+    c.add_argument("--gamma-max", type=positive_float,
+                   help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[1]:g})")
+    c.add_argument("--fit", action="store_true", help="fit the size distribution to CNT")
+    c.add_argument("--weights", choices=cnt.FIT_WEIGHTS, default=cnt.FIT_WEIGHTS[0],
+                   help="CNT fit: poisson (count-weighted least squares on log N, the "
+                   "maximum-likelihood approximation; default) or none (unweighted)")
+    o = p.add_argument_group("more outputs")
+    o.add_argument("--distribution", help="cluster-size distribution (.csv, .parquet or .json)")
+    o.add_argument("--extxyz", help="trajectory with per-atom dH and cluster ids (.extxyz)")
+    p.set_defaults(
+        func=run,
+        outputs=RESULT_SUFFIXES,
+        extra_outputs={"distribution": RESULT_SUFFIXES, "extxyz": STRUCTURE_SUFFIXES},
+    )
+
+
+def cnt_constants(args: argparse.Namespace, species: Sequence[str], source: str):
+    """The CNT constants of the options; the paper's Cu values only for a Cu trajectory."""
+    from quests_core.analysis import cnt
+
+    gamma = None
+    if args.gamma_min is not None or args.gamma_max is not None:
+        if args.gamma_min is None or args.gamma_max is None:
+            raise QuestsError("give both --gamma-min and --gamma-max (J/m^2)")
+        gamma = (args.gamma_min, args.gamma_max)
+    try:
+        return cnt.cnt_constants(
+            species[0] if len(species) == 1 else None,
+            t_melt=args.t_melt, latent_heat=args.latent_heat, gamma_range=gamma,
+            v_atom=args.v_atom, density=args.density, number_density=args.number_density,
+        )
+    except QuestsError as exc:
+        text = str(exc)
+        for words, option in _CONSTANT_OPTIONS:
+            text = text.replace(words, option)
+        raise QuestsError(text, source=source) from None
+
+
+def frames_selection(text: str | None, n: int) -> list[int]:
+    """Positions of the frames chosen by ``--frames`` (``"5"``, ``"10:"``, ``"::2"``)."""
+    if text is None:
+        return list(range(n))
+    from quests_core.io import parse_index
+
+    idx = parse_index(text)
+    if isinstance(idx, int):
+        if not -n <= idx < n:
+            raise QuestsError(f"--frames {text}: frame {idx} is out of range ({n} frames)")
+        return [idx % n]
+    frames = list(range(n))[idx]
+    if not frames:
+        raise QuestsError(f"--frames {text}: no frames selected ({n} frames)")
+    return frames
+
+
+def run(args: argparse.Namespace) -> int:
+    """``nucleation TRAJ --reference SOLID... [--frames F] [--fit]``"""
+    from quests_core.analysis import clusters as cl
+
+    settings, _ = prepare(args)
+    batch = load_files([args.trajectory], args, role="trajectory", settings=settings)
+    traj, x = batch.items[0].dataset, np.asarray(batch.items[0].x)
+    constants = cnt_constants(args, traj.species, args.trajectory)
+    chosen = frames_selection(args.frames, len(traj))
+    ref, ref_ds, x_ref = load_reference(args, settings)
+    h = bandwidth(settings, ref_ds)
+    dhs, clusters = _frames_clusters(args, settings, traj, x, x_ref, h)
+    res = cl.TrajectoryClusters.from_clusters(clusters)
+    table = traj.frames[["structure", "frame", "time", "temperature", "n_atoms"]].copy()
+    table["n_solid"] = res.n_solid
+    table["largest_cluster"] = res.largest
+    table["mean_dH"] = [float(np.mean(d)) for d in dhs]
+    dist = cl.cluster_size_distribution(res.clusters, chosen)
+    sizes = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
+    summary: dict[str, Any] = {
+        "frames": len(traj),
+        "reference": ", ".join(it.path for it in ref.items),
+        "bandwidth": h,
+        "clusters": args.clusters,
+        "largest_cluster_max": int(res.largest.max()) if len(res.largest) else 0,
+        "pooled_frames": len(chosen),
+    }
+    summary.update(_cnt_summary(args, constants, table["temperature"].to_numpy(float), chosen,
+                                dist))
+    if args.extxyz:
+        export_structures(
+            traj, args.extxyz, columns={"largest_cluster": res.largest},
+            arrays={"dH": np.concatenate(dhs), "cluster": res.labels()},
+        )
+    write_table_to(args.distribution, sizes)
+    code = finish(args, batch.skipped + ref.skipped, summary, table)
+    print(f"\ncluster sizes over the {dist.n_frames} pooled frames ({args.clusters} components):")
+    print_table(sizes)
+    return code
+
+
+def _frames_clusters(args, settings, traj: Any, x: np.ndarray, x_ref: np.ndarray, h: float):
+    """Per-frame dH against the reference and solid-like clusters, one frame at a time."""
+    import quests_core as qc
+    from quests_core.analysis import clusters as cl
+
+    offsets = traj.frames["atom_offset"].to_numpy(np.int64)
+    dhs, clusters = [], []
+    bar = progress_bar(args, desc="frames", total=len(traj), unit="frame")
+    try:
+        for i, atoms in enumerate(traj.iter_structures()):
+            rows = x[offsets[i] : offsets[i] + len(atoms)]
+            dh = np.asarray(qc.delta_entropy(rows, x_ref, h, **settings.kernel_kwargs()))
+            clusters.append(cl.atoms_clusters(atoms, dh <= args.threshold,
+                                              cutoff=args.cluster_cutoff, method=args.clusters))
+            dhs.append(dh)
+            bar.update(1)
+    finally:
+        bar.close()
+    return dhs, clusters
+
+
+def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], dist) -> dict:
+    """The pooled critical band (and ``--fit``) of the summary, with the constants used."""
+    from quests_core.analysis import cnt
+
+    lo, hi = constants.gamma_range
+    out: dict[str, Any] = {
+        "T_melt_K": constants.t_melt,
+        "latent_heat_kJ_mol": constants.latent_heat,
+        "V_atom_A3": constants.v_atom,
+        "gamma_SL_J_m2": [lo, hi],
+    }
+    if not np.all(np.isfinite(temperature[chosen])):
+        if args.fit:
+            raise QuestsError("the CNT fit needs the temperature of every pooled frame",
+                              source=args.trajectory)
+        out["critical_band"] = "none: no temperature for every pooled frame"
+        return out
+    t_pool = cnt.pooled_temperature(temperature, chosen)
+    band = cnt.pooled_critical_band(temperature, constants.gamma_range, chosen,
+                                    **constants.kwargs())
+    out.update({
+        "T_pooled_K": t_pool,
+        "n_star_min": float(band.n_min[0]),
+        "n_star_max": float(band.n_max[0]),
+        "r_star_min_A": float(band.r_min[0]),
+        "r_star_max_A": float(band.r_max[0]),
+    })
+    if args.fit:
+        fit = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool,
+                                       v_atom=constants.v_atom, weights=args.weights)
+        out.update({
+            "fit_weights": fit.weights,
+            "fit_N0": fit.n0,
+            "fit_N0_err": fit.n0_err,
+            "fit_dg_SL_eV_A3": fit.dg_sl,
+            "fit_dg_SL_err_eV_A3": fit.dg_sl_err,
+            "fit_dg_SL_eV_atom": fit.dg_sl_per_atom,
+            "fit_gamma_SL_J_m2": fit.gamma_sl_j_m2,
+            "fit_gamma_SL_err_J_m2": fit.gamma_sl_err_j_m2,
+        })
+    return out
