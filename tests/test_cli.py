@@ -382,9 +382,9 @@ def test_dh_store_option_errors(env, capsys, monkeypatch):
     assert (rc, err.count("\n")) == (1, 1) and "--approx cannot be combined" in err
     rc, _, err = run([*base, "-o", env / "out.extxyz"], capsys)
     assert rc == 1 and "use .csv, .parquet or .json" in err
-    import quests_core.distributed as qd
+    import quests_core.dask_tools as dask_tools
 
-    monkeypatch.setattr(qd, "SCHEDULER_TIMEOUT_S", 1)
+    monkeypatch.setattr(dask_tools, "SCHEDULER_TIMEOUT_S", 1)
     rc, _, err = run([*base, "--scheduler", "tcp://127.0.0.1:9"], capsys)
     assert rc == 1
     assert err.strip().startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9")

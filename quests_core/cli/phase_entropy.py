@@ -26,6 +26,7 @@ from .parser import (
     AUTO,
     add_seed,
     batch_parser,
+    common_parser,
     default_of,
     positive_float,
     positive_int,
@@ -42,7 +43,7 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     max_envs = default_of(thermo.phase_entropy_difference, "max_envs")
     p = batch_parser(
         sub,
-        common,
+        common_parser(),  # its own copy: the default of --bandwidth differs (auto)
         NAME,
         files=None,
         help="entropy difference between two sets of structures at one bandwidth",
