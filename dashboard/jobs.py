@@ -436,8 +436,10 @@ class ComputeJob:
                 await asyncio.sleep(0.05)
         return self
 
-    def run_sync(self, timeout: float = 3600.0) -> ComputeJob:
-        """Run to completion in the calling thread (scripts and tests)."""
+    def run_sync(self, timeout: float = 3600.0,
+                 on_progress: Callable[[ComputeJob], None] | None = None) -> ComputeJob:
+        """Run to completion in the calling thread (scripts and tests); ``on_progress(job)``
+        after every read of the job's messages."""
         end = time.monotonic() + timeout
         while not self.finished:
             if time.monotonic() > end:
@@ -449,6 +451,8 @@ class ComputeJob:
                     time.sleep(0.1)
                 continue
             self.poll(0.25)
+            if on_progress is not None and not self.finished:
+                on_progress(self)
         return self
 
 
@@ -507,7 +511,7 @@ class JobRunner(param.Parameterized):
     def drive_sync(self, job: ComputeJob, timeout: float = 3600.0) -> ComputeJob:
         """Drive a job of :meth:`start` to its end in the calling thread."""
         try:
-            job.run_sync(timeout)
+            job.run_sync(timeout, self._update)
         finally:
             self.running = False
         self._finish(job)

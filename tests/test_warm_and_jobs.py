@@ -346,3 +346,35 @@ def test_a_starting_worker_counts_the_seconds(sample):
     assert counted and counted[-1] != counted[0]  # at least two different second counts
     job._worker.join(30)
     assert job._worker.exitcode == 0
+
+
+def _names_task(files, settings, report, cancel, n_threads):
+    """A job task that reports half-way, waits 0.6 s, then returns its files' names and a
+    setting."""
+    report(0.5, "half-way")
+    time.sleep(0.6)
+    return [f.name for f in files], settings.core.k
+
+
+def test_job_runner_lifecycle(sample):
+    """The one lifecycle of the views: running/progress/status while it runs, on_finish
+    once with running back to False, one job at a time, cancel."""
+    from dashboard.jobs import JobRunner
+    from quests_core.errors import QuestsError
+
+    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    finished, seen = [], []
+    runner = JobRunner(_names_task, on_finish=lambda job: finished.append(
+        (job.state, job.result, runner.running, runner.progress)))
+    runner.param.watch(lambda e: seen.append((e.name, e.new)), ["running", "progress", "status"])
+    job = runner.run_sync(files, TINY, mode="thread", timeout=60)
+    assert job.state == "done" and finished == [("done", (["solid.extxyz"], 32), False, 100)]
+    assert ("running", True) in seen and seen[-2:] == [("running", False), ("progress", 100)]
+    assert ("status", "half-way (50%)") in seen
+    # one job at a time; cancelling a job before it starts
+    job = runner.start(files, TINY, mode="thread")
+    with pytest.raises(QuestsError, match="already running"):
+        runner.start(files, TINY, mode="thread")
+    assert runner.cancel("Stopping") and runner.status == "Stopping"
+    assert runner.drive_sync(job, timeout=60).state == "cancelled"
+    assert finished[-1] == ("cancelled", None, False, 0) and not runner.cancel()
