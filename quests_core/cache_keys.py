@@ -4,7 +4,8 @@ Two kinds of content are keyed:
 
 * **a read of one file** (:func:`file_descriptor_key`): the SHA-256 of the
   file's bytes, the frame selection (canonical text), the resolved format and
-  the LAMMPS type map (:func:`frames_key`), then ``k``, the cutoff, the species
+  the LAMMPS type map and, for an MD trajectory, the SHA-256 of the topology
+  file that names its atoms (:func:`frames_key`), then ``k``, the cutoff, the species
   (:func:`quests_core.settings.normalize_species`), the dtype and the
   descriptor version (:func:`descriptor_key`). The CLI
   (:func:`quests_core.pipeline.file_descriptors`) and the dashboard
@@ -195,23 +196,29 @@ def frames_key(
     index: str = ":",
     format: str | None = None,
     type_map: Mapping[int, str] | None = None,
+    topology: str | os.PathLike | None = None,
 ) -> str:
-    """Cache key of a read of one file (content hash + frame selection + format + type map).
+    """Cache key of a read of one file (content hash + frame selection + format + type map
+    + topology).
 
     ``index`` is the canonical selection text and ``format`` the resolved format
     (see :func:`file_descriptor_key`); it keys the per-frame table of the file and,
-    through :func:`descriptor_key`, its descriptors.
+    through :func:`descriptor_key`, its descriptors. ``topology`` is the topology
+    file the read used (:func:`quests_core.io_mdanalysis.topology_path`: the elements
+    of an MD trajectory come from it); its content digest enters the key only when
+    it is given, so keys of reads without a topology are those of earlier versions.
     """
-    return _digest_json(
-        {
-            "cache_format": CACHE_FORMAT,
-            "kind": "frames",
-            "file": file_digest(path),
-            "index": str(index),
-            "format": format,
-            "type_map": sorted((int(t), str(s)) for t, s in (type_map or {}).items()),
-        }
-    )
+    payload: dict[str, Any] = {
+        "cache_format": CACHE_FORMAT,
+        "kind": "frames",
+        "file": file_digest(path),
+        "index": str(index),
+        "format": format,
+        "type_map": sorted((int(t), str(s)) for t, s in (type_map or {}).items()),
+    }
+    if topology is not None:
+        payload["topology"] = file_digest(topology)
+    return _digest_json(payload)
 
 
 def file_descriptor_key(
@@ -223,12 +230,14 @@ def file_descriptor_key(
     cutoff: float,
     species: str | Sequence[str] | None = None,
     dtype: Any = np.float64,
+    topology: str | os.PathLike | None = None,
 ) -> tuple[str, str]:
     """``(frames key, descriptor key)`` of the descriptors of a read of one file.
 
-    ``index`` must be canonical (``quests_core.dataset._index_to_text``) and
-    ``format`` resolved (``quests_core.io.detect_format``), as both the CLI and
-    the dashboard paths pass them.
+    ``index`` must be canonical (``quests_core.dataset._index_to_text``),
+    ``format`` resolved (``quests_core.io.detect_format``) and ``topology`` the
+    topology file used (``quests_core.io_mdanalysis.topology_path``, None for the
+    formats that need none), as both the CLI and the dashboard paths pass them.
     """
-    fkey = frames_key(path, index, format, type_map)
+    fkey = frames_key(path, index, format, type_map, topology)
     return fkey, descriptor_key(fkey, k, cutoff, species, dtype)

@@ -85,6 +85,7 @@ from .descriptors import FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
 from .export import write_json, write_table
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
+from .io_mdanalysis import topology_path
 from .settings import DEFAULTS, normalize_species
 from .threads import thread_limit
 
@@ -112,7 +113,12 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class FilePlan:
-    """One input file and its selected frames ``range(start, stop, step)``."""
+    """One input file and its selected frames ``range(start, stop, step)``.
+
+    ``topology`` is the topology file naming the atoms of an MD trajectory
+    (given, or found next to it: :func:`quests_core.io_mdanalysis.topology_path`),
+    None for the formats that need none.
+    """
 
     path: str
     format: str
@@ -121,6 +127,7 @@ class FilePlan:
     step: int
     n_frames: int
     first_structure: int
+    topology: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,11 +169,14 @@ def plan_chunks(
     index: int | slice | str | None = ":",
     format: str | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    topology: str | os.PathLike | None = None,
 ) -> tuple[list[FilePlan], list[ChunkPlan]]:
     """Split the selected frames of every file into chunks of ``chunk_frames`` frames.
 
     The frames of each file are counted first (a fast scan for extxyz and
-    LAMMPS dumps); chunks never span two files.
+    LAMMPS dumps); chunks never span two files. Each :class:`FilePlan` records
+    the topology its frames are read with (``topology``, or the one next to an
+    MD trajectory).
     """
     if isinstance(chunk_frames, bool) or int(chunk_frames) != chunk_frames or chunk_frames < 1:
         raise QuestsError(f"chunk_frames must be an integer >= 1, got {chunk_frames!r}")
@@ -179,7 +189,10 @@ def plan_chunks(
         fmt = detect_format(spath, format)
         frames = _selected_range(spath, fmt, index)
         files.append(
-            FilePlan(spath, fmt, frames.start, frames.stop, frames.step, len(frames), first)
+            FilePlan(
+                spath, fmt, frames.start, frames.stop, frames.step, len(frames), first,
+                topology_path(spath, fmt, topology),
+            )
         )
         for c, lo in enumerate(range(0, len(frames), chunk_frames)):
             part = frames[lo : lo + chunk_frames]
@@ -425,6 +438,7 @@ def _read_chunk_frames(file: FilePlan, plan: ChunkPlan, type_map):
             index=slice(plan.start, plan.stop, plan.step),
             format=file.format,
             type_map=dict(type_map) or None,
+            topology=file.topology,
         )
     )
 
@@ -494,6 +508,7 @@ def chunked_delta_entropy(
     index: int | slice | str | None = ":",
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+    topology: str | os.PathLike | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     block_atoms: int = DEFAULT_BLOCK_ATOMS,
     precision: str = DEFAULTS.precision,
@@ -525,6 +540,11 @@ def chunked_delta_entropy(
         Descriptor parameters.
     index, format, type_map
         Frame selection applied to every file, ASE format, LAMMPS type map.
+    topology : path-like, optional
+        The topology file naming the atoms of MD trajectories (XTC, TRR, DCD,
+        Amber NetCDF); default: the one next to each trajectory. The SHA-256
+        of the topology used is part of the store's parameters, so a store is
+        not resumed with another one.
     chunk_frames : int
         Frames per chunk (one chunk is in memory at a time).
     block_atoms : int
@@ -597,10 +617,13 @@ def chunked_delta_entropy(
     tmap = parse_type_map(type_map)
     engine = select_backend(backend)
 
-    files, plans = plan_chunks(paths, index=index, format=format, chunk_frames=chunk_frames)
+    files, plans = plan_chunks(
+        paths, index=index, format=format, chunk_frames=chunk_frames, topology=topology
+    )
     root = Path(store)
     params = _json_normal(
         {
+            **_topology_params(files),
             "files": [
                 {
                     "path": _path_from_store(f.path, root),
@@ -677,6 +700,14 @@ def chunked_delta_entropy(
     return ChunkedRun(ChunkStore(root), computed, skipped, time.perf_counter() - t0)
 
 
+def _topology_params(files: Sequence[FilePlan]) -> dict[str, Any]:
+    """``{"topology": [SHA-256 or None per file]}`` when some file has a topology, else ``{}``
+    (the parameters of stores of files without one are those of earlier versions)."""
+    if all(f.topology is None for f in files):
+        return {}
+    return {"topology": [None if f.topology is None else file_digest(f.topology) for f in files]}
+
+
 def _path_from_store(path: str, store: Path) -> str:
     """An input's path relative to the store (POSIX style), so that a store moved
     together with its inputs still resumes; absolute where no relative path exists."""
@@ -732,6 +763,7 @@ def _run_sequence(file: FilePlan, run: list[ChunkPlan], x_ref, ctx, record, canc
         index=slice(run[0].start, run[-1].stop, run[0].step),
         format=file.format,
         type_map=dict(ctx.type_map) or None,
+        topology=file.topology,
     )
     position = 0
     items: list[Any] = []

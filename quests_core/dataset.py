@@ -33,6 +33,7 @@ from ase.data import chemical_symbols
 from quests_core.cache_keys import structures_digest
 from quests_core.errors import QuestsError
 from quests_core.io import iter_frames, parse_index, parse_type_map
+from quests_core.io_mdanalysis import topology_path
 
 __all__ = [
     "ATOM_COLUMNS",
@@ -104,12 +105,19 @@ ARRAY_NAMES = ("dH", "cluster", "force_error")
 
 @dataclass(frozen=True)
 class FileSpec:
-    """How to read a file again: path, frame selection, format and LAMMPS type map."""
+    """How to read a file again: path, frame selection, format, LAMMPS type map and topology.
+
+    ``topology`` is the topology file that names the atoms of an MD trajectory
+    (:mod:`quests_core.io_mdanalysis`); :meth:`Dataset.from_files` records the
+    one it used (given, or found next to the trajectory), None for the formats
+    that need none. It is part of the cache key of the read.
+    """
 
     path: str
     index: str = ":"
     format: str | None = None
     type_map: tuple[tuple[int, str], ...] = ()
+    topology: str | None = None
 
     def type_map_dict(self) -> dict[int, str] | None:
         """The type map as a dict, or None when empty."""
@@ -501,6 +509,7 @@ class Dataset:
         timestep_fs: float | None = None,
         arrays: Sequence[str] | None | str = "auto",
         progress: Callable[[int], None] | None = None,
+        topology: str | os.PathLike | None = None,
     ) -> Dataset:
         """Read one or more files into a dataset.
 
@@ -531,6 +540,11 @@ class Dataset:
             force_error when not lazy, none when lazy.
         progress : callable, optional
             Called with the number of frames read so far after each frame.
+        topology : path-like, optional
+            The topology file naming the atoms of MD trajectories (XTC, TRR,
+            DCD, Amber NetCDF; see :func:`quests_core.io.iter_frames`);
+            default: a file with the trajectory's stem next to it. The one
+            used is recorded in the file's :class:`FileSpec`.
 
         Raises
         ------
@@ -553,10 +567,12 @@ class Dataset:
         n_read = 0
         stat = _file_stat(paths[0])
         for path in paths:
-            spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())))
+            used = topology_path(path, format, topology)
+            spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())), used)
             specs.append(spec)
             frames_of_file = iter_frames(
-                path, index=index, format=format, type_map=tmap or None, skipped=skipped
+                path, index=index, format=format, type_map=tmap or None, skipped=skipped,
+                topology=used,
             )
             for item in frames_of_file:
                 records.append(
@@ -771,7 +787,8 @@ class Dataset:
     @staticmethod
     def _iter_spec(spec: FileSpec, index: int | slice):
         return iter_frames(
-            spec.path, index=index, format=spec.format, type_map=spec.type_map_dict()
+            spec.path, index=index, format=spec.format, type_map=spec.type_map_dict(),
+            topology=spec.topology,
         )
 
     def iter_chunks(self, max_atoms: int = 50_000) -> Iterator[tuple[int, list[Atoms]]]:

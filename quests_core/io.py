@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import io as _stdio
 import os
-import re
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -53,6 +52,16 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 
 from quests_core.errors import QuestsError
+from quests_core.io_common import (
+    Frame,
+    TruncatedFrameWarning,
+    _check_path,
+    _frame_error,
+    _one_line,
+    _skip_last,
+    parse_type_map,
+)
+from quests_core.io_mdanalysis import MD_FORMATS, count_md_frames, iter_md_frames, md_format
 
 __all__ = [
     "MAX_INFLATE_RATIO",
@@ -117,19 +126,6 @@ MIN_INFLATE_LIMIT = 256 << 20
 _MIN_ATOM_LINE = 7
 #: Largest |coordinate| or cell vector length accepted, in Å (1 cm).
 MAX_COORDINATE = 1e8
-
-
-class TruncatedFrameWarning(UserWarning):
-    """The last frame of a multi-frame file ends early and was skipped.
-
-    The rule (issue 11): a frame cut short (fewer atom lines than its header
-    declares, or the file ends inside it) is an error naming the frame, except
-    the *last* frame of a file that holds at least one complete frame before
-    it -- a trajectory still being written. That frame is skipped with this
-    warning and counted (``skipped`` of :func:`iter_frames`,
-    ``Dataset.skipped_frames``). Everything else (a short frame followed by
-    more frames, extra atom lines, a cut single-frame file) is an error.
-    """
 
 
 # ----------------------------------------------------------------------------
@@ -231,25 +227,6 @@ def _describe_line(line: bytes) -> str:
     return repr(text[:40])
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One validated structure and where it came from.
-
-    Attributes
-    ----------
-    source : str
-        The path of the file, as given.
-    frame : int
-        Index of the frame in its file (0-based, counted over the whole file).
-    atoms : ase.Atoms
-        The structure.
-    """
-
-    source: str
-    frame: int
-    atoms: Atoms
-
-
 # ----------------------------------------------------------------------------
 # Index and type-map parsing
 # ----------------------------------------------------------------------------
@@ -321,75 +298,9 @@ def _index_text(index: int | slice) -> str:
     return text if ":" in text else text + ":"
 
 
-def parse_type_map(type_map: Mapping[int, str] | Sequence[str] | str | None) -> dict[int, str]:
-    """Normalise a LAMMPS type-to-element map.
-
-    Parameters
-    ----------
-    type_map : mapping, sequence, str or None
-        ``{1: "Cu", 2: "Ni"}``, ``["Cu", "Ni"]`` (type 1 is the first entry),
-        ``"Cu,Ni"``, ``"Cu Ni"`` or ``"1=Cu,2=Ni"`` / ``"1:Cu 2:Ni"``.
-
-    Returns
-    -------
-    dict[int, str]
-        LAMMPS type -> element symbol; empty if ``type_map`` is None.
-
-    Raises
-    ------
-    QuestsError
-        On unknown element symbols or malformed entries.
-    """
-    if type_map is None:
-        return {}
-    pairs: list[tuple[Any, Any]]
-    if isinstance(type_map, Mapping):
-        pairs = list(type_map.items())
-    elif isinstance(type_map, str):
-        tokens = [t for t in re.split(r"[,\s]+", type_map.strip()) if t]
-        if not tokens:
-            raise QuestsError("type map: empty")
-        if all(("=" in t or ":" in t) for t in tokens):
-            pairs = [tuple(re.split(r"[=:]", t, maxsplit=1)) for t in tokens]
-        elif any(("=" in t or ":" in t) for t in tokens):
-            raise QuestsError(f"type map {type_map!r}: mix of 'type=element' and plain entries")
-        else:
-            pairs = [(i + 1, t) for i, t in enumerate(tokens)]
-    else:
-        pairs = [(i + 1, t) for i, t in enumerate(type_map)]
-    result: dict[int, str] = {}
-    for key, symbol in pairs:
-        try:
-            lammps_type = int(key)
-        except (TypeError, ValueError):
-            raise QuestsError(f"type map: {key!r} is not an integer LAMMPS type") from None
-        symbol = str(symbol).strip()
-        if symbol not in atomic_numbers or symbol == "X":
-            raise QuestsError(f"type map: {symbol!r} is not a chemical element")
-        if lammps_type < 1:
-            raise QuestsError(f"type map: LAMMPS types start at 1, got {lammps_type}")
-        result[lammps_type] = symbol
-    return result
-
-
 # ----------------------------------------------------------------------------
 # Format detection and file checks
 # ----------------------------------------------------------------------------
-
-
-def _check_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise QuestsError("file not found", source=str(path))
-    if p.is_dir():
-        raise QuestsError("is a directory, expected a structure file", source=str(path))
-    if not p.is_file():
-        raise QuestsError("not a regular file", source=str(path))
-    if not os.access(p, os.R_OK):
-        raise QuestsError("permission denied", source=str(path))
-    if p.stat().st_size == 0:
-        raise QuestsError("empty file", source=str(path))
-    return p
 
 
 _INFLATED: dict[tuple[str, int, int], int] = {}
@@ -483,16 +394,13 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
 
     p = _check_path(path)
     _inflated_size(str(p))
-    from quests_core.io_mdanalysis import MD_EXTENSIONS, MD_FORMATS
-
-    if format in MD_FORMATS:
-        return format
+    md = md_format(p, format)
+    if md is not None:  # read through MDAnalysis (quests_core.io_mdanalysis)
+        return md
     if format is None:
         root, _ = get_compression(p.name)
         lower = root.lower()
         ext = lower.rsplit(".", 1)[-1] if "." in lower else ""
-        if ext in MD_EXTENSIONS:  # read through MDAnalysis (quests_core.io_mdanalysis)
-            return MD_EXTENSIONS[ext]
         if ext in EXTENSION_FORMATS:
             format = EXTENSION_FORMATS[ext]
         elif lower in EXTENSION_FORMATS:  # POSCAR, CONTCAR, XDATCAR
@@ -518,13 +426,6 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
     if not ioformats[format].can_read:
         raise QuestsError(f"ASE cannot read the {format!r} format", source=str(path))
     return format
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if not text:
-        text = type(exc).__name__
-    return text[:300]
 
 
 # ----------------------------------------------------------------------------
@@ -616,12 +517,6 @@ def validate_atoms(atoms: Atoms, source: str = "<memory>", frame: int = 0) -> No
                 f"periodic cell has zero volume: its height along periodic axis {'abc'[thin]} "
                 f"is {heights[thin]:.3g} Å (flat, collinear or collapsed cell)",
             )
-
-
-def _frame_error(source: str, frame: int, message: str) -> QuestsError:
-    err = QuestsError(f"frame {frame}: {message}", source=str(source))
-    err.index = frame
-    return err
 
 
 # ----------------------------------------------------------------------------
@@ -1019,8 +914,6 @@ def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
     spath = str(path)
     from ase.io.formats import ioformats
 
-    from quests_core.io_mdanalysis import MD_FORMATS, count_md_frames
-
     if fmt in MD_FORMATS:
         return count_md_frames(spath, fmt)
     try:
@@ -1150,14 +1043,6 @@ def iter_frames(
         )
 
 
-def _skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None:
-    """The truncated-last-frame rule: warn, count, go on (see TruncatedFrameWarning)."""
-    message = f"{path}: frame {frame}: {reason}; skipped (file still being written?)"
-    warnings.warn(TruncatedFrameWarning(message), stacklevel=4)
-    if skipped is not None:
-        skipped.append((path, frame, reason))
-
-
 def _iter_selected(
     path: str,
     fmt: str,
@@ -1171,8 +1056,6 @@ def _iter_selected(
 ) -> Iterator[Frame]:
     from ase.io import iread
     from ase.io.formats import ioformats
-
-    from quests_core.io_mdanalysis import MD_FORMATS, iter_md_frames
 
     if fmt in MD_FORMATS:
         yield from iter_md_frames(

@@ -48,6 +48,14 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 from quests_core.errors import QuestsError
+from quests_core.io_common import (
+    Frame,
+    _check_path,
+    _frame_error,
+    _one_line,
+    _skip_last,
+    parse_type_map,
+)
 
 __all__ = [
     "EXTRA",
@@ -59,6 +67,7 @@ __all__ = [
     "find_topology",
     "iter_md_frames",
     "load_topology",
+    "md_format",
     "mdanalysis_available",
     "topology_path",
 ]
@@ -126,18 +135,6 @@ def _require(path: str, fmt: str) -> None:
         raise QuestsError(
             f"reading {MD_FORMATS.get(fmt, fmt)} files needs MDAnalysis: {EXTRA}", source=path
         ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    from quests_core.io import _one_line as one_line
-
-    return one_line(exc)
-
-
-def _frame_error(path: str, frame: int, message: str) -> QuestsError:
-    from quests_core.io import _frame_error as frame_error
-
-    return frame_error(path, frame, message)
 
 
 # ----------------------------------------------------------------------------
@@ -208,8 +205,6 @@ def load_topology(
         Naming the topology file: unreadable, no atoms, or an atom whose
         element cannot be told.
     """
-    from quests_core.io import _check_path, parse_type_map
-
     spath = str(topology)
     _require(spath, "topology")
     p = _check_path(spath)
@@ -368,6 +363,24 @@ def _guess_elements(labels: np.ndarray) -> np.ndarray:
     return np.asarray(DefaultGuesser(None).guess_types(atom_types=labels)).astype(str)
 
 
+def md_format(path: str | os.PathLike, format: str | None = None) -> str | None:
+    """The MD format (:data:`MD_FORMATS`) a read of ``path`` uses, None for an ASE format.
+
+    ``format`` when it is one of :data:`MD_FORMATS`; with no ``format``, the
+    format of the file's extension (:data:`MD_EXTENSIONS`, after a ``.gz``/
+    ``.bz2``/``.xz`` suffix); else None. The rule
+    :func:`quests_core.io.detect_format` applies (the file is not opened).
+    """
+    from ase.io.formats import get_compression
+
+    if format is not None:
+        return format if format in MD_FORMATS else None
+    root, _ = get_compression(Path(path).name)
+    lower = root.lower()
+    ext = lower.rsplit(".", 1)[-1] if "." in lower else ""
+    return MD_EXTENSIONS.get(ext)
+
+
 def topology_path(
     path: str | os.PathLike,
     format: str | None = None,
@@ -379,10 +392,7 @@ def topology_path(
     trajectory without one (reading it then says so). Cache keys of reads of
     MD trajectories must include this file's content (the elements come from it).
     """
-    from quests_core.io import detect_format
-
-    fmt = detect_format(path, format)
-    if fmt not in MD_FORMATS:
+    if md_format(path, format) is None:
         return None
     if topology is not None:
         return str(topology)
@@ -784,8 +794,6 @@ def iter_md_frames(
     quests_core.io.Frame
         Not yet validated (:func:`quests_core.io.iter_frames` validates).
     """
-    from quests_core.io import Frame, _skip_last
-
     _require(path, fmt)
     top = resolve_topology(path, fmt, topology, type_map)
     fmt = _effective_format(fmt, top)

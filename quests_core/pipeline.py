@@ -45,6 +45,7 @@ from quests_core.cache_keys import (
 from quests_core.dataset import RECORD_COLUMNS, Dataset, FileSpec, _index_to_text, frame_record
 from quests_core.errors import QuestsError
 from quests_core.io import detect_format, iter_frames, parse_type_map
+from quests_core.io_mdanalysis import topology_path
 from quests_core.settings import DEFAULTS
 
 __all__ = ["FileDescriptors", "dataset_descriptors", "file_descriptors", "run_compute"]
@@ -185,6 +186,7 @@ def file_descriptors(
     time_step: float | None = None,
     mmap: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    topology: str | os.PathLike | None = None,
 ) -> FileDescriptors:
     """Descriptors of every atom of a file, streamed frame chunk by frame chunk.
 
@@ -198,8 +200,10 @@ def file_descriptors(
 
     Parameters
     ----------
-    path, index, format, type_map
-        What to read (see :func:`quests_core.io.iter_frames`).
+    path, index, format, type_map, topology
+        What to read (see :func:`quests_core.io.iter_frames`); the topology
+        used by an MD trajectory (given or found next to it,
+        :func:`quests_core.io_mdanalysis.topology_path`) is part of the cache key.
     k, cutoff, species, dtype
         Descriptor parameters.
     compute : callable, optional
@@ -225,7 +229,8 @@ def file_descriptors(
     fmt = detect_format(spath, format)
     tmap = parse_type_map(type_map)
     index_text = _index_to_text(index)
-    spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())))
+    used = topology_path(spath, fmt, topology)
+    spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())), used)
 
     def finish(frames: pd.DataFrame, x: np.ndarray, hit: bool, key: str | None):
         frames = frames.copy()
@@ -238,7 +243,9 @@ def file_descriptors(
 
     fkey = dkey = None
     if cache is not None:
-        fkey, dkey = file_descriptor_key(spath, index_text, fmt, tmap, k, cutoff, species, dtype)
+        fkey, dkey = file_descriptor_key(
+            spath, index_text, fmt, tmap, k, cutoff, species, dtype, topology=used
+        )
         table = cache.get_table(fkey)
         x = cache.get(dkey, mmap=mmap)
         if table is not None and x is not None and x.shape[0] == int(table["n_atoms"].sum()):
@@ -255,7 +262,9 @@ def file_descriptors(
     )
     n_atoms = 0
     try:
-        frames_iter = iter_frames(spath, index=index, format=fmt, type_map=tmap or None)
+        frames_iter = iter_frames(
+            spath, index=index, format=fmt, type_map=tmap or None, topology=used
+        )
         for chunk in _chunks(frames_iter, chunk_atoms):
             atoms_list = [item.atoms for item in chunk]
             x_chunk = run_compute(compute, atoms_list, k, cutoff, species)
@@ -303,7 +312,8 @@ def dataset_key(
     if source is not None:
         fmt = detect_format(source.path, source.format)
         return file_descriptor_key(
-            source.path, source.index, fmt, source.type_map_dict(), k, cutoff, species, dtype
+            source.path, source.index, fmt, source.type_map_dict(), k, cutoff, species, dtype,
+            topology=topology_path(source.path, fmt, source.topology),
         )
     digest = structures_digest(dataset.iter_structures())
     return None, descriptor_key(digest, k, cutoff, species, dtype)

@@ -1,0 +1,152 @@
+"""What :mod:`quests_core.io` and :mod:`quests_core.io_mdanalysis` both need.
+
+The frame record (:class:`Frame`), the truncated-last-frame rule
+(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the LAMMPS type-map
+parser (:func:`parse_type_map`), the input-path checks (:func:`_check_path`)
+and the one-line error helpers (:func:`_one_line`, :func:`_frame_error`).
+
+Invariants
+----------
+- This module imports nothing of ``quests_core`` but :mod:`quests_core.errors`:
+  ``io -> io_mdanalysis -> io_common`` and ``io -> io_common``, never back, so
+  the readers have no import cycle.
+- :mod:`quests_core.io` re-exports every public name defined here; import them
+  from there.
+- Nothing here reads a file's content (memory: constant).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+from ase.data import atomic_numbers
+
+from quests_core.errors import QuestsError
+
+__all__ = ["Frame", "TruncatedFrameWarning", "parse_type_map"]
+
+
+class TruncatedFrameWarning(UserWarning):
+    """The last frame of a multi-frame file ends early and was skipped.
+
+    The rule (issue 11): a frame cut short (fewer atom lines than its header
+    declares, or the file ends inside it) is an error naming the frame, except
+    the *last* frame of a file that holds at least one complete frame before
+    it -- a trajectory still being written. That frame is skipped with this
+    warning and counted (``skipped`` of :func:`iter_frames`,
+    ``Dataset.skipped_frames``). Everything else (a short frame followed by
+    more frames, extra atom lines, a cut single-frame file) is an error.
+    """
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One validated structure and where it came from.
+
+    Attributes
+    ----------
+    source : str
+        The path of the file, as given.
+    frame : int
+        Index of the frame in its file (0-based, counted over the whole file).
+    atoms : ase.Atoms
+        The structure.
+    """
+
+    source: str
+    frame: int
+    atoms: Atoms
+
+
+def parse_type_map(type_map: Mapping[int, str] | Sequence[str] | str | None) -> dict[int, str]:
+    """Normalise a LAMMPS type-to-element map.
+
+    Parameters
+    ----------
+    type_map : mapping, sequence, str or None
+        ``{1: "Cu", 2: "Ni"}``, ``["Cu", "Ni"]`` (type 1 is the first entry),
+        ``"Cu,Ni"``, ``"Cu Ni"`` or ``"1=Cu,2=Ni"`` / ``"1:Cu 2:Ni"``.
+
+    Returns
+    -------
+    dict[int, str]
+        LAMMPS type -> element symbol; empty if ``type_map`` is None.
+
+    Raises
+    ------
+    QuestsError
+        On unknown element symbols or malformed entries.
+    """
+    if type_map is None:
+        return {}
+    pairs: list[tuple[Any, Any]]
+    if isinstance(type_map, Mapping):
+        pairs = list(type_map.items())
+    elif isinstance(type_map, str):
+        tokens = [t for t in re.split(r"[,\s]+", type_map.strip()) if t]
+        if not tokens:
+            raise QuestsError("type map: empty")
+        if all(("=" in t or ":" in t) for t in tokens):
+            pairs = [tuple(re.split(r"[=:]", t, maxsplit=1)) for t in tokens]
+        elif any(("=" in t or ":" in t) for t in tokens):
+            raise QuestsError(f"type map {type_map!r}: mix of 'type=element' and plain entries")
+        else:
+            pairs = [(i + 1, t) for i, t in enumerate(tokens)]
+    else:
+        pairs = [(i + 1, t) for i, t in enumerate(type_map)]
+    result: dict[int, str] = {}
+    for key, symbol in pairs:
+        try:
+            lammps_type = int(key)
+        except (TypeError, ValueError):
+            raise QuestsError(f"type map: {key!r} is not an integer LAMMPS type") from None
+        symbol = str(symbol).strip()
+        if symbol not in atomic_numbers or symbol == "X":
+            raise QuestsError(f"type map: {symbol!r} is not a chemical element")
+        if lammps_type < 1:
+            raise QuestsError(f"type map: LAMMPS types start at 1, got {lammps_type}")
+        result[lammps_type] = symbol
+    return result
+
+
+def _check_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise QuestsError("file not found", source=str(path))
+    if p.is_dir():
+        raise QuestsError("is a directory, expected a structure file", source=str(path))
+    if not p.is_file():
+        raise QuestsError("not a regular file", source=str(path))
+    if not os.access(p, os.R_OK):
+        raise QuestsError("permission denied", source=str(path))
+    if p.stat().st_size == 0:
+        raise QuestsError("empty file", source=str(path))
+    return p
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if not text:
+        text = type(exc).__name__
+    return text[:300]
+
+
+def _frame_error(source: str, frame: int, message: str) -> QuestsError:
+    err = QuestsError(f"frame {frame}: {message}", source=str(source))
+    err.index = frame
+    return err
+
+
+def _skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None:
+    """The truncated-last-frame rule: warn, count, go on (see TruncatedFrameWarning)."""
+    message = f"{path}: frame {frame}: {reason}; skipped (file still being written?)"
+    warnings.warn(TruncatedFrameWarning(message), stacklevel=4)
+    if skipped is not None:
+        skipped.append((path, frame, reason))
