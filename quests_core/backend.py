@@ -117,7 +117,7 @@ def available_backends() -> list[str]:
     return out
 
 
-def select_backend(name: str | Backend | None = "auto", pairs: int | None = None) -> Backend:
+def select_backend(name: str | Backend | None = None, pairs: int | None = None) -> Backend:
     """The backend called ``name``; ``"auto"`` (or None) picks the best one available.
 
     ``"auto"`` follows ``$QUESTS_BACKEND`` when it is set, else takes
@@ -153,7 +153,7 @@ def select_backend(name: str | Backend | None = "auto", pairs: int | None = None
 
 
 def backend_log_kernel_sums(
-    y: np.ndarray, x: np.ndarray, h: np.ndarray, *, backend: str | Backend | None = "auto", **kw
+    y: np.ndarray, x: np.ndarray, h: np.ndarray, *, backend: str | Backend | None = None, **kw
 ) -> np.ndarray:
     """:func:`quests_core.kernels.log_kernel_sums` on the chosen backend (validated inputs).
 

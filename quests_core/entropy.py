@@ -51,7 +51,7 @@ def _shape(values: np.ndarray, scalar: bool):
 
 
 def _log_sums(
-    y, x, h, *, precision=None, n_threads=None, progress=None, cancel=None, backend="auto",
+    y, x, h, *, precision=None, n_threads=None, progress=None, cancel=None, backend=None,
     **blocks,
 ):
     unknown = sorted(set(blocks) - _BLOCK_OPTIONS)

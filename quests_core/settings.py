@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from ._validate import check_bandwidth, check_int, check_k_cutoff
+from .backend import BACKENDS as _ENGINE_BACKENDS
 from .errors import QuestsError
 
 PRECISIONS = ("float64", "float32")
-BACKENDS = ("auto", "numba", "cupy")
+BACKENDS = ("auto", *_ENGINE_BACKENDS)
 BANDWIDTH_RULES = ("fixed", "volume")
 
 
@@ -140,7 +141,7 @@ class Settings:
         ``"volume"``: h from the reference's mean volume per atom.
     precision : {"float64", "float32"}
         Precision of the kernel sums.
-    backend : {"auto", "numba", "cupy"}
+    backend : {"auto", "numba", "torch-cuda", "torch-cpu"}
         Kernel backend (:mod:`quests_core.backend`).
     threads : int or None
         Threads for descriptors and kernels; ``None`` is all cores.
