@@ -308,13 +308,15 @@ def structure_descriptors(
 
 
 def descriptor_file(path: str, name: str, settings: Settings) -> np.ndarray:
-    """Descriptors saved in a file (``.npz`` with ``descriptors``, ``k`` and ``cutoff``
-    checked against ``settings``, or a bare ``.npy``); errors name the file ``name``
-    (as the user knows it), never its server path."""
-    from quests_core.analysis.commands import load_descriptors
+    """Descriptors saved in a file (:func:`quests_core.descriptor_files.load_descriptors`:
+    ``.npz``, or ``.npy`` with its layout sidecar, checked against ``settings``' k,
+    cutoff and species); errors name the file ``name`` (as the user knows it), never
+    its server path."""
+    from quests_core.descriptor_files import load_descriptors
 
     try:
-        return load_descriptors(path, settings.k, settings.cutoff)
+        return load_descriptors(path, k=settings.k, cutoff=settings.cutoff,
+                                species=settings.species)
     except QuestsError as exc:
         raise QuestsError(str(exc).replace(path, name)) from None
 

@@ -39,8 +39,8 @@ from dashboard.views.uncertainty import (
 from quests_core.analysis import active_learning as al
 from quests_core.analysis import compression as comp
 from quests_core.analysis import uncertainty as uq
-from quests_core.analysis.commands import save_descriptors
 from quests_core.analysis.uncertainty import force_array_names
+from quests_core.descriptor_files import save_descriptors
 from quests_core.errors import QuestsError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -338,9 +338,9 @@ def test_uncertainty_bad_input(state, forces_core, tmp_path):
     save_descriptors(tmp_path / "cut4.npz", x_train, k=32, cutoff=4.0)
     view.reference = DESCRIPTOR_REFERENCE
     view.descriptor_file = "k16.npz"
-    fails("k16.npz: k differs between test (32) and the reference (16)")
+    fails("k16.npz: descriptor layout differs: k 16 in the file, 32 asked")
     view.descriptor_file = "cut4.npz"
-    fails("cutoff differs between test (5.0) and the reference (4.0)")
+    fails("cut4.npz: descriptor layout differs: cutoff 4 in the file, 5 asked")
     view.descriptor_file = "missing.npz"
     fails("missing.npz: no such file in the data directory", started=False)
     view.descriptor_file = "../train.npz"
