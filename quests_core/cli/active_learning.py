@@ -19,7 +19,7 @@ import numpy as np
 
 from quests_core.errors import QuestsError
 
-from .loading import load_files
+from .loading import load_one
 from .output import RESULT_SUFFIXES, finish
 from .parser import bandwidth, batch_parser, prepare
 
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.io import locate_error
 
     settings, _ = prepare(args)
-    batch = load_files([args.dataset], args, settings=settings)
-    dataset, x = batch.items[0].dataset, batch.items[0].x
+    batch, dataset, x = load_one(args.dataset, args, settings)
     structures = list(dataset.iter_structures())
     try:
         generations = al.generation_labels(structures, args.generation_key)

@@ -22,7 +22,7 @@ import numpy as np
 
 from quests_core.errors import QuestsError
 
-from .loading import load_files, per_structure
+from .loading import load_one, per_structure
 from .output import RESULT_SUFFIXES, STRUCTURE_SUFFIXES, finish, write_table_to, wrote
 from .parser import add_seed, bandwidth, batch_parser, positive_int, prepare
 
@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.analysis import compression as comp
 
     settings, _ = prepare(args)
-    batch = load_files([args.dataset], args, settings=settings)
-    dataset, x = batch.items[0].dataset, batch.items[0].x
+    batch, dataset, x = load_one(args.dataset, args, settings)
     n = len(dataset)
     size = comp.fraction_to_size(args.fraction, n)
     sweep = parse_fractions(args.sweep)

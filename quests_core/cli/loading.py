@@ -161,6 +161,18 @@ def load_files(
     return batch
 
 
+def load_one(
+    path: str,
+    args: argparse.Namespace,
+    settings: Settings,
+    role: str = "input",
+    index: str | None = None,
+) -> tuple[Batch, Any, np.ndarray]:
+    """One file through :func:`load_files`: the batch, its dataset and its descriptors."""
+    batch = load_files([path], args, role=role, index=index, settings=settings)
+    return batch, batch.items[0].dataset, np.asarray(batch.items[0].x)
+
+
 def _descriptor_file(path: str, settings: Settings) -> np.ndarray:
     """Saved descriptors, refused (one line) unless their layout is the settings'."""
     from quests_core.descriptor_files import load_descriptors

@@ -31,7 +31,7 @@ import pandas as pd
 
 from quests_core.errors import QuestsError
 
-from .loading import load_files, load_reference
+from .loading import load_one, load_reference
 from .output import (
     RESULT_SUFFIXES,
     STRUCTURE_SUFFIXES,
@@ -163,8 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.analysis import clusters as cl
 
     settings, _ = prepare(args)
-    batch = load_files([args.trajectory], args, role="trajectory", settings=settings)
-    traj, x = batch.items[0].dataset, np.asarray(batch.items[0].x)
+    batch, traj, x = load_one(args.trajectory, args, settings, role="trajectory")
     constants = cnt_constants(args, traj.species, args.trajectory)
     chosen = frames_selection(args.frames, len(traj))
     ref, ref_ds, x_ref = load_reference(args, settings)

@@ -20,7 +20,7 @@ import argparse
 
 import numpy as np
 
-from .loading import load_files
+from .loading import load_one
 from .output import RESULT_SUFFIXES, finish
 from .parser import (
     AUTO,
@@ -79,15 +79,14 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.analysis import thermo
 
     settings, _ = prepare(args)
-    a = load_files([args.phase_a], args, role="set A", index=args.index_a, settings=settings)
-    b = load_files([args.phase_b], args, role="set B", index=args.index_b, settings=settings)
-    (ia,), (ib,) = a.items, b.items
+    a, set_a, xa = load_one(args.phase_a, args, settings, role="set A", index=args.index_a)
+    b, set_b, xb = load_one(args.phase_b, args, settings, role="set B", index=args.index_b)
     fixed = settings.bandwidth_rule == "fixed"
-    va = args.volume_a if args.volume_a is not None or fixed else _volume(ia.dataset)
-    vb = args.volume_b if args.volume_b is not None or fixed else _volume(ib.dataset)
+    va = args.volume_a if args.volume_a is not None or fixed else _volume(set_a)
+    vb = args.volume_b if args.volume_b is not None or fixed else _volume(set_b)
     res = thermo.phase_entropy_difference(
-        np.asarray(ia.x),
-        np.asarray(ib.x),
+        xa,
+        xb,
         volume_a=va,
         volume_b=vb,
         h=settings.bandwidth if fixed else None,

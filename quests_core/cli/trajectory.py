@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .loading import load_files, load_reference
+from .loading import load_one, load_reference
 from .output import RESULT_SUFFIXES, STRUCTURE_SUFFIXES, export_structures, finish
 from .parser import (
     add_reference_options,
@@ -100,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.trajectory import frame_statistics
 
     settings, suffix = prepare(args)
-    traj = load_files([args.file], args, settings=settings)
-    dataset, x = traj.items[0].dataset, np.asarray(traj.items[0].x)
+    traj, dataset, x = load_one(args.file, args, settings)
     frames = dataset.frames
     offsets = frames["atom_offset"].to_numpy()
     counts = frames["n_atoms"].to_numpy()

@@ -25,7 +25,7 @@ import pandas as pd
 from quests_core.errors import QuestsError
 
 from .dh import exact_dh
-from .loading import atom_mask, load_files, load_reference
+from .loading import atom_mask, load_one, load_reference
 from .output import RESULT_SUFFIXES, finish, write_table_to
 from .parser import (
     add_reference_options,
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.error_key and not args.forces:
         raise QuestsError("give --error-key KEY or --forces PRED REF")
     settings, _ = prepare(args)
-    batch = load_files([args.test], args, role="test", settings=settings)
-    full, x_full = batch.items[0].dataset, np.asarray(batch.items[0].x)
+    batch, full, x_full = load_one(args.test, args, settings, role="test")
     test, y = _labelled(full, x_full, args.test_label, args.test, "")
     skipped = list(batch.skipped)
     if args.reference:
