@@ -34,6 +34,11 @@ Every frame is also checked by :func:`validate_atoms` (atomic numbers,
 finite and sane coordinates and cells, zero-volume periodic cells with the
 axis named), and :func:`locate_error` turns a later error of the descriptor
 engine about "structure i" of a chunk into one naming the file and frame.
+
+:class:`Frame`, :class:`TruncatedFrameWarning` and :func:`parse_type_map` are
+defined in :mod:`quests_core.io_common` (shared with
+:mod:`quests_core.io_mdanalysis`, which never imports this module) and
+re-exported here.
 """
 
 from __future__ import annotations
