@@ -181,3 +181,19 @@ def test_topology_option_reads_md_trajectories(tmp_path, capsys):
     assert md["atoms"] == xyz["atoms"] == 2 * n
     assert md["H"] == pytest.approx(xyz["H"], abs=1e-3)
     assert md["D"] == pytest.approx(xyz["D"], abs=1e-3)
+    # the topology is part of the cache key: the second read is a hit
+    for hit in (False, True):
+        rc, _, err = run(["descriptors", xtc, "--topology", top, "-o", tmp_path / "d.json",
+                          "--cache-dir", tmp_path / "cache", *OPTS], capsys)
+        assert rc == 0, err
+        assert result(tmp_path / "d.json")["rows"][0]["from_cache"] is hit
+    # commands that read the frames again (lazily) and the chunked store use it too
+    kept = tmp_path / "kept.extxyz"
+    rc, _, err = run(["compress", xtc, "--topology", top, "--fraction", "0.5", "-o", kept,
+                      *OPTS], capsys)
+    assert rc == 0, err
+    assert read(kept, ":")[0].get_chemical_symbols() == ["Cu"] * n
+    rc, _, err = run(["dh", xtc, "--topology", top, "-r", tmp_path / "traj.extxyz", "--store",
+                      tmp_path / "store", "-o", tmp_path / "s.json", *OPTS], capsys)
+    assert rc == 0, err
+    assert result(tmp_path / "s.json")["summary"]["test_atoms"] == 2 * n

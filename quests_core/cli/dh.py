@@ -211,6 +211,7 @@ def _run_store(args: argparse.Namespace, settings, suffix: str | None) -> int:
                 index=args.index,
                 format=args.format,
                 type_map=args.type_map,
+                topology=args.topology,
                 chunk_frames=args.chunk_frames,
                 block_atoms=args.block_atoms,
                 precision=settings.precision,

@@ -22,9 +22,7 @@ Invariants
 - ``--topology`` is passed to the reader of every file (it names the atoms of
   MD trajectories; ignored by the other formats).
 - Memory: the descriptors of every file of the batch (a file is streamed in
-  blocks of ``--chunk-atoms`` atoms while it is computed; with ``--topology``
-  and a :func:`~quests_core.pipeline.file_descriptors` that does not take it,
-  the file's structures are read into memory and not cached).
+  blocks of ``--chunk-atoms`` atoms while it is computed).
 """
 
 from __future__ import annotations
@@ -186,7 +184,8 @@ def _file_descriptors(path, args, settings, index, compute, cache, progress):
     """:func:`quests_core.cache.file_descriptors` of one file with the input options."""
     from quests_core.cache import file_descriptors
 
-    kwargs: dict[str, Any] = dict(
+    return file_descriptors(
+        path,
         index=index,
         format=args.format,
         type_map=args.type_map,
@@ -198,44 +197,8 @@ def _file_descriptors(path, args, settings, index, compute, cache, progress):
         chunk_atoms=settings.chunk_atoms,
         time_step=args.time_step,
         progress=progress,
+        topology=getattr(args, "topology", None),
     )
-    topology = getattr(args, "topology", None)
-    if topology is not None:
-        if not _takes_topology(file_descriptors):
-            return _read_with_topology(path, topology, kwargs)
-        kwargs["topology"] = topology
-    return file_descriptors(path, **kwargs)
-
-
-def _takes_topology(function: Callable[..., Any]) -> bool:
-    import inspect
-
-    return "topology" in inspect.signature(function).parameters
-
-
-def _read_with_topology(path: str, topology: str, kwargs: dict[str, Any]):
-    """Descriptors of a file read with ``topology`` (in memory, not cached).
-
-    Used while :func:`~quests_core.pipeline.file_descriptors` has no
-    ``topology`` parameter: the structures are read with
-    :func:`quests_core.io.read_structures` and kept in the dataset.
-    """
-    from quests_core.dataset import Dataset
-    from quests_core.io import read_structures
-    from quests_core.pipeline import FileDescriptors
-
-    structures = read_structures(
-        path, index=kwargs["index"], format=kwargs["format"], type_map=kwargs["type_map"],
-        topology=topology,
-    )
-    dataset = Dataset.from_structures(
-        structures, Path(path).stem, source=path, time_step=kwargs["time_step"], validate=False
-    )
-    x = kwargs["compute"](
-        structures, k=kwargs["k"], cutoff=kwargs["cutoff"], species=kwargs["species"]
-    )
-    kwargs["progress"](len(structures), len(x))
-    return FileDescriptors(dataset, np.asarray(x), False, None)
 
 
 def combined(items: Sequence[Loaded]) -> tuple[Any, np.ndarray]:
