@@ -135,6 +135,9 @@ def test_compress_empty_selection_and_bad_output(tmp_path, capsys):
     code, _, err = run(["compress", src, "--fraction", "0.5", "--report", tmp_path / "r.txt",
                         *SMALL], capsys)
     assert "for --report" in one_line_error(code, err)
+    code, _, err = run(["compress", src, "--fraction", "0.5", "--report", tmp_path / "r.csv",
+                        *SMALL], capsys)
+    assert "--compare or --sweep" in one_line_error(code, err)
 
 
 # ---------------------------------------------------------------------------
@@ -344,6 +347,16 @@ def test_nucleation_missing_reference_file_and_bad_frames(tmp_path, capsys):
 # ---------------------------------------------------------------------------
 # phase entropy
 # ---------------------------------------------------------------------------
+
+
+def test_phase_entropy_default_bandwidth_is_its_own():
+    """phase-entropy defaults to --bandwidth auto; the other commands keep the fixed default."""
+    from quests_core.settings import DEFAULTS
+
+    parser = build_parser()
+    assert parser.parse_args(["phase-entropy", "a", "b"]).bandwidth == "auto"
+    for argv in (["entropy", "a"], ["compress", "a", "--fraction", "1"], ["uq", "a"]):
+        assert parser.parse_args(argv).bandwidth == DEFAULTS.bandwidth
 
 
 def test_phase_entropy_prints_bandwidths(tmp_path, capsys):

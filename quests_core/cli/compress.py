@@ -76,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.analysis import compression as comp
 
     settings, _ = prepare(args)
+    sweep = parse_fractions(args.sweep)
+    if args.report and not (args.compare or sweep):
+        raise QuestsError("--report writes the report of --compare or --sweep: give one")
     batch, dataset, x = load_one(args.dataset, args, settings)
     n = len(dataset)
     size = comp.fraction_to_size(args.fraction, n)
-    sweep = parse_fractions(args.sweep)
     for fraction in sweep:
         comp.fraction_to_size(fraction, n)
     h = bandwidth(settings, dataset)

@@ -253,6 +253,19 @@ def batch_parser(
     return p
 
 
+def override_option(parser: argparse.ArgumentParser, dest: str, default: Any, help: str) -> None:
+    """Give option ``dest`` of ``parser`` another default and help.
+
+    Only for a parser built on its own :func:`common_parser` copy: parents share
+    their actions with every subcommand built on them.
+    """
+    for action in parser._actions:
+        if action.dest == dest:
+            action.default, action.help = default, help
+            return
+    raise KeyError(dest)
+
+
 def default_of(function: Any, parameter: str) -> Any:
     """The default of ``function``'s ``parameter`` (an option's default owned by the engine)."""
     import inspect

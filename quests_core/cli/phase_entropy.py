@@ -28,6 +28,7 @@ from .parser import (
     batch_parser,
     common_parser,
     default_of,
+    override_option,
     positive_float,
     positive_int,
     prepare,
@@ -71,7 +72,12 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-envs", type=positive_int, default=max_envs,
                    help=f"environments per set (default {max_envs})")
     add_seed(p, "seed of the subsampling")
-    p.set_defaults(func=run, outputs=RESULT_SUFFIXES, bandwidth=AUTO)
+    override_option(
+        p, "bandwidth", AUTO,
+        "kernel bandwidth h in 1/Å for both sets, or 'auto' (default) for the volume rule "
+        "of --mode",
+    )
+    p.set_defaults(func=run, outputs=RESULT_SUFFIXES)
 
 
 def run(args: argparse.Namespace) -> int:
