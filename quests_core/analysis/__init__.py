@@ -2,12 +2,12 @@
 
 Submodules (pure functions on numpy arrays and lists of :class:`ase.Atoms`):
 
-- :mod:`quests_core.analysis.nucleation`: solid-like clusters, CNT band and fit
+- :mod:`quests_core.analysis.clusters`: solid-like clusters of a frame and a trajectory
+- :mod:`quests_core.analysis.cnt`: classical nucleation theory (units, critical band, fit)
 - :mod:`quests_core.analysis.compression`: dataset compression (MSC, FPS, k-means, random)
 - :mod:`quests_core.analysis.active_learning`: novelty per generation
 - :mod:`quests_core.analysis.uncertainty`: dH versus model error
 - :mod:`quests_core.analysis.thermo`: entropy difference between phases
-- :mod:`quests_core.analysis.commands`: the CLI subcommands
 
 This module only holds small checks shared by the submodules; import the
 submodules themselves for the analyses. ``check_descriptors`` is the one of
