@@ -17,11 +17,14 @@ line and ``n`` atom lines; for a LAMMPS dump the ``ITEM:`` header with its
 frame is waited for, never an error; when the follow ends (timeout or stop)
 with a partial frame pending it is named in one message and not read.
 
-The text of a complete frame is parsed by the readers of :mod:`quests_core.io`
-(the same splitter records and ASE calls as :func:`quests_core.io.iter_frames`),
-so a corrupt frame gives the same one-line :class:`~quests_core.errors.QuestsError`
-naming the file and the frame, and every frame is checked by
-:func:`quests_core.io.validate_atoms`.
+The bytes of a complete frame are parsed by
+:func:`quests_core.io.parse_frame_text` (the same header checks, readers and
+messages as :func:`quests_core.io.iter_frames`), so a corrupt frame gives the
+same one-line :class:`~quests_core.errors.QuestsError` naming the file and the
+frame, and every frame is checked by :func:`quests_core.io.validate_atoms`. A
+header the framer cannot read (an atom count that is not a number, a dump
+without ``ITEM: TIMESTEP``) is handed to that parser as an erroneous frame, so
+it names the problem in the words of the offline reader.
 
 Truncated or replaced files
 ---------------------------
@@ -55,6 +58,7 @@ from pathlib import Path
 from ase import Atoms
 
 from quests_core.errors import QuestsError
+from quests_core.io import FRAME_TEXT_FORMATS
 
 __all__ = ["DEFAULT_INTERVAL", "FOLLOW_FORMATS", "FollowedFrame", "Follower", "follow",
            "follow_format"]
@@ -62,7 +66,7 @@ __all__ = ["DEFAULT_INTERVAL", "FOLLOW_FORMATS", "FollowedFrame", "Follower", "f
 log = logging.getLogger(__name__)
 
 #: Formats that can be followed while they are written.
-FOLLOW_FORMATS = ("extxyz", "xyz", "lammps-dump-text")
+FOLLOW_FORMATS = FRAME_TEXT_FORMATS
 #: Seconds between two looks at the file.
 DEFAULT_INTERVAL = 0.5
 #: Bytes read at a time (frames are cut after each block).
@@ -147,7 +151,7 @@ class _Cut:
     start: int
     end: int
     declared: int | None
-    has_element: bool = False
+    error: bool = False  # a header the framer cannot read: the parser names the problem
 
 
 class _Framer:
@@ -173,7 +177,6 @@ class _Framer:
         self.stage = "header"
         self.declared: int | None = None
         self.left = 0
-        self.has_element = False
 
     def consume(self, cut: _Cut) -> None:
         """Drop the bytes of a frame that was handed on; the next frame starts."""
@@ -188,13 +191,10 @@ class _Framer:
         nl = self.buf.find(b"\n", self.scan)
         if nl < 0:
             if len(self.buf) - self.scan > MAX_HEADER_LINE:
-                from quests_core.io import _describe_line, _frame_error
-
-                head = bytes(self.buf[self.scan : self.scan + 40])
                 raise _frame_error(
                     self.path, self.frame,
-                    f"a header line longer than {MAX_HEADER_LINE} bytes without a newline "
-                    f"({_describe_line(head)}...): not a trajectory being written")
+                    f"a header line longer than {MAX_HEADER_LINE} bytes without a newline: "
+                    "not a trajectory being written")
             return None
         line = bytes(self.buf[self.scan : nl + 1])
         self.scan = nl + 1
@@ -219,8 +219,6 @@ class _Framer:
 
     # -- (ext)xyz -----------------------------------------------------------
     def _next_xyz(self) -> _Cut | None:
-        from quests_core.io import _describe_line, _frame_error
-
         while self.stage == "header":
             line = self._line()
             if line is None:
@@ -228,18 +226,9 @@ class _Framer:
             if not line.strip():
                 self.start = self.scan  # blank lines between frames
                 continue
-            word = line.split()[0]
-            try:
-                declared = int(word)
-            except ValueError:
-                what = _describe_line(line)
-                hint = (f" (frame {self.frame - 1} has more atom lines than its count?)"
-                        if self.frame and what != "binary data" else "")
-                raise _frame_error(self.path, self.frame,
-                                   f"expected the number of atoms, found {what}{hint}") from None
-            if declared < 0:
-                raise _frame_error(self.path, self.frame,
-                                   f"negative number of atoms ({declared})")
+            declared = _count(line)
+            if declared is None:  # not a count: parse_frame_text names it
+                return _Cut(self.start, self.scan, None, error=True)
             self.declared, self.left, self.stage = declared, declared + 1, "body"
         if not self._count_lines():
             return None
@@ -247,8 +236,6 @@ class _Framer:
 
     # -- LAMMPS text dump -------------------------------------------------------
     def _next_lammps(self) -> _Cut | None:
-        from quests_core.io import _describe_line, _frame_error
-
         while self.stage in ("header", "items", "count"):
             line = self._line()
             if line is None:
@@ -258,26 +245,18 @@ class _Framer:
                     self.start = self.scan
                     continue
                 if not line.startswith(b"ITEM: TIMESTEP"):
-                    if self.frame == 0:
-                        raise QuestsError(
-                            "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; "
-                            f"line 1 is {_describe_line(line)})", source=self.path)
+                    if self.frame == 0:  # parse_frame_text: "not a LAMMPS text dump"
+                        return _Cut(self.start, self.scan, None, error=True)
                     raise _frame_error(
                         self.path, self.frame - 1,
                         "truncated or corrupt LAMMPS dump: more lines after the "
-                        f"{self.prev_declared} atoms its header declares "
-                        f"({_describe_line(line)})")
+                        f"{self.prev_declared} atoms its header declares (line "
+                        f"{line.split(maxsplit=1)[0][:20]!r}...)")
                 self.stage = "items"
             elif self.stage == "count":
-                try:
-                    self.declared = int(line.split()[0])
-                except (ValueError, IndexError):
-                    raise _frame_error(self.path, self.frame,
-                                       f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
-                                       ) from None
-                if self.declared < 0:
-                    raise _frame_error(self.path, self.frame,
-                                       f"negative 'NUMBER OF ATOMS' ({self.declared})")
+                self.declared = _count(line)
+                if self.declared is None:  # parse_frame_text names the bad count
+                    return _Cut(self.start, self.scan, None, error=True)
                 self.stage = "items"
             elif line.startswith(b"ITEM: TIMESTEP"):
                 # a frame without ITEM: ATOMS: hand it on, the reader names the problem
@@ -286,13 +265,12 @@ class _Framer:
             elif line.startswith(b"ITEM: NUMBER OF ATOMS"):
                 self.stage = "count"
             elif line.startswith(b"ITEM: ATOMS"):
-                self.has_element = b"element" in line.split()[2:]
                 if self.declared is None:  # the reader reports the missing count
-                    return _Cut(self.start, self.scan, None, self.has_element)
+                    return _Cut(self.start, self.scan, None, error=True)
                 self.left, self.stage = self.declared, "atoms"
         if not self._count_lines():
             return None
-        return _Cut(self.start, self.scan, self.declared, self.has_element)
+        return _Cut(self.start, self.scan, self.declared)
 
     # -- what is pending when the follow ends -------------------------------------
     def pending(self) -> str | None:
@@ -310,26 +288,31 @@ class _Framer:
         return "its header is incomplete"
 
 
+def _count(line: bytes) -> int | None:
+    """The atom count of a header line, or None when it is not a count >= 0."""
+    try:
+        n = int(line.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return n if n >= 0 else None
+
+
+def _frame_error(path: str, frame: int, message: str) -> QuestsError:
+    """An error of the follower itself about frame ``frame`` of ``path``."""
+    err = QuestsError(f"frame {frame}: {message}", source=path)
+    err.index = frame
+    return err
+
+
 def _parse(cut: _Cut, framer: _Framer, type_map: dict[int, str], validate: bool) -> Atoms:
-    """The atoms of a complete frame, through the readers of :mod:`quests_core.io`."""
-    from quests_core.io import (
-        _decode,
-        _DumpChunk,
-        _read_lammps_frame,
-        _read_xyz_frame,
-        _XyzChunk,
-        validate_atoms,
-    )
+    """The atoms of a complete frame, through :func:`quests_core.io.parse_frame_text`."""
+    from quests_core.io import parse_frame_text, validate_atoms
 
     path, frame = framer.path, framer.frame
-    text = _decode(bytes(framer.buf[cut.start : cut.end]), path, frame)
-    if framer.fmt == _LAMMPS:
-        found = cut.declared if framer.stage == "atoms" and framer.left == 0 else 0
-        chunk = _DumpChunk(frame, text, cut.declared, found or 0, cut.has_element)
-        atoms = _read_lammps_frame(chunk, path, type_map)
-    else:
-        chunk = _XyzChunk(frame, text, int(cut.declared or 0), int(cut.declared or 0), False)
-        atoms = _read_xyz_frame(chunk, path, framer.fmt)
+    atoms = parse_frame_text(bytes(framer.buf[cut.start : cut.end]), framer.fmt, source=path,
+                             frame=frame, type_map=type_map)
+    if cut.error:  # the parser names every header the framer cannot read
+        raise _frame_error(path, frame, "unreadable frame header")
     if validate:
         validate_atoms(atoms, path, frame)
     return atoms
@@ -511,7 +494,7 @@ class Follower:
                             break
                         base = self.position - len(framer.buf)
                         offset, end = base + cut.start, base + cut.end
-                        if end <= skip_until:
+                        if end <= skip_until and not cut.error:
                             framer.consume(cut)
                             continue
                         atoms = _parse(cut, framer, self.type_map, self.validate)

@@ -35,6 +35,10 @@ finite and sane coordinates and cells, zero-volume periodic cells with the
 axis named), and :func:`locate_error` turns a later error of the descriptor
 engine about "structure i" of a chunk into one naming the file and frame.
 
+:func:`parse_frame_text` parses the bytes of one complete (ext)xyz or LAMMPS
+dump frame with the same splitter checks, readers and messages (the follower of
+a file being written, :mod:`quests_core.follow`, cuts the frames itself).
+
 :class:`Frame`, :class:`TruncatedFrameWarning` and :func:`parse_type_map` are
 defined in :mod:`quests_core.io_common` (shared with
 :mod:`quests_core.io_mdanalysis`, which never imports this module) and
@@ -79,6 +83,7 @@ __all__ = [
     "iter_frames",
     "iter_structures",
     "lammps_type_warning",
+    "parse_frame_text",
     "parse_index",
     "parse_type_map",
     "read_structures",
@@ -902,6 +907,134 @@ def _read_xyz_frame(chunk: _XyzChunk, path: str, fmt: str) -> Atoms:
             path, chunk.frame, f"header declares {chunk.declared} atoms, read {len(atoms)}"
         )
     return atoms
+
+
+# ----------------------------------------------------------------------------
+# One frame's text (the follower of a file being written)
+# ----------------------------------------------------------------------------
+
+#: Formats whose single frames :func:`parse_frame_text` reads.
+FRAME_TEXT_FORMATS = ("extxyz", "xyz", _LAMMPS_DUMP)
+
+
+def parse_frame_text(
+    data: bytes,
+    fmt: str,
+    *,
+    source: str,
+    frame: int,
+    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+) -> Atoms:
+    """The structure of one complete frame given as text, with the readers' messages.
+
+    Parameters
+    ----------
+    data : bytes
+        The frame's bytes: for (ext)xyz the count line, the comment line and
+        the atom lines; for a LAMMPS text dump from ``ITEM: TIMESTEP`` to the
+        last atom line. Blank lines before the header are ignored.
+    fmt : str
+        ``"extxyz"``, ``"xyz"`` or ``"lammps-dump-text"``.
+    source, frame : str, int
+        The file and the frame's index in it, for the messages.
+    type_map : optional
+        LAMMPS type -> element (:func:`parse_type_map`).
+
+    Returns
+    -------
+    ase.Atoms
+        The structure, not validated (see :func:`validate_atoms`).
+
+    Raises
+    ------
+    QuestsError
+        One line naming ``source`` and ``frame``, the messages of
+        :func:`iter_frames` (binary data, a bad or negative atom count, a
+        missing ``ITEM: TIMESTEP``/``NUMBER OF ATOMS``, fewer atom lines than
+        declared, a frame ASE cannot parse, LAMMPS types missing from the map).
+
+    Notes
+    -----
+    Memory: the frame's text and its structure.
+    """
+    source = str(source)
+    if fmt not in FRAME_TEXT_FORMATS:
+        raise QuestsError(
+            f"cannot parse a single frame of the {fmt!r} format "
+            f"(formats: {', '.join(FRAME_TEXT_FORMATS)})",
+            source=source,
+        )
+    if fmt == _LAMMPS_DUMP:
+        return _read_lammps_frame(_dump_text_chunk(data, source, frame), source,
+                                  parse_type_map(type_map))
+    return _read_xyz_frame(_xyz_text_chunk(data, source, frame), source, fmt)
+
+
+def _xyz_text_chunk(data: bytes, path: str, frame: int) -> _XyzChunk:
+    """The chunk of one (ext)xyz frame's bytes, its count line checked as the splitter does."""
+    lines = data.splitlines(keepends=True)
+    first = 0
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    if first == len(lines):
+        raise _frame_error(path, frame, "no atom-count line (empty frame)")
+    line = lines[first]
+    try:
+        declared = int(line.split()[0])
+    except ValueError:
+        what = _describe_line(line)
+        hint = (
+            f" (frame {frame - 1} has more atom lines than its count?)"
+            if frame and what != "binary data"
+            else ""
+        )
+        raise _frame_error(
+            path, frame, f"expected the number of atoms, found {what}{hint}"
+        ) from None
+    if declared < 0:
+        raise _frame_error(path, frame, f"negative number of atoms ({declared})")
+    found = max(len(lines) - first - 2, 0)
+    text = _decode(b"".join(lines[first:]), path, frame)
+    return _XyzChunk(frame, text, declared, found, False)
+
+
+def _dump_text_chunk(data: bytes, path: str, frame: int) -> _DumpChunk:
+    """The chunk of one LAMMPS dump frame's bytes, its header checked as the splitter does."""
+    declared: int | None = None
+    found = 0
+    started = in_atoms = expect_count = has_element = False
+    for line in data.splitlines(keepends=True):
+        if not started:
+            if not line.strip():
+                continue
+            if not line.startswith(b"ITEM: TIMESTEP"):
+                raise QuestsError(
+                    "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; "
+                    f"line 1 is {_describe_line(line)})",
+                    source=path,
+                )
+            started = True
+            continue
+        if expect_count:
+            try:
+                declared = int(line.split()[0])
+            except (ValueError, IndexError):
+                raise _frame_error(
+                    path, frame, f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
+                ) from None
+            if declared < 0:
+                raise _frame_error(path, frame, f"negative 'NUMBER OF ATOMS' ({declared})")
+            expect_count = False
+        elif line.startswith(b"ITEM:"):
+            in_atoms = line.startswith(b"ITEM: ATOMS")
+            if in_atoms:
+                has_element = b"element" in line.split()[2:]
+            expect_count = line.startswith(b"ITEM: NUMBER OF ATOMS")
+        elif in_atoms and line.strip():
+            found += 1
+    if not started:
+        raise _frame_error(path, frame, "no 'ITEM: TIMESTEP' header (empty frame)")
+    return _DumpChunk(frame, _decode(data, path, frame), declared, found, has_element)
 
 
 # ----------------------------------------------------------------------------

@@ -312,3 +312,33 @@ def test_formats_that_cannot_be_followed(tmp_path):
         follow_format(tmp_path / "a.extxyz.gz")
     with pytest.raises(QuestsError, match="does not exist yet"):
         follow_format(tmp_path / "noext")
+
+
+def test_parse_frame_text_equals_the_offline_reader(tmp_path):
+    """io.parse_frame_text (the follower's parser) on one frame's bytes = iter_frames."""
+    from quests_core.io import parse_frame_text
+
+    data, offsets = FAILED.read_bytes(), frame_offsets(FAILED)
+    offline = [f.atoms for f in iter_frames(FAILED, index="0:3")]
+    for i in range(3):
+        text = b"\n" + data[offsets[i] : offsets[i + 1]]
+        atoms = parse_frame_text(text, "extxyz", source="x.extxyz", frame=i)
+        assert np.array_equal(atoms.positions, offline[i].positions)
+        assert np.array_equal(atoms.cell.array, offline[i].cell.array)
+    with pytest.raises(QuestsError, match=r"^x.extxyz: frame 3: expected the number of atoms, "
+                       r"found 'abc' \(frame 2 has more"):
+        parse_frame_text(b"abc\n", "extxyz", source="x.extxyz", frame=3)
+    dump = (b"ITEM: TIMESTEP\n0\nITEM: NUMBER OF ATOMS\nmany\nITEM: BOX BOUNDS pp pp pp\n"
+            b"0 1\n0 1\n0 1\nITEM: ATOMS id type x y z\n")
+    with pytest.raises(QuestsError, match=r"^d.dump: frame 4: bad 'NUMBER OF ATOMS' value 'many'"):
+        parse_frame_text(dump, "lammps-dump-text", source="d.dump", frame=4)
+    short = dump.replace(b"many", b"2") + b"1 1 0 0 0\n"
+    with pytest.raises(QuestsError, match=r"header declares 2 atoms, found 1"):
+        parse_frame_text(short, "lammps-dump-text", source="d.dump", frame=0, type_map="Cu")
+    with pytest.raises(QuestsError, match="cannot parse a single frame of the 'traj' format"):
+        parse_frame_text(b"", "traj", source="a.traj", frame=0)
+    # the follower hands an unreadable dump count to the same parser
+    bad = tmp_path / "bad.lammpstrj"
+    bad.write_bytes(dump)
+    with pytest.raises(QuestsError, match=r"bad.lammpstrj: frame 0: bad 'NUMBER OF ATOMS'"):
+        list(Follower(bad, interval=0.05, timeout=0.5))
