@@ -1,29 +1,30 @@
 """Watch a running simulation: per-frame dH against a reference, and act when it extrapolates.
 
-The ``watch`` command follows a trajectory file that a simulation is still
-appending (:class:`quests_core.follow.Follower`), computes for each new frame
-its descriptors, its H and the dH of its atoms against reference descriptors
-(:func:`quests_core.trajectory.frame_statistics`), prints one line per frame
-and, when the fraction of atoms with dH > 0 stays above ``--novel-fraction``
-for ``--patience`` consecutive frames, acts: writes a stop file that the
-simulation polls (docs/watch.md: LAMMPS ``fix halt`` on ``is_file()``, ASE
-:mod:`quests_core.ase_observer`), runs a command, and exits with status
-:data:`EXIT_EXTRAPOLATION`.
+The monitor behind ``quests-dashboard watch`` (:mod:`quests_core.cli.watch`,
+which parses the options) and :mod:`quests_core.ase_observer`. :func:`watch`
+follows a trajectory file that a simulation is still appending
+(:class:`quests_core.follow.Follower`), computes for each new frame its
+descriptors, its H and the dH of its atoms against reference descriptors
+(:func:`frame_report` through :func:`quests_core.trajectory.frame_statistics`),
+prints one line per frame and, when the fraction of atoms with dH > 0 stays
+above the rule's novel fraction for ``patience`` consecutive frames, acts
+(:func:`act`): writes a stop file that the simulation polls (docs/watch.md:
+LAMMPS ``fix halt`` on ``is_file()``, ASE :mod:`quests_core.ase_observer`),
+runs a command, and returns :data:`EXIT_EXTRAPOLATION`.
 
 The pieces are also used on their own: :class:`NoveltyRule` (the one rule,
 also used by the ASE observer and by the tests' offline computation through
-:func:`first_flag`), :func:`load_reference`, :func:`frame_report`.
+:func:`first_flag`), :func:`load_reference` (a reference from files,
+structures or descriptors, for Python callers; the command loads its
+reference through :func:`quests_core.cli.loading.load_reference`),
+:func:`frame_report`, :func:`stop_line`/:func:`write_stop_file`,
+:func:`command_environment`/:func:`run_command`. Nothing here parses options.
 
-Exit status of ``watch``
-------------------------
-- 0: followed to the end (``--timeout`` seconds without growth) without
-  extrapolation;
-- 1: bad input (one-line error naming file and frame; the CLI's status for
-  every input error);
-- 2: usage error;
-- 4 (:data:`EXIT_EXTRAPOLATION`): extrapolation detected (the stop file and
-  the command have been handled). Not 3, which the CLI keeps for internal
-  errors, so a script can tell a detected extrapolation from a crash.
+Exit statuses of the ``watch`` command (documented in its help): 0 followed to
+the end without extrapolation (:data:`EXIT_OK`), 1 bad input, 2 usage, 4
+extrapolation detected (:data:`EXIT_EXTRAPOLATION`; not 3, which the CLI keeps
+for internal errors, so a script can tell a detected extrapolation from a
+crash), 130 interrupted.
 
 Invariants and memory
 ---------------------
@@ -32,12 +33,11 @@ Invariants and memory
   memory is O(reference + one frame).
 - A frame's numbers equal those of :func:`frame_statistics` on the same frame
   offline (same settings, seed ``(seed, frame)``).
-- The actions run at most once per watch.
+- The actions run at most once per :func:`watch`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import os
@@ -50,7 +50,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from ase import Atoms
@@ -66,15 +66,16 @@ __all__ = [
     "FrameReport",
     "NoveltyRule",
     "Reference",
-    "add_parser",
+    "act",
+    "check_destinations",
+    "command_environment",
     "first_flag",
     "frame_report",
     "frame_statistics_of",
     "load_reference",
-    "main",
-    "run",
     "run_command",
     "stop_line",
+    "watch",
     "write_stop_file",
 ]
 
@@ -82,7 +83,8 @@ __all__ = [
 DEFAULT_NOVEL_FRACTION = 0.05
 #: Default number of consecutive frames above the threshold before acting.
 DEFAULT_PATIENCE = 2
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_EXTRAPOLATION = 0, 1, 2, 4
+#: Return values of :func:`watch` (and exit statuses of the ``watch`` command).
+EXIT_OK, EXIT_EXTRAPOLATION = 0, 4
 #: Columns of ``--output`` (one row per frame, written as the frames come).
 CSV_COLUMNS = ("frame", "offset", "n_atoms", "mean_dH", "max_dH", "frac_novel", "H",
                "H_stderr", "novel_run", "flagged", "restarts", "seconds")
@@ -390,138 +392,14 @@ def run_command(command: str, env: dict[str, str]) -> int:
 
 
 # ----------------------------------------------------------------------------
-# Command line
+# The watch loop
 # ----------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def _bandwidth(text: str) -> float | str:
-    return "auto" if text.strip().lower() == "auto" else _positive_float(text)
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``watch`` subcommand to an ``add_subparsers()`` object; returns its parser."""
-    from quests_core.follow import DEFAULT_INTERVAL
-
-    p = subparsers.add_parser(
-        "watch",
-        help="follow a running simulation and act when it leaves the reference data",
-        description=(
-            "Follow a trajectory file that a simulation is still writing (extxyz/xyz or "
-            "LAMMPS text dump), print per new frame its mean dH, max dH, fraction of atoms "
-            "with dH > 0 against the reference and H, and when the fraction stays above "
-            "--novel-fraction for --patience frames in a row: write --stop-file, run "
-            "--on-extrapolation and exit with status 4. Exit 0: no new frame for "
-            "--timeout seconds; 1: bad input; 2: usage. docs/watch.md shows how LAMMPS "
-            "(fix halt + is_file) and ASE poll the stop file."),
-    )
-    p.add_argument("file", help="trajectory being written (it may not exist yet)")
-    p.add_argument("-r", "--reference", nargs="+", required=True,
-                   help="reference (training) structure files")
-    p.add_argument("--reference-index", default=":",
-                   help="frames of the reference files (default ':')")
-    g = p.add_argument_group("when to act")
-    g.add_argument("--novel-fraction", type=_fraction, default=DEFAULT_NOVEL_FRACTION,
-                   help="act when more than this fraction of a frame's atoms have dH > 0 "
-                   f"(default {DEFAULT_NOVEL_FRACTION})")
-    g.add_argument("--patience", type=_positive_int, default=DEFAULT_PATIENCE,
-                   help="... in this many consecutive frames (default "
-                   f"{DEFAULT_PATIENCE})")
-    g.add_argument("--stop-file", default=None, metavar="PATH",
-                   help="write this file (one line: frame and numbers) on extrapolation")
-    g.add_argument("--on-extrapolation", default=None, metavar="CMD",
-                   help="shell command run on extrapolation, with QUESTS_FRAME, QUESTS_FILE, "
-                   "QUESTS_FRAC_NOVEL, QUESTS_MEAN_DH, QUESTS_MAX_DH, QUESTS_H, "
-                   "QUESTS_N_ATOMS, QUESTS_STOP_FILE in its environment")
-    g.add_argument("--keep-going", action="store_true",
-                   help="after acting, keep following until --timeout (exit status 4 at the end)")
-    g = p.add_argument_group("following")
-    g.add_argument("--from-start", action="store_true",
-                   help="process the frames already in the file (default: only new frames)")
-    g.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
-                   help="end after this many seconds without growth (default: never)")
-    g.add_argument("--interval", type=_positive_float, default=DEFAULT_INTERVAL,
-                   metavar="SECONDS", help=f"seconds between polls (default {DEFAULT_INTERVAL})")
-    g.add_argument("--format", default=None,
-                   help="extxyz, xyz or lammps-dump-text (default: from the name)")
-    g.add_argument("--type-map", default=None,
-                   help="LAMMPS dump types to elements, e.g. 'Cu,Ni' or '1=Cu,2=Ni'")
-    g = p.add_argument_group("descriptor and kernel options")
-    g.add_argument("-k", type=_positive_int, default=DEFAULTS.k,
-                   help=f"nearest neighbours per environment (default {DEFAULTS.k})")
-    g.add_argument("--cutoff", type=_positive_float, default=DEFAULTS.cutoff,
-                   help=f"cutoff radius in Å (default {DEFAULTS.cutoff})")
-    g.add_argument("--bandwidth", type=_bandwidth, default=DEFAULTS.bandwidth,
-                   help="kernel bandwidth h in 1/Å, or 'auto' for the volume rule "
-                   f"(default {DEFAULTS.bandwidth})")
-    g.add_argument("--species", default=None,
-                   help="comma-separated species for the multicomponent descriptor")
-    g.add_argument("--precision", choices=("float64", "float32"), default=DEFAULTS.precision,
-                   help=f"precision of the kernel sums (default {DEFAULTS.precision})")
-    g.add_argument("--threads", type=_positive_int, default=None,
-                   help="threads for descriptors and kernels (default: all cores)")
-    g.add_argument("--exact-entropy", action="store_true",
-                   help="exact H of every frame, whatever its size")
-    g.add_argument("--exact-max-atoms", type=_positive_int, default=None,
-                   help="largest frame whose H is exact (default 40000)")
-    g.add_argument("--seed", type=int, default=DEFAULTS.seed,
-                   help=f"seed of sampled H (default {DEFAULTS.seed})")
-    g = p.add_argument_group("output")
-    g.add_argument("-o", "--output", default=None, metavar="CSV",
-                   help="also write the per-frame lines to this .csv file, row by row")
-    g.add_argument("--cache-dir", default=None,
-                   help="descriptor cache directory of the reference "
-                   "(default $QUESTS_CACHE_DIR or ~/.cache/quests-dashboard)")
-    g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show tracebacks")
-    p.set_defaults(func=run, command="watch")
-    return p
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    auto = args.bandwidth == "auto"
-    return DEFAULTS.replace(
-        k=args.k, cutoff=args.cutoff, species=args.species,
-        bandwidth=DEFAULTS.bandwidth if auto else float(args.bandwidth),
-        bandwidth_rule="volume" if auto else "fixed", precision=args.precision,
-        threads=args.threads, seed=args.seed,
-    )
-
 
 HEADER = f"{'frame':>7} {'atoms':>7} {'mean_dH':>10} {'max_dH':>10} {'novel':>7} {'H':>8}"
 
 
 def _row(report: FrameReport, rule: NoveltyRule) -> str:
+    """The printed line of one frame (under :data:`HEADER`)."""
     s = report.stats
     flag = ""
     if report.flagged:
@@ -533,126 +411,147 @@ def _row(report: FrameReport, rule: NoveltyRule) -> str:
             f"{s.frac_novel:>7.4f} {h}{flag}")
 
 
-def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def check_destinations(output: str | None = None, stop_file: str | None = None) -> None:
+    """Refuse, before any work, a ``output`` that is not a .csv file in an existing
+    directory, or a ``stop_file`` in a directory that does not exist."""
+    if output and Path(output).suffix.lower() != ".csv":
+        raise QuestsError("the per-frame output of watch is a .csv file", source=output)
+    if output and not Path(output).resolve().parent.is_dir():
+        raise QuestsError("output directory does not exist", source=output)
+    if stop_file and not Path(stop_file).resolve().parent.is_dir():
+        raise QuestsError("the directory of the stop file does not exist", source=stop_file)
 
 
-def run(args: argparse.Namespace) -> int:
-    """``watch RUN --reference TRAIN...``; returns the exit status (see the module doc)."""
-    from quests_core.follow import Follower
+def watch(
+    path: str | os.PathLike,
+    reference: Reference,
+    rule: NoveltyRule | None = None,
+    *,
+    format: str | None = None,
+    type_map: Any = None,
+    interval: float | None = None,
+    timeout: float | None = None,
+    from_start: bool = False,
+    stop_file: str | None = None,
+    on_extrapolation: str | None = None,
+    keep_going: bool = False,
+    output: str | None = None,
+    exact_entropy: bool = False,
+    exact_max_atoms: int | None = None,
+    stop: Any = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Follow ``path`` and report every new frame; act when ``rule`` fires.
 
-    settings = _settings(args)
-    rule = NoveltyRule(args.novel_fraction, args.patience)
-    if args.output and Path(args.output).suffix.lower() != ".csv":
-        raise QuestsError("--output of watch is a .csv file", source=args.output)
-    if args.output and not Path(args.output).resolve().parent.is_dir():
-        raise QuestsError("output directory does not exist", source=args.output)
-    if args.stop_file and not Path(args.stop_file).resolve().parent.is_dir():
-        raise QuestsError("the directory of the stop file does not exist", source=args.stop_file)
-    follower = Follower(args.file, format=args.format, type_map=args.type_map,
-                        interval=args.interval, timeout=args.timeout,
-                        from_start=args.from_start, notify=_err)
-    cache = None
-    if not args.no_cache:
-        from quests_core.cache import DescriptorCache
+    Parameters
+    ----------
+    path : path-like
+        The trajectory being written (extxyz/xyz or LAMMPS text dump; it may
+        not exist yet).
+    reference : Reference
+        Descriptors and bandwidth (:func:`load_reference`).
+    rule : NoveltyRule, optional
+        Default: ``NoveltyRule()`` (:data:`DEFAULT_NOVEL_FRACTION`,
+        :data:`DEFAULT_PATIENCE`). Reset when the file restarts.
+    format, type_map, interval, timeout, from_start, stop
+        Of the :class:`~quests_core.follow.Follower` (``interval`` None: its default).
+    stop_file : str, optional
+        Written on extrapolation (:func:`write_stop_file`, :func:`stop_line`).
+    on_extrapolation : str, optional
+        Shell command run on extrapolation (:func:`command_environment`).
+    keep_going : bool
+        After acting, follow on until the end instead of returning.
+    output : str, optional
+        A .csv file: one row per frame (:data:`CSV_COLUMNS`), flushed row by row.
+    exact_entropy, exact_max_atoms
+        H of each frame (see :func:`frame_statistics_of`).
+    out, err : text streams, optional
+        Per-frame lines (default ``sys.stdout``) and messages (default ``sys.stderr``).
 
-        cache = DescriptorCache(args.cache_dir)
-    if settings.threads:
-        import quests_core as qc
+    Returns
+    -------
+    int
+        :data:`EXIT_EXTRAPOLATION` when the rule fired, else ``EXIT_OK`` (the
+        follow ended: ``timeout`` without growth or ``stop``).
 
-        qc.set_num_threads(settings.threads)
-    t0 = time.perf_counter()
-    reference = load_reference(args.reference, settings, index=args.reference_index,
-                               cache=cache)
-    _err(f"reference: {reference.description}, h = {reference.h:.4g} 1/Å "
-         f"({time.perf_counter() - t0:.1f} s); rule: fraction novel > "
-         f"{rule.novel_fraction:g} in {rule.patience} consecutive frame(s)")
-    _err(f"following {args.file} ({follower.format}, "
-         f"{'from the start' if args.from_start else 'new frames only'}"
-         f"{f', ends after {args.timeout:g} s without growth' if args.timeout else ''})")
-    out = writer = None
+    Raises
+    ------
+    QuestsError
+        Bad input: a format that cannot be followed, a corrupt frame (naming
+        file and frame), an unwritable output or stop file.
+    """
+    from quests_core.follow import DEFAULT_INTERVAL, Follower
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+
+    def message(text: str) -> None:
+        print(text, file=err, flush=True)
+
+    rule = NoveltyRule() if rule is None else rule
+    check_destinations(output, stop_file)
+    source = str(path)
+    follower = Follower(source, format=format, type_map=type_map,
+                        interval=DEFAULT_INTERVAL if interval is None else interval,
+                        timeout=timeout, from_start=from_start, stop=stop, notify=message)
+    message(f"following {source} ({follower.format}, "
+            f"{'from the start' if from_start else 'new frames only'}"
+            f"{f', ends after {timeout:g} s without growth' if timeout else ''}); rule: "
+            f"fraction novel > {rule.novel_fraction:g} in {rule.patience} consecutive frame(s)")
+    fd = writer = None
     detected: FrameReport | None = None
-    restarts = 0
-    n_frames = 0
+    restarts = n_frames = 0
     try:
-        if args.output:
-            out = open(args.output, "w", newline="")  # noqa: SIM115 - closed below
-            writer = csv.writer(out)
+        if output:
+            fd = open(output, "w", newline="")  # noqa: SIM115 - closed below
+            writer = csv.writer(fd)
             writer.writerow(CSV_COLUMNS)
-            out.flush()
-        print(HEADER, flush=True)
+            fd.flush()
+        print(HEADER, file=out, flush=True)
         for item in follower:
             if item.restarts != restarts:
                 restarts = item.restarts
                 rule.reset()
             report = frame_report(item.atoms, reference, rule, item.frame,
-                                  exact_entropy=args.exact_entropy,
-                                  exact_max_atoms=args.exact_max_atoms, source=args.file)
+                                  exact_entropy=exact_entropy, exact_max_atoms=exact_max_atoms,
+                                  source=source)
             n_frames += 1
-            print(_row(report, rule), flush=True)
+            print(_row(report, rule), file=out, flush=True)
             if writer is not None:
                 s = report.stats
                 writer.writerow([report.frame, item.offset, s.n_atoms, repr(s.mean_dH),
                                  repr(s.max_dH), repr(s.frac_novel), repr(s.H), repr(s.H_stderr),
                                  report.novel_run, int(report.flagged), item.restarts,
                                  f"{report.seconds:.3f}"])
-                out.flush()
+                fd.flush()
             if report.flagged and detected is None:
                 detected = report
-                _act(args, report, rule)
-                if not args.keep_going:
+                act(report, rule, source, stop_file=stop_file,
+                    on_extrapolation=on_extrapolation, notify=message)
+                if not keep_going:
                     return EXIT_EXTRAPOLATION
     finally:
-        if out is not None:
-            out.close()
-    why = f"no growth for {args.timeout:g} s" if follower.ended == "timeout" else "stopped"
-    _err(f"watch ends ({why}) after {n_frames} frame(s)"
-         + (f"; extrapolation at frame {detected.frame}" if detected else
-            "; no extrapolation"))
+        if fd is not None:
+            fd.close()
+    why = f"no growth for {timeout:g} s" if follower.ended == "timeout" else "stopped"
+    message(f"watch ends ({why}) after {n_frames} frame(s)"
+            + (f"; extrapolation at frame {detected.frame}" if detected else
+               "; no extrapolation"))
     return EXIT_EXTRAPOLATION if detected is not None else EXIT_OK
 
 
-def _act(args: argparse.Namespace, report: FrameReport, rule: NoveltyRule) -> None:
+def act(report: FrameReport, rule: NoveltyRule, source: str, *, stop_file: str | None = None,
+        on_extrapolation: str | None = None, notify: Any = None) -> None:
+    """What happens when ``rule`` fires: a message, the stop file, then the command."""
+    notify = notify or (lambda text: print(text, file=sys.stderr, flush=True))
     s = report.stats
-    _err(f"extrapolation at frame {report.frame}: {s.frac_novel:.1%} of the atoms have dH > 0 "
-         f"(> {rule.novel_fraction:g} for {rule.patience} frame(s) in a row), mean dH "
-         f"{s.mean_dH:.4g}, max dH {s.max_dH:.4g}")
-    if args.stop_file:
-        write_stop_file(args.stop_file, stop_line(report, args.file, rule))
-        _err(f"wrote the stop file {args.stop_file}")
-    if args.on_extrapolation:
-        status = run_command(args.on_extrapolation,
-                             command_environment(report, args.file, args.stop_file))
-        _err(f"--on-extrapolation command exited with status {status}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone ``watch`` entry (``argv`` with or without the word ``watch``).
-
-    Returns the exit status: 0, 1 (bad input, one-line error on stderr), 2
-    (usage), 4 (extrapolation), 130 (interrupted).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["watch"]:
-        argv = argv[1:]
-    parser = argparse.ArgumentParser(prog="quests-dashboard")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_parser(sub)
-    try:
-        args = parser.parse_args(["watch", *argv])
-    except SystemExit as exc:
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
-    try:
-        return int(args.func(args))
-    except QuestsError as exc:
-        if getattr(args, "debug", False):
-            raise
-        _err(f"error: {exc}")
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    notify(f"extrapolation at frame {report.frame}: {s.frac_novel:.1%} of the atoms have "
+           f"dH > 0 (> {rule.novel_fraction:g} for {rule.patience} frame(s) in a row), "
+           f"mean dH {s.mean_dH:.4g}, max dH {s.max_dH:.4g}")
+    if stop_file:
+        write_stop_file(stop_file, stop_line(report, source, rule))
+        notify(f"wrote the stop file {stop_file}")
+    if on_extrapolation:
+        status = run_command(on_extrapolation, command_environment(report, source, stop_file))
+        notify(f"--on-extrapolation command exited with status {status}")

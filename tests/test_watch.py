@@ -1,7 +1,8 @@
-"""quests_core.watch: the ``watch`` command on a run that is being written.
+"""quests_core.watch and ``quests-dashboard watch`` on a run that is being written.
 
 A writer process (tests/test_follow.py) appends the frames of the bundled
-failed run, flushing some frames in two parts cut mid-line; ``watch`` must
+failed run, flushing some frames in two parts cut mid-line; ``watch`` (run
+through :func:`quests_core.cli.main`, once through the console script) must
 report every frame with the numbers of the offline computation
 (:func:`quests_core.trajectory.frame_statistics` on the complete file, same
 reference, same seed) -- so it never read half a frame -- and flag the frame
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ import pytest
 from test_follow import FAILED, start_writer
 
 import quests_core as qc
+from quests_core.cli import main as cli_main
 from quests_core.errors import QuestsError
 from quests_core.io import iter_frames
 from quests_core.trajectory import frame_statistics
@@ -27,13 +31,24 @@ from quests_core.watch import (
     NoveltyRule,
     first_flag,
     load_reference,
-    main,
     stop_line,
     write_stop_file,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLID = ROOT / "sample_data" / "cu_solid_400K.extxyz"
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """The descriptor cache of the reference in the test's directory."""
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def main(argv: list[str]) -> int:
+    """``quests-dashboard watch ARGV...`` in this process."""
+    return cli_main(["watch", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +194,9 @@ def test_bad_input_and_usage_statuses(tmp_path, capsys):
     assert main([str(run), "-r", str(SOLID), "-o", str(tmp_path / "x.json")]) == 1
     assert main([str(run)]) == 2  # --reference is required
     assert main([str(run), "-r", str(SOLID), "--novel-fraction", "1.5"]) == 2
-    assert main(["watch", "--help"]) == 0
+    assert main([str(run), "-r", str(SOLID), "--index", "0"]) == 2  # not an option of watch
+    assert main(["--help"]) == 0
+    assert "4    extrapolation detected" in capsys.readouterr().out
 
 
 def test_timeout_without_extrapolation_exits_0(tmp_path, capsys):
@@ -222,3 +239,76 @@ def test_watch_a_lammps_dump(tmp_path, offline, capsys):
     assert [int(r["frame"]) for r in rows] == [0, 1, 2] and rows[-1]["flagged"] == "1"
     got = np.array([[float(r[c]) for c in ("mean_dH", "max_dH", "frac_novel")] for r in rows])
     np.testing.assert_allclose(got, offline[29:32, 1:4], rtol=1e-9, atol=1e-9)
+
+
+def _finished_run(path: Path, index: str) -> None:
+    """Frames ``index`` of the failed run, written whole (renumbered from 0)."""
+    from ase.io import write
+
+    write(path, [f.atoms for f in iter_frames(FAILED, index=index)], format="extxyz")
+
+
+def test_console_script_exits_4_and_writes_the_stop_file(tmp_path, offline):
+    """``quests-dashboard watch`` as a job script runs it: status 4 and the stop file."""
+    exe = Path(sys.executable).parent / "quests-dashboard"
+    if not exe.exists():
+        pytest.skip("quests-dashboard console script not installed in this environment")
+    run = tmp_path / "run.extxyz"
+    _finished_run(run, "30:32")  # frame 1 is the blow-up (frame 31 of the run)
+    stop = tmp_path / "STOP"
+    proc = subprocess.run(
+        [str(exe), "watch", str(run), "-r", str(SOLID), "--from-start", "--novel-fraction",
+         "0.5", "--patience", "1", "--timeout", "5", "--interval", "0.05",
+         "--stop-file", str(stop), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+        env={"QUESTS_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == EXIT_EXTRAPOLATION, proc.stderr
+    words = stop.read_text().split()
+    assert words[0] == "extrapolation" and "frame=1" in words
+    assert f"file={run}" in words
+    frac = float(dict(w.split("=", 1) for w in words[1:])["frac_novel"])
+    assert frac == offline[31, 3] == 1.0
+    rows = [ln.split() for ln in proc.stdout.splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [0, 1] and rows[1][-1] == "EXTRAPOLATION"
+    assert "extrapolation at frame 1" in proc.stderr
+
+
+def test_descriptor_file_reference_equals_structure_reference(tmp_path, offline, capsys):
+    """--reference accepts saved descriptors (with their layout), as ``dh`` does."""
+    from quests_core.descriptor_files import save_descriptors
+
+    run = tmp_path / "run.extxyz"
+    _finished_run(run, "17:20")
+    xr = qc.descriptors([f.atoms for f in iter_frames(SOLID)])
+    npz = save_descriptors(tmp_path / "ref.npz", xr, k=32, cutoff=5.0, source=str(SOLID))
+    results = []
+    for ref in (SOLID, npz):
+        out = tmp_path / f"{Path(ref).stem}.csv"
+        status = main([str(run), "-r", str(ref), "--from-start", "--timeout", "0.3",
+                       "--interval", "0.05", "-o", str(out)])
+        assert status == EXIT_EXTRAPOLATION  # frames 18 and 19 of the run: flagged at 19
+        rows = read_csv(out)
+        assert [r["flagged"] for r in rows] == ["0", "0", "1"]
+        results.append([[float(r[c]) for c in ("mean_dH", "max_dH", "frac_novel", "H")]
+                        for r in rows])
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], offline[17:20, 1:], rtol=1e-12, atol=1e-12)
+    assert "ref.npz (" in capsys.readouterr().err
+    # a descriptor file of other settings, or --bandwidth auto without structures: one line
+    assert main([str(run), "-r", str(npz), "-k", "16", "--timeout", "0.1"]) == 1
+    assert "ref.npz" in capsys.readouterr().err
+    assert main([str(run), "-r", str(npz), "--bandwidth", "auto", "--timeout", "0.1"]) == 1
+    assert "--bandwidth auto needs the reference structures" in capsys.readouterr().err
+
+
+def test_bandwidth_auto_is_the_volume_rule_of_the_reference(tmp_path, capsys):
+    run = tmp_path / "run.extxyz"
+    _finished_run(run, "0:1")
+    status = main([str(run), "-r", str(SOLID), "--bandwidth", "auto", "--from-start",
+                   "--timeout", "0.2", "--interval", "0.05"])
+    assert status == 0
+    atoms = [f.atoms for f in iter_frames(SOLID)]
+    v = sum(a.get_volume() for a in atoms) / sum(len(a) for a in atoms)
+    h = qc.bandwidth_from_volume(v)
+    assert f"h = {h:.4g} 1/Å" in capsys.readouterr().err

@@ -13,6 +13,7 @@ Subcommands (one module each, listed in :data:`COMMANDS`)::
     active-learning novelty per generation, H and D of the cumulative dataset
     uq              dH against a training set versus per-atom model error
     phase-entropy   entropy difference of two sets of structures at one bandwidth
+    watch           follow a running simulation, stop it when it extrapolates (exit 4)
     serve           start the dashboard
 
 A new command is a module with ``NAME``, ``add_parser(subparsers, common)`` and
@@ -58,6 +59,7 @@ from . import (
     serve,
     trajectory,
     uq,
+    watch,
 )
 from .loading import Batch, Loaded, load_files
 from .parser import common_parser, settings_from_args
@@ -90,6 +92,7 @@ COMMANDS = (
     active_learning,
     uq,
     phase_entropy,
+    watch,
     serve,
 )
 
