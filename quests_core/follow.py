@@ -2,8 +2,9 @@
 
 :class:`Follower` polls an extxyz/xyz file or a LAMMPS text dump and yields
 each frame as soon as it is complete, as a :class:`FollowedFrame` (frame number
-in the file, byte offsets, ``ase.Atoms``). It is the reader of the ``watch``
-command (:mod:`quests_core.watch`) and of the dashboard's follow mode.
+in the file, byte offsets, ``ase.Atoms``). It is the reader of
+:func:`quests_core.watch.watch` (the ``quests-dashboard watch`` command) and of
+the dashboard's follow mode.
 
 When a frame is complete
 ------------------------
