@@ -18,7 +18,8 @@ also used by the ASE observer and by the tests' offline computation through
 structures or descriptors, for Python callers; the command loads its
 reference through :func:`quests_core.cli.loading.load_reference`),
 :func:`frame_report`, :func:`stop_line`/:func:`write_stop_file`,
-:func:`command_environment`/:func:`run_command`. Nothing here parses options.
+:func:`command_environment`/:func:`run_command`. Nothing here parses options;
+``python -m quests_core.watch`` only names the command (exit status 1).
 
 Exit statuses of the ``watch`` command (documented in its help): 0 followed to
 the end without extrapolation (:data:`EXIT_OK`), 1 bad input, 2 usage, 4
@@ -555,3 +556,8 @@ def act(report: FrameReport, rule: NoveltyRule, source: str, *, stop_file: str |
     if on_extrapolation:
         status = run_command(on_extrapolation, command_environment(report, source, stop_file))
         notify(f"--on-extrapolation command exited with status {status}")
+
+
+if __name__ == "__main__":  # pragma: no cover - the command is in quests_core.cli.watch
+    sys.exit("the watch command is `quests-dashboard watch ...` "
+             "(or `python -m quests_core.cli watch ...`)")
