@@ -81,7 +81,7 @@ from .chunk_store import (  # noqa: F401 - ChunkStore's names, importable from h
 )
 from .dask_tools import KERNEL_LOCK, dask_client
 from .dataset import frame_record
-from .descriptors import FrameDescriptors, descriptor_width
+from .descriptors import DESCRIPTOR_VERSION, FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
 from .export import write_json, write_table
 from .io import count_frames, detect_format, iter_frames, parse_index, parse_type_map
@@ -646,6 +646,8 @@ def chunked_delta_entropy(
             "time_step": time_step,
             "positions": bool(positions),
             "save_descriptors": bool(save_descriptors),
+            # saved descriptor parts must share one column layout (docs/spec.md 1.1)
+            **({"descriptor_version": DESCRIPTOR_VERSION} if save_descriptors else {}),
         }
     )
     manifest = _open_store(root, params, overwrite)

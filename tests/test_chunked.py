@@ -192,6 +192,23 @@ def test_cancel_keeps_finished_chunks(tmp_path, traj, reference):
     assert ChunkStore(store).chunk_ids == ["000-000000"]
 
 
+def test_saved_descriptors_of_another_layout_version_are_not_mixed(
+    tmp_path, traj, reference, monkeypatch
+):
+    import quests_core.chunked as chunked
+
+    store = tmp_path / "store"
+    chunked_delta_entropy(traj, reference, store, chunk_frames=3, save_descriptors=True)
+    monkeypatch.setattr(chunked, "DESCRIPTOR_VERSION", "999")
+    with pytest.raises(QuestsError, match=r"other parameters \(descriptor_version"):
+        chunked_delta_entropy(traj, reference, store, chunk_frames=3, save_descriptors=True)
+    # a store without saved descriptors does not depend on the layout
+    plain = tmp_path / "plain"
+    chunked_delta_entropy(traj, reference, plain, chunk_frames=3)
+    monkeypatch.setattr(chunked, "DESCRIPTOR_VERSION", "1000")
+    chunked_delta_entropy(traj, reference, plain, chunk_frames=3)
+
+
 def test_parameter_mismatch_raises_and_overwrite_restarts(tmp_path, traj, reference):
     store = tmp_path / "store"
     chunked_delta_entropy(traj, reference, store, chunk_frames=3)
