@@ -4,9 +4,10 @@ Each frame goes through :func:`quests_core.trajectory.frame_statistics`: H of
 the frame (exact up to ``--exact-max-atoms`` atoms, else sampled with its
 standard error in ``H_stderr``; ``--exact-entropy`` forces exact H and first
 prints the expected time), and the mean dH, max dH and fraction of atoms with
-dH > 0 against the reference (default: the first selected frame). With
-``--bandwidth auto`` a frame's own H uses the volume rule of that frame and dH
-the reference's. ``--output``: ``.csv/.parquet/.json`` (per-frame table) or
+dH > 0 against the reference (default: the first selected frame). H and dH of
+every frame use one bandwidth, the reference's (``--bandwidth auto``: its volume
+rule), so that the curves of a run compare frames with each other (docs/spec.md
+section 6). ``--output``: ``.csv/.parquet/.json`` (per-frame table) or
 ``.extxyz`` (frames with a per-atom dH array and the per-frame columns).
 
 Memory: the trajectory's descriptors, the reference's, and one frame's dH
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ref_x = x[offsets[0] : offsets[0] + counts[0]]
         reference = f"first frame (frame {int(frames['frame'].iat[0])})"
-        h_ref = _frame_bandwidth(settings, dataset, 0)
+        h_ref = bandwidth(settings, dataset.subset([0]))
     threshold = exact_max_atoms(args.exact_max_atoms)
     if args.exact_entropy and (counts > threshold).any():
         _print_expected_time(x, offsets, counts, h_ref, settings)
@@ -127,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
                     x[start : start + n],
                     ref_x,
                     h_ref,
-                    h_frame=_frame_bandwidth(settings, dataset, i),
                     exact=args.exact_entropy,
                     threshold=threshold,
                     target_stderr=args.entropy_stderr,
@@ -159,13 +159,6 @@ def run(args: argparse.Namespace) -> int:
     if per_atom is not None:
         export_structures(dataset, args.output, columns=columns, arrays={"dH": per_atom})
     return finish(args, skipped, summary, table)
-
-
-def _frame_bandwidth(settings, dataset: Any, i: int) -> float:
-    """h of frame ``i`` alone (the fixed h, or the volume rule of that frame)."""
-    if settings.bandwidth_rule == "fixed":
-        return settings.bandwidth
-    return bandwidth(settings, dataset.subset([i]))
 
 
 def _print_expected_time(x, offsets, counts, h: float, settings) -> None:
