@@ -312,11 +312,9 @@ def frame_statistics_of(atoms: Atoms, reference: Reference, frame: int, *,
         x = _compute(s)([atoms], k=s.k, cutoff=s.cutoff, species=list(s.species or ()) or None)
     except QuestsError as exc:
         raise QuestsError(f"frame {frame}: {exc.detail}", source=source) from None
-    h_frame = reference.h
-    if s.bandwidth_rule == "volume":
-        h_frame = _volume_h([atoms], f"{source} frame {frame}")
+    # H and dH at the reference's one bandwidth, as ``trajectory`` (docs/spec.md section 6)
     return frame_statistics(
-        x, reference.x, reference.h, h_frame=h_frame, exact=exact_entropy,
+        x, reference.x, reference.h, exact=exact_entropy,
         threshold=exact_max_atoms, seed=(s.seed, int(frame)), **s.kernel_kwargs(),
     )
 
