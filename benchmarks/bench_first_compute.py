@@ -9,7 +9,7 @@ Every measurement runs in a fresh Python process (a "server") that does what
 ``python launch.py`` does before it listens (:func:`dashboard.warm.server_start`: the
 Numba kernels in a separate process while Datashader compiles, then waits for them) and then
 runs Compute through the dashboard's own code path: a
-:class:`dashboard.compute.ComputeJob` in a worker process driven by
+:class:`dashboard.jobs.ComputeJob` in a worker process driven by
 ``ComputeJob.run_async`` (as ``DataView.compute`` does), Compute pressed as soon
 as the server would listen. Every Compute gets an empty descriptor cache
 (``QUESTS_CACHE_DIR``), so the cache never hides the descriptors; the repeated
@@ -63,7 +63,7 @@ def _compute(files, settings, cache_dir: str) -> dict:
     """One Compute as the Data tab runs it; wall time and the progress it showed."""
     import asyncio
 
-    from dashboard import compute
+    from dashboard.jobs import ComputeJob
 
     os.environ["QUESTS_CACHE_DIR"] = cache_dir  # read by the worker process
     trace: list[tuple[float, float, str]] = []
@@ -74,7 +74,7 @@ def _compute(files, settings, cache_dir: str) -> dict:
         if not trace or trace[-1][1:] != shown:
             trace.append((time.perf_counter() - t0, *shown))
 
-    job = compute.ComputeJob(files, settings, mode="process")
+    job = ComputeJob(files, settings, mode="process")
     asyncio.run(job.run_async(on_progress, interval=0.1))
     wall = time.perf_counter() - t0
     if job.state != "done":
@@ -127,7 +127,7 @@ def child(args) -> dict:
     out["kernel_wait_at_start_s"] = round(start["kernel_wait_s"], 3)
 
     files = [FileSpec(str(SAMPLE / name), name, role) for name, role in FILES]
-    settings = ComputeSettings().as_dict()
+    settings = ComputeSettings().frozen()
     scratch = Path(args.scratch)
     runs = []
     for i in range(1 + args.repeats):

@@ -142,6 +142,34 @@ def type_map_warning(spec: FileSpec) -> str:
     return text + " in the files table's 'types' column." if text else ""
 
 
+def topology_problem(spec: FileSpec, topology_name: str = "") -> str:
+    """The one-line problem with the topology of a chosen MD trajectory ("" when it names
+    every atom, or when the file is no MD trajectory).
+
+    The topology given (``spec.topology``), else the file with the trajectory's name next
+    to it, is read with :func:`quests_core.io_mdanalysis.load_topology` (with the file's
+    LAMMPS type map): unreadable, no atoms, an atom without an element, no topology at
+    all, or MDAnalysis missing (the message names the ``md`` extra). Server paths in the
+    message become ``spec.name`` / ``topology_name``.
+    """
+    from quests_core.io_mdanalysis import MD_FORMATS, find_topology, load_topology, md_format
+
+    fmt = md_format(spec.path)
+    if fmt is None:
+        return ""
+    path = spec.topology or find_topology(spec.path)
+    if path is None:
+        return (f"{spec.name}: {MD_FORMATS[fmt]} files do not name their atoms: give a "
+                "topology file (PDB, GRO, PSF, LAMMPS data, prmtop, tpr) in the files "
+                "table's 'topology' column, or put one with the same name next to it")
+    try:
+        load_topology(path, spec.type_map or None)
+    except QuestsError as exc:
+        text = str(exc).replace(path, topology_name or Path(path).name)
+        return f"{spec.name}: topology {text}"
+    return ""
+
+
 # ----------------------------------------------------------------------------
 # reading files and their descriptors
 # ----------------------------------------------------------------------------
@@ -173,7 +201,7 @@ def load_files(specs: Sequence[FileSpec], prog: Progress) -> list[Loaded]:
         core = spec.core_spec()
         ds = Dataset.from_files(
             core.path, index=core.index, format=core.format, type_map=core.type_map_dict(),
-            name=spec.name, timestep_fs=spec.timestep_fs,
+            name=spec.name, timestep_fs=spec.timestep_fs, topology=core.topology,
         )
         if len(ds) == 0:
             raise QuestsError(f"{spec.name}: no structures in the selected frames")
@@ -245,7 +273,7 @@ def _descriptors_with_progress(ds, settings: Settings, prog: Progress,
     from quests_core import descriptors
     from quests_core.io import locate_error
 
-    k, cutoff = settings.k, settings.cutoff
+    k, cutoff, species = settings.k, settings.cutoff, settings.species
     n = max(ds.n_atoms, 1)
     cache = _descriptor_cache()
     counted = [0]
@@ -273,18 +301,20 @@ def _descriptors_with_progress(ds, settings: Settings, prog: Progress,
             prog(counted[0] / n)
             return x
 
-        return np.asarray(cache.get_or_compute(ds, k=k, cutoff=cutoff, compute=compute))
+        return np.asarray(cache.get_or_compute(ds, k=k, cutoff=cutoff, species=species,
+                                               compute=compute))
     parts = []
     for _, chunk in ds.iter_chunks(max_atoms=settings.chunk_atoms):
         prog.check()
         try:
-            parts.append(descriptors(chunk, k=k, cutoff=cutoff, n_threads=n_threads,
-                                     progress=by_structure(chunk)))
+            parts.append(descriptors(chunk, k=k, cutoff=cutoff, species=species,
+                                     n_threads=n_threads, progress=by_structure(chunk)))
         except QuestsError as exc:
             raise locate_error(exc, chunk) from None
         counted[0] += sum(len(a) for a in chunk)
         prog(counted[0] / n)
-    return np.concatenate(parts) if parts else np.zeros((0, 2 * k - 1))
+    width = (len(species) + 1) * (2 * k - 1) if species else 2 * k - 1
+    return np.concatenate(parts) if parts else np.zeros((0, width))
 
 
 def structure_descriptors(
@@ -378,8 +408,3 @@ def store_path(data_dir: str, name: str) -> Path:
                           "starting with a letter or digit")
     return Path(data_dir) / "stores" / name
 
-
-# The names these building blocks had before they were public (tests/test_io_formats.py,
-# benchmarks): aliases, not copies.
-_Progress = Progress
-_load = load_files

@@ -17,10 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from quests_core.errors import QuestsError
+from quests_core.io_mdanalysis import MD_EXTENSIONS, TOPOLOGY_FORMATS
+
+#: Endings of the MD trajectories read through MDAnalysis with a topology (XTC, TRR,
+#: DCD, Amber NetCDF; docs/formats.md).
+MD_SUFFIXES: tuple[str, ...] = tuple(f".{ext}" for ext in MD_EXTENSIONS)
+#: Endings of the topology files that name an MD trajectory's atoms.
+TOPOLOGY_SUFFIXES: tuple[str, ...] = tuple(f".{ext}" for ext in TOPOLOGY_FORMATS)
 
 #: File name endings the data picker lists and the upload accepts: every structure
 #: format :mod:`quests_core.io` reads through ASE (see ``io.EXTENSION_FORMATS``;
-#: the other endings ASE recognises itself). Compressed files add ``.gz``.
+#: the other endings ASE recognises itself) and the MD trajectories of
+#: :data:`MD_SUFFIXES`. Compressed files add ``.gz``.
 DATA_SUFFIXES: tuple[str, ...] = (
     ".extxyz",
     ".xyz",
@@ -39,8 +47,14 @@ DATA_SUFFIXES: tuple[str, ...] = (
     ".lmp",
     ".lammpsdata",
     ".xsf",
+    *MD_SUFFIXES,
     ".gz",
 )
+#: Endings of topology files that are no structure file of their own (PSF, Amber prmtop,
+#: GROMACS tpr): the upload accepts them (stored next to the session's uploads, where a
+#: trajectory of the same name finds them), the picker does not list them.
+TOPOLOGY_ONLY_SUFFIXES: tuple[str, ...] = tuple(
+    s for s in TOPOLOGY_SUFFIXES if s not in DATA_SUFFIXES)
 #: File names without a suffix that are still structure files (VASP).
 DATA_NAMES: tuple[str, ...] = ("POSCAR", "CONTCAR", "XDATCAR")
 #: Endings of LAMMPS dumps and data files (their atoms may carry only numeric types).
@@ -127,6 +141,19 @@ def is_data_file(path: str | os.PathLike) -> bool:
     if name.startswith("."):
         return False
     return name.lower().endswith(DATA_SUFFIXES) or name.startswith(DATA_NAMES)
+
+
+def is_md_trajectory(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like an MD trajectory that needs a topology (XTC, TRR,
+    DCD, Amber NetCDF)."""
+    return Path(path).name.lower().endswith(MD_SUFFIXES)
+
+
+def is_topology_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a topology file (PDB, GRO, PSF, LAMMPS data, Amber
+    prmtop, GROMACS tpr)."""
+    name = Path(path).name
+    return not name.startswith(".") and name.lower().endswith(TOPOLOGY_SUFFIXES)
 
 
 def is_lammps_file(path: str | os.PathLike) -> bool:

@@ -239,8 +239,19 @@ def _nucleation(
     prog: Progress,
     n_threads,
 ) -> tuple[NucleationResult, np.ndarray, np.ndarray]:
-    """Solid-like clusters of one trajectory; returns the result, dH_solid and cluster ids."""
-    from quests_core.analysis import nucleation as nuc
+    """Solid-like clusters of one trajectory and CNT the paper's way; returns the result,
+    dH_solid and cluster ids.
+
+    The material constants are those of :func:`quests_core.analysis.cnt.cnt_constants`
+    for the trajectory's element and the given ones (``settings.options.cnt_*``); a
+    trajectory that is not Cu gets no band and no fit without them, only the clusters and
+    a one-line note. The frames before nucleation are pooled with one critical band at
+    their mean temperature (:func:`pre_nucleation_pool`), and their cluster-size
+    distribution is fitted at that temperature with Poisson weights
+    (:func:`fit_nucleation` refits with others).
+    """
+    from quests_core.analysis import clusters as cl
+    from quests_core.analysis import cnt
 
     # dH against the solid, then the clusters frame by frame, each part of the bar in
     # proportion to its expected cost
@@ -255,72 +266,150 @@ def _nucleation(
     found, done = [], 0
     for f in range(len(structures)):
         prog.check()
-        found.extend(nuc.trajectory_clusters(structures[f : f + 1], per_frame[f : f + 1],
-                                             method=method).clusters)
+        found.extend(cl.trajectory_clusters(structures[f : f + 1], per_frame[f : f + 1],
+                                            method=method).clusters)
         done += int(counts[f])
         prog(split + (1.0 - split) * done / max(int(counts.sum()), 1))
-    clusters = nuc.TrajectoryClusters.from_clusters(found)
+    clusters = cl.TrajectoryClusters.from_clusters(found)
+    largest = np.asarray(clusters.largest)
     temperature = traj.dataset.frames["temperature"].to_numpy(float)
-    band = nuc.critical_size_band(temperature)
+    species = traj.dataset.species
+    element = species[0] if len(species) == 1 else None
+    note, constants = "", None
+    try:
+        constants = cnt.cnt_constants(element, **settings.options.cnt_kwargs())
+    except QuestsError as exc:
+        note = (f"{traj.spec.name}: {str(exc).splitlines()[0]} (Advanced settings, CNT "
+                "...); critical band and CNT fit skipped")
+    n = len(largest)
+    band_min = np.full(n, np.nan)
+    band_max = np.full(n, np.nan)
+    critical = (np.nan, np.nan)
+    t_pool = np.nan
+    if constants is None:
+        pre = np.arange(n, dtype=np.int64)
+    else:
+        pre, band = pre_nucleation_pool(largest, temperature, constants)
+        if band is not None:
+            t_pool = float(band.temperature[0])
+            critical = (float(band.n_min[0]), float(band.n_max[0]))
+            undercooled = np.isfinite(temperature) & (temperature < constants.t_melt)
+            band_min = np.where(undercooled, critical[0], np.inf)
+            band_max = np.where(undercooled, critical[1], np.inf)
+    dist = cl.cluster_size_distribution(clusters.clusters, pre)
     sub = frames.loc[frames["source"] == traj.spec.name]
-    pre = pre_nucleation_frames(np.asarray(clusters.largest), np.asarray(band.n_min))
-    dist = nuc.cluster_size_distribution(clusters.clusters, pre)
     result = NucleationResult(
         source=traj.spec.name,
         structure=sub["structure"].to_numpy(),
         time=sub["time"].to_numpy(float),
-        largest=np.asarray(clusters.largest),
+        largest=largest,
         n_solid=np.asarray(clusters.n_solid),
         temperature=temperature,
-        band_min=np.asarray(band.n_min, dtype=float),
-        band_max=np.asarray(band.n_max, dtype=float),
+        band_min=band_min,
+        band_max=band_max,
         sizes=np.asarray(dist.sizes),
         counts=np.asarray(dist.counts),
         n_frames=int(dist.n_frames),
+        pre_frames=np.asarray(pre, dtype=np.int64),
+        t_pooled=t_pool,
+        critical_band=critical,
+        constants=None if constants is None else {
+            "element": constants.element, "T_melt (K)": constants.t_melt,
+            "latent heat (kJ/mol)": constants.latent_heat,
+            "V_atom (Å^3)": constants.v_atom, "gamma_SL range (J/m^2)": constants.gamma_range,
+        },
+        note=note,
     )
-    t_fit = float(np.nanmean(temperature[pre])) if np.isfinite(temperature[pre]).any() else np.nan
-    if not np.isfinite(t_fit):
-        result.fit_error = "no temperature in the trajectory: CNT fit skipped"
+    return fit_nucleation(result), dh_solid, clusters.labels()
+
+
+def pre_nucleation_pool(largest: np.ndarray, temperature: np.ndarray, constants,
+                        max_rounds: int = 20):
+    """The pre-nucleation frames and their one critical band at their mean temperature.
+
+    The pooled frames and their band depend on each other (the frames end where the
+    largest cluster first reaches the lower critical size, the band is computed at the
+    frames' mean temperature), so both are iterated from every undercooled frame
+    (finite temperature below T_m) until the frames stop changing (at most
+    ``max_rounds``): :func:`quests_core.analysis.cnt.pooled_critical_band` and
+    :func:`quests_core.analysis.cnt.pre_nucleation_frames` with that one value
+    (``inf`` on frames that are not undercooled). On the bundled Cu quench this pools
+    frames 1-38 at 794.3 K, as docs/spec.md reports.
+
+    Parameters
+    ----------
+    largest : (n_frames,) array
+        Largest solid-like cluster of each frame.
+    temperature : (n_frames,) array
+        K, NaN where unknown.
+    constants : quests_core.analysis.cnt.CNTConstants
+
+    Returns
+    -------
+    pre : int64 array
+        Frames pooled (every frame when none is undercooled).
+    band : CriticalBand or None
+        The band at their mean temperature; None when no pooled frame is undercooled.
+    """
+    from quests_core.analysis import cnt
+
+    t = np.asarray(temperature, dtype=float)
+    undercooled = np.isfinite(t) & (t < constants.t_melt)
+    pool = np.flatnonzero(undercooled)
+    if len(pool) == 0:
+        return np.arange(len(t), dtype=np.int64), None
+    band = None
+    for _ in range(max_rounds):
+        band = cnt.pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
+        pre = cnt.pre_nucleation_frames(largest, np.where(undercooled, band.n_min[0], np.inf))
+        if np.array_equal(pre, pool):
+            break
+        pool = pre
     else:
-        try:
-            fit = nuc.fit_cnt_distribution(dist.sizes, dist.counts, t_fit)
-            result.fit = {
-                "temperature (K)": t_fit,
-                "gamma_SL (J/m^2)": fit.gamma_sl_j_m2,
-                "gamma_SL error (J/m^2)": fit.gamma_sl_err_j_m2,
-                "dg_SL (eV/atom)": fit.dg_sl_per_atom,
-                "N0": fit.n0,
-            }
-            grid = np.linspace(max(1, dist.sizes.min()), dist.sizes.max(), 100)
-            result.fit_curve = (grid, np.exp(fit.log_counts(grid)) / max(dist.n_frames, 1))
-        except (QuestsError, RuntimeError, ValueError) as exc:
-            result.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
-    return result, dh_solid, clusters.labels()
+        band = cnt.pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
+    return np.asarray(pool, dtype=np.int64), band
 
 
-def pre_nucleation_frames(largest: np.ndarray, critical_min: np.ndarray) -> np.ndarray:
-    """Frames pooled for the cluster-size distribution: below the melting point (finite
-    critical size) and before the first frame whose largest cluster reaches the critical
-    size. Falls back to every undercooled frame, then to every frame."""
-    frames = np.arange(len(largest))
-    undercooled = np.isfinite(critical_min)
-    if not undercooled.any():
-        return frames
-    reached = np.flatnonzero(undercooled & (largest >= np.where(undercooled, critical_min, 0)))
-    end = reached[0] if len(reached) else len(largest)
-    pre = frames[undercooled & (frames < end)]
-    return pre if len(pre) else frames[undercooled]
+def fit_nucleation(result: NucleationResult, weights: str | None = None) -> NucleationResult:
+    """``result`` with the CNT fit of its cluster-size distribution at its pooled
+    temperature (:func:`quests_core.analysis.cnt.fit_cnt_distribution`) with ``weights``
+    (``"poisson"`` or ``"none"``; default: the result's own). A fit that cannot be made
+    leaves ``fit`` empty and says why in ``fit_error``. Cheap (a 3-parameter linear
+    least-squares fit): the Nucleation view refits when its weights change.
+    """
+    import dataclasses
 
+    from quests_core.analysis import cnt
 
-def nucleation_available() -> bool:
-    """Whether the analyses module with the nucleation functions is installed."""
-    import importlib.util
-
+    weights = weights or result.weights
+    if weights not in cnt.FIT_WEIGHTS:
+        raise QuestsError(f"unknown CNT fit weights {weights!r}; use one of "
+                          f"{', '.join(cnt.FIT_WEIGHTS)}")
+    out = dataclasses.replace(result, weights=weights, fit=None, fit_curve=None, fit_error="")
+    if result.constants is None:
+        out.fit_error = "no CNT constants: CNT fit skipped"
+        return out
+    if not np.isfinite(result.t_pooled):
+        out.fit_error = ("no temperature below the melting point in the trajectory: "
+                         "CNT fit skipped")
+        return out
     try:
-        return importlib.util.find_spec("quests_core.analysis.nucleation") is not None
-    except ModuleNotFoundError:
-        return False
-
+        fit = cnt.fit_cnt_distribution(result.sizes, result.counts, result.t_pooled,
+                                       v_atom=result.constants["V_atom (Å^3)"],
+                                       weights=weights)
+    except (QuestsError, RuntimeError, ValueError) as exc:
+        out.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
+        return out
+    out.fit = {
+        "temperature (K)": result.t_pooled,
+        "gamma_SL (J/m^2)": fit.gamma_sl_j_m2,
+        "gamma_SL error (J/m^2)": fit.gamma_sl_err_j_m2,
+        "dg_SL (eV/atom)": fit.dg_sl_per_atom,
+        "N0": fit.n0,
+    }
+    grid = np.linspace(max(1, result.sizes.min()), result.sizes.max(), 100)
+    out.fit_curve = (grid, np.exp(fit.log_counts(grid)) / max(result.n_frames, 1))
+    return out
 
 
 def _read_share(files: list[FileSpec]) -> float:
@@ -383,7 +472,7 @@ def _pipeline_plan(loaded: list[Loaded], settings: RunSettings, lo: float) -> di
     solid = sum(m for m, it in zip(n, loaded, strict=True) if it.spec.role == "solid reference")
     traj = next((m for m, it in zip(n, loaded, strict=True) if it.spec.role == "trajectory"), 0)
     steps["nucleation"] = (pair * traj * solid + Progress.CLUSTER_PER_ATOM * traj
-                           if solid and traj and nucleation_available() else 0.0)
+                           if solid and traj else 0.0)
     return dict(zip(steps, Progress.plan(list(steps.values()), lo, 1.0), strict=True))
 
 
@@ -540,9 +629,7 @@ def run_pipeline(
     note = ""
     solids = [it for it in loaded if it.spec.role == "solid reference"]
     trajs = [it for it in loaded if it.spec.role == "trajectory"]
-    if not nucleation_available():
-        note = "The nucleation analysis (quests_core.analysis.nucleation) is not installed."
-    elif not solids or not trajs:
+    if not solids or not trajs:
         note = "Give one file the role 'solid reference' and one 'trajectory' to find clusters."
     else:
         prog.stage(*spans["nucleation"], f"dH of {trajs[0].spec.name} against the solid")

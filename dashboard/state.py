@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import param
 
+from quests_core.analysis.cnt import FIT_WEIGHTS
 from quests_core.settings import DEFAULTS, Settings
 
-from .paths import is_lammps_file
+from .paths import is_lammps_file, is_md_trajectory
 
 #: Roles a loaded file can play.
 ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
@@ -65,6 +66,11 @@ class FileSpec:
         Length of one MD step in fs for files that record the step number
         (LAMMPS dumps): the ``time`` column is ``timestep * timestep_fs / 1000``
         ps. Files that carry a time of their own keep it.
+    topology : str
+        The topology file naming the atoms of an MD trajectory (XTC, TRR, DCD,
+        Amber NetCDF; docs/formats.md), a real path on the server; ``""`` uses
+        the file with the trajectory's name next to it. Ignored for the
+        formats read through ASE.
     """
 
     path: str
@@ -74,20 +80,22 @@ class FileSpec:
     index: str = ":"
     type_map: str = ""
     timestep_fs: float = 1.0
+    topology: str = ""
 
     def core_spec(self):
         """The engine's :class:`quests_core.dataset.FileSpec` of these frames (the type
-        map parsed)."""
+        map parsed, the topology given or None)."""
         from quests_core.dataset import FileSpec as CoreFileSpec
         from quests_core.io import parse_type_map
 
         type_map = parse_type_map(self.type_map or None) or {}
         return CoreFileSpec(path=self.path, index=self.index or ":",
-                            type_map=tuple(sorted(type_map.items())))
+                            type_map=tuple(sorted(type_map.items())),
+                            topology=self.topology or None)
 
     def same_input(self, other: FileSpec) -> bool:
         """Whether ``other`` reads the same frames of the same file in the same role."""
-        keys = ("path", "role", "label", "index", "type_map", "timestep_fs")
+        keys = ("path", "role", "label", "index", "type_map", "timestep_fs", "topology")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
@@ -147,7 +155,18 @@ class OverlapResult:
 
 @dataclass
 class NucleationResult:
-    """Solid-like clusters of one trajectory against a solid reference."""
+    """Solid-like clusters of one trajectory against a solid reference, with classical
+    nucleation theory (CNT) the paper's way (docs/spec.md, "Conventions of the analyses").
+
+    ``band_min``/``band_max`` hold, per frame, the one critical-size band computed at
+    ``t_pooled``, the mean temperature of the pooled pre-nucleation frames
+    ``pre_frames`` (``inf`` on frames at or above the melting point or without a
+    temperature; ``nan`` everywhere without CNT constants). ``sizes``/``counts`` are
+    the cluster-size distribution of those frames, ``fit`` its CNT fit at
+    ``t_pooled`` with the ``weights`` of :data:`quests_core.analysis.cnt.FIT_WEIGHTS`.
+    ``constants`` holds the material constants used (``None`` when none could be
+    chosen; ``note`` then says why in one line).
+    """
 
     source: str
     structure: np.ndarray
@@ -163,6 +182,12 @@ class NucleationResult:
     fit: dict[str, float] | None = None
     fit_curve: tuple[np.ndarray, np.ndarray] | None = None
     fit_error: str = ""
+    pre_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    t_pooled: float = float("nan")
+    critical_band: tuple[float, float] = (float("nan"), float("nan"))
+    constants: dict[str, Any] | None = None
+    weights: str = FIT_WEIGHTS[0]
+    note: str = ""
 
     def timeline(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -286,6 +311,10 @@ class DashboardOptions:
         Exact per-frame H whatever the frame size.
     lammps_timestep_fs : float
         Length of one MD step of the LAMMPS dumps (fs).
+    cnt_t_melt, cnt_latent_heat, cnt_gamma_min, cnt_gamma_max, cnt_v_atom : float or None
+        CNT material constants of the nucleation analysis (K, kJ/mol, J/m^2,
+        J/m^2, Å^3/atom); ``None`` takes the paper's value, which exists for a
+        Cu trajectory only (:func:`quests_core.analysis.cnt.cnt_constants`).
     """
 
     learning_max_n: int = 2000
@@ -294,6 +323,26 @@ class DashboardOptions:
     cluster_method: str = "connected"
     exact_entropy: bool = False
     lammps_timestep_fs: float = 1.0
+    cnt_t_melt: float | None = None
+    cnt_latent_heat: float | None = None
+    cnt_gamma_min: float | None = None
+    cnt_gamma_max: float | None = None
+    cnt_v_atom: float | None = None
+
+    def cnt_kwargs(self) -> dict[str, Any]:
+        """The given CNT constants as keywords of
+        :func:`quests_core.analysis.cnt.cnt_constants` (the missing ones left out)."""
+        out: dict[str, Any] = {}
+        if self.cnt_t_melt is not None:
+            out["t_melt"] = self.cnt_t_melt
+        if self.cnt_latent_heat is not None:
+            out["latent_heat"] = self.cnt_latent_heat
+        if self.cnt_v_atom is not None:
+            out["v_atom"] = self.cnt_v_atom
+        gamma = (self.cnt_gamma_min, self.cnt_gamma_max)
+        if all(g is not None for g in gamma):
+            out["gamma_range"] = gamma
+        return out
 
     def __post_init__(self) -> None:
         from quests_core.errors import QuestsError
@@ -304,6 +353,9 @@ class DashboardOptions:
         for name in ("learning_max_n", "learning_repeats", "overlap_max_n"):
             if int(getattr(self, name)) < 1:
                 raise QuestsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if (self.cnt_gamma_min is None) != (self.cnt_gamma_max is None):
+            raise QuestsError("give both ends of the interfacial energy range (J/m^2), "
+                              "or neither")
 
 
 #: The defaults of the dashboard's own options.
@@ -387,6 +439,21 @@ class ComputeSettings(param.Parameterized):
         inclusive_bounds=(True, True), label="LAMMPS time step (fs)",
         doc="Length of one MD step of the LAMMPS dumps (fs): time = timestep x this / 1000 ps.",
     )
+    cnt_t_melt = param.Number(default=OPTIONS.cnt_t_melt, allow_None=True, bounds=(0, None),
+                              label="CNT melting temperature (K)",
+                              doc="Empty: the paper's Cu value (Cu trajectories only).")
+    cnt_latent_heat = param.Number(default=OPTIONS.cnt_latent_heat, allow_None=True,
+                                   bounds=(0, None), label="CNT latent heat (kJ/mol)",
+                                   doc="Empty: the paper's Cu value (Cu trajectories only).")
+    cnt_gamma_min = param.Number(default=OPTIONS.cnt_gamma_min, allow_None=True,
+                                 bounds=(0, None), label="CNT gamma_SL low (J/m^2)",
+                                 doc="Low end of the interfacial energy range; empty: Cu's.")
+    cnt_gamma_max = param.Number(default=OPTIONS.cnt_gamma_max, allow_None=True,
+                                 bounds=(0, None), label="CNT gamma_SL high (J/m^2)",
+                                 doc="High end of the interfacial energy range; empty: Cu's.")
+    cnt_v_atom = param.Number(default=OPTIONS.cnt_v_atom, allow_None=True, bounds=(0, None),
+                              label="CNT volume per atom (Å^3)",
+                              doc="Volume per atom of the solid; empty: Cu's.")
 
     def frozen(self) -> RunSettings:
         """The settings as a frozen, picklable :class:`RunSettings` (sent to the worker)."""
@@ -397,6 +464,9 @@ class ComputeSettings(param.Parameterized):
             learning_max_n=self.learning_max_n, learning_repeats=self.learning_repeats,
             overlap_max_n=self.overlap_max_n, cluster_method=self.cluster_method,
             exact_entropy=self.exact_entropy, lammps_timestep_fs=self.lammps_timestep_fs,
+            cnt_t_melt=self.cnt_t_melt, cnt_latent_heat=self.cnt_latent_heat,
+            cnt_gamma_min=self.cnt_gamma_min, cnt_gamma_max=self.cnt_gamma_max,
+            cnt_v_atom=self.cnt_v_atom,
         )
         return RunSettings(core=core, options=options)
 
@@ -433,17 +503,19 @@ class AppState(param.Parameterized):
     # ------------------------------------------------------------ files
 
     def add_file(self, path: str, name: str, role: str = "test", label: str = "",
-                 index: str = ":", type_map: str = "", timestep_fs: float = 1.0) -> FileSpec:
+                 index: str = ":", type_map: str = "", timestep_fs: float = 1.0,
+                 topology: str = "") -> FileSpec:
         """Add a file and return its entry.
 
         The same file may be added several times (other roles, other frames):
         each entry gets its own display name, ``name``, then ``name #2``, ...
         Adding an entry identical to one already chosen (same file, role,
-        label, frames, type map and time step) adds nothing and returns that
-        entry.
+        label, frames, type map, time step and topology) adds nothing and returns
+        that entry.
         """
         spec = FileSpec(path=str(path), name=name, role=role, label=label, index=index or ":",
-                        type_map=type_map.strip(), timestep_fs=float(timestep_fs))
+                        type_map=type_map.strip(), timestep_fs=float(timestep_fs),
+                        topology=str(topology or ""))
         _check_spec(spec)
         for f in self.files:
             if f.same_input(spec):
@@ -457,7 +529,8 @@ class AppState(param.Parameterized):
         self.files = [f for f in self.files if f.name != name]
 
     def update_file(self, name: str, **changes: Any) -> None:
-        """Change role/label/index/type_map/timestep_fs of the entry called ``name``."""
+        """Change role/label/index/type_map/timestep_fs/topology of the entry called
+        ``name``."""
         new = []
         for f in self.files:
             if f.name == name:
@@ -467,15 +540,37 @@ class AppState(param.Parameterized):
         self.files = new
 
     def files_table(self) -> pd.DataFrame:
-        """The chosen files: ``file, role, label, frames``, and ``types`` (the LAMMPS type
-        map) when a LAMMPS file is among them."""
+        """The chosen files: ``file, role, label, frames``, ``types`` (the LAMMPS type
+        map) when a LAMMPS file is among them, and ``topology`` (the topology file as the
+        user named it, "" = the one next to the trajectory) when an MD trajectory
+        (XTC, TRR, DCD, NetCDF) is among them."""
         table = pd.DataFrame(
             [(f.name, f.role, f.label, f.index) for f in self.files],
             columns=["file", "role", "label", "frames"],
         )
         if any(is_lammps_file(f.path) for f in self.files):
             table["types"] = [f.type_map for f in self.files]
+        if any(is_md_trajectory(f.path) for f in self.files):
+            table["topology"] = [self.topology_name(f.topology) for f in self.files]
         return table
+
+    def topology_name(self, path: str) -> str:
+        """A topology's server path as the user names it: relative to the data directory
+        (or the upload folder) when inside it."""
+        if not path:
+            return ""
+        from pathlib import Path
+
+        for root in (self.data_dir, self.upload_dir):
+            if root:
+                try:
+                    return str(Path(path).relative_to(Path(root).resolve()))
+                except ValueError:
+                    try:
+                        return str(Path(path).relative_to(Path(root)))
+                    except ValueError:
+                        pass
+        return Path(path).name
 
     # ------------------------------------------------------ notifications
 

@@ -76,6 +76,15 @@ def run_store(files: list[FileSpec], request: StoreRequest, report: ProgressFn |
     if len(selections) > 1:
         raise QuestsError("the files of one store need one frame selection, got "
                           + ", ".join(selections))
+    topologies = sorted({f.topology for f in tests})
+    if len(topologies) > 1:
+        raise QuestsError("the files of one store need one topology (or each the one next "
+                          "to it), got " + ", ".join(Path(t).name or "(next to it)"
+                                                     for t in topologies))
+    type_maps = sorted({f.type_map for f in tests})
+    if len(type_maps) > 1:
+        raise QuestsError("the files of one store need one LAMMPS type map, got "
+                          + ", ".join(t or "(none)" for t in type_maps))
     labels = {f.label for f in tests}
     label = labels.pop() if len(labels) == 1 else ""  # one label for the whole store, or none
     prog.stage(0.0, 0.05, "Reading the reference")
@@ -97,7 +106,9 @@ def run_store(files: list[FileSpec], request: StoreRequest, report: ProgressFn |
                           f"({exc.strerror or exc})") from None
     chunked_delta_entropy(
         [f.path for f in tests], x, path, h, k=core.k, cutoff=core.cutoff,
-        index=selections[0], chunk_frames=int(request.chunk_frames),
+        species=core.species, index=selections[0], type_map=type_maps[0] or None,
+        topology=topologies[0] or None,
+        chunk_frames=int(request.chunk_frames),
         precision=request.precision, label=label or None,
         n_threads=n_threads, progress=progress, cancel=cancel,
     )

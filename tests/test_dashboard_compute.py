@@ -163,20 +163,64 @@ def test_solid_like_clusters(sample):
     a = res.atoms.loc[res.atoms["source"] == "failed_traj.extxyz"]
     # solid-like atoms (dH vs solid <= 0) carry a cluster id, the others -1
     np.testing.assert_array_equal(a["cluster"].to_numpy() >= 0, a["dH_solid"].to_numpy() <= 0)
-    # at 900 K the CNT critical size is finite
+    # at 900 K the CNT critical size is finite: one band (Cu constants), at the mean
+    # temperature of the pooled frames
     assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
+    assert len(np.unique(nuc.band_min)) == 1 and nuc.constants["element"] == "Cu"
+    assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "poisson"
 
 
-def test_pre_nucleation_frames():
-    inf = np.inf
-    largest = np.array([0, 2, 5, 9, 120, 400, 3])
-    band = np.array([inf, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0])
-    # frame 0 is above the melting point, frame 4 reaches the critical size
-    np.testing.assert_array_equal(pipeline.pre_nucleation_frames(largest, band), [1, 2, 3])
-    np.testing.assert_array_equal(pipeline.pre_nucleation_frames(largest, np.full(7, inf)),
-                                  np.arange(7))
+def test_pre_nucleation_pool_is_self_consistent():
+    """One band at the mean temperature of exactly the frames it selects (the paper's
+    way), never a band per frame."""
+    from quests_core.analysis import cnt
+
+    temps = np.array([1500.0, 700.0, 760.0, 1000.0, 1100.0, 1000.0, 900.0, 800.0])
+    largest = np.array([0, 2, 5, 9, 30, 60, 400, 3])
+    pre, band = pipeline.pre_nucleation_pool(largest, temps, cnt.CU)
+    under = temps < cnt.CU_T_MELT
     np.testing.assert_array_equal(
-        pipeline.pre_nucleation_frames(np.array([0, 100]), np.array([inf, 50.0])), [1])
+        pre, cnt.pre_nucleation_frames(largest, np.where(under, band.n_min[0], np.inf)))
+    assert pre[0] == 1 and 0 not in pre  # frame 0 is above the melting point
+    assert band.temperature[0] == pytest.approx(temps[pre].mean(), rel=1e-15)
+    same = cnt.pooled_critical_band(temps, cnt.CU_GAMMA_SL_RANGE, pre, **cnt.CU.kwargs())
+    assert band.n_min[0] == same.n_min[0] and band.n_max[0] == same.n_max[0]
+    # no undercooled frame (or no temperature): every frame, no band
+    pre, band = pipeline.pre_nucleation_pool(largest, np.full(8, np.nan), cnt.CU)
+    np.testing.assert_array_equal(pre, np.arange(8))
+    assert band is None
+
+
+def test_nucleation_needs_constants_of_its_element(sample, tmp_path):
+    """A Ni trajectory gets its clusters but no Cu constants: a one-line note, no band,
+    no fit; with the constants given, one band at the pooled temperature."""
+    from ase.io import write
+
+    from quests_core.analysis import cnt
+
+    paths = {}
+    for name in ("failed_traj.extxyz", "solid.extxyz"):
+        frames = read(sample[name], index=":")
+        for atoms in frames:
+            atoms.symbols[:] = "Ni"
+        paths[name] = tmp_path / name.replace(".extxyz", "_ni.extxyz")
+        write(paths[name], frames, format="extxyz")
+    files = [FileSpec(str(paths["failed_traj.extxyz"]), "ni_traj.extxyz", "trajectory"),
+             FileSpec(str(paths["solid.extxyz"]), "ni_solid.extxyz", "solid reference")]
+    nuc = run_pipeline(files, SMALL).nucleation
+    assert nuc.constants is None and nuc.fit is None
+    assert nuc.note.startswith("ni_traj.extxyz: no CNT constants for Ni (the defaults are Cu's)")
+    assert "\n" not in nuc.note and np.all(np.isnan(nuc.band_min))
+    np.testing.assert_array_equal(nuc.largest[:JUMP_FRAME], 108)  # the clusters still
+    given = SMALL.replace(cnt_t_melt=1728.0, cnt_latent_heat=17.5, cnt_gamma_min=0.25,
+                          cnt_gamma_max=0.30, cnt_v_atom=10.94)
+    nuc = run_pipeline(files, given).nucleation
+    assert nuc.constants["T_melt (K)"] == 1728.0 and nuc.note == ""
+    assert nuc.t_pooled == pytest.approx(900.0)
+    band = cnt.critical_size_band(900.0, (0.25, 0.30), t_melt=1728.0, latent_heat=17.5,
+                                  v_atom=10.94)
+    assert nuc.critical_band == pytest.approx((band.n_min[0], band.n_max[0]), rel=1e-12)
+    np.testing.assert_array_equal(nuc.band_min, band.n_min[0])  # one band, every frame
 
 
 def test_force_error_from_two_models():

@@ -8,6 +8,7 @@ be checked against the input.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 
 import holoviews as hv
@@ -337,13 +338,9 @@ def test_overlap_view(state):
     assert hist.data["count"].sum() == 4
 
 
-def test_nucleation_view(state, monkeypatch):
+def test_nucleation_view(state):
     view = NucleationView(state=state)
     assert "No solid-like" in view.body().object or "solid" in view.body().object
-    monkeypatch.setattr(nucleation_view, "nucleation_available", lambda: False)
-    body = view.body()
-    assert isinstance(body, pn.pane.Alert) and "not available" in body.object
-    monkeypatch.undo()
     n = 6
     state.results.nucleation = NucleationResult(
         source="t", structure=np.arange(n), time=np.arange(n) * 0.1,
@@ -351,10 +348,17 @@ def test_nucleation_view(state, monkeypatch):
         temperature=np.full(n, 900.0), band_min=np.full(n, 30.0), band_max=np.full(n, 60.0),
         sizes=np.array([1, 2, 3, 5]), counts=np.array([40, 20, 8, 2]), n_frames=4,
         fit={"gamma_SL (J/m^2)": 0.2}, fit_curve=(np.array([1.0, 5.0]), np.array([10.0, 0.5])),
+        pre_frames=np.arange(4), t_pooled=900.0, critical_band=(30.0, 60.0),
+        constants={"element": "Cu", "T_melt (K)": 1323.0, "latent heat (kJ/mol)": 11.99,
+                   "V_atom (Å^3)": 12.893, "gamma_SL range (J/m^2)": (0.177, 0.221)},
     )
     body = view.body()
     assert isinstance(body, pn.Column)
-    assert "Largest cluster overall: **120 atoms**" in body[3].object
+    text = body[3].object
+    assert "Largest cluster overall: **120 atoms**" in text
+    assert "frames 0-3 pooled at their mean temperature **900.0 K**" in text
+    assert "one critical size band **30-60 atoms**" in text
+    assert "Poisson weights" in text
     # a click on the timeline selects the nearest frame; the button opens Structure
     view._on_tap(state.results.nucleation.timeline(), "time", 0.31)
     assert state.selected_structure == 3
@@ -366,6 +370,27 @@ def test_nucleation_view(state, monkeypatch):
     state.results.nucleation.band_min[0] = state.results.nucleation.band_max[0] = np.inf
     tl = view.timeline(state.results.nucleation)  # frame 0 above the melting point
     assert len(tl.get(0).data) == n - 1
+    # the weights control refits the stored distribution at the pooled temperature
+    from quests_core.analysis import cnt
+
+    view.fit_weights = "none"
+    nuc = state.results.nucleation
+    plain = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893,
+                                     weights="none")
+    assert nuc.weights == "none"
+    assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(plain.gamma_sl_j_m2, rel=1e-12)
+    assert "no weights" in view.body()[3].object
+    view.fit_weights = "poisson"
+    pois = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893)
+    assert state.results.nucleation.fit["gamma_SL (J/m^2)"] == pytest.approx(
+        pois.gamma_sl_j_m2, rel=1e-12) != pytest.approx(plain.gamma_sl_j_m2, rel=1e-3)
+    # a trajectory without CNT constants: its one-line note instead of a band or a fit
+    state.results.nucleation = dataclasses.replace(
+        nuc, constants=None, t_pooled=float("nan"), fit=None, fit_curve=None,
+        note="t: no CNT constants for Ni (the defaults are Cu's): give the melting "
+             "temperature (K) (Advanced settings, CNT ...); critical band and CNT fit skipped")
+    text = view.body()[3].object
+    assert "no CNT constants for Ni" in text and "Pre-nucleation" not in text
 
 
 # -------------------------------------------------------------------- data

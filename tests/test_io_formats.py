@@ -1,5 +1,5 @@
 """Every structure format the dashboard lists and accepts is read, through the same
-loader the dashboard uses (``dashboard.compute._load`` -> ``Dataset.from_files`` ->
+loader the dashboard uses (``dashboard.compute.load_files`` -> ``Dataset.from_files`` ->
 ``quests_core.io``), with the right species, and LAMMPS files get their type map,
 their time from the timestep and a warning when their types fall back to H, He, ...
 """
@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.io import write
 
-from dashboard.compute import _load, _Progress
+from dashboard.compute import Progress, load_files
 from dashboard.paths import DATA_SUFFIXES, is_data_file, is_lammps_file
 from dashboard.state import FileSpec
 from dashboard.views.data import UPLOAD_ACCEPT
@@ -34,7 +34,7 @@ def cu_ni(seed: int = 0) -> Atoms:
 def load(path: Path, **spec) -> Dataset:
     """Read a file exactly as the dashboard does."""
     item = FileSpec(str(path), path.name, "test", **spec)
-    (loaded,) = _load([item], _Progress(None, None))
+    (loaded,) = load_files([item], Progress(None, None))
     return loaded.dataset
 
 

@@ -1,6 +1,11 @@
-"""Nucleation view: largest solid-like cluster against time with the CNT
-critical-size band, and the pre-nucleation cluster-size distribution with its
-CNT fit (quests_core.analysis.nucleation)."""
+"""Nucleation view: largest solid-like cluster against time with the one CNT
+critical-size band of the pooled pre-nucleation frames, and their cluster-size
+distribution with its CNT fit (:mod:`quests_core.analysis.clusters`,
+:mod:`quests_core.analysis.cnt`; computed by :func:`dashboard.pipeline._nucleation`).
+
+The fit weights are a control of this view: changing them refits the stored
+distribution (:func:`dashboard.pipeline.fit_nucleation`, no recomputation).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,62 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 import panel as pn
+import param
 
-from ..pipeline import nucleation_available
+from quests_core.analysis.cnt import FIT_WEIGHTS
+
+from ..pipeline import fit_nucleation
 from ..state import NucleationResult
 from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 from .trajectory import STRUCTURE_TAB, nearest_structure
 
-PLACEHOLDER = (
-    "**Nucleation analysis not available.** This view needs `quests_core.analysis.nucleation` "
-    "(solid-like clusters and the CNT fit), which is not installed."
-)
+#: How the result text names the fit weights.
+WEIGHT_WORDS = {"poisson": "Poisson weights (each size weighted with its count)",
+                "none": "no weights (every size weighs the same)"}
+
+
+def _frames_text(frames: np.ndarray) -> str:
+    """``frames 1-38`` for a contiguous run, else ``12 frames``."""
+    frames = np.asarray(frames)
+    if len(frames) == 0:
+        return "no frames"
+    if len(frames) > 1 and np.all(np.diff(frames) == 1):
+        return f"frames {int(frames[0])}-{int(frames[-1])}"
+    return f"frame {int(frames[0])}" if len(frames) == 1 else f"{len(frames)} frames"
+
+
+def nucleation_text(result: NucleationResult) -> str:
+    """The result in words (Markdown): clusters, the pooled frames and their one critical
+    band, the constants used (or the one-line note why there are none), and the fit with
+    its weights (or why there is none)."""
+    parts = [
+        "Solid-like atoms: dH(atom | solid reference) <= 0; clusters join solid-like atoms "
+        f"closer than 3 Å. Largest cluster overall: **{int(result.largest.max())} atoms**."
+    ]
+    if result.constants is None:
+        parts.append(result.note or "No CNT constants: no critical band and no fit.")
+    else:
+        c = result.constants
+        lo, hi = c["gamma_SL range (J/m^2)"]
+        parts.append(
+            f"CNT constants{' of ' + c['element'] if c.get('element') else ''}: "
+            f"T_m = {c['T_melt (K)']:g} K, latent heat {c['latent heat (kJ/mol)']:g} kJ/mol, "
+            f"V_atom = {c['V_atom (Å^3)']:g} Å^3, gamma_SL {lo:g}-{hi:g} J/m^2.")
+        if np.isfinite(result.t_pooled):
+            n_lo, n_hi = result.critical_band
+            parts.append(
+                f"Pre-nucleation {_frames_text(result.pre_frames)} pooled at their mean "
+                f"temperature **{result.t_pooled:.1f} K**: one critical size band "
+                f"**{n_lo:.0f}-{n_hi:.0f} atoms**.")
+        else:
+            parts.append("No frame below the melting point with a temperature: no critical "
+                         "band.")
+    if result.fit:
+        parts.append(f"CNT fit of the pooled cluster sizes with "
+                     f"{WEIGHT_WORDS.get(result.weights, result.weights)}:")
+    elif result.fit_error:
+        parts.append(result.fit_error + ".")
+    return " ".join(parts)
 
 
 def fit_table(result: NucleationResult) -> pd.DataFrame:
@@ -31,6 +82,11 @@ class NucleationView(View):
     """Largest-cluster timeline and cluster-size distribution."""
 
     title = "Nucleation"
+
+    fit_weights = param.Selector(
+        default=FIT_WEIGHTS[0], objects=list(FIT_WEIGHTS), label="CNT fit weights",
+        doc="poisson: each cluster size weighted with its count (the default, docs/spec.md); "
+            "none: every size weighs the same.")
 
     def timeline(self, result: NucleationResult) -> hv.Overlay:
         df = result.timeline()
@@ -82,15 +138,29 @@ class NucleationView(View):
                             logy=True, responsive=True, height=320, show_grid=True,
                             legend_position="top_right", framewise=True, **ZOOM_OPTS)
 
+    @param.depends("fit_weights", watch=True)
+    def _refit(self) -> None:
+        """New weights: refit the session's distribution at once (the text, the fit table
+        and the exports follow)."""
+        self.result()
+
+    def result(self) -> NucleationResult | None:
+        """The session's nucleation result fitted with :attr:`fit_weights` (refitted and
+        kept in the results when the weights changed)."""
+        res = self.results
+        if res is None or res.nucleation is None:
+            return None
+        if res.nucleation.weights != self.fit_weights:
+            res.nucleation = fit_nucleation(res.nucleation, self.fit_weights)
+        return res.nucleation
+
     def body(self):
-        if not nucleation_available():
-            return pn.pane.Alert(PLACEHOLDER, alert_type="warning", name="nucleation-placeholder")
         res = self.results
         if res is None:
             return placeholder(EMPTY_TEXT)
-        if res.nucleation is None:
+        nuc = self.result()
+        if nuc is None:
             return placeholder(res.nucleation_note or "No solid-like clusters computed.")
-        nuc = res.nucleation
         open_button = pn.widgets.Button(label="Open in Structure", color="primary",
                                         width=180)
         open_button.on_click(self.open_in_structure)
@@ -102,16 +172,21 @@ class NucleationView(View):
             plot_pane(self.distribution(nuc), name="nucleation-distribution"),
         ]
         fit = fit_table(nuc)
-        info = nuc.fit_error or "CNT fit of the pre-nucleation cluster sizes:"
-        parts.append(pn.pane.Markdown(
-            f"Solid-like atoms: dH(atom | solid reference) <= 0; clusters join solid-like atoms "
-            f"closer than 3 Å. Largest cluster overall: **{int(nuc.largest.max())} atoms**. "
-            f"{info}"))
+        parts.append(pn.pane.Markdown(nucleation_text(nuc), name="nucleation-text",
+                                      sizing_mode="stretch_width"))
         if len(fit):
             parts.append(pn.widgets.Tabulator(fit, show_index=False, disabled=True,
                                               width=420))
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(pn.bind(lambda _: self.body(), self.state.param.results),
+        weights = pn.widgets.RadioButtonGroup.from_param(
+            self.param.fit_weights, name="CNT fit weights", button_type="primary",
+            button_style="outline", width=200)
+        controls = pn.Row(pn.pane.Markdown("CNT fit weights", align="center",
+                                           margin=(0, 5, 0, 10)), weights,
+                          name="nucleation-controls")
+        return pn.Column(controls,
+                         pn.bind(lambda *_: self.body(), self.state.param.results,
+                                 self.param.fit_weights),
                          sizing_mode="stretch_width", name="Nucleation")

@@ -20,6 +20,7 @@ import panel as pn
 import param
 
 from quests_core.errors import QuestsError
+from quests_core.settings import DEFAULTS, PRECISIONS
 
 from .. import dhscale
 from ..compute import store_path
@@ -92,8 +93,9 @@ class StoreView(View):
     new_store = param.String(default="dH_store", doc="Name of the store to write (under "
                              "stores/ in the data directory); an existing one is resumed.")
     chunk_frames = param.Integer(default=16, bounds=(1, 10_000), doc="Frames per chunk.")
-    precision = param.Selector(default="float32", objects=["float32", "float64"],
-                               doc="Precision of the kernel sums (float32: about twice as fast).")
+    precision = param.Selector(default=DEFAULTS.precision, objects=list(PRECISIONS),
+                               doc="Precision of the kernel sums (float32: faster, dH within "
+                                   "float32 rounding).")
     job_mode = param.Selector(default="process", objects=["process", "thread"],
                               doc="Run the store's job in a worker process or a thread.")
     job_status = param.String(default="", doc="Progress of the store being written.")
