@@ -104,6 +104,46 @@ class Progress:
             raise Cancelled("computation cancelled")
 
 
+#: The estimate of the time left is shown once the job has run this long (s) ...
+ETA_MIN_ELAPSED = 2.0
+#: ... and this part of the bar is done: earlier the rate is mostly start-up noise.
+ETA_MIN_FRACTION = 0.05
+
+
+def time_left(elapsed: float, fraction: float, min_elapsed: float = ETA_MIN_ELAPSED,
+              min_fraction: float = ETA_MIN_FRACTION) -> float | None:
+    """Seconds left of a job ``fraction`` done after ``elapsed`` s, or None while that
+    means nothing.
+
+    The bar's fraction comes from the cost model of :class:`Progress` (each step's part
+    in proportion to its expected cost), so the work left is ``1 - fraction`` at the rate
+    seen so far: ``elapsed (1 - fraction) / fraction``. None before ``min_elapsed`` s or
+    ``min_fraction`` of the bar, and once the bar is full.
+    """
+    elapsed, fraction = float(elapsed), float(fraction)
+    if not (np.isfinite(elapsed) and np.isfinite(fraction)):
+        return None
+    if elapsed < min_elapsed or fraction < min_fraction or fraction >= 1.0:
+        return None
+    return elapsed * (1.0 - fraction) / fraction
+
+
+def format_time_left(seconds: float | None) -> str:
+    """``"about 40 s left"``, ``"about 3 min left"``, ``"about 1 h 5 min left"`` ("" for
+    None): whole seconds under 10 s, then 5 s steps, minutes from 90 s."""
+    if seconds is None or not np.isfinite(seconds):
+        return ""
+    s = max(float(seconds), 0.0)
+    if s < 10:
+        return f"about {max(round(s), 1)} s left"
+    if s < 90:
+        return f"about {5 * round(s / 5)} s left"
+    minutes = round(s / 60)
+    if minutes < 60:
+        return f"about {minutes} min left"
+    return f"about {minutes // 60} h {minutes % 60} min left"
+
+
 #: the fixed cost of one core call in kernel terms (H per frame of many small frames,
 #: learning curves of small subsets)
 CALL_PAIRS = Progress.CALL / Progress.KERNEL_PER_PAIR

@@ -35,6 +35,7 @@ import param
 
 from quests_core.errors import Cancelled, QuestsError
 
+from .compute import format_time_left, time_left
 from .pipeline import pipeline_task
 from .state import FileSpec
 
@@ -167,6 +168,7 @@ class ComputeJob:
         self._slot = False
         self._cancel_requested = False
         self._running_since: float | None = None  # until the worker's first message
+        self._working_since: float | None = None  # the worker's first progress message
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -341,6 +343,8 @@ class ComputeJob:
             if kind == "progress":
                 self.fraction, self.text = payload, text
                 self._running_since = None
+                if self._working_since is None:
+                    self._working_since = time.monotonic()
                 continue
             if kind == "result":
                 self.result = payload
@@ -400,6 +404,15 @@ class ComputeJob:
     @property
     def finished(self) -> bool:
         return self.state in ("done", "error", "cancelled")
+
+    def time_left(self, now: float | None = None) -> float | None:
+        """Seconds left by :func:`dashboard.compute.time_left` (the time since the task
+        started working, not counting a worker's start, and the bar's fraction); None
+        while that means nothing or once the job has ended."""
+        if self.state != "running" or self._working_since is None:
+            return None
+        now = time.monotonic() if now is None else now
+        return time_left(now - self._working_since, self.fraction)
 
     # -- asyncio driver --------------------------------------------------------------
 
@@ -537,9 +550,19 @@ class JobRunner(param.Parameterized):
 
     def _update(self, job: ComputeJob) -> None:
         self.progress = int(round(100 * job.fraction))
-        pct = (f" ({100 * job.fraction:.0f}%)"
-               if self.show_percent and job.state == "running" else "")
-        self.status = f"{job.text}{pct}"
+        self.status = self.status_text(job)
+
+    def status_text(self, job: ComputeJob, now: float | None = None) -> str:
+        """What the job is doing, with its percentage (:attr:`show_percent`) and, once it
+        means something, the time left: ``"dH of a.xyz (40%, about 12 s left)"``."""
+        notes = []
+        if job.state == "running":
+            if self.show_percent:
+                notes.append(f"{100 * job.fraction:.0f}%")
+            left = format_time_left(job.time_left(now))
+            if left:
+                notes.append(left)
+        return f"{job.text} ({', '.join(notes)})" if notes else job.text
 
     def _finish(self, job: ComputeJob) -> None:
         self.progress = 100 if job.state == "done" else 0

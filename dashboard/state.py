@@ -555,21 +555,20 @@ class AppState(param.Parameterized):
         return table
 
     def topology_name(self, path: str) -> str:
-        """A topology's server path as the user names it: relative to the data directory
-        (or the upload folder) when inside it."""
+        """A topology's server path as the user names it: relative to the data directory,
+        ``upload/<name>`` in the session's upload folder, else its file name."""
         if not path:
             return ""
         from pathlib import Path
 
-        for root in (self.data_dir, self.upload_dir):
-            if root:
+        for root, prefix in ((self.upload_dir, "upload/"), (self.data_dir, "")):
+            if not root:
+                continue
+            for base in (Path(root).resolve(), Path(root)):
                 try:
-                    return str(Path(path).relative_to(Path(root).resolve()))
+                    return prefix + Path(path).relative_to(base).as_posix()
                 except ValueError:
-                    try:
-                        return str(Path(path).relative_to(Path(root)))
-                    except ValueError:
-                        pass
+                    pass
         return Path(path).name
 
     # ------------------------------------------------------ notifications

@@ -378,3 +378,53 @@ def test_job_runner_lifecycle(sample):
     assert runner.cancel("Stopping") and runner.status == "Stopping"
     assert runner.drive_sync(job, timeout=60).state == "cancelled"
     assert finished[-1] == ("cancelled", None, False, 0) and not runner.cancel()
+
+
+def test_time_left_arithmetic():
+    """elapsed (1 - f) / f once 2 s and 5% of the bar have passed; words in whole seconds,
+    5 s steps, then minutes and hours."""
+    assert compute.time_left(4.0, 0.25) == pytest.approx(12.0)
+    assert compute.time_left(10.0, 0.8) == pytest.approx(2.5)
+    assert compute.time_left(3.0, 0.05) == pytest.approx(57.0)
+    # not yet meaningful, or finished
+    assert compute.time_left(1.9, 0.5) is None
+    assert compute.time_left(30.0, 0.049) is None
+    assert compute.time_left(30.0, 1.0) is None
+    assert compute.time_left(float("nan"), 0.5) is None
+    assert [compute.format_time_left(s) for s in (0.2, 7.4, 12.0, 57.0, 89.0, 95.0, 1800.0,
+                                                  3725.0, None)] == [
+        "about 1 s left", "about 7 s left", "about 10 s left", "about 55 s left",
+        "about 90 s left", "about 2 min left", "about 30 min left", "about 1 h 2 min left", ""]
+
+
+def _quarter_task(files, settings, report, cancel, n_threads):
+    """A job task that reports a quarter done, works 2.4 s, then half done, 0.3 s more."""
+    report(0.25, "working")
+    time.sleep(2.4)
+    report(0.5, "working")
+    time.sleep(0.3)
+    return "ok"
+
+
+def test_job_runner_status_carries_the_time_left(sample):
+    """The one JobRunner (Data, Stores, analysis tabs) says the time left once it means
+    something, with or without the percentage."""
+    from dashboard.jobs import JobRunner
+
+    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    for show_percent, expected in ((True, "working (25%, about 8 s left)"),
+                                   (False, "working (about 8 s left)")):
+        runner = JobRunner(_quarter_task, show_percent=show_percent)
+        job = runner.start(files, TINY, mode="thread")
+        assert job.try_start()
+        while job._working_since is None:  # the task's first report
+            job.poll(0.1)
+        t0 = job._working_since
+        assert runner.status_text(job, now=t0 + 1.0) == (
+            "working (25%)" if show_percent else "working")  # under 2 s: no estimate
+        assert runner.status_text(job, now=t0 + 2.8) == expected  # 2.8 s x 0.75 / 0.25
+        seen = []
+        runner.param.watch(lambda e, seen=seen: seen.append(e.new), "status")
+        assert runner.drive_sync(job, timeout=60).state == "done"
+        # measured: 0.5 done after about 2.4 s -> about 2 s left
+        assert any(s.startswith("working (") and s.endswith(" s left)") for s in seen), seen

@@ -20,15 +20,18 @@ from panel.reactive import ReactiveHTML
 
 from quests_core.errors import QuestsError
 
-from ..compute import type_map_warning
+from ..compute import topology_problem, type_map_warning
 from ..jobs import ComputeJob, JobRunner
 from ..paths import (
     DATA_NAMES,
     DATA_SUFFIXES,
+    TOPOLOGY_ONLY_SUFFIXES,
     check_upload_size,
     default_selection,
     is_data_file,
     is_lammps_file,
+    is_md_trajectory,
+    is_topology_file,
     resolve_in_dir,
     safe_upload_name,
     scan_data_files,
@@ -39,10 +42,14 @@ from .base import View
 
 log = logging.getLogger(__name__)
 
-#: Upload file types offered by the browser's file dialog (the data picker's endings).
-UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES)
+#: Upload file types offered by the browser's file dialog (the data picker's endings and
+#: the topology files of MD trajectories).
+UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES + TOPOLOGY_ONLY_SUFFIXES)
 #: Width (px) of the files table's columns other than the file name.
-TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "remove": 28}
+TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "topology": 64,
+                "remove": 28}
+#: Prefix of the names of this session's uploads (``upload/<name>``).
+UPLOAD_PREFIX = "upload/"
 #: The files table: names wrap inside their column, never a sideways scroll.
 TABLE_CSS = """
 .tabulator { font-size: 12px !important; }
@@ -146,6 +153,7 @@ class DataView(View):
         self.runner = JobRunner(on_finish=self.finish)  # the pipeline
         self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
         self._type_warnings: dict[tuple, str] = {}
+        self._topology_warnings: dict[tuple, str] = {}
         self.file_select = pn.widgets.MultiSelect(
             label="Files in the data directory", options=self._list_files(), size=4,
             sizing_mode="stretch_width",
@@ -176,7 +184,8 @@ class DataView(View):
             layout="fit_columns", widths=dict(TABLE_WIDTHS), max_height=320,
             formatters={"file": {"type": "textarea"}, "role": {"type": "textarea"}},
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
-                     "label": "input", "frames": "input", "types": "input", "remove": None},
+                     "label": "input", "frames": "input", "types": "input",
+                     "topology": "input", "remove": None},
             titles={"remove": ""}, text_align={"remove": "center"},
             sortable=False, selectable=False,
             stylesheets=[TABLE_CSS],
@@ -256,6 +265,50 @@ class DataView(View):
             warning = self.type_warning(spec)
             if warning:
                 self.state.notify("warning", warning)
+        warning = self.topology_warning(spec)
+        if warning:
+            self.state.notify("warning", warning)
+
+    def topology_path(self, text: str) -> str:
+        """The server path of a topology named in the files table: a file of the data
+        directory, or ``upload/<name>`` of this session's uploads ("" for none).
+
+        Raises
+        ------
+        QuestsError
+            For a path outside those folders, a missing file, or a file that is no
+            topology (one line).
+        """
+        text = str(text or "").strip()
+        if not text:
+            return ""
+        if text.startswith(UPLOAD_PREFIX) and self.state.upload_dir:
+            path = resolve_in_dir(self.state.upload_dir, text[len(UPLOAD_PREFIX):])
+        else:
+            path = resolve_in_dir(self.state.data_dir, text)
+        if not is_topology_file(path):
+            raise QuestsError(f"{text}: not a topology file; use a PDB, GRO, PSF, LAMMPS data, "
+                              "Amber prmtop or GROMACS tpr file")
+        return str(path)
+
+    def topology_warning(self, spec) -> str:
+        """The one-line problem with a chosen MD trajectory's topology ("" when it names
+        every atom, or for other files; :func:`dashboard.compute.topology_problem`).
+        Cached per file, topology and their modification times: the check parses the
+        topology."""
+        if not is_md_trajectory(spec.path):
+            return ""
+        stamps = []
+        for path in (spec.path, spec.topology):
+            try:
+                stamps.append(os.stat(path).st_mtime_ns if path else 0)
+            except OSError:
+                stamps.append(-1)
+        key = (spec.path, spec.topology, spec.type_map, spec.name, *stamps)
+        if key not in self._topology_warnings:
+            self._topology_warnings[key] = topology_problem(
+                spec, self.state.topology_name(spec.topology))
+        return self._topology_warnings[key]
 
     def type_warning(self, spec) -> str:
         """The warning for a chosen LAMMPS file whose types will be read as H, He, ...
@@ -274,7 +327,9 @@ class DataView(View):
 
     def file_warnings(self) -> list[str]:
         """Warnings about the chosen files that hold until the user fixes them."""
-        return [w for w in (self.type_warning(f) for f in self.state.files) if w]
+        found = [self.type_warning(f) for f in self.state.files]
+        found += [self.topology_warning(f) for f in self.state.files]
+        return [w for w in found if w]
 
     def preselect_defaults(self) -> list[str]:
         """On a fresh session, choose a reference and a trajectory whose names suggest those
@@ -318,18 +373,33 @@ class DataView(View):
         max_bytes = int(self.state.max_upload_mb * 1e6)
         check_upload_size(html.escape(filename[:120]), len(content), max_bytes)
         name = safe_upload_name(filename)
-        if not is_data_file(name):
+        topology_only = name.lower().endswith(TOPOLOGY_ONLY_SUFFIXES)
+        if not is_data_file(name) and not topology_only:
             raise QuestsError(
                 f"{name}: not a structure file the dashboard reads; use one of "
-                f"{', '.join(DATA_SUFFIXES)} or {'/'.join(DATA_NAMES)}"
+                f"{', '.join(DATA_SUFFIXES + TOPOLOGY_ONLY_SUFFIXES)} or "
+                f"{'/'.join(DATA_NAMES)}"
             )
         folder = Path(self.state.upload_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         path.write_bytes(content)
-        self._add(str(path), f"upload/{name}", role or self.role_select.value,
+        if topology_only:  # no structures of its own: it names an uploaded trajectory's atoms
+            self.state.notify("info", f"{UPLOAD_PREFIX}{name} stored: a trajectory uploaded "
+                              "with the same name uses it, or name it in the files table's "
+                              "'topology' column")
+            self._recheck_topologies()
+            return path
+        self._add(str(path), f"{UPLOAD_PREFIX}{name}", role or self.role_select.value,
                   self.label_input.value.strip())
         return path
+
+    def _recheck_topologies(self) -> None:
+        """After a topology arrived: say which chosen trajectories still lack one."""
+        for spec in self.state.files:
+            warning = self.topology_warning(spec)
+            if warning:
+                self.state.notify("warning", warning)
 
     def _on_upload(self, event) -> None:
         """An upload arrived from the browser: store it, or say in one line why not."""
@@ -370,10 +440,16 @@ class DataView(View):
             value = "" if event.value is None else str(event.value).strip()
             if column == "index":
                 value = value or ":"
+            if column == "topology":
+                value = self.topology_path(value)
             self.state.update_file(name, **{column: value})
             spec = next(f for f in self.state.files if f.name == name)
             if column == "type_map" and not value:
                 warning = self.type_warning(spec)
+                if warning:
+                    self.state.notify("warning", warning)
+            if column in ("topology", "type_map"):
+                warning = self.topology_warning(spec)
                 if warning:
                     self.state.notify("warning", warning)
         except (QuestsError, IndexError, TypeError, StopIteration) as exc:
@@ -491,7 +567,9 @@ class DataView(View):
             self.types_input,
             pn.Param(settings,
                      parameters=["lammps_timestep_fs", "learning_max_n", "learning_repeats",
-                                 "overlap_max_n", "cluster_method", "seed", "exact_entropy"],
+                                 "overlap_max_n", "cluster_method", "seed", "exact_entropy",
+                                 "cnt_t_melt", "cnt_latent_heat", "cnt_gamma_min",
+                                 "cnt_gamma_max", "cnt_v_atom"],
                      widgets={"lammps_timestep_fs": {"type": pn.widgets.FloatInput,
                                                      "step": 0.5}},
                      show_name=False, sizing_mode="stretch_width"),
@@ -506,7 +584,8 @@ class DataView(View):
             pn.Row(self.add_button, self.refresh_button),
             self.upload,
             self.upload_guard,
-            pn.pane.Markdown("**Chosen files** (edit role, label and frames in the table)",
+            pn.pane.Markdown("**Chosen files** (edit role, label, frames and an MD "
+                             "trajectory's topology in the table)",
                              margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
             pn.Row(k, cutoff, bandwidth, sizing_mode="stretch_width"),
