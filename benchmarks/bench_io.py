@@ -77,7 +77,8 @@ WORKER = textwrap.dedent(
     mode, path, cache_dir, k, cutoff, threads, out, repeats = sys.argv[1:9]
     k, cutoff, threads, repeats = int(k), float(cutoff), int(threads), int(repeats)
     import quests_core as qc
-    from quests_core.cache import DescriptorCache, file_descriptors
+    from quests_core.cache import DescriptorCache
+    from quests_core.pipeline import file_descriptors
     from quests_core.io import read_structures
     from ase.build import bulk
 

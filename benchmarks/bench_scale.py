@@ -21,7 +21,7 @@ Parts (each runs in its own process, so its peak memory is its own):
     Datashader mean-dH raster of N points held in a pandas DataFrame.
 ``shade-dask``
     The same from a Parquet folder on disk read as a Dask dataframe
-    (:func:`quests_core.distributed.read_atoms_dask`), partition by partition:
+    (:func:`quests_core.chunk_store.read_atoms_dask`), partition by partition:
     no process holds all N points.
 ``store-view``
     The dashboard's Stores tab machinery (:mod:`dashboard.stores`) on the same
@@ -305,7 +305,7 @@ def part_shade(size: int, threads: int, **_) -> dict:
 def part_shade_dask(size: int, threads: int, data_dir: str, **_) -> dict:
     import dask
 
-    from quests_core.distributed import read_atoms_dask
+    from quests_core.chunk_store import read_atoms_dask
 
     folder, write_s = _points_folder(data_dir, size)
     n_parts = len(list(folder.glob("*.parquet")))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from quests_core.chunked import MANIFEST_NAME, STORE_FORMAT, ChunkStore
+from quests_core.chunk_store import MANIFEST_NAME, STORE_FORMAT, ChunkStore
 from quests_core.errors import QuestsError
 
 from .paths import check_data_dir, resolve_in_dir

@@ -14,6 +14,7 @@ keyed by the file's bytes, frame selection, format and type map, anything else
 by the digest of its structures; both with k, cutoff, species, dtype and the
 descriptor version). The streaming of files and datasets into the cache is
 :mod:`quests_core.pipeline`; the atomic writes are :mod:`quests_core.atomic`.
+This module imports those names for its own use and exports none of them.
 
 Invariants
 ----------
@@ -24,11 +25,6 @@ Invariants
   is deleted and computed again; a read never returns bytes that were not written.
 - Memory: reading an entry holds it once (or maps it, ``mmap=True``); writing
   streams row blocks (:meth:`DescriptorCache.writer`).
-
-The names that used to live here (``file_descriptors``, ``dataset_descriptors``,
-``FileDescriptors``, ``structures_digest``, ``file_digest``, ``descriptor_key``,
-``result_key``, ``frames_key``, ``checksum_bytes``) are still importable from
-this module.
 """
 
 from __future__ import annotations
@@ -60,10 +56,6 @@ from quests_core.cache_keys import (
     checksum_bytes,
     checksum_file,
     descriptor_key,
-    file_descriptor_key,
-    file_digest,
-    frames_key,
-    result_key,
     sha256_file,
     species_param,
     structures_digest,
@@ -72,27 +64,14 @@ from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
 from quests_core.pipeline import (
     Compute,
-    FileDescriptors,
     dataset_descriptors,
-    file_descriptors,
     run_compute,
 )
 from quests_core.settings import DEFAULTS
 
 __all__ = [
-    "CACHE_FORMAT",
     "DescriptorCache",
-    "FileDescriptors",
-    "checksum_bytes",
-    "dataset_descriptors",
     "default_cache_dir",
-    "descriptor_key",
-    "file_descriptor_key",
-    "file_descriptors",
-    "file_digest",
-    "frames_key",
-    "result_key",
-    "structures_digest",
 ]
 
 log = logging.getLogger(__name__)

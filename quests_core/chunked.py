@@ -25,17 +25,19 @@ and computes the rest; a call whose parameters differ from the store's raises
 Tables use the column names of ``docs/architecture.md``. Per-atom parts:
 ``structure, frame, time, label, generation, atom, species, x, y, z, dH``;
 per-frame parts: the per-frame columns plus ``mean_dH``, ``frac_novel`` and ``max_dH``
-(``atom_offset`` is filled in by :meth:`ChunkStore.frames`).
+(``atom_offset`` is filled in by
+:meth:`quests_core.chunk_store.ChunkStore.frames`).
 
 With a ``dask.distributed`` client the unfinished chunks run as tasks on the
 cluster's workers (which must see the input files and the store directory);
 the calling process alone writes the manifest.
 
-Reading a store (:class:`ChunkStore`, :func:`read_atoms_dask`) is
+Reading a store (:class:`~quests_core.chunk_store.ChunkStore`,
+:func:`~quests_core.chunk_store.read_atoms_dask`) is
 :mod:`quests_core.chunk_store` and the Dask plumbing (:func:`dask_client`,
 :data:`KERNEL_LOCK`) is :mod:`quests_core.dask_tools`; this module imports
-both and never :mod:`quests_core.distributed` (their names stay importable
-from here). Defaults of ``h``, ``k``, ``cutoff``, ``precision``, ``backend``
+both (for its own use: it exports none of their names) and never
+:mod:`quests_core.distributed`. Defaults of ``h``, ``k``, ``cutoff``, ``precision``, ``backend``
 and threads are those of :data:`quests_core.settings.DEFAULTS`.
 
 Progress, e.g. with tqdm::
@@ -68,7 +70,7 @@ from .atomic import atomic_path as _atomic_path
 from .atomic import remove_stale_temp_files
 from .backend import Backend, select_backend
 from .cache_keys import file_digest
-from .chunk_store import (  # noqa: F401 - ChunkStore's names, importable from here as before
+from .chunk_store import (
     KINDS,
     MANIFEST_NAME,
     STORE_FORMAT,
@@ -76,7 +78,6 @@ from .chunk_store import (  # noqa: F401 - ChunkStore's names, importable from h
     ChunkStore,
     _part_path,
     _read_manifest,
-    read_atoms_dask,
     remove_leftovers,
 )
 from .dask_tools import KERNEL_LOCK, dask_client
@@ -90,10 +91,7 @@ from .settings import DEFAULTS, normalize_species
 from .threads import thread_limit
 
 __all__ = [
-    "MANIFEST_NAME",
-    "STORE_FORMAT",
     "ChunkPlan",
-    "ChunkStore",
     "ChunkedRun",
     "FilePlan",
     "chunked_delta_entropy",

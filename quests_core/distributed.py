@@ -8,7 +8,8 @@ arithmetic as in one process.
 
 ``client`` may be a :class:`distributed.Client`, a scheduler address
 (``"tcp://host:8786"``) or None, in which case a :class:`distributed.LocalCluster`
-is started for the call and closed afterwards (see :func:`dask_client`).
+is started for the call and closed afterwards (see
+:func:`quests_core.dask_tools.dask_client`).
 
 Inside a worker process one kernel runs at a time (a process-wide lock), using
 ``n_threads`` Numba/BLAS threads: threads of one worker never oversubscribe the
@@ -25,9 +26,10 @@ Invariants
   :func:`~quests_core.entropy.delta_from_log_sums`) and the overlap matrix is
   :class:`quests_core.overlaps.OverlapMatrix`: this module only schedules.
 - Defaults (``h``, ``backend``, threads) come from :data:`quests_core.settings.DEFAULTS`.
-- The client plumbing is :mod:`quests_core.dask_tools` and
-  :func:`read_atoms_dask` is :mod:`quests_core.chunk_store` (both importable
-  from here); this module never imports :mod:`quests_core.chunked`.
+- The client plumbing (:func:`~quests_core.dask_tools.dask_client`) is
+  :mod:`quests_core.dask_tools` and reading a chunked store as a Dask frame
+  (:func:`~quests_core.chunk_store.read_atoms_dask`) is
+  :mod:`quests_core.chunk_store`; this module never imports :mod:`quests_core.chunked`.
 - Memory: a bounded number of row blocks in flight per worker thread
   (:func:`quests_core.dask_tools.run_bounded`); the reference is sent once.
 """
@@ -41,14 +43,7 @@ import pandas as pd
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import Backend, select_backend
-from .chunk_store import read_atoms_dask
-from .dask_tools import (  # noqa: F401 - SCHEDULER_TIMEOUT_S, require_distributed: old home
-    KERNEL_LOCK,
-    SCHEDULER_TIMEOUT_S,
-    dask_client,
-    require_distributed,
-    run_bounded,
-)
+from .dask_tools import KERNEL_LOCK, dask_client, run_bounded
 from .entropy import _shape, delta_from_log_sums, entropy_from_log_sums
 from .errors import QuestsError
 from .kernels import DEFAULT_BLOCK_ROWS
@@ -58,17 +53,13 @@ from .threads import thread_limit
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
-    "dask_client",
     "dask_delta_entropy",
     "dask_frame_entropies",
     "dask_overlap_matrix",
-    "read_atoms_dask",
 ]
 
 #: test rows per task (a multiple of the kernel's row block)
 DEFAULT_CHUNK_ROWS = 65536
-_require_distributed = require_distributed  # the old private names
-_run_bounded = run_bounded
 
 
 def _chunk_rows(chunk_rows: int) -> int:
@@ -135,7 +126,7 @@ def dask_delta_entropy(
     h : float or 1-D array
         Bandwidth(s), as in :func:`quests_core.delta_entropy`.
     client : Client, str or None
-        See :func:`dask_client`.
+        See :func:`quests_core.dask_tools.dask_client`.
     chunk_rows : int
         Test rows per task (rounded up to a multiple of 256).
     precision, backend, n_threads

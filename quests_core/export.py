@@ -9,10 +9,8 @@
 
 Every file is written through :func:`quests_core.atomic.atomic_path` (a
 temporary file in the same directory renamed into place), so an interrupted
-export never leaves half a file. The temporary-file helpers that used to live
-here (``temp_prefix``, ``is_stale_temp``, ``remove_stale_temp_files``,
-``STALE_TEMP_SECONDS``, ``_atomic_path``) are in :mod:`quests_core.atomic` and
-still importable from this module.
+export never leaves half a file. The temporary-file helpers are
+:mod:`quests_core.atomic`.
 """
 
 from __future__ import annotations
@@ -28,13 +26,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from quests_core.atomic import (  # noqa: F401 - the old home of these names
-    STALE_TEMP_SECONDS,
-    is_stale_temp,
-    remove_stale_temp_files,
-    temp_prefix,
-)
-from quests_core.atomic import atomic_path as _atomic_path
+from quests_core.atomic import atomic_path
 from quests_core.errors import QuestsError
 
 __all__ = [
@@ -108,7 +100,7 @@ def write_extxyz(
         frame_info = {str(k): np.asarray(v) for k, v in info.items()}
     offset = 0
     n_frames = 0
-    with _atomic_path(path) as tmp, open(tmp, "w") as fd:
+    with atomic_path(path) as tmp, open(tmp, "w") as fd:
         for i, atoms in enumerate(structures):
             n = len(atoms)
             out = atoms.copy()
@@ -235,7 +227,7 @@ def to_jsonable(value: Any) -> Any:
 def write_json(path: str | os.PathLike, payload: Any) -> Path:
     """Write ``payload`` (converted with :func:`to_jsonable`) as indented JSON."""
     text = json.dumps(to_jsonable(payload), indent=2, allow_nan=False)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(text + "\n")
     return Path(path)
 
@@ -252,7 +244,7 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, index: bool = Fals
         Also write the index (e.g. the row labels of an overlap matrix).
     """
     fmt = table_format(path)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         if fmt == "csv":
             table.to_csv(tmp, index=index)
         elif fmt == "parquet":

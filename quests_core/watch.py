@@ -201,7 +201,7 @@ def load_reference(
     Parameters
     ----------
     reference : path, list of paths, ase.Atoms, list of ase.Atoms or (m, d) array
-        Files go through :func:`quests_core.cache.file_descriptors` (cached when
+        Files go through :func:`quests_core.pipeline.file_descriptors` (cached when
         ``cache`` is a :class:`~quests_core.cache.DescriptorCache`); structures
         are computed directly; an array is taken as descriptors (then the
         bandwidth rule must be ``"fixed"``).
@@ -218,7 +218,7 @@ def load_reference(
         For bad files (naming file and frame), empty references, or the volume
         rule without cells.
     """
-    from quests_core.cache import file_descriptors
+    from quests_core.pipeline import file_descriptors
 
     if isinstance(reference, np.ndarray):
         if settings.bandwidth_rule != "fixed":

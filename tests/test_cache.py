@@ -15,17 +15,11 @@ import pytest
 from ase.io import write
 from conftest import cu_frames
 
-from quests_core.cache import (
-    DescriptorCache,
-    checksum_bytes,
-    dataset_descriptors,
-    default_cache_dir,
-    descriptor_key,
-    file_descriptors,
-    structures_digest,
-)
+from quests_core.cache import DescriptorCache, default_cache_dir
+from quests_core.cache_keys import checksum_bytes, descriptor_key, structures_digest
 from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
+from quests_core.pipeline import dataset_descriptors, file_descriptors
 
 
 class FakeCompute:

@@ -12,10 +12,10 @@ from ase.io import write
 from conftest import cu_frames
 
 import quests_core as qc
-from quests_core.cache import DescriptorCache, file_descriptors
+from quests_core.cache import DescriptorCache
 from quests_core.cache_keys import descriptor_key, file_descriptor_key, structures_digest
 from quests_core.dataset import Dataset
-from quests_core.pipeline import dataset_key
+from quests_core.pipeline import dataset_key, file_descriptors
 
 K, CUTOFF = 6, 4.0
 

@@ -15,7 +15,8 @@ from conftest import noisy_cu
 import quests_core as qc
 import quests_core.chunked as chunked
 from quests_core import Cancelled, QuestsError
-from quests_core.chunked import ChunkStore, chunked_delta_entropy, plan_chunks
+from quests_core.chunk_store import ChunkStore
+from quests_core.chunked import chunked_delta_entropy, plan_chunks
 
 N_FRAMES = 7
 
@@ -358,7 +359,7 @@ def test_opening_a_store_removes_leftover_temporary_files(tmp_path, traj, refere
     chunked_delta_entropy(traj, reference, store, chunk_frames=3)
     # a writer killed like SIGKILL inside _atomic_path
     script = (
-        "import os\nfrom quests_core.export import _atomic_path\n"
+        "import os\nfrom quests_core.atomic import atomic_path as _atomic_path\n"
         f"cm = _atomic_path({str(store / 'atoms/part-000-000009.parquet')!r})\n"
         "tmp = cm.__enter__(); tmp.write_bytes(b'partial')\n"
         "print(tmp.name, os.getpid(), flush=True); os._exit(9)\n"

@@ -314,7 +314,7 @@ def test_dh_table_cached_as_parquet(env, capsys, monkeypatch):
 
 def test_dh_store_matches_in_memory_and_resumes(env, capsys, monkeypatch):
     """``dh --store``: chunked into a Parquet store, same dH as in memory, resumable."""
-    from quests_core.chunked import ChunkStore
+    from quests_core.chunk_store import ChunkStore
 
     traj = env / "traj.extxyz"
     write(traj, cu_frames(4, 0.03) + cu_frames(3, 0.25, seed=10))
@@ -392,7 +392,7 @@ def test_dh_store_option_errors(env, capsys, monkeypatch):
 
 
 def test_dh_store_on_a_local_dask_cluster(env, capsys):
-    from quests_core.chunked import ChunkStore
+    from quests_core.chunk_store import ChunkStore
 
     pytest.importorskip("distributed")
     store = env / "dask-store"

@@ -23,7 +23,8 @@ from dashboard.stores import (
     rasterize_store,
 )
 from dashboard.views.stores import NONE, StoreView
-from quests_core.chunked import ChunkStore, chunked_delta_entropy
+from quests_core.chunk_store import ChunkStore
+from quests_core.chunked import chunked_delta_entropy
 from quests_core.descriptors import descriptors
 from quests_core.errors import QuestsError
 from quests_core.io import read_structures

@@ -217,10 +217,10 @@ def test_non_periodic_axis_may_have_zero_cell_vector():
 
 def test_cache_keys_follow_the_descriptor_version():
     """Descriptors cached with the earlier layout (version 1) are never reused."""
-    from quests_core import cache
+    from quests_core import cache_keys
     from quests_core.descriptors import DESCRIPTOR_VERSION
 
     assert DESCRIPTOR_VERSION == "2"
-    key = cache.descriptor_key("content", 32, 5.0, species=["Au", "Cu"])
-    assert key == cache.descriptor_key("content", 32, 5.0, species=["Cu", "Au"], version="2")
-    assert key != cache.descriptor_key("content", 32, 5.0, species=["Au", "Cu"], version="1")
+    key = cache_keys.descriptor_key("content", 32, 5.0, species=["Au", "Cu"])
+    assert key == cache_keys.descriptor_key("content", 32, 5.0, species=["Cu", "Au"], version="2")
+    assert key != cache_keys.descriptor_key("content", 32, 5.0, species=["Au", "Cu"], version="1")

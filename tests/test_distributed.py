@@ -12,18 +12,19 @@ from conftest import noisy_cu
 
 import quests_core as qc
 from quests_core import QuestsError
-from quests_core.chunked import ChunkStore, chunked_delta_entropy
+from quests_core.chunk_store import ChunkStore
+from quests_core.chunked import chunked_delta_entropy
 
 distributed = pytest.importorskip("distributed")
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 
+from quests_core.chunk_store import read_atoms_dask  # noqa: E402
+from quests_core.dask_tools import dask_client  # noqa: E402
 from quests_core.distributed import (  # noqa: E402
-    dask_client,
     dask_delta_entropy,
     dask_frame_entropies,
     dask_overlap_matrix,
-    read_atoms_dask,
 )
 
 

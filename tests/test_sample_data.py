@@ -184,7 +184,7 @@ def test_bundled_chunk_store_matches_a_fresh_computation():
     """cu_failed_simulation_store/: dH of the failed run against the 400 K solid, as the
     chunked pipeline wrote it, equals dH computed now in memory; it flags the blow-up."""
     import quests_core as qc
-    from quests_core.chunked import ChunkStore
+    from quests_core.chunk_store import ChunkStore
 
     store = ChunkStore(DATA / "cu_failed_simulation_store")
     assert store.complete and len(store.chunk_ids) == 7

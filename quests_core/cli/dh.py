@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     method = f"approximate ({args.n_neighbors} neighbours)" if args.approx else "exact"
     cache, rkey, dh = descriptor_cache(args), None, None
     if cache is not None and all(it.key for it in test.items + ref.items):
-        from quests_core.cache import result_key
+        from quests_core.cache_keys import result_key
 
         rkey = result_key(
             "dH",

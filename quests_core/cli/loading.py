@@ -1,7 +1,7 @@
 """The loading service of the command line: descriptors of input files, as batches.
 
 Holds :func:`load_files` (every file streamed through
-:func:`quests_core.cache.file_descriptors`, read from or written to the
+:func:`quests_core.pipeline.file_descriptors`, read from or written to the
 descriptor cache, with ``--skip-bad``; with ``descriptor_files=True`` a
 ``.npz``/``.npy`` file is read through
 :func:`quests_core.descriptor_files.load_descriptors` instead), the records it
@@ -181,8 +181,8 @@ def _descriptor_file(path: str, settings: Settings) -> np.ndarray:
 
 
 def _file_descriptors(path, args, settings, index, compute, cache, progress):
-    """:func:`quests_core.cache.file_descriptors` of one file with the input options."""
-    from quests_core.cache import file_descriptors
+    """:func:`quests_core.pipeline.file_descriptors` of one file with the input options."""
+    from quests_core.pipeline import file_descriptors
 
     return file_descriptors(
         path,

@@ -154,11 +154,11 @@ def write_npy(path: str, arrays: Sequence[np.ndarray]) -> None:
     """The row-wise concatenation of ``arrays`` as one ``.npy`` file, written atomically."""
     from numpy.lib.format import open_memmap
 
-    from quests_core.export import _atomic_path
+    from quests_core.atomic import atomic_path
 
     total = sum(a.shape[0] for a in arrays)
     width = arrays[0].shape[1]
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         out = open_memmap(tmp, mode="w+", dtype=arrays[0].dtype, shape=(total, width))
         row = 0
         for a in arrays:
