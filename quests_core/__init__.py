@@ -12,7 +12,6 @@ from .approximate import NeighborIndex, approx_delta_entropy
 from .descriptors import DEFAULT_CUTOFF, DEFAULT_K, descriptor_width, descriptors
 from .entropy import (
     DEFAULT_BANDWIDTH,
-    bandwidth_from_volume,
     delta_entropy,
     diversity,
     entropy,
@@ -23,6 +22,7 @@ from .entropy import (
 from .errors import Cancelled, QuestsError
 from .learning import AsymptoteFit, LearningCurve, fit_asymptote, learning_curve
 from .sampling import EntropyEstimate, frame_entropy, sampled_entropy
+from .settings import bandwidth_from_volume
 from .threads import get_num_threads, set_num_threads, thread_limit
 
 __all__ = [

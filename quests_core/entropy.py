@@ -36,7 +36,7 @@ import numpy as np
 
 from ._validate import check_bandwidth, check_descriptors, check_pair
 from .backend import backend_log_kernel_sums
-from .settings import DEFAULTS, bandwidth_from_volume  # noqa: F401  (public here too)
+from .settings import DEFAULTS
 from .threads import thread_limit
 
 #: Default bandwidth (1/Å), the one of :data:`quests_core.settings.DEFAULTS`.

@@ -9,9 +9,9 @@ Submodules (pure functions on numpy arrays and lists of :class:`ase.Atoms`):
 - :mod:`quests_core.analysis.uncertainty`: dH versus model error
 - :mod:`quests_core.analysis.thermo`: entropy difference between phases
 
-This module only holds small checks shared by the submodules; import the
-submodules themselves for the analyses. ``check_descriptors`` is the one of
-:mod:`quests_core._validate` (re-exported here).
+This module only holds small checks shared by the submodules (built on
+:func:`quests_core._validate.check_descriptors`); import the submodules
+themselves for the analyses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from quests_core._validate import check_descriptors
 from quests_core.errors import QuestsError
 
-__all__ = ["check_descriptors", "check_same_descriptor", "check_same_settings"]
+__all__ = ["check_same_descriptor", "check_same_settings"]
 
 
 def check_same_descriptor(
