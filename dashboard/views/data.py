@@ -294,14 +294,15 @@ class DataView(View):
     def topology_warning(self, spec) -> str:
         """The one-line problem with a chosen MD trajectory's topology ("" when it names
         every atom, or for other files; :func:`dashboard.compute.topology_problem`).
-        Cached per file, topology and their modification times: the check parses the
+        Cached per file, topology and their modification times (without a topology, the
+        trajectory's folder's: a topology put next to it counts): the check parses the
         topology."""
         if not is_md_trajectory(spec.path):
             return ""
         stamps = []
-        for path in (spec.path, spec.topology):
+        for path in (spec.path, spec.topology or os.path.dirname(spec.path)):
             try:
-                stamps.append(os.stat(path).st_mtime_ns if path else 0)
+                stamps.append(os.stat(path).st_mtime_ns)
             except OSError:
                 stamps.append(-1)
         key = (spec.path, spec.topology, spec.type_map, spec.name, *stamps)
