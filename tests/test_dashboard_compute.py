@@ -339,3 +339,46 @@ def test_volume_rule_is_the_atom_weighted_mean_of_the_reference_frames():
     assert compute.choose_bandwidth(rule.replace(bandwidth_rule="fixed"), [ref]) == rule.bandwidth
     with pytest.raises(QuestsError, match="t.xyz: the volume rule needs periodic cells"):
         compute.choose_bandwidth(rule, [loaded("t.xyz", "test", [np.nan], [5])])
+
+
+def test_descriptor_cache_keys_the_species(sample, tmp_path, monkeypatch):
+    """A multicomponent run: the dashboard's descriptors go through the cache with the
+    settings' species, so each species setting has its own entry (hit on a repeat, miss on
+    a change) and the multicomponent width."""
+    from ase.io import write
+
+    import quests_core
+
+    frames = read(sample["solid.extxyz"], index=":")
+    for atoms in frames:
+        atoms.symbols[::4] = "Ni"
+    path = tmp_path / "cuni.extxyz"
+    write(path, frames, format="extxyz")
+    calls = []
+    real = quests_core.descriptors
+
+    def counting(structures, *args, **kw):
+        calls.append(kw.get("species"))
+        return real(structures, *args, **kw)
+
+    monkeypatch.setattr(quests_core, "descriptors", counting)
+    (item,) = compute.load_files([FileSpec(str(path), "cuni.extxyz", "test")],
+                                 compute.Progress(None, None))
+    single = SMALL.core
+    multi = SMALL.core.replace(species=("Cu", "Ni"))
+
+    def get(settings):
+        return compute.file_descriptors(item.dataset, settings, compute.Progress(None, None))
+
+    x1 = get(single)
+    assert calls and set(calls) == {None}  # a miss: computed
+    n = len(calls)
+    np.testing.assert_array_equal(get(single), x1)
+    assert len(calls) == n  # a hit
+    x2 = get(multi)
+    assert len(calls) > n and calls[-1] == ("Cu", "Ni")  # another species: a miss
+    assert x1.shape == (4 * 108, 2 * 32 - 1) and x2.shape == (4 * 108, 3 * (2 * 32 - 1))
+    np.testing.assert_allclose(x2, real(frames, species=("Cu", "Ni")), rtol=0, atol=1e-12)
+    n = len(calls)
+    np.testing.assert_array_equal(get(multi), x2)
+    assert len(calls) == n  # a hit of the multicomponent entry
