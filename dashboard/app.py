@@ -136,6 +136,7 @@ class DashboardApp:
         """Stop this session's computation and delete its uploads."""
         import shutil  # local: Bokeh may have cleared this script module's globals by now
 
+        self.trajectory.follow.stop(timeout=10.0)  # no follow thread outlives the session
         self.data.cancel()
         for view in self.analyses:
             view.cancel()

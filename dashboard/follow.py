@@ -73,8 +73,8 @@ log = logging.getLogger("dashboard")
 FRAME_COLUMNS = ("frame", "time", "n_atoms", "H", "H_stderr", "mean_dH", "max_dH",
                  "frac_novel", "seconds", "written")
 #: Columns of the ``follow-flags`` source.
-FLAG_COLUMNS = ("frame", "time", "x", "mean_dH", "max_dH", "frac_novel", "t_mean_dH",
-                "novel_run")
+FLAG_COLUMNS = ("frame", "time", "x", "H", "mean_dH", "max_dH", "frac_novel", "t_mean_dH",
+                "t_max_dH", "novel_run")
 #: Seconds :meth:`FollowSession.stop` waits for the thread.
 JOIN_TIMEOUT = 30.0
 
@@ -152,6 +152,7 @@ class FollowSession(param.Parameterized):
         if self.state is not None:
             self.refresh_files()
             self.state.param.watch(self._on_scale, "dh_scale")
+            self.state.param.watch(self._on_files, "files")
 
     # ------------------------------------------------------------------ files
 
@@ -174,6 +175,14 @@ class FollowSession(param.Parameterized):
             self.path = chosen
         else:
             self.path = files[0] if files else None
+
+    def _on_files(self, _event) -> None:
+        """A trajectory chosen in the Data tab becomes the default file (when idle)."""
+        if self.running:
+            return
+        chosen = self._data_tab_trajectory(list(self.param.path.objects))
+        if chosen is not None:
+            self.path = chosen
 
     def _data_tab_trajectory(self, files: list[str]) -> str | None:
         root = Path(self.state.data_dir).resolve()
@@ -235,9 +244,17 @@ class FollowSession(param.Parameterized):
         )
         self._thread.start()
 
-    def stop(self, timeout: float = JOIN_TIMEOUT) -> None:
-        """Stop the follow and wait for the thread (thread-safe; idempotent)."""
+    def stop(self, wait: bool = True, timeout: float = JOIN_TIMEOUT) -> None:
+        """Stop the follow (thread-safe; idempotent).
+
+        ``wait``: join the thread (at most ``timeout`` s) and show "stopped" at
+        once; else the thread ends at its next check (within a poll, or after
+        the frame being computed) and :meth:`drain` shows "stopped" then (the
+        Stop button: the event loop is never blocked).
+        """
         self._stop_event.set()
+        if not wait:
+            return
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -267,6 +284,8 @@ class FollowSession(param.Parameterized):
             follower = Follower(full, type_map=type_map or None, interval=self.interval,
                                 stop=stop, notify=lambda m: (q.put(("message", m)),
                                                              self._wake()))
+            q.put(("status", f"following {rel}: 0 frames, waiting"))
+            self._wake()
             timestep_fs = (run.options.lammps_timestep_fs
                            if follower.format == "lammps-dump-text" else None)
             rule = NoveltyRule()  # the rule shown lives in drain(); frame_report needs one
@@ -339,6 +358,7 @@ class FollowSession(param.Parameterized):
         with self._drain_lock:
             rows: list[dict[str, Any]] = []
             status = None
+            count = 0
             while True:
                 try:
                     kind, value = self._queue.get_nowait()
@@ -346,6 +366,9 @@ class FollowSession(param.Parameterized):
                     break
                 if kind == "row":
                     rows.append(value)
+                    count += 1
+                    if not self._ended:
+                        status = None  # the newest news is a frame
                     continue
                 self._append(rows)
                 rows = []
@@ -367,7 +390,7 @@ class FollowSession(param.Parameterized):
             self._append(rows)
             if status is not None:
                 self.status = status
-            elif rows or (self.running and self._rows):
+            elif self.running and self._rows:
                 self.status = self._following_line()
             return len(rows)
 
@@ -409,11 +432,12 @@ class FollowSession(param.Parameterized):
     def _flag_data(self, indices: list[int], mode: str) -> dict[str, list]:
         """Columns of the flags source for the rows ``indices`` (O(len(indices)))."""
         rows = [self._rows[i] for i in indices]
-        data = {c: [r[c] for r in rows] for c in ("frame", "time", "mean_dH", "max_dH",
+        data = {c: [r[c] for r in rows] for c in ("frame", "time", "H", "mean_dH", "max_dH",
                                                    "frac_novel")}
         data["x"] = [float(r[self.xcol]) for r in rows]
-        data["t_mean_dH"] = dhscale.forward(np.asarray(data["mean_dH"], dtype=np.float64),
-                                            mode).tolist()
+        for c in ("mean_dH", "max_dH"):
+            data[f"t_{c}"] = dhscale.forward(np.asarray(data[c], dtype=np.float64),
+                                             mode).tolist()
         data["novel_run"] = [self._runs[i] for i in indices]
         return data
 

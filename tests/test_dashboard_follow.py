@@ -184,10 +184,17 @@ def test_stop_while_waiting_leaves_no_thread(tmp_path):
     run.touch()
     session = session_on(tmp_path, reference=False)
     session.start(run.name)
-    drain_until(session, lambda: True)
-    assert session.alive
-    assert session.status == f"following {run.name}: starting"
+    drain_until(session, lambda: session.status.endswith("0 frames, waiting"), 20)
+    assert session.alive and session.status == f"following {run.name}: 0 frames, waiting"
     t0 = time.monotonic()
     session.stop()
     assert time.monotonic() - t0 < 2.0
     assert not follow_threads() and session.status == f"stopped (0 frames of {run.name})"
+    # the Stop button does not wait: the thread ends and drain() says so
+    session.start(run.name)
+    drain_until(session, lambda: session.status.endswith("waiting"), 20)
+    session.stop(wait=False)
+    drain_until(session, lambda: not session.running, 5)
+    assert session.status == f"stopped (0 frames of {run.name})"
+    session._thread.join(2)
+    assert not follow_threads()

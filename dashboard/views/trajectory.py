@@ -5,6 +5,12 @@ when computed) against time; a sampled H (frames too large for the exact n^2
 sum) is drawn with a band of ±2 standard errors. Frames where novelty jumps are flagged (a
 robust z-score of the frame-to-frame change). Clicking a frame opens it in
 the Atoms and Structure views; flagged frames export to extxyz.
+
+Follow mode (:class:`FollowPanel`, the session in :mod:`dashboard.follow`):
+a file of the data directory that a simulation is still writing; each new
+frame is appended to Bokeh figures that draw the session's
+``ColumnDataSource`` s (streamed, never redrawn), with the frames the
+:class:`quests_core.watch.NoveltyRule` flags in a table below.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import panel as pn
 import param
 
 from .. import dhscale
+from ..follow import FollowSession
 from ..theme import label
-from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, control_box, placeholder, plot_pane
 
 #: Per-frame columns drawn, in order (largest_cluster only when present).
 CURVES = ("H", "mean_dH", "frac_novel", "largest_cluster")
@@ -115,6 +122,12 @@ class TrajectoryView(View):
     source = param.Selector(default=None, objects=[], allow_None=True, doc="File shown.")
     z_threshold = param.Number(default=5.0, bounds=(1.0, 50.0), step=0.5,
                                doc="Robust z-score above which a jump is flagged.")
+    follow = param.ClassSelector(class_=FollowSession, doc="The follow mode of this session.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.follow is None:
+            self.follow = FollowSession(state=self.state)
 
     @param.depends("state.results", watch=True, on_init=True)
     def _on_results(self, *_):
@@ -259,6 +272,8 @@ class TrajectoryView(View):
             label="Export flagged frames (extxyz)", color="success", width=260,
         )
         return pn.Column(
+            FollowPanel(self.follow).panel(),
+            pn.pane.Markdown("### Computed trajectory", margin=(10, 10, 0, 10)),
             controls,
             pn.Row(self.selected_text, to_atoms, to_structure, download),
             pn.Row(pn.Column(self.plots, sizing_mode="stretch_width"),
@@ -271,3 +286,183 @@ class TrajectoryView(View):
         if self.state.selected_structure is not None:
             self.state.frame_focus = True
         self.open_in(ATOMS_TAB)
+
+
+# ----------------------------------------------------------------------------
+# Follow mode
+# ----------------------------------------------------------------------------
+
+#: Curves of the follow mode: (source column, quantity, title).
+FOLLOW_CURVES = (("H", "H", "H per frame"), ("frac_novel", "frac_novel", "fraction dH > 0"),
+                 ("t_mean_dH", "mean_dH", "mean dH per frame"),
+                 ("t_max_dH", "max_dH", "max dH per frame"))
+FOLLOW_LABELS = {"H": "H (nats)", "mean_dH": "mean dH (nats)", "max_dH": "max dH (nats)",
+                 "frac_novel": "fraction of atoms with dH > 0"}
+FLAG_COLOR = "#b40426"
+
+
+class FollowPanel:
+    """Controls, status, live curves and flagged-frame table of a :class:`FollowSession`.
+
+    The figures draw the session's sources directly: a new frame is one
+    ``stream`` of one row, whatever the number of frames already shown.
+    """
+
+    def __init__(self, session: FollowSession):
+        self.session = session
+        self.figures: dict[str, object] = {}
+        self._build()
+        session.param.watch(self._on_xcol, "xcol")
+        session.param.watch(self._on_running, "running")
+        session.param.watch(self._on_threshold, "novel_fraction")
+        if session.state is not None:
+            session.state.param.watch(self._on_scale, "dh_scale")
+
+    # ----------------------------------------------------------------- build
+
+    def _build(self) -> None:
+        from bokeh.layouts import gridplot
+        from bokeh.models import (
+            DataRange1d,
+            DataTable,
+            HoverTool,
+            NumberFormatter,
+            Range1d,
+            Span,
+            TableColumn,
+        )
+        from bokeh.plotting import figure
+
+        s = self.session
+        src, flags = s.frames_source, s.flags_source
+        mode = self.mode
+        x_range = DataRange1d(range_padding=0.03)
+        for column, quantity, title in FOLLOW_CURVES:
+            kw = {"y_range": Range1d(-0.02, 1.02)} if quantity == "frac_novel" else {}
+            fig = figure(height=230, sizing_mode="stretch_width", x_range=x_range,
+                         title=title, tools="pan,box_zoom,wheel_zoom,reset,save",
+                         active_drag="pan", active_scroll="wheel_zoom", name=f"follow-{quantity}",
+                         min_border_left=60, **kw)
+            line = fig.line("x", column, source=src, color="black", line_width=1.5)
+            fig.scatter("x", column, source=src, color="black", size=3)
+            fig.scatter("x", column, source=flags, color=FLAG_COLOR, size=9, marker="triangle")
+            if quantity == "frac_novel":  # the rule's threshold
+                self.threshold = Span(location=s.novel_fraction, dimension="width",
+                                      line_color=FLAG_COLOR, line_dash="dashed", line_width=1.5)
+                fig.add_layout(self.threshold)
+            fig.add_tools(HoverTool(renderers=[line], mode="vline", tooltips=[
+                ("frame", "@frame"), ("time (ps)", "@time{0.000}"),
+                (FOLLOW_LABELS[quantity], f"@{quantity}{{0.0000}}")]))
+            fig.xaxis.axis_label = label(s.xcol)
+            fig.yaxis.axis_label = self._ylabel(quantity, mode)
+            fig.grid.grid_line_alpha = 0.4
+            self._set_ticks(fig, quantity, mode)
+            self.figures[quantity] = fig
+        self.grid = gridplot([list(self.figures.values())[:2], list(self.figures.values())[2:]],
+                             sizing_mode="stretch_width", toolbar_location="right",
+                             merge_tools=True)
+        fmt = NumberFormatter(format="0.000")
+        self.table = DataTable(
+            source=flags, name="follow-flag-table", height=200, sizing_mode="stretch_width",
+            index_position=None, sortable=False,
+            columns=[TableColumn(field="frame", title="frame"),
+                     TableColumn(field="time", title="t (ps)", formatter=fmt),
+                     TableColumn(field="H", title="H (nats)", formatter=fmt),
+                     TableColumn(field="mean_dH", title="mean dH", formatter=fmt),
+                     TableColumn(field="max_dH", title="max dH", formatter=fmt),
+                     TableColumn(field="frac_novel", title="dH > 0", formatter=fmt),
+                     TableColumn(field="novel_run", title="run")])
+        self.start_button = pn.widgets.Button(name="Start", button_type="primary", width=100,
+                                              sizing_mode="fixed", margin=(28, 5, 5, 10))
+        self.stop_button = pn.widgets.Button(name="Stop", button_type="warning", width=100,
+                                             sizing_mode="fixed", margin=(28, 5, 5, 5),
+                                             disabled=True)
+        self.refresh_button = pn.widgets.Button(name="↻ files", width=80, sizing_mode="fixed",
+                                                margin=(28, 5, 5, 5),
+                                                description="List the data directory again.")
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: s.stop(wait=False))
+        self.refresh_button.on_click(lambda _: s.refresh_files())
+        self.status = pn.pane.Markdown(s.param.status, name="follow-status",
+                                       margin=(0, 10), sizing_mode="stretch_width")
+        self.live = pn.Column(
+            pn.pane.Bokeh(self.grid, sizing_mode="stretch_width", name="follow-plots"),
+            pn.pane.Markdown(pn.bind(self._flag_text, s.param.first_flag, s.param.n_frames,
+                                     s.param.novel_fraction, s.param.patience),
+                             name="follow-flag-summary", margin=(0, 10)),
+            pn.pane.Bokeh(self.table, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width", visible=False)
+
+    @property
+    def mode(self) -> str:
+        st = self.session.state
+        return st.dh_scale if st is not None else "asinh"
+
+    @staticmethod
+    def _ylabel(quantity: str, mode: str) -> str:
+        text = FOLLOW_LABELS[quantity]
+        return dhscale.axis_label(text, mode) if dhscale.is_dh(quantity) else text
+
+    @staticmethod
+    def _set_ticks(fig, quantity: str, mode: str) -> None:
+        from bokeh.models import BasicTicker, BasicTickFormatter
+
+        if not dhscale.is_dh(quantity):
+            return
+        if mode == "linear":
+            ticker, formatter = BasicTicker(), BasicTickFormatter()
+        else:
+            ticker, formatter = dhscale.bokeh_ticking(mode, target=5)
+        fig.yaxis.ticker = ticker
+        fig.yaxis.formatter = formatter
+
+    def _flag_text(self, first_flag, n_frames, novel_fraction, patience) -> str:
+        flagged = len(self.session.flags_source.data["frame"])
+        rule = (f"fraction dH > 0 above {novel_fraction:g} for {patience} "
+                f"frame{'s' if patience != 1 else ''} in a row")
+        if first_flag is None:
+            return f"**No frame flagged** of {n_frames} ({rule}; dashed line)."
+        return (f"**{flagged} flagged frame(s)** of {n_frames} (red triangles), first at "
+                f"frame **{first_flag}** ({rule}; dashed line).")
+
+    # ------------------------------------------------------------- reactions
+
+    def start(self) -> None:
+        self.live.visible = True
+        self.session.start()
+
+    def _on_running(self, event) -> None:
+        self.start_button.disabled = event.new
+        self.stop_button.disabled = not event.new
+
+    def _on_threshold(self, event) -> None:
+        self.threshold.location = event.new
+
+    def _on_xcol(self, event) -> None:
+        for fig in self.figures.values():
+            fig.xaxis.axis_label = label(event.new)
+
+    def _on_scale(self, event) -> None:
+        for quantity in ("mean_dH", "max_dH"):
+            fig = self.figures[quantity]
+            fig.yaxis.axis_label = self._ylabel(quantity, event.new)
+            self._set_ticks(fig, quantity, event.new)
+
+    # ----------------------------------------------------------------- panel
+
+    def panel(self) -> pn.Column:
+        s = self.session
+        controls = control_box(s, ["path", "novel_fraction", "patience"], width=190, widgets={
+            "novel_fraction": {"type": pn.widgets.FloatInput, "step": 0.01},
+            "patience": pn.widgets.IntInput})
+        controls.objects = [*controls.objects, self.start_button, self.stop_button,
+                            self.refresh_button]
+        rule = pn.pane.Markdown(
+            "New frames of the file are computed as the simulation writes them, against "
+            "the Data tab's **reference** files (else the first frame of the file), with "
+            "the Data tab's bandwidth. A frame is **flagged** when the fraction of its atoms "
+            "with dH > 0 stays above the threshold for N frames in a row.",
+            margin=(0, 10), sizing_mode="stretch_width")
+        return pn.Column(pn.pane.Markdown("### Follow a running simulation", margin=(0, 10)),
+                         rule, controls, self.status, self.live, sizing_mode="stretch_width",
+                         name="follow")
