@@ -159,32 +159,10 @@ def dask_delta_entropy(
         x_future = c.scatter(x, broadcast=True, hash=False)
 
         def submit(i: int):
-            if lazy:
-                block = c.compute(blocks[i])
-                return c.submit(
-                    _log_sums_task,
-                    block,
-                    x_future,
-                    harr,
-                    precision,
-                    backend,
-                    n_threads,
-                    i * rows,
-                    True,
-                    pure=False,
-                )
-            return c.submit(
-                _log_sums_task,
-                y[i * rows : (i + 1) * rows],
-                x_future,
-                harr,
-                precision,
-                backend,
-                n_threads,
-                i * rows,
-                False,
-                pure=False,
-            )
+            # a Dask block is checked on its worker (never gathered); numpy rows were checked here
+            block = c.compute(blocks[i]) if lazy else y[i * rows : (i + 1) * rows]
+            return c.submit(_log_sums_task, block, x_future, harr, precision, backend, n_threads,
+                            i * rows, lazy, pure=False)
 
         parts = run_bounded(c, submit, n_blocks)
     return _shape(delta_from_log_sums(np.concatenate(parts)), scalar)

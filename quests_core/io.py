@@ -443,6 +443,17 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> str:
 # ----------------------------------------------------------------------------
 
 
+def _absurd_row(rows: np.ndarray) -> int | None:
+    """Index of the first row with a coordinate beyond :data:`MAX_COORDINATE`, or None."""
+    far = np.abs(rows).max(axis=1) > MAX_COORDINATE
+    return int(np.flatnonzero(far)[0]) if far.any() else None
+
+
+def _absurd_text(row: np.ndarray) -> str:
+    """``"(<largest |value|> Å, limit <MAX_COORDINATE> Å)"`` of a row beyond the limit."""
+    return f"({np.abs(row).max():.3g} Å, limit {MAX_COORDINATE:.0e} Å)"
+
+
 def validate_atoms(atoms: Atoms, source: str = "<memory>", frame: int = 0) -> None:
     """Check that a structure can be used to compute descriptors.
 
@@ -481,27 +492,17 @@ def validate_atoms(atoms: Atoms, source: str = "<memory>", frame: int = 0) -> No
             frame,
             f"non-finite (NaN/Inf) position for atom {bad} ({int((~finite).sum())} atoms affected)",
         )
-    far = np.abs(positions).max(axis=1) > MAX_COORDINATE
-    if far.any():
-        bad = int(np.flatnonzero(far)[0])
-        raise _frame_error(
-            source,
-            frame,
-            f"atom {bad} has an absurd coordinate ({np.abs(positions[bad]).max():.3g} Å, "
-            f"limit {MAX_COORDINATE:.0e} Å)",
-        )
+    bad = _absurd_row(positions)
+    if bad is not None:
+        raise _frame_error(source, frame, f"atom {bad} has an absurd coordinate "
+                           f"{_absurd_text(positions[bad])}")
     cell = np.asarray(atoms.cell[:], dtype=float)
     if not np.isfinite(cell).all():
         raise _frame_error(source, frame, "non-finite (NaN/Inf) cell")
-    big = np.abs(cell).max(axis=1) > MAX_COORDINATE
-    if big.any():
-        axis = int(np.flatnonzero(big)[0])
-        raise _frame_error(
-            source,
-            frame,
-            f"cell vector {'abc'[axis]} has an absurd length ({np.abs(cell[axis]).max():.3g} Å, "
-            f"limit {MAX_COORDINATE:.0e} Å)",
-        )
+    axis = _absurd_row(cell)
+    if axis is not None:
+        raise _frame_error(source, frame, f"cell vector {'abc'[axis]} has an absurd length "
+                           f"{_absurd_text(cell[axis])}")
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any():
         lengths = np.linalg.norm(cell, axis=1)
@@ -554,6 +555,38 @@ def _decode(data: bytes, path: str, frame: int) -> str:
         ) from None
 
 
+def _not_a_dump(line: bytes, path: str) -> QuestsError:
+    """The error of a file whose first non-blank line is not ``ITEM: TIMESTEP``."""
+    return QuestsError(
+        f"not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; line 1 is {_describe_line(line)})",
+        source=path,
+    )
+
+
+def _dump_count(line: bytes, path: str, frame: int) -> int:
+    """The atom count given by the line after ``ITEM: NUMBER OF ATOMS``, checked."""
+    try:
+        declared = int(line.split()[0])
+    except (ValueError, IndexError):
+        raise _frame_error(
+            path, frame, f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
+        ) from None
+    if declared < 0:
+        raise _frame_error(path, frame, f"negative 'NUMBER OF ATOMS' ({declared})")
+    return declared
+
+
+def _dump_item(line: bytes, has_element: bool) -> tuple[bool, bool, bool]:
+    """``(in_atoms, expect_count, has_element)`` after an ``ITEM:`` line of a dump.
+
+    ``has_element`` (an ``element`` column) changes only at ``ITEM: ATOMS``.
+    """
+    in_atoms = line.startswith(b"ITEM: ATOMS")
+    if in_atoms:
+        has_element = b"element" in line.split()[2:]
+    return in_atoms, line.startswith(b"ITEM: NUMBER OF ATOMS"), has_element
+
+
 def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChunk]:
     """Split a LAMMPS text dump into frames, keeping the text of wanted ones.
 
@@ -589,29 +622,14 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
                 continue
             if frame < 0:
                 if line.strip():
-                    raise QuestsError(
-                        "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; "
-                        f"line 1 is {_describe_line(line)})",
-                        source=path,
-                    )
+                    raise _not_a_dump(line, path)
                 continue
             if lines is not None:
                 lines.append(line)
             if expect_count:
-                try:
-                    declared = int(line.split()[0])
-                except (ValueError, IndexError):
-                    raise _frame_error(
-                        path, frame, f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
-                    ) from None
-                if declared < 0:
-                    raise _frame_error(path, frame, f"negative 'NUMBER OF ATOMS' ({declared})")
-                expect_count = False
+                declared, expect_count = _dump_count(line, path, frame), False
             elif line.startswith(b"ITEM:"):
-                in_atoms = line.startswith(b"ITEM: ATOMS")
-                if in_atoms:
-                    has_element = b"element" in line.split()[2:]
-                expect_count = line.startswith(b"ITEM: NUMBER OF ATOMS")
+                in_atoms, expect_count, has_element = _dump_item(line, has_element)
             elif in_atoms and line.strip():
                 found += 1
         if frame >= 0:
@@ -813,6 +831,25 @@ class _XyzChunk:
     cut: bool = False  # the frame ends the file without a final newline
 
 
+def _xyz_count(line: bytes, path: str, frame: int) -> int:
+    """The atom count of a frame's first (non-blank) line, checked."""
+    try:
+        declared = int(line.split()[0])
+    except ValueError:
+        what = _describe_line(line)
+        hint = (
+            f" (frame {frame - 1} has more atom lines than its count?)"
+            if frame and what != "binary data"
+            else ""
+        )
+        raise _frame_error(
+            path, frame, f"expected the number of atoms, found {what}{hint}"
+        ) from None
+    if declared < 0:
+        raise _frame_error(path, frame, f"negative number of atoms ({declared})")
+    return declared
+
+
 def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
     """Split an (ext)xyz file into frames by their atom-count lines.
 
@@ -833,21 +870,7 @@ def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
             consumed += len(line)
             if not line.strip():
                 continue
-            word = line.split()[0]
-            try:
-                declared = int(word)
-            except ValueError:
-                what = _describe_line(line)
-                hint = (
-                    f" (frame {frame - 1} has more atom lines than its count?)"
-                    if frame and what != "binary data"
-                    else ""
-                )
-                raise _frame_error(
-                    path, frame, f"expected the number of atoms, found {what}{hint}"
-                ) from None
-            if declared < 0:
-                raise _frame_error(path, frame, f"negative number of atoms ({declared})")
+            declared = _xyz_count(line, path, frame)
             wanted = keep is None or frame in keep
             lines: list[bytes] | None = [line] if wanted else None
             remaining = size - consumed
@@ -978,21 +1001,7 @@ def _xyz_text_chunk(data: bytes, path: str, frame: int) -> _XyzChunk:
         first += 1
     if first == len(lines):
         raise _frame_error(path, frame, "no atom-count line (empty frame)")
-    line = lines[first]
-    try:
-        declared = int(line.split()[0])
-    except ValueError:
-        what = _describe_line(line)
-        hint = (
-            f" (frame {frame - 1} has more atom lines than its count?)"
-            if frame and what != "binary data"
-            else ""
-        )
-        raise _frame_error(
-            path, frame, f"expected the number of atoms, found {what}{hint}"
-        ) from None
-    if declared < 0:
-        raise _frame_error(path, frame, f"negative number of atoms ({declared})")
+    declared = _xyz_count(lines[first], path, frame)
     found = max(len(lines) - first - 2, 0)
     text = _decode(b"".join(lines[first:]), path, frame)
     return _XyzChunk(frame, text, declared, found, False)
@@ -1008,28 +1017,13 @@ def _dump_text_chunk(data: bytes, path: str, frame: int) -> _DumpChunk:
             if not line.strip():
                 continue
             if not line.startswith(b"ITEM: TIMESTEP"):
-                raise QuestsError(
-                    "not a LAMMPS text dump (no 'ITEM: TIMESTEP' header; "
-                    f"line 1 is {_describe_line(line)})",
-                    source=path,
-                )
+                raise _not_a_dump(line, path)
             started = True
             continue
         if expect_count:
-            try:
-                declared = int(line.split()[0])
-            except (ValueError, IndexError):
-                raise _frame_error(
-                    path, frame, f"bad 'NUMBER OF ATOMS' value {_describe_line(line)}"
-                ) from None
-            if declared < 0:
-                raise _frame_error(path, frame, f"negative 'NUMBER OF ATOMS' ({declared})")
-            expect_count = False
+            declared, expect_count = _dump_count(line, path, frame), False
         elif line.startswith(b"ITEM:"):
-            in_atoms = line.startswith(b"ITEM: ATOMS")
-            if in_atoms:
-                has_element = b"element" in line.split()[2:]
-            expect_count = line.startswith(b"ITEM: NUMBER OF ATOMS")
+            in_atoms, expect_count, has_element = _dump_item(line, has_element)
         elif in_atoms and line.strip():
             found += 1
     if not started:

@@ -374,6 +374,34 @@ def gap_reference(
     return GapReference(float(qc.entropy(full, h)), "full")
 
 
+def _check_request(
+    methods: Sequence[str], fractions: Sequence[float], seeds: Sequence[int], n: int
+) -> list[int]:
+    """The sorted distinct subset sizes of ``fractions`` of ``n`` structures.
+
+    Raises
+    ------
+    QuestsError
+        For no or an unknown method, no fraction, no seed, or a fraction
+        outside (0, 1].
+    """
+    if len(methods) == 0:
+        raise QuestsError("no compression method chosen (empty selection)")
+    for m in methods:
+        if m not in METHODS:
+            raise QuestsError(f"unknown compression method {m!r}; use one of {METHODS}")
+    if len(fractions) == 0:
+        raise QuestsError("no compression fraction chosen")
+    if len(seeds) == 0:
+        raise QuestsError("no random seed given")
+    return sorted({fraction_to_size(f, n) for f in fractions})
+
+
+def _reference(descs: Sequence[np.ndarray], h: float, gap: bool) -> GapReference:
+    """:func:`gap_reference` of all environments, or kind ``"none"`` (NaN) without ``gap``."""
+    return gap_reference(np.concatenate(descs), h=h) if gap else GapReference(float("nan"), "none")
+
+
 def compression_report(
     descs: Sequence[np.ndarray],
     *,
@@ -397,19 +425,9 @@ def compression_report(
         ``info_gap`` is reference - entropy, see :func:`gap_reference`.
     """
     descs = _check_structures(descs)
-    if len(methods) == 0:
-        raise QuestsError("no compression method chosen")
-    for m in methods:
-        if m not in METHODS:
-            raise QuestsError(f"unknown compression method {m!r}; use one of {METHODS}")
-    if len(fractions) == 0:
-        raise QuestsError("no compression fraction chosen")
-    if len(seeds) == 0:
-        raise QuestsError("no random seed given")
+    sizes = _check_request(methods, fractions, seeds, len(descs))
     n = len(descs)
-    sizes = sorted({fraction_to_size(f, n) for f in fractions})
-    full = np.concatenate(descs)
-    ref = gap_reference(full, h=h) if gap else GapReference(float("nan"), "none")
+    ref = _reference(descs, h, gap)
     ent = structure_entropies(descs, h) if "msc" in methods else None
     rows = []
     for method in methods:
@@ -512,15 +530,7 @@ def compression_study(
     """
     descs = _check_structures(descs)
     methods = list(methods)
-    if not methods:
-        raise QuestsError("no compression method chosen (empty selection)")
-    for m in methods:
-        if m not in METHODS:
-            raise QuestsError(f"unknown compression method {m!r}; use one of {METHODS}")
-    if len(fractions) == 0:
-        raise QuestsError("no compression fraction chosen")
-    for f in fractions:
-        fraction_to_size(f, len(descs))
+    _check_request(methods, fractions, seeds, len(descs))
     total = 1 + len(methods)
 
     def say(step: str, done: int) -> None:
@@ -528,8 +538,7 @@ def compression_study(
             progress(step, done, total)
 
     say("information gap reference", 0)
-    ref = (gap_reference(np.concatenate(descs), h=h) if gap
-           else GapReference(float("nan"), "none"))
+    ref = _reference(descs, h, gap)
     parts = []
     for i, method in enumerate(methods):
         say(method, 1 + i)
