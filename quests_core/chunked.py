@@ -81,7 +81,7 @@ from .chunk_store import (
     remove_leftovers,
 )
 from .dask_tools import KERNEL_LOCK, dask_client
-from .dataset import frame_record
+from .dataset import file_paths, frame_record
 from .descriptors import DESCRIPTOR_VERSION, FrameDescriptors, descriptor_width
 from .errors import Cancelled, QuestsError
 from .export import write_json, write_table
@@ -587,11 +587,7 @@ def chunked_delta_entropy(
         with other parameters.
     """
     t0 = time.perf_counter()
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = [str(p) for p in paths]
-    if not paths:
-        raise QuestsError("no input files")
+    paths = file_paths(paths)
     k, cutoff = check_k_cutoff(k, cutoff)
     harr, scalar = check_bandwidth(h)
     if not scalar:

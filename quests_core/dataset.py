@@ -42,6 +42,7 @@ __all__ = [
     "FileOrigin",
     "FileSpec",
     "concat",
+    "file_paths",
     "frame_record",
     "per_atom_arrays",
 ]
@@ -216,6 +217,22 @@ def _volume_per_atom(atoms: Atoms) -> float:
 
 def _elements(numbers: np.ndarray) -> str:
     return ",".join(chemical_symbols[int(z)] for z in np.unique(np.asarray(numbers)))
+
+
+def file_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
+    """One path or a sequence of paths as a non-empty list of ``str``.
+
+    Raises
+    ------
+    QuestsError
+        For no path.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out = [str(p) for p in paths]
+    if not out:
+        raise QuestsError("no input files")
+    return out
 
 
 def frame_record(
@@ -551,11 +568,7 @@ class Dataset:
         QuestsError
             Naming file and frame for unreadable or invalid input.
         """
-        if isinstance(paths, (str, os.PathLike)):
-            paths = [paths]
-        paths = [str(p) for p in paths]
-        if not paths:
-            raise QuestsError("no input files")
+        paths = file_paths(paths)
         if arrays == "auto":
             keep_arrays: Sequence[str] | None | bool = False if lazy else None
         else:
