@@ -171,7 +171,8 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
             assert axes["follow-mean_dH"]["y"] == "mean dH (nats, asinh)"
             assert axes["follow-max_dH"]["y"] == "max dH (nats, asinh)"
             assert axes["follow-frac_novel"]["y"] == "fraction of atoms with dH > 0"
-            page.get_by_text("16 flagged frame(s)").first.scroll_into_view_if_needed()
+            page.locator(".slick-row").last.scroll_into_view_if_needed()
+            time.sleep(0.3)
             page.screenshot(path=str(SHOTS / "follow_table.png"))
             page.screenshot(path=str(SHOTS / "follow_done.png"), full_page=True)
 

@@ -198,3 +198,78 @@ def test_stop_while_waiting_leaves_no_thread(tmp_path):
     assert session.status == f"stopped (0 frames of {run.name})"
     session._thread.join(2)
     assert not follow_threads()
+
+
+def _row(i: int, frac: float) -> dict:
+    return {"frame": i, "time": 0.2 * i, "n_atoms": 864, "H": 4.0, "H_stderr": 0.0,
+            "mean_dH": -4.0 + i * 1e-4, "max_dH": 9.0, "frac_novel": frac, "seconds": 0.1,
+            "written": 0.0}
+
+
+def test_work_per_new_frame_does_not_grow(tmp_path):
+    """Draining one new frame costs the same after 100 frames as after 20,000 (rows are
+    streamed, the rule is fed one fraction): measured, median of 50 frames each."""
+    session = session_on(tmp_path, reference=False)
+    session.running = True
+
+    def per_frame(start: int) -> float:
+        times = []
+        for i in range(start, start + 50):
+            session._queue.put(("row", _row(i, 0.5)))  # every frame flagged: the worst case
+            t0 = time.perf_counter()
+            assert session.drain() == 1
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    for i in range(100):
+        session._queue.put(("row", _row(i, 0.5)))
+    session.drain()
+    early = per_frame(100)
+    for i in range(150, 20_000):
+        session._queue.put(("row", _row(i, 0.5)))
+    session.drain()
+    late = per_frame(20_000)
+    assert session.n_frames == 20_050 and len(session.flags_source.data["frame"]) == 20_049
+    assert late < 3 * early + 1e-4, (early, late)
+
+
+def test_follow_panel_draws_the_session_sources(tmp_path):
+    """The view's figures draw the session's sources; axis labels follow the x column and
+    the dH scale; the threshold line follows the rule."""
+    from dashboard.views.trajectory import FollowPanel
+
+    session = session_on(tmp_path, reference=False)
+    view = FollowPanel(session)
+    sources = {r.data_source.name for f in view.figures.values() for r in f.renderers}
+    assert sources == {"follow-frames", "follow-flags"}
+    assert view.table.source is session.flags_source
+    session.running = True
+    session._queue.put(("row", _row(0, 0.0)))
+    session.drain()
+    assert {f.xaxis[0].axis_label for f in view.figures.values()} == {"time (ps)"}
+    assert view.figures["mean_dH"].yaxis[0].axis_label == "mean dH (nats, asinh)"
+    assert session.frames_source.data["t_mean_dH"] == [pytest.approx(np.arcsinh(-4.0))]
+    session.state.dh_scale = "linear"
+    assert view.figures["mean_dH"].yaxis[0].axis_label == "mean dH (nats)"
+    assert session.frames_source.data["t_mean_dH"] == [-4.0]
+    session.novel_fraction = 0.2
+    assert view.threshold.location == 0.2
+    assert view.stop_button.disabled is False and view.start_button.disabled is True
+    session.running = False
+    assert view.stop_button.disabled is True
+
+
+def test_closing_the_session_stops_the_follow(tmp_path):
+    """DashboardApp.cleanup (pn.state.on_session_destroyed) leaves no follow thread."""
+    from dashboard.app import create_app
+
+    run = tmp_path / "run_failed.extxyz"
+    run.write_bytes(_frame_bytes(FAILED, 0))
+    app = create_app(str(tmp_path), job_mode="thread")
+    follow = app.trajectory.follow
+    assert follow.path == run.name  # the Data tab's trajectory
+    follow.start()
+    drain_until(follow, lambda: follow.n_frames == 1, 60)
+    assert follow_threads()
+    app.cleanup()
+    assert not follow_threads() and not follow.running

@@ -368,16 +368,16 @@ class FollowPanel:
             columns=[TableColumn(field="frame", title="frame"),
                      TableColumn(field="time", title="t (ps)", formatter=fmt),
                      TableColumn(field="H", title="H (nats)", formatter=fmt),
-                     TableColumn(field="mean_dH", title="mean dH", formatter=fmt),
-                     TableColumn(field="max_dH", title="max dH", formatter=fmt),
-                     TableColumn(field="frac_novel", title="dH > 0", formatter=fmt),
-                     TableColumn(field="novel_run", title="run")])
-        self.start_button = pn.widgets.Button(name="Start", button_type="primary", width=100,
+                     TableColumn(field="mean_dH", title="mean dH (nats)", formatter=fmt),
+                     TableColumn(field="max_dH", title="max dH (nats)", formatter=fmt),
+                     TableColumn(field="frac_novel", title="fraction dH > 0", formatter=fmt),
+                     TableColumn(field="novel_run", title="novel run (frames)")])
+        self.start_button = pn.widgets.Button(label="Start", color="primary", width=100,
                                               sizing_mode="fixed", margin=(28, 5, 5, 10))
-        self.stop_button = pn.widgets.Button(name="Stop", button_type="warning", width=100,
+        self.stop_button = pn.widgets.Button(label="Stop", color="warning", width=100,
                                              sizing_mode="fixed", margin=(28, 5, 5, 5),
                                              disabled=True)
-        self.refresh_button = pn.widgets.Button(name="↻ files", width=80, sizing_mode="fixed",
+        self.refresh_button = pn.widgets.Button(label="↻ files", width=80, sizing_mode="fixed",
                                                 margin=(28, 5, 5, 5),
                                                 description="List the data directory again.")
         self.start_button.on_click(lambda _: self.start())
