@@ -69,9 +69,10 @@ __all__ = ["FRAME_COLUMNS", "FollowSession", "followable_files"]
 log = logging.getLogger("dashboard")
 
 #: Columns of the per-frame table (and of the ``follow-frames`` source, which adds
-#: ``x`` and the plotted dH coordinates ``t_mean_dH``, ``t_max_dH``).
+#: ``x`` and the plotted dH coordinates ``t_mean_dH``, ``t_max_dH``): ``seconds`` is
+#: the time spent on the frame, ``computed_at`` the Unix time its numbers were ready.
 FRAME_COLUMNS = ("frame", "time", "n_atoms", "H", "H_stderr", "mean_dH", "max_dH",
-                 "frac_novel", "seconds", "written")
+                 "frac_novel", "seconds", "computed_at")
 #: Columns of the ``follow-flags`` source.
 FLAG_COLUMNS = ("frame", "time", "x", "H", "mean_dH", "max_dH", "frac_novel", "t_mean_dH",
                 "t_max_dH", "novel_run")
@@ -125,6 +126,9 @@ class FollowSession(param.Parameterized):
     running = param.Boolean(default=False, doc="A follow is in progress.")
     status = param.String(default="stopped", doc="One line: what the follow is doing.")
     n_frames = param.Integer(default=0, doc="Frames shown.")
+    reference_text = param.String(default="", doc="The reference in use and its bandwidth.")
+    bandwidth = param.Number(default=None, allow_None=True,
+                             doc="Bandwidth h of dH (1/Å) of the current follow.")
     first_flag = param.Integer(default=None, allow_None=True,
                                doc="First frame the rule flagged (None: none yet).")
     xcol = param.Selector(default="frame", objects=["frame", "time"],
@@ -227,6 +231,7 @@ class FollowSession(param.Parameterized):
             return
         self._doc = doc if doc is not None else pn.state.curdoc
         self._clear()
+        self.reference_text, self.bandwidth = "", None
         self._name = rel
         self._ended = False
         self._queue = queue.Queue()
@@ -281,6 +286,7 @@ class FollowSession(param.Parameterized):
                 q.put(("status", f"following {rel}: computing the reference descriptors"))
                 self._wake()
                 reference = self._reference(specs, run, stop)
+                q.put(("reference", reference))
             follower = Follower(full, type_map=type_map or None, interval=self.interval,
                                 stop=stop, notify=lambda m: (q.put(("message", m)),
                                                              self._wake()))
@@ -297,7 +303,8 @@ class FollowSession(param.Parameterized):
                 if reference is None:
                     reference = load_reference([item.atoms], run.core)
                     reference = Reference(reference.x, reference.h,
-                                          f"frame 0 of {rel}", reference.settings)
+                                          f"frame {item.frame} of {rel}", reference.settings)
+                    q.put(("reference", reference))
                 report = frame_report(item.atoms, reference, rule, item.frame,
                                       exact_entropy=run.options.exact_entropy, source=rel)
                 s = report.stats
@@ -307,7 +314,7 @@ class FollowSession(param.Parameterized):
                     "n_atoms": int(s.n_atoms), "H": float(s.H),
                     "H_stderr": float(s.H_stderr), "mean_dH": float(s.mean_dH),
                     "max_dH": float(s.max_dH), "frac_novel": float(s.frac_novel),
-                    "seconds": float(report.seconds), "written": time.time(),
+                    "seconds": float(report.seconds), "computed_at": time.time(),
                 }))
                 self._wake()
         except QuestsError as exc:
@@ -377,6 +384,10 @@ class FollowSession(param.Parameterized):
                     status = f"following {self._name}: the file restarted"
                 elif kind == "status":
                     status = value
+                elif kind == "reference":
+                    self.bandwidth = float(value.h)
+                    self.reference_text = (f"reference: {value.description}, {len(value.x)} "
+                                           f"atoms; h = {value.h:.4g} 1/Å")
                 elif kind == "message":
                     log.info(value)
                 elif kind == "error":
@@ -400,7 +411,8 @@ class FollowSession(param.Parameterized):
             return f"following {self._name}: 0 frames, waiting"
         t = last["time"]
         at = f"t = {t:g} ps" if math.isfinite(t) else f"frame {last['frame']}"
-        return f"following {self._name}: {len(self._rows)} frames, last at {at}, waiting"
+        n = len(self._rows)
+        return f"following {self._name}: {n} frame{'s' if n != 1 else ''}, last at {at}, waiting"
 
     def _append(self, rows: list[dict[str, Any]]) -> None:
         """Stream ``rows`` into the sources and feed them to the rule (O(len(rows)))."""

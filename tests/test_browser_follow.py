@@ -125,7 +125,7 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
             while (page.evaluate(SOURCES)["frames"] or []) != [0]:
                 assert time.monotonic() < deadline, "frame 0 never shown"
                 time.sleep(0.1)
-            page.get_by_text(f"following {RUN}: 1 frames, last at t = 0 ps, waiting").wait_for(
+            page.get_by_text(f"following {RUN}: 1 frame, last at t = 0 ps, waiting").wait_for(
                 timeout=10_000)
 
             writer = subprocess.Popen(

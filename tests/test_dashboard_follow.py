@@ -147,6 +147,32 @@ def test_first_frame_is_the_reference_without_reference_files(tmp_path):
         for c in COLUMNS[1:]:
             assert row[c] == pytest.approx(getattr(stats, c), rel=1e-12, abs=1e-12)
     assert got["frac_novel"].iat[0] == 0.0  # frame 0 against itself
+    assert session.reference_text == f"reference: frame 0 of {run.name}, 864 atoms; h = 0.015 1/Å"
+
+
+def test_volume_rule_bandwidth_of_the_data_tab(tmp_path):
+    """The Data tab's volume rule: h from the reference files' volume per atom, used for
+    the frame's H and dH alike (as the offline ``trajectory``, docs/spec.md section 6)."""
+    from quests_core.dataset import Dataset
+    from quests_core.settings import frames_bandwidth
+
+    shutil.copy(SOLID, tmp_path / SOLID.name)
+    run = tmp_path / "run.extxyz"
+    run.write_bytes(_frame_bytes(FAILED, 30))
+    session = session_on(tmp_path)
+    session.state.settings.bandwidth_mode = "volume rule"
+    session.start(run.name)
+    drain_until(session, lambda: session.n_frames == 1 or not session.running, 60)
+    session.stop()
+    h = frames_bandwidth(Dataset.from_files(str(SOLID)).frames)
+    assert session.bandwidth == pytest.approx(h, rel=1e-12) and abs(h - 0.015) > 1e-4
+    assert session.reference_text.startswith(f"reference: {SOLID.name}, 8640 atoms; h = ")
+    frame = next(iter_frames(FAILED, index="30:31")).atoms
+    xr = qc.descriptors([f.atoms for f in iter_frames(SOLID)])
+    stats, _ = frame_statistics(qc.descriptors([frame]), xr, h, seed=(0, 0))
+    row = session.table().iloc[0]
+    for c in COLUMNS[1:]:
+        assert row[c] == pytest.approx(getattr(stats, c), rel=1e-12, abs=1e-12)
 
 
 def _frame_bytes(path: Path, index: int) -> bytes:
@@ -203,7 +229,7 @@ def test_stop_while_waiting_leaves_no_thread(tmp_path):
 def _row(i: int, frac: float) -> dict:
     return {"frame": i, "time": 0.2 * i, "n_atoms": 864, "H": 4.0, "H_stderr": 0.0,
             "mean_dH": -4.0 + i * 1e-4, "max_dH": 9.0, "frac_novel": frac, "seconds": 0.1,
-            "written": 0.0}
+            "computed_at": 0.0}
 
 
 def test_work_per_new_frame_does_not_grow(tmp_path):

@@ -385,6 +385,8 @@ class FollowPanel:
         self.refresh_button.on_click(lambda _: s.refresh_files())
         self.status = pn.pane.Markdown(s.param.status, name="follow-status",
                                        margin=(0, 10), sizing_mode="stretch_width")
+        self.reference = pn.pane.Markdown(s.param.reference_text, name="follow-reference",
+                                          margin=(0, 10), sizing_mode="stretch_width")
         self.live = pn.Column(
             pn.pane.Bokeh(self.grid, sizing_mode="stretch_width", name="follow-plots"),
             pn.pane.Markdown(pn.bind(self._flag_text, s.param.first_flag, s.param.n_frames,
@@ -464,5 +466,5 @@ class FollowPanel:
             "with dH > 0 stays above the threshold for N frames in a row.",
             margin=(0, 10), sizing_mode="stretch_width")
         return pn.Column(pn.pane.Markdown("### Follow a running simulation", margin=(0, 10)),
-                         rule, controls, self.status, self.live, sizing_mode="stretch_width",
-                         name="follow")
+                         rule, controls, self.status, self.reference, self.live,
+                         sizing_mode="stretch_width", name="follow")
