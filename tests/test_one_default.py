@@ -82,7 +82,8 @@ def _literal_defaults(tree: ast.AST):
         elif isinstance(node, ast.Call):
             for kw in node.keywords:
                 # param.Number(default=5.0) of a Parameterized attribute named like a field
-                if kw.arg == "default" and isinstance(kw.value, ast.Constant):
+                if (kw.arg == "default" and isinstance(kw.value, ast.Constant)
+                        and kw.value.value is not None):
                     parent = getattr(node, "_target", None)
                     if parent in FIELDS and parent not in ("h",):
                         yield node.lineno, f"{parent} = ...(default={kw.value.value!r})"
