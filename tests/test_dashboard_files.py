@@ -317,8 +317,12 @@ def test_files_table_fits_the_sidebar():
     assert table.formatters["file"] == {"type": "textarea"}  # long names wrap
     assert table.widths == TABLE_WIDTHS and "file" not in table.widths
     # the fixed columns leave room for the names in the table of a 380 px sidebar (about
-    # 355 px wide once the sidebar's padding is off), even with the types column
-    assert 355 - sum(TABLE_WIDTHS.values()) >= 90
+    # 355 px wide once the sidebar's padding is off), even with the types column (LAMMPS
+    # files) or the topology column (MD trajectories); with both, names wrap in 45 px
+    widths = dict(TABLE_WIDTHS)
+    types, topology = widths.pop("types"), widths.pop("topology")
+    assert 355 - sum(widths.values()) - max(types, topology) >= 90
+    assert 355 - sum(widths.values()) - types - topology >= 45
     assert view.file_select.size <= 4 and table.height is None  # as tall as its rows
     sidebar = view.sidebar()
     cards = [o for o in sidebar if isinstance(o, pn.Card)]

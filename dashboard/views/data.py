@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 #: the topology files of MD trajectories).
 UPLOAD_ACCEPT = ",".join(DATA_SUFFIXES + TOPOLOGY_ONLY_SUFFIXES)
 #: Width (px) of the files table's columns other than the file name.
-TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "topology": 64,
+TABLE_WIDTHS = {"role": 76, "label": 44, "frames": 56, "types": 50, "topology": 56,
                 "remove": 28}
 #: Prefix of the names of this session's uploads (``upload/<name>``).
 UPLOAD_PREFIX = "upload/"

@@ -181,8 +181,8 @@ class NucleationView(View):
 
     def panel(self) -> pn.viewable.Viewable:
         weights = pn.widgets.RadioButtonGroup.from_param(
-            self.param.fit_weights, name="CNT fit weights", button_type="primary",
-            button_style="outline", width=200)
+            self.param.fit_weights, label="CNT fit weights", color="primary",
+            variant="outline", width=200)
         controls = pn.Row(pn.pane.Markdown("CNT fit weights", align="center",
                                            margin=(0, 5, 0, 10)), weights,
                           name="nucleation-controls")
