@@ -186,7 +186,8 @@ class DataView(View):
             editors={"file": None, "role": {"type": "list", "values": list(ROLES)},
                      "label": "input", "frames": "input", "types": "input",
                      "topology": "input", "remove": None},
-            titles={"remove": ""}, text_align={"remove": "center"},
+            titles={"remove": "", "topology": "topo\u00adlogy"},  # breaks at the hyphen
+            text_align={"remove": "center"},
             sortable=False, selectable=False,
             stylesheets=[TABLE_CSS],
         )
