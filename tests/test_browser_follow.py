@@ -9,7 +9,8 @@ cut mid-line) and records when each frame's last byte was written. From
 frame by frame and that every frame is in the page within 2 s of being
 written, that the ``follow-flags`` source (the flagged-frames table) starts at
 the blow-up (frame 19, where the offline rule flags it), that Stop ends the
-follow, that no request left the machine and that the console stayed clean.
+follow, that switching tabs and back keeps the sources whole and streaming, that no
+request left the machine and that the console stayed clean.
 Screenshots go to ``test-artifacts/dashboard/follow/``.
 """
 
@@ -101,6 +102,17 @@ def first_frame(path: Path) -> bytes:
     return data[: pos + 1]
 
 
+def last_frame(path: Path) -> bytes:
+    data = path.read_bytes()
+    pos, start = 0, 0
+    while pos < len(data):
+        start = pos
+        n = int(data[pos : data.index(b"\n", pos)].split()[0])
+        for _ in range(n + 2):
+            pos = data.index(b"\n", pos) + 1
+    return data[start:]
+
+
 @pytest.mark.skipif(not (REFERENCE.exists() and FAILED.exists()),
                     reason="needs the bundled sample_data/")
 def test_follow_a_run_being_written(browser, tmp_path_factory):
@@ -157,7 +169,10 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
             assert sizes == sorted(sizes) and len(sizes) >= 10
             assert page.evaluate(SOURCES)["frames"] == list(range(35))
 
-            flags = page.evaluate(SOURCES)["flags"]
+            end = time.monotonic() + MAX_LATENCY  # the flags arrive in their own message
+            while (flags := page.evaluate(SOURCES)["flags"])[-1:] != [34]:
+                assert time.monotonic() < end, flags
+                time.sleep(0.05)
             assert flags[0] == 19  # the offline rule's frame (tests/test_watch.py)
             assert flags == list(range(19, 35))  # the run stays novel after the blow-up
             summary = "16 flagged frame(s) of 35 (red triangles), first at frame 19"
@@ -176,8 +191,21 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
             page.screenshot(path=str(SHOTS / "follow_table.png"))
             page.screenshot(path=str(SHOTS / "follow_done.png"), full_page=True)
 
+            # another tab and back: the sources are whole, and the next frame still streams
+            s.tab("Data")
+            time.sleep(1.0)
+            s.tab("Trajectory")
+            page.get_by_text("Follow a running simulation").wait_for(timeout=10_000)
+            assert page.evaluate(SOURCES)["frames"] == list(range(35))
+            with open(folder / RUN, "ab") as fd:  # frame 35: a copy of frame 34
+                fd.write(last_frame(FAILED))
+            written_at = time.time()
+            while page.evaluate(SOURCES)["frames"] != list(range(36)):
+                assert time.time() - written_at <= MAX_LATENCY, "frame 35 not shown in time"
+                time.sleep(0.05)
+
             page.get_by_role("button", name="Stop").click()
-            page.get_by_text(f"stopped (35 frames of {RUN})").wait_for(timeout=10_000)
+            page.get_by_text(f"stopped (36 frames of {RUN})").wait_for(timeout=10_000)
             assert s.external == [], f"requests left the machine: {s.external}"
             assert s.errors == [], f"browser console errors: {s.errors}"
         finally:
