@@ -203,6 +203,9 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
             while page.evaluate(SOURCES)["frames"] != list(range(36)):
                 assert time.time() - written_at <= MAX_LATENCY, "frame 35 not shown in time"
                 time.sleep(0.05)
+            page.get_by_text("Follow a running simulation").scroll_into_view_if_needed()
+            time.sleep(0.5)
+            page.screenshot(path=str(SHOTS / "follow_after_tab_switch.png"))
 
             page.get_by_role("button", name="Stop").click()
             page.get_by_text(f"stopped (36 frames of {RUN})").wait_for(timeout=10_000)

@@ -301,6 +301,14 @@ FOLLOW_LABELS = {"H": "H (nats)", "mean_dH": "mean dH (nats)", "max_dH": "max dH
 FLAG_COLOR = "#b40426"
 
 
+def _status_html(status: str, reference: str) -> str:
+    """The status line (and the reference in use under it), escaped: file names are text."""
+    import html
+
+    lines = [html.escape(status)] + ([html.escape(reference)] if reference else [])
+    return "<br>".join(lines)
+
+
 class FollowPanel:
     """Controls, status, live curves and flagged-frame table of a :class:`FollowSession`.
 
@@ -383,10 +391,9 @@ class FollowPanel:
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: s.stop(wait=False))
         self.refresh_button.on_click(lambda _: s.refresh_files())
-        self.status = pn.pane.Markdown(s.param.status, name="follow-status",
-                                       margin=(0, 10), sizing_mode="stretch_width")
-        self.reference = pn.pane.Markdown(s.param.reference_text, name="follow-reference",
-                                          margin=(0, 10), sizing_mode="stretch_width")
+        self.status = pn.pane.HTML(pn.bind(_status_html, s.param.status, s.param.reference_text),
+                                   name="follow-status", margin=(5, 10),
+                                   sizing_mode="stretch_width")
         self.live = pn.Column(
             pn.pane.Bokeh(self.grid, sizing_mode="stretch_width", name="follow-plots"),
             pn.pane.Markdown(pn.bind(self._flag_text, s.param.first_flag, s.param.n_frames,
@@ -460,11 +467,11 @@ class FollowPanel:
         controls.objects = [*controls.objects, self.start_button, self.stop_button,
                             self.refresh_button]
         rule = pn.pane.Markdown(
+            "### Follow a running simulation\n\n"
             "New frames of the file are computed as the simulation writes them, against "
             "the Data tab's **reference** files (else the first frame of the file), with "
             "the Data tab's bandwidth. A frame is **flagged** when the fraction of its atoms "
             "with dH > 0 stays above the threshold for N frames in a row.",
             margin=(0, 10), sizing_mode="stretch_width")
-        return pn.Column(pn.pane.Markdown("### Follow a running simulation", margin=(0, 10)),
-                         rule, controls, self.status, self.reference, self.live,
+        return pn.Column(rule, controls, self.status, self.live,
                          sizing_mode="stretch_width", name="follow")
