@@ -31,6 +31,8 @@ Invariants and memory
   columns.
 - Memory: the reference descriptors, one frame being computed, and one row of
   numbers per frame (no per-atom data is kept).
+- A truncated or replaced file (a new run) empties the table and the rule; the
+  reference stays the one computed at Start.
 - A bad frame ends the follow with its one-line message in :attr:`status`;
   the server keeps serving. :meth:`stop` (also on session close) sets the stop
   event and joins the thread: no thread outlives the session.

@@ -299,3 +299,19 @@ def test_closing_the_session_stops_the_follow(tmp_path):
     assert follow_threads()
     app.cleanup()
     assert not follow_threads() and not follow.running
+
+
+def test_a_rewritten_file_starts_the_table_again(tmp_path):
+    """The file truncated and written again (a new run): the table restarts from frame 0."""
+    run = tmp_path / "run.extxyz"
+    run.write_bytes(b"".join(_frame_bytes(FAILED, i) for i in range(3)))
+    session = session_on(tmp_path, reference=False)
+    session.start(run.name)
+    drain_until(session, lambda: session.n_frames == 3, 60)
+    with open(run, "wb") as fd:  # truncated in place, then two frames of the new run
+        fd.write(b"".join(_frame_bytes(FAILED, i) for i in (5, 6)))
+    drain_until(session, lambda: session.n_frames == 2 and session.table()["frame"].tolist()
+                == [0, 1] and session.status.startswith("following"), 60)
+    session.stop()
+    assert session.frames_source.data["frame"] == [0, 1]
+    assert not follow_threads()
