@@ -354,7 +354,7 @@ def test_nucleation_view(state):
     )
     body = view.body()
     assert isinstance(body, pn.Column)
-    text = body[3].object
+    text = body[1].object
     assert "Largest cluster overall: **120 atoms**" in text
     assert "frames 0-3 pooled at their mean temperature **900.0 K**" in text
     assert "one critical size band **30-60 atoms**" in text
@@ -379,7 +379,7 @@ def test_nucleation_view(state):
                                      weights="none")
     assert nuc.weights == "none"
     assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(plain.gamma_sl_j_m2, rel=1e-12)
-    assert "no weights" in view.body()[3].object
+    assert "no weights" in view.body()[1].object
     view.fit_weights = "poisson"
     pois = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893)
     assert state.results.nucleation.fit["gamma_SL (J/m^2)"] == pytest.approx(
@@ -389,7 +389,7 @@ def test_nucleation_view(state):
         nuc, constants=None, t_pooled=float("nan"), fit=None, fit_curve=None,
         note="t: no CNT constants for Ni (the defaults are Cu's): give the melting "
              "temperature (K) (Advanced settings, CNT ...); critical band and CNT fit skipped")
-    text = view.body()[3].object
+    text = view.body()[1].object
     assert "no CNT constants for Ni" in text and "Pre-nucleation" not in text
 
 

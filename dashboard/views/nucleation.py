@@ -19,7 +19,7 @@ from quests_core.analysis.cnt import FIT_WEIGHTS
 
 from ..pipeline import fit_nucleation
 from ..state import NucleationResult
-from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
+from .base import EMPTY_TEXT, ZOOM_OPTS, View, control_box, placeholder, plot_pane
 from .trajectory import STRUCTURE_TAB, nearest_structure
 
 #: How the result text names the fit weights.
@@ -168,24 +168,19 @@ class NucleationView(View):
             pn.Row(pn.pane.Markdown("Click a frame on the timeline, then open it in Structure "
                                     "(colour by *cluster* there to see the solid-like clusters)."),
                    open_button),
+            pn.pane.Markdown(nucleation_text(nuc), name="nucleation-text",
+                             sizing_mode="stretch_width"),
             plot_pane(self.timeline(nuc), name="nucleation-timeline"),
             plot_pane(self.distribution(nuc), name="nucleation-distribution"),
         ]
         fit = fit_table(nuc)
-        parts.append(pn.pane.Markdown(nucleation_text(nuc), name="nucleation-text",
-                                      sizing_mode="stretch_width"))
         if len(fit):
             parts.append(pn.widgets.Tabulator(fit, show_index=False, disabled=True,
                                               width=420))
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:
-        weights = pn.widgets.RadioButtonGroup.from_param(
-            self.param.fit_weights, label="CNT fit weights", color="primary",
-            variant="outline", width=200)
-        controls = pn.Row(pn.pane.Markdown("CNT fit weights", align="center",
-                                           margin=(0, 5, 0, 10)), weights,
-                          name="nucleation-controls")
+        controls = control_box(self, ["fit_weights"], name="nucleation-controls")
         return pn.Column(controls,
                          pn.bind(lambda *_: self.body(), self.state.param.results,
                                  self.param.fit_weights),
