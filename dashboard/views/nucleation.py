@@ -65,7 +65,8 @@ def nucleation_text(result: NucleationResult) -> str:
                          "band.")
     if result.fit:
         parts.append(f"CNT fit of the pooled cluster sizes with "
-                     f"{WEIGHT_WORDS.get(result.weights, result.weights)}:")
+                     f"{WEIGHT_WORDS.get(result.weights, result.weights)}: the table below "
+                     "the plots.")
     elif result.fit_error:
         parts.append(result.fit_error + ".")
     return " ".join(parts)
