@@ -216,8 +216,27 @@ def _overlap_groups(
     return groups
 
 
+def _overlap_bandwidths(frames: pd.DataFrame, grouping: str, names: list[str], h: float,
+                        settings: RunSettings) -> tuple[float | dict[str, float], str | None]:
+    """h of every column (reference) group: ``h``, or each group's volume rule.
 
-def _overlap(groups: dict[str, np.ndarray], h: float, settings: RunSettings, prog: Progress,
+    As ``quests-dashboard overlap --bandwidth auto``: with the volume rule, dH
+    against a group uses that group's own h(V). When a group has no periodic cell
+    every column keeps ``h`` (the reference's), and a warning says so.
+    """
+    from quests_core.settings import frames_bandwidth
+
+    if settings.core.bandwidth_rule != "volume":
+        return h, None
+    try:
+        return {name: frames_bandwidth(frames[frames[grouping].astype(str) == name],
+                                       source=name) for name in names}, None
+    except QuestsError as exc:
+        return h, (f"Overlap by {grouping}: {exc.detail}; every column uses the reference's "
+                   f"h = {h:.4g} 1/Å")
+
+
+def _overlap(groups: dict[str, np.ndarray], h, settings: RunSettings, prog: Progress,
              n_threads, grouping: str) -> OverlapResult:
     """overlap(row | column) of every ordered pair of groups, sampled to ``overlap_max_n``
     rows (:func:`quests_core.overlaps.overlap_matrix`, dH of every pair kept)."""
@@ -620,7 +639,11 @@ def run_pipeline(
         groups = _overlap_groups(loaded, frames, column)
         if len(groups) < 2:
             continue
-        overlaps[title] = _overlap(groups, h, settings, prog, n_threads, grouping=title)
+        h_columns, note = _overlap_bandwidths(frames, column, list(groups), h, settings)
+        if note:
+            warnings.append(note)
+        overlaps[title] = _overlap(groups, h_columns, settings, prog, n_threads,
+                                   grouping=title)
     timings["overlap"] = time.perf_counter() - t4
 
     # ---- nucleation

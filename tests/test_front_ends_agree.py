@@ -26,6 +26,7 @@ from quests_core.trajectory import frame_statistics
 DATA = Path(__file__).resolve().parents[1] / "sample_data"
 REF = DATA / "cu_solid_400K.extxyz"
 TRAJ = DATA / "cu_failed_simulation.extxyz"
+MELT = DATA / "cu_melt.extxyz"  # a third set: with the volume rule its column's h differs
 INDEX = ":3"
 
 
@@ -41,6 +42,14 @@ def _api():
     x_ref = qc.descriptors(list(ref.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
     x_traj = qc.descriptors(list(traj.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
     h = frames_bandwidth(ref.frames)
+    melt = Dataset.from_files([str(MELT)], index=INDEX)
+    x_melt = qc.descriptors(list(melt.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
+    groups = {"ref": x_ref, "traj": x_traj, "melt": x_melt}
+    h_columns = {"ref": h, "traj": frames_bandwidth(traj.frames),
+                 "melt": frames_bandwidth(melt.frames)}
+    overlap = overlap_matrix(groups, h_columns).matrix
+    # the test tells the volume rule per column from one h for all columns
+    assert not np.array_equal(overlap, overlap_matrix(groups, h).matrix)
     counts = traj.frames["n_atoms"].to_numpy()
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     stats = [frame_statistics(x_traj[a:a + n], x_ref, h)[0] for a, n in zip(starts, counts,
@@ -51,7 +60,8 @@ def _api():
         "mean_dH": np.array([s.mean_dH for s in stats]),
         "frac_novel": np.array([s.frac_novel for s in stats]),
         "dH": np.asarray(qc.delta_entropy(x_traj, x_ref, h)),
-        "x_ref": x_ref, "x_traj": x_traj,
+        # the overlap matrix with the volume rule: each column's own h(V)
+        "overlap": overlap,
     }
 
 
@@ -60,15 +70,15 @@ def api():
     return _api()
 
 
-def _cli_numbers(tmp: Path, cache: Path, h_overlap: float) -> dict:
+def _cli_numbers(tmp: Path, cache: Path) -> dict:
     common = ["--cache-dir", str(cache), "--no-progress"]
     assert cli(["trajectory", str(TRAJ), "--index", INDEX, "-r", str(REF),
                 "--reference-index", INDEX, "--bandwidth", "auto",
                 "-o", str(tmp / "traj.json"), *common]) == 0
     assert cli(["dh", str(TRAJ), "--index", INDEX, "-r", str(REF), "--reference-index", INDEX,
                 "--bandwidth", "auto", "-o", str(tmp / "dh.csv"), *common]) == 0
-    assert cli(["overlap", str(REF), str(TRAJ), "--index", INDEX,
-                "--bandwidth", repr(h_overlap), "-o", str(tmp / "overlap.json"), *common]) == 0
+    assert cli(["overlap", str(REF), str(TRAJ), str(MELT), "--index", INDEX,
+                "--bandwidth", "auto", "-o", str(tmp / "overlap.json"), *common]) == 0
     traj = json.loads((tmp / "traj.json").read_text())
     rows = pd.DataFrame(traj["rows"])
     overlap = json.loads((tmp / "overlap.json").read_text())
@@ -89,47 +99,45 @@ def _dashboard_numbers(monkeypatch, cache: Path) -> tuple[dict, DescriptorCache]
     store = DescriptorCache(cache)
     monkeypatch.setattr(compute, "_CACHE", store)
     files = [FileSpec(path=str(REF), name=REF.name, role="reference", index=INDEX),
-             FileSpec(path=str(TRAJ), name=TRAJ.name, role="trajectory", index=INDEX)]
+             FileSpec(path=str(TRAJ), name=TRAJ.name, role="trajectory", index=INDEX),
+             FileSpec(path=str(MELT), name=MELT.name, role="test", index=INDEX)]
     settings = ComputeSettings(bandwidth_mode="volume rule", overlap_max_n=100_000).frozen()
     res = run_pipeline(files, settings)
     traj = res.frames[res.frames["role"] == "trajectory"]
     dh = res.atoms.loc[res.atoms["role"] == "trajectory", "dH"].to_numpy(np.float64)
     by_file = res.overlap["file"]
-    assert by_file.names == [REF.name, TRAJ.name]
+    assert by_file.names == [REF.name, TRAJ.name, MELT.name]
     return {"h": res.h, "H": traj["H"].to_numpy(), "mean_dH": traj["mean_dH"].to_numpy(),
             "frac_novel": traj["frac_novel"].to_numpy(), "dH": dh,
             "overlap": by_file.matrix}, store
 
 
-def _assert_same(a: dict, b: dict, names=("h", "H", "mean_dH", "frac_novel", "dH")) -> None:
+def _assert_same(a: dict, b: dict,
+                 names=("h", "H", "mean_dH", "frac_novel", "dH", "overlap")) -> None:
     for name in names:
         np.testing.assert_allclose(b[name], a[name], rtol=1e-12, atol=1e-12, err_msg=name)
 
 
 def test_cli_then_dashboard(tmp_path, monkeypatch, api):
     cache = tmp_path / "cache"
-    # the API's overlap at the dashboard's single bandwidth (the reference's volume rule)
-    expected = overlap_matrix({"ref": api["x_ref"], "traj": api["x_traj"]}, api["h"]).matrix
-    cli_numbers = _cli_numbers(tmp_path, cache, api["h"])
+    cli_numbers = _cli_numbers(tmp_path, cache)
     _assert_same(api, cli_numbers)
-    np.testing.assert_array_equal(cli_numbers["overlap"], expected)
     written = _entries(cache)
     assert written, "the CLI wrote no cache entry"
 
     dash, store = _dashboard_numbers(monkeypatch, cache)
-    _assert_same(api, dash, names=("h", "H", "mean_dH", "frac_novel"))
+    _assert_same(api, dash, names=("h", "H", "mean_dH", "frac_novel", "overlap"))
     # the dashboard's dH column is float32 (compact per-atom table)
     np.testing.assert_allclose(dash["dH"], api["dH"], rtol=1e-6, atol=1e-5)
-    np.testing.assert_array_equal(dash["overlap"], expected)
-    assert store.hits >= 2 and store.misses == 0, (store.hits, store.misses)
+    assert store.hits >= 3 and store.misses == 0, (store.hits, store.misses)
     assert _entries(cache) == written
 
 
 def test_dashboard_then_cli(tmp_path, monkeypatch, api):
     cache = tmp_path / "cache"
     _, store = _dashboard_numbers(monkeypatch, cache)
-    assert store.misses >= 2
+    assert store.misses >= 3
     written = _entries(cache)
-    cli_numbers = _cli_numbers(tmp_path, cache, api["h"])
+    cli_numbers = _cli_numbers(tmp_path, cache)
     _assert_same(api, cli_numbers)
     assert _entries(cache) == written, "the CLI computed descriptors the dashboard had cached"
