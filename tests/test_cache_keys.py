@@ -84,14 +84,9 @@ def test_the_dashboard_call_itself_hits_the_cli_entry(tmp_path, traj, monkeypatc
     res = file_descriptors(traj, k=K, cutoff=CUTOFF, cache=cache)
     monkeypatch.setattr(compute, "_CACHE", cache)
     ds = dashboard_read(traj)
-    if hasattr(compute, "file_descriptors"):
-        from quests_core.settings import Settings
+    from quests_core.settings import Settings
 
-        x = compute.file_descriptors(ds, Settings(k=K, cutoff=CUTOFF), compute.Progress(None, None))
-    elif hasattr(compute, "_compute_descriptors"):
-        x = compute._compute_descriptors(ds, K, CUTOFF, compute._Progress(None, None), None)
-    else:  # pragma: no cover - the dashboard renamed its function
-        pytest.skip("dashboard.compute has no descriptor function this test knows")
+    x = compute.file_descriptors(ds, Settings(k=K, cutoff=CUTOFF), compute.Progress(None, None))
     assert (cache.hits, cache.misses) == (1, 1)
     np.testing.assert_array_equal(x, res.descriptors)
 
