@@ -271,13 +271,14 @@ class TrajectoryView(View):
             callback=lambda: self.safe_download(self._export), filename="flagged_frames.extxyz",
             label="Export flagged frames (extxyz)", color="success", width=260,
         )
+        # the computed run first (what Compute produced), the live follow mode below it
         return pn.Column(
-            FollowPanel(self.follow).panel(),
             pn.pane.Markdown("### Computed trajectory", margin=(10, 10, 0, 10)),
             controls,
             pn.Row(self.selected_text, to_atoms, to_structure, download),
             pn.Row(pn.Column(self.plots, sizing_mode="stretch_width"),
                    pn.Column(self.flag_table, width=420), sizing_mode="stretch_width"),
+            FollowPanel(self.follow).panel(),
             sizing_mode="stretch_width",
             name="Trajectory",
         )
