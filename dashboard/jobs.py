@@ -81,6 +81,38 @@ def _worker_main(task, files, settings, out_queue, cancel, n_threads, nice: int 
         out_queue.put(("result", result, "Done"))
 
 
+def _leave_process(out_queue) -> None:
+    """End a worker process as soon as its last message is in the pipe.
+
+    Nothing is left to do after the last message, but a normal interpreter exit of
+    a process that imported Numba, BLAS and pandas runs their thread shutdowns and
+    atexit handlers, which took more than 30 s on the loaded 2-core CI machine (the
+    reaper then saw a live worker long after its result). The queue's feeder thread
+    is flushed first, so no message is lost; then the process exits at once.
+    """
+    try:
+        out_queue.close()
+        out_queue.join_thread()
+    finally:
+        os._exit(0)
+
+
+def _process_main(task, files, settings, out_queue, cancel, n_threads, nice: int = 0) -> None:
+    """Entry point of a worker process: :func:`_worker_main`, then leave at once."""
+    try:
+        _worker_main(task, files, settings, out_queue, cancel, n_threads, nice)
+    finally:
+        _leave_process(out_queue)
+
+
+def _process_standby(receive, out_queue, cancel, nice: int = 0, ready=None) -> None:
+    """Entry point of a standby worker process: :func:`_worker_standby`, then leave."""
+    try:
+        _worker_standby(receive, out_queue, cancel, nice, ready)
+    finally:
+        _leave_process(out_queue)
+
+
 def _worker_standby(receive, out_queue, cancel, nice: int = 0, ready=None) -> None:
     """Entry point of a standby worker process (see :meth:`ComputeJob.prepare_standby`).
 
@@ -206,6 +238,7 @@ class ComputeJob:
             ctx = mp.get_context("spawn")
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
             worker, nice = ctx.Process, WORKER_NICE
+            target = _process_main if target is _worker_main else target
         else:
             self._queue, self._cancel = queue_mod.Queue(), threading.Event()
             worker, nice = threading.Thread, 0
@@ -250,7 +283,7 @@ class ComputeJob:
             ctx = mp.get_context("spawn")
             receive, send = ctx.Pipe(duplex=False)
             queue, cancel, ready = ctx.Queue(), ctx.Event(), ctx.Event()
-            proc = ctx.Process(target=_worker_standby,
+            proc = ctx.Process(target=_process_standby,
                                args=(receive, queue, cancel, WORKER_NICE, ready),
                                daemon=True, name="quests-dashboard-job")
             proc.start()
