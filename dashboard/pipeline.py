@@ -265,8 +265,8 @@ def _nucleation(
     for the trajectory's element and the given ones (``settings.options.cnt_*``); a
     trajectory that is not Cu gets no band and no fit without them, only the clusters and
     a one-line note. The frames before nucleation are pooled with one critical band at
-    their mean temperature (:func:`pre_nucleation_pool`), and their cluster-size
-    distribution is fitted at that temperature with Poisson weights
+    their mean temperature (:func:`quests_core.analysis.cnt.pre_nucleation_pool`), and
+    their cluster-size distribution is fitted at that temperature with Poisson weights
     (:func:`fit_nucleation` refits with others).
     """
     from quests_core.analysis import clusters as cl
@@ -308,7 +308,7 @@ def _nucleation(
     if constants is None:
         pre = np.arange(n, dtype=np.int64)
     else:
-        pre, band = pre_nucleation_pool(largest, temperature, constants)
+        pre, band = cnt.pre_nucleation_pool(largest, temperature, constants)
         if band is not None:
             t_pool = float(band.temperature[0])
             critical = (float(band.n_min[0]), float(band.n_max[0]))
@@ -340,53 +340,6 @@ def _nucleation(
         note=note,
     )
     return fit_nucleation(result), dh_solid, clusters.labels()
-
-
-def pre_nucleation_pool(largest: np.ndarray, temperature: np.ndarray, constants,
-                        max_rounds: int = 20):
-    """The pre-nucleation frames and their one critical band at their mean temperature.
-
-    The pooled frames and their band depend on each other (the frames end where the
-    largest cluster first reaches the lower critical size, the band is computed at the
-    frames' mean temperature), so both are iterated from every undercooled frame
-    (finite temperature below T_m) until the frames stop changing (at most
-    ``max_rounds``): :func:`quests_core.analysis.cnt.pooled_critical_band` and
-    :func:`quests_core.analysis.cnt.pre_nucleation_frames` with that one value
-    (``inf`` on frames that are not undercooled). On the bundled Cu quench this pools
-    frames 1-38 at 794.3 K, as docs/spec.md reports.
-
-    Parameters
-    ----------
-    largest : (n_frames,) array
-        Largest solid-like cluster of each frame.
-    temperature : (n_frames,) array
-        K, NaN where unknown.
-    constants : quests_core.analysis.cnt.CNTConstants
-
-    Returns
-    -------
-    pre : int64 array
-        Frames pooled (every frame when none is undercooled).
-    band : CriticalBand or None
-        The band at their mean temperature; None when no pooled frame is undercooled.
-    """
-    from quests_core.analysis import cnt
-
-    t = np.asarray(temperature, dtype=float)
-    undercooled = np.isfinite(t) & (t < constants.t_melt)
-    pool = np.flatnonzero(undercooled)
-    if len(pool) == 0:
-        return np.arange(len(t), dtype=np.int64), None
-    band = None
-    for _ in range(max_rounds):
-        band = cnt.pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
-        pre = cnt.pre_nucleation_frames(largest, np.where(undercooled, band.n_min[0], np.inf))
-        if np.array_equal(pre, pool):
-            break
-        pool = pre
-    else:
-        band = cnt.pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
-    return np.asarray(pool, dtype=np.int64), band
 
 
 def fit_nucleation(result: NucleationResult, weights: str | None = None) -> NucleationResult:

@@ -13,7 +13,6 @@ import pytest
 from ase.io import read
 
 import dashboard.compute as compute
-import dashboard.pipeline as pipeline
 from dashboard._testing import JUMP_FRAME, make_sample_dir
 from dashboard.jobs import ComputeJob
 from dashboard.pipeline import run_pipeline
@@ -168,27 +167,6 @@ def test_solid_like_clusters(sample):
     assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
     assert len(np.unique(nuc.band_min)) == 1 and nuc.constants["element"] == "Cu"
     assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "poisson"
-
-
-def test_pre_nucleation_pool_is_self_consistent():
-    """One band at the mean temperature of exactly the frames it selects (the paper's
-    way), never a band per frame."""
-    from quests_core.analysis import cnt
-
-    temps = np.array([1500.0, 700.0, 760.0, 1000.0, 1100.0, 1000.0, 900.0, 800.0])
-    largest = np.array([0, 2, 5, 9, 30, 60, 400, 3])
-    pre, band = pipeline.pre_nucleation_pool(largest, temps, cnt.CU)
-    under = temps < cnt.CU_T_MELT
-    np.testing.assert_array_equal(
-        pre, cnt.pre_nucleation_frames(largest, np.where(under, band.n_min[0], np.inf)))
-    assert pre[0] == 1 and 0 not in pre  # frame 0 is above the melting point
-    assert band.temperature[0] == pytest.approx(temps[pre].mean(), rel=1e-15)
-    same = cnt.pooled_critical_band(temps, cnt.CU_GAMMA_SL_RANGE, pre, **cnt.CU.kwargs())
-    assert band.n_min[0] == same.n_min[0] and band.n_max[0] == same.n_max[0]
-    # no undercooled frame (or no temperature): every frame, no band
-    pre, band = pipeline.pre_nucleation_pool(largest, np.full(8, np.nan), cnt.CU)
-    np.testing.assert_array_equal(pre, np.arange(8))
-    assert band is None
 
 
 def test_nucleation_needs_constants_of_its_element(sample, tmp_path):

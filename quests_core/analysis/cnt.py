@@ -588,3 +588,48 @@ def fit_cnt_distribution(
         v_atom=float(v_atom),
         weights=weights,
     )
+
+
+def pre_nucleation_pool(largest: np.ndarray, temperature: np.ndarray, constants,
+                        max_rounds: int = 20):
+    """The pre-nucleation frames and their one critical band at their mean temperature.
+
+    The pooled frames and their band depend on each other (the frames end where the
+    largest cluster first reaches the lower critical size, the band is computed at the
+    frames' mean temperature), so both are iterated from every undercooled frame
+    (finite temperature below T_m) until the frames stop changing (at most
+    ``max_rounds``): :func:`quests_core.analysis.pooled_critical_band` and
+    :func:`quests_core.analysis.pre_nucleation_frames` with that one value
+    (``inf`` on frames that are not undercooled). On the bundled Cu quench this pools
+    frames 1-38 at 794.3 K, as docs/spec.md reports.
+
+    Parameters
+    ----------
+    largest : (n_frames,) array
+        Largest solid-like cluster of each frame.
+    temperature : (n_frames,) array
+        K, NaN where unknown.
+    constants : CNTConstants
+
+    Returns
+    -------
+    pre : int64 array
+        Frames pooled (every frame when none is undercooled).
+    band : CriticalBand or None
+        The band at their mean temperature; None when no pooled frame is undercooled.
+    """
+    t = np.asarray(temperature, dtype=float)
+    undercooled = np.isfinite(t) & (t < constants.t_melt)
+    pool = np.flatnonzero(undercooled)
+    if len(pool) == 0:
+        return np.arange(len(t), dtype=np.int64), None
+    band = None
+    for _ in range(max_rounds):
+        band = pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
+        pre = pre_nucleation_frames(largest, np.where(undercooled, band.n_min[0], np.inf))
+        if np.array_equal(pre, pool):
+            break
+        pool = pre
+    else:
+        band = pooled_critical_band(t, constants.gamma_range, pool, **constants.kwargs())
+    return np.asarray(pool, dtype=np.int64), band
