@@ -5,6 +5,7 @@ one-line errors. They share the common options and output of the other commands.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -410,3 +411,21 @@ def test_analysis_does_not_import_the_cli():
             "thermo, uncertainty\n"
             "assert not [m for m in sys.modules if m.startswith('quests_core.cli')]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_nucleation_pools_the_pre_nucleation_frames_of_the_bundled_quench(capsys):
+    """Default ``--frames pre``: frames 1-38 and their one band at 794.3 K, the Poisson fit
+    of docs/spec.md section 6 (the dashboard pools the same frames); ``--frames all``
+    pools every frame."""
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    args = ["nucleation", sample / "cu_quench.extxyz", "-r", sample / "cu_solid_400K.extxyz",
+            "--fit", "-q"]
+    code, text, err = run(args, capsys)
+    assert code == 0, err
+    s = summary(text)
+    assert s["pooled_frames"] == "38"
+    assert close(s["T_pooled_K"], 794.346) and close(s["n_star_min"], 61.3433)
+    assert s["fit_weights"] == "poisson" and abs(float(s["fit_gamma_SL_J_m2"]) - 0.166) < 2e-3
+    code, text, err = run([*args, "--frames", "all"], capsys)
+    assert code == 0, err
+    assert summary(text)["pooled_frames"] == "65"

@@ -84,9 +84,11 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                    help=f"cluster edge in Å (default {cl.DEFAULT_CLUSTER_CUTOFF})")
     g.add_argument("--clusters", choices=cl.CLUSTER_METHODS, default=cl.CLUSTER_METHODS[0],
                    help=f"cluster components (default {cl.CLUSTER_METHODS[0]})")
-    g.add_argument("--frames", default=None,
-                   help="frames pooled in the size distribution, band and fit, as positions "
-                   "in the selected frames ('start:stop:step' or an integer; default: all)")
+    g.add_argument("--frames", default="pre",
+                   help="frames pooled in the size distribution, band and fit: 'pre' (default: "
+                   "the pre-nucleation frames, chosen together with their one band as the "
+                   "dashboard does, quests_core.analysis.cnt.pre_nucleation_pool), 'all', or "
+                   "positions in the selected frames ('start:stop:step' or an integer)")
     c = p.add_argument_group(
         "classical nucleation theory",
         "material constants; the defaults are the paper's Cu EAM values and apply only to a "
@@ -142,8 +144,8 @@ def cnt_constants(args: argparse.Namespace, species: Sequence[str], source: str)
 
 
 def frames_selection(text: str | None, n: int) -> list[int]:
-    """Positions of the frames chosen by ``--frames`` (``"5"``, ``"10:"``, ``"::2"``)."""
-    if text is None:
+    """Positions of the frames of ``--frames`` (``"all"``, ``"5"``, ``"10:"``, ``"::2"``)."""
+    if text in (None, "all"):
         return list(range(n))
     from quests_core.io import parse_index
 
@@ -161,11 +163,12 @@ def frames_selection(text: str | None, n: int) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     """``nucleation TRAJ --reference SOLID... [--frames F] [--fit]``"""
     from quests_core.analysis import clusters as cl
+    from quests_core.analysis.cnt import pre_nucleation_pool
 
     settings, _ = prepare(args)
     batch, traj, x = load_one(args.trajectory, args, settings, role="trajectory")
     constants = cnt_constants(args, traj.species, args.trajectory)
-    chosen = frames_selection(args.frames, len(traj))
+    chosen = None if args.frames == "pre" else frames_selection(args.frames, len(traj))
     ref, ref_ds, x_ref = load_reference(args, settings)
     h = bandwidth(settings, ref_ds)
     dhs, clusters = _frames_clusters(args, settings, traj, x, x_ref, h)
@@ -174,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
     table["n_solid"] = res.n_solid
     table["largest_cluster"] = res.largest
     table["mean_dH"] = [float(np.mean(d)) for d in dhs]
+    if chosen is None:
+        chosen = [int(i) for i in pre_nucleation_pool(
+            res.largest, table["temperature"].to_numpy(float), constants)[0]]
     dist = cl.cluster_size_distribution(res.clusters, chosen)
     sizes = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
     summary: dict[str, Any] = {
