@@ -268,19 +268,16 @@ def file_warnings(loaded: list[Loaded]) -> list[str]:
 
 
 def _descriptor_cache():
-    """The shared on-disk descriptor cache, if quests_core provides one."""
+    """The shared on-disk descriptor cache (None when its folder cannot be used)."""
     global _CACHE
     with _CACHE_LOCK:
         if _CACHE is None:
+            from quests_core.cache import DescriptorCache
+
             try:
-                from quests_core.cache import DescriptorCache
-            except ImportError:
+                _CACHE = DescriptorCache()
+            except Exception:  # noqa: BLE001 - no cache is fine, it only saves time
                 _CACHE = False
-            else:
-                try:
-                    _CACHE = DescriptorCache()
-                except Exception:  # noqa: BLE001 - no cache is fine, it only saves time
-                    _CACHE = False
         return _CACHE or None
 
 
@@ -312,10 +309,10 @@ def _descriptors_with_progress(ds, settings: Settings, prog: Progress,
                                n_threads) -> np.ndarray:
     from quests_core import descriptors
     from quests_core.io import locate_error
+    from quests_core.pipeline import dataset_descriptors
 
     k, cutoff, species = settings.k, settings.cutoff, settings.species
     n = max(ds.n_atoms, 1)
-    cache = _descriptor_cache()
     counted = [0]
 
     def by_structure(structures):
@@ -328,33 +325,22 @@ def _descriptors_with_progress(ds, settings: Settings, prog: Progress,
 
         return progress
 
-    if cache is not None:
-
-        def compute(structures, k, cutoff, species=None):
-            prog.check()
-            try:
-                x = descriptors(structures, k=k, cutoff=cutoff, species=species,
-                                n_threads=n_threads, progress=by_structure(structures))
-            except QuestsError as exc:  # "structure i" of this chunk -> file and frame
-                raise locate_error(exc, structures) from None
-            counted[0] += len(x)
-            prog(counted[0] / n)
-            return x
-
-        return np.asarray(cache.get_or_compute(ds, k=k, cutoff=cutoff, species=species,
-                                               compute=compute))
-    parts = []
-    for _, chunk in ds.iter_chunks(max_atoms=settings.chunk_atoms):
+    def compute(structures, k, cutoff, species=None):
         prog.check()
         try:
-            parts.append(descriptors(chunk, k=k, cutoff=cutoff, species=species,
-                                     n_threads=n_threads, progress=by_structure(chunk)))
-        except QuestsError as exc:
-            raise locate_error(exc, chunk) from None
-        counted[0] += sum(len(a) for a in chunk)
+            x = descriptors(structures, k=k, cutoff=cutoff, species=species,
+                            n_threads=n_threads, progress=by_structure(structures))
+        except QuestsError as exc:  # "structure i" of this chunk -> file and frame
+            raise locate_error(exc, structures) from None
+        counted[0] += len(x)
         prog(counted[0] / n)
-    width = (len(species) + 1) * (2 * k - 1) if species else 2 * k - 1
-    return np.concatenate(parts) if parts else np.zeros((0, width))
+        return x
+
+    # chunk by chunk, through the cache when there is one (the key of the file it was read
+    # from: a hit for what the CLI computed, and the other way round)
+    return np.asarray(dataset_descriptors(ds, k, cutoff, species, compute=compute,
+                                          cache=_descriptor_cache(),
+                                          chunk_atoms=settings.chunk_atoms))
 
 
 def structure_descriptors(

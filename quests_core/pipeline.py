@@ -90,8 +90,6 @@ def run_compute(
     return x
 
 
-_run_compute = run_compute  # the old private name
-
 
 class _GrowingArray:
     """Row blocks appended in place (``ndarray.resize``: large blocks grow by ``mremap``
