@@ -246,7 +246,9 @@ def _overlap(groups: dict[str, np.ndarray], h, settings: RunSettings, prog: Prog
                          seed=settings.core.seed, keep_delta=True, progress=prog.span(),
                          n_threads=n_threads, cancel=prog.cancel)
     return OverlapResult(grouping=grouping, names=list(res.names), matrix=res.matrix,
-                         delta=res.delta, sizes=dict(res.sizes))
+                         delta=res.delta, sizes=dict(res.sizes),
+                         bandwidths=dict(zip(res.names, map(float, res.bandwidths),
+                                             strict=True)))
 
 
 def _nucleation(

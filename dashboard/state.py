@@ -135,8 +135,9 @@ class OverlapResult:
     """overlap(row | column) over groups (files or labels).
 
     ``matrix[i, j]`` is the fraction of environments of group ``names[i]``
-    with dH(. | group ``names[j]``) <= 0; ``delta[(i, j)]`` holds those dH
-    values (nats) for the histograms.
+    with dH(. | group ``names[j]``) <= 0 at that column's bandwidth
+    ``bandwidths[names[j]]`` (one h for all, or each group's volume rule);
+    ``delta[(i, j)]`` holds those dH values (nats) for the histograms.
     """
 
     grouping: str
@@ -144,6 +145,7 @@ class OverlapResult:
     matrix: np.ndarray
     delta: dict[tuple[int, int], np.ndarray]
     sizes: dict[str, int]
+    bandwidths: dict[str, float] = field(default_factory=dict)
 
     def long_table(self) -> pd.DataFrame:
         """One row per (row, column) pair: ``row, column, overlap``."""

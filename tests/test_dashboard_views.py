@@ -488,3 +488,12 @@ def test_file_spec_roles():
     spec = st.add_file("/x", "x", role="solid reference", label="ref")
     assert spec == FileSpec("/x", "x", "solid reference", "ref")
     assert list(st.files_table().columns) == ["file", "role", "label", "frames"]
+
+
+def test_overlap_note_names_the_bandwidth_of_every_column():
+    from dashboard.views.overlap import _bandwidth_text
+
+    assert _bandwidth_text({"a": 0.015, "b": 0.015}) == "h\u00a0=\u00a00.015\u00a0Å⁻¹. "
+    assert _bandwidth_text({"solid": 0.06154488, "melt": 0.04913835}) == (
+        "h of each column (its volume rule): solid: 0.06154, melt: 0.04914 Å⁻¹. ")
+    assert _bandwidth_text({}) == ""

@@ -61,7 +61,7 @@ def _api():
         "frac_novel": np.array([s.frac_novel for s in stats]),
         "dH": np.asarray(qc.delta_entropy(x_traj, x_ref, h)),
         # the overlap matrix with the volume rule: each column's own h(V)
-        "overlap": overlap,
+        "overlap": overlap, "overlap_h": np.array(list(h_columns.values())),
     }
 
 
@@ -109,7 +109,8 @@ def _dashboard_numbers(monkeypatch, cache: Path) -> tuple[dict, DescriptorCache]
     assert by_file.names == [REF.name, TRAJ.name, MELT.name]
     return {"h": res.h, "H": traj["H"].to_numpy(), "mean_dH": traj["mean_dH"].to_numpy(),
             "frac_novel": traj["frac_novel"].to_numpy(), "dH": dh,
-            "overlap": by_file.matrix}, store
+            "overlap": by_file.matrix,
+            "overlap_h": np.array([by_file.bandwidths[n] for n in by_file.names])}, store
 
 
 def _assert_same(a: dict, b: dict,
@@ -126,7 +127,7 @@ def test_cli_then_dashboard(tmp_path, monkeypatch, api):
     assert written, "the CLI wrote no cache entry"
 
     dash, store = _dashboard_numbers(monkeypatch, cache)
-    _assert_same(api, dash, names=("h", "H", "mean_dH", "frac_novel", "overlap"))
+    _assert_same(api, dash, names=("h", "H", "mean_dH", "frac_novel", "overlap", "overlap_h"))
     # the dashboard's dH column is float32 (compact per-atom table)
     np.testing.assert_allclose(dash["dH"], api["dH"], rtol=1e-6, atol=1e-5)
     assert store.hits >= 3 and store.misses == 0, (store.hits, store.misses)

@@ -119,7 +119,8 @@ class OverlapView(View):
         note = pn.pane.Markdown(
             "Overlap of a row with a column: the fraction of the row's environments with "
             "dH(row | column) <= 0. Sampled environments per group: "
-            + ", ".join(f"{k}: {v:,}" for k, v in res.sizes.items()) + ". Click a cell.",
+            + ", ".join(f"{k}: {v:,}" for k, v in res.sizes.items()) + ". "
+            + _bandwidth_text(res.bandwidths) + "Click a cell.",
         )
         return pn.Column(plot_pane(heat * labels, name="overlap-heatmap"), note,
                          sizing_mode="stretch_width")
@@ -150,3 +151,15 @@ class OverlapView(View):
             sizing_mode="stretch_width",
             name="Overlap",
         )
+
+
+def _bandwidth_text(bandwidths: dict[str, float]) -> str:
+    """``"h = 0.015 Å⁻¹. "``, or each column's h when they differ (the volume rule)."""
+    values = set(bandwidths.values())
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"h\u00a0=\u00a0{values.pop():.4g}\u00a0Å⁻¹. "
+    return "h of each column (its volume rule): " + ", ".join(
+        f"{k}: {v:.4g}" for k, v in bandwidths.items()) + " Å⁻¹. "
+
