@@ -46,7 +46,7 @@ A0 = 3.5935  # Å, the EMT lattice constant fitted by sample_data/generate.py
 def thermalize(atoms, temperature_k: float, rng: np.random.Generator) -> None:
     """Maxwell-Boltzmann velocities at ``temperature_k`` with zero total momentum."""
     try:
-        from ase.md.velocitydistribution import thermalize_momenta  # ASE >= 3.28
+        from ase.md.velocitydistribution import thermalize_momenta  # ASE >= 3.29
     except ImportError:  # pragma: no cover - older ASE
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
+import re
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,33 @@ from ase.build import bulk
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = ROOT / "sample_data"
 ARTIFACTS = Path(os.environ.get("QUESTS_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+def main_dependency_versions(dist: str = "quests-dashboard") -> dict[str, str]:
+    """Installed version of every requirement of ``dist`` (its extras included), by name."""
+    names = set()
+    for req in metadata.requires(dist) or []:
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+        if match:
+            names.add(match.group(0))
+    versions = {}
+    for name in sorted(names, key=str.lower):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def pytest_report_header(config):
+    """The versions this run resolved (compare with .ci/constraints.txt, the last green set)."""
+    try:
+        versions = main_dependency_versions()
+    except metadata.PackageNotFoundError:
+        return "quests-dashboard is not installed: dependency versions unknown"
+    pairs = ", ".join(f"{name} {version}" for name, version in versions.items()
+                      if version != "not installed")
+    return f"dependencies ({platform.machine()}): {pairs}"
 
 
 def noisy_cu(reps=(3, 3, 3), noise=0.05, seed=0, cubic=True):
@@ -24,6 +54,16 @@ def noisy_cu(reps=(3, 3, 3), noise=0.05, seed=0, cubic=True):
 def cu_frames(n: int, reps=(2, 2, 2)):
     """``n`` frames of a 32-atom Cu cell, each rattled with its own seed."""
     return [noisy_cu(reps, noise=0.05, seed=i) for i in range(n)]
+
+
+def thermalize(atoms, temperature_K: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_K`` (ASE >= 3.29 names it
+    ``thermalize_momenta`` and deprecates ``MaxwellBoltzmannDistribution``)."""
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # ASE < 3.29
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import thermalize
 from test_browser_e2e import Session, running_server
 from test_browser_tour import TOUR, VIEWPORT, Tour, check_document
 
@@ -30,7 +31,6 @@ def cu3au_md(n_frames: int = DUMP_FRAMES, every: int = DUMP_EVERY, seed: int = 3
     """L1_2 Cu3Au (108 atoms) heated to 1400 K with ASE's EMT potential, 2 fs steps."""
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
     from ase.units import fs
 
@@ -38,7 +38,7 @@ def cu3au_md(n_frames: int = DUMP_FRAMES, every: int = DUMP_EVERY, seed: int = 3
     cell.set_chemical_symbols(["Au", "Cu", "Cu", "Cu"])
     atoms = cell.repeat((3, 3, 3))
     atoms.calc = EMT()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=1400, rng=np.random.default_rng(seed))
+    thermalize(atoms, 1400, np.random.default_rng(seed))
     dyn = VelocityVerlet(atoms, timestep=2 * fs)
     frames = []
     for i in range(n_frames):
@@ -68,14 +68,12 @@ def argon(temperature: float, steps: int, a: float = 5.30, seed: int = 5):
     starting ``temperature``."""
     from ase.build import bulk
     from ase.calculators.lj import LennardJones
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
     from ase.units import fs
 
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat((4, 4, 4))
     atoms.calc = LennardJones(sigma=3.405, epsilon=0.0103, rc=8.5, smooth=True)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature,
-                                 rng=np.random.default_rng(seed))
+    thermalize(atoms, temperature, np.random.default_rng(seed))
     VelocityVerlet(atoms, timestep=5 * fs).run(steps)
     atoms.wrap()
     return atoms

@@ -18,7 +18,7 @@ def stylesheet_urls(model) -> list[str]:
 def test_components_built_outside_a_session_use_the_servers_static_files():
     load_extensions()
     assert not resources.use_cdn()  # the server serves Panel's files (panel serve default)
-    for component in (pn.widgets.Button(name="Compute"), pn.pane.Markdown("**x**"),
+    for component in (pn.widgets.Button(label="Compute"), pn.pane.Markdown("**x**"),
                       pn.indicators.Progress(value=3), pn.widgets.Tabulator()):
         urls = stylesheet_urls(component.get_root(Document()))
         assert urls, component

@@ -20,7 +20,7 @@ from ase.io import read
 from bokeh.document import Document
 
 import dashboard.compute as compute
-from dashboard import show
+from dashboard import dhscale, show
 from dashboard._testing import make_sample_dir
 from dashboard.app import TAB_NAMES, DashboardApp, load_extensions
 from dashboard.launch import build_parser, panel_args
@@ -161,6 +161,24 @@ def test_pure_helpers():
     flags = robust_jumps(np.array([0, 0.01, 0, 0.02, 0.01, 5, 5.1, 5.0, 5.2]))
     np.testing.assert_array_equal(np.flatnonzero(flags), [5])
     assert not robust_jumps(np.array([5.0, 0.0, 0.0, 0.0])).any()  # drops are not failures
+
+
+@pytest.mark.parametrize("mode", ["asinh", "linear"])
+def test_histogram_bins_the_extremes_of_float32_dh(mode):
+    """The Atoms tab's range is the smallest to the largest dH (float64 ends); the
+    per-atom dH are float32. numpy's float32 arcsinh is not correctly rounded (it
+    differs with the CPU's SIMD path), so asinh(float32 dH) can land one ulp past the
+    range's end: the binned values must be put on the scale as the ends are."""
+    # float32 values whose float32 arcsinh rounds above or below the float64 one
+    for top in (0.6210178732872009, 98.6883544921875, 17110.767578125):
+        for bottom in (-1.0, -7.422573089599609, -4044.471435546875):
+            dh = np.array([bottom, 0.0, top], dtype=np.float32)
+            ends = np.array([float(dh.min()), float(dh.max())])
+            span = dhscale.data_range(ends, mode, pad=0.0)
+            edges, counts = dh_histogram(dh, 7, span, mode)
+            assert counts.sum() == 3, (bottom, top)
+            xs, cdf = dh_cdf(dh, range_=span, mode=mode)
+            assert cdf[0] == 0.0 and cdf[-1] == 1.0
 
 
 # ------------------------------------------------------------------- atoms

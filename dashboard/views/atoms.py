@@ -62,9 +62,12 @@ def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | 
     (dH on ``mode``'s scale, :mod:`dashboard.dhscale`), bins equally wide on that scale.
 
     ``range_`` (plotted coordinates) defaults to the data's min to max; values
-    outside it are not counted.
+    outside it are not counted. The values are put on the plotted scale in float64,
+    as :func:`dashboard.dhscale.data_range` puts the range's ends: a float32 dH equal
+    to the largest (or smallest) dH then lands exactly on the last (first) edge and
+    is counted, whatever rounding the machine's float32 ``arcsinh`` does.
     """
-    v = dhscale.forward(finite_values(dh), mode)
+    v = dhscale.forward(finite_values(dh).astype(np.float64, copy=False), mode)
     if len(v) == 0:
         return np.linspace(-1, 1, bins + 1), np.zeros(bins, dtype=np.int64)
     lo, hi = range_ if range_ is not None else (float(v.min()), float(v.max()))
@@ -79,7 +82,7 @@ def dh_cdf(dh: np.ndarray, n_points: int = 400, range_: tuple[float, float] | No
     """Empirical CDF of dH at ``n_points + 1`` values spanning ``range_`` (plotted
     coordinates on ``mode``'s scale): ``(x, fraction of atoms with dH < x)`` (atoms below
     the range are counted; the last point includes the atoms equal to the upper end)."""
-    v = finite_values(dh)
+    v = finite_values(dh).astype(np.float64, copy=False)
     if len(v) == 0:
         return np.zeros(0), np.zeros(0)
     edges, counts = dh_histogram(v, bins=n_points, range_=range_, mode=mode)

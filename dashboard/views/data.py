@@ -556,10 +556,9 @@ class DataView(View):
         k = pn.widgets.IntInput.from_param(settings.param.k, name="k", width=80)
         cutoff = pn.widgets.FloatInput.from_param(settings.param.cutoff, name="Cutoff (Å)",
                                                   step=0.5, width=90)
-        mode = pn.widgets.RadioButtonGroup.from_param(settings.param.bandwidth_mode,
-                                                      name="Bandwidth", width=150,
-                                                      align="center", button_type="primary",
-                                                      button_style="outline")
+        mode = pn.widgets.RadioButtonGroup.from_param(
+            settings.param.bandwidth_mode, name="Bandwidth", width=150, align="center",
+            color="primary", variant="outline")
         bandwidth = pn.widgets.FloatInput.from_param(settings.param.bandwidth,
                                                      name="h (1/Å)", step=0.001, width=90)
         bandwidth.disabled = settings.bandwidth_mode != "fixed"
