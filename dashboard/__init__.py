@@ -14,7 +14,13 @@ __all__ = ["show"]
 
 
 def show(data_dir=None, **kw):
-    """The dashboard as a Panel layout for JupyterLab (display it, or call ``.servable()``).
+    """The dashboard for a notebook cell (JupyterLab, Jupyter Notebook 7, VS Code).
+
+    Display the returned layout (make it a cell's last expression). This call loads
+    Panel's extension with every script and style inline, so the output needs no
+    internet and no other call: it can be the first and only dashboard call of a
+    notebook. The layout is sized for a cell: files and settings side by side in a
+    card above the tabs, the tabs over the cell's width.
 
     Parameters
     ----------
@@ -26,14 +32,15 @@ def show(data_dir=None, **kw):
 
     Returns
     -------
-    panel.Row
-        The sidebar and the tabs; its ``.app`` attribute is the
-        :class:`dashboard.app.DashboardApp` (state and views) for scripting.
+    panel.Column
+        The message line, the files-and-settings card and the tabs; its ``.app``
+        attribute is the :class:`dashboard.app.DashboardApp` (state and views) for
+        scripting.
     """
     from .app import create_app
 
     kw.setdefault("job_mode", "thread")
-    app = create_app(data_dir, **kw)
-    layout = app.layout()
+    app = create_app(data_dir, notebook=True, **kw)
+    layout = app.notebook_layout()
     layout.app = app
     return layout

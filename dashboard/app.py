@@ -9,8 +9,11 @@ own :class:`DashboardApp` (own state, own uploads, own results).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import html
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script by `panel serve dashboard/app.py`
@@ -18,6 +21,8 @@ if __package__ in (None, ""):  # run as a script by `panel serve dashboard/app.p
 
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
+import param  # noqa: E402
+from panel.reactive import ReactiveHTML  # noqa: E402
 
 from dashboard.paths import (  # noqa: E402
     check_data_dir,
@@ -45,11 +50,35 @@ TITLE = "QUESTS dashboard: information entropy of atomistic data"
 TAB_NAMES = ("Data", "Atoms", "Structure", "Trajectory", "Learning curves", "Overlap",
              "Nucleation", "Compression", "Active learning", "Uncertainty", "Stores")
 _EXTENSION_LOADED = False
+#: Background and edge colour of the notebook's message line, by level.
+MESSAGE_COLOURS = {"error": ("#fde8e8", "#b40426"), "warning": ("#fff4e0", "#d08000"),
+                   "success": ("#e8f6ec", "#2e8b57"), "info": ("#e8eef8", "#3b4cc0")}
 
 
-def load_extensions() -> None:
-    """Load the Panel/HoloViews extensions the views need (once per process)."""
+#: The tab bar wraps onto a second row where the tabs do not fit (a notebook cell, a
+#: narrow window): every tab stays visible and clickable.
+TABS_CSS = ":host .bk-header { flex-wrap: wrap; row-gap: 2px; }"
+
+
+def load_extensions(notebook: bool = False) -> None:
+    """Load the Panel/HoloViews extensions the views need.
+
+    Served (``notebook=False``, once per process): Panel's files come from the server
+    (:func:`dashboard.theme.keep_assets_local`), with the offline Fast design and
+    notifications. In a notebook (``notebook=True``, every call, as Panel's
+    extension must run in each kernel and page): every script and style is put inline
+    into the cell's output, and stylesheets of components built later become ``data:``
+    URLs (:func:`dashboard.theme.keep_assets_local`), so the page needs no other host.
+    The Fast design and the pop-up notifications are left out there (Panel loads the
+    design's scripts from its CDN in a notebook, and inline Notyf does not define its
+    global): :meth:`DashboardApp.notebook_layout` shows the latest message as a line.
+    """
     global _EXTENSION_LOADED
+    if notebook:
+        pn.extension("plotly", "tabulator", sizing_mode="stretch_width", inline=True,
+                     notifications=False)
+        keep_assets_local()  # stylesheets of tabs built later are inlined too
+        return
     if _EXTENSION_LOADED and pn.state.curdoc is not None:
         return
     pn.extension("plotly", "tabulator", notifications=True, design=design(),
@@ -57,6 +86,36 @@ def load_extensions() -> None:
     keep_assets_local()
     hv.extension("bokeh", logo=False)
     _EXTENSION_LOADED = True
+
+
+def message_line(messages: list[tuple[str, str]]):
+    """The latest ``(level, text)`` message as one escaped line (a notebook has no
+    pop-up notifications); nothing while there is none."""
+    if not messages:
+        return pn.Spacer(height=0, sizing_mode="stretch_width")
+    level, text = messages[-1]
+    background, edge = MESSAGE_COLOURS.get(level, MESSAGE_COLOURS["info"])
+    return pn.pane.HTML(
+        f"<div class='quests-message' data-level='{html.escape(level)}'>"
+        f"{html.escape(text)}</div>", sizing_mode="stretch_width", name="message",
+        styles={"background": background, "border-left": f"4px solid {edge}",
+                "padding": "4px 10px", "font-size": "13px"})
+
+
+class RenderProbe(ReactiveHTML):
+    """An invisible element that tells the kernel when a browser has drawn it.
+
+    Panel's notebook updates sent before the browser has drawn a cell's output are
+    lost, and the ones after them then refer to models the page never received (the
+    view freezes). Run All runs the next cells while the browser is still drawing a
+    large output, so scripted changes must wait for :attr:`rendered`. ipykernel
+    handles comm messages while a cell awaits, so a cell can wait for it.
+    """
+
+    rendered = param.Boolean(default=False, doc="A browser has drawn this element.")
+
+    _template = "<div id='probe' style='display: none'></div>"
+    _scripts = {"render": "data.rendered = true"}
 
 
 class DashboardApp:
@@ -96,8 +155,11 @@ class DashboardApp:
         self._built = [False] * len(self.views)
         self.tabs = pn.Tabs(*[(name, pn.Column(sizing_mode="stretch_width"))
                               for name in TAB_NAMES],
-                            dynamic=True, sizing_mode="stretch_width", name="views")
+                            dynamic=True, sizing_mode="stretch_width", name="views",
+                            stylesheets=[TABS_CSS])
         self.build_tab(0)
+        self.render_probe = RenderProbe(width=0, height=0, margin=0)
+        self._display_timed_out = False
         self.tabs.param.watch(self._on_tab, "active")
         self.state.param.watch(self._on_active_tab, "active_tab")
 
@@ -128,9 +190,43 @@ class DashboardApp:
         )
 
     def layout(self) -> pn.Row:
-        """The same app as a plain layout (for Jupyter)."""
+        """The served page's arrangement without its template: sidebar beside the tabs."""
         return pn.Row(pn.Column(*self.sidebar(), width=380), self.tabs,
                       sizing_mode="stretch_width", min_height=900)
+
+    def notebook_layout(self) -> pn.Column:
+        """The app for a notebook cell (about 900-1200 px wide): the latest message, the
+        files and the settings side by side in a card that folds away (they wrap under
+        each other in a narrower cell), and the tabs below over the cell's full width."""
+        files, settings = self.data.sidebar_parts()
+        controls = pn.FlexBox(
+            pn.Column(*files, width=430, margin=(0, 10)),
+            pn.Column(*settings, width=430, margin=(0, 10)),
+            flex_wrap="wrap", sizing_mode="stretch_width",
+        )
+        card = pn.Card(controls, title="Files and settings", collapsible=True,
+                       sizing_mode="stretch_width", name="controls")
+        message = pn.panel(pn.bind(message_line, self.state.param.messages),
+                           sizing_mode="stretch_width")
+        return pn.Column(message, card, self.tabs, self.render_probe, sizing_mode="stretch_width",
+                         min_height=900, name="quests-dashboard")
+
+    async def displayed(self, timeout: float = 20.0) -> bool:
+        """Wait until a browser has drawn :meth:`notebook_layout` (True) or ``timeout``
+        seconds have passed (False: no browser, e.g. nbclient or papermill; later calls
+        then return at once). A notebook cell that changes the app from code awaits it
+        first, so that Run All does not send changes before the page can take them."""
+        if self.render_probe.rendered:
+            return True
+        if self._display_timed_out:
+            return False
+        end = time.monotonic() + timeout
+        while not self.render_probe.rendered:
+            if time.monotonic() > end:
+                self._display_timed_out = True
+                return False
+            await asyncio.sleep(0.1)
+        return True
 
     def cleanup(self) -> None:
         """Stop this session's computation and delete its uploads."""
@@ -156,8 +252,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def create_app(data_dir=None, **kw) -> DashboardApp:
-    load_extensions()
+def create_app(data_dir=None, notebook: bool = False, **kw) -> DashboardApp:
+    load_extensions(notebook=notebook)
     app = DashboardApp(data_dir=data_dir, **kw)
     app.data.preselect_defaults()  # a fresh page starts with a reference and a trajectory
     return app

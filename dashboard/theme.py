@@ -88,32 +88,97 @@ def offline_fast_design():
 
 
 def keep_assets_local() -> None:
-    """Make Panel resolve every stylesheet to the server, never to its CDN.
+    """Make Panel resolve every stylesheet to the server or inline, never to its CDN.
 
     Panel picks the URL prefix of a component's stylesheets from the session
     document's template variables; for models built without one (components
     created after the first render, e.g. in a callback or a freshly shown tab)
     it falls back to ``cdn.holoviz.org`` even when the server serves the files
-    itself (panel#7073, #8408, #8707). In server mode this wraps
-    ``patch_stylesheet`` so that fallback becomes the server's own
-    ``static/extensions/panel/`` path. Idempotent; a no-op where Panel is
-    configured to load from its CDN (e.g. a notebook without a server).
+    itself (panel#7073, #8408, #8707). This wraps ``patch_stylesheet``, the one
+    function every such path calls:
+
+    - served (``panel serve``): the fallback becomes the server's own
+      ``static/extensions/panel/`` path;
+    - in a notebook with inline resources (:func:`dashboard.show`), where no
+      server of Panel's files exists: a CDN stylesheet becomes a ``data:`` URL of
+      the same file from the installed Panel (its relative ``url(...)`` assets
+      inlined too), so a tab built after the first render needs no other host.
+
+    Idempotent.
     """
     import panel.io.resources as resources
     import panel.reactive as reactive
+    import panel.theme.base as theme_base
 
     original = resources.patch_stylesheet
     if getattr(original, "_quests_local", False):
         return
 
     def patch_stylesheet(stylesheet, dist_url):
-        if dist_url == resources.CDN_DIST and not resources.use_cdn():
+        inline = notebook_inline()
+        if dist_url == resources.CDN_DIST and not inline and not resources.use_cdn():
             dist_url = resources.get_dist_path(cdn=False)
-        return original(stylesheet, dist_url)
+        original(stylesheet, dist_url)
+        if inline:
+            try:
+                url = stylesheet.url
+            except Exception:  # not an imported stylesheet
+                return
+            if isinstance(url, str) and url.startswith(resources.CDN_DIST):
+                data = css_data_url(url[len(resources.CDN_DIST):].split("?")[0])
+                if data is not None:
+                    stylesheet.url = data
 
     patch_stylesheet._quests_local = True
-    resources.patch_stylesheet = patch_stylesheet
-    reactive.patch_stylesheet = patch_stylesheet
+    for module in (resources, reactive, theme_base):
+        if getattr(module, "patch_stylesheet", None) is original:
+            module.patch_stylesheet = patch_stylesheet
+
+
+def notebook_inline() -> bool:
+    """True in a notebook kernel whose Panel resources are inline (no Bokeh server)."""
+    import panel as pn
+
+    if not pn.config.inline:
+        return False
+    doc = pn.state.curdoc
+    return doc is None or doc.session_context is None
+
+
+#: MIME types of the assets a Panel stylesheet refers to.
+_ASSET_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".gif": "image/gif",
+                ".woff2": "font/woff2", ".woff": "font/woff", ".ttf": "font/ttf",
+                ".css": "text/css"}
+
+
+@lru_cache(maxsize=256)
+def css_data_url(relative: str) -> str | None:
+    """``data:`` URL of the stylesheet ``relative`` to Panel's ``dist`` folder, with
+    the files its relative ``url(...)`` references name inlined as ``data:`` URLs
+    too; None if Panel has no such file."""
+    import base64
+    import re
+
+    from panel.io.resources import DIST_DIR
+
+    path = (DIST_DIR / relative).resolve()
+    if not path.is_file() or DIST_DIR.resolve() not in path.parents:
+        return None
+    css = path.read_text(encoding="utf-8")
+
+    def inline_asset(match: re.Match) -> str:
+        target = match.group(2)
+        if re.match(r"^(data:|https?:|/|#)", target):
+            return match.group(0)
+        asset = (path.parent / target.split("?")[0].split("#")[0]).resolve()
+        kind = _ASSET_TYPES.get(asset.suffix.lower())
+        if kind is None or not asset.is_file():
+            return match.group(0)
+        encoded = base64.b64encode(asset.read_bytes()).decode("ascii")
+        return f'url("data:{kind};base64,{encoded}")'
+
+    css = re.sub(r"""url\((['"]?)([^'")]+)\1\)""", inline_asset, css)
+    return "data:text/css;base64," + base64.b64encode(css.encode("utf-8")).decode("ascii")
 
 
 _DESIGN = None

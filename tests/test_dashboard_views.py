@@ -22,7 +22,7 @@ from bokeh.document import Document
 import dashboard.compute as compute
 from dashboard import dhscale, show
 from dashboard._testing import make_sample_dir
-from dashboard.app import TAB_NAMES, DashboardApp, load_extensions
+from dashboard.app import TAB_NAMES, DashboardApp, load_extensions, message_line
 from dashboard.launch import build_parser, panel_args
 from dashboard.state import (
     AppState,
@@ -482,9 +482,36 @@ def test_sessions_are_independent(sample, state):
 
 
 def test_show_and_launcher(sample, tmp_path):
-    layout = show(data_dir=sample["solid.extxyz"].parent)
-    assert isinstance(layout, pn.Row) and isinstance(layout.app, DashboardApp)
+    inline = pn.config.inline
+    try:
+        layout = show(data_dir=sample["solid.extxyz"].parent)
+        assert pn.config.inline  # a notebook output carries every script and style
+    finally:
+        pn.config.inline = inline
+    assert isinstance(layout, pn.Column) and isinstance(layout.app, DashboardApp)
     assert layout.app.data.job_mode == "thread"
+    # a notebook cell: files and settings side by side in a card, the tabs below
+    message, card, tabs, probe = layout.objects
+    assert probe is layout.app.render_probe and not probe.rendered  # no browser drew it
+    assert asyncio.run(layout.app.displayed(timeout=0.2)) is False
+    assert asyncio.run(layout.app.displayed(timeout=30)) is False  # no second wait
+    probe.rendered = True
+    assert asyncio.run(layout.app.displayed()) is True
+    assert tabs is layout.app.tabs and list(tabs._names) == list(TAB_NAMES)
+    assert isinstance(card, pn.Card) and card.title == "Files and settings"
+    columns = card.objects[0].objects
+    assert [c.width for c in columns] == [430, 430]
+    assert any(o is layout.app.data.files_table for o in columns[0].objects)
+    assert any(o is layout.app.data.status for o in columns[1].objects)
+    # the latest message as one escaped line (a notebook has no pop-ups)
+    pane = message_line([("info", "first"), ("error", "x.xyz: frame 3: <bad> cell")])
+    assert "&lt;bad&gt;" in pane.object and "<bad>" not in pane.object
+    assert "data-level='error'" in pane.object and "first" not in pane.object
+    assert isinstance(message_line([]), pn.Spacer)
+    layout.app.state.notify("error", "x.xyz: frame 3: bad cell")
+    texts = [m.text for m in message.get_root(Document()).select({"type": pn.models.markup.HTML})]
+    assert any("frame 3: bad cell" in t for t in texts)
+    layout.app.cleanup()
     args = build_parser().parse_args(["--port", "5100", "--data-dir",
                                       str(sample["solid.extxyz"].parent), "--no-show"])
     cmd = panel_args(args)

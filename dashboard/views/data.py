@@ -552,6 +552,13 @@ class DataView(View):
     # ------------------------------------------------------------------ layouts
 
     def sidebar(self) -> list:
+        """The served page's sidebar: the files, then the settings and Compute."""
+        files, settings = self.sidebar_parts()
+        return [*files, *settings]
+
+    def sidebar_parts(self) -> tuple[list, list]:
+        """The sidebar in two parts: choosing files, and settings with Compute (a notebook
+        cell lays them side by side)."""
         settings = self.state.settings
         k = pn.widgets.IntInput.from_param(settings.param.k, name="k", width=80)
         cutoff = pn.widgets.FloatInput.from_param(settings.param.cutoff, name="Cutoff (Å)",
@@ -576,7 +583,7 @@ class DataView(View):
                      show_name=False, sizing_mode="stretch_width"),
             title="Advanced settings", collapsed=True, sizing_mode="stretch_width",
         )
-        return [
+        files = [
             pn.pane.Markdown(f"**Data directory:** `{self.state.data_dir}`", margin=(0, 10),
                              styles={"font-size": "12px"}),
             self.file_select,
@@ -589,6 +596,8 @@ class DataView(View):
                              "trajectory's topology in the table)",
                              margin=(0, 10), styles={"font-size": "12px"}),
             self.files_table,
+        ]
+        compute = [
             pn.Row(k, cutoff, bandwidth, sizing_mode="stretch_width"),
             pn.Row(pn.pane.Markdown("Bandwidth", align="center", margin=(0, 0, 0, 10)), mode,
                    self.h_used, sizing_mode="stretch_width"),
@@ -597,6 +606,7 @@ class DataView(View):
             self.progress,
             self.status,
         ]
+        return files, compute
 
     def landing_text(self) -> str:
         """What a fresh page says to do (two sentences)."""

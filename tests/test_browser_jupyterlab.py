@@ -1,0 +1,283 @@
+"""The dashboard in a real JupyterLab, offline: ``jupyter lab`` on 127.0.0.1 with no
+token, the example notebook opened in Debian's headless Chromium and run with Run All.
+
+Every request to a host other than the Jupyter server is aborted and counted (there
+must be none); the console must stay free of errors; the dashboard must render inside
+the cell's output, Compute must end with its results, a tab switch must draw a Bokeh
+plot with data, no plot may be narrower than 300 px and every tab must be visible.
+Screenshots at 1400x900 go to ``test-artifacts/jupyterlab/``.
+
+``nbclient`` (tests/test_dashboard_notebook.py) executes the notebook's code; only a
+browser sees whether the output renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_browser_e2e import CHROMIUM, free_port
+
+pytestmark = [
+    pytest.mark.browser,
+    # Opt-in until a Panel notebook-comm race is fixed: in about 1 run of 3 the page
+    # stops receiving updates during a computation (docs/notebook.md); a flaky test
+    # must not decide whether a change lands. QUESTS_JUPYTERLAB_TEST=1 runs it.
+    pytest.mark.skipif(not os.environ.get("QUESTS_JUPYTERLAB_TEST"),
+                       reason="opt-in (QUESTS_JUPYTERLAB_TEST=1): see docs/notebook.md"),
+]
+pytest.importorskip("jupyterlab", reason="the test extra installs JupyterLab")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "examples" / "dashboard.ipynb"
+ARTIFACTS = Path(os.environ.get("QUESTS_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "jupyterlab"
+LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)[:/]")
+VIEWPORT = {"width": 1400, "height": 900}
+
+if not os.path.exists(CHROMIUM):  # pragma: no cover - depends on the machine
+    if os.environ.get("QUESTS_REQUIRE_BROWSER"):
+        pytest.fail("QUESTS_REQUIRE_BROWSER is set but /usr/bin/chromium is missing",
+                    pytrace=False)
+    pytest.skip("Debian chromium is not installed (apt-get install chromium)",
+                allow_module_level=True)
+
+
+@contextlib.contextmanager
+def jupyter_lab(work: Path, data_dir: Path, cache_dir: Path):
+    """``jupyter lab`` serving ``work`` on a free 127.0.0.1 port, no token, its own
+    config/runtime/settings folders (news and update checks off); yields the base URL."""
+    settings = work.parent / "lab-settings"
+    notification = settings / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # every cell stays rendered when scrolled away (JupyterLab 4 skips drawing them)
+    tracker = settings / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True, exist_ok=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(work.parent / "jupyter-config"),
+               JUPYTER_RUNTIME_DIR=str(work.parent / "jupyter-runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(work.parent / "lab-workspaces"),
+               QUESTS_DATA_DIR=str(data_dir), QUESTS_CACHE_DIR=str(cache_dir))
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "jupyter.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", "--IdentityProvider.token=",
+         "--ServerApp.password=", f"--ServerApp.root_dir={work}",
+         "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 240
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    log.flush()
+                    pytest.fail("jupyter lab did not start: "
+                                + (ARTIFACTS / "jupyter.log").read_text()[-2000:])
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab over a folder holding a copy of the example notebook (the
+    repository's copy is never saved over) with the bundled sample data."""
+    base = tmp_path_factory.mktemp("jupyterlab")
+    work = base / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOK, work / "dashboard.ipynb")
+    data_dir = ROOT / "sample_data"
+    if not any(data_dir.glob("*.extxyz")):
+        from dashboard._testing import make_sample_dir
+
+        data_dir = base / "data"
+        make_sample_dir(data_dir)
+    with jupyter_lab(work, data_dir, base / "cache") as url:
+        yield url
+
+
+class LabPage:
+    """One Chromium page on JupyterLab; every other host aborted and recorded."""
+
+    def __init__(self, browser, base: str):
+        self.context = browser.new_context(viewport=VIEWPORT)
+        self.page = self.context.new_page()
+        self.base = base
+        self.external: list[str] = []
+        self.errors: list[str] = []
+        self.page.route("**/*", self._route)
+        self.page.on("console", lambda m: self.errors.append(m.text)
+                     if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if LOCAL.match(url) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            self.external.append(url)
+            route.abort()
+
+    def open_notebook(self, name: str) -> None:
+        self.page.goto(f"{self.base}/lab/tree/{name}")
+        self.page.locator(".jp-Notebook").wait_for(timeout=120_000)
+        self.page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=120_000)
+
+    def run_all(self, n_code_cells: int, timeout: float = 400) -> None:
+        page = self.page
+        prompt = page.locator(".jp-InputArea-prompt")
+        for _ in range(5):  # the menu can open before the notebook takes commands
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+            page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
+            try:
+                prompt.filter(has_text=re.compile(r"\[(\*|\d+)\]")).first.wait_for(
+                    timeout=10_000)
+                break
+            except Exception:
+                continue
+        end = time.monotonic() + timeout
+        while True:
+            done = prompt.filter(has_text=re.compile(r"\[\d+\]")).count()
+            if done >= n_code_cells and prompt.filter(has_text="[*]").count() == 0:
+                return
+            assert time.monotonic() < end, f"{done} of {n_code_cells} cells ran"
+            time.sleep(1)
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+    def figures(self) -> list[dict]:
+        """Every Bokeh plot in the page: title, width and rows of data (sum over its
+        renderers' sources), from the documents' models and the DOM."""
+        return self.page.evaluate(
+            """() => {
+                const out = [];
+                if (!window.Bokeh) return out;
+                for (const doc of Bokeh.documents)
+                  for (const m of doc.all_models) {
+                    if (!(m.type === 'Plot' || m.type === 'Figure' ||
+                          (m.constructor && ['Plot', 'Figure'].includes(m.constructor.__name__))))
+                      continue;
+                    let rows = 0;
+                    for (const r of m.renderers || []) {
+                      const src = r.data_source;
+                      if (src && src.data) {
+                        const cols = Object.values(src.data);
+                        if (cols.length) rows += cols[0].length || 0;
+                      }
+                    }
+                    out.push({title: m.title ? m.title.text : '', rows: rows,
+                              id: m.id});
+                  }
+                return out;
+            }""")
+
+    def plot_widths(self) -> list[int]:
+        """Widths of the drawn plot canvases visible in the notebook (px)."""
+        return self.page.evaluate(
+            """() => {
+                const out = [];
+                const walk = (root) => {
+                  for (const el of root.querySelectorAll('*')) {
+                    if (el.shadowRoot) walk(el.shadowRoot);
+                    if (el.classList && el.classList.contains('bk-Canvas')) {
+                      const r = el.getBoundingClientRect();
+                      if (r.width > 0 && r.height > 0) out.push(Math.round(r.width));
+                    }
+                  }
+                };
+                walk(document);
+                return out;
+            }""")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def code_cells(path: Path) -> int:
+    return sum(c["cell_type"] == "code" for c in json.loads(path.read_text())["cells"])
+
+
+def test_example_notebook_in_jupyterlab_offline(lab, browser):
+    s = LabPage(browser, lab)
+    page = s.page
+    try:
+        s.open_notebook("dashboard.ipynb")
+        s.run_all(code_cells(NOTEBOOK))
+        # the app renders inside the first output: its tabs and its Compute button
+        dashboard = page.locator(".jp-OutputArea-output", has=page.locator(".bk-tab"))
+        dashboard.first.wait_for(timeout=60_000)
+        tabs = dashboard.first.locator(".bk-tab")
+        names = [t.strip() for t in tabs.all_inner_texts()]
+        assert names[:2] == ["Data", "Atoms"] and names[-1] == "Stores", names
+        # every tab is inside the cell's width (the bar wraps rather than clips)
+        cell = dashboard.first.bounding_box()
+        for i in range(tabs.count()):
+            box = tabs.nth(i).bounding_box()
+            assert box and box["x"] >= cell["x"] - 1 and \
+                box["x"] + box["width"] <= cell["x"] + cell["width"] + 1, (names[i], box, cell)
+        # the scripted compute of the notebook ran (its printed status); no message line
+        # complains (the example chooses its files from none). Whether its progress
+        # reaches the page is not asserted here (docs/notebook.md).
+        page.get_by_text(re.compile(r"^done - Done in [0-9.]+ s")).first.wait_for(
+            timeout=60_000)
+        app = dashboard.first
+        app.scroll_into_view_if_needed()
+        complaints = app.locator(".quests-message[data-level='error'], "
+                                 ".quests-message[data-level='warning']")
+        assert complaints.count() == 0, complaints.all_inner_texts()
+        s.shot("1-after-run-all")
+        # a click on Compute (volume rule: another h) ends with its results text
+        app.get_by_role("button", name="volume rule").click()
+        app.get_by_role("button", name="Compute", exact=True).click()
+        app.get_by_text(re.compile(r"Done in [0-9.]+ s: .*h = (?!0\.015 )[0-9.]+ 1/Å")).first \
+            .wait_for(timeout=300_000)
+        s.shot("2-after-compute")
+        # a tab switch draws its plots, with data, none narrower than 300 px
+        for tab, title in (("Trajectory", "H (nats) per frame"), ("Atoms", "dH histogram")):
+            tabs.filter(has_text=re.compile(f"^{tab}$")).first.click()
+            end = time.monotonic() + 60
+            while True:
+                figs = [f for f in s.figures() if f["title"].startswith(title)]
+                if figs and figs[0]["rows"] > 0:
+                    break
+                assert time.monotonic() < end, f"{tab}: no plot {title!r} with data"
+                time.sleep(0.5)
+            time.sleep(1.0)
+            widths = s.plot_widths()
+            assert widths and min(widths) >= 300, (tab, widths)
+            s.shot(f"3-tab-{tab.lower()}")
+        assert not s.errors, s.errors
+        assert not s.external, "\n".join(sorted(set(s.external)))
+    except BaseException:
+        s.page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+        (ARTIFACTS / "failure-console.txt").write_text("\n".join(s.errors))
+        (ARTIFACTS / "failure-outputs.txt").write_text("\n----\n".join(
+            page.locator(".jp-OutputArea-output").all_inner_texts()))
+        raise
+    finally:
+        s.close()
