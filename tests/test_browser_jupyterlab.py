@@ -21,11 +21,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from test_browser_e2e import CHROMIUM, free_port
+
+from dashboard._testing import wait_until_serving
 
 pytestmark = [
     pytest.mark.browser,
@@ -81,17 +82,10 @@ def jupyter_lab(work: Path, data_dir: Path, cache_dir: Path):
         cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + 240
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    log.flush()
-                    pytest.fail("jupyter lab did not start: "
-                                + (ARTIFACTS / "jupyter.log").read_text()[-2000:])
-                time.sleep(0.5)
+        if not wait_until_serving(f"{base}/api/status", proc, timeout=240):
+            log.flush()
+            pytest.fail("jupyter lab did not start: "
+                        + (ARTIFACTS / "jupyter.log").read_text()[-2000:])
         yield base
     finally:
         proc.terminate()
