@@ -57,7 +57,9 @@ MESSAGE_COLOURS = {"error": ("#fde8e8", "#b40426"), "warning": ("#fff4e0", "#d08
 
 #: The tab bar wraps onto a second row where the tabs do not fit (a notebook cell, a
 #: narrow window): every tab stays visible and clickable.
-TABS_CSS = ":host .bk-header { flex-wrap: wrap; row-gap: 2px; }"
+TABS_CSS = """
+:host .bk-header .bk-headers-wrapper { flex-wrap: wrap; row-gap: 2px; overflow: visible; }
+"""
 
 
 def load_extensions(notebook: bool = False) -> None:

@@ -386,6 +386,30 @@ def test_no_external_resources_in_page(server):
     assert refs and external == []
 
 
+@pytest.mark.parametrize("width", [1400, 1100])
+def test_every_tab_is_visible_and_opens(server, browser, width):
+    """The tab bar wraps onto a second row rather than clipping its last tabs (at
+    1400x900 Stores used to start at x = 1380); every tab lies inside the window and
+    the last one opens."""
+    s = Session(browser, server["url"], viewport=(width, 900))
+    try:
+        s.open()
+        tabs = s.page.locator(".bk-tab")
+        names = [t.strip() for t in tabs.all_inner_texts()]
+        assert names[0] == "Data" and names[-1] == "Stores" and len(names) == 11, names
+        for i, name in enumerate(names):
+            box = tabs.nth(i).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, box)
+        rows = {round(tabs.nth(i).bounding_box()["y"]) for i in range(len(names))}
+        assert len(rows) <= 2, rows  # one or two rows, not a column
+        tabs.filter(has_text="Stores").first.click()
+        s.page.get_by_role("button", name="Rescan").wait_for(timeout=30_000)
+        s.shot(f"tabs-{width}")
+        assert not s.errors and not s.external, (s.errors, s.external)
+    finally:
+        s.close()
+
+
 @pytest.mark.skipif(not all((SAMPLE / n).exists() for n in (
     "cu_dataset_labelled.extxyz", "cu_generations.extxyz", "cu_forces_two_models.extxyz")),
     reason="the analysis tabs pick their sample files from sample_data/")
