@@ -238,3 +238,35 @@ def test_compression_study_equals_the_report_method_by_method():
                                progress=lambda *a: pytest.fail("work started"))
     with pytest.raises(QuestsError, match="no compression method"):
         comp.compression_study(descs, methods=())
+
+
+def test_asymptote_bound():
+    from quests_core.learning import asymptote_within_bound
+
+    assert asymptote_within_bound(np.log(100.0), 100)  # H <= log n, equality allowed
+    assert not asymptote_within_bound(np.log(100.0) + 1e-6, 100)
+    assert not asymptote_within_bound(float("nan"), 100)
+    assert not asymptote_within_bound(float("inf"), 100)
+
+
+@pytest.mark.skipif(not (SAMPLE / "cu_solid_400K.extxyz").exists(), reason="sample data")
+def test_gap_reference_never_exceeds_log_n_on_a_flat_curve():
+    """Every 4th environment of the 400 K solid at h = 0.03: a flat learning curve
+    (H about 0.95 nats) whose fit extrapolates to a = 15.3 nats, above log n = 7.68,
+    the gap once reported as "15.182 nats". The reference falls back to H(full)."""
+    from ase.io import read
+
+    x = qc.descriptors(read(SAMPLE / "cu_solid_400K.extxyz", ":"))[::4]
+    n = len(x)
+    assert n == 2160
+    curve = qc.learning_curve(x, np.unique(np.geomspace(10, n, 12).astype(int)), h=0.03,
+                              repeats=3, seed=0)
+    assert qc.fit_asymptote(curve.sizes, curve.mean).a > np.log(n)  # the fit overshoots
+    ref = comp.gap_reference(x, h=0.03)
+    assert ref.kind == "full"
+    assert ref.value == pytest.approx(qc.entropy(x, 0.03), rel=1e-12)
+    assert 0.0 <= ref.value <= np.log(n)
+    # the whole file gives a fit within the bound, kept as the asymptote
+    full = qc.descriptors(read(SAMPLE / "cu_solid_400K.extxyz", ":"))
+    whole = comp.gap_reference(full, h=0.03)
+    assert whole.kind == "asymptote" and whole.value <= np.log(len(full))

@@ -200,6 +200,12 @@ class AnalysisView(View):
         """Widget overrides for :meth:`panel` (subclasses extend)."""
         return {}
 
+#: What the information gap is measured from (quests_core.analysis.compression.gap_reference).
+GAP_KINDS = {
+    "asymptote": "asymptote of the full set's learning curve",
+    "full": "entropy of the full set: its learning curve gave no asymptote within log n",
+}
+
 
 # ----------------------------------------------------------------------------
 # compression
@@ -321,8 +327,8 @@ class CompressionView(AnalysisView):
             return placeholder("Choose a dataset and press **Run** to compare compression "
                                "methods (MSC, farthest-point sampling, k-means, random).")
         gap = ("" if res.gap_kind == "none" else
-               f" Information gap = {res.gap_reference:.3f} nats ({res.gap_kind} of the full "
-               "set) - H(subset).")
+               f" Information gap = {res.gap_reference:.3f} nats "
+               f"({GAP_KINDS.get(res.gap_kind, res.gap_kind)}) - H(subset).")
         note = pn.pane.Markdown(
             f"**{res.source}**: {res.n_structures} structures, {res.n_envs:,} environments "
             f"(every {res.env_step}. of each structure), k = {res.k}, cutoff = "

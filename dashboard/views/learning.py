@@ -9,6 +9,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from quests_core.learning import asymptote_within_bound
+
 from ..state import LearningResult
 from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
@@ -37,7 +39,7 @@ def gap_table(curves: dict[str, LearningResult]) -> pd.DataFrame:
 
 def plausible_asymptote(lc: LearningResult) -> bool:
     """A fitted asymptote is plausible when finite and at most log(total environments)."""
-    return bool(np.isfinite(lc.asymptote) and lc.asymptote <= np.log(max(lc.n_total, 1)) + 1e-9)
+    return asymptote_within_bound(lc.asymptote, lc.n_total)
 
 
 def curve_elements(lc: LearningResult, color: str) -> hv.Overlay:

@@ -33,6 +33,7 @@ import pandas as pd
 
 import quests_core as qc
 from quests_core.errors import QuestsError
+from quests_core.learning import asymptote_within_bound
 from quests_core.settings import DEFAULTS
 
 METHODS = ("msc", "fps", "kmeans", "random")
@@ -359,7 +360,12 @@ class GapReference:
 def gap_reference(
     full: np.ndarray, *, h: float = DEFAULTS.bandwidth, repeats: int = 3, seed: int = 0
 ) -> GapReference:
-    """Asymptotic entropy of the full set from its learning curve (SPEC section 2)."""
+    """Asymptotic entropy of the full set from its learning curve (SPEC section 2).
+
+    The fit is used only within its bound (:func:`quests_core.learning.
+    asymptote_within_bound`: at most log n); otherwise, and for sets too small to
+    fit, the entropy of the full set itself (kind ``"full"``).
+    """
     n = len(full)
     if n >= 40:
         sizes = np.unique(np.geomspace(10, n, 12).astype(int))
@@ -367,7 +373,7 @@ def gap_reference(
             try:
                 curve = qc.learning_curve(full, sizes, h=h, repeats=repeats, seed=seed)
                 fit = qc.fit_asymptote(curve.sizes, curve.mean)
-                if np.isfinite(fit.a):
+                if asymptote_within_bound(fit.a, n):
                     return GapReference(float(fit.a), "asymptote")
             except QuestsError:
                 pass
