@@ -790,3 +790,26 @@ def test_sample_failed_simulation_and_generations(env, capsys):
     m = pd.read_csv(env / "gen.csv", index_col=0)
     assert list(m.index) == sorted(m.index) and m.shape[0] >= 2
     np.testing.assert_array_equal(np.diag(m.to_numpy()), 1.0)
+
+
+def test_learning_curve_refuses_an_asymptote_above_log_n(env, capsys, monkeypatch):
+    """A fit whose asymptote is above log n (seen: 15.3 nats for 2,160 environments of a
+    solid with H = 0.95) is reported as no reliable fit, with no gap column."""
+    from quests_core.learning import AsymptoteFit
+
+    def overshoot(sizes, entropies, drop=3):
+        sizes = np.asarray(sizes, dtype=float)
+        return AsymptoteFit(a=15.3, b=14.0, c=0.01, sizes=sizes,
+                            gap=15.3 - np.asarray(entropies, dtype=float),
+                            used=np.ones(len(sizes), dtype=bool), a_err=1.0)
+
+    monkeypatch.setattr(qc, "fit_asymptote", overshoot)
+    rc, _, err = run(["learning-curve", env / "solid.extxyz", *OPTS, "--sizes", "10,20,40,80",
+                      "--repeats", "2", "-o", env / "lc_bad.json"], capsys)
+    assert rc == 0, err
+    payload = json.loads((env / "lc_bad.json").read_text())
+    n = payload["summary"]["environments"]
+    assert payload["summary"]["fit"] == (f"no reliable fit: asymptote a = 15.3 nats is above "
+                                         f"log n = {np.log(n):.4g}")
+    assert "asymptote_a" not in payload["summary"]
+    assert "gap" not in pd.DataFrame(payload["rows"]).columns

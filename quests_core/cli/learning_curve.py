@@ -71,7 +71,7 @@ def parse_sizes(text: str | None) -> np.ndarray | None:
 def run(args: argparse.Namespace) -> int:
     """``learning-curve FILE... [--sizes ...] [--repeats R] [--seed S]``"""
     import quests_core as qc
-    from quests_core.learning import default_sizes
+    from quests_core.learning import asymptote_within_bound, default_sizes
 
     settings, _ = prepare(args)
     batch = load_files(args.files, args, settings=settings)
@@ -103,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
         fit = qc.fit_asymptote(curve.sizes, curve.mean)
     except QuestsError as exc:
         summary["fit"] = f"failed: {exc}"
+        return finish(args, batch.skipped, summary, table)
+    if not asymptote_within_bound(fit.a, len(x)):
+        # H of n environments is at most log n: such an asymptote is no estimate
+        summary["fit"] = (f"no reliable fit: asymptote a = {fit.a:.4g} nats is above "
+                          f"log n = {np.log(len(x)):.4g}")
     else:
         table["gap"] = fit.gap
         summary.update(
