@@ -4,7 +4,9 @@ All files are combined; for each size, ``--repeats`` random subsets (seeded)
 give the mean and standard deviation of H
 (:func:`quests_core.learning.learning_curve`). The fit
 ``a - b exp(-c (log N)^2)`` (:func:`quests_core.learning.fit_asymptote`) gives
-the asymptote and the gap column; a failed fit is reported in the summary.
+the asymptote and the gap column; a failed fit, or one whose asymptote is above
+log n (:func:`quests_core.learning.asymptote_within_bound`), is reported in the
+summary as such, without a gap column.
 """
 
 from __future__ import annotations
