@@ -29,3 +29,27 @@ def test_components_built_outside_a_session_use_the_servers_static_files():
     assert sheet.url.startswith("static/extensions/panel/css/loading.css")
     load_extensions()  # idempotent: the wrapper is not wrapped again
     assert getattr(resources.patch_stylesheet, "_quests_local", False)
+
+
+def test_notebook_stylesheets_become_data_urls(monkeypatch):
+    """In a notebook (inline resources, no server) a CDN stylesheet becomes a data: URL
+    of the installed Panel's file, its images inlined; paths outside Panel's dist are
+    refused."""
+    import base64
+    import re
+
+    from dashboard.theme import css_data_url
+
+    url = css_data_url("css/loading.css")
+    assert url.startswith("data:text/css;base64,")
+    css = base64.b64decode(url.split(",", 1)[1]).decode()
+    assert "loading" in css
+    relative = [u for u in re.findall(r"""url\(['"]?([^'")]+)""", css)
+                if not u.startswith(("data:", "http", "/", "#"))]
+    assert relative == []  # every asset it names is inline
+    assert css_data_url("../__init__.py") is None and css_data_url("css/missing.css") is None
+    load_extensions()
+    monkeypatch.setattr(pn.config, "inline", True)
+    sheet = ImportedStyleSheet(url=f"{resources.CDN_DIST}css/markdown.css")
+    resources.patch_stylesheet(sheet, resources.CDN_DIST)
+    assert sheet.url == css_data_url("css/markdown.css")
