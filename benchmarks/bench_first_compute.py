@@ -201,7 +201,7 @@ def browser_trial(numba_dir: Path, scratch: Path, args) -> dict:
     """``python launch.py`` with the given Numba cache, Compute pressed in Chromium."""
     from playwright.sync_api import sync_playwright
 
-    from dashboard._testing import wait_until_serving
+    from dashboard._testing import stop_process, wait_until_serving
 
     scratch.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -229,11 +229,7 @@ def browser_trial(numba_dir: Path, scratch: Path, args) -> dict:
             runs = [_browser_compute(page) for _ in range(1 + args.repeats)]
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
     out["first"], out["repeated"] = runs[0], runs[1:]
     out["first_over_repeated"] = round(

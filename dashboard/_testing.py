@@ -109,3 +109,14 @@ def wait_until_serving(url: str, proc, timeout: float, poll: float = 0.5) -> boo
         if proc.poll() is not None or time.monotonic() > deadline:
             return False
         time.sleep(poll)
+
+
+def stop_process(proc, timeout: float = 20.0) -> None:
+    """Terminate a server started by a test or benchmark; kill it after ``timeout`` s."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()

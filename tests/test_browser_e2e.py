@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard._testing import wait_until_serving
+from dashboard._testing import stop_process, wait_until_serving
 
 pytestmark = pytest.mark.browser
 
@@ -114,11 +114,7 @@ def running_server(folder, cache_dir, log_name: str = "server.log", extra_args=(
     try:
         yield {"url": url, "startup_s": time.monotonic() - t0}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 from test_browser_e2e import CHROMIUM, free_port
+from test_browser_tour import INSPECT
 
-from dashboard._testing import wait_until_serving
+from dashboard._testing import stop_process, wait_until_serving
 
 pytestmark = [
     pytest.mark.browser,
@@ -88,11 +89,7 @@ def jupyter_lab(work: Path, data_dir: Path, cache_dir: Path):
                         + (ARTIFACTS / "jupyter.log").read_text()[-2000:])
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
 
 
@@ -164,32 +161,6 @@ class LabPage:
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
-    def figures(self) -> list[dict]:
-        """Every Bokeh plot in the page: title, width and rows of data (sum over its
-        renderers' sources), from the documents' models and the DOM."""
-        return self.page.evaluate(
-            """() => {
-                const out = [];
-                if (!window.Bokeh) return out;
-                for (const doc of Bokeh.documents)
-                  for (const m of doc.all_models) {
-                    if (!(m.type === 'Plot' || m.type === 'Figure' ||
-                          (m.constructor && ['Plot', 'Figure'].includes(m.constructor.__name__))))
-                      continue;
-                    let rows = 0;
-                    for (const r of m.renderers || []) {
-                      const src = r.data_source;
-                      if (src && src.data) {
-                        const cols = Object.values(src.data);
-                        if (cols.length) rows += cols[0].length || 0;
-                      }
-                    }
-                    out.push({title: m.title ? m.title.text : '', rows: rows,
-                              id: m.id});
-                  }
-                return out;
-            }""")
-
     def plot_widths(self) -> list[int]:
         """Widths of the drawn plot canvases visible in the notebook (px)."""
         return self.page.evaluate(
@@ -259,8 +230,8 @@ def test_example_notebook_in_jupyterlab_offline(lab, browser):
             tabs.filter(has_text=re.compile(f"^{tab}$")).first.click()
             end = time.monotonic() + 60
             while True:
-                figs = [f for f in s.figures() if f["title"].startswith(title)]
-                if figs and figs[0]["rows"] > 0:
+                figs = [f for f in page.evaluate(INSPECT) if f["title"].startswith(title)]
+                if figs and figs[0]["xdata"] is not None and figs[0]["ydata"] is not None:
                     break
                 assert time.monotonic() < end, f"{tab}: no plot {title!r} with data"
                 time.sleep(0.5)
