@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import html
 import sys
 import tempfile
 import time
@@ -21,9 +20,13 @@ if __package__ in (None, ""):  # run as a script by `panel serve dashboard/app.p
 
 import holoviews as hv  # noqa: E402
 import panel as pn  # noqa: E402
-import param  # noqa: E402
-from panel.reactive import ReactiveHTML  # noqa: E402
 
+from dashboard.notebook import (  # noqa: E402
+    MESSAGE_COLOURS,  # noqa: F401 - the colours the notebook's message line uses
+    NotebookLayout,
+    RenderProbe,
+    message_line,
+)
 from dashboard.paths import (  # noqa: E402
     check_data_dir,
     default_data_dir,
@@ -50,11 +53,6 @@ TITLE = "QUESTS dashboard: information entropy of atomistic data"
 TAB_NAMES = ("Data", "Atoms", "Structure", "Trajectory", "Learning curves", "Overlap",
              "Nucleation", "Compression", "Active learning", "Uncertainty", "Stores")
 _EXTENSION_LOADED = False
-#: Background and edge colour of the notebook's message line, by level.
-MESSAGE_COLOURS = {"error": ("#fde8e8", "#b40426"), "warning": ("#fff4e0", "#d08000"),
-                   "success": ("#e8f6ec", "#2e8b57"), "info": ("#e8eef8", "#3b4cc0")}
-
-
 #: The tab bar wraps onto a second row where the tabs do not fit (a notebook cell, a
 #: narrow window): every tab stays visible and clickable.
 TABS_CSS = """
@@ -88,36 +86,6 @@ def load_extensions(notebook: bool = False) -> None:
     keep_assets_local()
     hv.extension("bokeh", logo=False)
     _EXTENSION_LOADED = True
-
-
-def message_line(messages: list[tuple[str, str]]):
-    """The latest ``(level, text)`` message as one escaped line (a notebook has no
-    pop-up notifications); nothing while there is none."""
-    if not messages:
-        return pn.Spacer(height=0, sizing_mode="stretch_width")
-    level, text = messages[-1]
-    background, edge = MESSAGE_COLOURS.get(level, MESSAGE_COLOURS["info"])
-    return pn.pane.HTML(
-        f"<div class='quests-message' data-level='{html.escape(level)}'>"
-        f"{html.escape(text)}</div>", sizing_mode="stretch_width", name="message",
-        styles={"background": background, "border-left": f"4px solid {edge}",
-                "padding": "4px 10px", "font-size": "13px"})
-
-
-class RenderProbe(ReactiveHTML):
-    """An invisible element that tells the kernel when a browser has drawn it.
-
-    Panel's notebook updates sent before the browser has drawn a cell's output are
-    lost, and the ones after them then refer to models the page never received (the
-    view freezes). Run All runs the next cells while the browser is still drawing a
-    large output, so scripted changes must wait for :attr:`rendered`. ipykernel
-    handles comm messages while a cell awaits, so a cell can wait for it.
-    """
-
-    rendered = param.Boolean(default=False, doc="A browser has drawn this element.")
-
-    _template = "<div id='probe' style='display: none'></div>"
-    _scripts = {"render": "data.rendered = true"}
 
 
 class DashboardApp:
@@ -210,8 +178,9 @@ class DashboardApp:
                        sizing_mode="stretch_width", name="controls")
         message = pn.panel(pn.bind(message_line, self.state.param.messages),
                            sizing_mode="stretch_width")
-        return pn.Column(message, card, self.tabs, self.render_probe, sizing_mode="stretch_width",
-                         min_height=900, name="quests-dashboard")
+        return NotebookLayout(message, card, self.tabs, self.render_probe,
+                              sizing_mode="stretch_width", min_height=900,
+                              name="quests-dashboard")
 
     async def displayed(self, timeout: float = 20.0) -> bool:
         """Wait until a browser has drawn :meth:`notebook_layout` (True) or ``timeout``

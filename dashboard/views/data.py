@@ -490,7 +490,7 @@ class DataView(View):
     def _on_results(self, *_) -> None:
         res = self.state.results
         self.h_used.object = "" if res is None else (
-            f"h used: **{res.h:.4g} 1/Å**")
+            f"h used: **{res.h:.4g}\u00a01/Å**")
 
     # ------------------------------------------------------------------ compute
 
