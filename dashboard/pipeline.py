@@ -322,6 +322,7 @@ def _nucleation(
     result = NucleationResult(
         source=traj.spec.name,
         structure=sub["structure"].to_numpy(),
+        frame=sub["frame"].to_numpy(np.int64),
         time=sub["time"].to_numpy(float),
         largest=largest,
         n_solid=np.asarray(clusters.n_solid),
@@ -415,7 +416,8 @@ def _pipeline_plan(loaded: list[Loaded], settings: RunSettings, lo: float) -> di
     proportion to their expected cost (the cost model of :class:`Progress`).
 
     Keys: ``("descriptors", i)``, ``("dH", i)``, ``("H", i)`` for file ``i``,
-    ``"learning"``, ``("overlap", "source")``, ``("overlap", "label")``, ``"nucleation"``.
+    ``"learning"``, ``("overlap", "source")``, ``("overlap", "label")`` and
+    ``("nucleation", i)`` for trajectory ``i``.
     """
     pair = Progress.KERNEL_PER_PAIR
     per_atom = Progress.DESCRIPTOR_PER_ATOM * (settings.core.k / 32) ** 2
@@ -444,9 +446,10 @@ def _pipeline_plan(loaded: list[Loaded], settings: RunSettings, lo: float) -> di
     steps[("overlap", "label")] = (pair * (sum(by_label) ** 2 + len(by_label) ** 2 * CALL_PAIRS)
                                    if len(by_label) >= 2 else 0.0)
     solid = sum(m for m, it in zip(n, loaded, strict=True) if it.spec.role == "solid reference")
-    traj = next((m for m, it in zip(n, loaded, strict=True) if it.spec.role == "trajectory"), 0)
-    steps["nucleation"] = (pair * traj * solid + Progress.CLUSTER_PER_ATOM * traj
-                           if solid and traj else 0.0)
+    for i, it in enumerate(loaded):  # every trajectory against the solid reference
+        if it.spec.role == "trajectory":
+            steps[("nucleation", i)] = (pair * n[i] * solid + Progress.CLUSTER_PER_ATOM * n[i]
+                                        if solid else 0.0)
     return dict(zip(steps, Progress.plan(list(steps.values()), lo, 1.0), strict=True))
 
 
@@ -601,30 +604,30 @@ def run_pipeline(
                                    grouping=title)
     timings["overlap"] = time.perf_counter() - t4
 
-    # ---- nucleation
+    # ---- nucleation: every trajectory against the solid reference
     t5 = time.perf_counter()
-    nucleation: NucleationResult | None = None
+    nucleation: dict[str, NucleationResult] = {}
     note = ""
     solids = [it for it in loaded if it.spec.role == "solid reference"]
-    trajs = [it for it in loaded if it.spec.role == "trajectory"]
+    trajs = [(i, it) for i, it in enumerate(loaded) if it.spec.role == "trajectory"]
     if not solids or not trajs:
         note = "Give one file the role 'solid reference' and one 'trajectory' to find clusters."
     else:
-        prog.stage(*spans["nucleation"], f"dH of {trajs[0].spec.name} against the solid")
         solid_x = np.concatenate([it.x for it in solids])
-        nucleation, dh_solid, labels_ = _nucleation(
-            trajs[0], solid_x, frames, h, settings, prog, n_threads
-        )
-        rows = frames.index[frames["source"] == trajs[0].spec.name]
         frames["largest_cluster"] = np.nan
-        frames.loc[rows, "largest_cluster"] = nucleation.largest
-        sel = (atoms["source"] == trajs[0].spec.name).to_numpy()
         atoms["dH_solid"] = np.float32(np.nan)
-        atoms.loc[sel, "dH_solid"] = dh_solid.astype(np.float32)
         atoms["cluster"] = np.int32(-1)
-        atoms.loc[sel, "cluster"] = labels_.astype(np.int32)
-        if len(trajs) > 1:
-            warnings.append("Clusters are computed for the first trajectory only.")
+        for i, traj in trajs:
+            prog.stage(*spans[("nucleation", i)], f"dH of {traj.spec.name} against the solid")
+            result, dh_solid, labels_ = _nucleation(
+                traj, solid_x, frames, h, settings, prog, n_threads
+            )
+            nucleation[traj.spec.name] = result
+            rows = frames.index[frames["source"] == traj.spec.name]
+            frames.loc[rows, "largest_cluster"] = result.largest
+            sel = (atoms["source"] == traj.spec.name).to_numpy()
+            atoms.loc[sel, "dH_solid"] = dh_solid.astype(np.float32)
+            atoms.loc[sel, "cluster"] = labels_.astype(np.int32)
     timings["nucleation"] = time.perf_counter() - t5
     timings["total"] = time.perf_counter() - t0
     prog.stage(1.0, 1.0, "Done")
@@ -638,7 +641,7 @@ def run_pipeline(
         files=list(files),
         learning=learning,
         overlap=overlaps,
-        nucleation=nucleation,
+        nucleations=nucleation,
         nucleation_note=note,
         timings=timings,
         warnings=warnings,

@@ -186,15 +186,24 @@ class NucleationResult:
     fit_error: str = ""
     pre_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     t_pooled: float = float("nan")
+    #: The file's own 0-based frame numbers of the analysed frames (empty: 0..n-1).
+    frame: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     critical_band: tuple[float, float] = (float("nan"), float("nan"))
     constants: dict[str, Any] | None = None
     weights: str = FIT_WEIGHTS[0]
     note: str = ""
 
+    def file_frames(self) -> np.ndarray:
+        """The file's own 0-based frame numbers of the analysed frames."""
+        if len(self.frame) == len(self.largest):
+            return np.asarray(self.frame, dtype=np.int64)
+        return np.arange(len(self.largest), dtype=np.int64)
+
     def timeline(self) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "structure": self.structure,
+                "frame": self.file_frames(),
                 "time": self.time,
                 "largest_cluster": self.largest,
                 "n_solid": self.n_solid,
@@ -227,6 +236,9 @@ class Results:
     atoms : DataFrame
         Per-atom table (compact dtypes): ``structure, frame, time, label, atom,
         species, x, y, z, source, role, dH`` and any per-atom arrays.
+    nucleations : dict
+        Solid-like clusters and CNT of every trajectory against the solid reference
+        (:class:`NucleationResult` by file name, in the order of the files).
     """
 
     frames: pd.DataFrame
@@ -238,7 +250,7 @@ class Results:
     files: list[FileSpec]
     learning: dict[str, LearningResult] = field(default_factory=dict)
     overlap: dict[str, OverlapResult] = field(default_factory=dict)
-    nucleation: NucleationResult | None = None
+    nucleations: dict[str, NucleationResult] = field(default_factory=dict)
     nucleation_note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -246,6 +258,20 @@ class Results:
     @property
     def n_atoms(self) -> int:
         return len(self.atoms)
+
+    @property
+    def nucleation(self) -> NucleationResult | None:
+        """The nucleation result of the first trajectory (None without one); every
+        trajectory's is in :attr:`nucleations`, by file."""
+        return next(iter(self.nucleations.values()), None)
+
+    @nucleation.setter
+    def nucleation(self, result: NucleationResult | None) -> None:
+        """Replace the result of ``result.source`` (None: forget every result)."""
+        if result is None:
+            self.nucleations = {}
+        else:
+            self.nucleations = {**self.nucleations, result.source: result}
 
     def frame_atoms(self, structure: int) -> pd.DataFrame:
         """Rows of the per-atom table of one structure."""

@@ -169,6 +169,31 @@ def test_solid_like_clusters(sample):
     assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "poisson"
 
 
+def test_every_trajectory_gets_its_clusters(sample):
+    """Two trajectories and a solid: each is analysed against the solid on its own frames
+    (numbered as in its file), none is silently left out."""
+    files = specs(sample, ("solid.extxyz", "solid reference"),
+                  ("failed_traj.extxyz", "trajectory"))
+    files.append(FileSpec(str(sample["failed_traj.extxyz"]), "every_other.extxyz",
+                          "trajectory", index="::2"))
+    res = run_pipeline(files, SMALL)
+    assert list(res.nucleations) == ["failed_traj.extxyz", "every_other.extxyz"]
+    full, half = res.nucleations.values()
+    assert res.nucleation is full  # the first trajectory's
+    # clusters are per frame: the selection's frames have the same clusters
+    np.testing.assert_array_equal(half.largest, full.largest[::2])
+    np.testing.assert_array_equal(half.file_frames(), np.arange(0, len(full.largest), 2))
+    np.testing.assert_array_equal(full.file_frames(), np.arange(len(full.largest)))
+    for name, nuc in res.nucleations.items():
+        rows = res.frames["source"] == name
+        np.testing.assert_array_equal(res.frames.loc[rows, "largest_cluster"], nuc.largest)
+        a = res.atoms.loc[res.atoms["source"] == name]
+        assert (a["cluster"] >= 0).any()
+        np.testing.assert_array_equal(a["cluster"].to_numpy() >= 0,
+                                      a["dH_solid"].to_numpy() <= 0)
+    assert not any("first trajectory" in w for w in res.warnings)
+
+
 def test_nucleation_needs_constants_of_its_element(sample, tmp_path):
     """A Ni trajectory gets its clusters but no Cu constants: a one-line note, no band,
     no fit; with the constants given, one band at the pooled temperature."""

@@ -356,6 +356,11 @@ def test_overlap_view(state):
     assert hist.data["count"].sum() == 4
 
 
+def named(layout, name: str):
+    """The first object called ``name`` in a Panel layout tree."""
+    return next(o for o in layout.select() if getattr(o, "name", None) == name)
+
+
 def test_nucleation_view(state):
     view = NucleationView(state=state)
     assert "No solid-like" in view.body().object or "solid" in view.body().object
@@ -372,7 +377,7 @@ def test_nucleation_view(state):
     )
     body = view.body()
     assert isinstance(body, pn.Column)
-    text = body[1].object
+    text = named(body, "nucleation-text").object
     assert "Largest cluster overall: **120 atoms**" in text
     assert "frames 0-3 pooled at their mean temperature **900.0 K**" in text
     assert "one critical size band **30-60 atoms**" in text
@@ -397,7 +402,7 @@ def test_nucleation_view(state):
                                      weights="none")
     assert nuc.weights == "none"
     assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(plain.gamma_sl_j_m2, rel=1e-12)
-    assert "no weights" in view.body()[1].object
+    assert "no weights" in named(view.body(), "nucleation-text").object
     view.fit_weights = "poisson"
     pois = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893)
     assert state.results.nucleation.fit["gamma_SL (J/m^2)"] == pytest.approx(
@@ -407,8 +412,44 @@ def test_nucleation_view(state):
         nuc, constants=None, t_pooled=float("nan"), fit=None, fit_curve=None,
         note="t: no CNT constants for Ni (the defaults are Cu's): give the melting "
              "temperature (K) (Advanced settings, CNT ...); critical band and CNT fit skipped")
-    text = view.body()[1].object
+    text = named(view.body(), "nucleation-text").object
     assert "no CNT constants for Ni" in text and "Pre-nucleation" not in text
+
+
+def test_nucleation_view_names_and_switches_its_trajectory(state):
+    """Two trajectories: the tab opens on the one with a CNT fit, names it and its frames,
+    lists both, and the selector changes the text, the timeline and the fit."""
+    n = 5
+    quench = NucleationResult(
+        source="quench.extxyz", structure=np.arange(40, 40 + n), frame=np.arange(0, 2 * n, 2),
+        time=np.arange(n) * 0.2, largest=np.array([3, 5, 8, 20, 60]),
+        n_solid=np.full(n, 150), temperature=np.full(n, 900.0),
+        band_min=np.full(n, 30.0), band_max=np.full(n, 60.0),
+        sizes=np.array([1, 2, 3, 5]), counts=np.array([40, 20, 8, 2]), n_frames=4,
+        fit={"gamma_SL (J/m^2)": 0.166}, pre_frames=np.arange(4), t_pooled=900.0,
+        critical_band=(30.0, 60.0),
+        constants={"element": "Cu", "T_melt (K)": 1323.0, "latent heat (kJ/mol)": 11.99,
+                   "V_atom (Å^3)": 12.893, "gamma_SL range (J/m^2)": (0.177, 0.221)})
+    failed = dataclasses.replace(quench, source="failed.extxyz", structure=np.arange(n),
+                                 frame=np.arange(n), largest=np.array([864] * n), fit=None,
+                                 fit_error="CNT fit failed: too few cluster sizes")
+    res = state.results
+    res.nucleations = {"failed.extxyz": failed, "quench.extxyz": quench}
+    state.results = None
+    state.results = res
+    view = NucleationView(state=state)
+    assert view.param.source.objects == ["failed.extxyz", "quench.extxyz"]
+    assert view.source == "quench.extxyz"  # the first with a fit
+    which = named(view.body(), "nucleation-which").object
+    assert "**quench.extxyz**, frames 0-8 (every 2nd)" in which
+    assert "2 trajectories were analysed (failed.extxyz, quench.extxyz)" in which
+    tl = view.timeline(view.result())
+    assert tl.opts.get().kwargs["title"] == "Largest solid-like cluster in quench.extxyz"
+    view.source = "failed.extxyz"
+    body = view.body()
+    assert "**failed.extxyz**, frames 0-4" in named(body, "nucleation-which").object
+    assert "Largest cluster overall: **864 atoms**" in named(body, "nucleation-text").object
+    assert "too few cluster sizes" in named(body, "nucleation-text").object
 
 
 # -------------------------------------------------------------------- data

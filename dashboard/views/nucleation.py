@@ -28,13 +28,23 @@ WEIGHT_WORDS = {"poisson": "Poisson weights (each size weighted with its count)"
 
 
 def _frames_text(frames: np.ndarray) -> str:
-    """``frames 1-38`` for a contiguous run, else ``12 frames``."""
+    """The file's frame numbers in words: ``frames 0-30``, ``frames 0-120 (every 4th)``,
+    ``frame 7`` or ``12 frames``."""
     frames = np.asarray(frames)
     if len(frames) == 0:
         return "no frames"
-    if len(frames) > 1 and np.all(np.diff(frames) == 1):
-        return f"frames {int(frames[0])}-{int(frames[-1])}"
-    return f"frame {int(frames[0])}" if len(frames) == 1 else f"{len(frames)} frames"
+    if len(frames) == 1:
+        return f"frame {int(frames[0])}"
+    steps = np.unique(np.diff(frames))
+    if len(steps) == 1 and steps[0] > 0:
+        every = "" if steps[0] == 1 else f" (every {_ordinal(int(steps[0]))})"
+        return f"frames {int(frames[0])}-{int(frames[-1])}{every}"
+    return f"{len(frames)} frames"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def nucleation_text(result: NucleationResult) -> str:
@@ -57,7 +67,8 @@ def nucleation_text(result: NucleationResult) -> str:
         if np.isfinite(result.t_pooled):
             n_lo, n_hi = result.critical_band
             parts.append(
-                f"Pre-nucleation {_frames_text(result.pre_frames)} pooled at their mean "
+                f"Pre-nucleation {_frames_text(result.file_frames()[result.pre_frames])} "
+                "pooled at their mean "
                 f"temperature **{result.t_pooled:.1f} K**: one critical size band "
                 f"**{n_lo:.0f}-{n_hi:.0f} atoms**.")
         else:
@@ -79,22 +90,44 @@ def fit_table(result: NucleationResult) -> pd.DataFrame:
     return pd.DataFrame({"quantity": list(result.fit), "value": list(result.fit.values())})
 
 
+def default_trajectory(found: dict[str, NucleationResult]) -> str | None:
+    """The trajectory the tab opens with: the first with a CNT fit, else the first."""
+    fitted = [name for name, result in found.items() if result.fit]
+    return (fitted or list(found) or [None])[0]
+
+
 class NucleationView(View):
     """Largest-cluster timeline and cluster-size distribution."""
 
     title = "Nucleation"
+
+    source = param.Selector(
+        default=None, objects=[], allow_None=True, label="Trajectory",
+        doc="The trajectory analysed (every file with the role 'trajectory' is, against the "
+            "solid reference). By default the first with a CNT fit, else the first.")
 
     fit_weights = param.Selector(
         default=FIT_WEIGHTS[0], objects=list(FIT_WEIGHTS), label="CNT fit weights",
         doc="poisson: each cluster size weighted with its count (the default, docs/spec.md); "
             "none: every size weighs the same.")
 
+    @param.depends("state.results", watch=True, on_init=True)
+    def _on_results(self, *_) -> None:
+        """New results: offer their trajectories; default to the first with a fit."""
+        res = self.results
+        found = {} if res is None else res.nucleations
+        self.param.source.objects = list(found)
+        self.source = default_trajectory(found)
+
     def timeline(self, result: NucleationResult) -> hv.Overlay:
         df = result.timeline()
-        xcol = "time" if np.isfinite(df["time"]).all() else "structure"
-        xd = hv.Dimension(xcol, label="time (ps)" if xcol == "time" else "frame")
+        xcol = "time" if np.isfinite(df["time"]).all() else "frame"
+        xd = hv.Dimension(xcol, label="time (ps)" if xcol == "time" else
+                          "frame (file's own, 0-based)")
         yd = hv.Dimension("largest_cluster", label="largest solid-like cluster (atoms)")
-        curve = hv.Curve(df, xd, yd).opts(color="black", line_width=1.5, tools=["hover", "tap"])
+        extra = [] if xcol == "frame" else [hv.Dimension("frame", label="frame (file)")]
+        curve = hv.Curve(df, xd, [yd, *extra]).opts(color="black", line_width=1.5,
+                                                      tools=["hover", "tap"])
         tap = hv.streams.Tap(source=curve)
         tap.add_subscriber(lambda x=None, **_: self._on_tap(df, xcol, x))
         overlay = curve
@@ -141,19 +174,36 @@ class NucleationView(View):
 
     @param.depends("fit_weights", watch=True)
     def _refit(self) -> None:
-        """New weights: refit the session's distribution at once (the text, the fit table
+        """New weights: refit the shown distribution at once (the text, the fit table
         and the exports follow)."""
         self.result()
 
     def result(self) -> NucleationResult | None:
-        """The session's nucleation result fitted with :attr:`fit_weights` (refitted and
-        kept in the results when the weights changed)."""
+        """The nucleation result of :attr:`source` fitted with :attr:`fit_weights`
+        (refitted and kept in the results when the weights changed)."""
         res = self.results
-        if res is None or res.nucleation is None:
+        if res is None or not res.nucleations:
             return None
-        if res.nucleation.weights != self.fit_weights:
-            res.nucleation = fit_nucleation(res.nucleation, self.fit_weights)
-        return res.nucleation
+        name = self.source if self.source in res.nucleations else \
+            default_trajectory(res.nucleations)
+        nuc = res.nucleations[name]
+        if nuc.weights != self.fit_weights:
+            nuc = fit_nucleation(nuc, self.fit_weights)
+            res.nucleation = nuc  # replaces the entry of its source
+        return nuc
+
+    def which_text(self) -> str:
+        """Which file and frames the tab shows, and why that one (Markdown)."""
+        res = self.results
+        nuc = self.result()
+        if res is None or nuc is None:
+            return ""
+        text = (f"Shown: **{nuc.source}**, {_frames_text(nuc.file_frames())} (the file's "
+                "own 0-based frame numbers), against the solid reference.")
+        if len(res.nucleations) > 1:
+            text += (f" {len(res.nucleations)} trajectories were analysed "
+                     f"({', '.join(res.nucleations)}): choose one under *Trajectory*.")
+        return text
 
     def body(self):
         res = self.results
@@ -166,6 +216,8 @@ class NucleationView(View):
                                         width=180)
         open_button.on_click(self.open_in_structure)
         parts = [
+            pn.pane.Markdown(self.which_text(), name="nucleation-which",
+                             sizing_mode="stretch_width"),
             pn.Row(pn.pane.Markdown("Click a frame on the timeline, then open it in Structure "
                                     "(colour by *cluster* there to see the solid-like clusters)."),
                    open_button),
@@ -181,8 +233,9 @@ class NucleationView(View):
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:
-        controls = control_box(self, ["fit_weights"], name="nucleation-controls")
+        controls = control_box(self, ["source", "fit_weights"], width=260,
+                               name="nucleation-controls")
         return pn.Column(controls,
                          pn.bind(lambda *_: self.body(), self.state.param.results,
-                                 self.param.fit_weights),
+                                 self.param.source, self.param.fit_weights),
                          sizing_mode="stretch_width", name="Nucleation")
