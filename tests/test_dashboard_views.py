@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import io
 
+import bokeh.models
 import holoviews as hv
 import numpy as np
 import pandas as pd
@@ -52,7 +53,7 @@ from dashboard.views.atoms import (
     fraction_above,
 )
 from dashboard.views.learning import gap_table, plausible_asymptote
-from dashboard.views.overlap import cell_at, heatmap_table, overlap_histogram
+from dashboard.views.overlap import HISTOGRAM_WIDTH, cell_at, heatmap_table, overlap_histogram
 from dashboard.views.structure import plotly_figure, projection_axes, slab_mask
 from dashboard.views.trajectory import flag_frames, nearest_structure, robust_jumps
 from quests_core.dataset import Dataset
@@ -348,11 +349,22 @@ def test_overlap_view(state):
     assert isinstance(view.histograms(), pn.pane.Alert)
     view._on_tap(x="failed_traj.extxyz", y="solid.extxyz")
     assert view.cell == (0, 1)
-    layout = view.histograms().object
-    assert len(layout) == 2
+    column = view.histograms()
+    assert len(column) == 2
+    for pane, (a, b) in zip(column, ((0, 1), (1, 0)), strict=True):
+        # each histogram is its own fixed-width Bokeh figure whose source holds every
+        # environment of its cell (a responsive plot in the fixed column drew nothing)
+        figure = pane.get_root().select_one({"type": bokeh.models.Plot})
+        assert figure.width == HISTOGRAM_WIDTH and figure.height == 240
+        assert figure.title.text.startswith(f"dH({res.names[a]} | {res.names[b]})")
+        counts = [r.data_source.data["count"] for r in figure.renderers
+                  if hasattr(r, "data_source") and "count" in r.data_source.data]
+        assert len(counts) == 1 and counts[0].sum() == len(res.delta[(a, b)]) > 0
+    view.cell = (1, 1)  # a diagonal cell: its one distribution
+    assert [p.name for p in view.histograms()] == ["overlap-histogram-0"]
     hist = overlap_histogram(res, 0, 1, "blue")
     assert hist.opts.get().kwargs["title"] == (
-        "dH(solid.extxyz | failed_traj.extxyz): overlap 0.25")
+        "dH(solid.extxyz | failed_traj.extxyz):\noverlap 0.25")
     assert hist.data["count"].sum() == 4
 
 

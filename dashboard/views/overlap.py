@@ -18,6 +18,11 @@ from .atoms import dh_histogram
 from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
 
+#: Width (px) of each of the two histograms of a clicked cell: fixed, as a responsive
+#: plot in a fixed-width column collapses to nothing in Bokeh's layout.
+HISTOGRAM_WIDTH = 440
+
+
 def heatmap_table(result: OverlapResult):
     """Long table for the heatmap with a text column (values to 2 decimals)."""
     table = result.long_table()
@@ -52,14 +57,15 @@ def overlap_histogram(result: OverlapResult, row: int, col: int, color: str,
                       mode: str = "linear") -> hv.Histogram:
     """Histogram of dH(row | column) on ``mode``'s dH scale, titled with the overlap value."""
     edges, counts = dh_histogram(result.delta[(row, col)], 60, mode=mode)
-    title = (f"dH({result.names[row]} | {result.names[col]}): "
+    # two lines: file names are long and the plot is narrow
+    title = (f"dH({result.names[row]} | {result.names[col]}):\n"
              f"overlap {result.matrix[row, col]:.2f}")
     xlabel = dhscale.axis_label("dH (nats)", mode)
     return hv.Histogram((edges, counts), kdims=[hv.Dimension("dH", label=xlabel)],
                         vdims=[hv.Dimension("count", label="environments")]).opts(
-        title=title, color=color, line_color=None, responsive=True, height=220,
+        title=title, color=color, line_color=None, width=HISTOGRAM_WIDTH, height=240,
         xlabel=xlabel, hooks=[dhscale.axis_hook("x", mode, target=6)], framewise=True,
-        **ZOOM_OPTS)
+        fontsize={"title": "10pt"}, **ZOOM_OPTS)
 
 
 class OverlapView(View):
@@ -110,6 +116,9 @@ class OverlapView(View):
             cmap="Blues", clim=(0, 1), colorbar=True, clabel="overlap(row | column)",
             tools=["tap", "hover"], responsive=True, height=420, xrotation=30,
             title=f"overlap(row | column) by {res.grouping}", invert_yaxis=True,
+            # the clicked cell is outlined; the others keep their colour (a faded matrix
+            # could not be read against its colour bar)
+            nonselection_alpha=1.0, selection_line_color="black", selection_line_width=3,
         )
         text_color = np.where(table["overlap"].to_numpy() > 0.6, "white", "black").astype(object)
         labels = hv.Labels(table.assign(color=text_color), kd, ["text", "color"]).opts(
@@ -134,12 +143,17 @@ class OverlapView(View):
             return placeholder("Click a cell to see its two dH histograms.")
         i, j = (int(v) for v in self.cell)
         mode = self.state.dh_scale
-        zero = hv.VLine(0).opts(color="black", line_dash="dashed")
-        # two different distributions: each histogram keeps its own axes
-        plots = [overlap_histogram(res, i, j, "#4c72b0", mode) * zero,
-                 overlap_histogram(res, j, i, "#dd8452", mode) * zero]
-        return plot_pane(hv.Layout(plots).cols(1).opts(shared_axes=False),
-                         name="overlap-histograms")
+        # two different distributions: each histogram is its own plot with its own axes
+        # and its own dH = 0 line (one element drawn in two plots is one Bokeh model
+        # referenced twice)
+        panes = [
+            plot_pane(overlap_histogram(res, a, b, color, mode)
+                      * hv.VLine(0).opts(color="black", line_dash="dashed"),
+                      sizing_mode="fixed", name=f"overlap-histogram-{k}")
+            for k, (a, b, color) in enumerate(((i, j, "#4c72b0"), (j, i, "#dd8452")))
+            if k == 0 or i != j  # a diagonal cell has one distribution
+        ]
+        return pn.Column(*panes, name="overlap-histograms", width=HISTOGRAM_WIDTH + 20)
 
     def panel(self) -> pn.viewable.Viewable:
         controls = pn.Param(self.param, parameters=["grouping"], show_name=False,
