@@ -125,6 +125,28 @@ def server(data, tmp_path_factory):
         yield info
 
 
+#: The dH histograms of a clicked Overlap cell drawn in the page: title, environments
+#: counted (the sum of the bars) and the drawn width of the plot area (px).
+OVERLAP_HISTOGRAMS = """() => { const out = [], drawn = new Set(), seen = new Set();
+  // models with a view in the page now (not a figure replaced by a later click)
+  const walk = (v) => { if (seen.has(v)) return; seen.add(v);
+    if (v.el && v.el.isConnected) drawn.add(v.model);
+    for (const c of (v.child_views || [])) walk(c); };
+  for (const v of Bokeh.index) walk(v);
+  for (const d of Bokeh.documents) for (const m of d.all_models) {
+    if (!m.title || !m.title.text || !m.title.text.startsWith('dH(') || !m.renderers) continue;
+    if (!drawn.has(m)) continue;
+    let total = 0;
+    for (const r of m.renderers) {
+      if (!r.glyph || !r.data_source || !r.glyph.top || !r.glyph.top.field) continue;
+      const src = r.data_source.data, f = r.glyph.top.field;
+      for (const v of (src instanceof Map ? src.get(f) : src[f])) total += v;
+    }
+    out.push({title: m.title.text, total: total, width: m.inner_width});
+  }
+  return out; }"""
+
+
 class Session:
     """One browser session (own context) with console and network recording."""
 
@@ -290,6 +312,22 @@ def test_workflow_in_a_real_browser(server, browser, data):
     box = page.locator("canvas").first.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3)
     s.wait_titles(["dH("])
+    time.sleep(1.0)
+    assert len(page.evaluate(OVERLAP_HISTOGRAMS)) == 1  # the top-left cell: diagonal
+    # along the top row to an off-diagonal cell: two drawn histograms, each holding
+    # every sampled environment of its group
+    for fx in (0.72, 0.65, 0.58, 0.5):
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.3)
+        time.sleep(1.5)
+        hists = page.evaluate(OVERLAP_HISTOGRAMS)
+        if len(hists) == 2:
+            break
+    note = page.get_by_text("Sampled environments per group").first.inner_text()
+    sizes = [int(v.replace(",", "")) for v in
+             re.findall(r":\s*([\d,]+)", note.split("per group:")[1].split(". ")[0])]
+    assert len(hists) == 2, hists
+    for h in hists:
+        assert h["total"] in sizes and h["width"] >= 300, (h, sizes)
     s.shot("05_overlap_cell")
     s.tab("Nucleation")
     page.get_by_text(re.compile("Give one file the role|Largest cluster overall|not available")
