@@ -273,6 +273,14 @@ class Results:
         else:
             self.nucleations = {**self.nucleations, result.source: result}
 
+    def frame_name(self, structure: int) -> str:
+        """A structure as the user knows it: ``file frame N`` (the file's own 0-based
+        frame number); ``structure N`` when it is not in the results."""
+        row = self.frames.loc[self.frames["structure"] == structure]
+        if row.empty:
+            return f"structure {structure}"
+        return f"{row['source'].iat[0]} frame {int(row['frame'].iat[0])}"
+
     def frame_atoms(self, structure: int) -> pd.DataFrame:
         """Rows of the per-atom table of one structure."""
         row = self.frames.loc[self.frames["structure"] == structure]

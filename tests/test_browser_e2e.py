@@ -294,16 +294,18 @@ def test_workflow_in_a_real_browser(server, browser, data):
             # click a frame on the first curve, then open it in Structure
             box = page.locator("canvas").first.bounding_box()
             page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
-            page.get_by_text(re.compile(r"Selected structure \d+")).wait_for(timeout=30_000)
-            chosen = re.search(r"Selected structure (\d+)", page.get_by_text(
-                re.compile(r"Selected structure \d+")).inner_text()).group(1)
+            selected = page.get_by_text(re.compile(r"Selected: \S+ frame \d+"))
+            selected.wait_for(timeout=30_000)
+            # the file and its own frame number, as Structure then names it
+            chosen = re.search(r"Selected: (\S+ frame \d+)", selected.inner_text()).group(1)
             with page.expect_download(timeout=60_000) as dl:
-                page.get_by_role("button", name=re.compile("Export flagged frames")).click()
+                page.get_by_role("button", name=re.compile("Export jump frames")).click()
             path = dl.value.path()
             body = Path(path).read_text()
             assert body == "" or "dH" in body.splitlines()[1]
             page.get_by_role("button", name="Open in Structure").click()
-            page.get_by_text(re.compile(r"frame \d+.*atoms, H =")).wait_for(timeout=30_000)
+            page.get_by_text(re.compile(re.escape(chosen) + r"\b.*atoms, H =")).wait_for(
+                timeout=30_000)
             assert page.locator(".bk-tab.bk-active", has_text="Structure").count() == 1
             s.shot("04_trajectory_frame_in_structure")
             checked["selected"] = chosen

@@ -175,7 +175,7 @@ def test_follow_a_run_being_written(browser, tmp_path_factory):
                 time.sleep(0.05)
             assert flags[0] == 19  # the offline rule's frame (tests/test_watch.py)
             assert flags == list(range(19, 35))  # the run stays novel after the blow-up
-            summary = "16 flagged frame(s) of 35 (red triangles), first at frame 19"
+            summary = "16 novel frame(s) of 35 (red triangles), first at frame 19"
             page.get_by_text(summary).wait_for(timeout=10_000)
             table = page.locator(".slick-row")
             assert table.first.inner_text().split()[0] == "19"

@@ -264,8 +264,16 @@ def test_structure_view(state, monkeypatch):
     assert state.selected_structure == 2
     frame = view.frame()
     assert len(frame) == 108 and set(frame["structure"]) == {2}
-    assert view.thickness > np.ptp(frame["z"].to_numpy())
-    assert render_title(view.slab()).endswith("(108 atoms)")
+    # the default slab holds one (100) layer of the fcc frame (18 of its 108 atoms in 6
+    # layers 1.8 Å apart): no atom hides another in the projection
+    z = frame["z"].to_numpy()
+    layer = slab_mask(z, view.position, view.thickness)
+    assert 12 <= layer.sum() <= 24 and np.ptp(z[layer]) < 0.9
+    xy = frame[["x", "y"]].to_numpy()[layer]
+    gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1)[np.triu_indices(len(xy), 1)]
+    assert gaps.min() > 1.5
+    assert render_title(view.slab()).endswith(f"({int(layer.sum())} atoms)")
+    assert view.thickness_widget.end > np.ptp(z)  # the whole frame stays reachable
     view.thickness = 1.0
     inside = int(slab_mask(frame["z"].to_numpy(), view.position, 1.0).sum())
     assert render_title(view.slab()).endswith(f"({inside:,} atoms)")
@@ -312,9 +320,20 @@ def test_trajectory_view(state):
     view._on_tap(x=0.31, y=0.0)
     assert state.selected_structure == 4 + 3
     assert nearest_structure(traj, "time", 0.49) == 4 + 5
+    # the selection, the jump table and the hover name the file's own frame, not the
+    # session-wide structure number (the trajectory's frames are structures 4, 5, ...)
+    assert "Selected: **failed_traj.extxyz frame 3**" in view.selected_text().object
+    table = named(view.flag_table(), "trajectory-summary")
+    assert "**1 jump frame(s)** in failed_traj.extxyz" in table.object
+    jumps = next(o for o in view.flag_table() if isinstance(o, pn.widgets.Tabulator))
+    assert list(jumps.value["frame"]) == [JUMP] and "struct." not in jumps.value
     view.open_in(2)
     assert state.active_tab == 2
     layout = view.plots().object
+    curve = layout[0].get(0) if isinstance(layout[0], hv.Overlay) else layout[0]
+    tips = curve.opts.get().kwargs["hover_tooltips"]
+    assert tips[0] == ("frame (file)", "@frame")
+    np.testing.assert_array_equal(curve.data["frame"], np.arange(N_TRAJ))
     assert isinstance(layout, hv.Layout) and len(layout) == 3
     data = view._export()
     frames = read(io.StringIO(data.getvalue().decode()), ":", format="extxyz")

@@ -26,6 +26,23 @@ MAX_MARKER_ATOMS = 20_000
 AXES = ("x", "y", "z")
 
 
+def default_slab(xyz: np.ndarray, axis: int) -> tuple[float, float]:
+    """``(position, thickness)`` of a slab normal to ``axis`` that holds one layer of
+    atoms: centred on the atom nearest the middle of the frame along ``axis``, as thick
+    as 0.6 of the mean interatomic distance ``a = (V / n)^(1/3)`` (``V`` the frame's
+    bounding box). Crystal planes are at least ~0.7 a apart (fcc (100): 0.79 a), so the
+    slab holds that atom's plane and no neighbouring one; atoms do not hide each other.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64)
+    c = xyz[:, axis]
+    lo, hi = float(c.min()), float(c.max())
+    extents = np.maximum(xyz.max(axis=0) - xyz.min(axis=0), 1.0)
+    a = float(np.prod(extents) / len(xyz)) ** (1.0 / 3.0)
+    middle = (lo + hi) / 2.0
+    position = float(c[np.argmin(np.abs(c - middle))])
+    return round(position, 3), round(max(0.6 * a, 0.3), 3)
+
+
 def slab_mask(coords: np.ndarray, position: float, thickness: float) -> np.ndarray:
     """Atoms whose coordinate lies within ``thickness / 2`` of ``position``."""
     return np.abs(np.asarray(coords) - position) <= thickness / 2.0
@@ -209,7 +226,8 @@ class StructureView(View):
         self._reset_slab()
 
     def _reset_slab(self):
-        """Centre the slab on the frame and make it span the whole frame."""
+        """A slab of one layer of atoms through the middle of the frame
+        (:func:`default_slab`); the sliders span the whole frame."""
         if self.results is None:
             return
         frame = self.frame()
@@ -220,9 +238,11 @@ class StructureView(View):
         span = max(hi - lo, 1.0) + 1.0
         self.position_widget.param.update(start=round(lo, 2), end=round(max(hi, lo + 0.1), 2))
         self.thickness_widget.param.update(end=round(span, 2))
+        position, thickness = default_slab(frame[["x", "y", "z"]].to_numpy(),
+                                           "xyz".index(self.axis))
         with param.parameterized.batch_call_watchers(self):
-            self.position = round((lo + hi) / 2.0, 3)
-            self.thickness = round(hi - lo + 1.0, 3)
+            self.position = position
+            self.thickness = min(thickness, round(span, 2))
 
     # --------------------------------------------------------------------- data
 

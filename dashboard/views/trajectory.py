@@ -31,9 +31,11 @@ CURVES = ("H", "mean_dH", "frac_novel", "largest_cluster")
 #: Columns whose jumps flag a frame.
 FLAG_COLUMNS = ("mean_dH", "frac_novel")
 ATOMS_TAB, STRUCTURE_TAB = 1, 2
-#: Columns of the flagged-frames table and their (short) headers.
-FLAG_TABLE = {"structure": "struct.", "time": "t (ps)", "H": "H", "mean_dH": "mean dH",
+#: Columns of the jump-frames table and their (short) headers: the file's own frame.
+FLAG_TABLE = {"frame": "frame", "time": "t (ps)", "H": "H", "mean_dH": "mean dH",
               "frac_novel": "dH > 0", "largest_cluster": "cluster"}
+#: The computed section's flag rule in words (the follow mode has another: novel atoms).
+JUMP_RULE = "jump rule: an upward jump of mean dH or of the fraction dH > 0"
 
 
 def robust_jumps(
@@ -79,11 +81,12 @@ def flag_frames(frames: pd.DataFrame, z: float = 5.0) -> np.ndarray:
 
 
 def time_axis(frames: pd.DataFrame) -> str:
-    """``time`` when every frame has one and they increase, else ``structure``."""
+    """``time`` when every frame has one and they increase, else ``frame`` (the file's
+    own frame numbers)."""
     t = frames["time"].to_numpy(np.float64)
     if len(t) and np.all(np.isfinite(t)) and np.all(np.diff(t) > 0):
         return "time"
-    return "structure"
+    return "frame"
 
 
 def nearest_structure(frames: pd.DataFrame, xcol: str, x: float) -> int:
@@ -189,20 +192,21 @@ class TrajectoryView(View):
             data = pd.DataFrame({xcol: f[xcol].to_numpy(np.float64),
                                  "plotted": dhscale.forward(values, mode) if on_dh_scale
                                  else values,
-                                 "value": values, "structure": f["structure"].to_numpy()})
+                                 "value": values, "frame": f["frame"].to_numpy(),
+                                 "structure": f["structure"].to_numpy()})
             ydim = hv.Dimension("plotted", label=text)
             hooks = [dhscale.axis_hook("y", mode, target=5)] if on_dh_scale else []
             # a fraction keeps its whole [0, 1] axis (a constant 1 must not look like noise)
             limits = {"ylim": (-0.02, 1.02)} if column == "frac_novel" else {}
-            curve = hv.Curve(data, xdim, [ydim, "value", "structure"]).opts(
+            curve = hv.Curve(data, xdim, [ydim, "value", "frame", "structure"]).opts(
                 color="black", line_width=1.5, responsive=True, height=200,
                 title=f"{label(column)} per frame", show_grid=True, hooks=hooks,
                 framewise=True, ylabel=text, **limits,
-                hover_tooltips=[("structure", "@structure"), (label(xcol), f"@{{{xcol}}}"),
+                hover_tooltips=[("frame (file)", "@frame"), (label(xcol), f"@{{{xcol}}}"),
                                 (label(column), "@value{0.0000}")],
                 **{**ZOOM_OPTS, "tools": ["hover", "tap"]},
             )
-            marks = hv.Scatter(data.loc[flags], xdim, [ydim, "value", "structure"]).opts(
+            marks = hv.Scatter(data.loc[flags], xdim, [ydim, "value", "frame", "structure"]).opts(
                 color="#b40426", size=8, marker="triangle")
             overlay = curve * marks
             band = stderr_band(f, column, data, xcol, xdim, ydim)
@@ -225,8 +229,8 @@ class TrajectoryView(View):
             return pn.Spacer()
         flagged = self.flagged()
         cols = [c for c in FLAG_TABLE if c in flagged]
-        text = (f"**{len(flagged)} flagged frame(s)** in {self.source} "
-                f"(jump z-score > {self.z_threshold:g})")
+        text = (f"**{len(flagged)} jump frame(s)** in {self.source} ({JUMP_RULE}, robust "
+                f"z-score > {self.z_threshold:g}; frames numbered as in the file, from 0)")
         table = pn.widgets.Tabulator(
             flagged[cols].round(3).rename(columns=FLAG_TABLE), show_index=False,
             disabled=True, height=220, layout="fit_columns",
@@ -245,8 +249,8 @@ class TrajectoryView(View):
     def selected_text(self):
         s = self.state.selected_structure
         text = "Click a frame on a curve to open it."
-        if s is not None:
-            text = f"Selected structure **{s}**"
+        if s is not None and self.results is not None:
+            text = f"Selected: **{self.results.frame_name(s)}**"
         return pn.pane.Markdown(text, name="trajectory-selected")
 
     def _export(self):
@@ -268,8 +272,8 @@ class TrajectoryView(View):
         to_atoms.on_click(lambda _: self._open_atoms())
         to_structure.on_click(lambda _: self.open_in(STRUCTURE_TAB))
         download = pn.widgets.FileDownload(
-            callback=lambda: self.safe_download(self._export), filename="flagged_frames.extxyz",
-            label="Export flagged frames (extxyz)", color="success", width=260,
+            callback=lambda: self.safe_download(self._export), filename="jump_frames.extxyz",
+            label="Export jump frames (extxyz)", color="success", width=260,
         )
         # the computed run first (what Compute produced), the live follow mode below it
         return pn.Column(
@@ -431,8 +435,8 @@ class FollowPanel:
         rule = (f"fraction dH > 0 above {novel_fraction:g} for {patience} "
                 f"frame{'s' if patience != 1 else ''} in a row")
         if first_flag is None:
-            return f"**No frame flagged** of {n_frames} ({rule}; dashed line)."
-        return (f"**{flagged} flagged frame(s)** of {n_frames} (red triangles), first at "
+            return f"**No novel frame** of {n_frames} ({rule}; dashed line)."
+        return (f"**{flagged} novel frame(s)** of {n_frames} (red triangles), first at "
                 f"frame **{first_flag}** ({rule}; dashed line).")
 
     # ------------------------------------------------------------- reactions
@@ -471,7 +475,8 @@ class FollowPanel:
             "### Follow a running simulation\n\n"
             "New frames of the file are computed as the simulation writes them, against "
             "the Data tab's **reference** files (else the first frame of the file), with "
-            "the Data tab's bandwidth. A frame is **flagged** when the fraction of its atoms "
+            "the Data tab's bandwidth. A frame is flagged **novel** (another rule than the "
+            "computed section's jumps) when the fraction of its atoms "
             "with dH > 0 stays above the threshold for N frames in a row.",
             margin=(0, 10), sizing_mode="stretch_width")
         return pn.Column(rule, controls, self.status, self.live,
