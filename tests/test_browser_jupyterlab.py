@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,7 @@ def jupyter_lab(work: Path, data_dir: Path, cache_dir: Path, front_end: str = "l
         [sys.executable, "-m", "jupyter", front_end, "--no-browser", "--allow-root",
          "--ip=127.0.0.1", f"--port={port}", "--IdentityProvider.token=",
          "--ServerApp.password=", f"--ServerApp.root_dir={work}",
+         "--ServerApp.disable_check_xsrf=True",  # the test starts the kernel by the API
          "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -146,7 +148,21 @@ class LabPage:
             self.external.append(url)
             route.abort()
 
+    def start_kernel(self, name: str) -> None:
+        """Start the notebook's kernel session through the server's API before the page
+        opens it: the front end then joins it instead of asking for a kernel (it asks,
+        and a click there replaces the kernel, when the kernel specs arrive after the
+        notebook)."""
+        body = json.dumps({"path": name, "type": "notebook", "name": name,
+                           "kernel": {"name": "python3"}}).encode()
+        request = urllib.request.Request(f"{self.base}/api/sessions", data=body,
+                                         method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.status == 201, response.status
+
     def open_notebook(self, name: str, front_end: str = "lab") -> None:
+        self.start_kernel(name)
         self.page.goto(f"{self.base}/{FRONT_ENDS[front_end]}/{name}")
         self.page.locator(".jp-Notebook").wait_for(timeout=120_000)
         # the kernel has started (the toolbar's indicator, in both front ends)
@@ -168,7 +184,6 @@ class LabPage:
         page = self.page
         prompt = page.locator(".jp-InputArea-prompt")
         for _ in range(5):  # the menu can open before the notebook takes commands
-            self.choose_kernel()
             try:
                 page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click(
                     timeout=10_000)

@@ -17,7 +17,6 @@ from ..state import OverlapResult
 from .atoms import dh_histogram
 from .base import EMPTY_TEXT, ZOOM_OPTS, View, placeholder, plot_pane
 
-
 #: Width (px) of each of the two histograms of a clicked cell: fixed, as a responsive
 #: plot in a fixed-width column collapses to nothing in Bokeh's layout.
 HISTOGRAM_WIDTH = 440
