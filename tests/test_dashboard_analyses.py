@@ -309,6 +309,27 @@ def test_uncertainty_view(state, forces_core, tmp_path):
     np.testing.assert_allclose(view.result.dh, dh, rtol=1e-9, atol=1e-9)
 
 
+def test_uncertainty_opens_on_a_file_with_two_force_arrays(tmp_path):
+    """Whatever the names and the order, the tab's default source is a chosen file whose
+    frames carry two per-atom force arrays (no other can work here)."""
+    import shutil
+
+    from dashboard.views.uncertainty import force_arrays_of
+
+    shutil.copy(SAMPLE / FORCES, tmp_path / "b.extxyz")
+    shutil.copy(SAMPLE / DATASET, tmp_path / "a.extxyz")
+    st = AppState(data_dir=str(tmp_path))
+    st.add_file(str(tmp_path / "a.extxyz"), "a.extxyz", "reference")
+    st.add_file(str(tmp_path / "b.extxyz"), "b.extxyz", "test")
+    view = UncertaintyView(state=st, job_mode="thread")
+    assert force_arrays_of(st.files[1]) == ("forces_emt", "forces_model")
+    assert force_arrays_of(st.files[0]) == ()
+    assert view.source == "b.extxyz"
+    view.source = "a.extxyz"  # the user's choice stands when files change
+    st.add_file(str(SAMPLE / GENERATIONS), GENERATIONS, "test")
+    assert view.source == "a.extxyz"
+
+
 def test_uncertainty_bad_input(state, forces_core, tmp_path):
     x_train = forces_core[0]
     view = UncertaintyView(state=state, job_mode="thread")

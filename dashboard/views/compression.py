@@ -94,13 +94,17 @@ class AnalysisView(View):
         # (None) to the very list it was given, which then held None here
         self.param.source.objects = list(names)
         if self.source not in names or self._auto_source:
-            hinted = [n for n in names if any(w in n.lower() for w in self.name_hints)]
             self._setting_source = True
             try:
-                self.source = (hinted or names or [None])[0]
+                self.source = (self.preferred(names) or names or [None])[0]
             finally:
                 self._setting_source = False
             self._auto_source = True
+
+    def preferred(self, names: list[str]) -> list[str]:
+        """The chosen files this analysis should open with, best first (by default those
+        whose name holds one of :attr:`name_hints`)."""
+        return [n for n in names if any(w in n.lower() for w in self.name_hints)]
 
     @param.depends("source", watch=True)
     def _on_source_chosen(self) -> None:

@@ -13,7 +13,10 @@ chosen in the Data view, or a descriptor file (``.npz`` with ``descriptors``,
 
 from __future__ import annotations
 
+import os
+
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -46,7 +49,11 @@ def error_image(result: UncertaintyResult, mode: str = "linear") -> hv.DynamicMa
                                      "error": result.error}), [DH_DIM, ERROR_DIM])
     # a coarse grid (a 2-D histogram, re-binned on zoom): thousands of atoms stay visible
     # as cells, and each atom is counted once (spreading would count it several times)
-    return rasterize(points, dynamic=True, width=ERROR_GRID[0], height=ERROR_GRID[1]).opts(
+    # the grid is fixed (no PlotSize stream): with it, the first draw binned at the
+    # plot's pixel size (1-4 atoms per cell, the cloud hardly visible) and a redraw at
+    # the grid's, so the same data looked different before and after a toggle
+    return rasterize(points, dynamic=True, width=ERROR_GRID[0], height=ERROR_GRID[1],
+                     streams=[hv.streams.RangeXY]).opts(
         cmap="Blues", cnorm="log", colorbar=True, clabel="atoms per cell", tools=["hover"],
         hover_tooltips=[("atoms", "@image")])
 
@@ -73,6 +80,34 @@ def running_spread(result: UncertaintyResult, mode: str = "linear") -> hv.Spread
     """Mean +- one standard deviation of the errors in each window."""
     return hv.Spread(running_table(result, mode), DH_DIM, [ERROR_DIM, "std_error"]).opts(
         color="#d62728", alpha=0.15, line_width=0)
+
+
+_FORCE_ARRAYS: dict[tuple, tuple[str, ...]] = {}
+
+
+def force_arrays_of(spec: FileSpec) -> tuple[str, ...]:
+    """The per-atom ``forces*`` arrays (n, 3) of the first frame of a chosen file (empty
+    when it has fewer than two, or cannot be read): what makes the file usable here.
+    Remembered by path, size and modification time."""
+    from quests_core.io import iter_frames
+
+    try:
+        stat = os.stat(spec.path)
+    except OSError:
+        return ()
+    key = (spec.path, stat.st_size, stat.st_mtime_ns, spec.type_map, spec.topology)
+    if key not in _FORCE_ARRAYS:
+        names: tuple[str, ...] = ()
+        try:
+            frame = next(iter(iter_frames(spec.path, index=0, type_map=spec.type_map or None,
+                                          validate=False, topology=spec.topology or None)))
+            names = tuple(sorted(k for k, v in frame.atoms.arrays.items()
+                                 if k.startswith("forces") and np.ndim(v) == 2
+                                 and np.shape(v)[1] == 3))
+        except Exception:  # noqa: BLE001 - unreadable here: the Run says why
+            names = ()
+        _FORCE_ARRAYS[key] = names if len(names) >= 2 else ()
+    return _FORCE_ARRAYS[key]
 
 
 class UncertaintyView(AnalysisView):
@@ -103,6 +138,12 @@ class UncertaintyView(AnalysisView):
     error_quantile = param.Number(default=uq.DEFAULT_ERROR_QUANTILE, bounds=(0.01, 0.99),
                                   step=0.01, doc="Errors above this quantile are high.")
     result = param.ClassSelector(class_=UncertaintyResult, allow_None=True)
+
+    def preferred(self, names: list[str]) -> list[str]:
+        """Files whose first frame carries two per-atom force arrays (the only ones this
+        analysis can use), then the name hints."""
+        with_forces = [n for n in names if force_arrays_of(self.spec(n))]
+        return with_forces + [n for n in super().preferred(names) if n not in with_forces]
 
     def _on_files(self, *_) -> None:
         super()._on_files()
