@@ -397,13 +397,14 @@ def choose_bandwidth(settings: Settings, loaded: list[Loaded]) -> float:
 
 
 def delta(y: np.ndarray, x: np.ndarray, h: float, prog: Progress, n_threads,
-          lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
-    """dH(y | x) with progress (over ``lo..hi`` of the current stage) and cancellation."""
+          lo: float = 0.0, hi: float = 1.0, precision: str = "float64") -> np.ndarray:
+    """dH(y | x) with progress (over ``lo..hi`` of the current stage) and cancellation,
+    summed in ``precision``."""
     from quests_core import delta_entropy
 
     return np.asarray(
         delta_entropy(y, x, h, n_threads=n_threads, progress=prog.span(lo, hi),
-                      cancel=prog.cancel),
+                      cancel=prog.cancel, precision=precision),
         dtype=np.float64,
     )
 

@@ -174,7 +174,7 @@ def _learning(
 
         lc = learning_curve(
             item.x, sizes, h=h, repeats=repeats, seed=settings.core.seed,
-            progress=progress, cancel=prog.cancel,
+            progress=progress, cancel=prog.cancel, precision=settings.core.precision,
         )
         res = LearningResult(
             name=item.spec.name,
@@ -244,7 +244,8 @@ def _overlap(groups: dict[str, np.ndarray], h, settings: RunSettings, prog: Prog
 
     res = overlap_matrix(groups, h, max_n=settings.options.overlap_max_n,
                          seed=settings.core.seed, keep_delta=True, progress=prog.span(),
-                         n_threads=n_threads, cancel=prog.cancel)
+                         n_threads=n_threads, cancel=prog.cancel,
+                         precision=settings.core.precision)
     return OverlapResult(grouping=grouping, names=list(res.names), matrix=res.matrix,
                          delta=res.delta, sizes=dict(res.sizes),
                          bandwidths=dict(zip(res.names, map(float, res.bandwidths),
@@ -278,7 +279,8 @@ def _nucleation(
     # proportion to its expected cost
     (_, split), _ = Progress.plan([Progress.KERNEL_PER_PAIR * len(traj.x) * len(solid_x),
                                     Progress.CLUSTER_PER_ATOM * len(traj.x)])
-    dh_solid = delta(traj.x, solid_x, h, prog, n_threads, hi=split)
+    dh_solid = delta(traj.x, solid_x, h, prog, n_threads, hi=split,
+                     precision=settings.core.precision)
     counts = traj.dataset.frames["n_atoms"].to_numpy(np.int64)
     per_frame = np.split(dh_solid, np.cumsum(counts)[:-1])
     structures = traj.dataset.structures
@@ -533,10 +535,10 @@ def run_pipeline(
     for i, it in enumerate(loaded):
         prog.stage(*spans[("dH", i)], f"dH of {it.spec.name}")
         if x_ref is not None:
-            dh = delta(it.x, x_ref, h, prog, n_threads)
+            dh = delta(it.x, x_ref, h, prog, n_threads, precision=core.precision)
         else:
             first = int(it.dataset.frames["n_atoms"].iat[0])
-            dh = delta(it.x, it.x[:first], h, prog, n_threads)
+            dh = delta(it.x, it.x[:first], h, prog, n_threads, precision=core.precision)
         prog.stage(*spans[("H", i)], f"H per frame of {it.spec.name}")
         frames = it.dataset.frames.copy()
         counts = frames["n_atoms"].to_numpy(np.int64)
@@ -551,6 +553,7 @@ def run_pipeline(
             est = frame_entropy(it.x[a : a + c], h, exact=exact_h,
                                 seed=(core.seed, i, s),
                                 n_threads=n_threads, cancel=prog.cancel,
+                                precision=core.precision,
                                 progress=prog.span(cost[s - 1] if s else 0.0, cost[s]))
             hs[s], h_err[s] = float(est.H), float(est.stderr)
         mean_dh, frac = per_frame_stats(dh, counts)
@@ -645,6 +648,8 @@ def run_pipeline(
         nucleation_note=note,
         timings=timings,
         warnings=warnings,
+        species=core.species,
+        precision=core.precision,
     )
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import param
 
 from quests_core.analysis.cnt import FIT_WEIGHTS
-from quests_core.settings import DEFAULTS, Settings
+from quests_core.settings import DEFAULTS, PRECISIONS, Settings
 
 from .paths import is_lammps_file, is_md_trajectory
 
@@ -239,6 +239,8 @@ class Results:
     nucleations : dict
         Solid-like clusters and CNT of every trajectory against the solid reference
         (:class:`NucleationResult` by file name, in the order of the files).
+    species, precision
+        The multicomponent species (None: one block) and the precision of the sums.
     """
 
     frames: pd.DataFrame
@@ -254,6 +256,15 @@ class Results:
     nucleation_note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    species: tuple[str, ...] | None = None
+    precision: str = "float64"
+
+    def settings_text(self) -> str:
+        """The descriptor and kernel settings of these results in one line."""
+        text = f"k = {self.k}, cutoff = {self.cutoff:g} Å, h = {self.h:.4g} 1/Å"
+        if self.species:
+            text += f", species {','.join(self.species)} (multicomponent)"
+        return text + f", {self.precision}"
 
     @property
     def n_atoms(self) -> int:
@@ -448,6 +459,16 @@ class ComputeSettings(param.Parameterized):
     )
     bandwidth = param.Number(default=DEFAULTS.bandwidth, bounds=(1e-4, 1.0),
                              doc="Kernel bandwidth h (1/Å).")
+    species = param.String(
+        default="", label="Species (multicomponent)",
+        doc="Element symbols for a multicomponent descriptor, e.g. 'O,H' (the CLI's "
+            "--species): one block of k neighbours per element. Empty: one block over all "
+            "neighbours whatever their element.")
+    precision = param.Selector(
+        default=DEFAULTS.precision, objects=list(PRECISIONS),
+        doc="Floating point of the kernel sums (the CLI's --precision): float32 is about "
+            "twice as fast; dH agrees to ~1e-5 nats. Applies to Compute and Uncertainty "
+            "(Compression and Active learning sum in float64).")
     learning_max_n = param.Integer(
         default=OPTIONS.learning_max_n, bounds=(10, 200_000),
         doc="Largest subset size N of the learning curves (environments).",
@@ -495,7 +516,8 @@ class ComputeSettings(param.Parameterized):
         """The settings as a frozen, picklable :class:`RunSettings` (sent to the worker)."""
         core = DEFAULTS.replace(k=self.k, cutoff=self.cutoff, bandwidth=self.bandwidth,
                                 bandwidth_rule=BANDWIDTH_RULES[self.bandwidth_mode],
-                                seed=self.seed)
+                                seed=self.seed, species=self.species.strip() or None,
+                                precision=self.precision)
         options = DashboardOptions(
             learning_max_n=self.learning_max_n, learning_repeats=self.learning_repeats,
             overlap_max_n=self.overlap_max_n, cluster_method=self.cluster_method,
@@ -507,6 +529,10 @@ class ComputeSettings(param.Parameterized):
         return RunSettings(core=core, options=options)
 
 
+#: How long an error's pop-up stays (ms): long enough to read a file name and a reason.
+ERROR_MS = 20_000
+
+
 class AppState(param.Parameterized):
     """State of one browser session."""
 
@@ -516,6 +542,9 @@ class AppState(param.Parameterized):
     files = param.List(default=[], item_type=FileSpec, doc="Files chosen for computation.")
     settings = param.ClassSelector(class_=ComputeSettings, doc="Compute settings.")
     results = param.ClassSelector(class_=Results, allow_None=True, doc="Last computation.")
+    results_note = param.String(
+        default="", doc="Why the results shown are not those of the last Compute (it failed "
+                        "or was cancelled); empty when they are.")
     running = param.Boolean(default=False, doc="A computation is in progress.")
     progress = param.Integer(default=0, bounds=(0, 100), doc="Progress of the computation (%).")
     status = param.String(default="Pick files, give them roles, then Compute.")
@@ -610,7 +639,12 @@ class AppState(param.Parameterized):
     # ------------------------------------------------------ notifications
 
     def notify(self, level: str, text: str, duration: int = 6000) -> None:
-        """Show a notification in the page (and keep it in :attr:`messages`)."""
+        """Show a notification in the page (and keep it in :attr:`messages`).
+
+        One pop-up at a time: a new one replaces the one still shown, and each closes
+        after ``duration`` ms (errors are given :data:`ERROR_MS`), so none piles up over
+        the plots; every message stays in :attr:`messages` and the latest in the status.
+        """
         import panel as pn
 
         self.messages = self.messages + [(level, text)]
@@ -620,6 +654,9 @@ class AppState(param.Parameterized):
             return
         show = getattr(notifications, level, notifications.info)
         try:
-            show(text, duration=duration)
+            shown = getattr(self, "_notification", None)
+            if shown is not None and not getattr(shown, "_destroyed", False):
+                shown.destroy()
+            self._notification = show(text, duration=int(duration) if duration > 0 else ERROR_MS)
         except Exception:  # pragma: no cover - a notification must never break a session
             log.exception("could not show notification")

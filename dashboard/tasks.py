@@ -363,6 +363,7 @@ def uncertainty_task(files: list[FileSpec], request: UncertaintyRequest, report=
         x_test, x_ref, error, h, n_bins=request.n_bins, window=request.window,
         quantile=request.quantile, test_name=spec.name, reference_name=reference,
         progress=prog.span(0.0, 0.95), n_threads=n_threads, cancel=cancel,
+        precision=core.precision,
     )
     prog.stage(1.0, 1.0, "Done")
     return UncertaintyResult(

@@ -528,6 +528,10 @@ def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
     assert st.messages[-1][0] == "error" and "reference" in st.messages[-1][1]
     st.settings.learning_max_n, st.settings.overlap_max_n = 100, 200
     app.data.add_file("solid.extxyz", "reference")
+    st.settings.species = "Cu, Qq"  # not an element: refused before any work
+    assert asyncio.run(app.data.compute()) is None and not st.running
+    assert st.messages[-1] == ("error", "Settings: species: 'Qq' is not an element symbol")
+    st.settings.species = ""
     job = asyncio.run(app.data.compute())
     assert job.state == "done" and st.results is not None
     assert st.status.startswith("Done in") and st.progress == 100
@@ -535,6 +539,19 @@ def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
     # every view now renders its Bokeh models
     for i in range(len(TAB_NAMES)):
         assert len(app.build_tab(i).get_root(Document()).children) == 1
+    info = named(app.data._results_panel(), "results-info").object
+    assert "**Files:** melt.extxyz (test), solid.extxyz (reference)" in info
+    assert "h = 0.015 1/Å, float64" in info
+    # a failed Compute leaves the older results, and the Data tab says whose they are
+    previous = st.results
+    st.remove_file("solid.extxyz")
+    job = asyncio.run(app.data.compute())
+    assert job.state == "error" and st.results is previous
+    assert st.results_note.startswith("The last Compute failed (") and \
+        st.results_note.endswith("the computation before it, on melt.extxyz, solid.extxyz.")
+    assert named(app.data._results_panel(), "results-note").alert_type == "danger"
+    app.data.add_file("solid.extxyz", "reference")
+    assert asyncio.run(app.data.compute()).state == "done" and st.results_note == ""
 
 
 def test_sessions_are_independent(sample, state):
@@ -614,3 +631,24 @@ def test_overlap_note_names_the_bandwidth_of_every_column():
     assert _bandwidth_text({"solid": 0.06154488, "melt": 0.04913835}) == (
         "h of each column (its volume rule): solid: 0.06154, melt: 0.04914 Å⁻¹. ")
     assert _bandwidth_text({}) == ""
+
+
+def test_notifications_replace_each_other_and_time_out(monkeypatch, tmp_path):
+    """One pop-up at a time, each with a timeout (errors too): none piles up over the
+    plots; every message stays in the session's list."""
+    from panel.io.notifications import NotificationArea
+
+    from dashboard.state import ERROR_MS
+
+    area = NotificationArea()
+    monkeypatch.setattr(type(pn.state), "notifications", property(lambda _self: area))
+    st = AppState(data_dir=str(tmp_path))
+    for i in range(3):
+        st.notify("error", f"x.xyz: frame {i}: bad cell", duration=ERROR_MS)
+    st.notify("success", "Computed 10 atoms")
+    assert [n.notification_type for n in area.notifications] == ["success"]
+    assert area.notifications[0].duration == 6000 and ERROR_MS == 20_000
+    assert [m for _, m in st.messages][-4:-1] == [f"x.xyz: frame {i}: bad cell"
+                                                 for i in range(3)]
+    st.notify("error", "sticky?", duration=0)  # no pop-up stays for ever
+    assert area.notifications[-1].duration == ERROR_MS

@@ -142,3 +142,66 @@ def test_dashboard_then_cli(tmp_path, monkeypatch, api):
     cli_numbers = _cli_numbers(tmp_path, cache)
     _assert_same(api, cli_numbers)
     assert _entries(cache) == written, "the CLI computed descriptors the dashboard had cached"
+
+
+@pytest.fixture(scope="module")
+def water(tmp_path_factory):
+    """Two small boxes of water (a reference frame and a 3-frame run of the same box with
+    jiggled atoms), built with ASE: two species of very different neighbourhoods."""
+    from ase.build import molecule
+    from ase.io import write
+
+    rng = np.random.default_rng(7)
+    base = molecule("H2O")
+    box = None
+    for i in range(3):
+        for j in range(3):
+            for k in range(3):
+                m = base.copy()
+                m.rotate(rng.uniform(0, 360), rng.normal(size=3))
+                m.translate(np.array([i, j, k]) * 3.1 + 1.0)
+                box = m if box is None else box + m
+    box.set_cell([9.3, 9.3, 9.3])
+    box.pbc = True
+    folder = tmp_path_factory.mktemp("water")
+    write(folder / "water_ref.extxyz", box, format="extxyz")
+    frames = []
+    for _ in range(3):
+        f = box.copy()
+        f.positions += rng.normal(scale=0.15, size=f.positions.shape)
+        frames.append(f)
+    write(folder / "water_run.extxyz", frames, format="extxyz")
+    return folder / "water_ref.extxyz", folder / "water_run.extxyz"
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_species_and_precision_agree_with_the_cli(water, tmp_path, monkeypatch, precision):
+    """The dashboard's Species and Precision settings mean the CLI's ``--species`` and
+    ``--precision``: per-frame H, mean dH and the fraction of novel atoms agree; the
+    multicomponent descriptor gives other numbers than the single-component one."""
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+
+    ref, run = water
+    monkeypatch.setattr(compute, "_CACHE", DescriptorCache(tmp_path / "cache"))
+    files = [FileSpec(path=str(ref), name=ref.name, role="reference"),
+             FileSpec(path=str(run), name=run.name, role="trajectory")]
+
+    def dashboard(species: str) -> pd.DataFrame:
+        settings = ComputeSettings(species=species, precision=precision, bandwidth=0.15,
+                                   learning_max_n=50, overlap_max_n=200).frozen()
+        res = run_pipeline(files, settings)
+        return res.frames[res.frames["role"] == "trajectory"].reset_index(drop=True)
+
+    assert cli(["trajectory", str(run), "-r", str(ref), "--bandwidth", "0.15",
+                "--species", "O,H", "--precision", precision, "-o", str(tmp_path / "t.json"),
+                "--cache-dir", str(tmp_path / "cli-cache"), "--no-progress"]) == 0
+    rows = pd.DataFrame(json.loads((tmp_path / "t.json").read_text())["rows"])
+    multi, single = dashboard("O,H"), dashboard("")
+    rtol = 1e-12 if precision == "float64" else 1e-6
+    for column in ("H", "mean_dH", "frac_novel"):
+        np.testing.assert_allclose(multi[column], rows[column], rtol=rtol, atol=rtol,
+                                   err_msg=column)
+    assert np.all(multi["H"] < np.log(81) - 0.1)  # not every environment apart
+    assert not np.allclose(single["H"], multi["H"], rtol=1e-2)

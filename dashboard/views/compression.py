@@ -23,7 +23,7 @@ from quests_core.analysis import compression as comp
 from quests_core.errors import QuestsError
 
 from ..jobs import ComputeJob, JobRunner
-from ..state import FileSpec, RunSettings
+from ..state import ERROR_MS, FileSpec, RunSettings
 from ..tasks import METHOD_LABELS, CompressionRequest, CompressionResult, compression_task
 from .base import ZOOM_OPTS, View, control_box, placeholder, plot_pane
 
@@ -170,7 +170,7 @@ class AnalysisView(View):
         else:
             self.progress, self.status = 0, f"Failed: {job.error}"
             self.state.notify("error", f"{self.title}: {job.error or 'analysis failed'}",
-                              duration=0)
+                              duration=ERROR_MS)
 
     def describe(self, result) -> str:
         """One line about a result (status bar and notification)."""

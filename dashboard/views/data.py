@@ -37,7 +37,7 @@ from ..paths import (
     scan_data_files,
     upload_too_large_message,
 )
-from ..state import ROLES
+from ..state import ERROR_MS, ROLES
 from .base import View
 
 log = logging.getLogger(__name__)
@@ -520,8 +520,12 @@ class DataView(View):
         if not self.state.files:
             self.state.notify("error", "No files chosen: add files from the list or upload one.")
             return None
-        return await self.runner.run(self.state.files, self.state.settings.frozen(),
-                                     mode=self.job_mode)
+        try:
+            settings = self.state.settings.frozen()
+        except QuestsError as exc:  # e.g. a species that is not an element symbol
+            self.state.notify("error", f"Settings: {exc}")
+            return None
+        return await self.runner.run(self.state.files, settings, mode=self.job_mode)
 
     def finish(self, job: ComputeJob) -> None:
         """Put a finished job's outcome into the state (results or a notification)."""
@@ -534,17 +538,29 @@ class DataView(View):
                 f"Done in {res.timings.get('total', float('nan')):.1f} s: "
                 f"{len(res.frames):,} frames, {res.n_atoms:,} atoms, h = {res.h:.4g} 1/Å"
             )
+            self.state.results_note = ""
             self.state.notify("success", f"Computed {res.n_atoms:,} atoms")
             for warning in res.warnings:
                 self.state.notify("warning", warning)
         elif job.state == "cancelled":
             self.state.progress = 0
             self.state.status = "Cancelled"
+            self._note_older_results("was cancelled")
             self.state.notify("info", "Computation cancelled")
         else:
             self.state.progress = 0
             self.state.status = f"Failed: {job.error}"
-            self.state.notify("error", job.error or "computation failed", duration=0)
+            self._note_older_results(f"failed ({job.error})")
+            self.state.notify("error", job.error or "computation failed", duration=ERROR_MS)
+
+    def _note_older_results(self, what: str) -> None:
+        """After a Compute that gave no results: the results still shown are older ones,
+        of other inputs maybe; the Data tab says so above them."""
+        res = self.state.results
+        if res is not None:
+            self.state.results_note = (
+                f"The last Compute {what}. The results below are from the computation "
+                "before it, on " + ", ".join(f.name for f in res.files) + ".")
 
     def cancel(self) -> None:
         self.runner.cancel()
@@ -574,7 +590,8 @@ class DataView(View):
         advanced = pn.Card(
             self.types_input,
             pn.Param(settings,
-                     parameters=["lammps_timestep_fs", "learning_max_n", "learning_repeats",
+                     parameters=["species", "precision", "lammps_timestep_fs",
+                                 "learning_max_n", "learning_repeats",
                                  "overlap_max_n", "cluster_method", "seed", "exact_entropy",
                                  "cnt_t_melt", "cnt_latent_heat", "cnt_gamma_min",
                                  "cnt_gamma_max", "cnt_v_atom"],
@@ -628,7 +645,7 @@ class DataView(View):
             "not covered by the reference) in the other tabs."
         )
 
-    @param.depends("state.results", "state.files")
+    @param.depends("state.results", "state.files", "state.results_note")
     def _results_panel(self):
         res = self.results
         warnings = self.file_warnings()
@@ -641,9 +658,13 @@ class DataView(View):
         summary = res.summary().round(4)
         # elements stay: they show what a LAMMPS type map made of the numeric types
         frames = res.frames.drop(columns=[c for c in ("path",) if c in res.frames])
-        info = (f"**Reference:** {res.reference}  \n"
-                f"**Settings:** k = {res.k}, cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å  \n"
+        info = ("**Files:** " + ", ".join(f"{f.name} ({f.role})" for f in res.files)
+                + f"  \n**Reference:** {res.reference}  \n"
+                f"**Settings:** {res.settings_text()}  \n"
                 f"**Time:** " + ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items()))
+        if self.state.results_note:  # older results than the last Compute: say so first
+            alert = [pn.pane.Alert(self.state.results_note, alert_type="danger",
+                                   name="results-note", sizing_mode="stretch_width"), *alert]
         notes = []
         if res.warnings:
             notes = [pn.pane.Alert("\n".join(f"- {w}" for w in res.warnings),

@@ -25,6 +25,7 @@ from quests_core.settings import DEFAULTS, PRECISIONS
 from .. import dhscale
 from ..compute import store_path
 from ..jobs import ComputeJob, JobRunner
+from ..state import ERROR_MS
 from ..stores import (
     BackgroundRaster,
     RasterRequest,
@@ -406,7 +407,7 @@ class StoreView(View):
         else:
             self.job_progress, self.job_status = 0, f"Failed: {job.error}"
             self.state.notify("error", f"Stores: {job.error or 'writing the store failed'}",
-                              duration=0)
+                              duration=ERROR_MS)
 
     def _new_store_panel(self) -> pn.viewable.Viewable:
         write = pn.widgets.Button(label="Write store", color="success", width=130)
