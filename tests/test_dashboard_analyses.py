@@ -123,6 +123,10 @@ def test_compression_view(state):
     # the full set is the same set for every method
     assert len({round(d[25], 9) for d in drawn.values()}) == 1
     assert elements(plot, hv.ErrorBars, "")  # seeded methods have a spread
+    # the overlap is a fraction: its axis holds the values and error bars, within [0, 1]
+    lo, hi = metric_plot(res.report, "overlap").opts.get().kwargs["ylim"]
+    ov, sd = res.report["overlap"].to_numpy(), res.report["overlap_std"].to_numpy()
+    assert 0.0 <= lo <= max(0.0, (ov - sd).min()) and min(1.0, (ov + sd).max()) <= hi <= 1.0
 
     # MSC values equal the core's report on the same environments
     frames = read(SAMPLE / DATASET, index="::2")
@@ -219,6 +223,11 @@ def test_active_learning_view(state):
     assert curve.dimension_values("generation").tolist() == [1, 2, 3, 4]
     drawn = curve.dimension_values("novelty")
     assert np.all((drawn > 0) & (drawn < 1))
+    # the fraction's axis: the data's range with 5 % padding, inside [0, 1]
+    lo, hi = novelty.opts.get().kwargs["ylim"]
+    span = drawn.max() - drawn.min()
+    assert (lo, hi) == pytest.approx((max(0.0, drawn.min() - 0.05 * span),
+                                      min(1.0, drawn.max() + 0.05 * span)))
 
     # against the core on the same environments
     frames = read(SAMPLE / GENERATIONS, index=":")

@@ -218,8 +218,17 @@ def test_atoms_view_plots(state):
     n = len(state.results.atoms)
     assert render_title(pane) == f"Per-atom dH ({n:,} atoms)"
     text = view.summary().object
-    frac = float(np.mean(state.results.atoms["dH"] > 0))
-    assert f"Fraction dH > 0: {frac:.3f}" in text
+    # of the atoms tested against the reference: the reference's own are left out
+    atoms = state.results.atoms
+    tested = atoms["role"] != "reference"
+    assert 0 < (~tested).sum() < len(atoms)
+    frac = float(np.mean(atoms.loc[tested, "dH"] > 0))
+    assert f"Fraction dH > 0: {frac:.3f}** ({int((atoms.loc[tested, 'dH'] > 0).sum()):,} " \
+           f"of {int(tested.sum()):,} atoms outside the reference" in text
+    assert frac != pytest.approx(float(np.mean(atoms["dH"] > 0)), abs=1e-3)
+    view.subset = "solid.extxyz"  # the reference alone: its own atoms, said so
+    assert "of the reference's own atoms" in view.summary().object
+    view.subset = "all files"
     hist = view.histogram()
     assert isinstance(hist, pn.Column) and len(hist) == 2
     # every atom is in a bin on both scales, an extreme outlier included; the x axis is
@@ -652,3 +661,12 @@ def test_notifications_replace_each_other_and_time_out(monkeypatch, tmp_path):
                                                  for i in range(3)]
     st.notify("error", "sticky?", duration=0)  # no pop-up stays for ever
     assert area.notifications[-1].duration == ERROR_MS
+
+
+def test_fraction_limits():
+    from dashboard.views.base import fraction_limits
+
+    assert fraction_limits([0.0, 0.04]) == pytest.approx((0.0, 0.042))
+    assert fraction_limits([0.5, 1.7, np.nan]) == pytest.approx((0.475, 1.0))
+    assert fraction_limits([1.0, 1.0]) == pytest.approx((0.95, 1.0))
+    assert fraction_limits([]) == (0.0, 1.0)

@@ -15,7 +15,7 @@ from quests_core.errors import QuestsError
 
 from ..state import FileSpec
 from ..tasks import ActiveLearningRequest, ActiveLearningResult, active_learning_task
-from .base import ZOOM_OPTS, placeholder, plot_pane
+from .base import ZOOM_OPTS, fraction_limits, placeholder, plot_pane
 from .compression import AnalysisView
 
 #: Report column -> axis label (with unit), in the order drawn.
@@ -44,7 +44,7 @@ def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
                                  hv.Dimension("n_envs_cumulative",
                                               label="environments, generations ≤ g")]).opts(
         color=color, size=8, tools=["hover"])
-    opts = {"ylim": (0, 1.02)} if column == "novelty" else {}
+    opts = {"ylim": fraction_limits(df[column])} if column == "novelty" else {}
     return (curve * points).opts(
         title=TITLES[column], responsive=True, height=320, show_grid=True, framewise=True,
         padding=0.06,

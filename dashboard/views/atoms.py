@@ -372,7 +372,17 @@ class AtomsView(View):
     def summary(self):
         if self.results is None:
             return pn.pane.Markdown("")
-        dh = self.data()["dH"].to_numpy()
+        shown = self.data()
+        dh = shown["dH"].to_numpy()
+        # the fraction of novel atoms is about the data tested against the reference: the
+        # reference's own atoms (covered by themselves) are left out unless asked for
+        own = (shown["role"] == "reference").to_numpy()
+        whose = ""
+        if own.any() and not own.all():
+            dh = dh[~own]
+            whose = f" outside the reference ({int(own.sum()):,} reference atoms left out)"
+        elif own.all():
+            whose = " of the reference's own atoms"
         frac = fraction_above(dh, 0.0)
         picked = self.state.selected_atoms
         n_picked = 0 if picked is None else len(picked)
@@ -384,7 +394,7 @@ class AtomsView(View):
         far = f", {extreme:,} with \\|dH\\| > {EXTREME_DH:g} nats" if extreme else ""
         return pn.pane.Markdown(
             f"**Fraction dH > 0: {frac:.3f}** ({int((dh > 0).sum()):,} of {len(dh):,} atoms"
-            f"{far})  \n"
+            f"{whose}{far})  \n"
             f"Picked: **{n_picked:,} atoms** with dH > {self.threshold:g} nats{box}, "
             f"in {n_frames:,} frames",
             name="atoms-summary",

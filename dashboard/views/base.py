@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import panel as pn
 import param
 
@@ -41,6 +42,19 @@ class View(param.Parameterized):
 #: Tools of every zoomable plot: the mouse wheel zooms and a drag pans from the start.
 ZOOM_OPTS: dict = {"tools": ["hover"], "active_tools": ["pan", "wheel_zoom"],
                    "default_tools": ["pan", "box_zoom", "wheel_zoom", "reset", "save"]}
+
+
+def fraction_limits(values, pad: float = 0.05) -> tuple[float, float]:
+    """y limits of a fraction: the finite values' range with ``pad`` (5 %) of it on each
+    side, inside [0, 1] (an axis to 2 for data up to 1, or to 1 for data up to 0.04,
+    hides the data)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return 0.0, 1.0
+    lo, hi = float(np.clip(v.min(), 0.0, 1.0)), float(np.clip(v.max(), 0.0, 1.0))
+    span = hi - lo if hi > lo else max(hi, 0.02)
+    return max(0.0, lo - pad * span), min(1.0, hi + pad * span)
 
 
 def plot_pane(obj, **kw) -> pn.pane.HoloViews:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -25,7 +26,7 @@ from quests_core.errors import QuestsError
 from ..jobs import ComputeJob, JobRunner
 from ..state import ERROR_MS, FileSpec, RunSettings
 from ..tasks import METHOD_LABELS, CompressionRequest, CompressionResult, compression_task
-from .base import ZOOM_OPTS, View, control_box, placeholder, plot_pane
+from .base import ZOOM_OPTS, View, control_box, fraction_limits, placeholder, plot_pane
 
 #: ``task(files, request, progress, cancel, n_threads) -> result``, a module-level
 #: function of :mod:`dashboard.tasks` (the worker process imports it by name).
@@ -265,11 +266,15 @@ def metric_plot(report: pd.DataFrame, metric: str) -> hv.Overlay:
                                                                 tools=["hover"]))
         if (df[f"{metric}_std"] > 0).any():
             elements.append(hv.ErrorBars(df, xd, [yd, f"{metric}_std"]).opts(color=color))
+    opts = {}
+    if metric == "overlap":  # a fraction: its data's range (error bars in), within [0, 1]
+        values, std = report[metric].to_numpy(float), report[f"{metric}_std"].to_numpy(float)
+        opts["ylim"] = fraction_limits(np.concatenate([values - std, values + std]))
     # the legend goes below the axes: inside, it covered the curves of small subsets
     return hv.Overlay(elements).opts(
         title=METRIC_TITLES[metric], responsive=True,
         height=360, show_grid=True, legend_position="bottom", legend_cols=2,
-        framewise=True, **ZOOM_OPTS,
+        framewise=True, **ZOOM_OPTS, **opts,
     )
 
 
