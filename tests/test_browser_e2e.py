@@ -125,6 +125,12 @@ def server(data, tmp_path_factory):
         yield info
 
 
+#: x range (start, end) of the first plot whose title starts with the argument.
+X_RANGE = """(title) => { for (const d of Bokeh.documents) for (const m of d.all_models)
+    if (m.title && m.title.text && m.title.text.startsWith(title) && m.x_range)
+      return [m.x_range.start, m.x_range.end];
+  return null; }"""
+
 #: The dH histograms of a clicked Overlap cell drawn in the page: title, environments
 #: counted (the sum of the bars) and the drawn width of the plot area (px).
 OVERLAP_HISTOGRAMS = """() => { const out = [], drawn = new Set(), seen = new Set();
@@ -307,6 +313,19 @@ def test_workflow_in_a_real_browser(server, browser, data):
         assert s.canvases() > 0
         s.shot(f"03_{name.replace(' ', '_').lower()}")
         if name == "Atoms":
+            # the wheel alone scrolls the page; Ctrl + wheel zooms the plot
+            before = page.evaluate(X_RANGE, "Per-atom dH")
+            box = page.locator("canvas:visible").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -300)
+            time.sleep(1.0)
+            assert page.evaluate(X_RANGE, "Per-atom dH") == before
+            page.keyboard.down("Control")
+            page.mouse.wheel(0, -300)
+            page.keyboard.up("Control")
+            time.sleep(1.0)
+            zoomed = page.evaluate(X_RANGE, "Per-atom dH")
+            assert zoomed[1] - zoomed[0] < before[1] - before[0], (before, zoomed)
             text = page.get_by_text(re.compile(r"Fraction dH > 0: [0-9.]+")).first.inner_text()
             assert 0.0 <= float(re.search(r"Fraction dH > 0: ([0-9.]+)", text).group(1)) <= 1.0
         if name == "Structure":

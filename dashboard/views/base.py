@@ -39,7 +39,8 @@ class View(param.Parameterized):
             return io.BytesIO(b"")
 
 
-#: Tools of every zoomable plot: the mouse wheel zooms and a drag pans from the start.
+#: Tools of every zoomable plot: Ctrl + wheel zooms (:class:`PlotPane`) and a drag pans
+#: from the start.
 ZOOM_OPTS: dict = {"tools": ["hover"], "active_tools": ["pan", "wheel_zoom"],
                    "default_tools": ["pan", "box_zoom", "wheel_zoom", "reset", "save"]}
 
@@ -57,6 +58,25 @@ def fraction_limits(values, pad: float = 0.05) -> tuple[float, float]:
     return max(0.0, lo - pad * span), min(1.0, hi + pad * span)
 
 
+class PlotPane(pn.pane.HoloViews):
+    """A HoloViews pane whose wheel zoom needs Ctrl held: the plain wheel scrolls the
+    page (over a tall tab full of plots it zoomed them, linked ones all at once)."""
+
+    def _render(self, doc, comm, root):
+        plot = super()._render(doc, comm, root)
+        ctrl_wheel(plot.state)
+        return plot
+
+
+def ctrl_wheel(model) -> None:
+    """Every wheel zoom of a Bokeh model tree zooms only with Ctrl held."""
+    from bokeh.models import WheelZoomTool
+
+    for tool in model.select({"type": WheelZoomTool}):
+        tool.modifiers = {"ctrl": True}
+        tool.description = "Wheel zoom (hold Ctrl; the wheel alone scrolls the page)"
+
+
 def plot_pane(obj, **kw) -> pn.pane.HoloViews:
     """A HoloViews pane that owns its axes.
 
@@ -68,7 +88,7 @@ def plot_pane(obj, **kw) -> pn.pane.HoloViews:
     follow the data on every update.
     """
     kw.setdefault("sizing_mode", "stretch_width")
-    return pn.pane.HoloViews(obj, linked_axes=False, **kw)
+    return PlotPane(obj, linked_axes=False, **kw)
 
 
 def dh_scale_widget(state: AppState) -> pn.Column:

@@ -24,7 +24,15 @@ import param
 from .. import dhscale
 from ..follow import FollowSession
 from ..theme import label
-from .base import EMPTY_TEXT, ZOOM_OPTS, View, control_box, placeholder, plot_pane
+from .base import (
+    EMPTY_TEXT,
+    ZOOM_OPTS,
+    View,
+    control_box,
+    ctrl_wheel,
+    placeholder,
+    plot_pane,
+)
 
 #: Per-frame columns drawn, in order (largest_cluster only when present).
 CURVES = ("H", "mean_dH", "frac_novel", "largest_cluster")
@@ -370,6 +378,7 @@ class FollowPanel:
             fig.yaxis.axis_label = self._ylabel(quantity, mode)
             fig.grid.grid_line_alpha = 0.4
             self._set_ticks(fig, quantity, mode)
+            ctrl_wheel(fig)
             self.figures[quantity] = fig
         self.grid = gridplot([list(self.figures.values())[:2], list(self.figures.values())[2:]],
                              sizing_mode="stretch_width", toolbar_location="right",
