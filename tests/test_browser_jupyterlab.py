@@ -62,7 +62,9 @@ def jupyter_lab(work: Path, data_dir: Path, cache_dir: Path, front_end: str = "l
     # every cell stays rendered when scrolled away (JupyterLab 4 skips drawing them)
     tracker = settings / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True, exist_ok=True)
-    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    # and the notebook's kernel starts without a dialog when the kernel specs arrive late
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps(
+        {"windowingMode": "none", "autoStartDefaultKernel": True}))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(work.parent / "jupyter-config"),
                JUPYTER_RUNTIME_DIR=str(work.parent / "jupyter-runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(settings),
@@ -165,25 +167,39 @@ class LabPage:
         self.start_kernel(name)
         self.page.goto(f"{self.base}/{FRONT_ENDS[front_end]}/{name}")
         self.page.locator(".jp-Notebook").wait_for(timeout=120_000)
-        # the kernel has started (the toolbar's indicator, in both front ends)
+        self.wait_for_kernel()
+        # the front end may still ask for a kernel (seen seconds after the kernel was
+        # idle, under load): answer before anything runs
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            if self.choose_kernel():
+                self.wait_for_kernel()
+            time.sleep(0.5)
+
+    def wait_for_kernel(self, timeout: float = 120) -> None:
+        """Until the kernel is idle (the toolbar's indicator, in both front ends)."""
         idle = self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-        end = time.monotonic() + 120
+        end = time.monotonic() + timeout
         while not idle.count():
             assert time.monotonic() < end, "the notebook's kernel did not start"
             self.choose_kernel()
             time.sleep(0.5)
 
-    def choose_kernel(self) -> None:
+    def choose_kernel(self) -> bool:
         """Accept the notebook's own kernel where the front end asks for one (it does when
-        the kernel specs arrive after the notebook)."""
+        the kernel specs or sessions arrive after the notebook); True if it asked."""
         choose = self.page.locator(".jp-Dialog").get_by_role("button", name="Select")
         if choose.count():
             choose.first.click()
+            return True
+        return False
 
     def run_all(self, n_code_cells: int, timeout: float = 400) -> None:
         page = self.page
         prompt = page.locator(".jp-InputArea-prompt")
         for _ in range(5):  # the menu can open before the notebook takes commands
+            if self.choose_kernel():  # a late kernel dialog blocks the menu: answer it
+                self.wait_for_kernel()
             try:
                 page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click(
                     timeout=10_000)
