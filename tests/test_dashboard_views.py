@@ -670,3 +670,21 @@ def test_fraction_limits():
     assert fraction_limits([0.5, 1.7, np.nan]) == pytest.approx((0.475, 1.0))
     assert fraction_limits([1.0, 1.0]) == pytest.approx((0.95, 1.0))
     assert fraction_limits([]) == (0.0, 1.0)
+
+
+def test_histogram_gives_the_bulk_its_bins():
+    """A few atoms at 1e5 nats do not squeeze a crystal's bulk into one bar."""
+    from dashboard.views.atoms import BULK_BINS, MAX_BINS, dh_histogram
+
+    rng = np.random.default_rng(0)
+    dh = np.concatenate([rng.normal(-7.0, 0.4, 20_000), rng.uniform(1e3, 1e5, 300)])
+    edges, counts = dh_histogram(dh, 100, mode="asinh", bulk_bins=BULK_BINS)
+    lo, hi = np.quantile(dhscale.forward(dh, "asinh"), [0.05, 0.95])
+    inside = (edges[:-1] >= lo) & (edges[1:] <= hi)
+    # here the cap (MAX_BINS) stops it short of BULK_BINS: still a dozen bars, not one
+    assert len(counts) == MAX_BINS and inside.sum() >= 10 and counts.sum() == len(dh)
+    assert counts.max() < 0.2 * len(dh)  # no single bar holds the bulk
+    edges, counts = dh_histogram(dh, 100, mode="asinh")  # without: the bulk in a few bars
+    assert counts.max() > 0.4 * len(dh)
+    narrow = rng.normal(0.0, 1.0, 5000)  # no outliers: the bins asked for
+    assert len(dh_histogram(narrow, 100, mode="linear", bulk_bins=BULK_BINS)[1]) == 100

@@ -56,13 +56,21 @@ def finite_values(values: np.ndarray, max_n: int | None = None) -> np.ndarray:
     return v if ok.all() else v[ok]
 
 
+#: Bins the central 90 % of the atoms get at least, however far the outliers reach.
+BULK_BINS = 20
+#: Most bins a dH histogram gets for that.
+MAX_BINS = 1000
+
+
 def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | None = None,
-                 mode: str = "linear") -> tuple[np.ndarray, np.ndarray]:
+                 mode: str = "linear", bulk_bins: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of finite dH values: ``(edges, counts)``; edges are plotted coordinates
     (dH on ``mode``'s scale, :mod:`dashboard.dhscale`), bins equally wide on that scale.
 
     ``range_`` (plotted coordinates) defaults to the data's min to max; values
-    outside it are not counted. The values are put on the plotted scale in float64,
+    outside it are not counted. With ``bulk_bins``, ``bins`` grows (up to
+    :data:`MAX_BINS`) until the central 90 % of the values spans that many bins: a few
+    atoms at 1e5 nats must not squeeze the bulk of a crystal into one bar. The values are put on the plotted scale in float64,
     as :func:`dashboard.dhscale.data_range` puts the range's ends: a float32 dH equal
     to the largest (or smallest) dH then lands exactly on the last (first) edge and
     is counted, whatever rounding the machine's float32 ``arcsinh`` does.
@@ -73,6 +81,10 @@ def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | 
     lo, hi = range_ if range_ is not None else (float(v.min()), float(v.max()))
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
+    if bulk_bins:
+        q5, q95 = np.quantile(v, [0.05, 0.95])
+        if q95 > q5:
+            bins = int(min(MAX_BINS, max(bins, np.ceil(bulk_bins * (hi - lo) / (q95 - q5)))))
     counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
     return edges, counts
 
@@ -211,7 +223,9 @@ class AtomsView(View):
                              doc="Box selection (x0, y0, x1, y1) in axis units.")
     colour_limit = param.Number(default=None, allow_None=True, bounds=(0, None),
                                 doc="Colour range ±limit (nats); empty: automatic.")
-    bins = param.Integer(default=100, bounds=(10, 1000), doc="Histogram bins.")
+    bins = param.Integer(default=100, bounds=(10, 1000),
+                         doc="Histogram bins (more where the bulk of the atoms would get fewer "
+                             "than 20).")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -340,7 +354,7 @@ class AtomsView(View):
         span = dhscale.data_range(np.array([*ends, float(self.threshold)]), mode, pad=0.0)
         xlabel = dhscale.axis_label("dH (nats)", mode)
         dim = hv.Dimension("dH", label=xlabel)
-        edges, counts = dh_histogram(dh, self.bins, span, mode)
+        edges, counts = dh_histogram(dh, self.bins, span, mode, bulk_bins=BULK_BINS)
         title = "dH histogram"
         hooks = [dhscale.axis_hook("x", mode, target=5)]
         common = {**ZOOM_OPTS, "responsive": True, "height": 250, "hooks": hooks,

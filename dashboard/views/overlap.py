@@ -55,7 +55,7 @@ def cell_at(result: OverlapResult, x, y) -> tuple[int, int] | None:
 def overlap_histogram(result: OverlapResult, row: int, col: int, color: str,
                       mode: str = "linear") -> hv.Histogram:
     """Histogram of dH(row | column) on ``mode``'s dH scale, titled with the overlap value."""
-    edges, counts = dh_histogram(result.delta[(row, col)], 60, mode=mode)
+    edges, counts = dh_histogram(result.delta[(row, col)], 60, mode=mode, bulk_bins=15)
     # two lines: file names are long and the plot is narrow
     title = (f"dH({result.names[row]} | {result.names[col]}):\n"
              f"overlap {result.matrix[row, col]:.2f}")
