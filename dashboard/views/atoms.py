@@ -70,8 +70,9 @@ def dh_histogram(dh: np.ndarray, bins: int = 100, range_: tuple[float, float] | 
     ``range_`` (plotted coordinates) defaults to the data's min to max; values
     outside it are not counted. With ``bulk_bins``, ``bins`` grows (up to
     :data:`MAX_BINS`) until the central 90 % of the values spans that many bins: a few
-    atoms at 1e5 nats must not squeeze the bulk of a crystal into one bar. The values are put on the plotted scale in float64,
-    as :func:`dashboard.dhscale.data_range` puts the range's ends: a float32 dH equal
+    atoms at 1e5 nats must not squeeze the bulk of a crystal into one bar. The values
+    are put on the plotted scale in float64, as :func:`dashboard.dhscale.data_range`
+    puts the range's ends: a float32 dH equal
     to the largest (or smallest) dH then lands exactly on the last (first) edge and
     is counted, whatever rounding the machine's float32 ``arcsinh`` does.
     """
