@@ -205,8 +205,9 @@ def bench_draw(n_points: int, threads: int, repeats: int) -> dict:
                        reference="bench", files=[])
 
     # the tab on screen is the one drawn (the tabs are dynamic: hidden ones are drawn
-    # when opened); each is timed on its own, with the title that shows it was drawn
-    tabs = {"Data": (0, "h = 0.015 1/Å, float64"), "Atoms": (1, f"Per-atom dH ({n_points:,} atoms)"),
+    # when opened); each is timed on its own, with a text that shows it was drawn
+    tabs = {"Data": (0, "h = 0.015 1/Å, float64"),
+            "Atoms": (1, f"Per-atom dH ({n_points:,} atoms)"),
             "Structure": (2, "bench.extxyz frame"), "Trajectory": (3, "H (nats) per frame")}
     per_tab: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as data_dir:
