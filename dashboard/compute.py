@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from quests_core.errors import Cancelled, QuestsError
-from quests_core.settings import Settings
+from quests_core.settings import DEFAULTS, Settings
 
 from .state import FileSpec
 
@@ -397,7 +397,7 @@ def choose_bandwidth(settings: Settings, loaded: list[Loaded]) -> float:
 
 
 def delta(y: np.ndarray, x: np.ndarray, h: float, prog: Progress, n_threads,
-          lo: float = 0.0, hi: float = 1.0, precision: str = "float64") -> np.ndarray:
+          lo: float = 0.0, hi: float = 1.0, precision: str = DEFAULTS.precision) -> np.ndarray:
     """dH(y | x) with progress (over ``lo..hi`` of the current stage) and cancellation,
     summed in ``precision``."""
     from quests_core import delta_entropy

@@ -224,7 +224,7 @@ def test_pipeline_notes_a_too_small_bandwidth(sample):
     view = DataView(state=AppState(), job_mode="thread")
     assert view.h_used.object == ""
     view.state.results = res_v
-    assert view.h_used.object == f"h used: **{h_volume:.4g} 1/Å**"
+    assert view.h_used.object == f"h used: **{h_volume:.4g}\u00a01/Å**"
     alert = view._results_panel()
     assert not [o for o in alert.objects if getattr(o, "name", "") == "notes"]
     view.state.results = res
