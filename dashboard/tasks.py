@@ -161,6 +161,7 @@ class CompressionResult:
     env_step: int
     gap_reference: float
     gap_kind: str
+    frames: str = ":"  #: the frame selection of the file (as typed in the files table)
 
 
 def compression_task(files: list[FileSpec], request: CompressionRequest, report=None,
@@ -187,7 +188,8 @@ def compression_task(files: list[FileSpec], request: CompressionRequest, report=
     )
     prog.stage(1.0, 1.0, "Done")
     return CompressionResult(
-        source=spec.name, report=study.report, h=h, k=core.k, cutoff=core.cutoff,
+        source=spec.name, frames=spec.index or ":", report=study.report, h=h, k=core.k,
+        cutoff=core.cutoff,
         n_structures=study.n_structures, n_envs=study.n_envs, env_step=int(request.env_step),
         gap_reference=study.gap.value, gap_kind=study.gap.kind,
     )
@@ -225,6 +227,7 @@ class ActiveLearningResult:
     cutoff: float
     n_structures: int
     env_step: int
+    frames: str = ":"  #: the frame selection of the file (as typed in the files table)
 
 
 def active_learning_task(files: list[FileSpec], request: ActiveLearningRequest, report=None,
@@ -247,7 +250,8 @@ def active_learning_task(files: list[FileSpec], request: ActiveLearningRequest, 
                                 n_threads=n_threads)
     prog.stage(1.0, 1.0, "Done")
     return ActiveLearningResult(
-        source=spec.name, key=key, report=study.report, h=h, k=core.k, cutoff=core.cutoff,
+        source=spec.name, frames=spec.index or ":", key=key, report=study.report, h=h,
+        k=core.k, cutoff=core.cutoff,
         n_structures=study.n_structures, env_step=study.env_step,
     )
 
@@ -296,6 +300,7 @@ class UncertaintyResult:
     k: int
     cutoff: float
     n_reference: int
+    frames: str = ":"  #: the frame selection of the test file (as typed in the files table)
 
     def bins(self) -> pd.DataFrame:
         """One row per dH bin: centre, mean and std of the error, atoms in the window."""
@@ -367,7 +372,8 @@ def uncertainty_task(files: list[FileSpec], request: UncertaintyRequest, report=
     )
     prog.stage(1.0, 1.0, "Done")
     return UncertaintyResult(
-        source=spec.name, reference=reference, forces=(pred, ref), dh=res.dh,
+        source=spec.name, frames=spec.index or ":", reference=reference, forces=(pred, ref),
+        dh=res.dh,
         error=res.error, running=res.running, recall=res.recall, quantile=request.quantile,
         h=h, k=core.k, cutoff=core.cutoff, n_reference=len(x_ref),
     )

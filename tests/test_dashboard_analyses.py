@@ -110,6 +110,9 @@ def test_compression_view(state):
     assert job.state == "done", job.error
     res = view.result
     assert (res.n_structures, view.progress) == (25, 100)
+    # the result names its file and frames (the selection typed in the files table)
+    assert res.frames == "::2" and view.describe(res).startswith(
+        f"compressed {DATASET} (frames ::2: 25 structures, ")
     assert state.messages[-1][0] == "success"
 
     # values drawn in the D plot, one curve per method
@@ -283,6 +286,7 @@ def test_uncertainty_view(state, forces_core, tmp_path):
     job = view.run_sync()
     assert job.state == "done", job.error
     res = view.result
+    assert view.describe(res).startswith(f"{len(dh):,} atoms of {FORCES} (all frames) against")
     np.testing.assert_allclose(res.dh, dh, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(res.error, err, rtol=1e-12)
     # the red curve is the core's running average (20 bins, +-0.75 bin widths)

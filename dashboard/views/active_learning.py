@@ -15,7 +15,7 @@ from quests_core.errors import QuestsError
 
 from ..state import FileSpec
 from ..tasks import ActiveLearningRequest, ActiveLearningResult, active_learning_task
-from .base import ZOOM_OPTS, fraction_limits, placeholder, plot_pane
+from .base import ZOOM_OPTS, fraction_limits, frames_text, placeholder, plot_pane
 from .compression import AnalysisView
 
 #: Report column -> axis label (with unit), in the order drawn.
@@ -76,7 +76,8 @@ class ActiveLearningView(AnalysisView):
 
     def describe(self, result: ActiveLearningResult) -> str:
         return (f"{len(result.report)} generations of {result.source} "
-                f"({int(result.report['n_envs_cumulative'].iat[-1]):,} environments)")
+                f"({frames_text(result.frames)}, "
+                f"{int(result.report['n_envs_cumulative'].iat[-1]):,} environments)")
 
     def plots(self) -> hv.Layout:
         report = self.result.report

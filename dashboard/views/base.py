@@ -45,6 +45,12 @@ ZOOM_OPTS: dict = {"tools": ["hover"], "active_tools": ["pan", "wheel_zoom"],
                    "default_tools": ["pan", "box_zoom", "wheel_zoom", "reset", "save"]}
 
 
+def frames_text(index: str) -> str:
+    """A file's frame selection in words: ``all frames`` or ``frames ::2``."""
+    index = (index or ":").strip()
+    return "all frames" if index in (":", "::", "0:") else f"frames {index}"
+
+
 def fraction_limits(values, pad: float = 0.05) -> tuple[float, float]:
     """y limits of a fraction: the finite values' range with ``pad`` (5 %) of it on each
     side, inside [0, 1] (an axis to 2 for data up to 1, or to 1 for data up to 0.04,

@@ -26,7 +26,15 @@ from quests_core.errors import QuestsError
 from ..jobs import ComputeJob, JobRunner
 from ..state import ERROR_MS, FileSpec, RunSettings
 from ..tasks import METHOD_LABELS, CompressionRequest, CompressionResult, compression_task
-from .base import ZOOM_OPTS, View, control_box, fraction_limits, placeholder, plot_pane
+from .base import (
+    ZOOM_OPTS,
+    View,
+    control_box,
+    fraction_limits,
+    frames_text,
+    placeholder,
+    plot_pane,
+)
 
 #: ``task(files, request, progress, cancel, n_threads) -> result``, a module-level
 #: function of :mod:`dashboard.tasks` (the worker process imports it by name).
@@ -315,8 +323,9 @@ class CompressionView(AnalysisView):
 
     def describe(self, result: CompressionResult) -> str:
         methods = result.report["method"].nunique()
-        return (f"compressed {result.source} ({result.n_structures} structures, "
-                f"{result.n_envs:,} environments) with {methods} method(s)")
+        return (f"compressed {result.source} ({frames_text(result.frames)}: "
+                f"{result.n_structures} structures, {result.n_envs:,} environments) with "
+                f"{methods} method(s)")
 
     def widget_types(self) -> dict:
         return {"methods": pn.widgets.MultiChoice}

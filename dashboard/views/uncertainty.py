@@ -29,7 +29,7 @@ from .. import dhscale
 from ..paths import resolve_in_dir
 from ..state import FileSpec
 from ..tasks import UncertaintyRequest, UncertaintyResult, uncertainty_task
-from .base import ZOOM_OPTS, dh_scale_widget, placeholder, plot_pane
+from .base import ZOOM_OPTS, dh_scale_widget, frames_text, placeholder, plot_pane
 from .compression import AnalysisView
 
 #: Reference choices besides the other files.
@@ -191,8 +191,8 @@ class UncertaintyView(AnalysisView):
         )
 
     def describe(self, result: UncertaintyResult) -> str:
-        return (f"{len(result.dh):,} atoms of {result.source} against {result.reference} "
-                f"({result.n_reference:,} environments)")
+        return (f"{len(result.dh):,} atoms of {result.source} ({frames_text(result.frames)}) "
+                f"against {result.reference} ({result.n_reference:,} environments)")
 
     def plot(self) -> hv.DynamicMap:
         """Datashaded error-vs-dH cloud, running average (+- std) and the line dH = 0."""
