@@ -570,7 +570,9 @@ def test_stores_tab_rasterises_through_dask_and_zooms(server, browser):
         plot = canvas.bounding_box()
         assert plot is not None
         page.mouse.move(plot["x"] + plot["width"] * 0.4, plot["y"] + plot["height"] * 0.5)
+        page.keyboard.down("Control")  # Ctrl + wheel zooms (the wheel alone scrolls)
         page.mouse.wheel(0, -600)
+        page.keyboard.up("Control")
         deadline = time.monotonic() + 120
         while raster_number() <= first:
             assert time.monotonic() < deadline, "the zoom did not re-aggregate"

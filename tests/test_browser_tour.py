@@ -9,7 +9,8 @@ twice. From ``Bokeh.documents[0].all_models`` it asserts that
   Trajectory curves share their time axis on purpose);
 * every plot's ranges lie within its own data plus a margin (no stale ranges);
 * the central 90% of the atoms span at least a fifth of the per-atom dH axis;
-* the mouse wheel zooms every plot without picking a tool;
+* Ctrl + mouse wheel zooms every plot without picking a tool (the wheel alone scrolls
+  the page);
 
 and that the page made no request to another host and logged no console error.
 Screenshots of every tab (both passes) are kept under ``test-artifacts/dashboard/tour``.
@@ -101,7 +102,9 @@ INSPECT = """() => {
       xlabel: labels(m.below.concat(m.above)), ylabel: labels(m.left.concat(m.right)),
       xdata: span(xs), ydata: span(ys), log_x: kind(m.x_scale) === 'LogScale',
       log_y: kind(m.y_scale) === 'LogScale',
-      scroll: kind(m.toolbar.active_scroll), drag: kind(m.toolbar.active_drag), tips: tips});
+      scroll: kind(m.toolbar.active_scroll), drag: kind(m.toolbar.active_drag), tips: tips,
+      scroll_ctrl: !!(m.toolbar.active_scroll && m.toolbar.active_scroll.modifiers
+                      && m.toolbar.active_scroll.modifiers.ctrl)});
   }
   return plots;
 }"""
@@ -257,9 +260,11 @@ def range_problems(plots: dict[str, dict], margin: float = 0.3) -> list[str]:
 
 
 def wheel_problems(plots: dict[str, dict]) -> list[str]:
-    return [f"{p['tab']}: {p['title']!r} scroll={p['scroll']} drag={p['drag']}"
+    return [f"{p['tab']}: {p['title']!r} scroll={p['scroll']} drag={p['drag']} "
+            f"ctrl={p.get('scroll_ctrl')}"
             for p in plots.values()
-            if p["scroll"] != "WheelZoomTool" or p["drag"] not in ("PanTool", None)]
+            if p["scroll"] != "WheelZoomTool" or p["drag"] not in ("PanTool", None)
+            or not p.get("scroll_ctrl")]
 
 
 def hover_problems(plots: dict[str, dict]) -> list[str]:
