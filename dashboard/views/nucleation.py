@@ -193,7 +193,7 @@ class NucleationView(View):
         return nuc
 
     def which_text(self) -> str:
-        """Which file and frames the tab shows, and why that one (Markdown)."""
+        """Which file and frames the tab shows, and which others can be chosen (Markdown)."""
         res = self.results
         nuc = self.result()
         if res is None or nuc is None:
