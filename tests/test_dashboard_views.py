@@ -293,7 +293,11 @@ def test_structure_view(state, monkeypatch):
     scale = trace["marker"]["colorscale"]
     assert scale[0] == [0.0, DH_CMAP[0]] and scale[-1] == [1.0, DH_CMAP[-1]]
     assert DH_CMAP[0].startswith("#") and len(DH_CMAP) == 256
-    assert isinstance(view.view3d(), pn.pane.Plotly)
+    three_d = view.view3d()
+    assert isinstance(three_d, pn.pane.Plotly)
+    # named by its file and the file's frame, not the session-wide structure number
+    assert three_d.object["layout"]["title"]["text"].startswith("solid.extxyz frame 2 in 3D")
+    assert view.structure_widget.label == "Structure (all files, in order)"
     monkeypatch.setattr(structure_view, "MAX_3D_ATOMS", 50)
     assert isinstance(view.view3d(), pn.pane.Alert)
     assert "H =" in view.describe() and "solid.extxyz frame 2" in view.describe()

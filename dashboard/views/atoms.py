@@ -222,8 +222,11 @@ class AtomsView(View):
                              doc="Atoms with dH above this value are picked (nats).")
     box = param.NumericTuple(default=None, allow_None=True, length=4,
                              doc="Box selection (x0, y0, x1, y1) in axis units.")
-    colour_limit = param.Number(default=None, allow_None=True, bounds=(0, None),
-                                doc="Colour range ±limit (nats); empty: automatic.")
+    colour_limit = param.Number(
+        default=None, allow_None=True, bounds=(0, None),
+        doc="Colour range ±limit (nats); empty: automatic, ±the 90th percentile of |dH| of "
+            "the atoms shown (at least 1 nat). The range stays fixed while you zoom, so "
+            "colours compare across zooms; type a limit to resolve a zoomed region.")
     bins = param.Integer(default=100, bounds=(10, 1000),
                          doc="Histogram bins (more where the bulk of the atoms would get fewer "
                              "than 20).")

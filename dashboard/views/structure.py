@@ -163,7 +163,8 @@ class StructureView(View):
         super().__init__(**params)
         self._syncing = False
         self.structure_widget = pn.widgets.EditableIntSlider(
-            label="Structure", start=0, end=1, fixed_start=0, fixed_end=1, value=0, width=260)
+            label="Structure (all files, in order)", start=0, end=1, fixed_start=0, fixed_end=1,
+            value=0, width=260)
         self.position_widget = pn.widgets.EditableFloatSlider(
             label="Slab position (Å)", start=0.0, end=1.0, value=0.0, step=0.1, width=260)
         self.thickness_widget = pn.widgets.EditableFloatSlider(
@@ -299,7 +300,8 @@ class StructureView(View):
         clim = dh_clim(frame["dH"].to_numpy(), mode)
         what = "solid-like clusters (largest red, non-solid grey)" if self.color_by == "cluster" \
             else "dH"
-        fig = plotly_figure(frame, clim, f"Structure {self.structure} in 3D, coloured by {what}",
+        name = self.results.frame_name(int(self.structure))
+        fig = plotly_figure(frame, clim, f"{name} in 3D, coloured by {what}",
                             color_by=self.color_by, mode=mode)
         return pn.pane.Plotly(fig, sizing_mode="stretch_width", height=480, name="structure-3d",
                               config={"displaylogo": False, "responsive": True})
