@@ -23,6 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dashboard._testing import stop_process, wait_until_serving
@@ -124,6 +125,11 @@ def server(data, tmp_path_factory):
     with running_server(data[0], tmp_path_factory.mktemp("e2e_cache")) as info:
         yield info
 
+
+#: A Bokeh tooltip on screen, and its text (inside its shadow root).
+TOOLTIP = ".bk-Tooltip:visible, .bk-tooltip:visible"
+TOOLTIP_TEXT = """(el) => { const c = el.shadowRoot &&
+    el.shadowRoot.querySelector('.bk-tooltip-content'); return c ? c.innerText : ''; }"""
 
 #: x range (start, end) of the first plot whose title starts with the argument.
 X_RANGE = """(title) => { for (const d of Bokeh.documents) for (const m of d.all_models)
@@ -324,9 +330,28 @@ def test_workflow_in_a_real_browser(server, browser, data):
         assert s.canvases() > 0
         s.shot(f"03_{name.replace(' ', '_').lower()}")
         if name == "Atoms":
+            box = page.locator("canvas:visible").first.bounding_box()
+            # the hover names one atom under the cursor: its file, its frame in the file,
+            # its index and its dH (over the dense band of known atoms near the bottom)
+            named = None
+            for fx, fy in [(fx, fy) for fy in (0.86, 0.84, 0.88, 0.82, 0.8)
+                           for fx in (0.4, 0.55, 0.3)]:
+                page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+                time.sleep(1.0)
+                tips = [t.evaluate(TOOLTIP_TEXT) for t in page.locator(TOOLTIP).all()]
+                named = next((t for t in tips if "frame (file):" in t), None)
+                if named:
+                    break
+            if not named:
+                s.shot("03_atoms_no_hover")
+            assert named, "no atom named by the Atoms hover"
+            fields = dict(re.findall(r"([a-zA-Z() ]+):\s*(\S+)", named))
+            assert fields["file"] in files.values() and int(fields["atom"]) >= 0
+            assert int(fields["frame (file)"]) >= 0 and np.isfinite(float(fields["dH (nats)"]))
+            assert len(page.locator(TOOLTIP).all()) == 1  # one atom, one box
+            page.mouse.move(box["x"] - 50, box["y"] - 50)
             # the wheel alone scrolls the page; Ctrl + wheel zooms the plot
             before = page.evaluate(X_RANGE, "Per-atom dH")
-            box = page.locator("canvas:visible").first.bounding_box()
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             page.mouse.wheel(0, -300)
             time.sleep(1.0)

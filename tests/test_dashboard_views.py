@@ -692,3 +692,33 @@ def test_histogram_gives_the_bulk_its_bins():
     assert counts.max() > 0.4 * len(dh)
     narrow = rng.normal(0.0, 1.0, 5000)  # no outliers: the bins asked for
     assert len(dh_histogram(narrow, 100, mode="linear", bulk_bins=BULK_BINS)[1]) == 100
+
+
+def test_atoms_hover_names_the_atom(state, monkeypatch):
+    """The Atoms hover names the atom under the cursor (file, frame in the file, atom,
+    species, dH) from invisible markers, one atom at a time; above HOVER_ATOMS atoms it
+    falls back to the pixel's hover."""
+    from bokeh.models import HoverTool
+
+    from dashboard.views import atoms as atoms_view
+
+    view = AtomsView(state=state)
+    overlay = view.plot().object[()]
+    markers = [e for e in overlay if isinstance(e, hv.Points)]
+    assert len(markers) == 1
+    table = markers[0].data
+    atoms = state.results.atoms
+    row = int(np.argmax(atoms["dH"].to_numpy()))  # the most novel atom
+    assert (table["source"].iat[row], int(table["frame"].iat[row]),
+            int(table["atom"].iat[row])) == (atoms["source"].iat[row],
+                                             int(atoms["frame"].iat[row]),
+                                             int(atoms["atom"].iat[row]))
+    assert table["dH_nats"].iat[row] == pytest.approx(float(atoms["dH"].iat[row]))
+    plot = hv.renderer("bokeh").get_plot(view.plot().object, doc=Document())
+    hovers = plot.state.select({"type": HoverTool})
+    assert len(hovers) == 1 and hovers[0].limit == 1
+    assert [t[0] for t in hovers[0].tooltips] == ["file", "frame (file)", "atom", "species",
+                                                  "dH (nats)"]
+    monkeypatch.setattr(atoms_view, "HOVER_ATOMS", 10)
+    shown = view.plot().object[()]
+    assert isinstance(shown, hv.Image) and not isinstance(shown, hv.Overlay)

@@ -172,11 +172,11 @@ def hover_tooltips(x: str, y: str, mode: str) -> tuple[list, dict]:
 
 
 def dh_image(data: pd.DataFrame, x: str, y: str, clim: tuple[float, float],
-             mode: str = "linear", **opts):
+             mode: str = "linear", hover: bool = True, **opts):
     """Datashaded (rasterised, dynamically spread) points coloured by mean dH.
 
     ``data`` comes from :func:`plot_frame` with the same ``mode``; ``clim`` is in
-    plotted coordinates. Zooming (the mouse wheel is active) re-aggregates on the
+    plotted coordinates. Zooming (Ctrl + mouse wheel) re-aggregates on the
     server, and the ranges follow the data whenever the plot is rebuilt.
     """
     points = hv.Points(
@@ -186,7 +186,8 @@ def dh_image(data: pd.DataFrame, x: str, y: str, clim: tuple[float, float],
         vdims=[hv.Dimension("dH_colour", label="mean dH (nats)")],
     )
     image = rasterize(points, aggregator=ds.mean("dH_colour"), dynamic=True)
-    tips, formatters = hover_tooltips(x, y, mode)
+    # the pixel's hover (cursor position, mean dH), unless the caller names the atoms
+    tips, formatters = hover_tooltips(x, y, mode) if hover else (None, {})
     opts = {**ZOOM_OPTS, **opts}
     opts["hooks"] = dh_hooks(x, y, mode) + list(opts.get("hooks", []))
     return dynspread(image, threshold=SPREAD_THRESHOLD, max_px=SPREAD_PX).opts(
@@ -194,8 +195,50 @@ def dh_image(data: pd.DataFrame, x: str, y: str, clim: tuple[float, float],
         clabel=dhscale.axis_label("mean dH (nats)", mode),
         colorbar_opts=dhscale.colorbar_opts(mode),
         xlabel=axis_text(x, mode), ylabel=axis_text(y, mode),
-        hover_tooltips=tips, hover_formatters=formatters, framewise=True, **opts,
+        **({"hover_tooltips": tips, "hover_formatters": formatters} if hover else {}),
+        framewise=True, **opts,
     )
+
+
+#: Up to this many atoms shown, the Atoms hover names the atom under the cursor (file,
+#: frame, atom, species, dH) from invisible markers sent to the browser; above it, the
+#: hover reports the cursor's position and the pixel's mean dH.
+HOVER_ATOMS = 100_000
+#: Columns of that hover: (label, column of the hover table).
+ATOM_HOVER = (("file", "source"), ("frame (file)", "frame"), ("atom", "atom"),
+              ("species", "species"), ("dH (nats)", "dH_nats"))
+
+
+def atom_hover(df: pd.DataFrame, frame: pd.DataFrame, x: str, y: str, mode: str) -> hv.Points:
+    """Invisible markers at the atoms of ``df`` (plotted at ``frame``'s ``x``/``y``)
+    whose hover names each atom: its file, its frame in the file (0-based), its index
+    in the frame, its species and its dH in nats."""
+    identity = {
+        "source": df["source"].astype(str).to_numpy(),
+        "frame": df["frame"].to_numpy(np.int64), "atom": df["atom"].to_numpy(np.int64),
+        "species": df["species"].astype(str).to_numpy(),
+        "dH_nats": df["dH"].to_numpy(np.float64),
+    }
+    # the axes under the image's names (one set of axes); an identity column that is
+    # also an axis is that axis
+    table = pd.DataFrame({**identity, x: frame[x].to_numpy(np.float64),
+                          y: frame[y].to_numpy(np.float64)})
+    return hv.Points(table, [hv.Dimension(x, label=axis_text(x, mode)),
+                             hv.Dimension(y, label=axis_text(y, mode))],
+                     [c for _, c in ATOM_HOVER if c not in (x, y)]).opts(
+        alpha=0.0, size=6, tools=["hover"], hover_tooltips=[
+            (label_, f"@{{{column}}}" + ("{0.000}" if column == "dH_nats" else ""))
+            for label_, column in ATOM_HOVER],
+        nonselection_alpha=0.0, selection_alpha=0.0, muted_alpha=0.0,
+        hooks=[_one_atom_hover])
+
+
+def _one_atom_hover(plot, _element) -> None:
+    """The hover of :func:`atom_hover` names one atom, the nearest of those under the
+    cursor (in a dense band hundreds share a pixel; a list of them covered the plot)."""
+    hover = plot.handles.get("hover")
+    if hover is not None:
+        hover.limit = 1
 
 
 def dh_clim(dh: np.ndarray, mode: str, limit: float | None = None) -> tuple[float, float]:
@@ -322,15 +365,19 @@ class AtomsView(View):
         mode = self.state.dh_scale
         clim = dh_clim(df["dH"].to_numpy(), mode, self.colour_limit)
         x, y = self.x_axis, self.y_axis
+        frame = plot_frame(df, x, y, mode)
+        named = len(df) <= HOVER_ATOMS  # the hover can name the atoms themselves
         shown = dh_image(
-            plot_frame(df, x, y, mode), x, y, clim, mode,
-            tools=["box_select", "hover"],
+            frame, x, y, clim, mode,
+            tools=["box_select"] if named else ["box_select", "hover"], hover=not named,
             responsive=True,
             min_height=420,
             title=f"Per-atom dH ({len(df):,} atoms)",
         )
         stream = hv.streams.BoundsXY(source=shown)
         stream.add_subscriber(self._on_box)
+        if named:
+            shown = shown * atom_hover(df, frame, x, y, mode)
         return plot_pane(shown, min_height=440, name="atoms-plot")
 
     def _on_box(self, bounds=None, **_):
