@@ -234,7 +234,7 @@ def atom_hover(df: pd.DataFrame, frame: pd.DataFrame, x: str, y: str, mode: str)
 
 
 def _one_atom_hover(plot, _element) -> None:
-    """The hover of :func:`atom_hover` names one atom, the nearest of those under the
+    """The hover of :func:`atom_hover` names one atom of those under the
     cursor (in a dense band hundreds share a pixel; a list of them covered the plot)."""
     hover = plot.handles.get("hover")
     if hover is not None:
