@@ -15,6 +15,7 @@ from pathlib import Path
 import holoviews as hv
 import numpy as np
 import pandas as pd
+import panel as pn
 import pytest
 from ase.io import read
 from bokeh.document import Document
@@ -110,6 +111,12 @@ def test_compression_view(state):
     assert job.state == "done", job.error
     res = view.result
     assert (res.n_structures, view.progress) == (25, 100)
+    # the table speaks words with units, counts as whole numbers
+    table = next(t.value for t in view.body().select(pn.widgets.Tabulator)
+                 if "environments (mean over seeds)" in t.value)
+    envs = table["environments (mean over seeds)"]
+    assert str(envs.dtype) == "Int64" and "n_envs" not in table and "H (nats)" in table
+    assert list(envs) == [round(v) for v in res.report["n_envs"]]
     # the result names its file and frames (the selection typed in the files table)
     assert res.frames == "::2" and view.describe(res).startswith(
         f"compressed {DATASET} (frames ::2: 25 structures, ")
@@ -218,6 +225,11 @@ def test_active_learning_view(state):
     assert progress[-1] == 100 and not view.running
     report = view.result.report
     assert report["generation"].tolist() == [0, 1, 2, 3, 4]
+    table = next(t.value for t in view.body().select(pn.widgets.Tabulator)
+                 if "environments" in t.value)
+    assert str(table["environments"].dtype) == "Int64"
+    assert list(table["environments"]) == report["n_envs"].tolist()
+    assert "novelty (fraction dH > 0)" in table and "mean_dH" not in table
 
     novelty = generation_plot(report, "novelty")
     curve = [e for e in novelty if isinstance(e, hv.Curve)][0]

@@ -15,7 +15,14 @@ from quests_core.errors import QuestsError
 
 from ..state import FileSpec
 from ..tasks import ActiveLearningRequest, ActiveLearningResult, active_learning_task
-from .base import ZOOM_OPTS, fraction_limits, frames_text, placeholder, plot_pane
+from .base import (
+    ZOOM_OPTS,
+    fraction_limits,
+    frames_text,
+    placeholder,
+    plot_pane,
+    report_table,
+)
 from .compression import AnalysisView
 
 #: Report column -> axis label (with unit), in the order drawn.
@@ -28,6 +35,10 @@ CURVES = {
 TITLES = {"novelty": "novelty against earlier generations", "entropy": "H (cumulative)",
           "diversity": "D (cumulative)"}
 COLORS = {"novelty": "#d62728", "entropy": "#1f77b4", "diversity": "#2ca02c"}
+#: Headers of the report table (words with units).
+REPORT_HEADERS = {"n_envs": "environments", "n_envs_cumulative": "environments, gen. ≤ g",
+                  "novelty": "novelty (fraction dH > 0)", "mean_dH": "mean dH (nats)",
+                  "entropy": "H, gen. ≤ g (nats)", "diversity": "D, gen. ≤ g (nats)"}
 
 
 def generation_plot(report: pd.DataFrame, column: str) -> hv.Overlay:
@@ -98,7 +109,8 @@ class ActiveLearningView(AnalysisView):
         return pn.Column(
             note,
             plot_pane(self.plots(), name="active-learning-plots"),
-            pn.widgets.Tabulator(res.report.round(4), show_index=False, disabled=True,
-                                 sizing_mode="stretch_width"),
+            pn.widgets.Tabulator(report_table(res.report, REPORT_HEADERS,
+                                              counts=("n_envs", "n_envs_cumulative")),
+                                 show_index=False, disabled=True, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

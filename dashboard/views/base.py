@@ -45,6 +45,19 @@ ZOOM_OPTS: dict = {"tools": ["hover"], "active_tools": ["pan", "wheel_zoom"],
                    "default_tools": ["pan", "box_zoom", "wheel_zoom", "reset", "save"]}
 
 
+def report_table(report, headers: dict[str, str], counts: tuple[str, ...] = ()):
+    """A report as shown in a table: ``counts`` columns rounded to whole numbers (a
+    count of environments, or its mean over seeds, reads "216", not "216.0"), the
+    others to 4 decimals, and the columns renamed to ``headers`` (words with units)."""
+    import pandas as pd
+
+    table = report.copy()
+    for column in counts:
+        if column in table:
+            table[column] = pd.array(np.round(table[column].to_numpy(float)), dtype="Int64")
+    return table.round(4).rename(columns=headers)
+
+
 def frames_text(index: str) -> str:
     """A file's frame selection in words: ``all frames`` or ``frames ::2``."""
     index = (index or ":").strip()

@@ -34,6 +34,7 @@ from .base import (
     frames_text,
     placeholder,
     plot_pane,
+    report_table,
 )
 
 #: ``task(files, request, progress, cancel, n_threads) -> result``, a module-level
@@ -231,6 +232,11 @@ METRICS = {
     "diversity": "D (nats)",
     "overlap": "overlap (fraction of the full set)",
 }
+#: Headers of the report table (words with units).
+REPORT_HEADERS = {"size": "structures", "n_envs": "environments (mean over seeds)",
+                  "entropy": "H (nats)", "entropy_std": "H std (nats)",
+                  "diversity": "D (nats)", "diversity_std": "D std (nats)",
+                  "overlap_std": "overlap std", "info_gap": "information gap (nats)"}
 #: Plot titles of the metrics.
 METRIC_TITLES = {"entropy": "H against subset size", "diversity": "D against subset size",
                  "overlap": "overlap with the full set"}
@@ -353,7 +359,8 @@ class CompressionView(AnalysisView):
             f"{res.cutoff:g} Å, h = {res.h:.4g} 1/Å. MSC grows the subset greedily from the "
             "structure of highest entropy, adding the one least covered by the subset; error "
             f"bars: spread over seeds.{gap}", name="compression-info")
-        table = res.report.drop(columns=["gap_reference"]).round(4)
+        table = report_table(res.report.drop(columns=["gap_reference"]), REPORT_HEADERS,
+                             counts=("n_envs",))
         download = pn.widgets.FileDownload(
             callback=lambda: self.safe_download(self._report_csv),
             filename="compression_report.csv", label="Download report (CSV)", width=220)
