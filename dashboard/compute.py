@@ -415,10 +415,9 @@ def force_error(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
     Files with forces from two models (for example ``forces_emt`` and
     ``forces_model``) get a per-atom force error to plot against dH.
     """
-    from quests_core.analysis.uncertainty import force_errors
+    from quests_core.analysis.uncertainty import force_arrays, force_errors
 
-    keys = sorted(k for k, v in arrays.items()
-                  if k.startswith("forces") and v.ndim == 2 and v.shape[1] == 3)
+    keys = force_arrays(arrays)
     if len(keys) != 2:
         return None
     return force_errors(arrays[keys[0]], arrays[keys[1]])

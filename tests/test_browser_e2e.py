@@ -137,14 +137,18 @@ X_RANGE = """(title) => { for (const d of Bokeh.documents) for (const m of d.all
       return [m.x_range.start, m.x_range.end];
   return null; }"""
 
-#: The dH histograms of a clicked Overlap cell drawn in the page: title, environments
-#: counted (the sum of the bars) and the drawn width of the plot area (px).
-OVERLAP_HISTOGRAMS = """() => { const out = [], drawn = new Set(), seen = new Set();
-  // models with a view in the page now (not a figure replaced by a later click)
+#: JS statements that fill ``drawn`` with the models that have a view in the page now
+#: (not a figure replaced by a later click).
+DRAWN_MODELS = """const drawn = new Set(), seen = new Set();
   const walk = (v) => { if (seen.has(v)) return; seen.add(v);
     if (v.el && v.el.isConnected) drawn.add(v.model);
     for (const c of (v.child_views || [])) walk(c); };
-  for (const v of Bokeh.index) walk(v);
+  for (const v of Bokeh.index) walk(v);"""
+
+#: The dH histograms of a clicked Overlap cell drawn in the page: title, environments
+#: counted (the sum of the bars) and the drawn width of the plot area (px).
+OVERLAP_HISTOGRAMS = """() => { const out = [];
+""" + DRAWN_MODELS + """
   for (const d of Bokeh.documents) for (const m of d.all_models) {
     if (!m.title || !m.title.text || !m.title.text.startsWith('dH(') || !m.renderers) continue;
     if (!drawn.has(m)) continue;
@@ -161,11 +165,8 @@ OVERLAP_HISTOGRAMS = """() => { const out = [], drawn = new Set(), seen = new Se
 
 #: Shape and largest value of the drawn Image of a plot whose title starts with the
 #: argument (a rasterised count).
-IMAGE_MAX = """(title) => { const drawn = new Set(), seen = new Set();
-  const walk = (v) => { if (seen.has(v)) return; seen.add(v);
-    if (v.el && v.el.isConnected) drawn.add(v.model);
-    for (const c of (v.child_views || [])) walk(c); };
-  for (const v of Bokeh.index) walk(v);
+IMAGE_MAX = """(title) => {
+""" + DRAWN_MODELS + """
   for (const d of Bokeh.documents) for (const m of d.all_models) {
     if (!m.title || !m.title.text || !m.title.text.startsWith(title) || !drawn.has(m)) continue;
     for (const r of m.renderers) {

@@ -188,8 +188,7 @@ class NucleationView(View):
             default_trajectory(res.nucleations)
         nuc = res.nucleations[name]
         if nuc.weights != self.fit_weights:
-            nuc = fit_nucleation(nuc, self.fit_weights)
-            res.nucleation = nuc  # replaces the entry of its source
+            nuc = res.nucleations[name] = fit_nucleation(nuc, self.fit_weights)
         return nuc
 
     def which_text(self) -> str:

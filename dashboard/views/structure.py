@@ -256,7 +256,8 @@ class StructureView(View):
             return ""
         r = row.iloc[0]
         t = "" if not np.isfinite(r["time"]) else f", t = {r['time']:.3f} ps"
-        return (f"{r['source']} frame {int(r['frame'])}{t}: {int(r['n_atoms']):,} atoms, "
+        return (f"{self.results.frame_name(int(self.structure))}{t}: "
+                f"{int(r['n_atoms']):,} atoms, "
                 f"H = {r['H']:.3f} nats, mean dH = {r['mean_dH']:.3f} nats, "
                 f"fraction dH > 0 = {r['frac_novel']:.3f}")
 

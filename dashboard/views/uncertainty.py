@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 import holoviews as hv
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -101,9 +100,7 @@ def force_arrays_of(spec: FileSpec) -> tuple[str, ...]:
         try:
             frame = next(iter(iter_frames(spec.path, index=0, type_map=spec.type_map or None,
                                           validate=False, topology=spec.topology or None)))
-            names = tuple(sorted(k for k, v in frame.atoms.arrays.items()
-                                 if k.startswith("forces") and np.ndim(v) == 2
-                                 and np.shape(v)[1] == 3))
+            names = tuple(uq.force_arrays(frame.atoms.arrays))
         except Exception:  # noqa: BLE001 - unreadable here: the Run says why
             names = ()
         _FORCE_ARRAYS[key] = names if len(names) >= 2 else ()

@@ -207,6 +207,13 @@ def uncertainty_vs_error(
     return UQResult(d, e, running, recall)
 
 
+def force_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Names of the per-atom force arrays among ``arrays``: ``forces*`` of shape (n, 3),
+    sorted."""
+    return sorted(k for k, v in arrays.items()
+                  if k.startswith("forces") and np.ndim(v) == 2 and np.shape(v)[1] == 3)
+
+
 def force_array_names(arrays: Mapping[str, np.ndarray], pred: str = "", ref: str = "",
                       source: str | None = None) -> tuple[str, str]:
     """The two per-atom force arrays compared: the named ones, or the file's only two.
@@ -236,8 +243,7 @@ def force_array_names(arrays: Mapping[str, np.ndarray], pred: str = "", ref: str
                 raise QuestsError(f"per-atom array {name!r} missing (have {sorted(arrays)})",
                                   source=source)
         return pred, ref
-    keys = sorted(k for k, v in arrays.items()
-                  if k.startswith("forces") and np.ndim(v) == 2 and np.shape(v)[1] == 3)
+    keys = force_arrays(arrays)
     if len(keys) != 2:
         raise QuestsError(f"need two per-atom force arrays to compare, found {keys}; name "
                           "them in the view", source=source)
