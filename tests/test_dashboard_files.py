@@ -330,3 +330,29 @@ def test_files_table_fits_the_sidebar():
     (row,) = [o for o in sidebar if isinstance(o, pn.Row) and view.h_used in o.objects]
     assert sidebar.index(row) < sidebar.index(cards[0])
     assert any(isinstance(o, pn.Row) and view.compute_button in o.objects for o in sidebar)
+
+
+def test_frames_table_names_the_file_frame_and_units(sample):
+    """The Data tab's frames table: the file's own frame numbers, headers in words with
+    units, and no column that only serves the program (global structure number, path,
+    atom offsets) or says nothing here (no energies, no labels, exact H)."""
+    from dashboard.views.data import frames_table
+
+    st = AppState()
+    path = sample["failed_traj.extxyz"]
+    st.add_file(path, "failed_traj.extxyz", "reference", index=":4")
+    st.add_file(path, "failed_traj.extxyz", "trajectory", index="4:")
+    res = run_pipeline(st.files, SMALL)
+    table = frames_table(res.frames)
+    assert list(table.columns[:3]) == ["file", "frame", "time (ps)"]
+    assert {"H (nats)", "mean dH (nats)", "fraction dH > 0", "atoms"} <= set(table.columns)
+    for internal in ("structure", "path", "atom_offset", "H_stderr", "frac_novel", "mean_dH",
+                     "role", "E (eV)", "H std. error (nats)"):
+        assert internal not in table.columns
+    late = table[table["file"] == "failed_traj.extxyz #2"]
+    assert late["frame"].tolist() == list(range(4, 12))  # the file's frames, not 0..7
+    np.testing.assert_allclose(table["H (nats)"], res.frames["H"].round(4))
+    # a sampled H keeps its standard error; energies that exist are shown
+    frames = res.frames.assign(H_stderr=0.01, energy=-3.5)
+    shown = frames_table(frames)
+    assert shown["H std. error (nats)"].eq(0.01).all() and shown["E (eV)"].eq(-3.5).all()

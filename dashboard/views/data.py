@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import panel as pn
 import param
@@ -40,6 +41,9 @@ from ..paths import (
 from ..state import ERROR_MS, ROLES
 from .base import View
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 #: Upload file types offered by the browser's file dialog (the data picker's endings and
@@ -56,6 +60,41 @@ TABLE_CSS = """
 .tabulator .tabulator-cell { white-space: normal !important; overflow-wrap: anywhere; }
 .tabulator .tabulator-col-title { white-space: normal !important; overflow-wrap: anywhere; }
 """
+
+
+#: The Data tab's frames table: per-frame columns shown, in order, with their headers
+#: (words and units). Columns of no information for the files at hand (no energies, no
+#: labels, every H exact) are left out by :func:`frames_table`.
+FRAME_COLUMNS = {
+    "source": "file", "frame": "frame", "time": "time (ps)", "label": "label",
+    "generation": "generation", "n_atoms": "atoms", "elements": "elements",
+    "volume_per_atom": "V/atom (Å³)", "temperature": "T (K)", "energy": "E (eV)",
+    "H": "H (nats)", "H_stderr": "H std. error (nats)", "mean_dH": "mean dH (nats)",
+    "frac_novel": "fraction dH > 0",
+}
+
+
+def frames_table(frames: pd.DataFrame) -> pd.DataFrame:
+    """The per-frame results as the Data tab shows them: the file and its own frame
+    number (0-based) first, headers in words with units, values to 4 decimals, and
+    without the columns that say nothing here (all empty, all NaN, generation -1
+    everywhere, H standard errors all 0 because every H is exact) or only serve the
+    program (path, atom offsets, the global structure number)."""
+    keep = []
+    for column in FRAME_COLUMNS:
+        if column not in frames:
+            continue
+        values = frames[column]
+        if column in ("time", "temperature", "energy") and values.isna().all():
+            continue
+        if column == "label" and (values.astype(str) == "").all():
+            continue
+        if column == "generation" and (values < 0).all():
+            continue
+        if column == "H_stderr" and (values.fillna(0) == 0).all():
+            continue
+        keep.append(column)
+    return frames[keep].round(4).rename(columns=FRAME_COLUMNS)
 
 
 def default_role(name: str) -> str:
@@ -656,8 +695,7 @@ class DataView(View):
             return pn.Column(pn.pane.Markdown(self.landing_text(), name="landing"), *alert,
                              sizing_mode="stretch_width")
         summary = res.summary().round(4)
-        # elements stay: they show what a LAMMPS type map made of the numeric types
-        frames = res.frames.drop(columns=[c for c in ("path",) if c in res.frames])
+        frames = frames_table(res.frames)
         info = ("**Files:** " + ", ".join(f"{f.name} ({f.role})" for f in res.files)
                 + f"  \n**Reference:** {res.reference}  \n"
                 f"**Settings:** {res.settings_text()}  \n"
@@ -677,8 +715,8 @@ class DataView(View):
             pn.pane.Markdown("### Files"),
             pn.widgets.Tabulator(summary, show_index=False, disabled=True,
                                  sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Frames (H, mean dH in nats)"),
-            pn.widgets.Tabulator(frames.round(4), show_index=False, disabled=True,
+            pn.pane.Markdown("### Frames (each file's own frame numbers, from 0)"),
+            pn.widgets.Tabulator(frames, show_index=False, disabled=True,
                                  pagination="remote", page_size=15,
                                  sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
