@@ -166,7 +166,7 @@ def test_sidecar_is_checked_against_the_array(tmp_path, x_alloy):
         ("int.npy", lambda p: np.save(p, np.zeros((2, 15), int)), "dtype int64, expected float"),
         ("flat.npy", lambda p: np.save(p, np.zeros(15)), r"shape \(15,\), expected \(n, d\)"),
         ("obj.npy", lambda p: np.save(p, np.array([None, 1]), allow_pickle=True),
-         "cannot read descriptor file"),
+         "obj.npy: object arrays are not descriptor data"),
     ],
 )
 def test_bad_files(tmp_path, name, write, match):
