@@ -17,6 +17,10 @@ block, its per-atom part written one Parquet row group per block). Every part
 file is written to a temporary name and renamed into place, and the manifest
 (rewritten atomically after each chunk) is the only record of which chunks are
 finished: a run killed at any point loses at most the chunk it was computing.
+The manifest records each part's size and BLAKE2b digest: on resuming, a chunk
+whose part is missing or of another size is computed again, and a part of the
+recorded size whose digest differs is refused ("refusing to resume: part X
+changed"), since something other than this code wrote it.
 Running the same
 call again skips the finished chunks (they are neither read nor recomputed)
 and computes the rest; a call whose parameters differ from the store's raises
@@ -78,6 +82,8 @@ from .chunk_store import (
     ChunkStore,
     _part_path,
     _read_manifest,
+    check_part,
+    part_digest,
     remove_leftovers,
 )
 from .dask_tools import KERNEL_LOCK, dask_client
@@ -246,13 +252,30 @@ def _write_manifest(store: Path, manifest: Mapping[str, Any]) -> None:
 
 
 def _finished_on_disk(store: Path, manifest: Mapping[str, Any]) -> dict[str, dict]:
-    """Chunks of the manifest whose part files exist with the recorded sizes."""
+    """Chunks of the manifest whose part files are the ones recorded.
+
+    A chunk with a missing part or a part of another size (a run killed while
+    rewriting it, a truncated copy) is computed again, and so is a chunk
+    recorded without part digests (a store of version 1); a part of the
+    recorded size whose BLAKE2b digest differs was changed after it was written,
+    and the store is refused rather than mixed.
+    """
     out = {}
-    for cid, record in manifest.get("chunks", {}).items():
+    for cid, record in manifest["chunks"].items():
+        digests = record.get("blake2b")
+        if digests is None:
+            continue
         ok = True
-        for rel, size in record.get("files", {}).items():
-            p = store / rel
-            if not p.is_file() or p.stat().st_size != size:
+        for rel, size in record["files"].items():
+            problem = check_part(store, rel, size, digests[rel])
+            if problem == "changed":
+                raise QuestsError(
+                    f"refusing to resume: part {rel} changed (its BLAKE2b digest differs from "
+                    "the manifest's); overwrite the store (overwrite=True; --overwrite in the "
+                    "CLI) or use another",
+                    source=str(store),
+                )
+            if problem:
                 ok = False
                 break
         if ok:
@@ -413,9 +436,8 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
             desc_out.flush()
             del desc_out
     write_table(_add_dh_columns(frames, dh), store / frames_rel)
-    files = {rel: (store / rel).stat().st_size for rel in (atoms_rel, frames_rel)}
-    if ctx.save_descriptors:
-        files[desc_rel] = (store / desc_rel).stat().st_size
+    rels = [atoms_rel, frames_rel, *([desc_rel] if ctx.save_descriptors else [])]
+    files = {rel: (store / rel).stat().st_size for rel in rels}
     return {
         "file": plan.file,
         "chunk": plan.chunk,
@@ -424,6 +446,7 @@ def _compute_chunk(items, plan: ChunkPlan, x_ref: np.ndarray, ctx: _Context, can
         "n_frames": plan.n_frames,
         "n_atoms": int(len(dh)),
         "files": files,
+        "blake2b": {rel: part_digest(store / rel) for rel in rels},
         "seconds": round(time.perf_counter() - t0, 4),
     }
 
@@ -724,13 +747,15 @@ def _open_store(root: Path, params: dict, overwrite: bool) -> dict:
             return fresh
         manifest = _read_manifest(root)
         remove_leftovers(root)
-        diff = _param_diff(manifest.get("params", {}), params)
+        diff = _param_diff(manifest["params"], params)
         if diff:
             raise QuestsError(
                 "holds a run with other parameters (" + "; ".join(diff) + "); "
                 "use another store, or overwrite it (overwrite=True; --overwrite in the CLI)",
                 source=str(root),
             )
+        # a store of version 1 (no part digests): its chunks are computed again
+        manifest["version"] = STORE_VERSION
         return manifest
     if root.is_dir():  # a run killed while writing its first manifest left only that
         remove_stale_temp_files(root, match=lambda n: n.startswith(f".{MANIFEST_NAME}."))
