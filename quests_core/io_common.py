@@ -43,6 +43,11 @@ class TruncatedFrameWarning(UserWarning):
     warning and counted (``skipped`` of :func:`iter_frames`,
     ``Dataset.skipped_frames``). Everything else (a short frame followed by
     more frames, extra atom lines, a cut single-frame file) is an error.
+
+    The binary MD trajectories (XTC, TRR, DCD) also use it when their frames
+    end before the file does (garbage, a zero-filled tail or a broken frame
+    header after them): the frames before are read, and the warning names the
+    frame and byte offset where reading stopped and how many frames were read.
     """
 
 

@@ -18,10 +18,23 @@ cell from the trajectory's box (XTC/TRR: the box vectors; DCD/NetCDF: the
 one frame, plus the XTC/TRR frame offsets, 8 bytes per frame); nothing is
 written next to the trajectory (MDAnalysis's XTC offset cache is not used).
 
-MDAnalysis's XTC decoder (C) aborts the process on some corrupt compressed
-coordinates; XTC and TRR frames are therefore decoded once in a child process
-first (one process per file version, remembered) and the frames from a fatal
-one on are refused with an error instead of being decoded here.
+No C decoder of MDAnalysis sees an unchecked header: the frame offsets of
+XTC/TRR files are found here, in Python, from each frame's header (magic
+number, atom count, block sizes; MDAnalysis's own C offset scan crashes on
+some garbage and is never run), and a DCD header and each frame's Fortran
+record markers are checked in Python before MDAnalysis opens the file (libdcd
+trusts the title count and the fixed-atom indexes). MDAnalysis's XTC decoder
+(C) also aborts the process on some corrupt compressed coordinates; XTC and
+TRR frames are therefore decoded once in a child process first (one process
+per file version, remembered) and the frames from a fatal one on are refused
+with an error instead of being decoded here. Amber NetCDF is read by scipy
+(Python).
+
+Frames that end before the file does -- garbage, a zero-filled tail or a
+broken frame header after them -- are read, and the rest of the file is left
+with one :class:`~quests_core.io.TruncatedFrameWarning` naming the frame
+where reading stopped, its byte offset and how many frames were read
+(recorded in ``skipped`` as a truncated last frame is).
 
 Errors follow :mod:`quests_core.io`: one-line
 :class:`~quests_core.errors.QuestsError` messages naming the file and frame.
@@ -50,6 +63,7 @@ from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 from quests_core.errors import QuestsError
 from quests_core.io_common import (
     Frame,
+    TruncatedFrameWarning,
     _check_path,
     _frame_error,
     _one_line,
@@ -117,6 +131,7 @@ _LAMMPS_STYLES: dict[str, str] = {
 _MASS_TOLERANCE = 0.1
 _NM = 10.0  # Å per nm
 _XTC_HEADER = 92  # bytes of an XTC frame up to the end of its compressed byte count
+#: (also the longest TRR frame header: double precision; what the scan reads of each frame)
 
 
 def mdanalysis_available() -> bool:
@@ -431,6 +446,36 @@ class _Raw:
     step: int | None
 
 
+@dataclass(frozen=True)
+class _Stop:
+    """Where a trajectory's sequence of frames ends before the file does.
+
+    Attributes
+    ----------
+    frame : int
+        The frame that would start there (the file's frames before it are read).
+    byte : int
+        Its offset in the file.
+    reason : str
+        Why no frame starts there (a header or record marker that is not one).
+    size : int
+        The file's size in bytes.
+    """
+
+    frame: int
+    byte: int
+    reason: str
+    size: int
+
+    def text(self) -> str:
+        """The warning's words after ``PATH: frame N: ``."""
+        plural = "" if self.frame == 1 else "s"
+        return (
+            f"at byte {self.byte}: {self.reason}; reading stopped there: {self.frame} "
+            f"frame{plural} read, the last {self.size - self.byte} bytes of the file ignored"
+        )
+
+
 class _Trajectory:
     """n_atoms, frame count, whether the file ends inside one more frame, read(i)."""
 
@@ -438,6 +483,7 @@ class _Trajectory:
     n_frames: int  # frames whose data starts in the file
     cut_last: bool  # the last of them (or one more, for DCD) is cut short
     partial_extra: bool = False  # DCD: the cut frame is beyond n_frames
+    stop: _Stop | None = None  # the frames end before the file does (garbage after them)
 
     def read(self, i: int) -> _Raw:  # pragma: no cover - interface
         raise NotImplementedError
@@ -453,43 +499,191 @@ class _Trajectory:
         return self.n_frames
 
 
-class _Xdr(_Trajectory):
-    """GROMACS XTC/TRR through MDAnalysis's libmdaxdr (offsets kept in memory only)."""
+# ----------------------------------------------------------------------------
+# XTC/TRR frame headers, parsed in Python (no C decoder sees an unchecked header)
+# ----------------------------------------------------------------------------
 
-    def __init__(self, path: str, fmt: str):
+_XTC_MAGIC = 1995
+_TRR_MAGIC = 1993
+_XTC_SHORT = 56  # bytes of an XTC frame before its coordinates (<= 9 atoms: stored as floats)
+_TRR_HEAD = 76  # bytes of a TRR frame header before its time and lambda
+_TRR_TAG = b"GMX_trn_file"
+
+
+@dataclass(frozen=True)
+class _XdrScan:
+    """The frames of an XTC/TRR file, found from their headers.
+
+    Attributes
+    ----------
+    n_atoms : int
+        Atoms of the first frame (every frame must have as many).
+    offsets : numpy.ndarray
+        Byte offset of every frame whose header is valid (int64, read-only),
+        the last one possibly cut short by the end of the file.
+    cut_last : bool
+        The last frame runs past the end of the file.
+    stop : _Stop or None
+        Bytes after the last frame that are no frame (garbage, zeros, a
+        broken header): the frames before them are read, with a warning.
+    """
+
+    n_atoms: int
+    offsets: np.ndarray
+    cut_last: bool
+    stop: _Stop | None
+
+
+def _int(head: bytes, at: int) -> int:
+    return struct.unpack_from(">i", head, at)[0]
+
+
+def _xtc_max_bytes(n_atoms: int) -> int:
+    """Most bytes of compressed coordinates a frame of ``n_atoms`` can hold: XTC stores
+    at most 32 bits per coordinate, plus small headers; twice that is allowed."""
+    return 24 * n_atoms + 1024
+
+
+def _xtc_frame(head: bytes, n_atoms: int) -> int | str | None:
+    """Size in bytes of the XTC frame whose first (up to 92) bytes are ``head``.
+
+    Returns the size; None when ``head`` is a consistent beginning of a frame
+    that the end of the file cuts short; else why ``head`` is not a frame.
+    """
+    if len(head) < 4:
+        return None
+    magic = _int(head, 0)
+    if magic != _XTC_MAGIC:
+        return f"not a GROMACS XTC frame (magic number {magic}, expected {_XTC_MAGIC})"
+    if len(head) < 8:
+        return None
+    natoms = _int(head, 4)
+    if natoms != n_atoms:
+        return f"its header declares {natoms} atoms, the first frame {n_atoms}"
+    if len(head) < _XTC_SHORT:
+        return None
+    if _int(head, 52) != natoms:
+        return f"corrupt XTC frame header (atom counts {natoms} and {_int(head, 52)})"
+    if natoms <= 9:
+        return _XTC_SHORT + 12 * natoms
+    if len(head) < _XTC_HEADER:
+        return None
+    precision = struct.unpack_from(">f", head, 56)[0]
+    if not (np.isfinite(precision) and precision > 0):
+        return f"corrupt XTC frame header (precision {precision:g})"
+    nbytes = _int(head, 88)
+    if not 0 < nbytes <= _xtc_max_bytes(natoms):
+        return f"corrupt XTC frame header ({nbytes} bytes of coordinates for {natoms} atoms)"
+    return _XTC_HEADER + (nbytes + 3) // 4 * 4
+
+
+def _trr_frame(head: bytes, n_atoms: int) -> int | str | None:
+    """Size in bytes of the TRR frame whose first (up to 92) bytes are ``head``.
+
+    Same contract as :func:`_xtc_frame`. Block sizes must be those GROMACS
+    writes: box, virial and pressure 0 or 9 reals, positions, velocities and
+    forces 0 or 3 reals per atom, the obsolete ir/e/top/sym blocks 0, all in one
+    precision (4 or 8 bytes per real).
+    """
+    if len(head) < 4:
+        return None
+    magic = _int(head, 0)
+    if magic != _TRR_MAGIC:
+        return f"not a GROMACS TRR frame (magic number {magic}, expected {_TRR_MAGIC})"
+    if len(head) < 24:
+        return None
+    if (_int(head, 4), _int(head, 8), head[12:24]) != (13, 12, _TRR_TAG):
+        return "corrupt TRR frame header (no GMX_trn_file tag)"
+    if len(head) < _TRR_HEAD:
+        return None
+    ir, e, box, vir, pres, top, sym, x, v, f = struct.unpack_from(">10i", head, 24)
+    natoms = _int(head, 64)
+    if natoms != n_atoms:
+        return f"its header declares {natoms} atoms, the first frame {n_atoms}"
+    blocks = (ir, e, box, vir, pres, top, sym, x, v, f)
+    if any(b < 0 for b in blocks) or (ir, e, top, sym) != (0, 0, 0, 0):
+        return f"corrupt TRR frame header (block sizes {list(blocks)})"
+    reals = {b // 9 for b in (box, vir, pres) if b} | {
+        b // (3 * natoms) for b in (x, v, f) if b
+    }
+    exact = all(b in (0, 36, 72) for b in (box, vir, pres)) and all(
+        b in (0, 12 * natoms, 24 * natoms) for b in (x, v, f)
+    )
+    if not exact or len(reals) != 1:
+        return f"corrupt TRR frame header (block sizes {list(blocks)} for {natoms} atoms)"
+    return _TRR_HEAD + 2 * reals.pop() + sum(blocks)
+
+
+def _xdr_declared_atoms(path: str, fmt: str) -> int:
+    """The atom count of the first frame's header (magic number and TRR tag checked)."""
+    need = _TRR_HEAD if fmt == "trr" else 8
+    with open(path, "rb") as fd:
+        head = fd.read(need)
+    if len(head) < need:
+        raise ValueError("the file ends inside the first frame's header")
+    magic = _XTC_MAGIC if fmt == "xtc" else _TRR_MAGIC
+    if _int(head, 0) != magic:
+        raise ValueError(f"magic number {_int(head, 0)}, expected {magic}")
+    if fmt == "trr" and head[12:24] != _TRR_TAG:
+        raise ValueError("no GMX_trn_file tag")
+    return _int(head, 64 if fmt == "trr" else 4)
+
+
+def _scan_xdr(path: str, fmt: str, n_atoms: int) -> _XdrScan:
+    """Every frame of an XTC/TRR file, from its header (remembered per file version).
+
+    Reads one header per frame (92 bytes), in Python: bounded, and nothing
+    reaches MDAnalysis's C offset scanner (which crashes on some garbage).
+    """
+    st = os.stat(path)
+    return _scan_xdr_cached(os.path.abspath(path), fmt, n_atoms, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_xdr_cached(path: str, fmt: str, n_atoms: int, size: int, mtime: int) -> _XdrScan:
+    from array import array
+
+    frame_size = _xtc_frame if fmt == "xtc" else _trr_frame
+    offsets = array("q")
+    cut, stop = False, None
+    with open(path, "rb") as fd:
+        off = 0
+        while off < size:
+            fd.seek(off)
+            got = frame_size(fd.read(_XTC_HEADER), n_atoms)
+            if isinstance(got, str):
+                stop = _Stop(len(offsets), off, got, size)
+                break
+            offsets.append(off)
+            if got is None or off + got > size:
+                cut = True
+                break
+            off += got
+    out = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
+    out = out.copy()
+    out.setflags(write=False)
+    return _XdrScan(n_atoms, out, cut, stop)
+
+
+class _Xdr(_Trajectory):
+    """GROMACS XTC/TRR through MDAnalysis's libmdaxdr, at the offsets of :func:`_scan_xdr`."""
+
+    def __init__(self, path: str, fmt: str, n_atoms: int):
         from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
 
         self.path, self.fmt = path, fmt
+        scan = _scan_xdr(path, fmt, n_atoms)
+        if scan.stop is not None and scan.stop.frame == 0:
+            raise ValueError(f"frame 0: {scan.stop.reason}")
+        self.n_atoms = n_atoms
+        self.n_frames = len(scan.offsets)
+        self.cut_last = scan.cut_last
+        self.stop = scan.stop
         self._file = (XTCFile if fmt == "xtc" else TRRFile)(path)
-        try:
-            self.n_atoms = int(self._file.n_atoms)
-            offsets = np.asarray(self._file.offsets, dtype=np.int64)
-        except BaseException:
-            self._file.close()
-            raise
-        self.n_frames = len(offsets)
-        size = os.path.getsize(path)
-        self.cut_last = self.n_frames > 0 and self._last_end(offsets) > size
-
-    def _last_end(self, offsets: np.ndarray) -> int:
-        """Where the last frame ends according to its header (XTC) or the frame size (TRR)."""
-        last = int(offsets[-1])
-        if self.fmt == "xtc":
-            with open(self.path, "rb") as fd:
-                fd.seek(last)
-                head = fd.read(_XTC_HEADER)
-            if self.n_atoms <= 9:  # stored uncompressed
-                return last + 56 + 12 * self.n_atoms
-            if len(head) < _XTC_HEADER:
-                return last + _XTC_HEADER
-            nbytes = struct.unpack(">i", head[88:92])[0]
-            return last + _XTC_HEADER + ((nbytes + 3) // 4) * 4
-        if len(offsets) > 1:
-            return last + int(offsets[-1] - offsets[-2])
-        return last  # one TRR frame: a cut shows as a read error
+        self._file.set_offsets(np.array(scan.offsets, dtype=np.int64))
 
     def read(self, i: int) -> _Raw:
-        crash = _xdr_probe(self.path, self.fmt)
+        crash = _xdr_probe(self.path, self.fmt, self.n_atoms)
         if crash is not None and i >= crash:
             if i == crash:
                 raise _Crash(f"corrupt {MD_FORMATS[self.fmt]} data: decoding it aborts the "
@@ -520,13 +714,16 @@ class _Crash(Exception):
     pass
 
 
-#: Decodes every frame of an XTC/TRR file, printing each index before decoding it.
+#: Decodes every frame of an XTC/TRR file at the offsets given on stdin (found by
+#: _scan_xdr: MDAnalysis's own offset scan is never run), printing each index first.
 _PROBE = r"""
 import sys
+import numpy as np
 from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
+offsets = np.array(sys.stdin.read().split(), dtype=np.int64)
 f = (XTCFile if sys.argv[2] == "xtc" else TRRFile)(sys.argv[1])
-n = len(f.offsets)
-for i in range(n):
+f.set_offsets(offsets)
+for i in range(len(offsets)):
     print(i, flush=True)
     try:
         f.seek(i)
@@ -537,33 +734,206 @@ print("done", flush=True)
 """
 
 
-def _xdr_probe(path: str, fmt: str) -> int | None:
+def _xdr_probe(path: str, fmt: str, n_atoms: int) -> int | None:
     """The first frame whose decoding kills the process, else None.
 
     MDAnalysis's XTC decoder (libxdrfile, C) aborts the whole process on some
     corrupt compressed coordinates (a stack-smashing check), which no
-    ``except`` can catch. So every frame is first decoded once in a child
-    process; frames from the one that killed it on are then refused with an
-    error instead of being decoded here. The result is remembered per file
-    version (path, size, modification time).
+    ``except`` can catch. So every complete frame (at the offsets of
+    :func:`_scan_xdr`) is first decoded once in a child process, one per file;
+    frames from the one that killed it on are then refused with an error
+    instead of being decoded here. The result is remembered per file version
+    (path, size, modification time).
     """
     st = os.stat(path)
-    return _xdr_probe_cached(os.path.abspath(path), fmt, st.st_size, st.st_mtime_ns)
+    return _xdr_probe_cached(os.path.abspath(path), fmt, n_atoms, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _xdr_probe_cached(path: str, fmt: str, size: int, mtime: int) -> int | None:
+def _xdr_probe_cached(path: str, fmt: str, n_atoms: int, size: int, mtime: int) -> int | None:
     import subprocess
     import sys
 
+    scan = _scan_xdr_cached(path, fmt, n_atoms, size, mtime)
+    complete = scan.offsets[: len(scan.offsets) - int(scan.cut_last)]
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, path, fmt],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+        [sys.executable, "-c", _PROBE, path, fmt], input=" ".join(map(str, complete.tolist())),
+        capture_output=True, text=True, check=False,
     )
     if proc.returncode >= 0:  # done, or a Python error the reading process reports itself
         return None
     started = [int(w) for w in proc.stdout.split() if w.isdigit()]  # killed by a signal
     return started[-1] if started else 0
+
+
+# ----------------------------------------------------------------------------
+# DCD header and frame records, checked in Python before MDAnalysis's C reader
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DcdLayout:
+    """What a DCD header says about the file's frames (checked, see :func:`_dcd_layout`).
+
+    Attributes
+    ----------
+    endian : str
+        ``"<"`` or ``">"``: the byte order of the Fortran record markers.
+    n_atoms, n_fixed : int
+        Atoms, and atoms fixed (stored in the first frame only).
+    header : int
+        Bytes before the first frame.
+    cell : bool
+        Every frame starts with a unit-cell record (48 bytes).
+    ndims : int
+        Coordinate records per frame (3, or 4 for CHARMM 4-D files).
+    """
+
+    endian: str
+    n_atoms: int
+    n_fixed: int
+    header: int
+    cell: bool
+    ndims: int
+
+    def records(self, first: bool) -> list[int]:
+        """Byte length of every record of a frame (the first holds the fixed atoms too)."""
+        n = self.n_atoms if first else self.n_atoms - self.n_fixed
+        return ([48] if self.cell else []) + [4 * n] * self.ndims
+
+    def frame_size(self, first: bool) -> int:
+        """Bytes of a frame: its records, each between two 4-byte markers."""
+        return sum(r + 8 for r in self.records(first))
+
+
+def _dcd_layout(path: str) -> _DcdLayout:
+    """Parse and check a DCD header in Python, as libdcd's ``read_dcdheader`` reads it.
+
+    Every record marker, the title count and the free-atom indexes are checked
+    (libdcd trusts the title count and the indexes: a hostile value makes it
+    allocate or write out of bounds).
+
+    Raises
+    ------
+    ValueError
+        Saying what is wrong with the header (the caller names the file).
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as fd:
+        head = fd.read(100)
+        if len(head) < 100:
+            raise ValueError("the file ends inside the DCD header")
+        endian = next((e for e in "<>" if struct.unpack_from(e + "i", head)[0] == 84), None)
+        if endian is None or head[4:8] != b"CORD":
+            raise ValueError("not a DCD file (no 84-byte CORD header record)")
+
+        def i32(buf: bytes, at: int) -> int:
+            return struct.unpack_from(endian + "i", buf, at)[0]
+
+        charmm = i32(head, 84) != 0
+        title, lines = i32(head, 92), i32(head, 96)
+        if i32(head, 88) != 84 or title < 4 or lines < 0 or 80 * lines + 4 != title:
+            raise ValueError(f"corrupt DCD header (title record of {title} bytes, {lines} lines)")
+        header = 112 + title
+        if header > size:
+            raise ValueError("the file ends inside the DCD header")
+        fd.seek(96 + title)
+        rest = fd.read(16)
+        if (i32(rest, 0), i32(rest, 4), i32(rest, 12)) != (title, 4, 4):
+            raise ValueError("corrupt DCD header (atom count record)")
+        n_atoms, n_fixed = i32(rest, 8), i32(head, 40)
+        if n_atoms > 0 and n_fixed != 0:
+            header = _dcd_free_atoms(fd, endian, header, n_atoms, n_fixed, size)
+    return _DcdLayout(
+        endian, n_atoms, n_fixed, header,
+        cell=charmm and i32(head, 48) != 0,
+        ndims=4 if charmm and i32(head, 52) == 1 else 3,
+    )
+
+
+def _dcd_free_atoms(fd, endian: str, at: int, n_atoms: int, n_fixed: int, size: int) -> int:
+    """Check the free-atom index record at ``at``; returns where it ends."""
+    if not 0 < n_fixed < n_atoms:
+        raise ValueError(f"corrupt DCD header ({n_fixed} fixed atoms of {n_atoms})")
+    n_free = n_atoms - n_fixed
+    end = at + 8 + 4 * n_free
+    if end > size:
+        raise ValueError("the file ends inside the DCD header")
+    fd.seek(at)
+    data = np.frombuffer(fd.read(end - at), dtype=endian + "i4")
+    index = data[1:-1]
+    if data[0] != 4 * n_free or data[-1] != 4 * n_free or index.min() < 1 or index.max() > n_atoms:
+        raise ValueError("corrupt DCD header (free atom index record)")
+    return end
+
+
+@dataclass(frozen=True)
+class _DcdScan:
+    """The whole frames of a DCD file, found from their record markers.
+
+    Attributes
+    ----------
+    layout : _DcdLayout
+    n_frames : int
+        Whole frames whose record markers are right.
+    partial : bool
+        After them the file ends inside one more frame (it starts like one).
+    stop : _Stop or None
+        After them come bytes that are no frame (a wrong record marker).
+    """
+
+    layout: _DcdLayout
+    n_frames: int
+    partial: bool
+    stop: _Stop | None
+
+
+def _dcd_frame(fd, off: int, layout: _DcdLayout, first: bool, size: int) -> int | str | None:
+    """Size of the DCD frame at ``off`` (:func:`_xtc_frame`'s contract): every record
+    marker of the first frame is checked, the first and last marker of the others."""
+    records = layout.records(first)
+    marks: list[tuple[int, int]] = []
+    at = off
+    for n in records:
+        marks += [(at, n), (at + 4 + n, n)]
+        at += n + 8
+    if not first:
+        marks = [marks[0], marks[-1]]
+    for where, want in marks:
+        if where + 4 > size:
+            return None
+        fd.seek(where)
+        got = struct.unpack(layout.endian + "i", fd.read(4))[0]
+        if got != want:
+            at_byte = "" if where == off else f" at byte {where}"
+            return f"not a DCD frame (record marker {got}{at_byte}, expected {want})"
+    return at - off
+
+
+def _scan_dcd(path: str) -> _DcdScan:
+    """Header and frames of a DCD file (remembered per file version)."""
+    st = os.stat(path)
+    return _scan_dcd_cached(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_dcd_cached(path: str, size: int, mtime: int) -> _DcdScan:
+    layout = _dcd_layout(path)
+    n, off, partial, stop = 0, layout.header, False, None
+    if layout.n_atoms <= 0:
+        return _DcdScan(layout, 0, False, None)
+    with open(path, "rb") as fd:
+        while off < size:
+            got = _dcd_frame(fd, off, layout, n == 0, size)
+            if isinstance(got, str):
+                stop = _Stop(n, off, got, size)
+                break
+            if got is None:
+                partial = True
+                break
+            n += 1
+            off += got
+    return _DcdScan(layout, n, partial, stop)
 
 
 def _quiet_close(cls):
@@ -599,7 +969,7 @@ def _reader_class(fmt: str):
 class _Mda(_Trajectory):
     """DCD and Amber NetCDF through MDAnalysis's readers (one Timestep)."""
 
-    def __init__(self, path: str, fmt: str, n_atoms: int):
+    def __init__(self, path: str, fmt: str, n_atoms: int, scan: _DcdScan | None = None):
         self.path, self.fmt = path, fmt
         kwargs: dict[str, Any] = {"n_atoms": n_atoms}
         if fmt == "lammps-dcd":
@@ -610,13 +980,10 @@ class _Mda(_Trajectory):
         self.n_atoms = int(self._reader.n_atoms)
         self.n_frames = int(self._reader.n_frames)
         self.cut_last = False
-        if fmt in ("dcd", "lammps-dcd"):
-            f = self._reader._file
-            end = f._header_size + (
-                f._firstframesize + (self.n_frames - 1) * f._framesize if self.n_frames else 0
-            )
-            self.cut_last = os.path.getsize(path) > end
-            self.partial_extra = self.cut_last
+        if scan is not None:  # DCD: the frames whose record markers are right
+            self.n_frames = scan.n_frames
+            self.cut_last = self.partial_extra = scan.partial
+            self.stop = scan.stop
 
     def read(self, i: int) -> _Raw:
         from MDAnalysis.lib.mdamath import triclinic_vectors
@@ -644,17 +1011,12 @@ class _BadBox(Exception):
 
 
 def _header_atoms(path: str, fmt: str) -> int:
-    """The atom count of the file's header, read without MDAnalysis allocating frames."""
+    """The atom count of the file's header, read in Python (XTC/TRR/DCD) or by scipy
+    (NetCDF) before MDAnalysis's C readers see the file or allocate a frame."""
     if fmt in ("xtc", "trr"):
-        from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
-
-        with (XTCFile if fmt == "xtc" else TRRFile)(path) as f:
-            return int(f.n_atoms)
+        return _xdr_declared_atoms(path, fmt)
     if fmt in ("dcd", "lammps-dcd"):
-        from MDAnalysis.lib.formats.libdcd import DCDFile
-
-        with DCDFile(path) as f:
-            return int(f.header["natoms"])
+        return _scan_dcd(path).layout.n_atoms
     from scipy.io import netcdf_file
 
     with netcdf_file(path, "r", mmap=False) as f:
@@ -671,17 +1033,16 @@ def _max_atoms(path: str, fmt: str) -> int:
     return 8 * size + 64 if fmt == "xtc" else size // 12 + 1
 
 
-def _check_dcd_frames(path: str) -> None:
-    """A DCD file that ends inside its first frame (MDAnalysis: "opened empty file")."""
-    from MDAnalysis.lib.formats.libdcd import DCDFile
-
-    with DCDFile(path) as f:
-        empty = f.n_frames == 0
-        header = f._header_size
-    if empty:
-        if os.path.getsize(path) > header:
-            raise _frame_error(path, 0, "truncated file: the file ends inside it")
-        raise QuestsError("the DCD file holds no frames", source=path)
+def _check_dcd_frames(path: str, scan: _DcdScan) -> None:
+    """A DCD file without one whole frame: the file ends inside its first frame, the
+    first frame is no frame, or the file holds none."""
+    if scan.n_frames > 0:
+        return
+    if scan.partial:
+        raise _frame_error(path, 0, "truncated file: the file ends inside it")
+    if scan.stop is not None:
+        raise ValueError(f"frame 0 at byte {scan.stop.byte}: {scan.stop.reason}")
+    raise QuestsError("the DCD file holds no frames", source=path)
 
 
 def _netcdf_frames(path: str) -> int:
@@ -716,9 +1077,11 @@ def _open(path: str, fmt: str, n_atoms: int | None) -> _Trajectory:
                 f"the trajectory has {declared} atoms, the topology {n_atoms}", source=path
             )
         if fmt in ("xtc", "trr"):
-            return _Xdr(path, fmt)
+            return _Xdr(path, fmt, declared)
         if fmt in ("dcd", "lammps-dcd"):
-            _check_dcd_frames(path)
+            scan = _scan_dcd(path)
+            _check_dcd_frames(path, scan)
+            return _Mda(path, fmt, declared, scan)
         return _Mda(path, fmt, declared)
     except QuestsError:
         raise
@@ -814,8 +1177,19 @@ def iter_md_frames(
             if traj.n_frames == 0:
                 raise _frame_error(path, 0, "truncated file: the file ends inside it")
             _skip_last(path, traj.n_frames, "the file ends inside it", skipped)
+        if traj.stop is not None and (stop is None or stop > traj.stop.frame):
+            _warn_stop(path, traj.stop, skipped)
     finally:
         traj.close()
+
+
+def _warn_stop(path: str, stop: _Stop, skipped: list | None) -> None:
+    """Frames that end before the file does: warn and record it as a truncated last
+    frame is (:class:`~quests_core.io.TruncatedFrameWarning`, ``skipped``)."""
+    reason = stop.text()
+    warnings.warn(TruncatedFrameWarning(f"{path}: frame {stop.frame}: {reason}"), stacklevel=4)
+    if skipped is not None:
+        skipped.append((path, stop.frame, reason))
 
 
 def _read_frame(traj: _Trajectory, path: str, i: int, top: Topology) -> Atoms:
