@@ -1280,6 +1280,8 @@ def _iter_selected(
             raise
         except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
             raise _wrap(path, frame, exc, fmt) from None
+        if fmt == "cif":
+            _check_cif_cell(path, frame, atoms)
         yield Frame(path, frame, atoms)
         frame += step
 
@@ -1400,6 +1402,8 @@ def _check_poscar(path: str) -> None:
     counts = [int(w) for w in words]
     if min(counts) < 0:
         raise _frame_error(path, 0, f"negative atom count in {lines[counts_at].strip()!r}")
+    if counts_at == 6:
+        _check_poscar_species(path, lines[5].split(), lines[6].split())
     n = sum(counts)
     header = counts_at + 2
     if len(lines) > counts_at + 1 and lines[counts_at + 1].strip()[:1] in ("s", "S"):
@@ -1434,6 +1438,54 @@ def _check_poscar(path: str) -> None:
             f"more position lines than the {n} atoms the counts declare "
             "(velocities must follow a blank line)",
         )
+
+
+def _check_poscar_species(path: str, species: list[str], counts: list[str]) -> None:
+    """The species line (VASP 5) names as many elements as the counts line has counts
+    (ASE reads ``Cu Au`` over one count as all Cu)."""
+    if len(species) != len(counts):
+        raise _frame_error(
+            path, 0,
+            f"the species line names {len(species)} element(s) ({' '.join(species)!r}), the "
+            f"counts line has {len(counts)} count(s) ({' '.join(counts)!r})",
+        )
+
+
+def _check_cif_cell(path: str, frame: int, atoms: Atoms) -> None:
+    """A CIF block with fractional coordinates has a unit cell with volume (ASE reads a
+    missing or zero cell as a cell of zeros and puts every atom at the origin)."""
+    cell = atoms.cell
+    lengths = cell.lengths()
+    if cell.rank == 3 and abs(cell.volume) > 1e-6 * float(np.prod(lengths)):
+        return
+    fractional, has_cell = _cif_tags(path)
+    if not fractional:
+        return  # Cartesian coordinates without a cell: a molecule
+    if not has_cell:
+        raise _frame_error(
+            path, frame,
+            "no unit cell: fractional coordinates (_atom_site_fract_x/y/z) need "
+            "_cell_length_a, _cell_length_b and _cell_length_c",
+        )
+    par = ", ".join(f"{v:.6g}" for v in cell.cellpar())
+    raise _frame_error(
+        path, frame,
+        f"the unit cell (a, b, c, alpha, beta, gamma) = ({par}) has no volume: fractional "
+        "coordinates need a usable cell",
+    )
+
+
+def _cif_tags(path: str) -> tuple[bool, bool]:
+    """(the CIF has fractional coordinates, the CIF has cell lengths), from its text."""
+    fractional = has_cell = False
+    with _open_binary(path) as fd:
+        for line in fd:
+            word = line.strip().lower()
+            fractional = fractional or word.startswith(b"_atom_site_fract_")
+            has_cell = has_cell or word.startswith(b"_cell_length_")
+            if fractional and has_cell:
+                break
+    return fractional, has_cell
 
 
 def _pdb_complete_models(path: str) -> tuple[int, bool] | None:
