@@ -88,6 +88,13 @@ def load_extensions(notebook: bool = False) -> None:
     _EXTENSION_LOADED = True
 
 
+def drawing_placeholder(tab: str) -> pn.Row:
+    """What a tab shows while its views are drawn for the first time."""
+    return pn.Row(pn.indicators.LoadingSpinner(value=True, size=24, margin=(12, 8)),
+                  pn.pane.Markdown(f"Drawing the {tab} tab ...", margin=(12, 0)),
+                  name="drawing")
+
+
 class DashboardApp:
     """One session of the dashboard: state, views, tabs and the page template.
 
@@ -141,8 +148,21 @@ class DashboardApp:
         return self.tabs[index]
 
     def _on_tab(self, event) -> None:
-        self.build_tab(event.new)
-        self.state.active_tab = event.new
+        index = event.new
+        doc = pn.state.curdoc
+        if self._built[index] or doc is None or doc.session_context is None:
+            self.build_tab(index)
+            self.state.active_tab = index
+            return
+        # served page, first visit: say so at once, and draw on the next tick (a tab's
+        # first drawing takes seconds: a 3D view of 5,000 atoms, 100,000 points)
+        self.tabs[index].objects = [drawing_placeholder(TAB_NAMES[index])]
+
+        def build() -> None:
+            self.build_tab(index)
+            self.state.active_tab = index
+
+        doc.add_next_tick_callback(build)
 
     def _on_active_tab(self, event) -> None:
         self.build_tab(event.new)

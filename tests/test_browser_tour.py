@@ -59,7 +59,10 @@ INSPECT = """() => {
     if (typeof v === 'number') { if (Number.isFinite(v)) out.push(v); }
     else if (ArrayBuffer.isView(v) || Array.isArray(v)) { for (const e of v) nums(e, out); }
     return out; };
-  const span = (a) => a.length ? [Math.min(...a), Math.max(...a)] : null;
+  const span = (a) => a.length ? [a.reduce((u, v) => Math.min(u, v)),
+                                  a.reduce((u, v) => Math.max(u, v))] : null;
+  // no push(...big) or Math.min(...big): 100,000 points overflow the call stack
+  const add = (to, vs) => { for (const v of vs) to.push(v); };
   const field = (g, n) => { const p = g[n]; return p && typeof p === 'object' && 'field' in p
                                                    ? p.field : null; };
   const kind = (m) => m ? (m.type || m.constructor.__name__) : null;
@@ -80,15 +83,15 @@ INSPECT = """() => {
         if (y.length && dh.length) ys.push(y[0], y[0] + dh[0]);
         continue;
       }
-      for (const n of ['x', 'x0', 'x1', 'left', 'right']) xs.push(...col(field(g, n)));
-      for (const n of ['y', 'y0', 'y1', 'y2', 'top', 'bottom']) ys.push(...col(field(g, n)));
+      for (const n of ['x', 'x0', 'x1', 'left', 'right']) add(xs, col(field(g, n)));
+      for (const n of ['y', 'y0', 'y1', 'y2', 'top', 'bottom']) add(ys, col(field(g, n)));
     }
     for (const a of m.center || []) {  // error bars (Whisker): base and lower/upper ends
       if (!a.source || a.lower === undefined) continue;
       const src = a.source.data, col = (f) => { if (!f) return [];
         const v = src instanceof Map ? src.get(f) : src[f]; return nums(v, []); };
       const ends = col(field(a, 'lower')).concat(col(field(a, 'upper')));
-      if (a.dimension === 'height') ys.push(...ends); else xs.push(...ends);
+      add(a.dimension === 'height' ? ys : xs, ends);
     }
     const tips = [];
     for (const tool of m.toolbar.tools) {

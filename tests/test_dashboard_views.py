@@ -722,3 +722,37 @@ def test_atoms_hover_names_the_atom(state, monkeypatch):
     monkeypatch.setattr(atoms_view, "HOVER_ATOMS", 10)
     shown = view.plot().object[()]
     assert isinstance(shown, hv.Image) and not isinstance(shown, hv.Overlay)
+
+
+def test_a_tab_says_it_is_drawing_before_its_first_drawing(sample, monkeypatch):
+    """Served page: the first click on a tab shows "Drawing the <tab> tab ..." at once and
+    builds the views on the next tick (a 3D view of thousands of atoms takes seconds: the
+    tab used to stay blank meanwhile); without a server session (a notebook, a script)
+    the tab is built at once."""
+    from types import SimpleNamespace
+
+    from panel.io.state import set_curdoc
+
+    app = DashboardApp(data_dir=sample["solid.extxyz"].parent, job_mode="thread")
+    structure = TAB_NAMES.index("Structure")
+    doc = Document()
+    later = []
+    monkeypatch.setattr(doc, "add_next_tick_callback", later.append)
+    context = SimpleNamespace(id="test", request=SimpleNamespace(arguments={}, headers={},
+                                                                 cookies={}))
+    doc._session_context = lambda: context  # what `panel serve` gives a page (a weakref)
+    assert doc.session_context is not None
+    with set_curdoc(doc):
+        app.tabs.active = structure
+    (placeholder,) = app.tabs[structure].objects
+    assert placeholder.name == "drawing"
+    assert placeholder[1].object == "Drawing the Structure tab ..."
+    assert app.state.active_tab != structure and len(later) == 1
+    later[0]()  # the next tick: the view replaces the placeholder
+    assert app.tabs[structure].objects[0] is not placeholder and \
+        app.state.active_tab == structure
+    # no server session: built at once, no placeholder
+    trajectory = TAB_NAMES.index("Trajectory")
+    app.tabs.active = trajectory
+    assert app.tabs[trajectory].objects[0].name != "drawing"
+    assert app.state.active_tab == trajectory
