@@ -22,10 +22,14 @@ reference through :func:`quests_core.cli.loading.load_reference`),
 ``python -m quests_core.watch`` only names the command (exit status 1).
 
 Exit statuses of the ``watch`` command (documented in its help): 0 followed to
-the end without extrapolation (:data:`EXIT_OK`), 1 bad input, 2 usage, 4
-extrapolation detected (:data:`EXIT_EXTRAPOLATION`; not 3, which the CLI keeps
-for internal errors, so a script can tell a detected extrapolation from a
-crash), 130 interrupted.
+the end without extrapolation (:data:`EXIT_OK`), 1 bad input (also a path that
+is not a regular file: a named pipe, a directory, a device; a corrupt frame,
+e.g. an absurd atom count), 2 usage, 4 extrapolation detected
+(:data:`EXIT_EXTRAPOLATION`; not 3, which the CLI keeps for internal errors,
+so a script can tell a detected extrapolation from a crash), 5 the followed
+file was deleted or replaced (by another file, a directory, ...) while it was
+watched (:data:`EXIT_FILE_GONE`; 4 instead when an extrapolation was already
+detected, with ``--keep-going``), 130 interrupted. Frame numbers count from 0.
 
 Invariants and memory
 ---------------------
@@ -64,6 +68,7 @@ __all__ = [
     "DEFAULT_NOVEL_FRACTION",
     "DEFAULT_PATIENCE",
     "EXIT_EXTRAPOLATION",
+    "EXIT_FILE_GONE",
     "FrameReport",
     "NoveltyRule",
     "Reference",
@@ -86,6 +91,9 @@ DEFAULT_NOVEL_FRACTION = 0.05
 DEFAULT_PATIENCE = 2
 #: Return values of :func:`watch` (and exit statuses of the ``watch`` command).
 EXIT_OK, EXIT_EXTRAPOLATION = 0, 4
+#: Return value of :func:`watch` when the followed file was deleted or replaced while
+#: watched (:class:`quests_core.follow.FollowedFileGone`).
+EXIT_FILE_GONE = 5
 #: Columns of ``--output`` (one row per frame, written as the frames come).
 CSV_COLUMNS = ("frame", "offset", "n_atoms", "mean_dH", "max_dH", "frac_novel", "H",
                "H_stderr", "novel_run", "flagged", "restarts", "seconds")
@@ -410,6 +418,14 @@ def _row(report: FrameReport, rule: NoveltyRule) -> str:
             f"{s.frac_novel:>7.4f} {h}{flag}")
 
 
+def _csv_row(report: FrameReport, offset: int, restarts: int) -> list[Any]:
+    """The ``--output`` row of one frame (:data:`CSV_COLUMNS`; ``offset`` in bytes)."""
+    s = report.stats
+    return [report.frame, offset, s.n_atoms, repr(s.mean_dH), repr(s.max_dH),
+            repr(s.frac_novel), repr(s.H), repr(s.H_stderr), report.novel_run,
+            int(report.flagged), restarts, f"{report.seconds:.3f}"]
+
+
 def check_destinations(output: str | None = None, stop_file: str | None = None) -> None:
     """Refuse, before any work, a ``output`` that is not a .csv file in an existing
     directory, or a ``stop_file`` in a directory that does not exist."""
@@ -440,6 +456,7 @@ def watch(
     stop: Any = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    on_replace: str = "end",
 ) -> int:
     """Follow ``path`` and report every new frame; act when ``rule`` fires.
 
@@ -447,7 +464,8 @@ def watch(
     ----------
     path : path-like
         The trajectory being written (extxyz/xyz or LAMMPS text dump; it may
-        not exist yet).
+        not exist yet; a named pipe, a directory or a device is refused). A
+        file created after the watch started is read from its frame 0.
     reference : Reference
         Descriptors and bandwidth (:func:`load_reference`).
     rule : NoveltyRule, optional
@@ -467,20 +485,29 @@ def watch(
         H of each frame (see :func:`frame_statistics_of`).
     out, err : text streams, optional
         Per-frame lines (default ``sys.stdout``) and messages (default ``sys.stderr``).
+    on_replace : {"end", "restart"}
+        A file deleted or replaced by another file (new inode) while watched:
+        ``"end"`` (default) ends the watch with :data:`EXIT_FILE_GONE`;
+        ``"restart"`` follows the new file from its frame 0 (the rule starts
+        counting again). A path that becomes a directory, pipe or device
+        always ends it.
 
     Returns
     -------
     int
-        :data:`EXIT_EXTRAPOLATION` when the rule fired, else ``EXIT_OK`` (the
-        follow ended: ``timeout`` without growth or ``stop``).
+        :data:`EXIT_EXTRAPOLATION` when the rule fired; else
+        :data:`EXIT_FILE_GONE` when the file was deleted or replaced (one line
+        on ``err`` naming the file and the last frame read); else ``EXIT_OK``
+        (the follow ended: ``timeout`` without growth or ``stop``).
 
     Raises
     ------
     QuestsError
-        Bad input: a format that cannot be followed, a corrupt frame (naming
-        file and frame), an unwritable output or stop file.
+        Bad input: a path that is not a regular file, a format that cannot be
+        followed, a corrupt frame (naming file and frame, counted from 0; an
+        absurd atom count included), an unwritable output or stop file.
     """
-    from quests_core.follow import DEFAULT_INTERVAL, Follower
+    from quests_core.follow import DEFAULT_INTERVAL, FollowedFileGone, Follower
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -493,7 +520,8 @@ def watch(
     source = str(path)
     follower = Follower(source, format=format, type_map=type_map,
                         interval=DEFAULT_INTERVAL if interval is None else interval,
-                        timeout=timeout, from_start=from_start, stop=stop, notify=message)
+                        timeout=timeout, from_start=from_start, stop=stop, notify=message,
+                        on_replace=on_replace)
     message(f"following {source} ({follower.format}, "
             f"{'from the start' if from_start else 'new frames only'}"
             f"{f', ends after {timeout:g} s without growth' if timeout else ''}); rule: "
@@ -501,6 +529,7 @@ def watch(
     fd = writer = None
     detected: FrameReport | None = None
     restarts = n_frames = 0
+    gone: FollowedFileGone | None = None
     try:
         if output:
             fd = open(output, "w", newline="")  # noqa: SIM115 - closed below
@@ -508,35 +537,36 @@ def watch(
             writer.writerow(CSV_COLUMNS)
             fd.flush()
         print(HEADER, file=out, flush=True)
-        for item in follower:
-            if item.restarts != restarts:
-                restarts = item.restarts
-                rule.reset()
-            report = frame_report(item.atoms, reference, rule, item.frame,
-                                  exact_entropy=exact_entropy, exact_max_atoms=exact_max_atoms,
-                                  source=source)
-            n_frames += 1
-            print(_row(report, rule), file=out, flush=True)
-            if writer is not None:
-                s = report.stats
-                writer.writerow([report.frame, item.offset, s.n_atoms, repr(s.mean_dH),
-                                 repr(s.max_dH), repr(s.frac_novel), repr(s.H), repr(s.H_stderr),
-                                 report.novel_run, int(report.flagged), item.restarts,
-                                 f"{report.seconds:.3f}"])
-                fd.flush()
-            if report.flagged and detected is None:
-                detected = report
-                act(report, rule, source, stop_file=stop_file,
-                    on_extrapolation=on_extrapolation, notify=message)
-                if not keep_going:
-                    return EXIT_EXTRAPOLATION
+        try:
+            for item in follower:
+                if item.restarts != restarts:
+                    restarts = item.restarts
+                    rule.reset()
+                report = frame_report(item.atoms, reference, rule, item.frame,
+                                      exact_entropy=exact_entropy, exact_max_atoms=exact_max_atoms,
+                                      source=source)
+                n_frames += 1
+                print(_row(report, rule), file=out, flush=True)
+                if writer is not None:
+                    writer.writerow(_csv_row(report, item.offset, item.restarts))
+                    fd.flush()
+                if report.flagged and detected is None:
+                    detected = report
+                    act(report, rule, source, stop_file=stop_file,
+                        on_extrapolation=on_extrapolation, notify=message)
+                    if not keep_going:
+                        return EXIT_EXTRAPOLATION
+        except FollowedFileGone as exc:  # deleted or replaced: reported below
+            gone = exc
     finally:
         if fd is not None:
             fd.close()
+    found = (f"; extrapolation at frame {detected.frame}" if detected else "; no extrapolation")
+    if gone is not None:
+        message(f"error: {gone}; watch ends after {n_frames} frame(s){found}")
+        return EXIT_EXTRAPOLATION if detected is not None else EXIT_FILE_GONE
     why = f"no growth for {timeout:g} s" if follower.ended == "timeout" else "stopped"
-    message(f"watch ends ({why}) after {n_frames} frame(s)"
-            + (f"; extrapolation at frame {detected.frame}" if detected else
-               "; no extrapolation"))
+    message(f"watch ends ({why}) after {n_frames} frame(s){found}")
     return EXIT_EXTRAPOLATION if detected is not None else EXIT_OK
 
 

@@ -15,8 +15,12 @@ taken from the ``common`` parent itself, so defaults and help are the same
 objects. ``--format`` is the followed file's (the reference files' formats are
 detected).
 
-Exit status: 0 no extrapolation until ``--timeout``; 1 bad input; 2 usage; 4
-extrapolation (:data:`quests_core.watch.EXIT_EXTRAPOLATION`); 130 interrupted.
+Exit status (:data:`EPILOG`): 0 no extrapolation until ``--timeout``; 1 bad
+input (a path that is not a regular file, refused before anything opens it;
+a corrupt frame); 2 usage; 4 extrapolation
+(:data:`quests_core.watch.EXIT_EXTRAPOLATION`); 5 the followed file was
+deleted or replaced while watched (:data:`quests_core.watch.EXIT_FILE_GONE`);
+130 interrupted.
 
 Memory: the reference descriptors and one frame (see :mod:`quests_core.watch`).
 """
@@ -50,10 +54,17 @@ COMMON_OPTIONS = ("k", "cutoff", "bandwidth", "species", "precision", "type_map"
 
 EPILOG = """exit status:
   0    followed to the end (--timeout seconds without growth), no extrapolation
-  1    bad input (one-line error naming the file and frame)
+  1    bad input (one-line error naming the file and frame): also a FILE that is
+       not a regular file (named pipe, directory, device) and a corrupt frame,
+       e.g. an atom count that its lines do not hold
   2    usage error
   4    extrapolation detected (after --stop-file and --on-extrapolation)
+  5    FILE was deleted or replaced (by another file, a directory, ...) while
+       watched (4 if an extrapolation was detected before, with --keep-going);
+       with --on-replace restart a new regular file is followed from frame 0
   130  interrupted
+
+Frames count from 0 (the first frame of FILE is frame 0) in every line.
 
 docs/watch.md shows how LAMMPS (fix halt on is_file()) and ASE poll the stop file."""
 
@@ -86,7 +97,7 @@ def _common_subset(parser: argparse.ArgumentParser, common: argparse.ArgumentPar
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    from quests_core.follow import DEFAULT_INTERVAL, FOLLOW_FORMATS
+    from quests_core.follow import DEFAULT_INTERVAL, FOLLOW_FORMATS, ON_REPLACE
     from quests_core.sampling import EXACT_MAX_ATOMS, EXACT_MAX_ATOMS_ENV
     from quests_core.watch import DEFAULT_NOVEL_FRACTION, DEFAULT_PATIENCE
 
@@ -131,6 +142,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                    metavar="SECONDS", help=f"seconds between polls (default {DEFAULT_INTERVAL})")
     g.add_argument("--format", dest="follow_format", choices=FOLLOW_FORMATS, default=None,
                    help="format of the followed file (default: from its name)")
+    g.add_argument("--on-replace", choices=ON_REPLACE, default="end",
+                   help="FILE deleted or replaced by another file while watched: end with "
+                   "status 5 (default) or restart (follow the new file from frame 0)")
     g = p.add_argument_group("per-frame H")
     g.add_argument("--exact-entropy", action="store_true",
                    help="exact H of every frame, whatever its size")
@@ -155,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     from quests_core.follow import follow_format
     from quests_core.watch import NoveltyRule, Reference, check_destinations, watch
 
-    follow_format(args.file, args.follow_format)  # a format that cannot be followed: at once
+    # a pipe, directory or device, or a format that cannot be followed: at once, before
+    # the reference is loaded (follow_format stats the path; it never opens a pipe)
+    follow_format(args.file, args.follow_format)
     check_destinations(args.output, args.stop_file)
     settings, _ = prepare(args)
     rule = NoveltyRule(args.novel_fraction, args.patience)
@@ -173,5 +189,5 @@ def run(args: argparse.Namespace) -> int:
         interval=args.interval, timeout=args.timeout, from_start=args.from_start,
         stop_file=args.stop_file, on_extrapolation=args.on_extrapolation,
         keep_going=args.keep_going, output=args.output, exact_entropy=args.exact_entropy,
-        exact_max_atoms=args.exact_max_atoms,
+        exact_max_atoms=args.exact_max_atoms, on_replace=args.on_replace,
     )
