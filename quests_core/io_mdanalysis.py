@@ -1177,7 +1177,7 @@ def iter_md_frames(
             if traj.n_frames == 0:
                 raise _frame_error(path, 0, "truncated file: the file ends inside it")
             _skip_last(path, traj.n_frames, "the file ends inside it", skipped)
-        if traj.stop is not None and (stop is None or stop > traj.stop.frame):
+        if traj.stop is not None and (stop is None or stop >= traj.stop.frame):
             _warn_stop(path, traj.stop, skipped)
     finally:
         traj.close()

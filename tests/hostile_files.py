@@ -26,6 +26,17 @@ before any compiled code runs: huge coordinates, density bombs, absurd cells).
 ``Case.engine`` marks the cases that crashed or hung in the engine before its
 bounds were added (issue 11).
 
+``Case.match`` (a regular expression) is what the warning or error must say
+where the exact words matter; ``Case.frames`` how many frames the file reads
+(where checked).
+
+``make_corpus(folder, md=True)`` adds the binary MD trajectories (GROMACS XTC
+and TRR, DCD; written by MDAnalysis, ten frames, each with a PDB topology of
+the same name next to it): garbage, a zero-filled tail or a broken frame header
+after valid frames is a warning naming the frame and byte offset where reading
+stopped, the frames before it read. They need the ``md`` extra (MDAnalysis)
+and a topology next to the file, so they are left out by default.
+
 Everything is tiny (a 32-atom Cu cell, three frames) so the corpus is written
 in well under a second. Usable on its own::
 
@@ -48,7 +59,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.io import write
 
-__all__ = ["FORMATS", "Case", "make_corpus", "summary"]
+__all__ = ["FORMATS", "MD_FORMATS", "Case", "make_corpus", "make_md_corpus", "summary"]
 
 #: file suffix of each format of the corpus
 FORMATS: dict[str, str] = {
@@ -62,6 +73,8 @@ FORMATS: dict[str, str] = {
     "traj": ".traj",
     "json": ".json",
 }
+#: file suffix of each binary MD trajectory format (``make_corpus(..., md=True)``)
+MD_FORMATS: dict[str, str] = {"xtc": ".xtc", "trr": ".trr", "dcd": ".dcd"}
 #: formats that hold several frames in one file (a truncated last frame is a warning)
 MULTI_FRAME = ("extxyz", "xyz", "lammps", "pdb", "traj", "json")
 
@@ -77,6 +90,8 @@ class Case:
     stage: str = "load"  # "load" | "describe"
     engine: bool = False  # crashed/hung in the descriptor engine before issue 11
     note: str = ""
+    match: str = ""  # regular expression the warning / error message must contain
+    frames: int | None = None  # frames the file reads (None: not checked)
 
 
 def _frames(n: int = 3) -> list[Atoms]:
@@ -182,8 +197,11 @@ def _atom_line_numbers(text: str, fmt: str, frame_span: tuple[int, int]) -> list
     return out
 
 
-def make_corpus(folder: str | Path) -> list[Case]:
-    """Write the corpus into ``folder`` (created) and return its cases."""
+def make_corpus(folder: str | Path, md: bool = False) -> list[Case]:
+    """Write the corpus into ``folder`` (created) and return its cases.
+
+    ``md``: add :func:`make_md_corpus` (needs MDAnalysis).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(11)
@@ -361,6 +379,12 @@ def make_corpus(folder: str | Path) -> list[Case]:
     add("extxyz_cut_in_last_line", "extxyz", "warning",
         lambda p: p.write_text((folder / "extxyz_good.extxyz").read_text()[:-6]),
         note="ends inside the last atom line: the number may be cut yet parsable")
+    add("vasp_species_cu_au_one_count", "vasp", "error",
+        lambda p: p.write_text(_replace_line((folder / "vasp_good.vasp").read_text(), 5,
+                                             "Cu Au")),
+        match=r"frame 0: the species line names 2 element\(s\) \('Cu Au'\), the counts "
+              r"line has 1 count\(s\) \('32'\)",
+        note="ASE read every atom as Cu")
     add("vasp_counts_too_large", "vasp", "error",
         lambda p: p.write_text(_replace_line((folder / "vasp_good.vasp").read_text(), 6, "40")))
     add("vasp_counts_1e9", "vasp", "error",
@@ -397,6 +421,16 @@ def make_corpus(folder: str | Path) -> list[Case]:
     add("cif_angles_zero", "cif", "error",
         lambda p: p.write_text(cif.replace("_cell_angle_alpha    90.0",
                                            "_cell_angle_alpha    0.0")))
+    add("cif_no_cell", "cif", "error",
+        lambda p: p.write_text(re.sub(r"_cell_(length|angle)_\w+\s+\S+\n", "", cif)),
+        match=r"frame 0: no unit cell: fractional coordinates \(_atom_site_fract_x/y/z\) "
+              r"need _cell_length_a",
+        note="ASE read every atom at the origin")
+    add("cif_zero_cell", "cif", "error",
+        lambda p: p.write_text(re.sub(r"(_cell_length_\w+\s+)\S+", r"\g<1>0.0", cif)),
+        match=r"frame 0: the unit cell \(a, b, c, alpha, beta, gamma\) = \(0, 0, 0, 90, 90, "
+              r"90\) has no volume",
+        note="ASE read every atom at the origin")
     add("json_list", "json", "error", lambda p: p.write_text(json.dumps([1, 2, 3])))
     add("json_list_of_atoms", "json", "error",
         lambda p: p.write_text(json.dumps([{"numbers": [29], "positions": [[0, 0, 0]]}])))
@@ -434,6 +468,96 @@ def make_corpus(folder: str | Path) -> list[Case]:
         note="1 GiB of zeros compressed to ~1 MiB")
     add("gzip_bomb_lines", "lammps", "error", lambda p: _gzip_bomb(p, b"\n"),
         suffix=".lammpstrj.gz", note="1 GiB of newlines")
+    if md:
+        cases += make_md_corpus(folder)
+    return cases
+
+
+def _write_md(path: Path, frames: list[Atoms]) -> None:
+    """``frames`` in the trajectory format of ``path``'s suffix (MDAnalysis's writer),
+    with a PDB topology of the same name next to it (ASE: with the element column)."""
+    import warnings
+
+    import MDAnalysis as mda
+
+    n = len(frames[0])
+    u = mda.Universe.empty(n, trajectory=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mda.Writer(str(path), n) as w:
+            for i, atoms in enumerate(frames):
+                u.atoms.positions = atoms.positions
+                u.dimensions = list(atoms.cell.cellpar())
+                u.trajectory.ts.time = float(i)
+                w.write(u.atoms)
+    write(path.with_suffix(".pdb"), frames[0], format="proteindatabank")
+
+
+def _xdr_offsets(path: Path, fmt: str) -> list[int]:
+    """Byte offset of every frame of a valid XTC/TRR file (MDAnalysis)."""
+    from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
+
+    with (XTCFile if fmt == "xtc" else TRRFile)(str(path)) as f:
+        return [int(o) for o in f.offsets]
+
+
+def make_md_corpus(folder: str | Path, n_frames: int = 10) -> list[Case]:
+    """XTC/TRR/DCD cases (the ``md`` extra): valid files, and valid frames followed by
+    garbage, zeros or a broken frame header (issue: nothing lost and nothing silent).
+
+    Every damaged file must read its valid frames (``Case.frames``) with one warning
+    naming the frame and byte offset where reading stopped (``Case.match``); before,
+    the XTC with random bytes appended killed the process (SIGSEGV in MDAnalysis's C
+    offset scan) and the TRR cases lost frames without a word.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(12)
+    frames = _frames(n_frames)
+    cases: list[Case] = []
+    good: dict[str, bytes] = {}
+    for fmt, suffix in MD_FORMATS.items():
+        path = folder / f"{fmt}_md_good{suffix}"
+        _write_md(path, frames)
+        good[fmt] = path.read_bytes()
+        cases.append(Case(path.name, path, "ok", fmt, frames=n_frames))
+
+    def damaged(name: str, fmt: str, content: bytes, stop: int, byte: int, why: str,
+                note: str) -> None:
+        path = folder / f"{name}{MD_FORMATS[fmt]}"
+        _write_md(path, frames)  # the topology next to it
+        path.write_bytes(content)
+        match = (rf"{re.escape(path.name)}: frame {stop}: at byte {byte}: {why}; reading "
+                 rf"stopped there: {stop} frames? read, the last {len(content) - byte} bytes "
+                 r"of the file ignored")
+        cases.append(Case(path.name, path, "warning", fmt, match=match, frames=stop, note=note))
+
+    xtc, trr, dcd = good["xtc"], good["trr"], good["dcd"]
+    tail = bytearray(rng.bytes(1000))
+    tail[88] |= 0x80  # read as a negative frame size: MDAnalysis's offset scan then crashed
+    damaged("xtc_random_tail_1000", "xtc", xtc + bytes(tail), n_frames, len(xtc),
+            r"not a GROMACS XTC frame \(magic number -?\d+, expected 1995\)",
+            "1000 random bytes after a valid XTC: SIGSEGV in MDAnalysis's offset scan before")
+    damaged("xtc_zero_tail", "xtc", xtc + b"\0" * 1000, n_frames, len(xtc),
+            r"not a GROMACS XTC frame \(magic number 0, expected 1995\)",
+            "1000 zero bytes after a valid XTC")
+    offsets = _xdr_offsets(folder / "trr_md_good.trr", "trr")
+    half = n_frames // 2
+    broken = bytearray(trr)
+    broken[offsets[half] + 24: offsets[half] + 64] = b"\xff" * 40  # its block sizes
+    damaged("trr_corrupt_frame_header", "trr", bytes(broken), half, offsets[half],
+            r"corrupt TRR frame header \(block sizes \[-1, -1, -1, -1, -1, -1, -1, -1, -1, "
+            r"-1\]\)", "frame 5's block sizes overwritten: 5 of 10 frames read silently before")
+    last = offsets[-1]
+    damaged("trr_zero_tail", "trr", trr[:last] + b"\0" * (len(trr) - last), n_frames - 1,
+            last, r"not a GROMACS TRR frame \(magic number 0, expected 1993\)",
+            "the last frame zero-filled: 9 of 10 frames read silently before")
+    damaged("trr_garbage_tail_1000", "trr", trr + rng.bytes(1000), n_frames, len(trr),
+            r"not a GROMACS TRR frame \(magic number -?\d+, expected 1993\)",
+            "1000 random bytes after a valid TRR: ignored silently before")
+    damaged("dcd_garbage_tail_1000", "dcd", dcd + rng.bytes(1000), n_frames, len(dcd),
+            r"not a DCD frame \(record marker -?\d+, expected 48\)",
+            "1000 random bytes after a valid DCD: an error at frame 10 before")
     return cases
 
 

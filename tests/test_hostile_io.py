@@ -23,9 +23,13 @@ import quests_core as qc
 from quests_core.dataset import Dataset
 from quests_core.errors import QuestsError
 from quests_core.io import TruncatedFrameWarning, locate_error
+from quests_core.io_mdanalysis import mdanalysis_available
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hostile_files import make_corpus, summary  # noqa: E402
+from hostile_files import MD_FORMATS, make_corpus, summary  # noqa: E402
+
+#: the binary MD trajectories join the corpus where the ``md`` extra is installed
+MD = mdanalysis_available()
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ROOT / "sample_data" / "cu_solid_400K.extxyz"
@@ -35,7 +39,7 @@ CASE_BOUND = 15.0
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("hostile"))
+    return make_corpus(tmp_path_factory.mktemp("hostile"), md=MD)
 
 
 def _one_line_naming(text: str, case) -> str | None:
@@ -66,9 +70,11 @@ def _loader_outcome(case) -> tuple[str, str]:
             return "error", str(exc)
     if not np.isfinite(x).all():
         return "nan", "descriptors are not finite"
+    if case.frames is not None and len(ds.structures) != case.frames:
+        return "bad-frames", f"read {len(ds.structures)} frames, expected {case.frames}"
     truncated = [w for w in caught if issubclass(w.category, TruncatedFrameWarning)]
     if truncated:
-        if len(ds.skipped_frames) != 1:
+        if len(ds.skipped_frames) != 1 or len(truncated) != 1:
             return "bad-warning", f"skipped_frames = {ds.skipped_frames}"
         return "warning", str(truncated[0].message)
     return "ok", ""
@@ -79,7 +85,7 @@ def test_corpus_through_the_loader(corpus):
     counts = summary(corpus)
     assert len(corpus) >= 150 and set(counts) == {
         "extxyz", "xyz", "lammps", "gro", "cif", "pdb", "vasp", "traj", "json"
-    }, counts
+    } | (set(MD_FORMATS) if MD else set()), counts
     failures = []
     for case in corpus:
         start = time.perf_counter()
@@ -100,6 +106,8 @@ def test_corpus_through_the_loader(corpus):
             complaint = _one_line_naming(message, case)
             if complaint:
                 problems.append(complaint)
+            if case.match and not re.search(case.match, message):
+                problems.append(f"does not match {case.match!r}")
         if problems:
             failures.append(f"{case.name}: {'; '.join(problems)} [{message[:200]}]")
     assert not failures, "\n".join(failures)
@@ -150,11 +158,13 @@ def _check_run(proc, case, *, batch=False):
         warns = [x for x in err.splitlines() if x.startswith("warning:")]
         if case.expected == "warning":
             assert len(warns) == 1 and case.path.name in warns[0], err
+            assert re.search(case.match, warns[0]), f"{case.name}: {err}"
     else:
         assert proc.returncode == 1, f"{case.name}: exit {proc.returncode}: {err}"
         lines = [x for x in err.strip().splitlines() if not x.startswith("warning:")]
         assert len(lines) == 1 and lines[0].startswith("error: "), f"{case.name}: {err}"
         assert case.path.name in lines[0], f"{case.name}: {err}"
+        assert re.search(case.match, lines[0]), f"{case.name}: {err}"
 
 
 #: one representative per kind of damage and format (each a separate CLI process)
@@ -174,6 +184,17 @@ _CLI_CASES = [
     ("trajectory", "traj_bitflip_1.traj"),
     ("nucleation", "extxyz_tiny_cell_scaled.extxyz"),
     ("nucleation", "xyz_cut_in_last_frame.xyz"),
+    ("entropy", "vasp_species_cu_au_one_count.vasp"),
+    ("entropy", "cif_no_cell.cif"),
+    ("trajectory", "cif_zero_cell.cif"),
+    # the MD trajectories (with MDAnalysis): valid frames, then garbage / zeros / a bad header
+    ("entropy", "xtc_random_tail_1000.xtc"),
+    ("trajectory", "xtc_random_tail_1000.xtc"),
+    ("entropy", "xtc_zero_tail.xtc"),
+    ("trajectory", "trr_corrupt_frame_header.trr"),
+    ("entropy", "trr_zero_tail.trr"),
+    ("dh", "trr_garbage_tail_1000.trr"),
+    ("trajectory", "dcd_garbage_tail_1000.dcd"),
 ]
 
 
@@ -181,6 +202,8 @@ _CLI_CASES = [
 def test_cli_one_line_per_bad_file(corpus):
     by_name = {c.name: c for c in corpus}
     for command, name in _CLI_CASES:
+        if name.endswith(tuple(MD_FORMATS.values())) and not MD:
+            continue
         case = by_name[name]
         args = [command, case.path]
         if command in ("dh", "nucleation"):
