@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from quests_core.cache_keys import (
 from quests_core.dataset import RECORD_COLUMNS, Dataset, FileSpec, _index_to_text, frame_record
 from quests_core.errors import QuestsError
 from quests_core.io import detect_format, iter_frames, parse_type_map
+from quests_core.io_common import TruncatedFrameWarning
 from quests_core.io_mdanalysis import topology_path
 from quests_core.settings import DEFAULTS
 
@@ -167,6 +169,35 @@ class FileDescriptors:
     key: str | None
 
 
+#: Key in a cached per-frame table's ``attrs``: the frames skipped while reading the file
+#: as ``[frame, reason]`` pairs. A table without it (written before it existed) is a miss.
+INPUT_NOTES = "quests_skipped_frames"
+
+
+def skipped_of(table: pd.DataFrame) -> list[tuple[int, str]]:
+    """``(frame, reason)`` of the frames skipped when the file of ``table`` was read."""
+    return [(int(frame), str(reason)) for frame, reason in table.attrs.get(INPUT_NOTES, [])]
+
+
+def read_table(records: Sequence[dict[str, Any]],
+               skipped: Sequence[tuple[str, int, str]]) -> pd.DataFrame:
+    """The per-frame table of a file's read as cached: what reading the file warned
+    about travels with it in ``attrs`` (Parquet keeps them), so a cached rerun repeats
+    it (:func:`repeat_skipped`) instead of silently giving fewer frames."""
+    table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
+    table.attrs[INPUT_NOTES] = [[int(frame), str(reason)] for _path, frame, reason in skipped]
+    return table
+
+
+def repeat_skipped(path: str, skipped: Sequence[tuple[int, str]]) -> None:
+    """Warn again, on a cached result, about the frames skipped when the file was read
+    (:class:`~quests_core.io.TruncatedFrameWarning`: the CLI prints it in one line)."""
+    for frame, reason in skipped:
+        warnings.warn(TruncatedFrameWarning(
+            f"{path}: frame {frame}: {reason}; not read (result from the cache)"),
+            stacklevel=3)
+
+
 def file_descriptors(
     path: str | os.PathLike,
     *,
@@ -231,13 +262,17 @@ def file_descriptors(
     spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())), used)
 
     def finish(frames: pd.DataFrame, x: np.ndarray, hit: bool, key: str | None):
+        skipped = skipped_of(frames)
         frames = frames.copy()
+        frames.attrs.clear()
         if label:
             frames.loc[frames["label"].fillna("") == "", "label"] = label
         if time_step is not None:
             missing = frames["time"].isna()
             frames.loc[missing, "time"] = frames.loc[missing, "frame"] * float(time_step)
-        return FileDescriptors(Dataset.from_frames_table(frames, spec), x, hit, key)
+        dataset = Dataset.from_frames_table(frames, spec)
+        dataset.skipped_frames = [(spath, frame, reason) for frame, reason in skipped]
+        return FileDescriptors(dataset, x, hit, key)
 
     fkey = dkey = None
     if cache is not None:
@@ -246,8 +281,10 @@ def file_descriptors(
         )
         table = cache.get_table(fkey)
         x = cache.get(dkey, mmap=mmap)
-        if table is not None and x is not None and x.shape[0] == int(table["n_atoms"].sum()):
+        if (table is not None and x is not None and INPUT_NOTES in table.attrs
+                and x.shape[0] == int(table["n_atoms"].sum())):
             cache.hits += 1
+            repeat_skipped(spath, skipped_of(table))
             return finish(table, x, True, dkey)
         cache.misses += 1
 
@@ -259,9 +296,11 @@ def file_descriptors(
         else None
     )
     n_atoms = 0
+    skipped: list[tuple[str, int, str]] = []
     try:
         frames_iter = iter_frames(
-            spath, index=index, format=fmt, type_map=tmap or None, topology=used
+            spath, index=index, format=fmt, type_map=tmap or None, topology=used,
+            skipped=skipped,
         )
         for chunk in _chunks(frames_iter, chunk_atoms):
             atoms_list = [item.atoms for item in chunk]
@@ -280,7 +319,7 @@ def file_descriptors(
         if writer is not None:
             writer.abort()
         raise
-    table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
+    table = read_table(records, skipped)
     if writer is None:
         return finish(table, blocks.result(), False, None)
     assert cache is not None and fkey is not None and dkey is not None
@@ -375,5 +414,5 @@ def dataset_descriptors(
     assert cache is not None and key is not None
     out = _committed(cache, key, writer, mmap)
     if fkey is not None:
-        cache.put_table(fkey, pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS)))
+        cache.put_table(fkey, read_table(records, dataset.skipped_frames))
     return out

@@ -130,9 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv, serving, debug)
 
 
+#: Longest warning line printed (a message is cut there, with "…").
+WARNING_CHARS = 500
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one line on stderr (full warnings with ``--debug``)."""
-    text = " ".join(str(message).split())[:300]
+    text = " ".join(str(message).split())
+    if len(text) > WARNING_CHARS:  # a hostile file can make a message of any length
+        text = text[:WARNING_CHARS - 1] + "…"
     print(f"warning: {text}", file=sys.stderr)
 
 
