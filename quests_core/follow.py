@@ -515,6 +515,12 @@ def _parse(cut: _Cut, framer: _Framer, type_map: dict[int, str], validate: bool)
 # ----------------------------------------------------------------------------
 
 
+def _read_at(fd, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of the open binary file ``fd`` from byte ``offset`` on."""
+    fd.seek(offset)
+    return fd.read(size)
+
+
 class _PrefixDigest:
     """CRC-32 digests of the bytes already read, to notice an in-place rewrite.
 
@@ -552,10 +558,9 @@ class _PrefixDigest:
 
     def changed(self, fd, budget: int) -> tuple[int, int] | None:
         """The byte range ``[a, b)`` found changed in the open file ``fd``, or None."""
-        fileno = fd.fileno()
         if self.anchor:
             a = self.position - len(self.anchor)
-            if os.pread(fileno, len(self.anchor), a) != self.anchor:
+            if _read_at(fd, len(self.anchor), a) != self.anchor:
                 return a, self.position
         n_blocks = len(self.full) + (1 if self.tail_len else 0)
         compared = 0
@@ -566,7 +571,7 @@ class _PrefixDigest:
                 length, expected = self.block, self.full[k]
             else:
                 length, expected = self.tail_len, self.tail_crc
-            data = os.pread(fileno, length, start)
+            data = _read_at(fd, length, start)
             if len(data) != length or zlib.crc32(data) != expected:
                 return start, start + length
             self.cursor = k + 1
@@ -808,7 +813,7 @@ class Follower:
                     continue
                 grew = False
                 while fd is not None:
-                    data = os.pread(fd.fileno(), self.block_size, self.position)
+                    data = _read_at(fd, self.block_size, self.position)
                     if not data:
                         break
                     grew = True

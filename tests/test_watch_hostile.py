@@ -29,6 +29,7 @@ import pytest
 from test_follow import FAILED, frame_offsets
 from test_watch import SOLID, _lammps_dump
 
+import quests_core.follow as follow_module
 from quests_core.cli import main as cli_main
 from quests_core.follow import MAX_FRAME_ATOMS, Follower, _PrefixDigest
 from quests_core.io import iter_frames
@@ -306,8 +307,9 @@ def test_prefix_digest_covers_every_block_within_its_budget(tmp_path, monkeypatc
     digest.update(data[:500])  # as the follower reads: blocks of any size
     digest.update(data[500:])
     reads: list[int] = []
-    pread = os.pread
-    monkeypatch.setattr(os, "pread", lambda fd, n, at: (reads.append(n), pread(fd, n, at))[1])
+    read_at = follow_module._read_at
+    monkeypatch.setattr(follow_module, "_read_at",
+                        lambda fd, n, at: (reads.append(n), read_at(fd, n, at))[1])
     with open(path, "r+b", buffering=0) as fd:
         assert digest.changed(fd, budget=16) is None
         assert reads == [64, 16]  # the anchor, then one block
