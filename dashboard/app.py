@@ -33,6 +33,7 @@ from dashboard.paths import (  # noqa: E402
     effective_upload_mb,
     server_message_limit,
 )
+from dashboard.serverlog import install_browser_value_filter  # noqa: E402
 from dashboard.state import AppState  # noqa: E402
 from dashboard.theme import ACCENT, design, keep_assets_local  # noqa: E402
 from dashboard.views import (  # noqa: E402
@@ -256,6 +257,7 @@ def serve_session() -> pn.template.FastListTemplate:
     # an upload whose message the server's websocket limit drops would end the session
     limit = args.websocket_max_bytes or server_message_limit()
     max_upload_mb = effective_upload_mb(args.max_upload_mb, limit)
+    install_browser_value_filter()  # a refused value from a page: one log line
     app = create_app(args.data_dir, job_mode=args.job_mode, max_upload_mb=max_upload_mb)
     pn.state.on_session_destroyed(lambda _ctx: app.cleanup())
     return app.template()

@@ -352,13 +352,23 @@ def list_data_files(root: str | os.PathLike, max_files: int = 2000) -> list[str]
     return scan_data_files(root, max_files).files
 
 
+#: Longest stored upload name (characters; a file system allows 255 bytes).
+MAX_UPLOAD_NAME = 200
+
+
 def safe_upload_name(name: str) -> str:
     """A file name for an upload: its last component with odd characters replaced."""
     base = PureWindowsPath(PurePosixPath(str(name)).name).name
     base = _SAFE_NAME.sub("_", base).lstrip(".")
     if not base:
         raise QuestsError(f"{name!r}: not a usable file name")
-    return base[:200]
+    if len(base) <= MAX_UPLOAD_NAME:
+        return base
+    # shortened in the stem: the endings (".extxyz", ".lammpstrj.gz") say the format
+    suffix = "".join(PurePosixPath(base).suffixes[-2:])
+    if len(suffix) > MAX_UPLOAD_NAME // 4:
+        suffix = PurePosixPath(base).suffix[-(MAX_UPLOAD_NAME // 4):]
+    return base[:MAX_UPLOAD_NAME - len(suffix)] + suffix
 
 
 def format_mb(size: float) -> str:

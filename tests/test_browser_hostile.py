@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from ase.io import write
 from conftest import noisy_cu
-from test_browser_e2e import Session, running_server
+from test_browser_e2e import ARTIFACTS, Session, running_server
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +37,13 @@ FILE_INPUT_NAMES = """() => {
         try { out.push(m.filename || null) } catch (e) { out.push(null) }  // unset: throws
     return out;
 }"""
+
+
+#: A page script's forged value for the follow mode's file selector (not among its options).
+FORGE_FOLLOW_FILE = """() => { let n = 0;
+    for (const d of Bokeh.documents) for (const m of d.all_models)
+      if (m.title === 'File to follow') { m.value = '../../etc/passwd'; n++; }
+    return n; }"""
 
 
 def _hostile_files() -> list[dict]:
@@ -104,6 +111,13 @@ def test_hostile_uploads_keep_the_page_working(browser, tmp_path):
             page.get_by_text("upload refused: 2 files in one message").first.wait_for(
                 timeout=20_000)
 
+            # forged widget values, as a page script sends them: refused, one log line each
+            s.tab("Trajectory")
+            page.get_by_text("Follow a running simulation").wait_for(timeout=60_000)
+            assert page.evaluate(FORGE_FOLLOW_FILE) == 1
+            page.get_by_text("Follow a running simulation").wait_for(timeout=20_000)
+            s.tab("Data")
+
             # a compute over the hostile files fails in one line naming a file
             s.compute()
             failed = page.get_by_text(re.compile(r"^Failed: upload/")).first
@@ -121,3 +135,7 @@ def test_hostile_uploads_keep_the_page_working(browser, tmp_path):
             assert s.errors == [], s.errors
         finally:
             s.close()
+    log = (ARTIFACTS / "server_hostile.log").read_text()
+    refused = [x for x in log.splitlines() if "refused a value sent by the browser" in x]
+    assert refused and all("../../etc/passwd not in list" in x for x in refused), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

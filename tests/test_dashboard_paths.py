@@ -7,8 +7,10 @@ import os
 import pytest
 
 from dashboard.paths import (
+    MAX_UPLOAD_NAME,
     check_data_dir,
     check_upload_size,
+    is_data_file,
     list_data_files,
     resolve_in_dir,
     safe_upload_name,
@@ -75,6 +77,11 @@ def test_upload_names_and_sizes():
     assert safe_upload_name(".bashrc") == "bashrc"
     with pytest.raises(QuestsError):
         safe_upload_name("../")
+    # a long name is shortened in its stem: the endings still say the format (a 300-
+    # character upload was refused as "not a structure file" when the cut took them)
+    for ending in (".extxyz", ".lammpstrj.gz", ".xyz.gz"):
+        long = safe_upload_name("run_" + "x" * 296 + ending)
+        assert len(long) == MAX_UPLOAD_NAME and long.endswith(ending) and is_data_file(long)
     check_upload_size("a.extxyz", 10, 10)
     with pytest.raises(QuestsError, match="larger than"):
         check_upload_size("a.extxyz", 11, 10)
