@@ -139,3 +139,24 @@ def per_frame_stats(dh: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.
     sums = np.add.reduceat(np.asarray(dh, dtype=np.float64), starts)
     novel = np.add.reduceat((np.asarray(dh) > 0).astype(np.float64), starts)
     return sums / counts, novel / counts
+
+
+def self_reference_problem(source: str, first_atoms: int, total_atoms: int,
+                           max_atoms: int, remedy: str | None = None) -> str:
+    """Why a trajectory's first frame should not be its own reference ("" when it can be).
+
+    Without a reference file, dH of every atom is taken against the first frame: n_0
+    kernel pairs per atom, n_0 x N in all. Above ``max_atoms`` atoms in that frame (the
+    size up to which a frame's H is exact, :func:`quests_core.sampling.exact_max_atoms`:
+    the same n^2 cost) this is refused in one line that names the way out (``remedy``;
+    default: the CLI's options), instead of a run that does not finish (4 frames of
+    256,000 atoms: 2.6e11 pairs).
+    """
+    if first_atoms <= max_atoms:
+        return ""
+    if remedy is None:
+        remedy = (f"give a reference (-r REF, e.g. the training set), or -r {source} "
+                  "--reference-index 0 to take frame 0 anyway")
+    pairs = float(first_atoms) * float(total_atoms)
+    return (f"{source}: frame 0 has {first_atoms:,} atoms: as the reference of all "
+            f"{total_atoms:,} atoms it would take {pairs:.2g} kernel pairs; {remedy}")

@@ -97,8 +97,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``trajectory FILE [--reference REF...]``"""
+    from quests_core.errors import QuestsError
     from quests_core.sampling import exact_max_atoms
-    from quests_core.trajectory import frame_statistics
+    from quests_core.trajectory import frame_statistics, self_reference_problem
 
     settings, suffix = prepare(args)
     traj, dataset, x = load_one(args.file, args, settings)
@@ -112,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         reference = ", ".join(it.path for it in ref.items)
         h_ref = bandwidth(settings, ref_ds)
     else:
+        problem = self_reference_problem(args.file, int(counts[0]), int(counts.sum()),
+                                         exact_max_atoms(args.exact_max_atoms))
+        if problem:
+            raise QuestsError(problem)
         ref_x = x[offsets[0] : offsets[0] + counts[0]]
         reference = f"first frame (frame {int(frames['frame'].iat[0])})"
         h_ref = bandwidth(settings, dataset.subset([0]))

@@ -1,0 +1,84 @@
+"""``trajectory`` without ``--reference``: frame 0 is the reference only while it is small.
+
+dH of every atom against frame 0 costs n_0 kernel pairs per atom; above the size up to
+which a frame's H is exact (``--exact-max-atoms``, ``$QUESTS_EXACT_ENTROPY_MAX_ATOMS``)
+the command refuses in one line naming ``--reference`` instead of a run that does not
+finish (4 frames of 256,000 atoms did not finish in 120 s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quests_core.cli import main
+from quests_core.trajectory import self_reference_problem
+
+RUN = Path(__file__).resolve().parents[1] / "sample_data" / "cu_failed_simulation.extxyz"
+
+
+def test_self_reference_problem_counts_the_pairs():
+    assert self_reference_problem("run.xyz", 40_000, 160_000, 40_000) == ""
+    text = self_reference_problem("run.xyz", 256_000, 1_024_000, 40_000)
+    assert text.startswith("run.xyz: frame 0 has 256,000 atoms: as the reference of all "
+                           "1,024,000 atoms it would take 2.6e+11 kernel pairs")
+    assert "-r REF" in text and "-r run.xyz --reference-index 0" in text
+    assert "\n" not in text
+
+
+@pytest.fixture()
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _run(argv, capsys):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_trajectory_refuses_a_big_first_frame_as_reference(private_cache, capsys):
+    base = ["trajectory", RUN, "--index", ":3", "-k", "8", "--cutoff", "4", "--no-progress"]
+    # 864 atoms per frame: over a threshold of 500, refused in one line, exit 1
+    rc, out, err = _run([*base, "--exact-max-atoms", "500"], capsys)
+    assert rc == 1 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: {RUN}: frame 0 has 864 atoms: as the reference of all "
+                           "2,592 atoms it would take 2.2e+06 kernel pairs")
+    # frame 0 named as the reference on purpose: the same numbers as the default run
+    table_a, table_b = private_cache / "a.csv", private_cache / "b.csv"
+    rc, _, err = _run([*base, "--exact-max-atoms", "500", "-r", RUN, "--reference-index", "0",
+                       "-o", table_a], capsys)
+    assert rc == 0, err
+    rc, _, err = _run([*base, "-o", table_b], capsys)
+    assert rc == 0, err
+    a, b = pd.read_csv(table_a), pd.read_csv(table_b)
+    pd.testing.assert_series_equal(a["mean_dH"], b["mean_dH"])
+    pd.testing.assert_series_equal(a["frac_novel"], b["frac_novel"])
+    assert a["frac_novel"].iat[0] == 0.0  # frame 0 against itself
+
+
+def test_dashboard_refuses_a_big_first_frame_as_reference(monkeypatch, tmp_path):
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+    from quests_core.errors import QuestsError
+    from quests_core.sampling import EXACT_MAX_ATOMS_ENV
+
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_CACHE", None)
+    monkeypatch.setenv(EXACT_MAX_ATOMS_ENV, "500")
+    spec = FileSpec(str(RUN), RUN.name, "trajectory", index=":3")
+    settings = ComputeSettings(learning_max_n=50, learning_repeats=1, overlap_max_n=50,
+                               k=8, cutoff=4.0).frozen()
+    with pytest.raises(QuestsError) as info:
+        run_pipeline([spec], settings)
+    assert str(info.value) == (
+        f"{RUN.name}: frame 0 has 864 atoms: as the reference of all 2,592 atoms it would "
+        "take 2.2e+06 kernel pairs; give a file the role 'reference' (e.g. the training "
+        "set, or a few frames of this run)")
+    monkeypatch.setenv(EXACT_MAX_ATOMS_ENV, "1000")
+    assert len(run_pipeline([spec], settings).frames) == 3
