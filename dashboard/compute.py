@@ -176,10 +176,10 @@ def unique_names(paths: list[str]) -> list[str]:
 def type_map_warning(spec: FileSpec) -> str:
     """The one-line warning for a chosen LAMMPS file whose numeric types will be read as H,
     He, ... and where its type map goes ("" when the species are known)."""
-    from quests_core.io import lammps_type_warning
+    from quests_core.notes import type_map_note
 
-    text = lammps_type_warning(spec.path, spec.type_map or None, name=spec.name)
-    return text + " in the files table's 'types' column." if text else ""
+    return type_map_note(spec.path, spec.type_map, "in the files table's 'types' column.",
+                         name=spec.name)
 
 
 def topology_problem(spec: FileSpec, topology_name: str = "") -> str:

@@ -29,6 +29,11 @@ import pandas as pd
 
 from quests_core.errors import QuestsError
 from quests_core.learning import learning_sizes
+from quests_core.notes import (
+    NOVEL_ADVICE_FRACTION,
+    narrow_bandwidth_note,
+    self_reference_novelty,
+)
 from quests_core.trajectory import per_frame_stats
 
 from .compute import (
@@ -51,9 +56,6 @@ from .state import (
     Results,
     RunSettings,
 )
-
-#: probably too small for the density (see :func:`bandwidth_advice`).
-NOVEL_ADVICE_FRACTION = 0.9
 
 
 def bandwidth_advice(
@@ -105,19 +107,11 @@ def bandwidth_advice(
     for source, rows in frames.groupby("source", sort=False):
         if rows["role"].iat[0] not in ("trajectory", "test"):
             continue
-        rows = rows.iloc[1:]
-        n = rows["n_atoms"].to_numpy(np.float64)
-        if n.sum() <= 0:
-            continue
-        novel = float(np.sum(rows["frac_novel"].to_numpy(np.float64) * n) / n.sum())
-        if novel > threshold:
-            suggestion = (f" (it would use h = {h_volume:.4g} 1/Å)"
-                          if h_volume is not None and np.isfinite(h_volume) else "")
-            notes.append(
-                f"{source}: {100 * novel:.0f}% of the atoms are novel (dH > 0) against its "
-                f"own first frame with h = {h:.4g} 1/Å; the bandwidth may be too small for "
-                f"this density: try Bandwidth 'volume rule'{suggestion}."
-            )
+        novel = self_reference_novelty(rows["frac_novel"], rows["n_atoms"])
+        note = narrow_bandwidth_note(str(source), novel, h, h_volume,
+                                     "try Bandwidth 'volume rule'", threshold)
+        if note:
+            notes.append(note)
     return notes
 
 

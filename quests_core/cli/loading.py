@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +122,7 @@ def load_files(
     import quests_core as qc
     from quests_core.descriptor_files import SUFFIXES
     from quests_core.io import locate_error
+    from quests_core.notes import InputWarning, type_map_note
 
     settings = settings_from_args(args) if settings is None else settings
     cache = descriptor_cache(args)
@@ -143,6 +145,9 @@ def load_files(
                     compute, cache, progress,
                 )
                 loaded = Loaded(path, res.dataset, res.descriptors, res.from_cache, 0.0, res.key)
+                note = type_map_note(path, args.type_map, "with --type-map.")
+                if note:  # the dashboard says the same in its files table
+                    warnings.warn(InputWarning(note), stacklevel=2)
         except QuestsError as exc:
             if exc.index is not None:  # about a structure of this file: name the file
                 exc = locate_error(exc, source=path)

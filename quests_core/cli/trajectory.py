@@ -161,9 +161,29 @@ def run(args: argparse.Namespace) -> int:
         "mean_dH_last": float(columns["mean_dH"][-1]),
         "frac_novel_max": float(columns["frac_novel"].max()),
     }
+    if not args.reference and settings.bandwidth_rule == "fixed":
+        _narrow_bandwidth(args.file, columns["frac_novel"], counts, h_ref, settings, dataset)
     if per_atom is not None:
         export_structures(dataset, args.output, columns=columns, arrays={"dH": per_atom})
     return finish(args, skipped, summary, table)
+
+
+def _narrow_bandwidth(source, frac_novel, counts, h, settings, dataset) -> None:
+    """Warn (one line, as the dashboard notes) when almost every atom is novel against
+    the run's own first frame at a fixed h: the kernel is too narrow for the density."""
+    import warnings
+
+    from quests_core.errors import QuestsError
+    from quests_core.notes import InputWarning, narrow_bandwidth_note, self_reference_novelty
+
+    novel = self_reference_novelty(frac_novel, counts)
+    try:
+        h_volume = bandwidth(settings.replace(bandwidth_rule="volume"), dataset.subset([0]))
+    except QuestsError:  # no cell: no volume rule to suggest
+        h_volume = None
+    note = narrow_bandwidth_note(source, novel, h, h_volume, "try --bandwidth auto")
+    if note:
+        warnings.warn(InputWarning(note), stacklevel=2)
 
 
 def _print_expected_time(x, offsets, counts, h: float, settings) -> None:
