@@ -56,11 +56,12 @@ def test_bandwidth_modes_and_fixed_bandwidth_match_core_entropy():
     assert pooled.h_a == pooled.h_b == pytest.approx(float(qc.bandwidth_from_volume(12.25)))
     expected = float(qc.entropy(b, pooled.h_a)) - float(qc.entropy(a, pooled.h_a))
     assert pooled.delta == pytest.approx(expected, abs=1e-12)
-    # pooling weighs each set by its atoms: 50 atoms at 11.8 and 108 at 12.7 Å^3/atom
+    # each phase counts once (the paper's "average of the volumes between the alpha and
+    # beta phases"): 50 atoms at 11.8 and 108 at 12.7 Å^3/atom still pool to 12.25
     part = thermo.phase_entropy_difference(a[:50], b, volume_a=11.8, volume_b=12.7)
-    v = (50 * 11.8 + 108 * 12.7) / 158
-    assert part.volume_pooled == pytest.approx(v)
-    assert part.h_a == pytest.approx(float(qc.bandwidth_from_volume(v)), rel=1e-14)
+    assert part.volume_pooled == (11.8 + 12.7) / 2
+    assert part.h_a == pooled.h_a == float(qc.bandwidth_from_volume((11.8 + 12.7) / 2))
+    assert "mean of the two phases'" in part.volume_text()
     fixed = thermo.phase_entropy_difference(a, b, h=0.05)
     expected = float(qc.entropy(b, 0.05)) - float(qc.entropy(a, 0.05))
     assert fixed.mode == "fixed" and fixed.delta == pytest.approx(expected, abs=1e-9)
@@ -114,9 +115,10 @@ def test_sample_solid_versus_melt_at_one_bandwidth():
     va, vb = thermo.volume_per_atom(solid), thermo.volume_per_atom(melt)
     assert len(xa) == len(xb) == 8640 and vb > va  # the melt is less dense
     res = thermo.phase_entropy_difference(xa, xb, volume_a=va, volume_b=vb)
-    # the default: one bandwidth, the volume rule of every frame of both phases pooled
-    vols = [a.get_volume() / len(a) for a in solid + melt]
-    h = volume_rule_bandwidth(vols, [len(a) for a in solid + melt])
+    # the default: one bandwidth, the volume rule of the mean of the two phases' volumes
+    # per atom (each phase's own atom-weighted mean, then each phase once)
+    h = volume_rule_bandwidth([va, vb], [1, 1])
+    assert h == float(qc.bandwidth_from_volume((va + vb) / 2))
     assert res.mode == "pooled" and res.h_a == res.h_b == pytest.approx(h, rel=1e-12)
     expected = float(qc.entropy(xb, h)) - float(qc.entropy(xa, h))
     assert res.delta == pytest.approx(expected, abs=1e-9)

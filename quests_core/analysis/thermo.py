@@ -12,10 +12,15 @@ Conventions (docs/spec.md, "Conventions of the analyses")
 ---------------------------------------------------------
 - The paper compares phases at **one** bandwidth: a fixed h, or the volume
   rule h(V) (SPEC section 2, :func:`quests_core.settings.volume_rule_bandwidth`)
-  of the mean volume per atom of both phases pooled (atom-weighted). That is
-  the default (``mode="pooled"``). ``mode="each"`` gives each phase the
-  bandwidth of its own volume; it changes the difference (1.95 instead of
-  1.53 k_B/atom for the bundled Cu solid and melt), so it is an option only.
+  of "the average of the volumes between the alpha and beta phases": the plain
+  mean of the two sets' volumes per atom (each set's own atom-weighted mean,
+  :func:`volume_per_atom`), each phase counted once whatever its number of
+  frames or atoms. That is the default (``mode="pooled"``); passing one frame
+  of the solid instead of ten leaves h where it was (weighting each set by its
+  environments moved it from 0.0552 to 0.0502 1/Å on the bundled Cu solid and
+  melt). ``mode="each"`` gives each phase the bandwidth of its own volume; it
+  changes the difference (1.95 instead of 1.53 k_B/atom for the bundled Cu
+  solid and melt), so it is an option only.
 - The result is the entropy difference between the two given sets of
   structures at that bandwidth. It is a melting entropy only when A and B are
   the coexisting solid and liquid at the melting point; an entropy drop along
@@ -67,10 +72,11 @@ class PhaseEntropy:
     n_envs : int
         Environments per set after equal-size subsampling.
     mode : str
-        ``"pooled"`` (one h from the pooled mean volume), ``"each"`` (own
-        volume per set) or ``"fixed"`` (one explicit bandwidth).
+        ``"pooled"`` (one h from the mean of the two sets' volumes per atom),
+        ``"each"`` (own volume per set) or ``"fixed"`` (one explicit bandwidth).
     volume_pooled : float
-        Atom-weighted mean volume per atom of both sets (NaN unless pooled).
+        Mean of the two sets' volumes per atom, (volume_a + volume_b) / 2, each
+        set counted once (NaN unless pooled).
     """
 
     delta: float
@@ -94,11 +100,22 @@ class PhaseEntropy:
         """Whether both sets were compared at one bandwidth (the paper's convention)."""
         return self.h_a == self.h_b
 
+    def volume_text(self) -> str:
+        """Which volume per atom the bandwidth comes from, in words."""
+        if self.mode == "pooled":
+            return (f"volume per atom: mean of the two phases' {self.volume_pooled:.4g} "
+                    f"(A {self.volume_a:.4g}, B {self.volume_b:.4g} Å^3/atom, each phase "
+                    "counted once)")
+        if self.mode == "each":
+            return (f"volume per atom: each phase its own (A {self.volume_a:.4g}, "
+                    f"B {self.volume_b:.4g} Å^3/atom)")
+        return "volume per atom: not used (fixed bandwidth)"
+
     def describe(self) -> str:
         """One line that says what the number is (and is not)."""
         if self.mode == "pooled":
-            how = (f"at one bandwidth h = {self.h_a:.5f} 1/Å (volume rule of the pooled "
-                   f"{self.volume_pooled:.4g} Å^3/atom)")
+            how = (f"at one bandwidth h = {self.h_a:.5f} 1/Å (volume rule of the mean of "
+                   f"the two phases' volumes per atom, {self.volume_pooled:.4g} Å^3/atom)")
         elif self.mode == "fixed":
             how = f"at one fixed bandwidth h = {self.h_a:.5f} 1/Å"
         else:
@@ -134,10 +151,12 @@ def phase_entropy_difference(
         One fixed bandwidth for both sets; overrides the volume rule.
     mode : {"pooled", "each"}
         ``"pooled"`` (default, the paper's): one bandwidth, the volume rule of
-        the mean volume per atom of both sets pooled, each weighted by its
-        number of atoms (environments), through
-        :func:`quests_core.settings.volume_rule_bandwidth`. ``"each"``: the
-        volume rule per set with its own volume (two bandwidths).
+        the mean of the two sets' volumes per atom, (volume_a + volume_b) / 2,
+        each set counted once whatever its number of environments (the
+        paper's "average of the volumes between the alpha and beta phases"),
+        through :func:`quests_core.settings.volume_rule_bandwidth` with equal
+        weights. ``"each"``: the volume rule per set with its own volume (two
+        bandwidths).
     max_envs : int or None
         Subsample both sets to min(n_a, n_b, max_envs) environments.
     seed : int
@@ -177,9 +196,11 @@ def phase_entropy_difference(
         if mode == "each":
             h_a, h_b = float(qc.bandwidth_from_volume(va)), float(qc.bandwidth_from_volume(vb))
         else:
-            weights = [len(a), len(b)]
-            h_a = h_b = volume_rule_bandwidth([va, vb], weights)
-            pooled_v = (va * len(a) + vb * len(b)) / (len(a) + len(b))
+            # each phase once: the plain mean of the two volumes per atom, not weighted
+            # by the environments of each set (one frame of A instead of ten gives the
+            # same bandwidth)
+            h_a = h_b = volume_rule_bandwidth([va, vb], [1, 1])
+            pooled_v = (va + vb) / 2.0
         used_mode = mode
     n = min(len(a), len(b))
     if max_envs is not None:

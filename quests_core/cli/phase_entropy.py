@@ -3,8 +3,9 @@
 :func:`quests_core.analysis.thermo.phase_entropy_difference` on the cached
 descriptors of the two files. The default ``--bandwidth auto`` is the volume
 rule: with ``--mode pooled`` (default, the paper's convention) one bandwidth
-from the mean volume per atom of A and B pooled, each weighted by its atoms;
-with ``--mode each`` a bandwidth per set from its own volume. A number given
+from the mean of the two sets' volumes per atom, each set counted once however
+many frames it has (the ``volume_per_atom`` line of the summary says so); with
+``--mode each`` a bandwidth per set from its own volume. A number given
 to ``--bandwidth`` fixes one bandwidth for both. The volumes are the
 atom-weighted mean volume per atom of each file's frames (or ``--volume-a``,
 ``--volume-b``). The number is a melting entropy only for the coexisting solid
@@ -49,9 +50,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         files=None,
         help="entropy difference between two sets of structures at one bandwidth",
         description="Information-entropy difference H_B - H_A (k_B/atom) between two sets of "
-        "structures. Default bandwidth: the volume rule of the mean volume per atom of both "
-        "sets pooled (the paper's convention); --mode each gives each set the bandwidth of its "
-        "own volume; --bandwidth H fixes one. A melting entropy only for the coexisting solid "
+        "structures. Default bandwidth: the volume rule of the mean of the two sets' volumes "
+        "per atom, each set counted once (the paper's convention); --mode each gives each set "
+        "the bandwidth of its own volume; --bandwidth H fixes one. A melting entropy only for the coexisting solid "
         "and liquid at the melting point; an entropy drop along a trajectory is not one.",
     )
     p.add_argument("phase_a", help="structures of set A (e.g. the solid)")
@@ -66,8 +67,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         "--mode",
         choices=thermo.BANDWIDTH_MODES,
         default=thermo.BANDWIDTH_MODES[0],
-        help="with --bandwidth auto: pooled, one bandwidth from the mean volume per atom of A "
-        "and B pooled (default, the paper's); each, a bandwidth per set from its own volume",
+        help="with --bandwidth auto: pooled, one bandwidth from the mean of the volumes per "
+        "atom of A and B, each set counted once whatever its frames (default, the paper's); "
+        "each, a bandwidth per set from its own volume",
     )
     p.add_argument("--max-envs", type=positive_int, default=max_envs,
                    help=f"environments per set (default {max_envs})")
@@ -106,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         "B": args.phase_b,
         "volume_A": res.volume_a,
         "volume_B": res.volume_b,
+        "volume_pooled": res.volume_pooled,
+        "volume_per_atom": res.volume_text(),
         "h_A": res.h_a,
         "h_B": res.h_b,
         "H_A": res.entropy_a,
