@@ -263,8 +263,10 @@ def _nucleation(
     trajectory that is not Cu gets no band and no fit without them, only the clusters and
     a one-line note. The frames before nucleation are pooled with one critical band at
     their mean temperature (:func:`quests_core.analysis.cnt.pre_nucleation_pool`), and
-    their cluster-size distribution is fitted at that temperature with Poisson weights
-    (:func:`fit_nucleation` refits with others).
+    their cluster-size distribution is fitted at that temperature the paper's way:
+    unweighted least squares on log N with the clusters sized by the constants' fit
+    volume (Cu: 11.78 Å^3/atom; the band uses 12.893) (:func:`fit_nucleation` refits
+    with other weights or another fit volume).
     """
     from quests_core.analysis import clusters as cl
     from quests_core.analysis import cnt
@@ -335,18 +337,26 @@ def _nucleation(
             "element": constants.element, "T_melt (K)": constants.t_melt,
             "latent heat (kJ/mol)": constants.latent_heat,
             "V_atom (Å^3)": constants.v_atom, "gamma_SL range (J/m^2)": constants.gamma_range,
+            "V_atom fit (Å^3)": constants.v_fit,
         },
         note=note,
     )
     return fit_nucleation(result), dh_solid, clusters.labels()
 
 
-def fit_nucleation(result: NucleationResult, weights: str | None = None) -> NucleationResult:
+#: :func:`fit_nucleation`'s "keep the result's own fit volume".
+_OWN = object()
+
+
+def fit_nucleation(result: NucleationResult, weights: str | None = None,
+                   fit_v_atom: Any = _OWN) -> NucleationResult:
     """``result`` with the CNT fit of its cluster-size distribution at its pooled
     temperature (:func:`quests_core.analysis.cnt.fit_cnt_distribution`) with ``weights``
-    (``"poisson"`` or ``"none"``; default: the result's own). A fit that cannot be made
-    leaves ``fit`` empty and says why in ``fit_error``. Cheap (a 3-parameter linear
-    least-squares fit): the Nucleation view refits when its weights change.
+    (``"none"``, unweighted, the paper's, or ``"poisson"``; default: the result's own)
+    and its clusters sized with ``fit_v_atom`` Å^3/atom (``None``: the constants' fit
+    volume, Cu 11.78; default: the result's own). A fit that cannot be made leaves
+    ``fit`` empty and says why in ``fit_error``. Cheap (a 3-parameter linear
+    least-squares fit): the Nucleation view refits when its weights or fit volume change.
     """
     import dataclasses
 
@@ -356,7 +366,11 @@ def fit_nucleation(result: NucleationResult, weights: str | None = None) -> Nucl
     if weights not in cnt.FIT_WEIGHTS:
         raise QuestsError(f"unknown CNT fit weights {weights!r}; use one of "
                           f"{', '.join(cnt.FIT_WEIGHTS)}")
-    out = dataclasses.replace(result, weights=weights, fit=None, fit_curve=None, fit_error="")
+    own_v = result.fit_v_atom if fit_v_atom is _OWN else fit_v_atom
+    if own_v is not None and not (np.isfinite(own_v) and own_v > 0):
+        raise QuestsError(f"the fit's volume per atom must be positive, got {own_v}")
+    out = dataclasses.replace(result, weights=weights, fit=None, fit_curve=None, fit_error="",
+                              fit_v_atom=own_v)
     if result.constants is None:
         out.fit_error = "no CNT constants: CNT fit skipped"
         return out
@@ -366,8 +380,7 @@ def fit_nucleation(result: NucleationResult, weights: str | None = None) -> Nucl
         return out
     try:
         fit = cnt.fit_cnt_distribution(result.sizes, result.counts, result.t_pooled,
-                                       v_atom=result.constants["V_atom (Å^3)"],
-                                       weights=weights)
+                                       v_atom=out.fit_volume(), weights=weights)
     except (QuestsError, RuntimeError, ValueError) as exc:
         out.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
         return out
@@ -377,6 +390,9 @@ def fit_nucleation(result: NucleationResult, weights: str | None = None) -> Nucl
         "gamma_SL error (J/m^2)": fit.gamma_sl_err_j_m2,
         "dg_SL (eV/atom)": fit.dg_sl_per_atom,
         "N0": fit.n0,
+        "N0 error": fit.n0_err,
+        "V_atom of the fit's cluster radii (Å^3)": fit.v_atom,
+        "V_atom of the critical band (Å^3)": float(result.constants["V_atom (Å^3)"]),
     }
     grid = np.linspace(max(1, result.sizes.min()), result.sizes.max(), 100)
     out.fit_curve = (grid, np.exp(fit.log_counts(grid)) / max(result.n_frames, 1))

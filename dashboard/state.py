@@ -165,9 +165,12 @@ class NucleationResult:
     ``pre_frames`` (``inf`` on frames at or above the melting point or without a
     temperature; ``nan`` everywhere without CNT constants). ``sizes``/``counts`` are
     the cluster-size distribution of those frames, ``fit`` its CNT fit at
-    ``t_pooled`` with the ``weights`` of :data:`quests_core.analysis.cnt.FIT_WEIGHTS`.
-    ``constants`` holds the material constants used (``None`` when none could be
-    chosen; ``note`` then says why in one line).
+    ``t_pooled`` with the ``weights`` of :data:`quests_core.analysis.cnt.FIT_WEIGHTS`
+    (default unweighted, the paper's) and its clusters sized with ``fit_v_atom``
+    Å^3/atom (``None``: the constants' fit volume, ``"V_atom fit (Å^3)"``, for Cu the
+    paper's 11.78, while the band uses ``"V_atom (Å^3)"``, 12.893). ``constants``
+    holds the material constants used (``None`` when none could be chosen; ``note``
+    then says why in one line).
     """
 
     source: str
@@ -192,6 +195,16 @@ class NucleationResult:
     constants: dict[str, Any] | None = None
     weights: str = FIT_WEIGHTS[0]
     note: str = ""
+    fit_v_atom: float | None = None
+
+    def fit_volume(self) -> float:
+        """Volume per atom (Å^3/atom) that sizes the clusters of the CNT fit: the chosen
+        one, else the constants' fit volume, else their band volume (NaN without constants)."""
+        if self.fit_v_atom is not None:
+            return float(self.fit_v_atom)
+        if self.constants is None:
+            return float("nan")
+        return float(self.constants.get("V_atom fit (Å^3)", self.constants["V_atom (Å^3)"]))
 
     def file_frames(self) -> np.ndarray:
         """The file's own 0-based frame numbers of the analysed frames."""

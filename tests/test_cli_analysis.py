@@ -414,8 +414,9 @@ def test_analysis_does_not_import_the_cli():
 
 
 def test_nucleation_pools_the_pre_nucleation_frames_of_the_bundled_quench(capsys):
-    """Default ``--frames pre``: frames 1-38 and their one band at 794.3 K, the Poisson fit
-    of docs/spec.md section 6 (the dashboard pools the same frames); ``--frames all``
+    """Default ``--frames pre``: frames 1-38 and their one band at 794.3 K, the paper's
+    unweighted fit with the clusters sized at 11.78 Å^3/atom (docs/spec.md section 6; the
+    dashboard pools the same frames), Poisson weights as an option; ``--frames all``
     pools every frame."""
     sample = Path(__file__).resolve().parents[1] / "sample_data"
     args = ["nucleation", sample / "cu_quench.extxyz", "-r", sample / "cu_solid_400K.extxyz",
@@ -425,7 +426,19 @@ def test_nucleation_pools_the_pre_nucleation_frames_of_the_bundled_quench(capsys
     s = summary(text)
     assert s["pooled_frames"] == "38"
     assert close(s["T_pooled_K"], 794.346) and close(s["n_star_min"], 61.3433)
-    assert s["fit_weights"] == "poisson" and abs(float(s["fit_gamma_SL_J_m2"]) - 0.166) < 2e-3
+    assert s["fit_weights"] == "none" and abs(float(s["fit_gamma_SL_J_m2"]) - 0.129) < 2e-3
+    assert close(s["V_atom_A3"], 12.893) and close(s["V_atom_fit_A3"], 11.7769)
+    assert "unweighted" in s["fit_note"] and "11.777 Å^3/atom" in s["fit_note"]
+    assert "critical band: 12.893" in s["fit_note"]
+    code, text, err = run([*args, "--fit-weights", "poisson"], capsys)
+    s = summary(text)
+    assert code == 0, err
+    assert s["fit_weights"] == "poisson" and abs(float(s["fit_gamma_SL_J_m2"]) - 0.177) < 2e-3
+    code, text, err = run([*args, "--fit-weights", "poisson", "--fit-v-atom", "12.893"],
+                          capsys)
+    s = summary(text)
+    assert code == 0, err  # the old default (Poisson, one volume 12.893)
+    assert abs(float(s["fit_gamma_SL_J_m2"]) - 0.166) < 2e-3
     code, text, err = run([*args, "--frames", "all"], capsys)
     assert code == 0, err
     assert summary(text)["pooled_frames"] == "65"

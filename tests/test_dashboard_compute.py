@@ -166,7 +166,7 @@ def test_solid_like_clusters(sample):
     # temperature of the pooled frames
     assert np.all(np.isfinite(nuc.band_max)) and np.all(nuc.band_max > nuc.band_min)
     assert len(np.unique(nuc.band_min)) == 1 and nuc.constants["element"] == "Cu"
-    assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "poisson"
+    assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "none"
 
 
 def test_every_trajectory_gets_its_clusters(sample):

@@ -425,7 +425,7 @@ def test_nucleation_view(state):
     assert "Largest cluster overall: **120 atoms**" in text
     assert "frames 0-3 pooled at their mean temperature **900.0 K**" in text
     assert "one critical size band **30-60 atoms**" in text
-    assert "Poisson weights" in text
+    assert "V_atom = 12.893 Å^3 (critical band)" in text
     # a click on the timeline selects the nearest frame; the button opens Structure
     view._on_tap(state.results.nucleation.timeline(), "time", 0.31)
     assert state.selected_structure == 3
@@ -440,17 +440,37 @@ def test_nucleation_view(state):
     # the weights control refits the stored distribution at the pooled temperature
     from quests_core.analysis import cnt
 
-    view.fit_weights = "none"
-    nuc = state.results.nucleation
-    plain = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893,
-                                     weights="none")
-    assert nuc.weights == "none"
-    assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(plain.gamma_sl_j_m2, rel=1e-12)
-    assert "no weights" in named(view.body(), "nucleation-text").object
+    # (default: unweighted, the paper's; the selector names it so)
+    assert view.fit_weights == "none"
+    assert view.param.fit_weights.names == {"unweighted (paper)": "none", "Poisson": "poisson"}
     view.fit_weights = "poisson"
-    pois = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893)
+    nuc = state.results.nucleation
+    pois = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893,
+                                    weights="poisson")
+    assert nuc.weights == "poisson"
+    assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(pois.gamma_sl_j_m2, rel=1e-12)
+    assert "Poisson-weighted" in named(view.body(), "nucleation-text").object
+    view.fit_weights = "none"
+    plain = cnt.fit_cnt_distribution(nuc.sizes, nuc.counts, 900.0, v_atom=12.893)
     assert state.results.nucleation.fit["gamma_SL (J/m^2)"] == pytest.approx(
-        pois.gamma_sl_j_m2, rel=1e-12) != pytest.approx(plain.gamma_sl_j_m2, rel=1e-3)
+        plain.gamma_sl_j_m2, rel=1e-12) != pytest.approx(pois.gamma_sl_j_m2, rel=1e-3)
+    text = named(view.body(), "nucleation-text").object
+    assert "unweighted least squares on log N (the paper's)" in text
+    assert "cluster radii from V_atom = 12.89 Å^3" in text
+    # the fit volume control refits with its clusters sized at 11.78 Å^3/atom; the band
+    # keeps its own volume
+    view.fit_v_atom = 11.78
+    nuc = state.results.nucleation
+    assert nuc.fit["gamma_SL (J/m^2)"] == pytest.approx(
+        plain.gamma_sl_j_m2 * (12.893 / 11.78) ** (2 / 3), rel=1e-10)
+    assert nuc.fit["V_atom of the fit's cluster radii (Å^3)"] == 11.78
+    assert nuc.fit["V_atom of the critical band (Å^3)"] == 12.893
+    assert nuc.critical_band == (30.0, 60.0)
+    assert "cluster radii from V_atom = 11.78 Å^3" in named(view.body(),
+                                                            "nucleation-text").object
+    view.fit_v_atom = None
+    assert state.results.nucleation.fit["gamma_SL (J/m^2)"] == pytest.approx(
+        plain.gamma_sl_j_m2, rel=1e-12)
     # a trajectory without CNT constants: its one-line note instead of a band or a fit
     state.results.nucleation = dataclasses.replace(
         nuc, constants=None, t_pooled=float("nan"), fit=None, fit_curve=None,

@@ -3,7 +3,9 @@ critical-size band of the pooled pre-nucleation frames, and their cluster-size
 distribution with its CNT fit (:mod:`quests_core.analysis.clusters`,
 :mod:`quests_core.analysis.cnt`; computed by :func:`dashboard.pipeline._nucleation`).
 
-The fit weights are a control of this view: changing them refits the stored
+The fit weights (default unweighted, the paper's) and the volume per atom that
+sizes the fit's clusters (default the constants', Cu 11.78 Å^3/atom; the band
+uses 12.893) are controls of this view: changing them refits the stored
 distribution (:func:`dashboard.pipeline.fit_nucleation`, no recomputation).
 """
 
@@ -15,7 +17,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from quests_core.analysis.cnt import FIT_WEIGHTS
+from quests_core.analysis.cnt import FIT_WEIGHT_WORDS, FIT_WEIGHTS
 
 from ..pipeline import fit_nucleation
 from ..state import NucleationResult
@@ -23,8 +25,9 @@ from .base import EMPTY_TEXT, ZOOM_OPTS, View, control_box, placeholder, plot_pa
 from .trajectory import STRUCTURE_TAB, nearest_structure
 
 #: How the result text names the fit weights.
-WEIGHT_WORDS = {"poisson": "Poisson weights (each size weighted with its count)",
-                "none": "no weights (every size weighs the same)"}
+WEIGHT_WORDS = FIT_WEIGHT_WORDS
+#: The labels of the weights selector, in the order of FIT_WEIGHTS (default first).
+WEIGHT_LABELS = {"none": "unweighted (paper)", "poisson": "Poisson"}
 
 
 def _frames_text(frames: np.ndarray) -> str:
@@ -63,7 +66,8 @@ def nucleation_text(result: NucleationResult) -> str:
         parts.append(
             f"CNT constants{' of ' + c['element'] if c.get('element') else ''}: "
             f"T_m = {c['T_melt (K)']:g} K, latent heat {c['latent heat (kJ/mol)']:g} kJ/mol, "
-            f"V_atom = {c['V_atom (Å^3)']:g} Å^3, gamma_SL {lo:g}-{hi:g} J/m^2.")
+            f"V_atom = {c['V_atom (Å^3)']:g} Å^3 (critical band), gamma_SL {lo:g}-{hi:g} "
+            "J/m^2.")
         if np.isfinite(result.t_pooled):
             n_lo, n_hi = result.critical_band
             parts.append(
@@ -75,9 +79,10 @@ def nucleation_text(result: NucleationResult) -> str:
             parts.append("No frame below the melting point with a temperature: no critical "
                          "band.")
     if result.fit:
-        parts.append(f"CNT fit of the pooled cluster sizes with "
-                     f"{WEIGHT_WORDS.get(result.weights, result.weights)}: the table below "
-                     "the plots.")
+        parts.append(f"CNT fit of the pooled cluster sizes by "
+                     f"{WEIGHT_WORDS.get(result.weights, result.weights)}, cluster radii "
+                     f"from V_atom = {result.fit_volume():.4g} Å^3: the table below the "
+                     "plots.")
     elif result.fit_error:
         parts.append(result.fit_error + ".")
     return " ".join(parts)
@@ -107,9 +112,18 @@ class NucleationView(View):
             "solid reference). By default the first with a CNT fit, else the first.")
 
     fit_weights = param.Selector(
-        default=FIT_WEIGHTS[0], objects=list(FIT_WEIGHTS), label="CNT fit weights",
-        doc="poisson: each cluster size weighted with its count (the default, docs/spec.md); "
-            "none: every size weighs the same.")
+        default=FIT_WEIGHTS[0], objects={WEIGHT_LABELS[w]: w for w in FIT_WEIGHTS},
+        label="CNT fit weights",
+        doc="unweighted (paper): ordinary least squares on log N, every cluster size weighs "
+            "the same (the default, the paper's); Poisson: each size weighted with its count "
+            "(docs/spec.md).")
+
+    fit_v_atom = param.Number(
+        default=None, allow_None=True, bounds=(0, None), inclusive_bounds=(False, True),
+        label="CNT fit V_atom (Å^3)",
+        doc="Volume per atom that sizes the clusters of the CNT fit, n V = (4/3) pi r^3. "
+            "Empty: the constants' (Cu: the paper's 11.78, from 8.96 g/cm^3); the critical "
+            "band keeps its own (Advanced settings, Cu 12.893).")
 
     @param.depends("state.results", watch=True, on_init=True)
     def _on_results(self, *_) -> None:
@@ -172,23 +186,24 @@ class NucleationView(View):
                             logy=True, responsive=True, height=320, show_grid=True,
                             legend_position="top_right", framewise=True, **ZOOM_OPTS)
 
-    @param.depends("fit_weights", watch=True)
+    @param.depends("fit_weights", "fit_v_atom", watch=True)
     def _refit(self) -> None:
-        """New weights: refit the shown distribution at once (the text, the fit table
-        and the exports follow)."""
+        """New weights or fit volume: refit the shown distribution at once (the text,
+        the fit table and the exports follow)."""
         self.result()
 
     def result(self) -> NucleationResult | None:
-        """The nucleation result of :attr:`source` fitted with :attr:`fit_weights`
-        (refitted and kept in the results when the weights changed)."""
+        """The nucleation result of :attr:`source` fitted with :attr:`fit_weights` and
+        :attr:`fit_v_atom` (refitted and kept in the results when they changed)."""
         res = self.results
         if res is None or not res.nucleations:
             return None
         name = self.source if self.source in res.nucleations else \
             default_trajectory(res.nucleations)
         nuc = res.nucleations[name]
-        if nuc.weights != self.fit_weights:
-            nuc = res.nucleations[name] = fit_nucleation(nuc, self.fit_weights)
+        if nuc.weights != self.fit_weights or nuc.fit_v_atom != self.fit_v_atom:
+            nuc = res.nucleations[name] = fit_nucleation(nuc, self.fit_weights,
+                                                         self.fit_v_atom)
         return nuc
 
     def which_text(self) -> str:
@@ -232,9 +247,12 @@ class NucleationView(View):
         return pn.Column(*parts, sizing_mode="stretch_width")
 
     def panel(self) -> pn.viewable.Viewable:
-        controls = control_box(self, ["source", "fit_weights"], width=260,
+        controls = control_box(self, ["source", "fit_weights", "fit_v_atom"], width=260,
+                               widgets={"fit_v_atom": {"type": pn.widgets.FloatInput,
+                                                       "step": 0.1}},
                                name="nucleation-controls")
         return pn.Column(controls,
                          pn.bind(lambda *_: self.body(), self.state.param.results,
-                                 self.param.source, self.param.fit_weights),
+                                 self.param.source, self.param.fit_weights,
+                                 self.param.fit_v_atom),
                          sizing_mode="stretch_width", name="Nucleation")

@@ -22,8 +22,15 @@ Conventions (docs/spec.md, "Conventions of the analyses")
 - The critical band of a set of pooled frames is computed at their mean
   temperature (mean undercooling), never frame by frame: the instantaneous
   temperature of a frame fluctuates and would make the band jitter.
-- The CNT fit weights each size with its count (Poisson) by default; the
-  unweighted fit is available (``weights="none"``).
+- The CNT fit is the paper's by default: ordinary (unweighted) least squares
+  on log N (``weights="none"``); the count-weighted (Poisson) fit is an option
+  (``weights="poisson"``). On the bundled quench the weighting alone moves
+  gamma_SL from 0.121 (unweighted) to 0.166 J/m^2 (Poisson) at one volume.
+- Two volumes per atom, as in the paper: the fit sizes its clusters
+  (n V = (4/3) pi r^3) with ``CNTConstants.fit_v_atom`` (Cu: the density
+  8.96 g/cm^3, 11.78 Å^3/atom) while the critical band uses
+  ``CNTConstants.v_atom`` (Cu: 12.893 Å^3/atom). For any other element the
+  fit's volume defaults to the band's (the one given).
 
 Invariants
 ----------
@@ -64,9 +71,22 @@ CU_T_MELT = 1323.0  # K
 CU_LATENT_HEAT = 11.99  # kJ/mol
 CU_V_ATOM = 12.893  # Å^3/atom
 CU_GAMMA_SL_RANGE = (0.177, 0.221)  # J/m^2
+#: Molar mass of Cu, g/mol (IUPAC; the value of ase.data.atomic_masses).
+CU_MOLAR_MASS = 63.546
+#: Mass density of Cu with which the paper sizes the clusters of its CNT fit, g/cm^3
+#: (8,960 kg/m^3).
+CU_FIT_DENSITY = 8.96
+#: Volume per atom of the CNT fit's cluster radii for Cu: 11.777 Å^3/atom (the band
+#: uses CU_V_ATOM).
+CU_FIT_V_ATOM = CU_MOLAR_MASS / (CU_FIT_DENSITY * AVOGADRO) * CM3_TO_A3
 
-#: Weightings of the CNT fit; the first is the default.
-FIT_WEIGHTS = ("poisson", "none")
+#: Weightings of the CNT fit; the first (the paper's, unweighted) is the default.
+FIT_WEIGHTS = ("none", "poisson")
+#: How the fit weights are named in words (outputs and the dashboard's selector).
+FIT_WEIGHT_WORDS = {
+    "none": "unweighted least squares on log N (the paper's)",
+    "poisson": "Poisson-weighted least squares on log N (each size weighted by its count)",
+}
 
 
 def j_per_m2_to_ev_per_a2(gamma: float | np.ndarray) -> float | np.ndarray:
@@ -161,6 +181,10 @@ class CNTConstants:
         Volume per atom of the solid, Å^3/atom.
     gamma_range : (float, float)
         Range of the solid-liquid interfacial energy, J/m^2.
+    fit_v_atom : float or None
+        Volume per atom that sizes the clusters of the CNT fit, Å^3/atom
+        (Cu: 11.78, from 8.96 g/cm^3); ``None``: ``v_atom``. ``v_atom`` is the
+        critical band's.
     """
 
     element: str | None
@@ -168,6 +192,12 @@ class CNTConstants:
     latent_heat: float
     v_atom: float
     gamma_range: tuple[float, float]
+    fit_v_atom: float | None = None
+
+    @property
+    def v_fit(self) -> float:
+        """Volume per atom of the fit's cluster radii (Å^3/atom)."""
+        return self.v_atom if self.fit_v_atom is None else float(self.fit_v_atom)
 
     def kwargs(self) -> dict[str, float]:
         """``t_melt``, ``latent_heat`` and ``v_atom`` as keywords of the functions below."""
@@ -183,6 +213,9 @@ def cnt_constants(
     v_atom: float | None = None,
     density: float | None = None,
     number_density: float | None = None,
+    fit_v_atom: float | None = None,
+    fit_density: float | None = None,
+    fit_number_density: float | None = None,
 ) -> CNTConstants:
     """The CNT constants of ``element``: the given values, else the paper's Cu values for Cu.
 
@@ -194,7 +227,12 @@ def cnt_constants(
     t_melt, latent_heat, gamma_range
         K, kJ/mol and J/m^2 (low, high).
     v_atom, density, number_density
-        The volume per atom, see :func:`atomic_volume`.
+        The volume per atom of the critical band, see :func:`atomic_volume`
+        (Cu: 12.893 Å^3/atom).
+    fit_v_atom, fit_density, fit_number_density
+        The volume per atom that sizes the clusters of the CNT fit, the same
+        way (Cu: the paper's 8.96 g/cm^3, 11.78 Å^3/atom; any other element:
+        the band's volume).
 
     Raises
     ------
@@ -214,17 +252,22 @@ def cnt_constants(
                           f"are Cu's): give the {', the '.join(missing)}")
     volume = atomic_volume(element, v_atom=v_atom, density=density,
                            number_density=number_density)
+    if fit_v_atom is None and fit_density is None and fit_number_density is None:
+        fit_volume = CU_FIT_V_ATOM if element == "Cu" else volume
+    else:
+        fit_volume = atomic_volume(element, v_atom=fit_v_atom, density=fit_density,
+                                   number_density=fit_number_density)
     t_m = _positive(CU_T_MELT if t_melt is None else t_melt, "melting temperature (K)")
     lat = _positive(CU_LATENT_HEAT if latent_heat is None else latent_heat,
                     "latent heat (kJ/mol)")
     lo, hi = (float(v) for v in (CU_GAMMA_SL_RANGE if gamma_range is None else gamma_range))
     if lo < 0 or lo > hi:
         raise QuestsError(f"interfacial energy range ({lo}, {hi}) must be 0 <= low <= high")
-    return CNTConstants(element, t_m, lat, volume, (lo, hi))
+    return CNTConstants(element, t_m, lat, volume, (lo, hi), fit_volume)
 
 
-#: The constants of the Cu EAM potential of the paper.
-CU = CNTConstants("Cu", CU_T_MELT, CU_LATENT_HEAT, CU_V_ATOM, CU_GAMMA_SL_RANGE)
+#: The constants of the Cu EAM potential of the paper (band 12.893, fit 11.78 Å^3/atom).
+CU = CNTConstants("Cu", CU_T_MELT, CU_LATENT_HEAT, CU_V_ATOM, CU_GAMMA_SL_RANGE, CU_FIT_V_ATOM)
 
 
 # ---------------------------------------------------------------------------
@@ -446,9 +489,9 @@ class CNTFit:
     temperature : float
         Temperature of the fit (K).
     v_atom : float
-        Volume per atom of the size <-> radius map (Å^3/atom).
+        Volume per atom of the fit's size <-> radius map (Å^3/atom).
     weights : str
-        ``"poisson"`` or ``"none"``.
+        ``"none"`` (unweighted, the paper's) or ``"poisson"``.
     """
 
     n0: float
@@ -461,6 +504,14 @@ class CNTFit:
     temperature: float
     v_atom: float
     weights: str = FIT_WEIGHTS[0]
+
+    def describe(self, band_v_atom: float | None = None) -> str:
+        """One line naming the weighting and the volumes per atom used."""
+        text = (f"{FIT_WEIGHT_WORDS.get(self.weights, self.weights)} at {self.temperature:.1f} "
+                f"K; cluster radii from {self.v_atom:.5g} Å^3/atom")
+        if band_v_atom is not None:
+            text += f" (critical band: {float(band_v_atom):.5g} Å^3/atom)"
+        return text
 
     @property
     def gamma_sl_j_m2(self) -> float:
@@ -520,17 +571,19 @@ def fit_cnt_distribution(
         Temperature in K: the mean over the pooled frames
         (:func:`pooled_temperature`).
     v_atom : float
-        Volume per atom in Å^3 (:func:`atomic_volume`; no default).
-    weights : {"poisson", "none"}
-        ``"poisson"`` (the default): each size is weighted with its count N.
-        The count of a bin is Poisson distributed, its variance is its
-        expectation, so var(log N) ~ 1/N and weighted least squares on log N
-        with weights N is the large-count approximation of the maximum
+        Volume per atom in Å^3 that sizes the clusters, n V = (4/3) pi r^3 (no
+        default; :attr:`CNTConstants.v_fit`, for Cu the paper's 11.78 Å^3/atom
+        from 8.96 g/cm^3, not the band's 12.893).
+    weights : {"none", "poisson"}
+        ``"none"`` (the default, the paper's): ordinary least squares on
+        log N, every size weighs the same; the covariance is scaled by the
+        residual variance. ``"poisson"``: each size is weighted with its
+        count N. The count of a bin is Poisson distributed, its variance is
+        its expectation, so var(log N) ~ 1/N and weighted least squares on
+        log N with weights N is the large-count approximation of the maximum
         likelihood fit; the rare large clusters, whose log counts are the
         noisiest, weigh least. Uncertainties are absolute (from the Poisson
-        variance). ``"none"``: ordinary least squares on log N (every size
-        weighs the same, as a fit by eye of the log plot); the covariance is
-        scaled by the residual variance.
+        variance).
 
     Returns
     -------

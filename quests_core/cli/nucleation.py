@@ -8,9 +8,15 @@ The table has one row per frame (solid-like atoms, largest cluster, mean dH).
 The frames chosen by ``--frames`` are pooled: their cluster-size distribution,
 one critical-size band of classical nucleation theory at their mean
 temperature (:func:`quests_core.analysis.cnt.pooled_critical_band`) and, with
-``--fit``, the CNT fit of the distribution at that temperature (``--weights``).
-The material constants default to the paper's Cu values for a Cu trajectory
-only (:func:`quests_core.analysis.cnt.cnt_constants`). h is the fixed
+``--fit``, the CNT fit of the distribution at that temperature: unweighted
+least squares on log N by default, the paper's (``--fit-weights poisson``: each
+size weighted with its count). The material constants default to the paper's
+Cu values for a Cu trajectory only
+(:func:`quests_core.analysis.cnt.cnt_constants`), with two volumes per atom as
+in the paper: the band's (``--v-atom``/``--density``/``--number-density``,
+Cu 12.893 Å^3/atom) and the one that sizes the fit's clusters
+(``--fit-v-atom``/``--fit-density``, Cu 11.78 Å^3/atom from 8.96 g/cm^3; any
+other element: the band's). The summary names the weighting and both volumes. h is the fixed
 bandwidth or, with ``--bandwidth auto``, the volume rule of the reference.
 
 Outputs: ``--output`` (per-frame table), ``--distribution`` (size
@@ -100,17 +106,30 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                    help=f"latent heat of melting, kJ/mol (Cu: {cnt.CU_LATENT_HEAT:g})")
     vol = c.add_mutually_exclusive_group()
     vol.add_argument("--v-atom", type=positive_float,
-                     help=f"volume per atom of the solid, Å^3/atom (Cu: {cnt.CU_V_ATOM:g})")
-    vol.add_argument("--density", type=positive_float, help="mass density of the solid, g/cm^3")
-    vol.add_argument("--number-density", type=positive_float, help="atoms per Å^3 of the solid")
+                     help="volume per atom of the solid for the critical band, Å^3/atom "
+                     f"(Cu: {cnt.CU_V_ATOM:g})")
+    vol.add_argument("--density", type=positive_float,
+                     help="mass density of the solid for the critical band, g/cm^3")
+    vol.add_argument("--number-density", type=positive_float,
+                     help="atoms per Å^3 of the solid for the critical band")
+    fvol = c.add_mutually_exclusive_group()
+    fvol.add_argument("--fit-v-atom", type=positive_float,
+                      help="volume per atom that sizes the clusters of the CNT fit, Å^3/atom "
+                      f"(Cu: {cnt.CU_FIT_V_ATOM:.4g}, the paper's {cnt.CU_FIT_DENSITY:g} g/cm^3; "
+                      "other elements: the band's volume)")
+    fvol.add_argument("--fit-density", type=positive_float,
+                      help="mass density that sizes the clusters of the CNT fit, g/cm^3 "
+                      f"(Cu: {cnt.CU_FIT_DENSITY:g})")
     c.add_argument("--gamma-min", type=positive_float,
                    help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[0]:g})")
     c.add_argument("--gamma-max", type=positive_float,
                    help=f"interfacial energy, J/m^2 (Cu: {cnt.CU_GAMMA_SL_RANGE[1]:g})")
     c.add_argument("--fit", action="store_true", help="fit the size distribution to CNT")
-    c.add_argument("--weights", choices=cnt.FIT_WEIGHTS, default=cnt.FIT_WEIGHTS[0],
-                   help="CNT fit: poisson (count-weighted least squares on log N, the "
-                   "maximum-likelihood approximation; default) or none (unweighted)")
+    c.add_argument("--fit-weights", "--weights", dest="weights", choices=cnt.FIT_WEIGHTS,
+                   default=cnt.FIT_WEIGHTS[0],
+                   help=f"CNT fit: none (unweighted least squares on log N, the paper's; "
+                   f"default {cnt.FIT_WEIGHTS[0]}) or poisson (each size weighted with its "
+                   "count, the large-count maximum-likelihood approximation)")
     o = p.add_argument_group("more outputs")
     o.add_argument("--distribution", help="cluster-size distribution (.csv, .parquet or .json)")
     o.add_argument("--extxyz", help="trajectory with per-atom dH and cluster ids (.extxyz)")
@@ -135,6 +154,7 @@ def cnt_constants(args: argparse.Namespace, species: Sequence[str], source: str)
             species[0] if len(species) == 1 else None,
             t_melt=args.t_melt, latent_heat=args.latent_heat, gamma_range=gamma,
             v_atom=args.v_atom, density=args.density, number_density=args.number_density,
+            fit_v_atom=args.fit_v_atom, fit_density=args.fit_density,
         )
     except QuestsError as exc:
         text = str(exc)
@@ -234,6 +254,7 @@ def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], di
         "T_melt_K": constants.t_melt,
         "latent_heat_kJ_mol": constants.latent_heat,
         "V_atom_A3": constants.v_atom,
+        "V_atom_fit_A3": constants.v_fit,
         "gamma_SL_J_m2": [lo, hi],
     }
     if not np.all(np.isfinite(temperature[chosen])):
@@ -254,9 +275,10 @@ def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], di
     })
     if args.fit:
         fit = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool,
-                                       v_atom=constants.v_atom, weights=args.weights)
+                                       v_atom=constants.v_fit, weights=args.weights)
         out.update({
             "fit_weights": fit.weights,
+            "fit_note": fit.describe(constants.v_atom),
             "fit_N0": fit.n0,
             "fit_N0_err": fit.n0_err,
             "fit_dg_SL_eV_A3": fit.dg_sl,
