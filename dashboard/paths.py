@@ -66,12 +66,58 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 log = logging.getLogger(__name__)
 
 
-def default_data_dir() -> Path:
-    """``$QUESTS_DATA_DIR`` if set, else ``sample_data`` next to the ``dashboard`` package."""
+#: The small demo data set shipped inside the package (frames of ``sample_data/``; its
+#: README says which): what a wheel install opens on.
+DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo_data"
+#: ``sample_data/`` of a checkout (absent from a wheel install).
+CHECKOUT_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+#: Entries of the current directory looked at to decide whether it holds structure files.
+_CWD_SCAN_LIMIT = 10_000
+
+
+def _holds_structure_files(folder: Path) -> bool:
+    """Whether ``folder`` itself (not its subfolders) holds a structure file."""
+    try:
+        with os.scandir(folder) as it:
+            for n, entry in enumerate(it):
+                if n >= _CWD_SCAN_LIMIT:
+                    return False
+                name = entry.name
+                if name.lower().endswith(".gz"):
+                    name = name[:-3]  # a compressed structure file, not any archive
+                if name and is_data_file(name) and entry.is_file():
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def choose_data_dir(cwd: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The data directory the dashboard opens without ``--data-dir``, and why.
+
+    In order: ``$QUESTS_DATA_DIR`` if set; the current directory (``cwd``) when it holds
+    structure files itself; ``sample_data/`` of a checkout next to the ``dashboard``
+    package; the demo data shipped in the package (:data:`DEMO_DATA_DIR`). The reason
+    is a short phrase for the start-up line.
+    """
     env = os.environ.get("QUESTS_DATA_DIR")
     if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "sample_data"
+        return Path(env), "from $QUESTS_DATA_DIR"
+    try:
+        here = Path.cwd() if cwd is None else Path(cwd)
+    except OSError:  # the current directory was removed
+        here = None
+    if here is not None and _holds_structure_files(here):
+        return here, "the current directory, which holds structure files"
+    if CHECKOUT_DATA_DIR.is_dir():
+        return CHECKOUT_DATA_DIR, "the sample data of the repository checkout"
+    return DEMO_DATA_DIR, ("the demo data shipped with the package; --data-dir DIR, or "
+                           "starting in a folder of structure files, serves your own")
+
+
+def default_data_dir() -> Path:
+    """The data directory without ``--data-dir`` (see :func:`choose_data_dir`)."""
+    return choose_data_dir()[0]
 
 
 def check_data_dir(data_dir: str | os.PathLike) -> Path:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from collections.abc import Sequence
 
 from quests_core.errors import QuestsError
 
 NAME = "serve"
+#: The program name the dashboard's help and messages use when started this way.
+PROG = f"quests-dashboard {NAME}"
 
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
@@ -41,7 +44,12 @@ def serve(argv: list[str]) -> int:
         if exc.name in ("dashboard", "dashboard.launch"):
             raise QuestsError("the dashboard is not installed (dashboard.launch missing)") from None
         raise QuestsError(f"the dashboard needs the missing package {exc.name!r}") from None
-    return int(launch.main(argv) or 0)
+    try:  # the help and messages say `quests-dashboard serve` (a main(argv) without
+        # prog, e.g. a stand-in, is called as before)
+        takes_prog = "prog" in inspect.signature(launch.main).parameters
+    except (TypeError, ValueError):
+        takes_prog = False
+    return int((launch.main(argv, prog=PROG) if takes_prog else launch.main(argv)) or 0)
 
 
 def serve_argv(argv: Sequence[str]) -> tuple[bool, list[str]] | None:
