@@ -252,15 +252,31 @@ def load_files(specs: Sequence[FileSpec], prog: Progress) -> list[Loaded]:
     return loaded
 
 
+def _times_from_steps(dataset) -> bool:
+    """Whether some frame's time was made of its MD step number (no time of its own)."""
+    from quests_core.pipeline import md_step
+
+    structures = getattr(dataset, "structures", None) or []
+    return any("time" not in atoms.info and md_step(atoms) is not None
+               for atoms in structures)
+
+
 def file_warnings(loaded: list[Loaded]) -> list[str]:
-    """Warnings about how files were read: LAMMPS types read as H, He, ...; a last frame
-    cut short (a trajectory still being written) skipped."""
+    """Warnings about how files were read: LAMMPS types read as H, He, ...; times made of
+    MD step numbers and an assumed step length; a last frame cut short (a trajectory
+    still being written) skipped."""
+    from quests_core.notes import step_time_note
+
     out = []
     for item in loaded:
         spec = item.spec
         text = type_map_warning(spec)
         if text:
             out.append(text)
+        if _times_from_steps(item.dataset):
+            out.append(step_time_note(spec.name, spec.timestep_fs,
+                                      "set 'LAMMPS time step (fs)' in Advanced settings if the "
+                                      "run used another step length"))
         for _path, frame, reason in getattr(item.dataset, "skipped_frames", []):
             out.append(f"{spec.name}: frame {frame} skipped, {reason} (the last frame of a "
                        "file still being written?)")

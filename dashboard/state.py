@@ -17,7 +17,7 @@ import pandas as pd
 import param
 
 from quests_core.analysis.cnt import FIT_WEIGHTS
-from quests_core.settings import DEFAULTS, PRECISIONS, Settings
+from quests_core.settings import DEFAULTS, LAMMPS_TIMESTEP_FS, PRECISIONS, Settings
 
 from .paths import is_lammps_file, is_md_trajectory
 
@@ -79,7 +79,7 @@ class FileSpec:
     label: str = ""
     index: str = ":"
     type_map: str = ""
-    timestep_fs: float = 1.0
+    timestep_fs: float = LAMMPS_TIMESTEP_FS
     topology: str = ""
 
     def core_spec(self):
@@ -382,7 +382,7 @@ class DashboardOptions:
     overlap_max_n: int = 2000
     cluster_method: str = "connected"
     exact_entropy: bool = False
-    lammps_timestep_fs: float = 1.0
+    lammps_timestep_fs: float = LAMMPS_TIMESTEP_FS
     cnt_t_melt: float | None = None
     cnt_latent_heat: float | None = None
     cnt_gamma_min: float | None = None
@@ -581,7 +581,7 @@ class AppState(param.Parameterized):
     # ------------------------------------------------------------ files
 
     def add_file(self, path: str, name: str, role: str = "test", label: str = "",
-                 index: str = ":", type_map: str = "", timestep_fs: float = 1.0,
+                 index: str = ":", type_map: str = "", timestep_fs: float = LAMMPS_TIMESTEP_FS,
                  topology: str = "") -> FileSpec:
         """Add a file and return its entry.
 

@@ -6,7 +6,9 @@ CLI and the dashboard warn about the same things with the same facts:
 
 - :func:`type_map_note`: a LAMMPS file whose numeric types are read as H, He, ...;
 - :func:`narrow_bandwidth_note`: a run whose atoms are almost all novel against its
-  own first frame at a fixed bandwidth (too narrow for the density).
+  own first frame at a fixed bandwidth (too narrow for the density);
+- :func:`step_time_note`: a LAMMPS dump's times, made of its MD step numbers and an
+  assumed step length.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ __all__ = [
     "InputWarning",
     "narrow_bandwidth_note",
     "self_reference_novelty",
+    "step_time_note",
     "type_map_note",
 ]
 
@@ -67,3 +70,10 @@ def narrow_bandwidth_note(source: str, novel: float, h: float, h_volume: float |
     return (f"{source}: {100 * novel:.0f}% of the atoms are novel (dH > 0) against its own "
             f"first frame with h = {h:.4g} 1/Å; the bandwidth may be too small for this "
             f"density: {remedy}{would}.")
+
+
+def step_time_note(name: str, timestep_fs: float, remedy: str) -> str:
+    """A file whose frames record MD step numbers, not times (LAMMPS dumps): the times
+    shown are step x ``timestep_fs`` (fs), an assumption the user may have to correct."""
+    return (f"{name}: the frames record MD step numbers, not times: time = step x "
+            f"{timestep_fs:g} fs; {remedy}")

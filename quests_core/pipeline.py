@@ -161,17 +161,23 @@ class FileDescriptors:
         True when nothing had to be computed.
     key : str or None
         Cache key of the descriptors (None without a cache).
+    time_from_steps : bool
+        True when some frame's time is its MD step number times ``timestep_fs``.
     """
 
     dataset: Any
     descriptors: np.ndarray
     from_cache: bool
     key: str | None
+    time_from_steps: bool = False
 
 
 #: Key in a cached per-frame table's ``attrs``: the frames skipped while reading the file
 #: as ``[frame, reason]`` pairs. A table without it (written before it existed) is a miss.
 INPUT_NOTES = "quests_skipped_frames"
+#: Key in a cached per-frame table's ``attrs``: the frames' MD step numbers (None where a
+#: frame records none; an empty list when no frame does).
+MD_STEPS = "quests_md_steps"
 
 
 def skipped_of(table: pd.DataFrame) -> list[tuple[int, str]]:
@@ -179,13 +185,26 @@ def skipped_of(table: pd.DataFrame) -> list[tuple[int, str]]:
     return [(int(frame), str(reason)) for frame, reason in table.attrs.get(INPUT_NOTES, [])]
 
 
+def md_step(atoms: Atoms) -> float | None:
+    """The MD step number a frame records (a LAMMPS dump's ``ITEM: TIMESTEP``), or None."""
+    value = atoms.info.get("timestep")
+    try:
+        step = float(value)
+    except (TypeError, ValueError):
+        return None
+    return step if np.isfinite(step) else None
+
+
 def read_table(records: Sequence[dict[str, Any]],
-               skipped: Sequence[tuple[str, int, str]]) -> pd.DataFrame:
+               skipped: Sequence[tuple[str, int, str]],
+               steps: Sequence[float | None] = ()) -> pd.DataFrame:
     """The per-frame table of a file's read as cached: what reading the file warned
     about travels with it in ``attrs`` (Parquet keeps them), so a cached rerun repeats
-    it (:func:`repeat_skipped`) instead of silently giving fewer frames."""
+    it (:func:`repeat_skipped`) instead of silently giving fewer frames, and so do the
+    MD step numbers (times of LAMMPS dumps, whatever the step length asked for later)."""
     table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
     table.attrs[INPUT_NOTES] = [[int(frame), str(reason)] for _path, frame, reason in skipped]
+    table.attrs[MD_STEPS] = list(steps) if any(s is not None for s in steps) else []
     return table
 
 
@@ -216,6 +235,7 @@ def file_descriptors(
     mmap: bool = False,
     progress: Callable[[int, int], None] | None = None,
     topology: str | os.PathLike | None = None,
+    timestep_fs: float | None = None,
 ) -> FileDescriptors:
     """Descriptors of every atom of a file, streamed frame chunk by frame chunk.
 
@@ -244,6 +264,11 @@ def file_descriptors(
         Atoms per ``compute`` call.
     label, time_step
         Fallback label and ps between frames for the per-frame table.
+    timestep_fs : float, optional
+        Length of one MD step (fs) for a LAMMPS dump's step numbers: ``time = step *
+        timestep_fs / 1000`` ps where the frames carry no time (the steps are kept with
+        the cached table, so a rerun with another length needs no new read);
+        :attr:`FileDescriptors.time_from_steps` says when that happened.
     mmap : bool
         Return the cached array memory-mapped (read-only).
     progress : callable, optional
@@ -263,16 +288,22 @@ def file_descriptors(
 
     def finish(frames: pd.DataFrame, x: np.ndarray, hit: bool, key: str | None):
         skipped = skipped_of(frames)
+        steps = np.asarray(frames.attrs.get(MD_STEPS) or [np.nan] * len(frames), np.float64)
         frames = frames.copy()
         frames.attrs.clear()
         if label:
             frames.loc[frames["label"].fillna("") == "", "label"] = label
+        from_steps = False
+        if timestep_fs is not None:
+            use = frames["time"].isna().to_numpy() & np.isfinite(steps)
+            frames.loc[use, "time"] = steps[use] * float(timestep_fs) / 1000.0
+            from_steps = bool(use.any())
         if time_step is not None:
             missing = frames["time"].isna()
             frames.loc[missing, "time"] = frames.loc[missing, "frame"] * float(time_step)
         dataset = Dataset.from_frames_table(frames, spec)
         dataset.skipped_frames = [(spath, frame, reason) for frame, reason in skipped]
-        return FileDescriptors(dataset, x, hit, key)
+        return FileDescriptors(dataset, x, hit, key, from_steps)
 
     fkey = dkey = None
     if cache is not None:
@@ -282,7 +313,7 @@ def file_descriptors(
         table = cache.get_table(fkey)
         x = cache.get(dkey, mmap=mmap)
         if (table is not None and x is not None and INPUT_NOTES in table.attrs
-                and x.shape[0] == int(table["n_atoms"].sum())):
+                and MD_STEPS in table.attrs and x.shape[0] == int(table["n_atoms"].sum())):
             cache.hits += 1
             repeat_skipped(spath, skipped_of(table))
             return finish(table, x, True, dkey)
@@ -297,6 +328,7 @@ def file_descriptors(
     )
     n_atoms = 0
     skipped: list[tuple[str, int, str]] = []
+    steps: list[float | None] = []
     try:
         frames_iter = iter_frames(
             spath, index=index, format=fmt, type_map=tmap or None, topology=used,
@@ -311,6 +343,7 @@ def file_descriptors(
                 blocks.append(x_chunk)
             for item in chunk:
                 records.append(frame_record(item.atoms, spath, item.frame))
+                steps.append(md_step(item.atoms))
             n_atoms += len(x_chunk)
             del atoms_list, chunk, x_chunk
             if progress is not None:
@@ -319,7 +352,7 @@ def file_descriptors(
         if writer is not None:
             writer.abort()
         raise
-    table = read_table(records, skipped)
+    table = read_table(records, skipped, steps)
     if writer is None:
         return finish(table, blocks.result(), False, None)
     assert cache is not None and fkey is not None and dkey is not None
@@ -393,6 +426,7 @@ def dataset_descriptors(
     source = dataset.specs[0].path if fkey is not None else ""
     frame_numbers = dataset.frames["frame"].to_numpy()
     records: list[dict[str, Any]] = []
+    steps: list[float | None] = []
     try:
         for first, chunk in dataset.iter_chunks(chunk_atoms):
             x_chunk = run_compute(compute, chunk, k, cutoff, species)
@@ -405,6 +439,7 @@ def dataset_descriptors(
                     frame_record(atoms, source, int(frame_numbers[first + j]))
                     for j, atoms in enumerate(chunk)
                 )
+                steps.extend(md_step(atoms) for atoms in chunk)
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -414,5 +449,5 @@ def dataset_descriptors(
     assert cache is not None and key is not None
     out = _committed(cache, key, writer, mmap)
     if fkey is not None:
-        cache.put_table(fkey, read_table(records, dataset.skipped_frames))
+        cache.put_table(fkey, read_table(records, dataset.skipped_frames, steps))
     return out

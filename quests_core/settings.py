@@ -41,6 +41,9 @@ from .errors import QuestsError
 PRECISIONS = ("float64", "float32")
 BACKENDS = ("auto", *_ENGINE_BACKENDS)
 BANDWIDTH_RULES = ("fixed", "volume")
+#: Length of one MD step (fs) assumed for files that record MD step numbers, not times
+#: (LAMMPS dumps): 1 fs, the default time step of LAMMPS's metal units.
+LAMMPS_TIMESTEP_FS = 1.0
 
 
 def bandwidth_from_volume(volume_per_atom):

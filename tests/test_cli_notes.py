@@ -46,7 +46,7 @@ def _warnings(err: str) -> list[str]:
 def test_type_map_note_in_the_cli_and_the_dashboard(private_cache, capsys):
     dump = _dump(private_cache / "alloy.lammpstrj")
     assert main(["entropy", str(dump), "-k", "8", "--cutoff", "4", "--no-progress"]) == 0
-    (cli,) = _warnings(capsys.readouterr().err)
+    (cli,) = [w for w in _warnings(capsys.readouterr().err) if "atom types" in w]
     board = type_map_warning(FileSpec(str(dump), dump.name, "trajectory"))
     fact = ("alloy.lammpstrj: LAMMPS atom types carry no element names and were read as H, "
             "He, ... (type 1 as H, 2 as He); give a type map such as '1:O,2:H' "
@@ -56,7 +56,7 @@ def test_type_map_note_in_the_cli_and_the_dashboard(private_cache, capsys):
     # with a type map: no note
     assert main(["entropy", str(dump), "--type-map", "Cu,Au", "-k", "8", "--cutoff", "4",
                  "--no-progress"]) == 0
-    assert _warnings(capsys.readouterr().err) == []
+    assert [w for w in _warnings(capsys.readouterr().err) if "atom types" in w] == []
 
 
 def test_narrow_bandwidth_note_in_the_cli_and_the_dashboard(private_cache, capsys):
@@ -77,3 +77,31 @@ def test_narrow_bandwidth_note_in_the_cli_and_the_dashboard(private_cache, capsy
     # a fitting bandwidth: no note
     assert main([*argv[:4], "--bandwidth", "auto", *argv[6:]]) == 0
     assert _warnings(capsys.readouterr().err) == []
+
+
+def test_lammps_step_times_agree_and_are_noted(private_cache, capsys):
+    """A dump records MD step numbers (0 and 100 here), not times: the CLI used to write
+    NaN times and the dashboard step x 1 fs without a word; now both give step x 1 fs by
+    default, say so, and take another step length (also on a cached rerun)."""
+    import pandas as pd
+
+    dump = _dump(private_cache / "alloy.lammpstrj")
+    base = ["trajectory", str(dump), "--type-map", "Cu,Au", "-k", "8", "--cutoff", "4",
+            "--no-progress"]
+    out = private_cache / "t.csv"
+    for fs, times in ((None, [0.0, 0.1]), (2.0, [0.0, 0.2])):
+        extra = [] if fs is None else ["--lammps-timestep-fs", str(fs)]
+        assert main([*base, *extra, "-o", str(out)]) == 0
+        (note,) = _warnings(capsys.readouterr().err)
+        assert note == (f"{dump}: the frames record MD step numbers, not times: time = step "
+                        f"x {fs or 1:g} fs; give --lammps-timestep-fs if the run used "
+                        "another step length")
+        assert pd.read_csv(out)["time"].tolist() == pytest.approx(times)
+    settings = ComputeSettings(learning_max_n=50, learning_repeats=1, overlap_max_n=50,
+                               k=8, cutoff=4.0).frozen()
+    spec = FileSpec(str(dump), dump.name, "trajectory", type_map="Cu,Au")
+    res = run_pipeline([spec], settings)
+    assert res.frames["time"].tolist() == pytest.approx([0.0, 0.1])
+    assert (f"{dump.name}: the frames record MD step numbers, not times: time = step x 1 fs; "
+            "set 'LAMMPS time step (fs)' in Advanced settings if the run used another step "
+            "length") in res.warnings

@@ -242,17 +242,23 @@ def test_pipeline_reads_lammps_with_type_map_and_time(sample, tmp_path):
     plain = FileSpec(str(dump), "cu.lammpstrj", "trajectory")
     res = run_pipeline([plain], SMALL)
     assert res.atoms["species"].unique().tolist() == ["H"]  # type 1 read as H ...
-    (warning,) = [w for w in res.warnings if "LAMMPS" in w]
+    (warning,) = [w for w in res.warnings if "LAMMPS atom types" in w]
     assert warning == ("cu.lammpstrj: LAMMPS atom types carry no element names and were read "
                        "as H, He, ... (type 1 as H, 2 as He); give a type map such as '1:Cu' "
                        "(type:element) or 'O H' (elements in type order) in the files "
                        "table's 'types' column.")
     np.testing.assert_allclose(res.frames["time"], [0.0, 2.0, 4.0])  # 1 fs default
+    assert ("cu.lammpstrj: the frames record MD step numbers, not times: time = step x 1 fs; "
+            "set 'LAMMPS time step (fs)' in Advanced settings if the run used another step "
+            "length") in res.warnings
     mapped = FileSpec(str(dump), "cu.lammpstrj", "trajectory", type_map="1:Cu",
                       timestep_fs=0.5)
     res = run_pipeline([mapped], SMALL)
     assert res.atoms["species"].unique().tolist() == ["Cu"]
-    assert not [w for w in res.warnings if "LAMMPS" in w]
+    assert not [w for w in res.warnings if "LAMMPS atom types" in w]
+    assert [w for w in res.warnings if "step numbers" in w] == [
+        "cu.lammpstrj: the frames record MD step numbers, not times: time = step x 0.5 fs; "
+        "set 'LAMMPS time step (fs)' in Advanced settings if the run used another step length"]
     np.testing.assert_allclose(res.frames["time"], [0.0, 1.0, 2.0])
     np.testing.assert_allclose(res.atoms["time"].to_numpy()[::108], [0.0, 1.0, 2.0])
 

@@ -122,7 +122,7 @@ def load_files(
     import quests_core as qc
     from quests_core.descriptor_files import SUFFIXES
     from quests_core.io import locate_error
-    from quests_core.notes import InputWarning, type_map_note
+    from quests_core.notes import InputWarning, step_time_note, type_map_note
 
     settings = settings_from_args(args) if settings is None else settings
     cache = descriptor_cache(args)
@@ -145,8 +145,12 @@ def load_files(
                     compute, cache, progress,
                 )
                 loaded = Loaded(path, res.dataset, res.descriptors, res.from_cache, 0.0, res.key)
-                note = type_map_note(path, args.type_map, "with --type-map.")
-                if note:  # the dashboard says the same in its files table
+                notes = [type_map_note(path, args.type_map, "with --type-map.")]
+                if res.time_from_steps:
+                    notes.append(step_time_note(path, args.lammps_timestep_fs,
+                                                "give --lammps-timestep-fs if the run used "
+                                                "another step length"))
+                for note in filter(None, notes):  # the dashboard says the same
                     warnings.warn(InputWarning(note), stacklevel=2)
         except QuestsError as exc:
             if exc.index is not None:  # about a structure of this file: name the file
@@ -201,6 +205,7 @@ def _file_descriptors(path, args, settings, index, compute, cache, progress):
         cache=cache,
         chunk_atoms=settings.chunk_atoms,
         time_step=args.time_step,
+        timestep_fs=getattr(args, "lammps_timestep_fs", None),
         progress=progress,
         topology=getattr(args, "topology", None),
     )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from quests_core.errors import QuestsError
-from quests_core.settings import DEFAULTS, PRECISIONS, Settings
+from quests_core.settings import DEFAULTS, LAMMPS_TIMESTEP_FS, PRECISIONS, Settings
 
 from .output import check_output
 
@@ -124,6 +124,15 @@ def common_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=None,
         help="ps between frames, when the files carry no time",
+    )
+    g.add_argument(
+        "--lammps-timestep-fs",
+        type=positive_float,
+        default=LAMMPS_TIMESTEP_FS,
+        metavar="FS",
+        help="length of one MD step (fs) for files that record step numbers, not times "
+        f"(LAMMPS dumps): time = step x FS (default {LAMMPS_TIMESTEP_FS:g}, the LAMMPS "
+        "metal-units default)",
     )
     g.add_argument(
         "--skip-bad",
