@@ -242,8 +242,10 @@ def active_learning_task(files: list[FileSpec], request: ActiveLearningRequest, 
     ds, descs, h = structure_descriptors(spec, core, prog, n_threads)
     try:
         generations = al.generation_labels(ds.structures, key)
-    except QuestsError as exc:
-        raise QuestsError(str(exc), source=spec.name) from None
+    except QuestsError as exc:  # named by the file's own frame, not the structure's place
+        where = (f"frame {int(ds.frames['frame'].iat[exc.index])}: "
+                 if exc.index is not None else "")
+        raise QuestsError(where + exc.detail, source=spec.name) from None
     n_gen = len(np.unique(generations))
     prog.stage(0.4, 1.0, f"Novelty, H and D of {n_gen} generations")
     study = al.generation_study(descs, generations, h=h, env_step=request.env_step,

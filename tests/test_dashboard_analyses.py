@@ -266,7 +266,7 @@ def test_active_learning_bad_key(state):
     job = view.run_sync()
     assert job.state == "error" and view.result is None
     assert state.messages[-1] == (
-        "error", f"Active learning: {GENERATIONS}: structure 0: info key 'round' missing")
+        "error", f"Active learning: {GENERATIONS}: frame 0: info key 'round' missing")
     view.generation_key = "  "
     assert view.run_sync() is None
     assert "no generation key" in state.messages[-1][1]
