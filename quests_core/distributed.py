@@ -32,6 +32,10 @@ Invariants
   :mod:`quests_core.chunk_store`; this module never imports :mod:`quests_core.chunked`.
 - Memory: a bounded number of row blocks in flight per worker thread
   (:func:`quests_core.dask_tools.run_bounded`); the reference is sent once.
+- Only arrays travel to the workers here, never paths. Code that sends paths (the
+  CLI's ``dh --store --scheduler``) makes them absolute and checks that every worker
+  sees them first (:func:`quests_core.dask_tools.paths_for_workers`,
+  :func:`quests_core.dask_tools.check_workers_see`).
 """
 
 from __future__ import annotations

@@ -17,10 +17,13 @@ of ``--block-atoms`` test atoms.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 import numpy as np
 
+from quests_core.dask_tools import SHARED_FILESYSTEM
 from quests_core.errors import QuestsError
 
 from .loading import combined, descriptor_cache, load_files, load_reference, source_column
@@ -99,7 +102,8 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="compute the chunks on a dask.distributed scheduler (e.g. tcp://host:8786, or 'local' "
         "for a LocalCluster on this machine); "
-        "its workers must see the files and the store",
+        "its workers must see the files and the store at the same paths (relative paths "
+        "are sent as absolute ones, and every worker is checked first)",
     )
     g.add_argument(
         "--overwrite", action="store_true", help="discard the store's contents instead of resuming"
@@ -198,33 +202,13 @@ def _run_store(args: argparse.Namespace, settings, suffix: str | None) -> int:
         raise QuestsError("--skip-bad cannot be combined with --store (a store is one run)")
     ref, ref_ds, x = load_reference(args, settings)
     h = bandwidth(settings, ref_ds)
-    try:
-        with kernel_bar(args, "dH chunks", unit=" frames") as progress:
-            run_ = chunked_delta_entropy(
-                args.files,
-                x,
-                args.store,
-                h,
-                k=settings.k,
-                cutoff=settings.cutoff,
-                species=species_list(settings),
-                index=args.index,
-                format=args.format,
-                type_map=args.type_map,
-                topology=args.topology,
-                chunk_frames=args.chunk_frames,
-                block_atoms=args.block_atoms,
-                precision=settings.precision,
-                time_step=args.time_step,
-                save_descriptors=args.save_descriptors,
-                overwrite=args.overwrite,
-                n_threads=settings.threads,
-                client=args.scheduler,
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        print(f"interrupted: the finished chunks are kept in {args.store}; run the same "
-              "command again to resume", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        files, store, topology, client = args.files, args.store, args.topology, None
+        if args.scheduler:
+            files, store, topology, client = _worker_plan(args, stack)
+        run_ = _chunked(args, settings, chunked_delta_entropy, files, x, store, h, topology,
+                        client)
+    if run_ is None:
         return 130
     frames = run_.store.frames()
     n_atoms = frames["n_atoms"].to_numpy(np.int64)
@@ -245,3 +229,61 @@ def _run_store(args: argparse.Namespace, settings, suffix: str | None) -> int:
     }
     shown = [c for c in STORE_FRAME_COLUMNS if c in frames]
     return finish(args, ref.skipped, summary, frames[shown])
+
+
+def _worker_plan(args: argparse.Namespace, stack: contextlib.ExitStack):
+    """``(files, store, topology, client)`` for a run on ``--scheduler``: the paths made
+    absolute and checked to exist here (a worker's current directory is not ours), the
+    client connected, and every worker checked to see the files and the store's folder."""
+    from quests_core.dask_tools import check_workers_see, dask_client, paths_for_workers
+    from quests_core.io_mdanalysis import topology_path
+
+    files = paths_for_workers(args.files)
+    topology = paths_for_workers(args.topology)[0] if args.topology else None
+    store = os.path.abspath(os.path.expanduser(args.store))
+    client = stack.enter_context(dask_client(args.scheduler))
+    read = list(files)
+    for path in files:  # an MD trajectory's topology, given or found next to it
+        found = topology_path(path, args.format, topology)
+        if found is not None and found not in read:
+            read.append(found)
+    check_workers_see(client, read, writes=[store])
+    return files, store, topology, client
+
+
+def _chunked(args, settings, chunked_delta_entropy, files, x, store, h, topology, client):
+    """Run the chunked pipeline; None when interrupted (the finished chunks are kept)."""
+    try:
+        with kernel_bar(args, "dH chunks", unit=" frames") as progress:
+            return chunked_delta_entropy(
+                files,
+                x,
+                store,
+                h,
+                k=settings.k,
+                cutoff=settings.cutoff,
+                species=species_list(settings),
+                index=args.index,
+                format=args.format,
+                type_map=args.type_map,
+                topology=topology,
+                chunk_frames=args.chunk_frames,
+                block_atoms=args.block_atoms,
+                precision=settings.precision,
+                time_step=args.time_step,
+                save_descriptors=args.save_descriptors,
+                overwrite=args.overwrite,
+                n_threads=settings.threads,
+                client=client,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        print(f"interrupted: the finished chunks are kept in {args.store}; run the same "
+              "command again to resume", file=sys.stderr)
+        return None
+    except (QuestsError, FileNotFoundError) as exc:
+        # checked before submission; a worker that joined later, or a file removed since
+        if client is None or not ("not found" in str(exc) or isinstance(exc, FileNotFoundError)):
+            raise
+        text = " ".join(str(exc).split())[:300]
+        raise QuestsError(f"a Dask worker failed: {text}: {SHARED_FILESYSTEM}") from None
