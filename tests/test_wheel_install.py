@@ -148,8 +148,11 @@ def _build_wheel(src: Path, out: Path) -> Path:
         if offline:
             cmd += ["--no-build-isolation", "--no-index"]
     done = subprocess.run(cmd, cwd=src, capture_output=True, text=True, timeout=300)
+    hint = "" if offline else (
+        f" (this environment lacks the build backend {requires}: the isolated build fetched "
+        "it from the package index; installed here, the build runs offline)")
     assert done.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        f"{' '.join(cmd)} failed{hint}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     wheels = list(out.glob("quests_dashboard-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
