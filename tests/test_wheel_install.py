@@ -128,15 +128,16 @@ def _satisfied(requirement: str) -> bool:
 
 
 def _build_wheel(src: Path, out: Path) -> Path:
-    """The wheel of ``src``: offline (no build isolation) when this environment has the
-    build backend pyproject.toml asks for, else in pip's isolated build environment
-    (which fetches the backend, setuptools, from the package index)."""
+    """The wheel of ``src``, built offline (no build isolation, no package index) with the
+    build backend pyproject.toml asks for, which the test extra installs."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
     requires = tomllib.loads((src / "pyproject.toml").read_text())["build-system"]["requires"]
     offline = all(_satisfied(r) for r in requires)
+    assert offline, (f"this environment lacks the build backend {requires} (the test extra "
+                     "installs it): the test builds offline, without the package index")
     try:
         import build  # noqa: F401
 
