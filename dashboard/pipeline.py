@@ -384,6 +384,10 @@ def fit_nucleation(result: NucleationResult, weights: str | None = None,
     except (QuestsError, RuntimeError, ValueError) as exc:
         out.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
         return out
+    problem = fit.problem()
+    if problem:  # numbers outside their physical bounds are not shown as values
+        out.fit_error = f"No reliable CNT fit: {problem}"
+        return out
     out.fit = {
         "temperature (K)": result.t_pooled,
         "gamma_SL (J/m^2)": fit.gamma_sl_j_m2,

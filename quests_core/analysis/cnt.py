@@ -513,6 +513,25 @@ class CNTFit:
             text += f" (critical band: {float(band_v_atom):.5g} Å^3/atom)"
         return text
 
+    def problem(self) -> str:
+        """Why the fitted numbers are not physical ("" when they are): an interfacial
+        energy that is not positive or whose standard error exceeds it (relative error
+        above 100 %), a prefactor N0 that is not finite and positive or whose error
+        exceeds it. Front ends show "no reliable fit: <this>" instead of the values."""
+        reasons = []
+        gamma, gamma_err = self.gamma_sl_j_m2, self.gamma_sl_err_j_m2
+        if not np.isfinite(gamma) or gamma <= 0:
+            reasons.append(f"gamma_SL = {gamma:.3g} J/m^2 is not positive")
+        elif not np.isfinite(gamma_err) or gamma_err > gamma:
+            reasons.append(f"gamma_SL = {gamma:.3g} +- {gamma_err:.3g} J/m^2 has a relative "
+                           "error above 100 %")
+        if not np.isfinite(self.n0) or self.n0 <= 0:
+            reasons.append(f"the prefactor N0 = {self.n0:.3g} is not a finite positive number")
+        elif not np.isfinite(self.n0_err) or self.n0_err > self.n0:
+            reasons.append(f"the prefactor N0 = {self.n0:.3g} +- {self.n0_err:.3g} has a "
+                           "relative error above 100 %")
+        return "; ".join(reasons)
+
     @property
     def gamma_sl_j_m2(self) -> float:
         """Interfacial energy in J/m^2."""

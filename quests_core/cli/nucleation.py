@@ -276,9 +276,12 @@ def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], di
     if args.fit:
         fit = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool,
                                        v_atom=constants.v_fit, weights=args.weights)
+        out.update({"fit_weights": fit.weights, "fit_note": fit.describe(constants.v_atom)})
+        problem = fit.problem()
+        if problem:  # numbers outside their physical bounds are not printed as values
+            out["fit"] = f"no reliable fit: {problem}"
+            return out
         out.update({
-            "fit_weights": fit.weights,
-            "fit_note": fit.describe(constants.v_atom),
             "fit_N0": fit.n0,
             "fit_N0_err": fit.n0_err,
             "fit_dg_SL_eV_A3": fit.dg_sl,
