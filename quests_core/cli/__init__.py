@@ -13,6 +13,7 @@ Subcommands (one module each, listed in :data:`COMMANDS`)::
     active-learning novelty per generation, H and D of the cumulative dataset
     uq              dH against a training set versus per-atom model error
     phase-entropy   entropy difference of two sets of structures at one bandwidth
+    report          a self-contained HTML report (and PNG/SVG figures) of files
     watch           follow a running simulation, stop it when it extrapolates (exit 4)
     serve           start the dashboard
 
@@ -56,6 +57,7 @@ from . import (
     nucleation,
     overlap,
     phase_entropy,
+    report,
     serve,
     trajectory,
     uq,
@@ -92,6 +94,7 @@ COMMANDS = (
     active_learning,
     uq,
     phase_entropy,
+    report,
     watch,
     serve,
 )
