@@ -708,8 +708,12 @@ class DataView(View):
             notes = [pn.pane.Alert("\n".join(f"- {w}" for w in res.warnings),
                                    alert_type="warning", name="notes",
                                    sizing_mode="stretch_width")]
+        save = pn.widgets.FileDownload(  # the CLI's `quests-dashboard report`, same builder
+            callback=lambda: self.safe_download(self.save_report), filename="quests_report.html",
+            label="Save report (HTML)", color="primary", width=220, name="save-report")
         return pn.Column(
             *alert,
+            save,
             pn.pane.Markdown(info, name="results-info"),
             *notes,
             pn.pane.Markdown("### Files"),
@@ -721,6 +725,14 @@ class DataView(View):
                                  sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+
+    def save_report(self):
+        """The self-contained HTML report of the results shown (:mod:`dashboard.report`)."""
+        import io
+
+        from ..report import report_of_state
+
+        return io.BytesIO(report_of_state(self.state).html.encode("utf-8"))
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self._results_panel, sizing_mode="stretch_width", name="Data")

@@ -1,0 +1,200 @@
+"""The report to share (``quests-dashboard report``, the Data tab's "Save report") and
+the figures for papers (dashboard/report.py; docs/report.md).
+
+The browser side (the page opened offline in Chromium) is tests/test_browser_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard.pipeline import run_pipeline
+from dashboard.report import (
+    POINTS_MAX,
+    build_report,
+    save_figure,
+)
+from dashboard.state import AppState, ComputeSettings, FileSpec, Results
+from quests_core.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FAILED = ROOT / "sample_data" / "cu_failed_simulation.extxyz"
+SOLID = ROOT / "sample_data" / "cu_solid_400K.extxyz"
+needs_sample = pytest.mark.skipif(not (FAILED.exists() and SOLID.exists()),
+                                  reason="bundled sample data missing")
+#: learning curves and overlap kept small: the numbers under test do not depend on them
+SMALL = dict(learning_max_n=200, learning_repeats=1, overlap_max_n=300)
+#: the report's size bound for 100,000 atoms (docs/report.md)
+MB_100K = 15e6
+
+
+def report_data(page: str) -> dict:
+    """The numbers embedded in a report page."""
+    m = re.search(r'<script type="application/json" id="quests-report-data">(.*?)</script>',
+                  page, re.S)
+    assert m, "no embedded report data"
+    return json.loads(m.group(1))
+
+
+def trajectory_table(tmp_path: Path) -> pd.DataFrame:
+    """`quests-dashboard trajectory FAILED -r SOLID -o t.csv`, the reference numbers."""
+    out = tmp_path / "t.csv"
+    assert main(["trajectory", str(FAILED), "-r", str(SOLID), "-o", str(out), "-q"]) == 0
+    return pd.read_csv(out)
+
+
+@pytest.fixture(scope="module")
+def failed_run():
+    st = AppState()
+    st.add_file(str(FAILED), FAILED.name, "trajectory")
+    st.add_file(str(SOLID), SOLID.name, "reference")
+    st.settings = ComputeSettings(**SMALL)
+    st.results = run_pipeline(st.files, st.settings.frozen())
+    return st
+
+
+@needs_sample
+def test_report_numbers_equal_the_trajectory_command(failed_run, tmp_path):
+    table = trajectory_table(tmp_path)
+    rep = build_report(failed_run.results, failed_run.settings.frozen())
+    data = report_data(rep.html)
+    assert data == json.loads(json.dumps(data))  # JSON without NaN
+    traj = data["trajectories"][FAILED.name]
+    assert traj["frame"] == table["frame"].tolist()
+    np.testing.assert_allclose(traj["H"], table["H"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(traj["frac_novel"], table["frac_novel"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(traj["mean_dH"], table["mean_dH"], rtol=1e-9)
+    assert traj["flagged_frames"] == [31]
+    assert "frame 31" in rep.html
+    # header: inputs with digests, settings, version
+    from quests_core import __version__
+    from quests_core.cache_keys import file_digest
+
+    inputs = {row["file"]: row for row in data["inputs"]}
+    assert inputs[FAILED.name]["SHA-256"] == file_digest(FAILED)
+    assert inputs[FAILED.name]["frames"] == 35
+    assert data["settings"]["bandwidth rule"] == "fixed"
+    assert data["version"] == __version__
+    # per file H and D as `quests-dashboard entropy`
+    out = tmp_path / "e.csv"
+    assert main(["entropy", str(SOLID), "-o", str(out), "-q"]) == 0
+    solid = pd.read_csv(out).iloc[0]
+    files = {row["file"]: row for row in data["files"]}
+    assert files[SOLID.name]["H (nats)"] == pytest.approx(solid["H"], rel=1e-9)
+    assert files[SOLID.name]["D (nats)"] == pytest.approx(solid["D"], rel=1e-9)
+    # every script and style inline: no src/href to another file or host
+    assert not re.search(r'<script[^>]*\bsrc="(?!data:)', rep.html)
+    assert not re.search(r'<link[^>]*\bhref="(?!data:)', rep.html)
+    assert rep.size < 5e6
+
+
+@needs_sample
+def test_save_report_of_the_dashboard_gives_the_same_numbers(failed_run, tmp_path):
+    from dashboard.views.data import DataView
+
+    view = DataView(state=failed_run, job_mode="thread")
+    page = view.save_report().getvalue().decode("utf-8")
+    data = report_data(page)
+    table = trajectory_table(tmp_path)
+    traj = data["trajectories"][FAILED.name]
+    np.testing.assert_allclose(traj["H"], table["H"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(traj["frac_novel"], table["frac_novel"], atol=1e-12)
+    assert traj["flagged_frames"] == [31]
+    assert data["settings"]["bandwidth rule"] == "fixed"
+    # nothing computed: one line, no page
+    empty = DataView(state=AppState(), job_mode="thread")
+    assert empty.safe_download(empty.save_report).getvalue() == b""
+    assert "nothing computed" in empty.state.messages[-1][1]
+
+
+@needs_sample
+def test_cli_report_and_its_errors(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    figs = tmp_path / "figs"
+    code = main(["report", str(FAILED), "-r", str(SOLID), "-o", str(out), "-q",
+                 "--learning-max-n", "200", "--overlap-max-n", "300", "--no-file-entropy",
+                 "--figures", str(figs), "--figure-format", "svg", "--figure-size", "5x3"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "jump frames (0-based): 31" in text
+    data = report_data(out.read_text(encoding="utf-8"))
+    assert data["trajectories"][FAILED.name]["flagged_frames"] == [31]
+    assert sorted(p.suffix for p in figs.iterdir()) == [".svg"] * len(list(figs.iterdir()))
+    for argv, words in (
+        (["report", str(tmp_path / "none.xyz"), "-o", str(out)], "no such file"),
+        (["report", str(FAILED), "-o", str(tmp_path / "r.txt")], "unsupported output"),
+        (["report", str(FAILED)], "give the output file"),
+        (["report", str(FAILED), "-o", str(out), "--figure-format", "gif"], "--figure-format"),
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and words in err and "\n" not in err, err
+
+
+def synthetic_results(n_frames: int, per_frame: int, seed: int = 0) -> Results:
+    """Results of a made-up trajectory (no computation): for the size bounds."""
+    rng = np.random.default_rng(seed)
+    n = n_frames * per_frame
+    frame = np.repeat(np.arange(n_frames), per_frame)
+    dh = rng.normal(-3, 1, n)
+    late = frame >= int(0.8 * n_frames)
+    dh[late] = rng.lognormal(5, 2, late.sum())
+    atoms = pd.DataFrame({
+        "structure": frame.astype(np.int32), "frame": frame.astype(np.int32),
+        "time": (0.1 * frame).astype(np.float32), "label": pd.Categorical([""] * n),
+        "atom": np.tile(np.arange(per_frame), n_frames).astype(np.int32),
+        "species": pd.Categorical(["Cu"] * n),
+        "x": rng.uniform(0, 40, n).astype(np.float32), "y": rng.uniform(0, 40, n).astype(np.float32),
+        "z": rng.uniform(0, 40, n).astype(np.float32), "source": pd.Categorical(["big.xyz"] * n),
+        "role": pd.Categorical(["trajectory"] * n), "dH": dh.astype(np.float32)})
+    by = pd.Series(dh).groupby(frame)
+    frames = pd.DataFrame({
+        "structure": np.arange(n_frames), "source": "big.xyz", "frame": np.arange(n_frames),
+        "time": 0.1 * np.arange(n_frames), "label": "", "n_atoms": per_frame,
+        "atom_offset": np.arange(n_frames) * per_frame, "H": rng.normal(4, 0.1, n_frames),
+        "H_stderr": 0.0, "mean_dH": by.mean().to_numpy(),
+        "frac_novel": by.apply(lambda s: float((s > 0).mean())).to_numpy(),
+        "role": "trajectory", "path": "big.xyz", "temperature": np.nan})
+    return Results(frames=frames, atoms=atoms, h=0.015, k=32, cutoff=5.0, reference="ref",
+                   files=[FileSpec("/nonexistent/big.xyz", "big.xyz", "trajectory")])
+
+
+@pytest.mark.parametrize("n_frames, per_frame, bound", [(20, 5_000, MB_100K),
+                                                         (25, 10_000, MB_100K)])
+def test_report_size_stays_bounded(n_frames, per_frame, bound):
+    res = synthetic_results(n_frames, per_frame)
+    rep = build_report(res, entropy=False)
+    n = n_frames * per_frame
+    assert rep.data["per_atom"]["big.xyz"]["drawn_as"] == ("points" if n <= POINTS_MAX
+                                                          else "images")
+    assert rep.size < bound, f"{n:,} atoms: {rep.size / 1e6:.1f} MB"
+    assert rep.data["trajectories"]["big.xyz"]["flagged_frames"] == [int(0.8 * n_frames)]
+    print(f"report of {n:,} atoms: {rep.size / 1e6:.2f} MB")
+
+
+def test_figures_png_and_svg(tmp_path):
+    from PIL import Image
+
+    res = synthetic_results(10, 200)
+    rep = build_report(res, entropy=False)
+    name = "trajectory_big_xyz"
+    assert name in rep.figures and "dh_histogram_big_xyz" in rep.figures
+    png = save_figure(rep.figures["dh_histogram_big_xyz"], tmp_path / "hist.png", size=(5, 3),
+                      dpi=200)
+    with Image.open(png) as im:
+        assert im.size == (1000, 600)
+        assert tuple(round(d) for d in im.info["dpi"]) == (200, 200)
+    svg = save_figure(rep.figures[name], tmp_path / "traj.svg", size=(6, 6))
+    text = svg.read_text(encoding="utf-8")
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", text)
+    assert any("time (ps)" in t for t in labels), labels
+    assert any("H (nats)" in t for t in labels)
+    assert any("fraction dH > 0" in t.replace("&gt;", ">") for t in labels)
+    with pytest.raises(Exception, match="png or svg"):
+        save_figure(rep.figures[name], tmp_path / "x.gif")
