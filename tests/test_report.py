@@ -150,7 +150,8 @@ def synthetic_results(n_frames: int, per_frame: int, seed: int = 0) -> Results:
         "time": (0.1 * frame).astype(np.float32), "label": pd.Categorical([""] * n),
         "atom": np.tile(np.arange(per_frame), n_frames).astype(np.int32),
         "species": pd.Categorical(["Cu"] * n),
-        "x": rng.uniform(0, 40, n).astype(np.float32), "y": rng.uniform(0, 40, n).astype(np.float32),
+        "x": rng.uniform(0, 40, n).astype(np.float32),
+        "y": rng.uniform(0, 40, n).astype(np.float32),
         "z": rng.uniform(0, 40, n).astype(np.float32), "source": pd.Categorical(["big.xyz"] * n),
         "role": pd.Categorical(["trajectory"] * n), "dH": dh.astype(np.float32)})
     by = pd.Series(dh).groupby(frame)
