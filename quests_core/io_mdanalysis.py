@@ -508,6 +508,7 @@ _TRR_MAGIC = 1993
 _XTC_SHORT = 56  # bytes of an XTC frame before its coordinates (<= 9 atoms: stored as floats)
 _TRR_HEAD = 76  # bytes of a TRR frame header before its time and lambda
 _TRR_TAG = b"GMX_trn_file"
+_XTC_SMALLIDX = (9, 72)  # libxdrfile's magicints[] indexes (FIRSTIDX, LASTIDX - 1)
 
 
 @dataclass(frozen=True)
@@ -539,9 +540,9 @@ def _int(head: bytes, at: int) -> int:
 
 
 def _xtc_max_bytes(n_atoms: int) -> int:
-    """Most bytes of compressed coordinates a frame of ``n_atoms`` can hold: XTC stores
-    at most 32 bits per coordinate, plus small headers; twice that is allowed."""
-    return 24 * n_atoms + 1024
+    """Most bytes of compressed coordinates libxdrfile's buffer holds for ``n_atoms``
+    (``3 n 1.2`` ints, the first three not data): more would overflow it."""
+    return 4 * (int(3 * n_atoms * 1.2) - 3)
 
 
 def _xtc_frame(head: bytes, n_atoms: int) -> int | str | None:
@@ -571,6 +572,11 @@ def _xtc_frame(head: bytes, n_atoms: int) -> int | str | None:
     precision = struct.unpack_from(">f", head, 56)[0]
     if not (np.isfinite(precision) and precision > 0):
         return f"corrupt XTC frame header (precision {precision:g})"
+    low, high = struct.unpack_from(">3i", head, 60), struct.unpack_from(">3i", head, 72)
+    if any(h < lo for lo, h in zip(low, high, strict=True)):
+        return f"corrupt XTC frame header (coordinate range {list(low)} to {list(high)})"
+    if not _XTC_SMALLIDX[0] <= _int(head, 84) <= _XTC_SMALLIDX[1]:
+        return f"corrupt XTC frame header (small-integer index {_int(head, 84)})"
     nbytes = _int(head, 88)
     if not 0 < nbytes <= _xtc_max_bytes(natoms):
         return f"corrupt XTC frame header ({nbytes} bytes of coordinates for {natoms} atoms)"
@@ -666,11 +672,15 @@ def _scan_xdr_cached(path: str, fmt: str, n_atoms: int, size: int, mtime: int) -
 
 
 class _Xdr(_Trajectory):
-    """GROMACS XTC/TRR through MDAnalysis's libmdaxdr, at the offsets of :func:`_scan_xdr`."""
+    """GROMACS XTC/TRR through MDAnalysis's libmdaxdr, at the offsets of :func:`_scan_xdr`.
+
+    TRR frames (plain reals, block sizes checked by the scan) are decoded here;
+    XTC frames only in a child process (:class:`_XtcDecoder`): libxdrfile's
+    decompressor writes out of bounds on some corrupt data without always
+    crashing at once, so no XTC frame is ever decompressed in this process.
+    """
 
     def __init__(self, path: str, fmt: str, n_atoms: int):
-        from MDAnalysis.lib.formats.libmdaxdr import TRRFile, XTCFile
-
         self.path, self.fmt = path, fmt
         scan = _scan_xdr(path, fmt, n_atoms)
         if scan.stop is not None and scan.stop.frame == 0:
@@ -679,8 +689,14 @@ class _Xdr(_Trajectory):
         self.n_frames = len(scan.offsets)
         self.cut_last = scan.cut_last
         self.stop = scan.stop
-        self._file = (XTCFile if fmt == "xtc" else TRRFile)(path)
-        self._file.set_offsets(np.array(scan.offsets, dtype=np.int64))
+        self._offsets = scan.offsets
+        self._file: Any = None
+        self._decoder: _XtcDecoder | None = None
+        if fmt == "trr":
+            from MDAnalysis.lib.formats.libmdaxdr import TRRFile
+
+            self._file = TRRFile(path)
+            self._file.set_offsets(np.array(scan.offsets, dtype=np.int64))
 
     def read(self, i: int) -> _Raw:
         crash = _xdr_probe(self.path, self.fmt, self.n_atoms)
@@ -690,20 +706,112 @@ class _Xdr(_Trajectory):
                              "reader (checked in a separate process)")
             raise _Crash(f"not read: the file is corrupt from frame {crash} on (decoding "
                          "that frame aborts the reader)")
-        self._file.seek(i)
-        frame = self._file.read()
-        if self.fmt == "trr" and not frame.hasx:
-            raise _NoPositions()
-        box = np.asarray(frame.box, dtype=np.float64) * _NM
+        if self.fmt == "xtc":
+            if self._decoder is None:
+                self._decoder = _XtcDecoder(self.path, self.n_atoms, self._offsets)
+            x, box, time, step = self._decoder.read(i)
+        else:
+            self._file.seek(i)
+            frame = self._file.read()
+            if not frame.hasx:
+                raise _NoPositions()
+            x, box, time, step = frame.x, frame.box, frame.time, frame.step
+        box = np.asarray(box, dtype=np.float64) * _NM
         return _Raw(
-            np.asarray(frame.x, dtype=np.float64) * _NM,
+            np.asarray(x, dtype=np.float64) * _NM,
             box if np.any(box) else None,
-            float(frame.time),
-            int(frame.step),
+            float(time),
+            int(step),
         )
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+        if self._decoder is not None:
+            self._decoder.close()
+
+
+#: Decodes the XTC frames the parent asks for (one index a line on stdin) at the
+#: offsets it sent first; answers status, time, step, box and positions (float32).
+_DECODER = r"""
+import struct, sys
+import numpy as np
+from MDAnalysis.lib.formats.libmdaxdr import XTCFile
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+n = int(inp.readline())
+offsets = np.frombuffer(inp.read(8 * n), dtype=np.int64).copy()
+f = XTCFile(sys.argv[1])
+f.set_offsets(offsets)
+for line in inp:
+    try:
+        f.seek(int(line))
+        fr = f.read()
+        data = (np.asarray(fr.box, dtype=np.float32).tobytes()
+                + np.asarray(fr.x, dtype=np.float32).tobytes())
+        out.write(struct.pack("<idq", len(data), float(fr.time), int(fr.step)) + data)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300].encode() or type(exc).__name__.encode()
+        out.write(struct.pack("<idq", -len(text), 0.0, 0) + text)
+    out.flush()
+"""
+
+
+class _XtcDecoder:
+    """A child process that decompresses the XTC frames of one file for this one."""
+
+    def __init__(self, path: str, n_atoms: int, offsets: np.ndarray):
+        import subprocess
+        import sys
+
+        self.n_atoms = n_atoms
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _DECODER, os.path.abspath(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        self._send(f"{len(offsets)}\n".encode() + np.asarray(offsets, np.int64).tobytes())
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
+        except OSError:
+            pass  # the child died: reading its answer says so
+
+    def _recv(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self._proc.stdout.read(n - len(out))
+            if not chunk:
+                raise _Crash("corrupt GROMACS XTC data: decoding it aborts the reader "
+                             "(decoded in a separate process)")
+            out += chunk
+        return out
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+        """Positions (n, 3) and box (3, 3) in nm, time (ps) and step of frame ``i``."""
+        self._send(f"{i}\n".encode())
+        size, time, step = struct.unpack("<idq", self._recv(20))
+        if size < 0:
+            raise RuntimeError(self._recv(-size).decode("utf-8", "replace"))
+        if size != 4 * (9 + 3 * self.n_atoms):
+            raise _Crash(f"the decoder answered {size} bytes for {self.n_atoms} atoms")
+        data = np.frombuffer(self._recv(size), dtype=np.float32)
+        return data[9:].reshape(-1, 3), data[:9].reshape(3, 3), time, step
+
+    def close(self) -> None:
+        """End the child (it ends itself when its input closes)."""
+        import subprocess
+
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
 
 
 class _NoPositions(Exception):
