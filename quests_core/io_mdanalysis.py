@@ -24,11 +24,12 @@ number, atom count, block sizes; MDAnalysis's own C offset scan crashes on
 some garbage and is never run), and a DCD header and each frame's Fortran
 record markers are checked in Python before MDAnalysis opens the file (libdcd
 trusts the title count and the fixed-atom indexes). MDAnalysis's XTC decoder
-(C) also aborts the process on some corrupt compressed coordinates; XTC and
-TRR frames are therefore decoded once in a child process first (one process
-per file version, remembered) and the frames from a fatal one on are refused
-with an error instead of being decoded here. Amber NetCDF is read by scipy
-(Python).
+(C) also aborts the process on some corrupt compressed coordinates, or writes
+out of bounds without crashing at once: XTC frames are decompressed only in a
+child process (one per open file), never here. XTC and TRR frames are also
+decoded once in a child process first (one per file version, remembered) and
+the frames from a fatal one on are refused with an error. Amber NetCDF is read
+by scipy (Python).
 
 Frames that end before the file does -- garbage, a zero-filled tail or a
 broken frame header after them -- are read, and the rest of the file is left
