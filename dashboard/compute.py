@@ -278,8 +278,11 @@ def file_warnings(loaded: list[Loaded]) -> list[str]:
                                       "set 'LAMMPS time step (fs)' in Advanced settings if the "
                                       "run used another step length"))
         for _path, frame, reason in getattr(item.dataset, "skipped_frames", []):
-            out.append(f"{spec.name}: frame {frame} skipped, {reason} (the last frame of a "
-                       "file still being written?)")
+            if reason.startswith("at byte"):  # frames end before the file: garbage after
+                out.append(f"{spec.name}: frame {frame}: {reason}")
+            else:
+                out.append(f"{spec.name}: frame {frame} skipped, {reason} (the last frame of "
+                           "a file still being written?)")
     return out
 
 

@@ -107,3 +107,22 @@ def test_dashboard_repeats_the_skipped_frame_on_a_cached_rerun(warning_cases, tm
     assert compute._CACHE is not None and compute._CACHE.hits >= 1  # second run cached
     assert len(notes[0]) == 1 and notes[1] == notes[0]
     assert re.search(rf"{re.escape(case.path.name)}: frame \d+ skipped", notes[0][0])
+
+
+def test_dashboard_words_a_garbage_tail_apart_from_a_frame_being_written(tmp_path):
+    """A cut last frame may be a file still being written; frames that end before the
+    file does (garbage after an XTC) are not: the Data tab says which."""
+    from types import SimpleNamespace
+
+    from dashboard.compute import Loaded, file_warnings
+    from dashboard.state import FileSpec
+
+    spec = FileSpec(str(tmp_path / "run.xtc"), "run.xtc", "trajectory")
+    garbage = ("at byte 2124: not a GROMACS XTC frame (magic number 7, expected 1995); "
+               "reading stopped there: 10 frames read, the last 1000 bytes of the file ignored")
+    dataset = SimpleNamespace(structures=[], skipped_frames=[
+        (spec.path, 10, garbage), (spec.path, 3, "the file ends inside it")])
+    assert file_warnings([Loaded(spec, dataset)]) == [
+        f"run.xtc: frame 10: {garbage}",
+        "run.xtc: frame 3 skipped, the file ends inside it (the last frame of a file still "
+        "being written?)"]
