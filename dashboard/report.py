@@ -78,6 +78,8 @@ MAX_FILE_SECTIONS = 4
 #: Default size (inches) and resolution of a saved figure.
 FIGURE_SIZE = (6.0, 4.0)
 FIGURE_DPI = 300
+#: Default height (inches) of each of stacked panels in a saved figure.
+PANEL_HEIGHT = 2.2
 #: Formats of :meth:`Report.save_figures`.
 FIGURE_FORMATS = ("png", "svg")
 #: Roles whose atoms are tested against the reference (the per-atom sections).
@@ -135,9 +137,12 @@ class Report:
         return path
 
     def save_figures(self, directory: str | Path, formats: Sequence[str] = FIGURE_FORMATS,
-                     size: tuple[float, float] = FIGURE_SIZE, dpi: int = FIGURE_DPI,
+                     size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI,
                      names: Sequence[str] | None = None) -> list[Path]:
-        """Every plot (or those in ``names``) as ``<directory>/<name>.<format>``."""
+        """Every plot (or those in ``names``) as ``<directory>/<name>.<format>``.
+
+        ``size`` (inches) applies to every figure; by default :data:`FIGURE_SIZE`, and
+        for stacked panels (the trajectory's three curves) :func:`default_size`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         out = []
@@ -145,7 +150,8 @@ class Report:
             if names is not None and name not in names:
                 continue
             for fmt in formats:
-                out.append(save_figure(obj, directory / f"{name}.{fmt}", size=size, dpi=dpi,
+                out.append(save_figure(obj, directory / f"{name}.{fmt}",
+                                       size=size or default_size(obj), dpi=dpi,
                                        mode=self.dh_mode))
         return out
 
@@ -173,6 +179,14 @@ def _mpl_dh_ticks(axis: str, mode: str):
             ax.set_yticks(where, texts)
 
     return hook
+
+
+def default_size(obj: Any) -> tuple[float, float]:
+    """The default size (inches) of a figure: :data:`FIGURE_SIZE`, and for a layout of
+    ``n`` stacked panels :data:`PANEL_HEIGHT` inches per panel (at least the default)."""
+    if isinstance(obj, hv.Layout) and len(obj) > 1:
+        return (FIGURE_SIZE[0], max(FIGURE_SIZE[1], PANEL_HEIGHT * len(obj)))
+    return FIGURE_SIZE
 
 
 def save_figure(obj: Any, path: str | Path, *, size: tuple[float, float] = FIGURE_SIZE,
@@ -207,18 +221,67 @@ def save_figure(obj: Any, path: str | Path, *, size: tuple[float, float] = FIGUR
     try:
         with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 10,
                                     "axes.titlesize": 11, "axes.labelsize": 10}):
-            fig = hv.render(_mpl_opts(obj, size, mode), backend="matplotlib")
-            fig.set_size_inches(*size)
-            fig.set_dpi(dpi)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "not compatible with tight_layout"
-                fig.tight_layout()
+            paper = _mpl_opts(obj, size, mode)
+            if isinstance(paper, hv.Layout):
+                fig = _render_panels(paper, size, dpi, keep_aspect=_equal_aspect(obj))
+            else:
+                fig = hv.render(paper, backend="matplotlib")
+                fig.set_size_inches(*size)
+                fig.set_dpi(dpi)
+                if not _equal_aspect(obj) and len(fig.axes) == 1:  # the axes fill the
+                    fig.axes[0].set_aspect("auto")  # figure (a colorbar is placed by hand)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "not compatible with tight_layout"
+                    fig.tight_layout()
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=dpi, format=fmt)
             plt.close(fig)
     finally:
         hv.Store.set_current_backend(current)
     return path
+
+
+def _equal_aspect(obj: Any) -> bool:
+    """Whether a plot of ``obj`` needs equal x and y scales (a structure in Å)."""
+    found = []
+
+    def check(el):
+        try:
+            kw = hv.Store.lookup_options("bokeh", el, "plot").kwargs
+        except Exception:  # noqa: BLE001
+            kw = {}
+        if kw.get("data_aspect") or kw.get("aspect") == "equal":
+            found.append(el)
+        return el
+
+    obj.map(check, [hv.Element, hv.Overlay])
+    return bool(found)
+
+
+def _render_panels(layout: Any, size: tuple[float, float], dpi: int, keep_aspect: bool):
+    """A Matplotlib figure of a layout's panels stacked one above the other at ``size``
+    inches: each panel as wide as the figure, titles, labels and ticks inside it
+    (constrained layout), and panels on one x axis (the trajectory's time) name it once,
+    under the bottom panel. ``keep_aspect``: the axes keep their aspect (equal scales)."""
+    import matplotlib.pyplot as plt
+
+    panels = list(layout)
+    fig, axes = plt.subplots(len(panels), 1, figsize=size, dpi=dpi, layout="constrained",
+                             squeeze=False)
+    axes = list(axes[:, 0])
+    renderer = hv.renderer("matplotlib")
+    for el, ax in zip(panels, axes, strict=True):
+        plot = hv.Store.registry["matplotlib"][type(el)](el, fig=fig, axis=ax,
+                                                          renderer=renderer)
+        plot.initialize_plot()
+        if not keep_aspect:
+            ax.set_aspect("auto")
+    labels = [ax.get_xlabel() for ax in axes]
+    if len(axes) > 1 and labels[0] and len(set(labels)) == 1:
+        for ax in axes[:-1]:
+            ax.set_xlabel("")
+    fig.get_layout_engine().set(h_pad=0.04, w_pad=0.04, hspace=0.02)
+    return fig
 
 
 #: Bokeh options a paper figure keeps (same name in Matplotlib), and renamed ones.
@@ -251,7 +314,7 @@ def _paper_element(el: Any, aspect: float, mode: str) -> Any:
         hooks.append(_mpl_dh_ticks("x", mode))
     if len(dims) >= 2 and "asinh" in dims[1].pprint_label:
         hooks.append(_mpl_dh_ticks("y", mode))
-    if isinstance(el, hv.Histogram) and "color" in opts:  # bars: a face, no edge
+    if isinstance(el, (hv.Histogram, hv.Area)) and "color" in opts:  # a face, no edge
         opts["facecolor"] = opts.pop("color")
         opts["edgecolor"] = "none"
     if not isinstance(el, (hv.HLine, hv.VLine)):
@@ -273,9 +336,40 @@ def _mpl_opts(obj: Any, size: tuple[float, float], mode: str = "asinh") -> Any:
     panels = len(obj) if isinstance(obj, hv.Layout) else 1
     aspect = size[0] / (size[1] / panels) * (0.82 if panels == 1 else 0.6)
     out = obj.map(lambda el: _paper_element(el, aspect, mode), hv.Element)
+    out = out.map(_paper_overlay, hv.Overlay)
     if isinstance(out, hv.Layout):
-        out = out.opts(hv.opts.Layout(backend="matplotlib", sublabel_format="",
-                                      vspace=0.7), clone=False)
+        out = out.cols(1).opts(hv.opts.Layout(backend="matplotlib", sublabel_format="",
+                                              vspace=0.3), clone=False)
+    return out
+
+
+def _paper_overlay(ov: Any) -> Any:
+    """An overlay with the Matplotlib options of its Bokeh look (title, axis labels with
+    their units, log axes, limits: the views set them on the overlay)."""
+    try:
+        given = hv.Store.lookup_options("bokeh", ov, "plot").kwargs
+    except Exception:  # noqa: BLE001
+        return ov
+    keep = ("title", "xlabel", "ylabel", "logx", "logy", "xlim", "ylim", "show_grid",
+            "invert_yaxis")
+    out = ov
+    for key in keep:
+        if key not in given:
+            continue
+        value = given[key]
+        if key == "title" and isinstance(value, str):
+            value = value.replace("\n", " ")
+        try:
+            out = out.opts(backend="matplotlib", **{key: value})
+        except Exception:  # noqa: BLE001
+            pass
+    legend = given.get("legend_position")
+    if isinstance(legend, str) and legend in ("bottom", "top", "right", "left"):
+        # outside the axes in Bokeh: inside (best place) in a paper figure
+        try:
+            out = out.opts(backend="matplotlib", legend_position="best")
+        except Exception:  # noqa: BLE001
+            pass
     return out
 
 
@@ -296,6 +390,7 @@ def build_report(
     progress: ProgressFn | None = None,
     n_threads: int | None = None,
     command: str = "",
+    analyses: Sequence[Any] = (),
 ) -> Report:
     """The report of ``results``.
 
@@ -321,6 +416,11 @@ def build_report(
         ``progress(fraction, text)``.
     command : str
         The command line that made the report (shown in the header), if any.
+    analyses : sequence
+        Analysis sections computed outside the pipeline (:func:`compression_section`,
+        :func:`active_learning_section`), drawn after the pipeline's sections. The
+        nucleation section comes from ``results.nucleations`` (a file with the role
+        'solid reference').
     """
     import holoviews.plotting.bokeh  # noqa: F401 - registers the backend
     from bokeh.embed import file_html
@@ -343,6 +443,11 @@ def build_report(
         steps.append((f"trajectory {source}", lambda s=source: builder.trajectory(s)))
     for source in builder.tested()[:MAX_FILE_SECTIONS]:
         steps.append((f"per-atom dH of {source}", lambda s=source: builder.per_atom(s)))
+    for source in list(results.nucleations)[:MAX_FILE_SECTIONS]:
+        steps.append((f"nucleation in {source}", lambda s=source: builder.nucleation(s)))
+    for section in analyses:
+        steps.append((f"{section.kind} of {section.result.source}",
+                      lambda a=section: getattr(builder, a.kind.replace(" ", "_"))(a)))
     steps.append(("footer", builder.footer))
     for i, (text, step) in enumerate(steps):
         say(i / (len(steps) + 1), text)
@@ -708,6 +813,107 @@ class _Builder:
             self.models.append(model)
             self.figures[f"dh_atoms_{slug}"] = obj
 
+    def nucleation(self, source: str) -> None:
+        """Largest solid-like cluster per frame with the critical band, the pooled
+        cluster-size distribution with its CNT fit (or why there is none), as the
+        Nucleation tab (and ``quests-dashboard nucleation TRAJ -r SOLID --fit``)."""
+        from .views.nucleation import NucleationView, fit_table, nucleation_text
+
+        nuc = self.res.nucleations[source]
+        view = NucleationView(state=self.state)
+        slug = _slug(source)
+        frames = nuc.file_frames()
+        fit_v = None
+        if nuc.constants is not None:
+            fit_v = float(nuc.fit_volume())
+        self.data.setdefault("nucleation", {})[source] = {
+            "frame": np.asarray(frames, np.int64).tolist(),
+            "time": np.asarray(nuc.time, np.float64).tolist(),
+            "temperature": np.asarray(nuc.temperature, np.float64).tolist(),
+            "n_solid": np.asarray(nuc.n_solid, np.int64).tolist(),
+            "largest_cluster": np.asarray(nuc.largest, np.int64).tolist(),
+            "pooled_frames": np.asarray(frames[nuc.pre_frames], np.int64).tolist(),
+            "T_pooled_K": nuc.t_pooled,
+            "critical_band_atoms": list(nuc.critical_band),
+            "sizes": np.asarray(nuc.sizes, np.int64).tolist(),
+            "counts": np.asarray(nuc.counts, np.int64).tolist(),
+            "constants": None if nuc.constants is None else {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in nuc.constants.items()},
+            "fit_weights": nuc.weights, "fit_V_atom_A3": fit_v,
+            "fit": dict(nuc.fit) if nuc.fit else None, "fit_error": nuc.fit_error,
+        }
+        if nuc.fit:
+            fit_words = (f"<b>CNT fit: gamma_SL = {nuc.fit['gamma_SL (J/m^2)']:.4g} ± "
+                         f"{nuc.fit['gamma_SL error (J/m^2)']:.2g} J/m²</b> at "
+                         f"{nuc.fit['temperature (K)']:.1f} K.")
+        else:
+            reason = nuc.fit_error or "no fit"
+            reason = reason[0].lower() + reason[1:] if reason else reason
+            if not reason.startswith("no reliable"):
+                reason = f"no reliable fit: {reason}"
+            fit_words = f"<b>{_esc(reason)}</b>."
+        self.div(f"<h2>Nucleation: {_esc(source)}</h2><p>{_markdown(nucleation_text(nuc))}"
+                 f"</p><p>{fit_words} The same numbers as <code>quests-dashboard nucleation "
+                 f"{_esc(source)} -r SOLID --fit</code> (frames pooled: the pre-nucleation "
+                 "frames, <code>--frames pre</code>).</p>", name=f"report-nucleation-{slug}")
+        self.plot(view.timeline(nuc), f"nucleation_largest_cluster_{slug}")
+        self.plot(view.distribution(nuc), f"nucleation_cluster_sizes_{slug}")
+        table = fit_table(nuc)
+        if len(table):
+            self.div(html_table(table, ["quantity"], name=f"nucleation-fit-{slug}"))
+
+    def compression(self, section: CompressionSection) -> None:
+        """H, D and overlap of the compressed subsets per method (the Compression tab's
+        plots) and the summary of ``quests-dashboard compress``."""
+        from .tasks import METHOD_LABELS
+        from .views.compression import GAP_KINDS, METRICS, REPORT_HEADERS, metric_plot
+
+        res = section.result
+        slug = _slug(res.source)
+        self.data.setdefault("compression", {})[res.source] = {
+            "summary": section.summary, "command": section.command,
+            "report": res.report.to_dict(orient="records")}
+        s = section.summary
+        gap = ("" if res.gap_kind == "none" else
+               f" Information gap = {res.gap_reference:.4g} nats "
+               f"({_esc(GAP_KINDS.get(res.gap_kind, res.gap_kind))}) − H(subset).")
+        self.div(
+            f"<h2>Compression: {_esc(res.source)}</h2><p>{res.n_structures} structures, "
+            f"{res.n_envs:,} environments, k = {res.k}, cutoff = {res.cutoff:g} Å, h = "
+            f"{res.h:.4g} 1/Å. <b>{_esc(METHOD_LABELS.get(s['method'], s['method']))}, "
+            f"{s['kept_structures']} structures kept ({s['kept_environments']:,} "
+            f"environments): H = {s['H']:.6g} nats, D = {s['D']:.6g} nats, overlap with the "
+            f"full set {s['overlap']:.6g}</b> (as <code>{_esc(section.command)}</code>). "
+            "Below: every method against the subset size (error bars: spread over seeds)."
+            f"{gap}</p>", name=f"report-compression-{slug}")
+        for metric in METRICS:
+            self.plot(metric_plot(res.report, metric), f"compression_{metric}_{slug}")
+        shown = res.report.drop(columns=["gap_reference"]).rename(columns=REPORT_HEADERS)
+        self.div(html_table(shown, ["method"], name=f"compression-{slug}"))
+
+    def active_learning(self, section: ActiveLearningSection) -> None:
+        """Novelty of each generation, H and D of the cumulative dataset (the Active
+        learning tab's plots; the table of ``quests-dashboard active-learning``)."""
+        from .views.active_learning import CURVES, REPORT_HEADERS, generation_plot
+
+        res = section.result
+        slug = _slug(res.source)
+        self.data.setdefault("active_learning", {})[res.source] = {
+            "summary": section.summary, "command": section.command,
+            "report": res.report.to_dict(orient="records")}
+        self.div(
+            f"<h2>Active learning: {_esc(res.source)}</h2><p>{res.n_structures} structures, "
+            f"generations from info key <code>{_esc(res.key)}</code>, every environment, "
+            f"k = {res.k}, cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å. Novelty of "
+            "generation g: the fraction of its environments with dH &gt; 0 against all "
+            "earlier generations (none for the first); H and D: the dataset of generations "
+            f"≤ g (as <code>{_esc(section.command)}</code>).</p>",
+            name=f"report-active-learning-{slug}")
+        for column in CURVES:
+            self.plot(generation_plot(res.report, column), f"active_learning_{column}_{slug}")
+        self.div(html_table(res.report.rename(columns=REPORT_HEADERS), [],
+                            name=f"active-learning-{slug}"))
+
     def footer(self) -> None:
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in self.res.timings.items())
         self.div(
@@ -723,6 +929,115 @@ class _Builder:
             "sampled above 40,000 environments and D is given only up to that size; at "
             f"most {MAX_FILE_SECTIONS} trajectory and {MAX_FILE_SECTIONS} per-atom "
             f"sections. Computation time: {_esc(timings)}.</p>", name="report-footer")
+
+
+def _markdown(text: str) -> str:
+    """The views' Markdown (bold, code) as HTML, escaped."""
+    import re
+
+    out = _esc(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+
+
+# ----------------------------------------------------------------------------
+# analysis sections (computed outside the pipeline, as their commands do)
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CompressionSection:
+    """A compression study (:func:`compression_section`) for the report."""
+
+    result: Any  #: :class:`dashboard.tasks.CompressionResult` (the Compression tab's)
+    summary: dict[str, Any]  #: ``quests-dashboard compress``'s summary
+    command: str  #: the equivalent command
+    kind: str = "compression"
+
+
+@dataclasses.dataclass
+class ActiveLearningSection:
+    """An active-learning study (:func:`active_learning_section`) for the report."""
+
+    result: Any  #: :class:`dashboard.tasks.ActiveLearningResult`
+    summary: dict[str, Any]  #: ``quests-dashboard active-learning``'s summary
+    command: str
+    kind: str = "active learning"
+
+
+def compression_section(spec: Any, settings: RunSettings, *, fraction: float,
+                        method: str = "msc", methods: Sequence[str] | None = None,
+                        fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+                        seeds: int = 3, gap: bool = True,
+                        n_threads: int | None = None) -> CompressionSection:
+    """The compression of one file as ``quests-dashboard compress FILE --fraction F
+    --method M --compare --sweep FRACTIONS --seeds N``: the summary of ``method`` at
+    ``fraction`` (:func:`~quests_core.analysis.compression.select_structures`,
+    :func:`~quests_core.analysis.compression.subset_metrics`) and the table of
+    ``methods`` (default all) at ``fractions`` and ``fraction``
+    (:func:`~quests_core.analysis.compression.compression_study`, the Compression
+    tab's function), on every environment. h: fixed, or the volume rule of the file."""
+    from quests_core.analysis import compression as comp
+
+    from .compute import Progress, structure_descriptors
+    from .tasks import CompressionResult
+
+    core = settings.core
+    methods = [m for m in comp.METHODS if m in (methods or comp.METHODS)]
+    _, descs, h = structure_descriptors(spec, core, Progress(None, None), n_threads)
+    n = len(descs)
+    size = comp.fraction_to_size(fraction, n)
+    chosen = sorted({*map(float, fractions), float(fraction)})
+    for f in chosen:
+        comp.fraction_to_size(f, n)
+    selected = comp.select_structures(descs, method, size, h=h, seed=core.seed,
+                                      n_threads=n_threads)
+    m = comp.subset_metrics(descs, selected, h=h, n_threads=n_threads)
+    summary = {"method": method, "structures": n, "kept_structures": m.n_structures,
+               "kept_environments": m.n_envs, "bandwidth": h, "H": m.entropy,
+               "D": m.diversity, "overlap": m.overlap}
+    study = comp.compression_study(descs, methods=methods, fractions=chosen, h=h,
+                                   seeds=tuple(range(core.seed, core.seed + int(seeds))),
+                                   gap=gap, n_threads=n_threads)
+    result = CompressionResult(
+        source=spec.name, frames=spec.index or ":", report=study.report, h=h, k=core.k,
+        cutoff=core.cutoff, n_structures=study.n_structures, n_envs=study.n_envs,
+        env_step=1, gap_reference=study.gap.value, gap_kind=study.gap.kind)
+    every = "--compare" if list(methods) == list(comp.METHODS) else \
+        "(methods " + ",".join(methods) + ")"
+    command = (f"quests-dashboard compress {spec.name} --fraction {fraction:g} --method "
+               f"{method} {every} --sweep {','.join(f'{f:g}' for f in chosen)} --seeds "
+               f"{int(seeds)}{'' if gap else ' --no-gap'}")
+    return CompressionSection(result=result, summary=summary, command=command)
+
+
+def active_learning_section(spec: Any, settings: RunSettings, *, key: str = "generation",
+                            n_threads: int | None = None) -> ActiveLearningSection:
+    """What each generation of a file adds, as ``quests-dashboard active-learning FILE
+    --generation-key KEY``: :func:`~quests_core.analysis.active_learning.generation_study`
+    (the Active learning tab's function) on every environment."""
+    from quests_core.analysis import active_learning as al
+    from quests_core.errors import QuestsError
+
+    from .compute import Progress, structure_descriptors
+    from .tasks import ActiveLearningResult
+
+    core = settings.core
+    ds, descs, h = structure_descriptors(spec, core, Progress(None, None), n_threads)
+    try:
+        generations = al.generation_labels(ds.structures, key)
+    except QuestsError as exc:
+        where = (f"frame {int(ds.frames['frame'].iat[exc.index])}: "
+                 if exc.index is not None else "")
+        raise QuestsError(where + exc.detail, source=spec.name) from None
+    study = al.generation_study(descs, generations, h=h, env_step=1, n_threads=n_threads)
+    result = ActiveLearningResult(
+        source=spec.name, frames=spec.index or ":", key=key, report=study.report, h=h,
+        k=core.k, cutoff=core.cutoff, n_structures=study.n_structures, env_step=1)
+    summary = {"structures": len(descs), "environments": int(sum(len(x) for x in descs)),
+               "generations": int(len(study.report)), "bandwidth": h}
+    command = f"quests-dashboard active-learning {spec.name} --generation-key {key}"
+    return ActiveLearningSection(result=result, summary=summary, command=command)
 
 
 def _slug(text: str) -> str:

@@ -31,6 +31,7 @@ from quests_core.errors import QuestsError
 
 from .parser import (
     add_reference_options,
+    add_seed,
     batch_parser,
     positive_float,
     positive_int,
@@ -91,13 +92,62 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap-max-n", type=positive_int, default=None,
                    help="environments sampled per group for the overlap (default: the "
                    "dashboard's)")
+    g = p.add_argument_group(
+        "nucleation (as 'quests-dashboard nucleation TRAJ -r SOLID --fit')",
+        "solid-like clusters of every trajectory against a solid reference, the largest "
+        "cluster per frame with the critical band, the pre-nucleation frames' cluster-size "
+        "distribution and its CNT fit; CNT constants default to the paper's Cu values (Cu "
+        "trajectories only)")
+    g.add_argument("--nucleation", action="store_true",
+                   help="add the nucleation section (solid: --solid-reference, else the -r "
+                   "files)")
+    g.add_argument("--solid-reference", nargs="+", default=None, metavar="SOLID",
+                   help="solid reference files (frames: --reference-index); implies "
+                   "--nucleation")
+    g.add_argument("--t-melt", type=positive_float, help="melting temperature, K")
+    g.add_argument("--latent-heat", type=positive_float, help="latent heat, kJ/mol")
+    g.add_argument("--v-atom", type=positive_float,
+                   help="volume per atom of the solid for the critical band, Å^3/atom")
+    g.add_argument("--gamma-min", type=positive_float, help="interfacial energy, J/m^2")
+    g.add_argument("--gamma-max", type=positive_float, help="interfacial energy, J/m^2")
+    g.add_argument("--fit-weights", choices=("none", "poisson"), default="none",
+                   help="CNT fit: none (unweighted least squares on log N, the paper's; "
+                   "default) or poisson")
+    g.add_argument("--fit-v-atom", type=positive_float, default=None,
+                   help="volume per atom that sizes the clusters of the CNT fit, Å^3/atom "
+                   "(default: the constants', Cu 11.78)")
+    g = p.add_argument_group(
+        "compression (as 'quests-dashboard compress FILE --fraction F --method M --compare "
+        "--sweep ... --seeds N')")
+    g.add_argument("--compression", metavar="DATASET", default=None,
+                   help="add the compression section of this structure file")
+    g.add_argument("--compression-fraction", type=float, default=0.2,
+                   help="share of structures kept by --compression-method (default 0.2)")
+    g.add_argument("--compression-method", choices=("msc", "fps", "kmeans", "random"),
+                   default="msc", help="method of the summary (default msc)")
+    g.add_argument("--compression-methods", default="msc,fps,kmeans,random",
+                   help="methods compared in the plots (default all four: --compare)")
+    g.add_argument("--compression-sweep", default="0.1,0.2,0.3,0.5,0.7,1.0",
+                   help="fractions of the plots (default the Compression tab's)")
+    g.add_argument("--compression-seeds", type=positive_int, default=3,
+                   help="seeds averaged for random and k-means (default 3; --seed: the first)")
+    g.add_argument("--compression-no-gap", action="store_true",
+                   help="skip the information gap")
+    g = p.add_argument_group("active learning (as 'quests-dashboard active-learning FILE')")
+    g.add_argument("--active-learning", metavar="DATASET", default=None,
+                   help="add the active-learning section of this structure file")
+    g.add_argument("--generation-key", default="generation",
+                   help="info key of the generation (default 'generation')")
+    if not any(a.dest == "seed" for a in p._actions):
+        add_seed(p, "seed of the compression's random and k-means")
     g = p.add_argument_group("figures for papers")
     g.add_argument("--figures", default=None, metavar="DIR",
                    help="also save every plot of the report in DIR")
     g.add_argument("--figure-format", default="png,svg",
                    help="comma-separated formats of --figures: png, svg (default both)")
     g.add_argument("--figure-size", type=figure_size, default=None, metavar="WxH",
-                   help="figure size in inches (default 6x4)")
+                   help="figure size in inches (default 6x4; stacked panels 6 x 2.2 per "
+                   "panel)")
     g.add_argument("--dpi", type=positive_int, default=None,
                    help="dots per inch of the PNG figures (default 300)")
     p.set_defaults(func=run, outputs=OUTPUTS)
@@ -129,9 +179,33 @@ def run(args: argparse.Namespace) -> int:
         os.environ["QUESTS_CACHE_DIR"] = args.cache_dir
     if args.no_cache:
         compute._CACHE = False  # the dashboard's shared cache: none for this run
-    specs = _file_specs(args, state)
+    nucleation = bool(args.nucleation or args.solid_reference)
+    if nucleation and not (args.solid_reference or args.reference):
+        raise QuestsError("--nucleation needs a solid reference: give --solid-reference "
+                          "SOLID or -r SOLID")
+    if (args.gamma_min is None) != (args.gamma_max is None):
+        raise QuestsError("give both --gamma-min and --gamma-max (J/m^2)")
+    analysis_files = [f for f in (args.compression, args.active_learning) if f]
+    for path in analysis_files:
+        _exists(path)
+    methods = [m.strip() for m in args.compression_methods.split(",") if m.strip()]
+    if args.compression and (not methods or set(methods) - {"msc", "fps", "kmeans",
+                                                            "random"}):
+        raise QuestsError(f"--compression-methods: use msc, fps, kmeans, random, got "
+                          f"{args.compression_methods!r}")
+    try:
+        sweep = [float(t) for t in args.compression_sweep.split(",") if t.strip()]
+    except ValueError:
+        raise QuestsError(f"--compression-sweep: fractions separated by commas, got "
+                          f"{args.compression_sweep!r}") from None
+    specs = _file_specs(args, state, nucleation)
     options = {"exact_entropy": bool(args.exact_entropy),
                "lammps_timestep_fs": args.lammps_timestep_fs}
+    for name, option in (("t_melt", "cnt_t_melt"), ("latent_heat", "cnt_latent_heat"),
+                         ("v_atom", "cnt_v_atom"), ("gamma_min", "cnt_gamma_min"),
+                         ("gamma_max", "cnt_gamma_max")):
+        if getattr(args, name) is not None:
+            options[option] = getattr(args, name)
     for name in ("learning_max_n", "learning_repeats", "overlap_max_n"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -146,6 +220,23 @@ def run(args: argparse.Namespace) -> int:
 
         results = pipeline.run_pipeline(specs, run_settings, progress=computing,
                                         n_threads=settings.threads)
+        for name, nuc in list(results.nucleations.items()):  # the chosen fit
+            results.nucleations[name] = pipeline.fit_nucleation(nuc, args.fit_weights,
+                                                                args.fit_v_atom)
+        analyses = []
+        if args.compression:
+            bar.set_postfix_str("compression", refresh=True)
+            spec = _spec(state, args.compression, "test", args)
+            analyses.append(report.compression_section(
+                spec, run_settings, fraction=args.compression_fraction,
+                method=args.compression_method, methods=methods, fractions=sweep,
+                seeds=args.compression_seeds, gap=not args.compression_no_gap,
+                n_threads=settings.threads))
+        if args.active_learning:
+            bar.set_postfix_str("active learning", refresh=True)
+            spec = _spec(state, args.active_learning, "test", args)
+            analyses.append(report.active_learning_section(
+                spec, run_settings, key=args.generation_key, n_threads=settings.threads))
 
         def building(fraction: float, text: str) -> None:
             bar.set_postfix_str(text[:60], refresh=False)
@@ -155,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         built = report.build_report(
             results, run_settings, title=args.title, dh_mode=args.dh_scale,
             z_threshold=args.z_threshold, entropy=not args.no_file_entropy,
-            exact_entropy=args.exact_entropy, progress=building, n_threads=settings.threads)
+            exact_entropy=args.exact_entropy, progress=building, n_threads=settings.threads,
+            analyses=analyses)
     finally:
         bar.close()
     for text in results.warnings:
@@ -165,16 +257,40 @@ def run(args: argparse.Namespace) -> int:
     for source, traj in built.data.get("trajectories", {}).items():
         flagged = ", ".join(map(str, traj["flagged_frames"])) or "none"
         print(f"{source}: {len(traj['frame'])} frames, jump frames (0-based): {flagged}")
+    for source, nuc in built.data.get("nucleation", {}).items():
+        fit = nuc["fit"]
+        words = (f"CNT fit gamma_SL {fit['gamma_SL (J/m^2)']:.6g} J/m^2" if fit else
+                 nuc["fit_error"] or "no fit")
+        print(f"{source}: largest solid-like cluster {max(nuc['largest_cluster'], default=0)}"
+              f" atoms, {len(nuc['pooled_frames'])} pooled frames, {words}")
+    for source, comp in built.data.get("compression", {}).items():
+        s = comp["summary"]
+        print(f"{source}: compression {s['method']} keeps {s['kept_structures']} structures, "
+              f"H {s['H']:.6g}, D {s['D']:.6g}, overlap {s['overlap']:.6g}")
+    for source, al in built.data.get("active_learning", {}).items():
+        print(f"{source}: {al['summary']['generations']} generations")
     if args.figures:
         paths = built.save_figures(args.figures, formats=formats,
-                                   size=args.figure_size or report.FIGURE_SIZE,
+                                   size=args.figure_size,
                                    dpi=args.dpi or report.FIGURE_DPI)
         print(f"wrote {len(paths)} figures to {args.figures}")
     return 0
 
 
-def _file_specs(args: argparse.Namespace, state) -> list:
-    """The dashboard's file entries: FILES with ``--role``, ``-r`` files as reference."""
+def _spec(state, path: str, role: str, args: argparse.Namespace):
+    """The dashboard's entry of one analysed file (every frame, as its command without
+    ``--index``; ``--index`` selects the frames of FILES only)."""
+    app = state.AppState()
+    app.add_file(path, os.path.basename(path) or path, role, index=":",
+                 type_map=args.type_map or "", timestep_fs=args.lammps_timestep_fs,
+                 topology=args.topology or "")
+    return app.files[0]
+
+
+def _file_specs(args: argparse.Namespace, state, nucleation: bool = False) -> list:
+    """The dashboard's file entries: FILES with ``--role``, ``-r`` files as reference and
+    with ``nucleation`` the solid reference (``--solid-reference``, else the ``-r`` files
+    once more, named ``NAME (solid reference)``)."""
     app = state.AppState()
     for path in args.files:
         _exists(path)
@@ -186,6 +302,16 @@ def _file_specs(args: argparse.Namespace, state) -> list:
         app.add_file(path, os.path.basename(path) or path, "reference",
                      index=args.reference_index, type_map=args.type_map or "",
                      timestep_fs=args.lammps_timestep_fs, topology=args.topology or "")
+    if nucleation:
+        own = args.solid_reference is not None
+        for path in args.solid_reference or args.reference:
+            _exists(path)
+            name = os.path.basename(path) or path
+            if not own or name in {f.name for f in app.files}:
+                name = f"{name} (solid reference)"
+            app.add_file(path, name, "solid reference", index=args.reference_index,
+                         type_map=args.type_map or "", timestep_fs=args.lammps_timestep_fs,
+                         topology=args.topology or "")
     return list(app.files)
 
 
