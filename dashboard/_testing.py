@@ -14,6 +14,8 @@ import numpy as np
 from ase.build import bulk
 from ase.io import write
 
+from dashboard.warm import synthetic_atoms_table as big_atoms_table  # noqa: F401
+
 A_CU = 3.61
 JUMP_FRAME = 8
 N_TRAJ_FRAMES = 12
@@ -57,36 +59,6 @@ def make_sample_dir(folder: str | Path, seed: int = 0) -> dict[str, Path]:
     return out
 
 
-def big_atoms_table(n: int, seed: int = 0, frames: int = 1000):
-    """A per-atom table of ``n`` atoms with the dashboard's columns (benchmarks)."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    per = max(n // frames, 1)
-    structure = np.minimum(np.arange(n, dtype=np.int32) // per, frames - 1).astype(np.int32)
-    atom = np.arange(n, dtype=np.int32)
-    atom -= structure * np.int32(per)
-
-    def uniform(scale: float) -> np.ndarray:
-        out = rng.random(n, dtype=np.float32)
-        out *= scale
-        return out
-
-    def category(value: str) -> pd.Categorical:
-        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [value])
-
-    dh = rng.standard_normal(n, dtype=np.float32)
-    dh *= 2.0
-    dh -= 2.0
-    time = structure.astype(np.float32)
-    time *= 0.01
-    columns = {
-        "structure": structure, "frame": structure.copy(), "time": time,
-        "label": category("bench"), "atom": atom, "species": category("Cu"),
-        "x": uniform(50.0), "y": uniform(50.0), "z": uniform(50.0),
-        "source": category("bench.extxyz"), "role": category("trajectory"), "dH": dh,
-    }
-    return pd.DataFrame(columns, copy=False)
 
 
 def wait_until_serving(url: str, proc, timeout: float, poll: float = 0.5) -> bool:

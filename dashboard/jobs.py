@@ -128,7 +128,7 @@ def _worker_standby(receive, out_queue, cancel, nice: int = 0, ready=None) -> No
     try:  # machine code from Numba's on-disk cache into memory, unless a job is waiting
         import importlib
 
-        from .warm import KERNEL_MODULES
+        from .kernel_warmup import KERNEL_MODULES
 
         for name in KERNEL_MODULES:
             if receive.poll():
@@ -325,12 +325,12 @@ class ComputeJob:
 
     @staticmethod
     def _kernels_ready() -> tuple[bool, float]:
-        """Whether the server's kernel warm-up (:mod:`dashboard.warm`) has finished, and
-        for how long it has run. A worker started earlier would compile the same Numba
-        kernels again instead of loading them from the on-disk cache."""
-        from . import warm
+        """Whether the server's kernel warm-up (:mod:`dashboard.kernel_warmup`) has
+        finished, and for how long it has run. A worker started earlier would compile the
+        same Numba kernels again instead of loading them from the on-disk cache."""
+        from . import kernel_warmup
 
-        return warm.kernels_ready(), warm.kernels_waited()
+        return kernel_warmup.kernels_ready(), kernel_warmup.kernels_waited()
 
     @staticmethod
     def _reap(worker, grace: float = 30.0) -> None:

@@ -26,25 +26,25 @@
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing as mp
-import os
 import threading
 import time
+
+from dashboard.kernel_warmup import (  # noqa: F401 - the start-up's API, re-exported
+    KERNEL_MODULES,
+    KERNEL_WAIT_MAX,
+    KERNEL_WARM_UP_NICE,
+    kernel_warm_up_info,
+    kernels_ready,
+    kernels_waited,
+    start_kernel_warm_up,
+    wait_kernels,
+    warm_kernels,
+)
 
 _LOCK = threading.Lock()
 _DONE = threading.Event()
 _STARTED = False
 
-#: Modules whose ``warm_up()`` compiles their Numba kernels.
-KERNEL_MODULES = ("quests_core.descriptors", "quests_core.kernels", "quests_core.approximate")
-#: Niceness of the kernel warm-up process (as the job workers': the server keeps priority).
-KERNEL_WARM_UP_NICE = 5
-#: Longest wait for the kernel warm-up (s), at server start and before a job.
-KERNEL_WAIT_MAX = 300.0
-_KERNELS_LOCK = threading.Lock()
-_KERNELS_DONE = threading.Event()
-_KERNELS: dict = {"process": None, "started": None, "seconds": None, "exitcode": None}
 
 
 def warm_up() -> None:
@@ -56,16 +56,49 @@ def warm_up() -> None:
         import numpy as np
         from bokeh.document import Document
 
-        from dashboard._testing import big_atoms_table
         from dashboard.views.atoms import dh_image, plot_frame
 
         hv.extension("bokeh", logo=False)
-        atoms = big_atoms_table(30, frames=3)
+        atoms = synthetic_atoms_table(30, frames=3)
         for x, y in (("index", "dH"), ("x", "y")):
             data = atoms.assign(index=np.arange(len(atoms), dtype=np.int64)).iloc[:3]
             image = dh_image(plot_frame(data, x, y), x, y, (-1.0, 1.0), width=200, height=200)
             hv.renderer("bokeh").get_plot(image, doc=Document())
         _DONE.set()
+
+
+def synthetic_atoms_table(n: int, seed: int = 0, frames: int = 1000):
+    """A per-atom table of ``n`` random atoms with the dashboard's columns: what the
+    warm-up draws (and the benchmarks and tests, as ``dashboard._testing.big_atoms_table``)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    per = max(n // frames, 1)
+    structure = np.minimum(np.arange(n, dtype=np.int32) // per, frames - 1).astype(np.int32)
+    atom = np.arange(n, dtype=np.int32)
+    atom -= structure * np.int32(per)
+
+    def uniform(scale: float) -> np.ndarray:
+        out = rng.random(n, dtype=np.float32)
+        out *= scale
+        return out
+
+    def category(value: str) -> pd.Categorical:
+        return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [value])
+
+    dh = rng.standard_normal(n, dtype=np.float32)
+    dh *= 2.0
+    dh -= 2.0
+    time = structure.astype(np.float32)
+    time *= 0.01
+    columns = {
+        "structure": structure, "frame": structure.copy(), "time": time,
+        "label": category("bench"), "atom": atom, "species": category("Cu"),
+        "x": uniform(50.0), "y": uniform(50.0), "z": uniform(50.0),
+        "source": category("bench.extxyz"), "role": category("trajectory"), "dH": dh,
+    }
+    return pd.DataFrame(columns, copy=False)
 
 
 def start_background() -> None:
@@ -92,77 +125,6 @@ def is_warm() -> bool:
     return _DONE.is_set()
 
 
-# ----------------------------------------------------------------------------- Numba
-
-
-def warm_kernels() -> dict[str, float]:
-    """Compile quests_core's Numba kernels in this process (or load them from the
-    on-disk cache); returns the seconds each module took."""
-    out = {}
-    for name in KERNEL_MODULES:
-        t = time.perf_counter()
-        importlib.import_module(name).warm_up()
-        out[name] = time.perf_counter() - t
-    return out
-
-
-def _kernel_warm_up_main(nice: int) -> None:
-    """Entry point of the warm-up process."""
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
-    warm_kernels()
-
-
-def start_kernel_warm_up(nice: int = KERNEL_WARM_UP_NICE) -> bool:
-    """Compile the Numba kernels into the on-disk cache in a separate process.
-
-    Once per server process; returns whether it started now. A daemon thread joins
-    the process when it ends (no ``<defunct>`` process is left behind) and marks the
-    kernels ready; a failed warm-up only means that jobs compile for themselves.
-    """
-    with _KERNELS_LOCK:
-        if _KERNELS["process"] is not None:
-            return False
-        ctx = mp.get_context("spawn")  # as the job workers: no fork of a threaded server
-        proc = ctx.Process(target=_kernel_warm_up_main, args=(nice,), daemon=True,
-                           name="quests-kernel-warm-up")
-        _KERNELS["started"] = time.monotonic()
-        proc.start()
-        _KERNELS["process"] = proc
-
-    def reap() -> None:
-        proc.join()
-        _KERNELS["seconds"] = time.monotonic() - _KERNELS["started"]
-        _KERNELS["exitcode"] = proc.exitcode
-        _KERNELS_DONE.set()
-
-    threading.Thread(target=reap, name="quests-kernel-warm-up-reaper", daemon=True).start()
-    return True
-
-
-def kernels_ready() -> bool:
-    """False while the kernel warm-up process runs (True if it never started, and after
-    :data:`KERNEL_WAIT_MAX` seconds: a stuck warm-up never holds jobs back for good)."""
-    return (_KERNELS["process"] is None or _KERNELS_DONE.is_set()
-            or kernels_waited() > KERNEL_WAIT_MAX)
-
-
-def kernels_waited() -> float:
-    """Seconds since the kernel warm-up started (0 if it never did)."""
-    started = _KERNELS["started"]
-    return 0.0 if started is None else time.monotonic() - started
-
-
-def wait_kernels(timeout: float | None = KERNEL_WAIT_MAX) -> bool:
-    """Block until the kernel warm-up has ended; returns :func:`kernels_ready`."""
-    if _KERNELS["process"] is not None:
-        _KERNELS_DONE.wait(timeout)
-    return kernels_ready()
-
-
 def server_start(standby: bool = True) -> dict[str, float]:
     """What ``launch.py`` does before the server listens: the Numba kernels compile into
     the on-disk cache in a separate process while Datashader compiles in this one, then
@@ -187,8 +149,3 @@ def server_start(standby: bool = True) -> dict[str, float]:
         ComputeJob.prepare_standby()
         ComputeJob.wait_standby()
     return {"datashader_s": t_datashader, "kernel_wait_s": time.perf_counter() - t - t_datashader}
-
-
-def kernel_warm_up_info() -> dict:
-    """Seconds the warm-up process took and its exit code (None while it runs)."""
-    return {"seconds": _KERNELS["seconds"], "exitcode": _KERNELS["exitcode"]}

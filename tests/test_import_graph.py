@@ -1,4 +1,6 @@
-"""The module graph of quests_core has no import cycle, and every module imports on its own.
+"""The module graphs of quests_core and dashboard have no import cycle, the core never
+imports the dashboard, no production module imports the test helpers, and every module
+imports on its own.
 
 Every ``import`` / ``from ... import`` statement counts, wherever it is (module level,
 inside a function, under ``if TYPE_CHECKING``): an import inside a function is still an
@@ -16,12 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "quests_core"
+PACKAGES = (PACKAGE, ROOT / "dashboard")
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
-    """``{dotted name: (file, is a package __init__)}`` of every module of quests_core."""
+    """``{dotted name: (file, is a package __init__)}`` of every module of quests_core and
+    dashboard."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted(p for package in PACKAGES for p in package.rglob("*.py")):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         is_package = parts[-1] == "__init__"
         if is_package:
@@ -111,9 +115,21 @@ def test_the_graph_finder_sees_function_level_and_relative_imports():
 #: Cycles known at the time of writing, in modules being rewritten by others: each has
 #: its own strict xfail below, which fails (XPASS) once the cycle is gone, so the entry
 #: is then removed from here.
-def test_no_import_cycle_among_quests_core_modules():
+def test_no_import_cycle_in_either_package():
     cycles = find_cycles(import_graph())
-    assert cycles == [], f"import cycles among quests_core modules: {cycles}"
+    assert cycles == [], f"import cycles among quests_core and dashboard modules: {cycles}"
+
+
+def test_the_core_never_imports_the_dashboard_and_nothing_imports_the_test_helpers():
+    graph = import_graph()
+    into_dashboard = {m: sorted(e for e in edges if e.split(".")[0] == "dashboard")
+                      for m, edges in graph.items() if m.startswith("quests_core")}
+    assert {m: e for m, e in into_dashboard.items() if e} == {}
+    helpers = sorted(m for m, edges in graph.items() if "dashboard._testing" in edges)
+    assert helpers == [], f"production modules importing dashboard._testing: {helpers}"
+    # the start-up orchestrates jobs and the kernel warm-up; jobs only ask the warm-up
+    assert "dashboard.kernel_warmup" in graph["dashboard.jobs"]
+    assert "dashboard.warm" not in graph["dashboard.jobs"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -25,6 +25,7 @@ import pytest
 from numba.core.caching import NullCache
 
 import dashboard.compute as compute
+import dashboard.kernel_warmup as kernel_warmup
 import dashboard.warm as warm
 from dashboard._testing import make_sample_dir
 from dashboard.compute import Progress
@@ -161,17 +162,17 @@ def test_warm_up_compiles_the_signatures_real_data_use(cu_noisy):
 
 @pytest.fixture
 def fresh_warm_state(monkeypatch):
-    """dashboard.warm's kernel warm-up bookkeeping as in a fresh server process."""
-    monkeypatch.setattr(warm, "_KERNELS", {"process": None, "started": None, "seconds": None,
-                                           "exitcode": None})
-    monkeypatch.setattr(warm, "_KERNELS_DONE", threading.Event())
+    """The kernel warm-up bookkeeping (dashboard.kernel_warmup) as in a fresh server."""
+    monkeypatch.setattr(kernel_warmup, "_KERNELS", {"process": None, "started": None,
+                                                    "seconds": None, "exitcode": None})
+    monkeypatch.setattr(kernel_warmup, "_KERNELS_DONE", threading.Event())
 
 
 def test_kernel_warm_up_process_holds_jobs_back_then_is_reaped(sample, fresh_warm_state):
     assert warm.kernels_ready() and warm.kernels_waited() == 0.0
     assert warm.start_kernel_warm_up() is True
     assert warm.start_kernel_warm_up() is False  # once per process
-    proc = warm._KERNELS["process"]
+    proc = kernel_warmup._KERNELS["process"]
     files = specs(sample, ("solid.extxyz", "reference", "0:2"))
     job = ComputeJob(files, TINY, mode="thread")
     if not warm.kernels_ready():  # still importing and compiling (seconds)
