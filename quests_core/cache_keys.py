@@ -195,8 +195,9 @@ def frames_key(
     path: str | os.PathLike,
     index: str = ":",
     format: str | None = None,
-    type_map: Mapping[int, str] | None = None,
+    type_map: Mapping[int, str] | Mapping[str, str] | None = None,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> str:
     """Cache key of a read of one file (content hash + frame selection + format + type map
     + topology).
@@ -206,7 +207,11 @@ def frames_key(
     through :func:`descriptor_key`, its descriptors. ``topology`` is the topology
     file the read used (:func:`quests_core.io_mdanalysis.topology_path`: the elements
     of an MD trajectory come from it); its content digest enters the key only when
-    it is given, so keys of reads without a topology are those of earlier versions.
+    it is given, so keys of reads without a topology are those of earlier versions;
+    with it, the key also holds :data:`TOPOLOGY_RULES` (the version of the rules that
+    turn a topology into elements: a change of them must not reuse descriptors) and
+    ``topology_format`` when one is named. A type map of atom names
+    (``{"MW": "O"}``) is keyed with its names.
     """
     payload: dict[str, Any] = {
         "cache_format": CACHE_FORMAT,
@@ -214,11 +219,22 @@ def frames_key(
         "file": file_digest(path),
         "index": str(index),
         "format": format,
-        "type_map": sorted((int(t), str(s)) for t, s in (type_map or {}).items()),
+        "type_map": sorted(
+            (t if isinstance(t, str) else int(t), str(s)) for t, s in (type_map or {}).items()
+        ),
     }
     if topology is not None:
         payload["topology"] = file_digest(topology)
+        payload["topology_rules"] = TOPOLOGY_RULES
+        if topology_format:
+            payload["topology_format"] = str(topology_format).strip().upper()
     return _digest_json(payload)
+
+
+#: Version of the topology -> elements rules (:mod:`quests_core.io_mdanalysis`) in the
+#: key of reads with a topology. 2: elements from masses before names, virtual sites
+#: (mass 0: TIP4P's MW) left out of the frames.
+TOPOLOGY_RULES = 2
 
 
 def file_descriptor_key(
@@ -231,6 +247,7 @@ def file_descriptor_key(
     species: str | Sequence[str] | None = None,
     dtype: Any = np.float64,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> tuple[str, str]:
     """``(frames key, descriptor key)`` of the descriptors of a read of one file.
 
@@ -239,5 +256,5 @@ def file_descriptor_key(
     topology file used (``quests_core.io_mdanalysis.topology_path``, None for the
     formats that need none), as both the CLI and the dashboard paths pass them.
     """
-    fkey = frames_key(path, index, format, type_map, topology)
+    fkey = frames_key(path, index, format, type_map, topology, topology_format)
     return fkey, descriptor_key(fkey, k, cutoff, species, dtype)

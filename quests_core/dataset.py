@@ -111,7 +111,9 @@ class FileSpec:
     ``topology`` is the topology file that names the atoms of an MD trajectory
     (:mod:`quests_core.io_mdanalysis`); :meth:`Dataset.from_files` records the
     one it used (given, or found next to the trajectory), None for the formats
-    that need none. It is part of the cache key of the read.
+    that need none. It is part of the cache key of the read, and so is
+    ``topology_format`` (its MDAnalysis format, when named: an Amber ``.top``).
+    ``type_map`` holds LAMMPS types or atom names (``(("MW", "O"),)``).
     """
 
     path: str
@@ -119,6 +121,7 @@ class FileSpec:
     format: str | None = None
     type_map: tuple[tuple[int, str], ...] = ()
     topology: str | None = None
+    topology_format: str | None = None
 
     def type_map_dict(self) -> dict[int, str] | None:
         """The type map as a dict, or None when empty."""
@@ -527,6 +530,7 @@ class Dataset:
         arrays: Sequence[str] | None | str = "auto",
         progress: Callable[[int], None] | None = None,
         topology: str | os.PathLike | None = None,
+        topology_format: str | None = None,
     ) -> Dataset:
         """Read one or more files into a dataset.
 
@@ -562,6 +566,9 @@ class Dataset:
             DCD, Amber NetCDF; see :func:`quests_core.io.iter_frames`);
             default: a file with the trajectory's stem next to it. The one
             used is recorded in the file's :class:`FileSpec`.
+        topology_format : str, optional
+            MDAnalysis format of ``topology`` (``PRMTOP``, ``TOP``, ``PSF``, ...)
+            when its extension does not say it; recorded in the :class:`FileSpec`.
 
         Raises
         ------
@@ -581,11 +588,13 @@ class Dataset:
         stat = _file_stat(paths[0])
         for path in paths:
             used = topology_path(path, format, topology)
-            spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())), used)
+            top_fmt = topology_format if used is not None else None
+            spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())), used,
+                            top_fmt)
             specs.append(spec)
             frames_of_file = iter_frames(
                 path, index=index, format=format, type_map=tmap or None, skipped=skipped,
-                topology=used,
+                topology=used, topology_format=top_fmt,
             )
             for item in frames_of_file:
                 records.append(
@@ -801,7 +810,7 @@ class Dataset:
     def _iter_spec(spec: FileSpec, index: int | slice):
         return iter_frames(
             spec.path, index=index, format=spec.format, type_map=spec.type_map_dict(),
-            topology=spec.topology,
+            topology=spec.topology, topology_format=spec.topology_format,
         )
 
     def iter_chunks(self, max_atoms: int = 50_000) -> Iterator[tuple[int, list[Atoms]]]:

@@ -69,6 +69,7 @@ from quests_core.io_common import (
     _one_line,
     _skip_last,
     parse_type_map,
+    type_map_names,
 )
 from quests_core.io_mdanalysis import MD_FORMATS, count_md_frames, iter_md_frames, md_format
 
@@ -87,6 +88,7 @@ __all__ = [
     "parse_index",
     "parse_type_map",
     "read_structures",
+    "type_map_names",
     "validate_atoms",
 ]
 
@@ -1103,6 +1105,7 @@ def iter_frames(
     validate: bool = True,
     skipped: list[tuple[str, int, str]] | None = None,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> Iterator[Frame]:
     """Stream the selected frames of a file, one validated :class:`Frame` at a time.
 
@@ -1116,7 +1119,9 @@ def iter_frames(
         ASE format name; detected from the name and contents if omitted.
     type_map : mapping, sequence or str, optional
         LAMMPS type -> element for dumps without an ``element`` column, and for
-        the numeric types of an MD trajectory's LAMMPS data topology, see
+        the numeric types of an MD trajectory's LAMMPS data topology; or atom
+        name -> element (``"OW=O,MW=O"``) for an MD trajectory's topology
+        (a name map given for a LAMMPS file is an error), see
         :func:`parse_type_map`. Ignored for other formats.
     validate : bool
         Run :func:`validate_atoms` on every frame (default True).
@@ -1128,6 +1133,10 @@ def iter_frames(
         of an MD trajectory read through MDAnalysis (XTC, TRR, DCD, Amber
         NetCDF; see :mod:`quests_core.io_mdanalysis`); default: a file with
         the trajectory's stem next to it. Ignored for other formats.
+    topology_format : str, optional
+        MDAnalysis topology format of ``topology`` (``PRMTOP``, ``TOP``,
+        ``PSF``, ``GRO``, ``PDB``, ``TPR``, ``DATA``, ...) when its extension
+        does not say it (an Amber ``.top``). Ignored for other formats.
 
     Yields
     ------
@@ -1143,11 +1152,21 @@ def iter_frames(
     fmt = detect_format(spath, format)
     selection = parse_index(index)
     tmap = parse_type_map(type_map)
+    if tmap and type_map_names(tmap) and fmt not in MD_FORMATS:
+        if fmt in (_LAMMPS_DUMP, _LAMMPS_DATA):
+            raise QuestsError(
+                f"the type map {type_map!r} names atoms; LAMMPS files take numeric types "
+                "(1=Cu,2=Ni): atom names apply to the topology of an XTC/TRR/DCD/NetCDF "
+                "trajectory",
+                source=spath,
+            )
+        tmap = {}  # ignored, as a LAMMPS type map is, by the formats that name their atoms
     start, stop, step, total = _resolve(selection, spath, fmt)
     if stop is not None and stop <= start:
         raise QuestsError(f"index {_index_text(selection)!r} selects no frames", source=spath)
 
-    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection, skipped, topology)
+    frames = _iter_selected(spath, fmt, start, stop, step, tmap, selection, skipped, topology,
+                            topology_format)
     n_yielded = 0
     while True:
         try:
@@ -1185,13 +1204,15 @@ def _iter_selected(
     selection: int | slice,
     skipped: list | None = None,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> Iterator[Frame]:
     from ase.io import iread
     from ase.io.formats import ioformats
 
     if fmt in MD_FORMATS:
         yield from iter_md_frames(
-            path, fmt, start, stop, step, topology=topology, type_map=type_map, skipped=skipped
+            path, fmt, start, stop, step, topology=topology, type_map=type_map, skipped=skipped,
+            topology_format=topology_format,
         )
         return
 
@@ -1549,13 +1570,15 @@ def iter_structures(
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> Iterator[Atoms]:
     """Stream the selected structures of a file (see :func:`iter_frames`).
 
     Use :func:`iter_frames` to also get the index of each frame in its file.
     """
     for item in iter_frames(
-        path, index=index, format=format, type_map=type_map, validate=validate, topology=topology
+        path, index=index, format=format, type_map=type_map, validate=validate, topology=topology,
+        topology_format=topology_format,
     ):
         yield item.atoms
 
@@ -1567,12 +1590,13 @@ def read_structures(
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     validate: bool = True,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> list[Atoms]:
     """Read the selected structures of a file into a list (see :func:`iter_frames`)."""
     return list(
         iter_structures(
             path, index=index, format=format, type_map=type_map, validate=validate,
-            topology=topology,
+            topology=topology, topology_format=topology_format,
         )
     )
 

@@ -1,8 +1,8 @@
 """What :mod:`quests_core.io` and :mod:`quests_core.io_mdanalysis` both need.
 
 The frame record (:class:`Frame`), the truncated-last-frame rule
-(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the LAMMPS type-map
-parser (:func:`parse_type_map`), the input-path checks (:func:`_check_path`)
+(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the type-map
+parser (:func:`parse_type_map`: LAMMPS types or atom names), the input-path checks (:func:`_check_path`)
 and the one-line error helpers (:func:`_one_line`, :func:`_frame_error`).
 
 Invariants
@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
 from quests_core.errors import QuestsError
 
-__all__ = ["Frame", "TruncatedFrameWarning", "parse_type_map"]
+__all__ = ["Frame", "TruncatedFrameWarning", "parse_type_map", "type_map_names"]
 
 
 class TruncatedFrameWarning(UserWarning):
@@ -70,24 +71,33 @@ class Frame:
     atoms: Atoms
 
 
-def parse_type_map(type_map: Mapping[int, str] | Sequence[str] | str | None) -> dict[int, str]:
-    """Normalise a LAMMPS type-to-element map.
+def parse_type_map(
+    type_map: Mapping[int | str, str] | Sequence[str] | str | None,
+) -> dict[int, str] | dict[str, str]:
+    """Normalise a type map: LAMMPS type -> element, or atom name -> element.
 
     Parameters
     ----------
     type_map : mapping, sequence, str or None
-        ``{1: "Cu", 2: "Ni"}``, ``["Cu", "Ni"]`` (type 1 is the first entry),
-        ``"Cu,Ni"``, ``"Cu Ni"`` or ``"1=Cu,2=Ni"`` / ``"1:Cu 2:Ni"``.
+        LAMMPS types: ``{1: "Cu", 2: "Ni"}``, ``["Cu", "Ni"]`` (type 1 is the
+        first entry), ``"Cu,Ni"``, ``"Cu Ni"`` or ``"1=Cu,2=Ni"`` /
+        ``"1:Cu 2:Ni"``. Atom names (of an MD trajectory's topology, see
+        :mod:`quests_core.io_mdanalysis`): ``"OW=O,HW1=H"`` / ``"MW:O"`` or
+        ``{"OW": "O"}``: every entry whose key is not an integer is a name
+        (case-sensitive; matched against the topology's atom names, else its
+        atom types). One map holds either kind, not both.
 
     Returns
     -------
-    dict[int, str]
-        LAMMPS type -> element symbol; empty if ``type_map`` is None.
+    dict[int, str] or dict[str, str]
+        LAMMPS type (int) or atom name (str) -> element symbol; empty if
+        ``type_map`` is None.
 
     Raises
     ------
     QuestsError
-        On unknown element symbols or malformed entries.
+        On unknown element symbols (``X`` is none), malformed entries, or a
+        mix of LAMMPS types and names.
     """
     if type_map is None:
         return {}
@@ -106,19 +116,35 @@ def parse_type_map(type_map: Mapping[int, str] | Sequence[str] | str | None) -> 
             pairs = [(i + 1, t) for i, t in enumerate(tokens)]
     else:
         pairs = [(i + 1, t) for i, t in enumerate(type_map)]
-    result: dict[int, str] = {}
+    types: dict[int, str] = {}
+    names: dict[str, str] = {}
     for key, symbol in pairs:
-        try:
-            lammps_type = int(key)
-        except (TypeError, ValueError):
-            raise QuestsError(f"type map: {key!r} is not an integer LAMMPS type") from None
         symbol = str(symbol).strip()
         if symbol not in atomic_numbers or symbol == "X":
             raise QuestsError(f"type map: {symbol!r} is not a chemical element")
-        if lammps_type < 1:
-            raise QuestsError(f"type map: LAMMPS types start at 1, got {lammps_type}")
-        result[lammps_type] = symbol
-    return result
+        if isinstance(key, bool) or not isinstance(key, (int, str, np.integer)):
+            raise QuestsError(f"type map: {key!r} is neither a LAMMPS type nor an atom name")
+        text = str(key).strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            lammps_type = int(text)
+            if lammps_type < 1:
+                raise QuestsError(f"type map: LAMMPS types start at 1, got {lammps_type}")
+            types[lammps_type] = symbol
+        elif text and not re.search(r"\s", text):
+            names[text] = symbol
+        else:
+            raise QuestsError(f"type map: {key!r} is neither a LAMMPS type nor an atom name")
+    if types and names:
+        raise QuestsError(
+            f"type map {type_map!r}: mix of LAMMPS types (1=Cu) and atom names (OW=O); "
+            "give one or the other"
+        )
+    return names or types
+
+
+def type_map_names(type_map: Mapping[Any, str]) -> bool:
+    """Whether a parsed type map (:func:`parse_type_map`) maps atom names, not LAMMPS types."""
+    return any(isinstance(k, str) for k in type_map)
 
 
 def _check_path(path: str | os.PathLike) -> Path:

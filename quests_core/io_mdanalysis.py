@@ -3,12 +3,21 @@
 What ASE cannot read: GROMACS XTC and TRR, CHARMM/NAMD/LAMMPS DCD and Amber
 NetCDF (``.nc``/``.ncdf``, NetCDF-3 as Amber writes it, read with scipy).
 None of these files names its atoms, so the elements come from a *topology*
-file (PDB, GRO, PSF, LAMMPS data, Amber prmtop, GROMACS tpr) parsed by
-MDAnalysis: its ``elements`` attribute where the file has one, else a LAMMPS
-type map (:func:`quests_core.io.parse_type_map`, for numeric types), else the
-masses of a LAMMPS data file, else MDAnalysis's guess from the atom names (or
-types). Without an explicit topology, a single file next to the trajectory
-with the same stem and a topology extension is used.
+file (PDB, GRO, PSF, LAMMPS data, Amber prmtop, GROMACS tpr; any MDAnalysis
+topology format named with ``topology_format``) parsed by MDAnalysis. Each
+atom's element is, in this order: the type map
+(:func:`quests_core.io.parse_type_map`: LAMMPS types when the topology's types
+are integers, or atom names such as ``OW=O,MW=O``); the topology's
+``elements`` attribute; where the file has masses (PSF, prmtop, tpr, LAMMPS
+data), the element of the mass (within 0.1 u; deuterium is H); last,
+MDAnalysis's guess from the atom names (or types). Virtual sites -- mass 0 in
+a topology with masses, or, without masses, no element and a name like MW, M,
+LP*, EP*, VS*, DUM* -- are left out of every frame with one
+:class:`TopologyWarning` (how many, which names); a name map keeps them.
+Names that read as another element than the mass gives are one warning.
+Atoms in messages are numbered from 1 in file order. Without an explicit
+topology, a single file next to the trajectory with the same stem and a
+topology extension is used.
 
 Every frame becomes an :class:`ase.Atoms` with positions in Å (float64), the
 cell from the trajectory's box (XTC/TRR: the box vectors; DCD/NetCDF: the
@@ -50,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -78,6 +88,7 @@ __all__ = [
     "MD_FORMATS",
     "TOPOLOGY_FORMATS",
     "Topology",
+    "TopologyWarning",
     "count_md_frames",
     "find_topology",
     "iter_md_frames",
@@ -158,6 +169,11 @@ def _require(path: str, fmt: str) -> None:
 # ----------------------------------------------------------------------------
 
 
+class TopologyWarning(UserWarning):
+    """Atoms of a topology left out of the frames (virtual sites), or elements whose
+    masses and names disagree: one line naming the file."""
+
+
 @dataclass(frozen=True)
 class Topology:
     """The elements of a trajectory's atoms, from a topology file.
@@ -167,18 +183,34 @@ class Topology:
     source : str
         The topology file.
     numbers : numpy.ndarray
-        Atomic number of every atom, in trajectory order (read-only).
+        Atomic number of every atom kept, in trajectory order (read-only).
     lammps : bool
         A LAMMPS data file (then a DCD trajectory is a LAMMPS DCD, time in fs).
     how : str
         Where the elements came from: ``"elements"``, ``"type map"``,
-        ``"masses"`` or ``"guessed from names"`` / ``"guessed from types"``.
+        ``"masses"`` or ``"guessed from names"`` / ``"guessed from types"``,
+        joined by ``", "`` when several apply.
+    n_atoms : int
+        Atoms of the topology (and of the trajectory), virtual sites included.
+    keep : numpy.ndarray or None
+        Indexes of the atoms kept (None: every atom); the others are virtual
+        sites / massless particles, left out of every frame.
+    left_out : str
+        What was left out, in words (``"11,084 virtual sites (mass 0: MW)"``),
+        ``""`` when nothing was.
+    notes : tuple of str
+        One-line warnings about the topology (naming it): names and masses that
+        disagree.
     """
 
     source: str
     numbers: np.ndarray
     lammps: bool
     how: str
+    n_atoms: int
+    keep: np.ndarray | None = None
+    left_out: str = ""
+    notes: tuple[str, ...] = ()
 
 
 def find_topology(path: str | os.PathLike) -> str | None:
@@ -198,7 +230,8 @@ def find_topology(path: str | os.PathLike) -> str | None:
 
 def load_topology(
     topology: str | os.PathLike,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+    type_map: Mapping[Any, str] | Sequence[str] | str | None = None,
+    topology_format: str | None = None,
 ) -> Topology:
     """Parse a topology file and give every atom its element.
 
@@ -206,10 +239,15 @@ def load_topology(
     ----------
     topology : path-like
         PDB, GRO, PSF, LAMMPS data (``.data``/``.lmp``), Amber prmtop or
-        GROMACS tpr file.
+        GROMACS tpr file (any other MDAnalysis topology with ``topology_format``).
     type_map : optional
         LAMMPS type -> element (see :func:`quests_core.io.parse_type_map`),
-        used when the topology's atom types are integers.
+        used when the topology's atom types are integers; or atom name ->
+        element (``"OW=O,MW=O"``), which comes before every other rule.
+    topology_format : str, optional
+        MDAnalysis topology format (``PRMTOP``, ``TOP``, ``PSF``, ``GRO``,
+        ``PDB``, ``TPR``, ``DATA``, ...); default: from the extension
+        (:data:`TOPOLOGY_FORMATS`).
 
     Returns
     -------
@@ -225,29 +263,103 @@ def load_topology(
     _require(spath, "topology")
     p = _check_path(spath)
     tmap = parse_type_map(type_map)
+    fmt = _topology_format(spath, topology_format)
     st = p.stat()
-    return _load_topology(spath, st.st_size, st.st_mtime_ns, tuple(sorted(tmap.items())))
+    return _load_topology(spath, st.st_size, st.st_mtime_ns, tuple(sorted(tmap.items())), fmt)
 
 
-@functools.lru_cache(maxsize=8)
-def _load_topology(
-    path: str, size: int, mtime: int, type_map: tuple[tuple[int, str], ...]
-) -> Topology:
+#: MDAnalysis topology formats that are no file (or name no atoms): refused.
+_NOT_FILE_FORMATS = frozenset(
+    {"MINIMAL", "OPENMMAPP", "OPENMMTOPOLOGY", "PARMED", "RDKIT", "MMTF"}
+)
+#: Topology formats whose masses are read from the file (not guessed by MDAnalysis).
+_MASS_FORMATS = frozenset({"PSF", "PRMTOP", "PARM7", "TOP", "TPR", "DATA", "ITP"})
+#: Hydrogen isotopes: a mass this close to one of them is hydrogen.
+_HYDROGEN_MASSES = (2.014, 3.016)
+#: Names of virtual sites (checked only where the topology has no masses: GRO, PDB):
+#: TIP4P's M/MW, lone pairs LP*/EP*, VS*, DUM*.
+_VSITE_NAME = re.compile(r"(MW?|LP\w*|EP\w*|VS\w*|DUM\w*)\d*", re.IGNORECASE)
+
+
+def _topology_format(path: str, given: str | None) -> str:
+    """The MDAnalysis topology format: ``given`` (checked), else the extension's."""
+    if given is not None and str(given).strip():
+        fmt = str(given).strip().upper()
+        try:
+            import MDAnalysis as mda
+
+            known = set(mda._PARSERS) - _NOT_FILE_FORMATS
+        except (ImportError, AttributeError):  # pragma: no cover - checked by _require
+            known = set(TOPOLOGY_FORMATS.values())
+        if fmt not in known:
+            raise QuestsError(
+                f"topology format {given!r} is not one of MDAnalysis's "
+                f"({', '.join(sorted(known))})",
+                source=path,
+            )
+        return fmt
     ext = Path(path).suffix[1:].lower()
     fmt = TOPOLOGY_FORMATS.get(ext)
     if fmt is None:
         raise QuestsError(
-            f"not a topology file (expected one of .{', .'.join(TOPOLOGY_FORMATS)})",
+            f"not a topology file (expected one of .{', .'.join(TOPOLOGY_FORMATS)}; "
+            "name the format of another with --topology-format / topology_format=, e.g. "
+            "TOP for an Amber .top)",
             source=path,
         )
-    atoms = _parse_topology(path, fmt)
+    return fmt
+
+
+@functools.lru_cache(maxsize=8)
+def _load_topology(
+    path: str, size: int, mtime: int, type_map: tuple[tuple[Any, str], ...], fmt: str
+) -> Topology:
+    atoms, masses_read = _parse_topology(path, fmt)
     n = len(atoms)
     if n == 0:
         raise QuestsError("the topology has no atoms", source=path)
-    numbers, how = _topology_numbers(path, fmt, atoms, dict(type_map))
+    numbers, how, vsite, notes = _topology_numbers(path, fmt, atoms, dict(type_map),
+                                                   masses_read)
     numbers = np.asarray(numbers, dtype=np.int64)
+    keep = None
+    left_out = ""
+    if vsite.any():
+        if vsite.all():
+            raise QuestsError(
+                f"every atom is a virtual site ({_left_out_text(vsite, atoms, masses_read)}): "
+                "give their elements in a type map such as 'MW=O' (name=element)",
+                source=path,
+            )
+        left_out = _left_out_text(vsite, atoms, masses_read)
+        keep = np.flatnonzero(~vsite)
+        keep.setflags(write=False)
+        numbers = numbers[keep]
     numbers.setflags(write=False)
-    return Topology(path, numbers, fmt == "DATA", how)
+    return Topology(path, numbers, fmt == "DATA", how, n, keep, left_out, tuple(notes))
+
+
+def _left_out_text(vsite: np.ndarray, atoms, masses_read: bool) -> str:
+    labels = _labels(atoms)[1]
+    names = _name_list(labels[vsite])
+    count = int(vsite.sum())
+    what = "virtual site" if count == 1 else "virtual sites"
+    why = "mass 0" if masses_read else "no mass and no element, named like virtual sites"
+    return f"{count:,} {what} ({why}: {names})"
+
+
+def _name_list(labels: np.ndarray, most: int = 8) -> str:
+    """The distinct labels, most frequent first: ``"N1A, N2A"`` (``", ... (12 names)"``)."""
+    values, counts = np.unique(labels.astype(str), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    shown = [str(values[i]) for i in order[:most]]
+    more = f", ... ({len(values)} names)" if len(values) > most else ""
+    return ", ".join(shown) + more
+
+
+def _labels(atoms) -> tuple[str, np.ndarray]:
+    """``("name", names)`` of the atoms, else ``("type", types)``."""
+    source = "name" if hasattr(atoms, "names") else "type"
+    return source, np.asarray(getattr(atoms, source + "s")).astype(str)
 
 
 def _parse_topology(path: str, fmt: str):
@@ -268,7 +380,7 @@ def _parse_topology(path: str, fmt: str):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 universe = mda.Universe(path, **kwargs)
-            return universe.atoms
+            return universe.atoms, _masses_read(universe, fmt)
         except (MemoryError, RecursionError) as exc:
             last = exc
             break
@@ -277,6 +389,14 @@ def _parse_topology(path: str, fmt: str):
     assert last is not None
     what = f"{fmt} topology" if fmt != "DATA" else "LAMMPS data topology"
     raise QuestsError(f"cannot read the {what} ({_one_line(last)})", source=path) from None
+
+
+def _masses_read(universe, fmt: str) -> bool:
+    """Whether the atoms' masses come from the file (not guessed by MDAnalysis)."""
+    if fmt not in _MASS_FORMATS or not hasattr(universe.atoms, "masses"):
+        return False
+    guessed = getattr(universe._topology, "guessed_attributes", ())
+    return not any(type(attr).__name__ == "Masses" for attr in guessed)
 
 
 def _lammps_style(path: str) -> str | None:
@@ -306,66 +426,153 @@ def _symbol(text: Any) -> str | None:
     return None
 
 
-def _topology_numbers(path: str, fmt: str, atoms, type_map: dict[int, str]):
+def _topology_numbers(path: str, fmt: str, atoms, type_map: dict, masses_read: bool):
+    """Atomic numbers (0 for virtual sites), how they were found, the virtual-site mask
+    and the notes (one-line warnings) of a topology's atoms.
+
+    In this order: the type map (LAMMPS types when the topology's types are
+    integers; atom names, else types, for a name map); the topology's element
+    column; where the file has masses: mass 0 is a virtual site, else the
+    element of that mass (within :data:`_MASS_TOLERANCE`); where it has none,
+    names like virtual sites (:data:`_VSITE_NAME`) are virtual sites; last,
+    MDAnalysis's guess from the names (or types).
+    """
     n = len(atoms)
     types = np.asarray(atoms.types).astype(str) if hasattr(atoms, "types") else None
     numeric = types is not None and all(t.strip().isdigit() for t in types)
-    if type_map and numeric:
+    source, labels = _labels(atoms)
+    out = np.zeros(n, dtype=np.int64)
+    vsite = np.zeros(n, dtype=bool)
+    hows: list[str] = []
+    notes: list[str] = []
+    names_map = {k: v for k, v in type_map.items() if isinstance(k, str)}
+    if type_map and not names_map and numeric:
         ints = types.astype(np.int64)
         missing = sorted(set(ints.tolist()) - set(type_map))
         if missing:
             raise QuestsError(
                 f"LAMMPS type(s) {missing} missing from the type map {type_map}", source=path
             )
-        return [atomic_numbers[type_map[int(t)]] for t in ints], "type map"
-    out = np.zeros(n, dtype=np.int64)
-    how = ""
+        return [atomic_numbers[type_map[int(t)]] for t in ints], "type map", vsite, notes
+    if names_map:
+        names = np.asarray(atoms.names).astype(str) if hasattr(atoms, "names") else None
+        for key, symbol in names_map.items():
+            hit = names == key if names is not None else np.zeros(n, dtype=bool)
+            if not hit.any() and types is not None:
+                hit = types == key
+            if not hit.any():
+                raise QuestsError(
+                    f"type map: no atom of the topology is named or typed {key!r} "
+                    "(names are case-sensitive)",
+                    source=path,
+                )
+            out[hit] = atomic_numbers[symbol]
+        hows.append("type map")
     if hasattr(atoms, "elements"):
-        for i, e in enumerate(np.asarray(atoms.elements).astype(str)):
-            s = _symbol(e)
+        before = int((out > 0).sum())
+        for i in np.flatnonzero(out == 0):
+            s = _symbol(atoms.elements[i])
             if s is not None:
                 out[i] = atomic_numbers[s]
-        how = "elements"
-    if fmt == "DATA" and not out.all() and hasattr(atoms, "masses"):
-        masses = np.asarray(atoms.masses, dtype=float)
-        if (masses > 0).all():
-            for i in np.flatnonzero(out == 0):
-                out[i] = _element_of_mass(path, masses[i], types[i] if types is not None else "?")
-            how = "masses"
-    if not out.all():
-        source = "names" if hasattr(atoms, "names") else "types"
-        labels = np.asarray(getattr(atoms, source)).astype(str)
-        if fmt == "DATA" or (source == "types" and numeric):
-            i = int(np.flatnonzero(out == 0)[0])
+        if int((out > 0).sum()) > before:
+            hows.append("elements")
+    masses = np.asarray(atoms.masses, dtype=float) if masses_read else None
+    if masses is not None:
+        todo = out == 0
+        vsite |= todo & (masses == 0)
+        todo &= ~vsite
+        if fmt == "DATA" and todo.any() and not (masses[todo] > 0).all():
+            masses = None  # no Masses section: LAMMPS types need a type map (below)
+    if masses is not None:
+        from_mass = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(todo):
+            z = _element_of_mass(masses[i])
+            if z is None and fmt == "DATA":
+                nearest = int(np.argmin(np.abs(atomic_masses[1:] - masses[i]))) + 1
+                raise QuestsError(
+                    f"LAMMPS type {labels[i]} has mass {masses[i]:g}, not the mass of an "
+                    f"element (nearest {chemical_symbols[nearest]}, "
+                    f"{atomic_masses[nearest]:g}): give a type map",
+                    source=path,
+                )
+            if z is not None:
+                out[i] = z
+                from_mass[i] = True
+        if from_mass.any():
+            hows.append("masses")
+            if source == "name":
+                note = _disagreement(path, labels, out, from_mass)
+                if note:
+                    notes.append(note)
+    todo = (out == 0) & ~vsite
+    if todo.any() and source == "name" and masses is None:
+        vsite |= todo & np.array([bool(_VSITE_NAME.fullmatch(x.strip())) for x in labels])
+        todo &= ~vsite
+    if todo.any():
+        if fmt == "DATA" or (source == "type" and numeric):
+            i = int(np.flatnonzero(todo)[0])
             raise QuestsError(
-                f"atom {i} has LAMMPS type {labels[i]} and no element or mass: give a type map "
-                f"such as '1:Cu' (type:element)",
+                f"atom {i + 1} (1-based) has LAMMPS type {labels[i]} and no element or mass: "
+                "give a type map such as '1:Cu' (type:element)",
                 source=path,
             )
         guessed = _guess_elements(labels)
-        for i in np.flatnonzero(out == 0):
+        for i in np.flatnonzero(todo):
             s = _symbol(guessed[i])
             if s is None:
                 raise QuestsError(
-                    f"atom {i} ({source[:-1]} {str(labels[i])!r}): cannot tell its element "
-                    f"(MDAnalysis guessed {str(guessed[i])!r}); use a topology with elements "
-                    "(e.g. a PDB with the element column) or a type map",
+                    f"atom {i + 1} (1-based; {source} {str(labels[i])!r}): cannot tell its "
+                    f"element (MDAnalysis guessed {str(guessed[i])!r}); give it in a type map "
+                    f"such as '{str(labels[i])}=O' ({source}=element), or use a topology with "
+                    "elements or masses",
                     source=path,
                 )
             out[i] = atomic_numbers[s]
-        how = f"guessed from {source}" if how == "" else f"{how}, some guessed from {source}"
-    return out, how
+        hows.append(f"guessed from {source}s")
+    how = ", ".join(hows) if hows else "virtual sites"
+    return out, how, vsite, notes
 
 
-def _element_of_mass(path: str, mass: float, label: str) -> int:
+def _element_of_mass(mass: float) -> int | None:
+    """The element whose mass is within :data:`_MASS_TOLERANCE` of ``mass`` (hydrogen
+    for deuterium and tritium masses), else None."""
+    if not np.isfinite(mass) or mass <= 0:
+        return None
+    if any(abs(mass - m) <= _MASS_TOLERANCE for m in _HYDROGEN_MASSES):
+        return 1
     z = int(np.argmin(np.abs(atomic_masses[1:] - mass))) + 1
     if abs(atomic_masses[z] - mass) > _MASS_TOLERANCE:
-        raise QuestsError(
-            f"LAMMPS type {label} has mass {mass:g}, not the mass of an element "
-            f"(nearest {chemical_symbols[z]}, {atomic_masses[z]:g}): give a type map",
-            source=path,
-        )
+        return None
     return z
+
+
+def _disagreement(path: str, names: np.ndarray, out: np.ndarray, from_mass: np.ndarray) -> str:
+    """The warning for atoms whose element from their mass is not the one their name reads
+    as (MDAnalysis's guess), "" when none."""
+    idx = np.flatnonzero(from_mass)
+    unique, inverse = np.unique(names[idx], return_inverse=True)
+    guessed = _guess_elements(unique)
+    guessed_z = np.array([atomic_numbers.get(_symbol(g) or "", 0) for g in guessed])
+    bad = np.zeros(len(idx), dtype=bool)
+    for u in np.flatnonzero(guessed_z > 0):
+        sel = inverse == u
+        bad[sel] = out[idx[sel]] != guessed_z[u]
+    if not bad.any():
+        return ""
+    atoms_bad = idx[bad]
+    pairs = []
+    for u in np.unique(inverse[bad]):
+        sel = idx[inverse == u]
+        pairs.append(
+            f"{unique[u]}: {chemical_symbols[int(out[sel[0]])]}, not "
+            f"{chemical_symbols[int(guessed_z[u])]}"
+        )
+    shown = "; ".join(pairs[:8]) + (f"; ... ({len(pairs)} names)" if len(pairs) > 8 else "")
+    count = len(atoms_bad)
+    return (
+        f"{path}: {count:,} atom{'s' if count != 1 else ''} take the element of their mass, "
+        f"not the one their name reads as ({shown})"
+    )
 
 
 def _guess_elements(labels: np.ndarray) -> np.ndarray:
@@ -419,7 +626,8 @@ def resolve_topology(
     path: str,
     fmt: str,
     topology: str | os.PathLike | None,
-    type_map: Mapping[int, str] | Sequence[str] | str | None,
+    type_map: Mapping[Any, str] | Sequence[str] | str | None,
+    topology_format: str | None = None,
 ) -> Topology:
     """The topology given, or the one found next to the trajectory, loaded."""
     if topology is None:
@@ -431,7 +639,7 @@ def resolve_topology(
                 "same name next to it",
                 source=path,
             )
-    return load_topology(topology, type_map)
+    return load_topology(topology, type_map, topology_format)
 
 
 # ----------------------------------------------------------------------------
@@ -1239,8 +1447,9 @@ def iter_md_frames(
     step: int,
     *,
     topology: str | os.PathLike | None = None,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
+    type_map: Mapping[Any, str] | Sequence[str] | str | None = None,
     skipped: list | None = None,
+    topology_format: str | None = None,
 ) -> Iterator[Any]:
     """Stream frames ``range(start, stop, step)`` of an MD trajectory as io.Frame objects.
 
@@ -1256,10 +1465,17 @@ def iter_md_frames(
         The topology file; default: the one next to the trajectory
         (:func:`find_topology`).
     type_map : optional
-        LAMMPS type -> element for topologies with numeric types.
+        LAMMPS type -> element for topologies with numeric types, or atom
+        name -> element (see :func:`load_topology`).
     skipped : list, optional
         Receives ``(file, frame, reason)`` for a truncated last frame skipped
         with a :class:`~quests_core.io.TruncatedFrameWarning`.
+    topology_format : str, optional
+        MDAnalysis topology format of the topology (default: its extension's).
+
+    Virtual sites of the topology are left out of every frame, with one
+    :class:`TopologyWarning` naming the trajectory, how many and their names;
+    the topology's notes (names and masses that disagree) are warned too.
 
     Yields
     ------
@@ -1267,9 +1483,14 @@ def iter_md_frames(
         Not yet validated (:func:`quests_core.io.iter_frames` validates).
     """
     _require(path, fmt)
-    top = resolve_topology(path, fmt, topology, type_map)
+    top = resolve_topology(path, fmt, topology, type_map, topology_format)
+    if top.left_out:
+        warnings.warn(TopologyWarning(f"{path}: {top.left_out} left out of the descriptors "
+                                      f"(topology {top.source})"), stacklevel=3)
+    for note in top.notes:
+        warnings.warn(TopologyWarning(note), stacklevel=3)
     fmt = _effective_format(fmt, top)
-    traj = _open(path, fmt, len(top.numbers))
+    traj = _open(path, fmt, top.n_atoms)
     try:
         end = traj.n_frames if stop is None else min(stop, traj.n_frames)
         for i in range(start, end, step):
@@ -1315,10 +1536,12 @@ def _read_frame(traj: _Trajectory, path: str, i: int, top: Topology) -> Atoms:
         ) from None
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
         raise _frame_error(path, i, f"cannot read it, corrupt file? ({_one_line(exc)})") from None
-    if raw.positions.shape != (len(top.numbers), 3):
+    if raw.positions.shape != (top.n_atoms, 3):
         raise _frame_error(
-            path, i, f"has {len(raw.positions)} atoms, the topology {len(top.numbers)}"
+            path, i, f"has {len(raw.positions)} atoms, the topology {top.n_atoms}"
         )
+    if top.keep is not None:
+        raw.positions = raw.positions[top.keep]
     if raw.cell is None:
         atoms = Atoms(numbers=top.numbers, positions=raw.positions, pbc=False)
     else:

@@ -236,6 +236,7 @@ def file_descriptors(
     progress: Callable[[int, int], None] | None = None,
     topology: str | os.PathLike | None = None,
     timestep_fs: float | None = None,
+    topology_format: str | None = None,
 ) -> FileDescriptors:
     """Descriptors of every atom of a file, streamed frame chunk by frame chunk.
 
@@ -249,10 +250,11 @@ def file_descriptors(
 
     Parameters
     ----------
-    path, index, format, type_map, topology
+    path, index, format, type_map, topology, topology_format
         What to read (see :func:`quests_core.io.iter_frames`); the topology
         used by an MD trajectory (given or found next to it,
-        :func:`quests_core.io_mdanalysis.topology_path`) is part of the cache key.
+        :func:`quests_core.io_mdanalysis.topology_path`) and its format, when
+        named, are part of the cache key.
     k, cutoff, species, dtype
         Descriptor parameters.
     compute : callable, optional
@@ -284,7 +286,8 @@ def file_descriptors(
     tmap = parse_type_map(type_map)
     index_text = _index_to_text(index)
     used = topology_path(spath, fmt, topology)
-    spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())), used)
+    top_fmt = topology_format if used is not None else None
+    spec = FileSpec(spath, index_text, format, tuple(sorted(tmap.items())), used, top_fmt)
 
     def finish(frames: pd.DataFrame, x: np.ndarray, hit: bool, key: str | None):
         skipped = skipped_of(frames)
@@ -308,7 +311,8 @@ def file_descriptors(
     fkey = dkey = None
     if cache is not None:
         fkey, dkey = file_descriptor_key(
-            spath, index_text, fmt, tmap, k, cutoff, species, dtype, topology=used
+            spath, index_text, fmt, tmap, k, cutoff, species, dtype, topology=used,
+            topology_format=top_fmt,
         )
         table = cache.get_table(fkey)
         x = cache.get(dkey, mmap=mmap)
@@ -332,7 +336,7 @@ def file_descriptors(
     try:
         frames_iter = iter_frames(
             spath, index=index, format=fmt, type_map=tmap or None, topology=used,
-            skipped=skipped,
+            skipped=skipped, topology_format=top_fmt,
         )
         for chunk in _chunks(frames_iter, chunk_atoms):
             atoms_list = [item.atoms for item in chunk]
@@ -384,6 +388,7 @@ def dataset_key(
         return file_descriptor_key(
             source.path, source.index, fmt, source.type_map_dict(), k, cutoff, species, dtype,
             topology=topology_path(source.path, fmt, source.topology),
+            topology_format=source.topology_format,
         )
     digest = structures_digest(dataset.iter_structures())
     return None, descriptor_key(digest, k, cutoff, species, dtype)

@@ -270,7 +270,7 @@ def test_every_topology_names_the_atoms(files, topology):
     assert top.how == {
         "melt.pdb": "elements",
         "melt.gro": "guessed from names",
-        "melt.psf": "guessed from names",
+        "melt.psf": "masses",  # a PSF has masses: they come before the names
         "melt_mass.data": "masses",
     }[topology]
     frames = read_structures(files / "melt.dcd", index="1", topology=files / "top" / topology)
@@ -280,7 +280,7 @@ def test_every_topology_names_the_atoms(files, topology):
 
 def test_lammps_data_topology_type_map_and_lammps_dcd_time(files):
     data = files / "top" / "melt.data"  # no Masses section: only numeric types
-    with pytest.raises(QuestsError, match=r"melt\.data: atom 0 has LAMMPS type 1 .*type map"):
+    with pytest.raises(QuestsError, match=r"melt\.data: atom 1 \(1-based\) has LAMMPS type 1 .*type map"):
         list(iter_frames(files / "melt.dcd", topology=data))
     with pytest.raises(QuestsError, match=r"type\(s\) \[1\] missing from the type map"):
         list(iter_frames(files / "melt.dcd", topology=data, type_map="2:Ni"))
@@ -368,8 +368,8 @@ def test_topology_errors_name_the_file(files, tmp_path, triclinic):
         list(iter_frames(files / "melt.xtc", topology=small))
     odd = tmp_path / "odd.gro"
     write_topology(odd, triclinic[0], name="Qq")
-    with pytest.raises(QuestsError, match=r"odd\.gro: atom 0 \(name 'Qq'\): cannot tell its "
-                                          r"element"):
+    with pytest.raises(QuestsError, match=r"odd\.gro: atom 1 \(1-based; name 'Qq'\): cannot "
+                                          r"tell its element .*'Qq=O'"):
         load_topology(odd)
     bad = tmp_path / "bad.psf"
     bad.write_bytes(os.urandom(2000))

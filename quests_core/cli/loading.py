@@ -19,8 +19,8 @@ Invariants
 - A descriptor file whose layout (k, cutoff, species, width, block order)
   differs from the command's settings is refused with one line naming it; its
   :class:`Loaded` record has no dataset and no cache key.
-- ``--topology`` is passed to the reader of every file (it names the atoms of
-  MD trajectories; ignored by the other formats).
+- ``--topology`` (and ``--topology-format``) is passed to the reader of every
+  file (it names the atoms of MD trajectories; ignored by the other formats).
 - Memory: the descriptors of every file of the batch (a file is streamed in
   blocks of ``--chunk-atoms`` atoms while it is computed).
 """
@@ -208,6 +208,7 @@ def _file_descriptors(path, args, settings, index, compute, cache, progress):
         timestep_fs=getattr(args, "lammps_timestep_fs", None),
         progress=progress,
         topology=getattr(args, "topology", None),
+        topology_format=getattr(args, "topology_format", None),
     )
 
 

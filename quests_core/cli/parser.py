@@ -110,14 +110,25 @@ def common_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--type-map",
         default=None,
-        help="LAMMPS dump types to elements, e.g. 'Cu,Ni' or '1=Cu,2=Ni'",
+        help="LAMMPS types to elements, e.g. 'Cu,Ni' or '1=Cu,2=Ni'; or, for the topology "
+        "of an XTC/TRR/DCD/NetCDF trajectory, atom names (else types) to elements, e.g. "
+        "'MW=O' to keep TIP4P virtual sites or 'N1A=N,N2A=N' (name=element)",
     )
     g.add_argument(
         "--topology",
         default=None,
         metavar="PATH",
-        help="topology (PDB/GRO/PSF/LAMMPS data) naming the atoms of XTC/TRR/DCD/NetCDF "
-        "trajectories (default: the file with the trajectory's stem next to it)",
+        help="topology (PDB/GRO/PSF/LAMMPS data/prmtop/tpr) naming the atoms of "
+        "XTC/TRR/DCD/NetCDF trajectories (default: the file with the trajectory's stem next "
+        "to it); virtual sites (mass 0, e.g. TIP4P's MW) are left out with a warning",
+    )
+    g.add_argument(
+        "--topology-format",
+        default=None,
+        metavar="FMT",
+        help="MDAnalysis format of the --topology file when its extension does not say it: "
+        "PRMTOP, TOP (an Amber .top), PSF, GRO, PDB, TPR, DATA, ... (default: from the "
+        "extension)",
     )
     g.add_argument(
         "--time-step",
