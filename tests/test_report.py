@@ -199,3 +199,191 @@ def test_figures_png_and_svg(tmp_path):
     assert any("fraction dH > 0" in t.replace("&gt;", ">") for t in labels)
     with pytest.raises(Exception, match="png or svg"):
         save_figure(rep.figures[name], tmp_path / "x.gif")
+
+
+# ----------------------------------------------------------------------------
+# analysis sections: the same numbers as their commands
+# ----------------------------------------------------------------------------
+
+SAMPLE = ROOT / "sample_data"
+QUENCH = SAMPLE / "cu_quench.extxyz"
+LABELLED = SAMPLE / "cu_dataset_labelled.extxyz"
+GENERATIONS = SAMPLE / "cu_generations.extxyz"
+needs_analysis_data = pytest.mark.skipif(
+    not all(p.exists() for p in (QUENCH, SOLID, LABELLED, GENERATIONS)),
+    reason="bundled sample data missing")
+#: frame selections that keep the nucleation test fast (17 quench frames, 5 solid frames)
+QUENCH_INDEX, SOLID_INDEX = "::4", "::2"
+
+
+def command_summary(argv: list[str], capsys) -> dict[str, str]:
+    """The ``key value`` lines a command prints (its summary), run in-process."""
+    assert main([*argv, "-q"]) == 0
+    out = capsys.readouterr().out
+    summary = {}
+    for line in out.splitlines():
+        if not line.strip():
+            break  # the table follows the summary after a blank line
+        key, _, value = line.partition(" ")
+        summary[key] = value.strip()
+    return summary
+
+
+def same(report_value, printed: str) -> bool:
+    """A report number equals a command's printed one (``%.6g``)."""
+    from quests_core.cli.output import format_value
+
+    return format_value(float(report_value)) == printed or \
+        float(report_value) == pytest.approx(float(printed), rel=5e-6)
+
+
+@pytest.fixture(scope="module")
+def analysis_report(tmp_path_factory):
+    """`quests-dashboard report QUENCH -r SOLID --nucleation --compression LABELLED
+    --active-learning GENERATIONS` (small learning curves and overlap, no H per file)."""
+    tmp = tmp_path_factory.mktemp("analysis")
+    out = tmp / "report.html"
+    figs = tmp / "figs"
+    argv = ["report", str(QUENCH), "-r", str(SOLID), "--index", QUENCH_INDEX,
+            "--reference-index", SOLID_INDEX, "--nucleation", "-o", str(out), "-q",
+            "--learning-max-n", "200", "--learning-repeats", "1", "--overlap-max-n", "300",
+            "--no-file-entropy", "--compression", str(LABELLED), "--compression-fraction",
+            "0.2", "--compression-sweep", "0.1,0.5", "--compression-seeds", "2",
+            "--active-learning", str(GENERATIONS), "--figures", str(figs),
+            "--figure-format", "png", "--dpi", "100"]
+    assert main(argv) == 0
+    page = out.read_text(encoding="utf-8")
+    return report_data(page), page, figs
+
+
+@needs_analysis_data
+def test_nucleation_section_equals_the_nucleation_command(analysis_report, tmp_path,
+                                                         capsys):
+    data, page, figs = analysis_report
+    nuc = data["nucleation"][QUENCH.name]
+    table_path = tmp_path / "nuc.csv"
+    s = command_summary(["nucleation", str(QUENCH), "-r", str(SOLID), "--index", QUENCH_INDEX,
+                         "--reference-index", SOLID_INDEX, "--fit", "-o", str(table_path)],
+                        capsys)
+    table = pd.read_csv(table_path)
+    assert nuc["frame"] == table["frame"].tolist()
+    assert nuc["largest_cluster"] == table["largest_cluster"].tolist()
+    assert nuc["n_solid"] == table["n_solid"].tolist()
+    assert len(nuc["pooled_frames"]) == int(s["pooled_frames"])
+    assert same(nuc["T_pooled_K"], s["T_pooled_K"])
+    assert same(nuc["critical_band_atoms"][0], s["n_star_min"])
+    assert same(nuc["critical_band_atoms"][1], s["n_star_max"])
+    assert nuc["fit_weights"] == s["fit_weights"] == "none"
+    assert same(nuc["fit_V_atom_A3"], s["V_atom_fit_A3"])
+    if "fit_gamma_SL_J_m2" in s:  # a reliable fit: gamma_SL and its error as the command's
+        assert same(nuc["fit"]["gamma_SL (J/m^2)"], s["fit_gamma_SL_J_m2"])
+        assert same(nuc["fit"]["gamma_SL error (J/m^2)"], s["fit_gamma_SL_err_J_m2"])
+        assert same(nuc["fit"]["N0"], s["fit_N0"])
+        assert "CNT fit: gamma_SL = " in page
+    else:  # none: the report says why, as the command
+        assert nuc["fit"] is None and s["fit"].startswith("no reliable fit")
+        assert "no reliable fit" in page
+    assert (figs / f"nucleation_largest_cluster_{QUENCH.name.replace('.', '_')}.png").exists()
+    assert (figs / f"nucleation_cluster_sizes_{QUENCH.name.replace('.', '_')}.png").exists()
+
+
+@needs_analysis_data
+def test_nucleation_without_a_reliable_fit_says_why(failed_run):
+    """A trajectory whose fit cannot be made: "no reliable fit: <reason>", no gamma_SL."""
+    import dataclasses
+
+    from dashboard.pipeline import fit_nucleation
+    from dashboard.state import NucleationResult
+
+    n = 6
+    nuc = NucleationResult(
+        source="quench.extxyz", structure=np.arange(n), time=np.arange(n, dtype=float),
+        largest=np.array([1, 2, 1, 3, 2, 1]), n_solid=np.arange(n),
+        temperature=np.full(n, 800.0), band_min=np.full(n, 60.0), band_max=np.full(n, 120.0),
+        sizes=np.array([1, 2]), counts=np.array([5, 1]), n_frames=n,
+        pre_frames=np.arange(n), t_pooled=800.0, critical_band=(60.0, 120.0),
+        constants={"element": "Cu", "T_melt (K)": 1323.0, "latent heat (kJ/mol)": 11.99,
+                   "V_atom (Å^3)": 12.893, "gamma_SL range (J/m^2)": (0.177, 0.221),
+                   "V_atom fit (Å^3)": 11.78})
+    nuc = fit_nucleation(nuc)
+    assert not nuc.fit and nuc.fit_error
+    res = dataclasses.replace(failed_run.results, nucleations={"quench.extxyz": nuc})
+    rep = build_report(res, entropy=False)
+    assert rep.data["nucleation"]["quench.extxyz"]["fit"] is None
+    assert "no reliable fit" in rep.html.lower()
+
+
+@needs_analysis_data
+def test_compression_section_equals_the_compress_command(analysis_report, tmp_path, capsys):
+    data, page, figs = analysis_report
+    comp = data["compression"][LABELLED.name]
+    table_path = tmp_path / "comp.csv"
+    s = command_summary(["compress", str(LABELLED), "--fraction", "0.2", "--method", "msc",
+                         "--compare", "--sweep", "0.1,0.5", "--seeds", "2", "--report",
+                         str(table_path)], capsys)
+    ours = comp["summary"]
+    assert ours["method"] == s["method"] == "msc"
+    for key in ("structures", "kept_structures", "kept_environments"):
+        assert str(ours[key]) == s[key], key
+    for key in ("bandwidth", "H", "D", "overlap"):
+        assert same(ours[key], s[key]), (key, ours[key], s[key])
+    table = pd.read_csv(table_path)
+    mine = pd.DataFrame(comp["report"])
+    assert mine["method"].tolist() == table["method"].tolist()
+    assert mine["size"].tolist() == table["size"].tolist()
+    for column in ("entropy", "entropy_std", "diversity", "overlap", "info_gap"):
+        np.testing.assert_allclose(mine[column].to_numpy(float), table[column], rtol=1e-9,
+                                   atol=1e-12, err_msg=column)
+    assert f"compress {LABELLED.name} --fraction 0.2 --method msc --compare" in page
+    for metric in ("entropy", "diversity", "overlap"):
+        assert (figs / f"compression_{metric}_{LABELLED.name.replace('.', '_')}.png").exists()
+
+
+@needs_analysis_data
+def test_active_learning_section_equals_its_command(analysis_report, tmp_path, capsys):
+    data, page, figs = analysis_report
+    al = data["active_learning"][GENERATIONS.name]
+    table_path = tmp_path / "al.csv"
+    s = command_summary(["active-learning", str(GENERATIONS), "-o", str(table_path)], capsys)
+    assert str(al["summary"]["generations"]) == s["generations"] == "5"
+    assert str(al["summary"]["environments"]) == s["environments"]
+    table = pd.read_csv(table_path)
+    mine = pd.DataFrame(al["report"])
+    assert mine["generation"].tolist() == table["generation"].tolist()
+    for column in ("novelty", "mean_dH", "entropy", "diversity"):
+        np.testing.assert_allclose(mine[column].to_numpy(float), table[column], rtol=1e-9,
+                                   atol=1e-12, equal_nan=True, err_msg=column)
+    for column in ("novelty", "entropy", "diversity"):
+        assert (figs / f"active_learning_{column}_{GENERATIONS.name.replace('.', '_')}.png"
+                ).exists()
+
+
+def test_nucleation_needs_a_solid(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(FAILED), "-o", str(out), "--nucleation"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "solid reference" in err and "\n" not in err
+
+
+def test_stacked_panels_fill_the_figure_with_one_time_label(tmp_path):
+    """The 3-panel trajectory figure: as wide as the figure, every label inside it, the
+    shared time axis named once (under the bottom panel)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    res = synthetic_results(10, 200)
+    rep = build_report(res, entropy=False)
+    paths = rep.save_figures(tmp_path, formats=("svg", "png"), names=["trajectory_big_xyz"],
+                             dpi=100)
+    svg = next(p for p in paths if p.suffix == ".svg").read_text(encoding="utf-8")
+    labels = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert sum("time (ps)" in t for t in labels) == 1, labels
+    from PIL import Image
+
+    with Image.open(next(p for p in paths if p.suffix == ".png")) as im:
+        assert im.size == (600, 660)  # the default: 6 in wide, 2.2 in per panel
+        ink = np.asarray(im.convert("L")) < 128
+    cols = np.flatnonzero(ink.any(axis=0))
+    rows = np.flatnonzero(ink.any(axis=1))
+    assert cols[-1] - cols[0] > 0.85 * im.size[0]  # the panels fill the width
+    assert rows[-1] < im.size[1] - 1  # nothing cut at the bottom (the time label)
