@@ -1,9 +1,9 @@
 """What :mod:`quests_core.io` and :mod:`quests_core.io_mdanalysis` both need.
 
 The frame record (:class:`Frame`), the truncated-last-frame rule
-(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the type-map
-parser (:func:`parse_type_map`: LAMMPS types or atom names), the input-path checks (:func:`_check_path`)
-and the one-line error helpers (:func:`_one_line`, :func:`_frame_error`).
+(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the type-map parser
+(:func:`parse_type_map`: LAMMPS types or atom names), the input-path checks
+(:func:`_check_path`) and the one-line error helpers (:func:`_one_line`, :func:`_frame_error`).
 
 Invariants
 ----------

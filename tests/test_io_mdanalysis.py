@@ -280,7 +280,8 @@ def test_every_topology_names_the_atoms(files, topology):
 
 def test_lammps_data_topology_type_map_and_lammps_dcd_time(files):
     data = files / "top" / "melt.data"  # no Masses section: only numeric types
-    with pytest.raises(QuestsError, match=r"melt\.data: atom 1 \(1-based\) has LAMMPS type 1 .*type map"):
+    with pytest.raises(QuestsError,
+                       match=r"melt\.data: atom 1 \(1-based\) has LAMMPS type 1 .*type map"):
         list(iter_frames(files / "melt.dcd", topology=data))
     with pytest.raises(QuestsError, match=r"type\(s\) \[1\] missing from the type map"):
         list(iter_frames(files / "melt.dcd", topology=data, type_map="2:Ni"))
