@@ -23,7 +23,11 @@ Sections, each only where the results allow it: header (inputs with their SHA-25
 settings, version, time); per file H, D and environments (as ``quests-dashboard
 entropy``); learning curves with asymptote and gap; overlap matrix; per trajectory the
 per-frame H, mean dH and fraction dH > 0 with the jump frames and the first jump frame
-coloured by dH (slab and 3D); per-atom dH (histogram, CDF, scatter or image).
+coloured by dH (slab and 3D); per-atom dH (histogram, CDF, scatter or image); with a
+solid reference, nucleation (the Nucleation tab's plots, ``Results.nucleations``); on
+request, compression and active learning (:func:`compression_section`,
+:func:`active_learning_section`: the numbers of ``quests-dashboard compress`` and
+``active-learning``, the plots of their tabs).
 
 Limits (they keep a report of any run at a few MB; also in the report's footer):
 

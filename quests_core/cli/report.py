@@ -5,7 +5,9 @@ browser) with the inputs and settings, H and D per file, learning curves, the
 overlap matrix, the per-frame curves of every trajectory with its jump frames and
 the first one drawn coloured by dH, and per-atom dH (docs/report.md). ``--figures
 DIR`` also writes every plot as PNG and SVG for papers (``--figure-size``,
-``--dpi``).
+``--dpi``). Analysis sections: ``--nucleation`` (solid: ``--solid-reference``, else
+the ``-r`` files), ``--compression DATASET``, ``--active-learning DATASET``, with the
+numbers of ``nucleation --fit``, ``compress --compare --sweep`` and ``active-learning``.
 
 The computation is the dashboard's (:func:`dashboard.pipeline.run_pipeline`, the
 same numbers as its tabs and as ``quests-dashboard trajectory``) and the page is
