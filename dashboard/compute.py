@@ -188,7 +188,9 @@ def topology_problem(spec: FileSpec, topology_name: str = "") -> str:
 
     The topology given (``spec.topology``), else the file with the trajectory's name next
     to it, is read with :func:`quests_core.io_mdanalysis.load_topology` (with the file's
-    LAMMPS type map): unreadable, no atoms, an atom without an element, no topology at
+    'types' column: LAMMPS types, or atom names such as ``MW=O``, the same string as
+    ``--type-map``): unreadable, no atoms, an atom without an element (or a name of the
+    type map no atom has), no topology at
     all, or MDAnalysis missing (the message names the ``md`` extra). Server paths in the
     message become ``spec.name`` / ``topology_name``.
     """
