@@ -589,6 +589,65 @@ def _dump_item(line: bytes, has_element: bool) -> tuple[bool, bool, bool]:
     return in_atoms, line.startswith(b"ITEM: NUMBER OF ATOMS"), has_element
 
 
+# A corrupt atom-count line (``999999999999``, or ``100000`` in a frame of 864 atoms)
+# must not swallow the frames after it as one "cut last frame": the splitters refuse a
+# frame as soon as one of its atom lines is the start of a next frame (an (ext)xyz count
+# line, a dump's ``ITEM: TIMESTEP``), as the follower's framer does
+# (quests_core.follow._Framer._check_atom_lines), and a count above _MAX_FRAME_ATOMS.
+
+#: Largest atom count a frame's header may declare (as ``follow.MAX_FRAME_ATOMS``).
+_MAX_FRAME_ATOMS = 10**9
+#: Lines scanned after a count above :data:`_MAX_FRAME_ATOMS` for the next frame's start
+#: (only for the message: the count is refused either way).
+_ABSURD_SCAN_LINES = 1_000_000
+#: Longest line looked at as a possible count line (longer ones are atom lines).
+_COUNT_LINE_MAX = 32
+
+
+def _is_count_line(line: bytes) -> bool:
+    """A complete line holding a bare non-negative integer: an (ext)xyz count line.
+
+    Never a valid atom line (symbol and three coordinates); a cut write ends inside a
+    line, so a complete one is not an artefact of a file still being written.
+    """
+    return (len(line) <= _COUNT_LINE_MAX and line.endswith(b"\n")
+            and line.strip().isdigit())
+
+
+def _next_frame_error(path: str, frame: int, declared: int, found: int,
+                      line: bytes) -> QuestsError:
+    """Frame ``frame`` declares ``declared`` atoms but its atom line ``found + 1`` is
+    ``line``, the count line of a next (ext)xyz frame."""
+    shown = line.strip()[:40].decode("utf-8", "replace")
+    return _frame_error(
+        path, frame,
+        f"header declares {declared} atoms, found {found} atom lines and then {shown!r}, "
+        "the count line of a next frame (a corrupt count or a frame cut short)",
+    )
+
+
+def _next_dump_error(path: str, frame: int, declared: int, found: int) -> QuestsError:
+    """Dump frame ``frame`` has fewer atom lines than declared before the next frame."""
+    return _frame_error(
+        path, frame,
+        f"truncated or corrupt LAMMPS dump: header declares {declared} atoms, found {found} "
+        "atom lines and then 'ITEM: TIMESTEP', the start of a next frame (a corrupt count "
+        "or a frame cut short)",
+    )
+
+
+def _absurd_count_error(path: str, frame: int, declared: int, found: int,
+                        at_end: bool) -> QuestsError:
+    """A count above :data:`_MAX_FRAME_ATOMS` with no next frame found after it."""
+    where = (f"found {found} atom lines before the end of the file" if at_end
+             else f"no next frame in the {found:,} lines after it")
+    return _frame_error(
+        path, frame,
+        f"header declares {declared} atoms, more than the {_MAX_FRAME_ATOMS:,} a frame may "
+        f"hold ({where}): a corrupt atom count",
+    )
+
+
 def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChunk]:
     """Split a LAMMPS text dump into frames, keeping the text of wanted ones.
 
@@ -615,6 +674,10 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
         for line in fd:
             if line.startswith(b"ITEM: TIMESTEP"):
                 if frame >= 0:
+                    if declared is not None and found < declared:
+                        # a corrupt count (or a frame cut short) followed by more frames:
+                        # refused even when the frame is not read, so counts agree
+                        raise _next_dump_error(path, frame, declared, found)
                     yield finish()
                     if last_wanted is not None and frame >= last_wanted:
                         return
@@ -640,6 +703,8 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
                 lines.pop()
             elif in_atoms and lines is None and not line.endswith(b"\n") and line.strip():
                 found -= 1
+            if declared is not None and declared > _MAX_FRAME_ATOMS:
+                raise _absurd_count_error(path, frame, declared, found, True)
             yield finish(last=True)
 
 
@@ -855,10 +920,17 @@ def _xyz_count(line: bytes, path: str, frame: int) -> int:
 def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
     """Split an (ext)xyz file into frames by their atom-count lines.
 
-    Detects counts that are not numbers, negative or larger than what the rest
-    of the file can hold (refused without reading on: a 20-byte file declaring
-    10^9 atoms fails at once), and files that end inside a frame. Kept frames
-    are decoded on their own, so binary garbage is reported in its frame.
+    Detects counts that are not numbers or negative, and files that end inside
+    a frame. Every atom line is checked for the start of a next frame (a bare
+    integer, its count line): a frame that holds one is an error naming it (a
+    corrupt count or a frame cut short), never a cut last frame that swallows
+    the frames after it. A count above :data:`_MAX_FRAME_ATOMS` is an error
+    (the next :data:`_ABSURD_SCAN_LINES` lines are scanned, for the message); a
+    count larger than what the rest of the file can hold is not kept in memory:
+    its lines are only scanned (a 20-byte file declaring 10^9 atoms fails at
+    once), and it is a cut last frame only when nothing after it starts another
+    frame. Kept frames are decoded on their own, so binary garbage is reported
+    in its frame. Memory: one frame's lines.
     """
     last_wanted = None if keep is None else keep.last()
     size = _inflated_size(path)
@@ -874,15 +946,17 @@ def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
                 continue
             declared = _xyz_count(line, path, frame)
             wanted = keep is None or frame in keep
-            lines: list[bytes] | None = [line] if wanted else None
             remaining = size - consumed
-            if declared * _MIN_ATOM_LINE > remaining + 1:
-                # cannot possibly be there: report without reading on
-                yield _XyzChunk(frame, None, declared, 0, True)
-                return
+            absurd = declared > _MAX_FRAME_ATOMS
+            # more atoms than the rest of the file can hold: never complete, so its
+            # lines are only scanned for the start of a next frame, not kept
+            hopeless = absurd or declared * _MIN_ATOM_LINE > remaining + 1
+            lines: list[bytes] | None = [line] if wanted and not hopeless else None
+            limit = min(declared, _ABSURD_SCAN_LINES) if absurd else declared
             found = -1  # the comment line comes first
             last = False
-            for _ in range(declared + 1):
+            nxt = line
+            for _ in range(limit + 1):
                 nxt = fd.readline()
                 if not nxt:
                     last = True
@@ -891,6 +965,19 @@ def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
                 found += 1
                 if lines is not None:
                     lines.append(nxt)
+                if len(nxt) <= _COUNT_LINE_MAX and nxt.strip().isdigit() and found and (
+                    _is_count_line(nxt)
+                ):
+                    raise _next_frame_error(path, frame, declared, found - 1, nxt)
+            if absurd:
+                raise _absurd_count_error(path, frame, declared, max(found, 0), last)
+            if hopeless and not last:
+                raise _frame_error(
+                    path, frame,
+                    f"header declares {declared} atoms, more than the {remaining} bytes "
+                    f"after it can hold (at least {_MIN_ATOM_LINE} per atom line): a "
+                    "corrupt frame",
+                )
             # a frame that ends the file without a newline may have its last line cut
             cut = not last and not nxt.endswith(b"\n")
             text = None
@@ -1004,6 +1091,9 @@ def _xyz_text_chunk(data: bytes, path: str, frame: int) -> _XyzChunk:
     if first == len(lines):
         raise _frame_error(path, frame, "no atom-count line (empty frame)")
     declared = _xyz_count(lines[first], path, frame)
+    for k, atom_line in enumerate(lines[first + 2 : first + 2 + declared]):
+        if _is_count_line(atom_line):
+            raise _next_frame_error(path, frame, declared, k, atom_line)
     found = max(len(lines) - first - 2, 0)
     text = _decode(b"".join(lines[first:]), path, frame)
     return _XyzChunk(frame, text, declared, found, False)

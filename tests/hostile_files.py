@@ -468,6 +468,26 @@ def make_corpus(folder: str | Path, md: bool = False) -> list[Case]:
         note="1 GiB of zeros compressed to ~1 MiB")
     add("gzip_bomb_lines", "lammps", "error", lambda p: _gzip_bomb(p, b"\n"),
         suffix=".lammpstrj.gz", note="1 GiB of newlines")
+
+    # --- a corrupt atom count in frame 2 of a finished 8-frame file: an error naming the
+    # frame, never a "cut last frame" that swallows (and silently drops) the 5 frames after it
+    eight = _frames(8)
+    next_xyz = (r"frame 2: header declares {} atoms, found 32 atom lines and then '32', the "
+                r"count line of a next frame \(a corrupt count or a frame cut short\)")
+    add("xyz_corrupt_count_mid_file", "xyz", "error",
+        lambda p: _corrupt_count(p, "xyz", eight, 2, "100000"),
+        match=next_xyz.format(100000),
+        note="frame 2 of 8 declares 100000 atoms (has 32): was read as a cut last frame")
+    add("extxyz_count_bomb_mid_file", "extxyz", "error",
+        lambda p: _corrupt_count(p, "extxyz", eight, 2, "999999999999"),
+        match=next_xyz.format(999999999999),
+        note="frame 2 of 8 declares 999999999999 atoms: was read as a cut last frame")
+    add("lammps_count_bomb_mid_file", "lammps", "error",
+        lambda p: _corrupt_count(p, "lammps", eight, 2, "999999999999"),
+        match=r"frame 2: truncated or corrupt LAMMPS dump: header declares 999999999999 "
+              r"atoms, found 32 atom lines and then 'ITEM: TIMESTEP', the start of a next "
+              r"frame \(a corrupt count or a frame cut short\)",
+        note="frame 2 of 8 has NUMBER OF ATOMS 999999999999")
     if md:
         cases += make_md_corpus(folder)
     return cases
@@ -559,6 +579,21 @@ def make_md_corpus(folder: str | Path, n_frames: int = 10) -> list[Case]:
             r"not a DCD frame \(record marker -?\d+, expected 48\)",
             "1000 random bytes after a valid DCD: an error at frame 10 before")
     return cases
+
+
+def _corrupt_count(path: Path, fmt: str, frames: list[Atoms], frame: int, count: str) -> None:
+    """``frames`` written in ``fmt`` with the atom count of frame ``frame`` replaced."""
+    if fmt == "lammps":
+        parts = lammps_dump(frames).split("ITEM: TIMESTEP\n")  # parts[0] is ""
+        header = f"ITEM: NUMBER OF ATOMS\n{len(frames[frame])}\n"
+        parts[frame + 1] = parts[frame + 1].replace(
+            header, f"ITEM: NUMBER OF ATOMS\n{count}\n", 1)
+        path.write_text("ITEM: TIMESTEP\n".join(parts))
+        return
+    write(path, frames, format=fmt)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[sum(len(a) + 2 for a in frames[:frame])] = f"{count}\n"
+    path.write_text("".join(lines))
 
 
 def _replace_line(text: str, number: int, new: str) -> str:

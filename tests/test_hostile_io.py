@@ -188,6 +188,9 @@ _CLI_CASES = [
     ("entropy", "vasp_species_cu_au_one_count.vasp"),
     ("entropy", "cif_no_cell.cif"),
     ("trajectory", "cif_zero_cell.cif"),
+    # a corrupt atom count mid-file: an error naming the frame, not a cut last frame
+    ("entropy", "xyz_corrupt_count_mid_file.xyz"),
+    ("trajectory", "lammps_count_bomb_mid_file.lammpstrj"),
     # the MD trajectories (with MDAnalysis): valid frames, then garbage / zeros / a bad header
     ("entropy", "xtc_random_tail_1000.xtc"),
     ("trajectory", "xtc_random_tail_1000.xtc"),
