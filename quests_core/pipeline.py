@@ -26,6 +26,7 @@ This module knows the cache only through its methods (``get``, ``get_table``,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import warnings
@@ -47,7 +48,7 @@ from quests_core.dataset import RECORD_COLUMNS, Dataset, FileSpec, _index_to_tex
 from quests_core.errors import QuestsError
 from quests_core.io import detect_format, iter_frames, parse_type_map
 from quests_core.io_common import TruncatedFrameWarning
-from quests_core.io_mdanalysis import topology_path
+from quests_core.io_mdanalysis import TopologyWarning, topology_path
 from quests_core.settings import DEFAULTS
 
 __all__ = ["FileDescriptors", "dataset_descriptors", "file_descriptors", "run_compute"]
@@ -178,6 +179,28 @@ INPUT_NOTES = "quests_skipped_frames"
 #: Key in a cached per-frame table's ``attrs``: the frames' MD step numbers (None where a
 #: frame records none; an empty list when no frame does).
 MD_STEPS = "quests_md_steps"
+#: Key in a cached per-frame table's ``attrs``: the topology's warnings (virtual sites
+#: left out, elements taken from masses), repeated on every cache hit.
+TOPOLOGY_NOTES = "quests_topology_notes"
+
+
+@contextlib.contextmanager
+def noting(category: type[Warning], notes: list[str]) -> Iterator[None]:
+    """Record the messages of ``category`` warned inside into ``notes``; every warning
+    (of any category) still reaches the caller's filters and handlers, on leaving."""
+    pending: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                pending = list(caught)
+    finally:  # also when reading failed: the warnings before the error are shown
+        for w in pending:
+            if issubclass(w.category, category):
+                notes.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def skipped_of(table: pd.DataFrame) -> list[tuple[int, str]]:
@@ -197,7 +220,8 @@ def md_step(atoms: Atoms) -> float | None:
 
 def read_table(records: Sequence[dict[str, Any]],
                skipped: Sequence[tuple[str, int, str]],
-               steps: Sequence[float | None] = ()) -> pd.DataFrame:
+               steps: Sequence[float | None] = (),
+               notes: Sequence[str] = ()) -> pd.DataFrame:
     """The per-frame table of a file's read as cached: what reading the file warned
     about travels with it in ``attrs`` (Parquet keeps them), so a cached rerun repeats
     it (:func:`repeat_skipped`) instead of silently giving fewer frames, and so do the
@@ -205,6 +229,7 @@ def read_table(records: Sequence[dict[str, Any]],
     table = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
     table.attrs[INPUT_NOTES] = [[int(frame), str(reason)] for _path, frame, reason in skipped]
     table.attrs[MD_STEPS] = list(steps) if any(s is not None for s in steps) else []
+    table.attrs[TOPOLOGY_NOTES] = [str(n) for n in notes]
     return table
 
 
@@ -316,9 +341,12 @@ def file_descriptors(
         )
         table = cache.get_table(fkey)
         x = cache.get(dkey, mmap=mmap)
-        if (table is not None and x is not None and INPUT_NOTES in table.attrs
-                and MD_STEPS in table.attrs and x.shape[0] == int(table["n_atoms"].sum())):
+        if (table is not None and x is not None
+                and all(key in table.attrs for key in (INPUT_NOTES, MD_STEPS, TOPOLOGY_NOTES))
+                and x.shape[0] == int(table["n_atoms"].sum())):
             cache.hits += 1
+            for note in table.attrs[TOPOLOGY_NOTES]:  # as when the topology was read
+                warnings.warn(TopologyWarning(str(note)), stacklevel=2)
             repeat_skipped(spath, skipped_of(table))
             return finish(table, x, True, dkey)
         cache.misses += 1
@@ -333,30 +361,32 @@ def file_descriptors(
     n_atoms = 0
     skipped: list[tuple[str, int, str]] = []
     steps: list[float | None] = []
-    try:
-        frames_iter = iter_frames(
-            spath, index=index, format=fmt, type_map=tmap or None, topology=used,
-            skipped=skipped, topology_format=top_fmt,
-        )
-        for chunk in _chunks(frames_iter, chunk_atoms):
-            atoms_list = [item.atoms for item in chunk]
-            x_chunk = run_compute(compute, atoms_list, k, cutoff, species)
+    notes: list[str] = []  # topology warnings (virtual sites left out, ...)
+    with noting(TopologyWarning, notes):
+        try:
+            frames_iter = iter_frames(
+                spath, index=index, format=fmt, type_map=tmap or None, topology=used,
+                skipped=skipped, topology_format=top_fmt,
+            )
+            for chunk in _chunks(frames_iter, chunk_atoms):
+                atoms_list = [item.atoms for item in chunk]
+                x_chunk = run_compute(compute, atoms_list, k, cutoff, species)
+                if writer is not None:
+                    writer.append(x_chunk)
+                else:
+                    blocks.append(x_chunk)
+                for item in chunk:
+                    records.append(frame_record(item.atoms, spath, item.frame))
+                    steps.append(md_step(item.atoms))
+                n_atoms += len(x_chunk)
+                del atoms_list, chunk, x_chunk
+                if progress is not None:
+                    progress(len(records), n_atoms)
+        except BaseException:
             if writer is not None:
-                writer.append(x_chunk)
-            else:
-                blocks.append(x_chunk)
-            for item in chunk:
-                records.append(frame_record(item.atoms, spath, item.frame))
-                steps.append(md_step(item.atoms))
-            n_atoms += len(x_chunk)
-            del atoms_list, chunk, x_chunk
-            if progress is not None:
-                progress(len(records), n_atoms)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    table = read_table(records, skipped, steps)
+                writer.abort()
+            raise
+    table = read_table(records, skipped, steps, notes)
     if writer is None:
         return finish(table, blocks.result(), False, None)
     assert cache is not None and fkey is not None and dkey is not None

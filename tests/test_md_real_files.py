@@ -236,3 +236,23 @@ def test_cli_topology_format(tmp_path):
                "--topology-format", "TOP", "--index", "0:1", "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert ",442," in out.read_text()
+
+
+def test_cli_repeats_the_virtual_sites_warning_on_a_cached_rerun(tmp_path):
+    """The second run takes the descriptors from the cache without reading the topology;
+    the topology's warning travels with the cached table and is given again."""
+    env = {**os.environ, "QUESTS_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [sys.executable, "-m", "quests_core.cli", "trajectory", datafiles.XTC_sub_sol,
+            "--topology", datafiles.TPR_xvf, "--index", "0:1", "-k", "4", "--cutoff", "3",
+            "--no-progress"]
+    line = (f"warning: {datafiles.XTC_sub_sol}: 4,612 virtual sites (mass 0: MW) left out of "
+            f"the descriptors (topology {datafiles.TPR_xvf})")
+    outputs = []
+    for _ in range(2):
+        res = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env,
+                             timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert res.stderr.splitlines().count(line) == 1, res.stderr
+        outputs.append(res.stdout)
+    assert outputs[0] == outputs[1]
+    assert any((tmp_path / "cache").rglob("*.parquet"))  # the second run was a cache hit
