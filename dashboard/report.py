@@ -918,6 +918,39 @@ class _Builder:
         self.div(html_table(res.report.rename(columns=REPORT_HEADERS), [],
                             name=f"active-learning-{slug}"))
 
+    def uncertainty(self, section: UncertaintySection) -> None:
+        """Model error against dH with the running average and the high-error threshold
+        (the Uncertainty tab's plot), the numbers of ``quests-dashboard uq`` and its
+        binned table."""
+        res = section.result
+        s = section.summary
+        slug = _slug(res.source)
+        self.data.setdefault("uncertainty", {})[res.source] = {
+            "summary": s, "command": section.command, "reference": res.reference,
+            "forces": list(res.forces), "bins": res.bins().to_dict(orient="records")}
+        what = (f"forces <code>{_esc(res.forces[0])}</code> − <code>{_esc(res.forces[1])}"
+                "</code> (eV/Å)" if res.forces[1] else
+                f"per-atom error <code>{_esc(res.forces[0])}</code>")
+        self.div(
+            f"<h2>Uncertainty: {_esc(res.source)}</h2><p>{s['test_atoms']:,} test atoms "
+            f"against {_esc(res.reference)} ({s['reference_atoms']:,} environments), k = "
+            f"{res.k}, cutoff = {res.cutoff:g} Å, h = {s['bandwidth']:.4g} 1/Å; error: "
+            f"{what}. <b>dH &gt; 0 flags {s['frac_dH_positive']:.4g} of the atoms. High "
+            f"error: above {s['error_threshold']:.6g} ({s['high_error_atoms']:,} atoms); "
+            f"recall {s['recall']:.6g}, precision {s['precision']:.6g}</b> (as "
+            f"<code>{_esc(section.command)}</code>). Recall: share of the high-error atoms "
+            "with dH &gt; 0; precision: share of the atoms with dH &gt; 0 that have a high "
+            "error. Blue: atoms per cell; red: mean error of the atoms within "
+            f"{res.running.window:g} bin widths ({res.running.width:.3g} nats) of each of "
+            f"{len(res.running.centers)} bin centres, band ± one standard deviation; dashed: "
+            "dH = 0; dotted: the high-error threshold.</p>",
+            name=f"report-uncertainty-{slug}")
+        self.plot(uncertainty_plot(section, self.mode), f"uncertainty_{slug}")
+        table = res.bins().rename(columns={
+            "dH_center": "dH bin centre (nats)", "mean_error": "mean error",
+            "std_error": "std of the error", "count": "atoms in the window"})
+        self.div(html_table(table, name=f"uncertainty-{slug}"))
+
     def footer(self) -> None:
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in self.res.timings.items())
         self.div(
@@ -967,6 +1000,229 @@ class ActiveLearningSection:
     summary: dict[str, Any]  #: ``quests-dashboard active-learning``'s summary
     command: str
     kind: str = "active learning"
+
+
+@dataclasses.dataclass
+class UncertaintySection:
+    """A dH-versus-model-error study (:func:`uncertainty_section`) for the report."""
+
+    result: Any  #: :class:`dashboard.tasks.UncertaintyResult` (the Uncertainty tab's)
+    summary: dict[str, Any]  #: ``quests-dashboard uq``'s summary (its ``key value`` lines)
+    command: str
+    error_label: str = "force error (eV/Å)"  #: the error axis (``--error-key``: its name)
+    kind: str = "uncertainty"
+
+
+def uncertainty_section(test: Any, settings: RunSettings, *, references: Sequence[Any] = (),
+                        reference_label: str | None = None, test_label: str | None = None,
+                        forces: tuple[str, str] | None = None, error_key: str | None = None,
+                        n_bins: int | None = None, window: float | None = None,
+                        error_threshold: float | None = None,
+                        n_threads: int | None = None) -> UncertaintySection:
+    """dH of the atoms of ``test`` against a training set versus their model error, as
+    ``quests-dashboard uq TEST (--reference TRAIN... | --reference-label L) (--forces PRED
+    REF | --error-key KEY)``, with the same selection rules and numbers:
+
+    - test atoms: the structures of ``test`` labelled ``test_label``, else all of them
+      (as ``uq``; the Uncertainty tab leaves the training label out instead);
+    - training set: the ``references`` (dashboard file entries; a ``.npz``/``.npy`` one is
+      a descriptor file), those labelled ``reference_label`` when given, or without
+      ``references`` the structures of ``test`` labelled ``reference_label``;
+    - error: ||F_pred - F_ref|| of the two per-atom force arrays ``forces``, or the
+      per-atom array ``error_key`` ((n,) or the norm of (n, 3));
+    - h: fixed, or the volume rule of the training structures;
+    - :func:`quests_core.analysis.uncertainty.uncertainty_vs_error` (``n_bins``,
+      ``window``; high error above ``error_threshold``, default the 0.9 quantile).
+
+    The result is the Uncertainty tab's :class:`~dashboard.tasks.UncertaintyResult`, drawn
+    with the tab's functions."""
+    import quests_core as qc
+    from quests_core.analysis import uncertainty as uq
+    from quests_core.dataset import concat
+    from quests_core.errors import QuestsError
+
+    from .compute import Progress, descriptor_file, file_descriptors, load_files
+    from .tasks import UncertaintyResult
+
+    if reference_label is None and not references:
+        raise QuestsError("uncertainty: give the training set (reference files or the label "
+                          "of its structures)")
+    if bool(forces) == bool(error_key):
+        raise QuestsError("uncertainty: give the two force arrays or the error key (one)")
+    core = settings.core
+    prog = Progress(None, None)
+    n_bins = uq.DEFAULT_BINS if n_bins is None else int(n_bins)
+    window = uq.DEFAULT_WINDOW if window is None else float(window)
+    (full,) = (item.dataset for item in load_files([test], prog))
+    tested = _with_label(full, test_label, test.name, "") if test_label is not None else full
+    ref_ds = None
+    if references:
+        structures = [r for r in references
+                      if not r.path.lower().endswith(DESCRIPTOR_SUFFIXES)]
+        if reference_label is not None and len(structures) < len(references):
+            raise QuestsError("--reference-label needs training structures, not descriptor "
+                              "files")
+        if len(structures) == len(references):
+            sets = [item.dataset for item in load_files(list(references), prog)]
+            ref_ds = sets[0] if len(sets) == 1 else concat(sets)
+            if reference_label is not None:
+                ref_ds = _with_label(ref_ds, reference_label,
+                                     " ".join(r.name for r in references), "reference ")
+            x_ref = file_descriptors(ref_ds, core, prog, n_threads, ref_ds.name)
+        else:  # descriptor files among them: the descriptors of every file, in order
+            parts = []
+            for r in references:
+                if r in structures:
+                    (item,) = load_files([r], prog)
+                    parts.append(file_descriptors(item.dataset, core, prog, n_threads, r.name))
+                else:
+                    parts.append(descriptor_file(r.path, r.name, core))
+            x_ref = np.concatenate(parts)
+        reference = " ".join(r.name for r in references)
+        if reference_label is not None:
+            reference += f" (label {reference_label!r})"
+    else:
+        ref_ds = _with_label(full, reference_label, test.name, "reference ")
+        x_ref = file_descriptors(ref_ds, core, prog, n_threads, test.name)
+        reference = f"label {reference_label!r} of {test.name}"
+    y = file_descriptors(tested, core, prog, n_threads, test.name)
+    error = _model_errors(tested, forces, error_key, test.name)
+    if len(error) != len(y):
+        raise QuestsError(f"{len(error)} errors for {len(y)} atoms", source=test.name)
+    if ref_ds is None:
+        if core.bandwidth_rule != "fixed":
+            raise QuestsError("--bandwidth auto needs the reference structures: descriptor "
+                              "files hold no cell volumes (give --bandwidth H)")
+        h = core.bandwidth
+    else:
+        h = core.resolve_bandwidth(ref_ds.frames,
+                                   source=f"{ref_ds.name}: --bandwidth auto")
+    kw = core.kernel_kwargs()
+    if n_threads:
+        kw["n_threads"] = n_threads
+    dh = np.asarray(qc.delta_entropy(y, x_ref, h, **kw), dtype=float)
+    res = uq.uncertainty_vs_error(dh, error, n_bins=n_bins, window=window,
+                                  threshold=error_threshold)
+    r = res.recall
+    summary = {"test_atoms": int(len(y)), "reference_atoms": int(len(x_ref)), "bandwidth": h,
+               "frac_dH_positive": r.frac_flagged, "error_threshold": r.threshold,
+               "high_error_atoms": r.n_high, "recall": r.recall, "precision": r.precision}
+    names = tuple(forces) if forces else (error_key, "")
+    result = UncertaintyResult(
+        source=test.name, reference=reference, forces=names, dh=res.dh, error=res.error,
+        running=res.running, recall=r,
+        quantile=uq.DEFAULT_ERROR_QUANTILE if error_threshold is None else float("nan"),
+        h=h, k=core.k, cutoff=core.cutoff, n_reference=int(len(x_ref)),
+        frames=test.index or ":")
+    ref_words = (" --reference " + " ".join(r.name for r in references) if references else "")
+    ref_words += f" --reference-label {reference_label}" if reference_label is not None else ""
+    command = (f"quests-dashboard uq {test.name}{ref_words}"
+               + (f" --test-label {test_label}" if test_label is not None else "")
+               + (f" --forces {forces[0]} {forces[1]}" if forces else
+                  f" --error-key {error_key}")
+               + (f" --bins {n_bins}" if n_bins != uq.DEFAULT_BINS else "")
+               + (f" --window {window:g}" if window != uq.DEFAULT_WINDOW else "")
+               + (f" --error-threshold {error_threshold:g}" if error_threshold is not None
+                  else ""))
+    label = "force error (eV/Å)" if forces else f"error ({error_key})"
+    return UncertaintySection(result=result, summary=summary, command=command,
+                              error_label=label)
+
+
+#: Reference files read as saved descriptors (as ``uq --reference``).
+DESCRIPTOR_SUFFIXES = (".npz", ".npy")
+
+
+def _with_label(dataset: Any, label: str, source: str, what: str) -> Any:
+    """The structures of ``dataset`` labelled ``label`` (as ``uq``'s selection)."""
+    from quests_core.errors import QuestsError
+
+    rows = (dataset.frames["label"] == label).to_numpy()
+    if not rows.any():
+        raise QuestsError(f"no {what}structure with label {label!r}", source=source)
+    return dataset.subset(rows)
+
+
+def _model_errors(dataset: Any, forces: tuple[str, str] | None, key: str | None,
+                  source: str) -> np.ndarray:
+    """Per-atom model error of the structures (as ``uq --forces`` / ``--error-key``)."""
+    from quests_core.analysis import uncertainty as uq
+    from quests_core.errors import QuestsError
+    from quests_core.io import locate_error
+
+    structures = list(dataset.iter_structures())
+
+    def array(name: str) -> np.ndarray:
+        parts = []
+        for i, atoms in enumerate(structures):
+            if name in atoms.arrays:
+                parts.append(np.asarray(atoms.arrays[name], dtype=float))
+            elif name == "forces" and atoms.calc is not None and "forces" in atoms.calc.results:
+                parts.append(np.asarray(atoms.calc.results["forces"], dtype=float))
+            else:
+                exc = QuestsError(f"per-atom array {name!r} missing", index=i)
+                raise locate_error(exc, structures, source=source)
+        return np.concatenate(parts)
+
+    if key:
+        error = array(key)
+        if error.ndim == 2 and error.shape[1] == 3:
+            return np.linalg.norm(error, axis=1)
+        if error.ndim != 1:
+            raise QuestsError(f"per-atom array {key!r} has shape {error.shape}; expected (n,) "
+                              "or (n, 3)", source=source)
+        return error
+    return uq.force_errors(array(forces[0]), array(forces[1]))
+
+
+def uncertainty_plot(section: UncertaintySection, mode: str = "asinh") -> Any:
+    """The Uncertainty tab's plot as a static figure: the (dH, error) cloud binned by
+    Datashader (atoms per cell, :data:`~dashboard.views.uncertainty.ERROR_GRID`), the
+    running average of the error +- one standard deviation (the binned errors,
+    :func:`~dashboard.views.uncertainty.running_curve` and ``running_spread``), dH = 0
+    and the high-error threshold."""
+    import holoviews.plotting.bokeh  # noqa: F401 - the options below need a backend
+    from holoviews.operation.datashader import rasterize
+
+    from .views.uncertainty import DH_DIM, ERROR_GRID, running_curve, running_spread
+
+    res = section.result
+    xlabel = dhscale.axis_label("dH (nats)", mode)
+    dh_dim = DH_DIM.clone(label=xlabel)  # the paper figure puts nats ticks on it
+    err_dim = hv.Dimension("error", label=section.error_label)
+    x = dhscale.forward(res.dh, mode)
+    points = hv.Points(pd.DataFrame({"dH": x, "error": res.error}), [dh_dim, err_dim])
+    cloud = rasterize(points, dynamic=False, width=ERROR_GRID[0], height=ERROR_GRID[1])
+    cloud = cloud.opts(cmap="Blues", cnorm="log", colorbar=True, clabel="atoms per cell",
+                       tools=["hover"], hover_tooltips=[("atoms", "@image")])
+    threshold = float(res.recall.threshold)
+    dims = {"dH": dh_dim, "error": err_dim}
+    curve = running_curve(res, mode).redim(**dims)
+    spread = running_spread(res, mode).redim(**dims)
+    line = hv.HLine(threshold).opts(color="#ff7f0e", line_dash="dotted", line_width=2)
+    unit = " eV/Å" if "eV/Å" in section.error_label else ""
+    words = hv.Text(float(np.nanmin(x)) if len(x) else 0.0, threshold,
+                    f" high error > {threshold:.3g}{unit}", fontsize=9, halign="left",
+                    valign="bottom").opts(color="#c05600")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # the paper figure: the band in the curve's colour (mpl has no 'color' for it)
+            import holoviews.plotting.mpl  # noqa: F401
+
+            spread = spread.opts(backend="matplotlib", facecolor="#d62728", alpha=0.15,
+                                 edgecolor="none")
+        except Exception:  # noqa: BLE001 - no Matplotlib: the page needs none
+            pass
+    overlay = (cloud * spread * curve
+               * hv.VLine(0.0).opts(color="black", line_dash="dashed", line_width=1)
+               * line * words)
+    what = section.error_label.split(" (")[0]
+    return overlay.opts(
+        title=f"{what[:1].upper()}{what[1:]} against dH ({len(res.dh):,} atoms)",
+        responsive=True, height=460, show_grid=True, legend_position="top_left",
+        xlabel=xlabel, ylabel=section.error_label,
+        hooks=[dhscale.axis_hook("x", mode)], active_tools=["pan", "wheel_zoom"],
+    )
 
 
 def compression_section(spec: Any, settings: RunSettings, *, fraction: float,

@@ -387,3 +387,66 @@ def test_stacked_panels_fill_the_figure_with_one_time_label(tmp_path):
     rows = np.flatnonzero(ink.any(axis=1))
     assert cols[-1] - cols[0] > 0.85 * im.size[0]  # the panels fill the width
     assert rows[-1] < im.size[1] - 1  # nothing cut at the bottom (the time label)
+
+
+# ----------------------------------------------------------------------------
+# uncertainty section: the numbers of `quests-dashboard uq`
+# ----------------------------------------------------------------------------
+
+FORCES = SAMPLE / "cu_forces_two_models.extxyz"
+UQ_ARGS = ["--reference-label", "train", "--test-label", "test", "--forces", "forces_model",
+           "forces_emt"]
+
+
+@pytest.mark.skipif(not (FORCES.exists() and FAILED.exists() and SOLID.exists()),
+                    reason="bundled sample data missing")
+def test_uncertainty_section_equals_the_uq_command(tmp_path, capsys):
+    """`report ... --uncertainty FORCES --uncertainty-reference-label train
+    --uncertainty-test-label test --uncertainty-forces forces_model forces_emt`: the
+    section's numbers are `uq FORCES --reference-label train --test-label test --forces
+    forces_model forces_emt`'s printed `key value` lines and its binned table."""
+    table_path = tmp_path / "uq.csv"
+    s = command_summary(["uq", str(FORCES), *UQ_ARGS, "-o", str(table_path)], capsys)
+    out = tmp_path / "r.html"
+    figs = tmp_path / "figs"
+    argv = ["report", str(FAILED), "-r", str(SOLID), "--index", "::10", "-o", str(out),
+            "--no-file-entropy", "--learning-max-n", "200", "--learning-repeats", "1",
+            "--overlap-max-n", "300", "--uncertainty", str(FORCES),
+            *[a if not a.startswith("--") else "--uncertainty-" + a[2:] for a in UQ_ARGS],
+            "--figures", str(figs), "--figure-format", "png,svg", "--dpi", "100"]
+    assert main([*argv, "-q"]) == 0
+    printed = capsys.readouterr().out
+    page = out.read_text(encoding="utf-8")
+    unc = report_data(page)["uncertainty"][FORCES.name]
+    ours = unc["summary"]
+    assert set(ours) == set(s) - {"meaning"}
+    for key in ("test_atoms", "reference_atoms", "high_error_atoms"):
+        assert str(ours[key]) == s[key], key
+    for key in ("bandwidth", "frac_dH_positive", "error_threshold", "recall", "precision"):
+        assert same(ours[key], s[key]), (key, ours[key], s[key])
+    assert s["recall"] == "1" and s["high_error_atoms"] == "295"  # sample_data/README.md
+    table = pd.read_csv(table_path)
+    bins = pd.DataFrame(unc["bins"])
+    for column in ("dH_center", "mean_error", "std_error", "count"):
+        np.testing.assert_allclose(bins[column].to_numpy(float), table[column], rtol=1e-9,
+                                   atol=1e-12, equal_nan=True, err_msg=column)
+    assert (f"uq {FORCES.name} --reference-label train --test-label test --forces "
+            "forces_model forces_emt") in page
+    assert f"recall {s['recall']}, precision {s['precision']}" in printed
+    slug = FORCES.name.replace(".", "_")
+    svg = (figs / f"uncertainty_{slug}.svg").read_text(encoding="utf-8")
+    labels = [t.replace("&gt;", ">") for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    assert "force error (eV/Å)" in labels and "dH (nats, asinh)" in labels, labels
+    assert any(f"high error > {float(s['error_threshold']):.3g}" in t for t in labels)
+    assert (figs / f"uncertainty_{slug}.png").exists()
+
+
+def test_uncertainty_needs_a_training_set_and_an_error(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    base = ["report", str(FAILED), "-o", str(out), "--uncertainty", str(FORCES)]
+    assert main([*base, "--uncertainty-forces", "forces_model", "forces_emt"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "training set" in err and "\n" not in err
+    assert main([*base, "--uncertainty-reference-label", "train"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--uncertainty-forces" in err and "\n" not in err

@@ -6,8 +6,9 @@ overlap matrix, the per-frame curves of every trajectory with its jump frames an
 the first one drawn coloured by dH, and per-atom dH (docs/report.md). ``--figures
 DIR`` also writes every plot as PNG and SVG for papers (``--figure-size``,
 ``--dpi``). Analysis sections: ``--nucleation`` (solid: ``--solid-reference``, else
-the ``-r`` files), ``--compression DATASET``, ``--active-learning DATASET``, with the
-numbers of ``nucleation --fit``, ``compress --compare --sweep`` and ``active-learning``.
+the ``-r`` files), ``--compression DATASET``, ``--active-learning DATASET``,
+``--uncertainty TEST``, with the numbers of ``nucleation --fit``, ``compress --compare
+--sweep``, ``active-learning`` and ``uq``.
 
 The computation is the dashboard's (:func:`dashboard.pipeline.run_pipeline`, the
 same numbers as its tabs and as ``quests-dashboard trajectory``) and the page is
@@ -140,6 +141,34 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
                    help="add the active-learning section of this structure file")
     g.add_argument("--generation-key", default="generation",
                    help="info key of the generation (default 'generation')")
+    g = p.add_argument_group(
+        "uncertainty (as 'quests-dashboard uq TEST (--reference TRAIN... | --reference-label L) "
+        "(--forces PRED REF | --error-key KEY)')",
+        "dH of the test atoms against a training set versus their model error: the "
+        "Uncertainty tab's plot (error against dH, running average, high-error threshold) "
+        "and uq's numbers (recall, precision, threshold, ...); every frame of TEST")
+    g.add_argument("--uncertainty", metavar="TEST", default=None,
+                   help="add the uncertainty section of this file (with per-atom errors or "
+                   "two force arrays)")
+    g.add_argument("--uncertainty-reference", nargs="+", metavar="TRAIN", default=None,
+                   help="training structure files or descriptor files (.npz/.npy) "
+                   "(uq's --reference)")
+    g.add_argument("--uncertainty-reference-label", metavar="LABEL", default=None,
+                   help="training structures with this label (from TEST without "
+                   "--uncertainty-reference)")
+    g.add_argument("--uncertainty-test-label", metavar="LABEL", default=None,
+                   help="keep the test structures with this label (default: every structure "
+                   "of TEST, as uq)")
+    g.add_argument("--uncertainty-forces", nargs=2, metavar=("PRED", "REF"), default=None,
+                   help="two per-atom force arrays (error: the norm of their difference)")
+    g.add_argument("--uncertainty-error-key", metavar="KEY", default=None,
+                   help="per-atom error array (n,) or error vectors (n, 3)")
+    g.add_argument("--uncertainty-bins", type=positive_int, default=None,
+                   help="dH bins of the running average (default uq's, 20)")
+    g.add_argument("--uncertainty-window", type=positive_float, default=None,
+                   help="half-width of the running mean in bins (default uq's, 0.75)")
+    g.add_argument("--uncertainty-error-threshold", type=positive_float, default=None,
+                   help="high error above this (default: the 0.9 quantile of the errors)")
     if not any(a.dest == "seed" for a in p._actions):
         add_seed(p, "seed of the compression's random and k-means")
     g = p.add_argument_group("figures for papers")
@@ -187,7 +216,15 @@ def run(args: argparse.Namespace) -> int:
                           "SOLID or -r SOLID")
     if (args.gamma_min is None) != (args.gamma_max is None):
         raise QuestsError("give both --gamma-min and --gamma-max (J/m^2)")
-    analysis_files = [f for f in (args.compression, args.active_learning) if f]
+    if args.uncertainty:
+        if not args.uncertainty_reference and args.uncertainty_reference_label is None:
+            raise QuestsError("--uncertainty: give the training set: --uncertainty-reference "
+                              "TRAIN or --uncertainty-reference-label LABEL")
+        if bool(args.uncertainty_forces) == bool(args.uncertainty_error_key):
+            raise QuestsError("--uncertainty: give --uncertainty-forces PRED REF or "
+                              "--uncertainty-error-key KEY (one of them)")
+    analysis_files = [f for f in (args.compression, args.active_learning, args.uncertainty,
+                                  *(args.uncertainty_reference or [])) if f]
     for path in analysis_files:
         _exists(path)
     methods = [m.strip() for m in args.compression_methods.split(",") if m.strip()]
@@ -240,6 +277,19 @@ def run(args: argparse.Namespace) -> int:
             analyses.append(report.active_learning_section(
                 spec, run_settings, key=args.generation_key, n_threads=settings.threads))
 
+        if args.uncertainty:
+            bar.set_postfix_str("uncertainty", refresh=True)
+            analyses.append(report.uncertainty_section(
+                _spec(state, args.uncertainty, "test", args), run_settings,
+                references=[_spec(state, path, "reference", args)
+                            for path in args.uncertainty_reference or []],
+                reference_label=args.uncertainty_reference_label,
+                test_label=args.uncertainty_test_label,
+                forces=tuple(args.uncertainty_forces) if args.uncertainty_forces else None,
+                error_key=args.uncertainty_error_key, n_bins=args.uncertainty_bins,
+                window=args.uncertainty_window,
+                error_threshold=args.uncertainty_error_threshold, n_threads=settings.threads))
+
         def building(fraction: float, text: str) -> None:
             bar.set_postfix_str(text[:60], refresh=False)
             bar.n = 80 + round(20 * fraction)
@@ -271,6 +321,11 @@ def run(args: argparse.Namespace) -> int:
               f"H {s['H']:.6g}, D {s['D']:.6g}, overlap {s['overlap']:.6g}")
     for source, al in built.data.get("active_learning", {}).items():
         print(f"{source}: {al['summary']['generations']} generations")
+    for source, unc in built.data.get("uncertainty", {}).items():
+        u = {k: ("nan" if v is None else f"{v:.6g}") for k, v in unc["summary"].items()}
+        print(f"{source}: uncertainty recall {u['recall']}, precision {u['precision']}, "
+              f"error threshold {u['error_threshold']} ({u['high_error_atoms']} high-error "
+              f"atoms), fraction dH > 0 {u['frac_dH_positive']}")
     if args.figures:
         paths = built.save_figures(args.figures, formats=formats,
                                    size=args.figure_size,
