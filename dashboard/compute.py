@@ -275,6 +275,9 @@ def file_warnings(loaded: list[Loaded]) -> list[str]:
         text = type_map_warning(spec)
         if text:
             out.append(text)
+        for note in getattr(item.dataset, "topology_notes", []):  # virtual sites, masses
+            out.append(spec.name + note[len(spec.path):] if note.startswith(spec.path)
+                       else note)
         if _times_from_steps(item.dataset):
             out.append(step_time_note(spec.name, spec.timestep_fs,
                                       "set 'LAMMPS time step (fs)' in Advanced settings if the "

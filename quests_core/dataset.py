@@ -33,7 +33,8 @@ from ase.data import chemical_symbols
 from quests_core.cache_keys import structures_digest
 from quests_core.errors import QuestsError
 from quests_core.io import iter_frames, parse_index, parse_type_map
-from quests_core.io_mdanalysis import topology_path
+from quests_core.io_common import noting
+from quests_core.io_mdanalysis import TopologyWarning, topology_path
 
 __all__ = [
     "ATOM_COLUMNS",
@@ -463,6 +464,9 @@ class Dataset:
         #: ``(file, frame, reason)`` of truncated last frames skipped while reading
         #: (see :class:`quests_core.io.TruncatedFrameWarning`)
         self.skipped_frames: list[tuple[str, int, str]] = []
+        #: what reading an MD trajectory's topology warned about (virtual sites left out,
+        #: elements taken from masses), one line each (see ``TopologyWarning``)
+        self.topology_notes: list[str] = []
         #: the read of one file this dataset is, if it is one (see :meth:`file_source`)
         self.origin: FileOrigin | None = None
 
@@ -586,35 +590,38 @@ class Dataset:
         skipped: list[tuple[str, int, str]] = []
         n_read = 0
         stat = _file_stat(paths[0])
-        for path in paths:
-            used = topology_path(path, format, topology)
-            top_fmt = topology_format if used is not None else None
-            spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())), used,
-                            top_fmt)
-            specs.append(spec)
-            frames_of_file = iter_frames(
-                path, index=index, format=format, type_map=tmap or None, skipped=skipped,
-                topology=used, topology_format=top_fmt,
-            )
-            for item in frames_of_file:
-                records.append(
-                    frame_record(item.atoms, path, item.frame, label=label, time_step=time_step,
-                                 timestep_fs=timestep_fs)
+        topology_notes: list[str] = []
+        with noting(TopologyWarning, topology_notes):
+            for path in paths:
+                used = topology_path(path, format, topology)
+                top_fmt = topology_format if used is not None else None
+                spec = FileSpec(path, index_text, format, tuple(sorted(tmap.items())), used,
+                                top_fmt)
+                specs.append(spec)
+                frames_of_file = iter_frames(
+                    path, index=index, format=format, type_map=tmap or None, skipped=skipped,
+                    topology=used, topology_format=top_fmt,
                 )
-                counts.append(len(item.atoms))
-                if keep_arrays is not False:
-                    parts.append(per_atom_arrays(item.atoms, keep_arrays))  # type: ignore[arg-type]
-                atoms_kept.append(None if lazy else item.atoms)
-                spec_index.append(len(specs) - 1)
-                n_read += 1
-                if progress is not None:
-                    progress(n_read)
+                for item in frames_of_file:
+                    records.append(
+                        frame_record(item.atoms, path, item.frame, label=label, time_step=time_step,
+                                     timestep_fs=timestep_fs)
+                    )
+                    counts.append(len(item.atoms))
+                    if keep_arrays is not False:
+                        parts.append(per_atom_arrays(item.atoms, keep_arrays))  # type: ignore[arg-type]
+                    atoms_kept.append(None if lazy else item.atoms)
+                    spec_index.append(len(specs) - 1)
+                    n_read += 1
+                    if progress is not None:
+                        progress(n_read)
         frames = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))
         stacked = _stack_arrays(parts, counts) if parts else {}
         if name is None:
             name = "+".join(Path(p).stem for p in paths)
         out = cls(name, frames, stacked, structures=atoms_kept, specs=specs, spec_index=spec_index)
         out.skipped_frames = skipped
+        out.topology_notes = topology_notes
         if len(specs) == 1:
             kept = None if lazy else structures_digest(atoms_kept)  # type: ignore[arg-type]
             out.origin = FileOrigin(specs[0], tuple(int(f) for f in frames["frame"]), kept, stat)

@@ -17,10 +17,11 @@ Invariants
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,22 @@ def _skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None
     warnings.warn(TruncatedFrameWarning(message), stacklevel=4)
     if skipped is not None:
         skipped.append((path, frame, reason))
+
+
+@contextlib.contextmanager
+def noting(category: type[Warning], notes: list[str]) -> Iterator[None]:
+    """Record the messages of ``category`` warned inside into ``notes``; every warning
+    (of any category) still reaches the caller's filters and handlers, on leaving."""
+    pending: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                pending = list(caught)
+    finally:  # also when reading failed: the warnings before the error are shown
+        for w in pending:
+            if issubclass(w.category, category):
+                notes.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -26,7 +26,6 @@ This module knows the cache only through its methods (``get``, ``get_table``,
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import warnings
@@ -47,7 +46,7 @@ from quests_core.cache_keys import (
 from quests_core.dataset import RECORD_COLUMNS, Dataset, FileSpec, _index_to_text, frame_record
 from quests_core.errors import QuestsError
 from quests_core.io import detect_format, iter_frames, parse_type_map
-from quests_core.io_common import TruncatedFrameWarning
+from quests_core.io_common import TruncatedFrameWarning, noting
 from quests_core.io_mdanalysis import TopologyWarning, topology_path
 from quests_core.settings import DEFAULTS
 
@@ -91,7 +90,6 @@ def run_compute(
     if x.ndim != 2 or x.shape[0] != n_atoms:
         raise ValueError(f"compute returned shape {x.shape} for {n_atoms} atoms")
     return x
-
 
 
 class _GrowingArray:
@@ -182,25 +180,6 @@ MD_STEPS = "quests_md_steps"
 #: Key in a cached per-frame table's ``attrs``: the topology's warnings (virtual sites
 #: left out, elements taken from masses), repeated on every cache hit.
 TOPOLOGY_NOTES = "quests_topology_notes"
-
-
-@contextlib.contextmanager
-def noting(category: type[Warning], notes: list[str]) -> Iterator[None]:
-    """Record the messages of ``category`` warned inside into ``notes``; every warning
-    (of any category) still reaches the caller's filters and handlers, on leaving."""
-    pending: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                yield
-            finally:
-                pending = list(caught)
-    finally:  # also when reading failed: the warnings before the error are shown
-        for w in pending:
-            if issubclass(w.category, category):
-                notes.append(str(w.message))
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def skipped_of(table: pd.DataFrame) -> list[tuple[int, str]]:

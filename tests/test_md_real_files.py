@@ -256,3 +256,22 @@ def test_cli_repeats_the_virtual_sites_warning_on_a_cached_rerun(tmp_path):
         outputs.append(res.stdout)
     assert outputs[0] == outputs[1]
     assert any((tmp_path / "cache").rglob("*.parquet"))  # the second run was a cache hit
+
+
+def test_dashboard_shows_the_topology_notes(tmp_path, monkeypatch):
+    """The Data tab lists what the topology made of the atoms (virtual sites left out,
+    elements from masses), named by the file's name in the table."""
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_CACHE", None)
+    spec = FileSpec(datafiles.XTC_sub_sol, "cobrotoxin.xtc", "trajectory", index="0:2",
+                    topology=datafiles.TPR_xvf)
+    settings = ComputeSettings(k=4, cutoff=3.0, learning_max_n=50, learning_repeats=1,
+                               overlap_max_n=50).frozen()
+    res = run_pipeline([spec], settings)
+    assert (f"cobrotoxin.xtc: 4,612 virtual sites (mass 0: MW) left out of the descriptors "
+            f"(topology {datafiles.TPR_xvf})") in res.warnings
+    assert len(res.atoms) == 2 * 14_773
