@@ -165,6 +165,33 @@ class Report:
 # ----------------------------------------------------------------------------
 
 
+def figures_zip(report: Report, formats: Sequence[str] = ("png",),
+                size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI) -> bytes:
+    """Every figure of ``report`` as one ZIP archive (``<name>.<format>`` at its root),
+    written by :meth:`Report.save_figures` (:func:`save_figure`: HoloViews' Matplotlib
+    backend, ``size`` inches at ``dpi``); the Data tab's "Save figures"."""
+    import tempfile
+    import zipfile
+
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="quests-figures-") as tmp:
+        paths = report.save_figures(tmp, formats=formats, size=size, dpi=dpi)
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in paths:
+                zf.write(path, arcname=path.name)
+    return buf.getvalue()
+
+
+def figures_of_state(state: AppState, formats: Sequence[str] = ("png",),
+                     size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI,
+                     analyses: Sequence[Any] = ()) -> bytes:
+    """A ZIP of every figure of what a dashboard session has computed (the figures of
+    its report, :func:`report_of_state`, without H and D per file, which have no plot;
+    ``analyses``: sections of the analysis tabs' results, when given)."""
+    return figures_zip(report_of_state(state, entropy=False, analyses=analyses),
+                       formats=formats, size=size, dpi=dpi)
+
+
 def _mpl_dh_ticks(axis: str, mode: str):
     """A Matplotlib hook putting dH ticks in nats on a plotted (asinh) axis: the same
     ticks as the Bokeh axes (:func:`dashboard.dhscale.nice_ticks`)."""

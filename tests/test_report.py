@@ -450,3 +450,60 @@ def test_uncertainty_needs_a_training_set_and_an_error(tmp_path, capsys):
     assert main([*base, "--uncertainty-reference-label", "train"]) == 1
     err = capsys.readouterr().err.strip()
     assert "--uncertainty-forces" in err and "\n" not in err
+
+
+# ----------------------------------------------------------------------------
+# the Data tab's "Save figures": a ZIP of every figure at the chosen size and DPI
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    """A few frames of the failed simulation against the solid (a fast computation)."""
+    st = AppState()
+    st.add_file(str(FAILED), FAILED.name, "trajectory", index="::7")
+    st.add_file(str(SOLID), SOLID.name, "reference", index="::2")
+    st.settings = ComputeSettings(**SMALL)
+    st.results = run_pipeline(st.files, st.settings.frozen())
+    return st
+
+
+@needs_sample
+def test_save_figures_of_the_dashboard(small_run):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from dashboard.views.data import DataView
+
+    view = DataView(state=small_run, job_mode="thread")
+    fmt, width, height, dpi = view.figure_widgets()
+    fmt.value, width.value, height.value, dpi.value = "png", 3.0, 2.5, 120
+    with zipfile.ZipFile(io.BytesIO(view.save_figures().getvalue())) as zf:
+        names = zf.namelist()
+        slug = FAILED.name.replace(".", "_")
+        expected = {f"trajectory_{slug}", f"dh_histogram_{slug}", f"dh_cdf_{slug}",
+                    f"dh_atoms_{slug}", "learning_curves"}
+        assert expected <= {n.rsplit(".", 1)[0] for n in names}, names
+        assert all(n.endswith(".png") for n in names)
+        for name in names:
+            with Image.open(io.BytesIO(zf.read(name))) as im:
+                assert im.size == (360, 300), name  # 3 x 2.5 in at 120 DPI
+                assert tuple(round(d) for d in im.info["dpi"]) == (120, 120), name
+    fmt.value = "svg"
+    with zipfile.ZipFile(io.BytesIO(view.save_figures().getvalue())) as zf:
+        assert all(n.endswith(".svg") for n in zf.namelist())
+        svg = zf.read(f"trajectory_{slug}.svg").decode("utf-8")
+        hist = zf.read(f"dh_histogram_{slug}.svg").decode("utf-8")
+    labels = [t.replace("&gt;", ">") for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)]
+    assert "time (ps)" in labels and "H (nats)" in labels, labels
+    assert any("fraction dH > 0" in t for t in labels), labels
+    assert any("dH (nats" in t for t in re.findall(r"<text[^>]*>([^<]*)</text>", hist))
+    # a size out of range, or nothing computed: a notification, an empty file
+    width.value = 0.1
+    assert view.safe_download(view.save_figures).getvalue() == b""
+    assert "0.5 to 50 inches" in view.state.messages[-1][1]
+    empty = DataView(state=AppState(), job_mode="thread")
+    assert empty.safe_download(empty.save_figures).getvalue() == b""
+    assert "nothing computed" in empty.state.messages[-1][1]

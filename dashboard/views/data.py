@@ -711,9 +711,13 @@ class DataView(View):
         save = pn.widgets.FileDownload(  # the CLI's `quests-dashboard report`, same builder
             callback=lambda: self.safe_download(self.save_report), filename="quests_report.html",
             label="Save report (HTML)", color="primary", width=220, name="save-report")
+        figures = pn.widgets.FileDownload(  # every plot as PNG or SVG, the report's export
+            callback=lambda: self.safe_download(self.save_figures),
+            filename="quests_figures.zip", label="Save figures (.zip)", width=180,
+            name="save-figures")
         return pn.Column(
             *alert,
-            save,
+            pn.Row(save, figures, *self.figure_widgets(), sizing_mode="stretch_width"),
             pn.pane.Markdown(info, name="results-info"),
             *notes,
             pn.pane.Markdown("### Files"),
@@ -733,6 +737,40 @@ class DataView(View):
         from ..report import report_of_state
 
         return io.BytesIO(report_of_state(self.state).html.encode("utf-8"))
+
+    def figure_widgets(self) -> list:
+        """Format, width and height (inches) and DPI of "Save figures" (kept across
+        redraws of the results panel)."""
+        if not hasattr(self, "_figure_widgets"):
+            from ..report import FIGURE_DPI, FIGURE_FORMATS, FIGURE_SIZE
+
+            self._figure_widgets = [
+                pn.widgets.Select(label="Figure format", options={f.upper(): f for f in
+                                                                 FIGURE_FORMATS},
+                                  value=FIGURE_FORMATS[0], width=90),
+                pn.widgets.FloatInput(label="Width (in)", value=FIGURE_SIZE[0], start=0.5,
+                                      end=50.0, step=0.5, width=90),
+                pn.widgets.FloatInput(label="Height (in)", value=FIGURE_SIZE[1], start=0.5,
+                                      end=50.0, step=0.5, width=90),
+                pn.widgets.IntInput(label="DPI", value=FIGURE_DPI, start=50, end=1200,
+                                    step=50, width=80),
+            ]
+        return self._figure_widgets
+
+    def save_figures(self):
+        """A ZIP of every figure of the results shown, in the chosen format, size and DPI
+        (:func:`dashboard.report.figures_of_state`, the export of ``report --figures``)."""
+        import io
+
+        from ..report import figures_of_state
+
+        fmt, width, height, dpi = (w.value for w in self.figure_widgets())
+        if not (width and height and 0.5 <= width <= 50 and 0.5 <= height <= 50):
+            raise QuestsError("figure size: each side 0.5 to 50 inches")
+        if not dpi or not 50 <= dpi <= 1200:
+            raise QuestsError("figure DPI: 50 to 1200")
+        return io.BytesIO(figures_of_state(self.state, formats=(fmt,),
+                                           size=(float(width), float(height)), dpi=int(dpi)))
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self._results_panel, sizing_mode="stretch_width", name="Data")
