@@ -25,9 +25,11 @@ entropy``); learning curves with asymptote and gap; overlap matrix; per trajecto
 per-frame H, mean dH and fraction dH > 0 with the jump frames and the first jump frame
 coloured by dH (slab and 3D); per-atom dH (histogram, CDF, scatter or image); with a
 solid reference, nucleation (the Nucleation tab's plots, ``Results.nucleations``); on
-request, compression and active learning (:func:`compression_section`,
-:func:`active_learning_section`: the numbers of ``quests-dashboard compress`` and
-``active-learning``, the plots of their tabs).
+request, compression, active learning and uncertainty (:func:`compression_section`,
+:func:`active_learning_section`, :func:`uncertainty_section`: the numbers of
+``quests-dashboard compress``, ``active-learning`` and ``uq``, the plots of their
+tabs). :func:`figures_of_state` is the Data tab's "Save figures": a ZIP of every
+figure of a session's results, exported by :func:`save_figure`.
 
 Limits (they keep a report of any run at a few MB; also in the report's footer):
 
