@@ -536,14 +536,13 @@ def run_pipeline(
                 f"{', '.join(lonely)}: a test file needs a reference file; give one file the "
                 "role 'reference'"
             )
-        from quests_core.sampling import exact_max_atoms
         from quests_core.trajectory import self_reference_problem
 
         for it in loaded:  # frame 0 as the reference of a big run: refused, not n^2
             problem = self_reference_problem(
                 it.spec.name, int(it.dataset.frames["n_atoms"].iat[0]), len(it.x),
-                exact_max_atoms(), remedy="give a file the role 'reference' (e.g. the "
-                "training set, or a few frames of this run)")
+                remedy="give a file the role 'reference' (e.g. the training set, or a few "
+                "frames of this run)")
             if problem:
                 raise QuestsError(problem)
         reference = "first frame of each file (no reference file chosen)"

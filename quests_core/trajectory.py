@@ -141,22 +141,44 @@ def per_frame_stats(dh: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.
     return sums / counts, novel / counts
 
 
+#: Kernel pairs a run may cost against its own first frame (n_0 x all atoms) before a
+#: reference is asked for: 1e10, about a minute on 2 cores.
+SELF_REFERENCE_MAX_PAIRS = 1e10
+#: Environment variable that overrides :data:`SELF_REFERENCE_MAX_PAIRS`.
+SELF_REFERENCE_PAIRS_ENV = "QUESTS_SELF_REFERENCE_MAX_PAIRS"
+
+
+def self_reference_max_pairs() -> float:
+    """``$QUESTS_SELF_REFERENCE_MAX_PAIRS`` if set (a positive number), else the default."""
+    import os
+
+    text = os.environ.get(SELF_REFERENCE_PAIRS_ENV, "").strip()
+    if not text:
+        return SELF_REFERENCE_MAX_PAIRS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise QuestsError(f"${SELF_REFERENCE_PAIRS_ENV} must be a positive number, got {text!r}")
+    return value
+
+
 def self_reference_problem(source: str, first_atoms: int, total_atoms: int,
-                           max_atoms: int, remedy: str | None = None) -> str:
+                           max_pairs: float | None = None, remedy: str | None = None) -> str:
     """Why a trajectory's first frame should not be its own reference ("" when it can be).
 
     Without a reference file, dH of every atom is taken against the first frame: n_0
-    kernel pairs per atom, n_0 x N in all. Above ``max_atoms`` atoms in that frame (the
-    size up to which a frame's H is exact, :func:`quests_core.sampling.exact_max_atoms`:
-    the same n^2 cost) this is refused in one line that names the way out (``remedy``;
-    default: the CLI's options), instead of a run that does not finish (4 frames of
-    256,000 atoms: 2.6e11 pairs).
+    kernel pairs per atom, n_0 x N in all. Above ``max_pairs`` (default
+    :func:`self_reference_max_pairs`) this is refused in one line that names the way out
+    (``remedy``; default: the CLI's options), instead of a run that does not finish
+    (4 frames of 256,000 atoms: 2.6e11 pairs).
     """
-    if first_atoms <= max_atoms:
+    pairs = float(first_atoms) * float(total_atoms)
+    if pairs <= (self_reference_max_pairs() if max_pairs is None else max_pairs):
         return ""
     if remedy is None:
         remedy = (f"give a reference (-r REF, e.g. the training set), or -r {source} "
                   "--reference-index 0 to take frame 0 anyway")
-    pairs = float(first_atoms) * float(total_atoms)
     return (f"{source}: frame 0 has {first_atoms:,} atoms: as the reference of all "
             f"{total_atoms:,} atoms it would take {pairs:.2g} kernel pairs; {remedy}")

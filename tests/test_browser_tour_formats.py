@@ -107,7 +107,7 @@ def test_tour_on_a_lammps_dump_with_a_type_map(browser, tmp_path_factory):
             n_run = (DUMP_FRAMES - 4) * 108
             assert f"{DUMP_FRAMES} frames, {DUMP_FRAMES * 108:,} atoms" in status, status
             tour.visit("Data")
-            table = page.locator(".tabulator", has_text="n_atoms").first.inner_text()
+            table = page.locator(".tabulator", has_text="V/atom").first.inner_text()  # frames table
             assert "Cu,Au" in table and "H,He" not in table, "type map not applied"
             assert page.locator(".alert-warning", has_text=TYPE_WARNING).count() == 0
             tour.visit("Atoms", ["Per-atom dH (", "dH histogram"])
@@ -151,7 +151,7 @@ def test_tour_on_gro_files(browser, tmp_path_factory):
             status = tour.compute()
             assert "2 frames, 512 atoms" in status, status
             tour.visit("Data")
-            table = page.locator(".tabulator", has_text="n_atoms").first.inner_text()
+            table = page.locator(".tabulator", has_text="V/atom").first.inner_text()  # frames table
             cells = table.split()
             assert "argon_liquid.gro" in cells and "Ar" in cells, table[:300]
             tour.visit("Atoms", ["Per-atom dH (", "dH histogram"])

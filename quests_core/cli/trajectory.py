@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
         reference = ", ".join(it.path for it in ref.items)
         h_ref = bandwidth(settings, ref_ds)
     else:
-        problem = self_reference_problem(args.file, int(counts[0]), int(counts.sum()),
-                                         exact_max_atoms(args.exact_max_atoms))
+        problem = self_reference_problem(args.file, int(counts[0]), int(counts.sum()))
         if problem:
             raise QuestsError(problem)
         ref_x = x[offsets[0] : offsets[0] + counts[0]]
