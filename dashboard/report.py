@@ -1176,32 +1176,9 @@ def _model_errors(dataset: Any, forces: tuple[str, str] | None, key: str | None,
                   source: str) -> np.ndarray:
     """Per-atom model error of the structures (as ``uq --forces`` / ``--error-key``)."""
     from quests_core.analysis import uncertainty as uq
-    from quests_core.errors import QuestsError
-    from quests_core.io import locate_error
 
-    structures = list(dataset.iter_structures())
-
-    def array(name: str) -> np.ndarray:
-        parts = []
-        for i, atoms in enumerate(structures):
-            if name in atoms.arrays:
-                parts.append(np.asarray(atoms.arrays[name], dtype=float))
-            elif name == "forces" and atoms.calc is not None and "forces" in atoms.calc.results:
-                parts.append(np.asarray(atoms.calc.results["forces"], dtype=float))
-            else:
-                exc = QuestsError(f"per-atom array {name!r} missing", index=i)
-                raise locate_error(exc, structures, source=source)
-        return np.concatenate(parts)
-
-    if key:
-        error = array(key)
-        if error.ndim == 2 and error.shape[1] == 3:
-            return np.linalg.norm(error, axis=1)
-        if error.ndim != 1:
-            raise QuestsError(f"per-atom array {key!r} has shape {error.shape}; expected (n,) "
-                              "or (n, 3)", source=source)
-        return error
-    return uq.force_errors(array(forces[0]), array(forces[1]))
+    return uq.model_errors(list(dataset.iter_structures()), forces=forces, key=key,
+                           source=source)
 
 
 def uncertainty_plot(section: UncertaintySection, mode: str = "asinh") -> Any:

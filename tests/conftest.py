@@ -93,3 +93,23 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield b
         b.close()
+
+
+def stop_process_group(proc) -> None:
+    """Stop a process a test started with ``start_new_session=True`` and every process it
+    started (its process group): SIGTERM, then SIGKILL after 15 s."""
+    import contextlib
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import site
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from conftest import stop_process_group
 
 from dashboard import paths
 from dashboard.launch import build_parser
@@ -179,20 +179,6 @@ def _fresh_venv(where: Path) -> Path:
     return python
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the server and every process it started (its own process group)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
 def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as reply:
@@ -284,4 +270,4 @@ def test_wheel_install_serves_the_demo_data(tmp_path, monkeypatch):
         assert listed and json.loads(listed.group(1)) == DEMO_FILES
         assert proc.poll() is None, log_path.read_text()[-3000:]
     finally:
-        _stop(proc)
+        stop_process_group(proc)

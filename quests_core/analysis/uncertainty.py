@@ -300,3 +300,42 @@ def uncertainty_study(
     dh = np.asarray(qc.delta_entropy(x_test, x_ref, h, progress=progress, **kernel_kw),
                     dtype=np.float64)
     return uncertainty_vs_error(dh, error, n_bins=n_bins, window=window, quantile=quantile)
+
+
+def per_atom_array(structures, name: str, source: str | None = None) -> np.ndarray:
+    """Per-atom array ``name`` of every structure, concatenated (``"forces"`` also from
+    the calculator's results); a structure without it is one error naming its file and
+    frame."""
+    from quests_core.io import locate_error
+
+    parts = []
+    for i, atoms in enumerate(structures):
+        if name in atoms.arrays:
+            parts.append(np.asarray(atoms.arrays[name], dtype=float))
+        elif name == "forces" and atoms.calc is not None and "forces" in atoms.calc.results:
+            parts.append(np.asarray(atoms.calc.results["forces"], dtype=float))
+        else:
+            exc = QuestsError(f"per-atom array {name!r} missing", index=i)
+            raise locate_error(exc, structures, source=source)
+    return np.concatenate(parts)
+
+
+def model_errors(structures, *, forces: tuple[str, str] | None = None,
+                 key: str | None = None, source: str | None = None) -> np.ndarray:
+    """Per-atom model error of the structures: the norm of the difference of two force
+    arrays (``forces``: predicted, reference; :func:`force_errors`), or the per-atom
+    array ``key`` (its norm when it has 3 columns), as ``uq --forces`` / ``--error-key``."""
+    if key:
+        error = per_atom_array(structures, key, source)
+        if error.ndim == 2 and error.shape[1] == 3:
+            return np.linalg.norm(error, axis=1)
+        if error.ndim != 1:
+            raise QuestsError(f"per-atom array {key!r} has shape {error.shape}; expected (n,) "
+                              "or (n, 3)", source=source)
+        return error
+    if not forces:
+        raise QuestsError("a model error needs two force arrays or an error key",
+                          source=source)
+    return force_errors(per_atom_array(structures, forces[0], source),
+                        per_atom_array(structures, forces[1], source))
+

@@ -148,33 +148,5 @@ def _errors(args: argparse.Namespace, test: Any) -> np.ndarray:
     """The per-atom model error of the test structures (``--error-key`` or ``--forces``)."""
     from quests_core.analysis import uncertainty as uq
 
-    structures = list(test.iter_structures())
-    if args.error_key:
-        error = _atom_array(structures, args.error_key, args.test)
-        if error.ndim == 2 and error.shape[1] == 3:
-            return np.linalg.norm(error, axis=1)
-        if error.ndim != 1:
-            raise QuestsError(
-                f"per-atom array {args.error_key!r} has shape {error.shape}; expected (n,) or "
-                "(n, 3)", source=args.test,
-            )
-        return error
-    pred, true = args.forces
-    return uq.force_errors(_atom_array(structures, pred, args.test),
-                           _atom_array(structures, true, args.test))
-
-
-def _atom_array(structures: list, name: str, source: str) -> np.ndarray:
-    """A per-atom array (or the calculator's forces) of every structure, concatenated."""
-    from quests_core.io import locate_error
-
-    parts = []
-    for i, atoms in enumerate(structures):
-        if name in atoms.arrays:
-            parts.append(np.asarray(atoms.arrays[name], dtype=float))
-        elif name == "forces" and atoms.calc is not None and "forces" in atoms.calc.results:
-            parts.append(np.asarray(atoms.calc.results["forces"], dtype=float))
-        else:
-            exc = QuestsError(f"per-atom array {name!r} missing", index=i)
-            raise locate_error(exc, structures, source=source)
-    return np.concatenate(parts)
+    return uq.model_errors(list(test.iter_structures()), forces=args.forces,
+                           key=args.error_key, source=args.test)
