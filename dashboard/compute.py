@@ -205,7 +205,9 @@ def topology_problem(spec: FileSpec, topology_name: str = "") -> str:
                 "topology file (PDB, GRO, PSF, LAMMPS data, prmtop, tpr) in the files "
                 "table's 'topology' column, or put one with the same name next to it")
     try:
-        load_topology(path, spec.type_map or None)
+        load_topology(path, spec.type_map or None,
+                      topology_format=(spec.topology_format or None) if spec.topology
+                      else None)
     except QuestsError as exc:
         text = str(exc).replace(path, topology_name or Path(path).name)
         return f"{spec.name}: topology {text}"
@@ -244,6 +246,7 @@ def load_files(specs: Sequence[FileSpec], prog: Progress) -> list[Loaded]:
         ds = Dataset.from_files(
             core.path, index=core.index, format=core.format, type_map=core.type_map_dict(),
             name=spec.name, timestep_fs=spec.timestep_fs, topology=core.topology,
+            topology_format=core.topology_format,
         )
         if len(ds) == 0:
             raise QuestsError(f"{spec.name}: no structures in the selected frames")

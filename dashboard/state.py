@@ -71,6 +71,10 @@ class FileSpec:
         Amber NetCDF; docs/formats.md), a real path on the server; ``""`` uses
         the file with the trajectory's name next to it. Ignored for the
         formats read through ASE.
+    topology_format : str
+        MDAnalysis's name of the topology's format when its ending does not say it
+        (``"TOP"`` for an Amber ``.top``); typed as ``posfor.top as TOP`` in the files
+        table's topology column.
     """
 
     path: str
@@ -81,6 +85,7 @@ class FileSpec:
     type_map: str = ""
     timestep_fs: float = LAMMPS_TIMESTEP_FS
     topology: str = ""
+    topology_format: str = ""
 
     def core_spec(self):
         """The engine's :class:`quests_core.dataset.FileSpec` of these frames (the type
@@ -91,11 +96,14 @@ class FileSpec:
         type_map = parse_type_map(self.type_map or None) or {}
         return CoreFileSpec(path=self.path, index=self.index or ":",
                             type_map=tuple(sorted(type_map.items())),
-                            topology=self.topology or None)
+                            topology=self.topology or None,
+                            topology_format=(self.topology_format or None) if self.topology
+                            else None)
 
     def same_input(self, other: FileSpec) -> bool:
         """Whether ``other`` reads the same frames of the same file in the same role."""
-        keys = ("path", "role", "label", "index", "type_map", "timestep_fs", "topology")
+        keys = ("path", "role", "label", "index", "type_map", "timestep_fs", "topology",
+                "topology_format")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
@@ -629,7 +637,10 @@ class AppState(param.Parameterized):
         if any(is_lammps_file(f.path) for f in self.files):
             table["types"] = [f.type_map for f in self.files]
         if any(is_md_trajectory(f.path) for f in self.files):
-            table["topology"] = [self.topology_name(f.topology) for f in self.files]
+            table["topology"] = [
+                self.topology_name(f.topology)
+                + (f" as {f.topology_format}" if f.topology and f.topology_format else "")
+                for f in self.files]
         return table
 
     def topology_name(self, path: str) -> str:

@@ -275,3 +275,50 @@ def test_dashboard_shows_the_topology_notes(tmp_path, monkeypatch):
     assert (f"cobrotoxin.xtc: 4,612 virtual sites (mass 0: MW) left out of the descriptors "
             f"(topology {datafiles.TPR_xvf})") in res.warnings
     assert len(res.atoms) == 2 * 14_773
+
+
+def test_dashboard_topology_column_names_a_format(tmp_path, monkeypatch):
+    """The files table's topology column takes "posfor.top as TOP" for a topology whose
+    ending does not say its format (an Amber .top); the plain name is refused with the
+    hint, and the named format reaches the reader (the same atoms as --topology-format)."""
+    import shutil
+
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import AppState, ComputeSettings
+    from dashboard.views.data import DataView, split_topology_cell
+
+    assert split_topology_cell("posfor.top as TOP") == ("posfor.top", "TOP")
+    assert split_topology_cell("my file.prmtop") == ("my file.prmtop", "")
+    assert split_topology_cell(" upload/x.top  as  top ") == ("upload/x.top", "TOP")
+    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_CACHE", None)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(datafiles.PFncdf_Trj, folder / "posfor.ncdf")
+    shutil.copy(datafiles.PFncdf_Top, folder / "posfor.top")
+    state = AppState(data_dir=str(folder), upload_dir=str(tmp_path / "up"))
+    view = DataView(state=state, job_mode="thread")
+    view.add_file("posfor.ncdf", "trajectory")
+    state.update_file("posfor.ncdf", index="0:2")
+    row = state.files_table()["file"].tolist().index("posfor.ncdf")
+
+    def edit(value):
+        view._on_edit(type("E", (), {"row": row, "column": "topology", "value": value})())
+
+    edit("posfor.top")
+    level, text = state.messages[-1]
+    assert level == "error" and "'posfor.top as TOP' (an Amber .top)" in text
+    edit("posfor.top as TOP")
+    spec = next(f for f in state.files if f.name == "posfor.ncdf")
+    assert spec.topology == str((folder / "posfor.top").resolve())
+    assert spec.topology_format == "TOP"
+    assert state.files_table()["topology"].tolist()[row] == "posfor.top as TOP"
+    assert view.topology_warning(spec) == ""
+    settings = ComputeSettings(k=4, cutoff=3.0, learning_max_n=50, learning_repeats=1,
+                               overlap_max_n=50).frozen()
+    res = run_pipeline([spec], settings)
+    u = _universe(datafiles.PFncdf_Top, datafiles.PFncdf_Trj, topology_format="TOP")
+    assert len(res.atoms) == 2 * len(u.atoms)
+    first = res.atoms[res.atoms["frame"] == 0]
+    assert first["species"].astype(str).tolist() == [str(e) for e in u.atoms.elements]

@@ -97,6 +97,17 @@ def frames_table(frames: pd.DataFrame) -> pd.DataFrame:
     return frames[keep].round(4).rename(columns=FRAME_COLUMNS)
 
 
+def split_topology_cell(text: str) -> tuple[str, str]:
+    """A topology cell of the files table as (file, MDAnalysis format): ``"posfor.top as
+    TOP"`` gives ``("posfor.top", "TOP")``, a plain file name no format. The format is
+    checked where the topology is read (one line listing MDAnalysis's formats)."""
+    text = str(text or "").strip()
+    head, sep, fmt = text.rpartition(" as ")
+    if sep and head.strip() and fmt.strip() and " " not in fmt.strip():
+        return head.strip(), fmt.strip().upper()
+    return text, ""
+
+
 def default_role(name: str) -> str:
     """A first guess of a file's role from its name."""
     low = name.lower()
@@ -309,9 +320,10 @@ class DataView(View):
         if warning:
             self.state.notify("warning", warning)
 
-    def topology_path(self, text: str) -> str:
+    def topology_path(self, text: str, topology_format: str = "") -> str:
         """The server path of a topology named in the files table: a file of the data
-        directory, or ``upload/<name>`` of this session's uploads ("" for none).
+        directory, or ``upload/<name>`` of this session's uploads ("" for none). With a
+        ``topology_format`` (MDAnalysis's name) any ending is accepted.
 
         Raises
         ------
@@ -326,9 +338,10 @@ class DataView(View):
             path = resolve_in_dir(self.state.upload_dir, text[len(UPLOAD_PREFIX):])
         else:
             path = resolve_in_dir(self.state.data_dir, text)
-        if not is_topology_file(path):
+        if not topology_format and not is_topology_file(path):
             raise QuestsError(f"{text}: not a topology file; use a PDB, GRO, PSF, LAMMPS data, "
-                              "Amber prmtop or GROMACS tpr file")
+                              "Amber prmtop or GROMACS tpr file, or name the format of "
+                              f"another: '{text} as TOP' (an Amber .top)")
         return str(path)
 
     def topology_warning(self, spec) -> str:
@@ -481,9 +494,11 @@ class DataView(View):
             value = "" if event.value is None else str(event.value).strip()
             if column == "index":
                 value = value or ":"
-            if column == "topology":
-                value = self.topology_path(value)
-            self.state.update_file(name, **{column: value})
+            changes = {column: value}
+            if column == "topology":  # "posfor.top as TOP": a format the ending does not say
+                path, fmt = split_topology_cell(value)
+                changes = {"topology": self.topology_path(path, fmt), "topology_format": fmt}
+            self.state.update_file(name, **changes)
             spec = next(f for f in self.state.files if f.name == name)
             if column == "type_map" and not value:
                 warning = self.type_warning(spec)
