@@ -590,7 +590,7 @@ class AppState(param.Parameterized):
 
     def add_file(self, path: str, name: str, role: str = "test", label: str = "",
                  index: str = ":", type_map: str = "", timestep_fs: float = LAMMPS_TIMESTEP_FS,
-                 topology: str = "") -> FileSpec:
+                 topology: str = "", topology_format: str = "") -> FileSpec:
         """Add a file and return its entry.
 
         The same file may be added several times (other roles, other frames):
@@ -601,7 +601,8 @@ class AppState(param.Parameterized):
         """
         spec = FileSpec(path=str(path), name=name, role=role, label=label, index=index or ":",
                         type_map=type_map.strip(), timestep_fs=float(timestep_fs),
-                        topology=str(topology or ""))
+                        topology=str(topology or ""),
+                        topology_format=str(topology_format or "").strip().upper())
         _check_spec(spec)
         for f in self.files:
             if f.same_input(spec):

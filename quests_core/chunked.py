@@ -73,7 +73,7 @@ from ._validate import check_bandwidth, check_descriptors, check_k_cutoff
 from .atomic import atomic_path as _atomic_path
 from .atomic import remove_stale_temp_files
 from .backend import Backend, select_backend
-from .cache_keys import file_digest
+from .cache_keys import TOPOLOGY_RULES, file_digest
 from .chunk_store import (
     KINDS,
     MANIFEST_NAME,
@@ -121,7 +121,8 @@ class FilePlan:
 
     ``topology`` is the topology file naming the atoms of an MD trajectory
     (given, or found next to it: :func:`quests_core.io_mdanalysis.topology_path`),
-    None for the formats that need none.
+    None for the formats that need none; ``topology_format`` its MDAnalysis format
+    when named (an Amber ``.top``).
     """
 
     path: str
@@ -132,6 +133,7 @@ class FilePlan:
     n_frames: int
     first_structure: int
     topology: str | None = None
+    topology_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def plan_chunks(
     format: str | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
 ) -> tuple[list[FilePlan], list[ChunkPlan]]:
     """Split the selected frames of every file into chunks of ``chunk_frames`` frames.
 
@@ -192,10 +195,11 @@ def plan_chunks(
         spath = str(path)
         fmt = detect_format(spath, format)
         frames = _selected_range(spath, fmt, index)
+        used = topology_path(spath, fmt, topology)
         files.append(
             FilePlan(
                 spath, fmt, frames.start, frames.stop, frames.step, len(frames), first,
-                topology_path(spath, fmt, topology),
+                used, topology_format if used is not None else None,
             )
         )
         for c, lo in enumerate(range(0, len(frames), chunk_frames)):
@@ -460,6 +464,7 @@ def _read_chunk_frames(file: FilePlan, plan: ChunkPlan, type_map):
             format=file.format,
             type_map=dict(type_map) or None,
             topology=file.topology,
+            topology_format=file.topology_format,
         )
     )
 
@@ -530,6 +535,7 @@ def chunked_delta_entropy(
     format: str | None = None,
     type_map: Mapping[int, str] | Sequence[str] | str | None = None,
     topology: str | os.PathLike | None = None,
+    topology_format: str | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     block_atoms: int = DEFAULT_BLOCK_ATOMS,
     precision: str = DEFAULTS.precision,
@@ -566,6 +572,9 @@ def chunked_delta_entropy(
         Amber NetCDF); default: the one next to each trajectory. The SHA-256
         of the topology used is part of the store's parameters, so a store is
         not resumed with another one.
+    topology_format : str, optional
+        MDAnalysis's format of ``topology`` when its ending does not say it (``"TOP"``
+        for an Amber ``.top``); part of the store's parameters when given.
     chunk_frames : int
         Frames per chunk (one chunk is in memory at a time).
     block_atoms : int
@@ -635,7 +644,8 @@ def chunked_delta_entropy(
     engine = select_backend(backend)
 
     files, plans = plan_chunks(
-        paths, index=index, format=format, chunk_frames=chunk_frames, topology=topology
+        paths, index=index, format=format, chunk_frames=chunk_frames, topology=topology,
+        topology_format=topology_format,
     )
     root = Path(store)
     params = _json_normal(
@@ -724,7 +734,12 @@ def _topology_params(files: Sequence[FilePlan]) -> dict[str, Any]:
     (the parameters of stores of files without one are those of earlier versions)."""
     if all(f.topology is None for f in files):
         return {}
-    return {"topology": [None if f.topology is None else file_digest(f.topology) for f in files]}
+    out: dict[str, Any] = {
+        "topology": [None if f.topology is None else file_digest(f.topology) for f in files],
+        "topology_rules": TOPOLOGY_RULES}  # how elements are found: a change recomputes
+    if any(f.topology_format for f in files):  # stores without one keep their parameters
+        out["topology_format"] = [f.topology_format for f in files]
+    return out
 
 
 def _path_from_store(path: str, store: Path) -> str:
@@ -785,6 +800,7 @@ def _run_sequence(file: FilePlan, run: list[ChunkPlan], x_ref, ctx, record, canc
         format=file.format,
         type_map=dict(ctx.type_map) or None,
         topology=file.topology,
+        topology_format=file.topology_format,
     )
     position = 0
     items: list[Any] = []

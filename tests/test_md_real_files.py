@@ -322,3 +322,37 @@ def test_dashboard_topology_column_names_a_format(tmp_path, monkeypatch):
     assert len(res.atoms) == 2 * len(u.atoms)
     first = res.atoms[res.atoms["frame"] == 0]
     assert first["species"].astype(str).tolist() == [str(e) for e in u.atoms.elements]
+
+
+def test_dh_store_and_report_honour_the_topology_format(tmp_path):
+    """``--topology-format`` reaches the chunk store (its parameters record it) and the
+    report, as it reaches the in-memory ``dh``: an Amber .top read the same way by all."""
+    import json
+
+    import pandas as pd
+
+    env = {**os.environ, "QUESTS_CACHE_DIR": str(tmp_path / "cache")}
+    common = [datafiles.PFncdf_Trj, "-r", datafiles.PFncdf_Trj, "--reference-index", "0",
+              "--topology", datafiles.PFncdf_Top, "--topology-format", "TOP", "--index", "0:3",
+              "-k", "4", "--cutoff", "3", "--no-progress"]
+
+    def cli(*args):
+        res = subprocess.run([sys.executable, "-m", "quests_core.cli", *args],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr
+        return res
+
+    memory = tmp_path / "memory.parquet"
+    cli("dh", *common, "-o", str(memory))
+    store = tmp_path / "store"
+    cli("dh", *common, "--store", str(store))
+    from quests_core.chunk_store import ChunkStore
+
+    stored = ChunkStore(store).atoms()
+    np.testing.assert_allclose(np.sort(stored["dH"].to_numpy()),
+                               np.sort(pd.read_parquet(memory)["dH"].to_numpy()), atol=1e-12)
+    params = json.loads((store / "manifest.json").read_text())["params"]
+    assert params["topology_format"] == ["TOP"] and params["topology_rules"] >= 2
+    report = tmp_path / "report.html"
+    cli("report", *common, "-o", str(report))
+    assert report.stat().st_size > 0

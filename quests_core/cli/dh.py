@@ -267,6 +267,7 @@ def _chunked(args, settings, chunked_delta_entropy, files, x, store, h, topology
                 format=args.format,
                 type_map=args.type_map,
                 topology=topology,
+                topology_format=getattr(args, "topology_format", None),
                 chunk_frames=args.chunk_frames,
                 block_atoms=args.block_atoms,
                 precision=settings.precision,

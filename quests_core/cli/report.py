@@ -340,7 +340,8 @@ def _spec(state, path: str, role: str, args: argparse.Namespace):
     app = state.AppState()
     app.add_file(path, os.path.basename(path) or path, role, index=":",
                  type_map=args.type_map or "", timestep_fs=args.lammps_timestep_fs,
-                 topology=args.topology or "")
+                 topology=args.topology or "",
+                 topology_format=args.topology_format or "")
     return app.files[0]
 
 
@@ -353,12 +354,14 @@ def _file_specs(args: argparse.Namespace, state, nucleation: bool = False) -> li
         _exists(path)
         app.add_file(path, os.path.basename(path) or path, args.role, index=args.index,
                      type_map=args.type_map or "", timestep_fs=args.lammps_timestep_fs,
-                     topology=args.topology or "")
+                     topology=args.topology or "",
+                     topology_format=args.topology_format or "")
     for path in args.reference or []:
         _exists(path)
         app.add_file(path, os.path.basename(path) or path, "reference",
                      index=args.reference_index, type_map=args.type_map or "",
-                     timestep_fs=args.lammps_timestep_fs, topology=args.topology or "")
+                     timestep_fs=args.lammps_timestep_fs, topology=args.topology or "",
+                     topology_format=args.topology_format or "")
     if nucleation:
         own = args.solid_reference is not None
         for path in args.solid_reference or args.reference:
@@ -368,7 +371,8 @@ def _file_specs(args: argparse.Namespace, state, nucleation: bool = False) -> li
                 name = f"{name} (solid reference)"
             app.add_file(path, name, "solid reference", index=args.reference_index,
                          type_map=args.type_map or "", timestep_fs=args.lammps_timestep_fs,
-                         topology=args.topology or "")
+                         topology=args.topology or "",
+                     topology_format=args.topology_format or "")
     return list(app.files)
 
 
