@@ -353,7 +353,7 @@ def test_frames_table_names_the_file_frame_and_units(sample):
     assert list(table.columns[:3]) == ["file", "frame", "time (ps)"]
     assert {"H (nats)", "mean dH (nats)", "fraction dH > 0", "atoms"} <= set(table.columns)
     for internal in ("structure", "path", "atom_offset", "H_stderr", "frac_novel", "mean_dH",
-                     "role", "E (eV)", "H std. error (nats)"):
+                     "role", "E (eV, frame)", "H std. error (nats)"):
         assert internal not in table.columns
     late = table[table["file"] == "failed_traj.extxyz #2"]
     assert late["frame"].tolist() == list(range(4, 12))  # the file's frames, not 0..7
@@ -361,4 +361,6 @@ def test_frames_table_names_the_file_frame_and_units(sample):
     # a sampled H keeps its standard error; energies that exist are shown
     frames = res.frames.assign(H_stderr=0.01, energy=-3.5)
     shown = frames_table(frames)
-    assert shown["H std. error (nats)"].eq(0.01).all() and shown["E (eV)"].eq(-3.5).all()
+    assert shown["H std. error (nats)"].eq(0.01).all() and shown["E (eV, frame)"].eq(-3.5).all()
+    assert list(shown.columns[3:7]) == ["H (nats)", "H std. error (nats)", "mean dH (nats)",
+                                        "fraction dH > 0"]  # the results on screen

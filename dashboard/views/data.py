@@ -62,15 +62,16 @@ TABLE_CSS = """
 """
 
 
-#: The Data tab's frames table: per-frame columns shown, in order, with their headers
-#: (words and units). Columns of no information for the files at hand (no energies, no
-#: labels, every H exact) are left out by :func:`frames_table`.
+#: The Data tab's frames table: per-frame columns shown, in order (the results first, so
+#: that they are on screen beside the sidebar), with their headers (words and units).
+#: Columns of no information for the files at hand (no energies, no labels, every H
+#: exact) are left out by :func:`frames_table`.
 FRAME_COLUMNS = {
-    "source": "file", "frame": "frame", "time": "time (ps)", "label": "label",
-    "generation": "generation", "n_atoms": "atoms", "elements": "elements",
-    "volume_per_atom": "V/atom (Å³)", "temperature": "T (K)", "energy": "E (eV)",
+    "source": "file", "frame": "frame", "time": "time (ps)",
     "H": "H (nats)", "H_stderr": "H std. error (nats)", "mean_dH": "mean dH (nats)",
-    "frac_novel": "fraction dH > 0",
+    "frac_novel": "fraction dH > 0", "n_atoms": "atoms", "elements": "elements",
+    "volume_per_atom": "V/atom (Å³)", "temperature": "T (K)", "energy": "E (eV, frame)",
+    "label": "label", "generation": "generation",
 }
 
 
