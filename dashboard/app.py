@@ -127,6 +127,7 @@ class DashboardApp:
         self.uncertainty = UncertaintyView(state=self.state, job_mode=job_mode)
         self.stores = StoreView(state=self.state, job_mode=job_mode)
         self.analyses = [self.compression, self.active_learning, self.uncertainty]
+        self.data.analysis_sections = self.analysis_sections
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
                       self.overlap, self.nucleation, *self.analyses, self.stores]
         # each view's layout is built the first time its tab is opened (faster first page)
@@ -140,6 +141,13 @@ class DashboardApp:
         self._display_timed_out = False
         self.tabs.param.watch(self._on_tab, "active")
         self.state.param.watch(self._on_active_tab, "active_tab")
+
+    def analysis_sections(self) -> list:
+        """The analysis tabs' last results as sections of the Data tab's report."""
+        from dashboard.report import sections_of_views
+
+        return sections_of_views(self.compression.result, self.active_learning.result,
+                                 self.uncertainty.result)
 
     def build_tab(self, index: int) -> pn.Column:
         """Fill tab ``index`` with its view's layout (once) and return the tab."""

@@ -907,16 +907,19 @@ class _Builder:
             "summary": section.summary, "command": section.command,
             "report": res.report.to_dict(orient="records")}
         s = section.summary
+        how = _how(section.command)
         gap = ("" if res.gap_kind == "none" else
                f" Information gap = {res.gap_reference:.4g} nats "
                f"({_esc(GAP_KINDS.get(res.gap_kind, res.gap_kind))}) − H(subset).")
+        chosen = "" if not s else (
+            f"<b>{_esc(METHOD_LABELS.get(s['method'], s['method']))}, "
+            f"{s['kept_structures']} structures kept ({s['kept_environments']:,} "
+            f"environments): H = {s['H']:.6g} nats, D = {s['D']:.6g} nats, overlap with the "
+            f"full set {s['overlap']:.6g}</b> ({how}). ")
         self.div(
             f"<h2>Compression: {_esc(res.source)}</h2><p>{res.n_structures} structures, "
             f"{res.n_envs:,} environments, k = {res.k}, cutoff = {res.cutoff:g} Å, h = "
-            f"{res.h:.4g} 1/Å. <b>{_esc(METHOD_LABELS.get(s['method'], s['method']))}, "
-            f"{s['kept_structures']} structures kept ({s['kept_environments']:,} "
-            f"environments): H = {s['H']:.6g} nats, D = {s['D']:.6g} nats, overlap with the "
-            f"full set {s['overlap']:.6g}</b> (as <code>{_esc(section.command)}</code>). "
+            f"{res.h:.4g} 1/Å. {chosen}"
             "Below: every method against the subset size (error bars: spread over seeds)."
             f"{gap}</p>", name=f"report-compression-{slug}")
         for metric in METRICS:
@@ -940,7 +943,7 @@ class _Builder:
             f"k = {res.k}, cutoff = {res.cutoff:g} Å, h = {res.h:.4g} 1/Å. Novelty of "
             "generation g: the fraction of its environments with dH &gt; 0 against all "
             "earlier generations (none for the first); H and D: the dataset of generations "
-            f"≤ g (as <code>{_esc(section.command)}</code>).</p>",
+            f"≤ g ({_how(section.command)}).</p>",
             name=f"report-active-learning-{slug}")
         for column in CURVES:
             self.plot(generation_plot(res.report, column), f"active_learning_{column}_{slug}")
@@ -966,8 +969,8 @@ class _Builder:
             f"{res.k}, cutoff = {res.cutoff:g} Å, h = {s['bandwidth']:.4g} 1/Å; error: "
             f"{what}. <b>dH &gt; 0 flags {s['frac_dH_positive']:.4g} of the atoms. High "
             f"error: above {s['error_threshold']:.6g} ({s['high_error_atoms']:,} atoms); "
-            f"recall {s['recall']:.6g}, precision {s['precision']:.6g}</b> (as "
-            f"<code>{_esc(section.command)}</code>). Recall: share of the high-error atoms "
+            f"recall {s['recall']:.6g}, precision {s['precision']:.6g}</b> "
+            f"({_how(section.command)}). Recall: share of the high-error atoms "
             "with dH &gt; 0; precision: share of the atoms with dH &gt; 0 that have a high "
             "error. Blue: atoms per cell; red: mean error of the atoms within "
             f"{res.running.window:g} bin widths ({res.running.width:.3g} nats) of each of "
@@ -1304,6 +1307,39 @@ def active_learning_section(spec: Any, settings: RunSettings, *, key: str = "gen
                "generations": int(len(study.report)), "bandwidth": h}
     command = f"quests-dashboard active-learning {spec.name} --generation-key {key}"
     return ActiveLearningSection(result=result, summary=summary, command=command)
+
+
+def _how(command: str) -> str:
+    """Where an analysis section's numbers come from: its command, or the dashboard."""
+    return (f"as <code>{_esc(command)}</code>" if command else
+            "computed in the dashboard's tab, with its settings")
+
+
+def sections_of_views(compression: Any = None, active_learning: Any = None,
+                      uncertainty: Any = None) -> list[Any]:
+    """The analysis tabs' last results as report sections (the Data tab's "Save report"
+    and "Save figures"): the tabs' own numbers, no command line (they were computed in
+    the dashboard, with the tab's settings)."""
+    out: list[Any] = []
+    if compression is not None:
+        out.append(CompressionSection(result=compression, summary={}, command=""))
+    if active_learning is not None:
+        rep = active_learning.report
+        out.append(ActiveLearningSection(
+            result=active_learning, command="",
+            summary={"structures": active_learning.n_structures,
+                     "environments": int(rep["n_envs"].sum()) if "n_envs" in rep else None,
+                     "generations": int(len(rep)), "bandwidth": active_learning.h}))
+    if uncertainty is not None:
+        r = uncertainty.recall
+        out.append(UncertaintySection(
+            result=uncertainty, command="",
+            summary={"test_atoms": int(len(uncertainty.dh)),
+                     "reference_atoms": int(uncertainty.n_reference),
+                     "bandwidth": uncertainty.h, "frac_dH_positive": r.frac_flagged,
+                     "error_threshold": r.threshold, "high_error_atoms": r.n_high,
+                     "recall": r.recall, "precision": r.precision}))
+    return out
 
 
 def _slug(text: str) -> str:

@@ -507,3 +507,42 @@ def test_save_figures_of_the_dashboard(small_run):
     empty = DataView(state=AppState(), job_mode="thread")
     assert empty.safe_download(empty.save_figures).getvalue() == b""
     assert "nothing computed" in empty.state.messages[-1][1]
+
+
+@needs_sample
+def test_save_report_holds_the_analysis_tabs_results(small_run, tmp_path):
+    """The Data tab's "Save report" and "Save figures" also hold what the Compression,
+    Active learning and Uncertainty tabs computed, with the tabs' own numbers."""
+    import io
+    import zipfile
+
+    from dashboard.app import DashboardApp
+
+    sample = FAILED.parent
+    app = DashboardApp(data_dir=sample, job_mode="thread")
+    app.state.results = small_run.results
+    app.state.settings = small_run.settings
+    for name in ("cu_dataset_labelled.extxyz", "cu_generations.extxyz",
+                 "cu_forces_two_models.extxyz"):
+        app.state.add_file(str(sample / name), name, "test")
+    app.compression.source = "cu_dataset_labelled.extxyz"
+    app.compression.param.update(n_seeds=1, env_step=8)
+    app.active_learning.source = "cu_generations.extxyz"
+    app.active_learning.env_step = 8
+    app.uncertainty.source = "cu_forces_two_models.extxyz"
+    for view in (app.compression, app.active_learning, app.uncertainty):
+        job = view.run_sync()
+        assert job.state == "done", job.error
+    data = report_data(app.data.save_report().getvalue().decode("utf-8"))
+    comp = data["compression"]["cu_dataset_labelled.extxyz"]
+    assert comp["command"] == "" and len(comp["report"]) == len(app.compression.result.report)
+    al = data["active_learning"]["cu_generations.extxyz"]
+    assert [row["generation"] for row in al["report"]] == [0, 1, 2, 3, 4]
+    uq = data["uncertainty"]["cu_forces_two_models.extxyz"]
+    assert uq["summary"]["recall"] == pytest.approx(app.uncertainty.result.recall.recall)
+    assert uq["summary"]["test_atoms"] == len(app.uncertainty.result.dh)
+    with zipfile.ZipFile(io.BytesIO(app.data.save_figures().getvalue())) as zf:
+        stems = {n.rsplit(".", 1)[0] for n in zf.namelist()}
+    assert any(s.startswith("compression_") for s in stems), stems
+    assert any(s.startswith("active_learning_") for s in stems), stems
+    assert any(s.startswith("uncertainty_") for s in stems), stems

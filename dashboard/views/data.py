@@ -198,6 +198,9 @@ class DataView(View):
 
     job_mode = param.Selector(default="process", objects=["process", "thread"],
                               doc="Run computations in a worker process or a thread.")
+    analysis_sections = param.Callable(
+        default=None, doc="The analysis tabs' results as report sections (set by the app), "
+        "for 'Save report' and 'Save figures'.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -752,7 +755,11 @@ class DataView(View):
 
         from ..report import report_of_state
 
-        return io.BytesIO(report_of_state(self.state).html.encode("utf-8"))
+        return io.BytesIO(report_of_state(self.state, analyses=self._analyses()).html
+                          .encode("utf-8"))
+
+    def _analyses(self) -> list:
+        return list(self.analysis_sections()) if self.analysis_sections else []
 
     def figure_widgets(self) -> list:
         """Format, width and height (inches) and DPI of "Save figures" (kept across
@@ -786,7 +793,8 @@ class DataView(View):
         if not dpi or not 50 <= dpi <= 1200:
             raise QuestsError("figure DPI: 50 to 1200")
         return io.BytesIO(figures_of_state(self.state, formats=(fmt,),
-                                           size=(float(width), float(height)), dpi=int(dpi)))
+                                           size=(float(width), float(height)), dpi=int(dpi),
+                                           analyses=self._analyses()))
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self._results_panel, sizing_mode="stretch_width", name="Data")
