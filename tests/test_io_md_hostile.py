@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase.build import bulk
-from ase.io import write
 
 pytest.importorskip("MDAnalysis")
 
 from quests_core.errors import QuestsError  # noqa: E402
 from quests_core.io import TruncatedFrameWarning, iter_frames  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hostile_files import _write_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FRAMES = 10
@@ -49,19 +51,9 @@ def _frames(n: int = N_FRAMES, reps: int = 2):
 
 
 def _write(path: Path, frames) -> bytes:
-    """``frames`` with MDAnalysis's writer, a PDB topology of the same name next to it."""
-    import MDAnalysis as mda
-
-    u = mda.Universe.empty(len(frames[0]), trajectory=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mda.Writer(str(path), len(frames[0])) as w:
-            for i, atoms in enumerate(frames):
-                u.atoms.positions = atoms.positions
-                u.dimensions = list(atoms.cell.cellpar())
-                u.trajectory.ts.time = float(i)
-                w.write(u.atoms)
-    write(path.with_suffix(".pdb"), frames[0], format="proteindatabank")
+    """``frames`` with MDAnalysis's writer, a PDB topology of the same name next to it
+    (the hostile corpus's writer); the bytes written."""
+    _write_md(path, frames)
     return path.read_bytes()
 
 
