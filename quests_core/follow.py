@@ -95,7 +95,7 @@ from pathlib import Path
 from ase import Atoms
 
 from quests_core.errors import QuestsError
-from quests_core.io import FRAME_TEXT_FORMATS
+from quests_core.io import FRAME_TEXT_FORMATS, MAX_FRAME_ATOMS
 
 __all__ = ["DEFAULT_INTERVAL", "FOLLOW_FORMATS", "MAX_FRAME_ATOMS", "ON_REPLACE",
            "FollowedFileGone", "FollowedFrame", "Follower", "check_followable", "file_kind",
@@ -117,10 +117,10 @@ ANCHOR_BYTES = 64
 VERIFY_BLOCK = 1 << 20
 #: Default bytes already read that are re-read and compared with their digests per poll.
 VERIFY_BYTES = 8 << 20
-#: Largest atom count a followed frame's header may declare. The follower holds a
-#: frame's text in memory (at least 7 bytes per atom line, so 7 GB here): a larger
-#: count is a corrupt count line, not a frame being written.
-MAX_FRAME_ATOMS = 10**9
+# MAX_FRAME_ATOMS (quests_core.io): the largest atom count a followed frame's header may
+# declare, as for a finished file. The follower holds a frame's text in memory (at least
+# 7 bytes per atom line, so 7 GB there): a larger count is a corrupt count line, not a
+# frame being written.
 #: What a path that holds another file (new inode) or no file any more does to a follow.
 ON_REPLACE = ("restart", "end")
 

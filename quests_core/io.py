@@ -593,11 +593,12 @@ def _dump_item(line: bytes, has_element: bool) -> tuple[bool, bool, bool]:
 # must not swallow the frames after it as one "cut last frame": the splitters refuse a
 # frame as soon as one of its atom lines is the start of a next frame (an (ext)xyz count
 # line, a dump's ``ITEM: TIMESTEP``), as the follower's framer does
-# (quests_core.follow._Framer._check_atom_lines), and a count above _MAX_FRAME_ATOMS.
+# (quests_core.follow._Framer._check_atom_lines), and a count above MAX_FRAME_ATOMS.
 
-#: Largest atom count a frame's header may declare (as ``follow.MAX_FRAME_ATOMS``).
-_MAX_FRAME_ATOMS = 10**9
-#: Lines scanned after a count above :data:`_MAX_FRAME_ATOMS` for the next frame's start
+#: Largest atom count a frame's header may declare (also the live follower's,
+#: ``follow.MAX_FRAME_ATOMS``).
+MAX_FRAME_ATOMS = 10**9
+#: Lines scanned after a count above :data:`MAX_FRAME_ATOMS` for the next frame's start
 #: (only for the message: the count is refused either way).
 _ABSURD_SCAN_LINES = 1_000_000
 #: Longest line looked at as a possible count line (longer ones are atom lines).
@@ -638,12 +639,12 @@ def _next_dump_error(path: str, frame: int, declared: int, found: int) -> Quests
 
 def _absurd_count_error(path: str, frame: int, declared: int, found: int,
                         at_end: bool) -> QuestsError:
-    """A count above :data:`_MAX_FRAME_ATOMS` with no next frame found after it."""
+    """A count above :data:`MAX_FRAME_ATOMS` with no next frame found after it."""
     where = (f"found {found} atom lines before the end of the file" if at_end
              else f"no next frame in the {found:,} lines after it")
     return _frame_error(
         path, frame,
-        f"header declares {declared} atoms, more than the {_MAX_FRAME_ATOMS:,} a frame may "
+        f"header declares {declared} atoms, more than the {MAX_FRAME_ATOMS:,} a frame may "
         f"hold ({where}): a corrupt atom count",
     )
 
@@ -703,7 +704,7 @@ def _iter_lammps_chunks(path: str, keep: _Selection | None) -> Iterator[_DumpChu
                 lines.pop()
             elif in_atoms and lines is None and not line.endswith(b"\n") and line.strip():
                 found -= 1
-            if declared is not None and declared > _MAX_FRAME_ATOMS:
+            if declared is not None and declared > MAX_FRAME_ATOMS:
                 raise _absurd_count_error(path, frame, declared, found, True)
             yield finish(last=True)
 
@@ -924,7 +925,7 @@ def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
     a frame. Every atom line is checked for the start of a next frame (a bare
     integer, its count line): a frame that holds one is an error naming it (a
     corrupt count or a frame cut short), never a cut last frame that swallows
-    the frames after it. A count above :data:`_MAX_FRAME_ATOMS` is an error
+    the frames after it. A count above :data:`MAX_FRAME_ATOMS` is an error
     (the next :data:`_ABSURD_SCAN_LINES` lines are scanned, for the message); a
     count larger than what the rest of the file can hold is not kept in memory:
     its lines are only scanned (a 20-byte file declaring 10^9 atoms fails at
@@ -947,7 +948,7 @@ def _iter_xyz_chunks(path: str, keep: _Selection | None) -> Iterator[_XyzChunk]:
             declared = _xyz_count(line, path, frame)
             wanted = keep is None or frame in keep
             remaining = size - consumed
-            absurd = declared > _MAX_FRAME_ATOMS
+            absurd = declared > MAX_FRAME_ATOMS
             # more atoms than the rest of the file can hold: never complete, so its
             # lines are only scanned for the start of a next frame, not kept
             hopeless = absurd or declared * _MIN_ATOM_LINE > remaining + 1
