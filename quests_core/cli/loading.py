@@ -1,11 +1,11 @@
-"""The loading service of the command line: descriptors of input files, as batches.
+"""The loading service of the command line: :mod:`quests_core.loading` with argparse and tqdm.
 
-Holds :func:`load_files` (every file streamed through
-:func:`quests_core.pipeline.file_descriptors`, read from or written to the
-descriptor cache, with ``--skip-bad``; with ``descriptor_files=True`` a
-``.npz``/``.npy`` file is read through
-:func:`quests_core.descriptor_files.load_descriptors` instead), the records it
-returns (:class:`Loaded` per file, :class:`Batch` per call), the two views the
+Holds :func:`load_files` (the core's :func:`quests_core.loading.load_files`
+with the input options of ``args``, a progress bar per file, ``--skip-bad``,
+the input notes as warnings; with ``descriptor_files=True`` a ``.npz``/``.npy``
+file is read as saved descriptors), :func:`reference_set` (the core's one
+bandwidth policy, its errors in the CLI's words), the records of the core
+(:class:`Loaded` per file, :class:`Batch` per call), the two views the
 commands take of a batch: :func:`combined` (one dataset and one descriptor
 array) and :func:`groups` (one set per file or per value of a per-frame
 column), and :func:`load_reference` (the ``--reference`` files).
@@ -28,11 +28,9 @@ Invariants
 from __future__ import annotations
 
 import argparse
-import functools
-import time
+import contextlib
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,30 +38,15 @@ import numpy as np
 import pandas as pd
 
 from quests_core.errors import QuestsError
+from quests_core.loading import Batch, FileRequest, Loaded, ReferenceSet
 from quests_core.settings import Settings
 
-from .parser import settings_from_args, species_list
+from .parser import settings_from_args
 from .progress import progress_bar
 
-
-@dataclass
-class Loaded:
-    """Descriptors and per-frame table of one input file (no dataset for a descriptor file)."""
-
-    path: str
-    dataset: Any
-    x: np.ndarray
-    from_cache: bool
-    seconds: float
-    key: str | None = None
-
-
-@dataclass
-class Batch:
-    """The files of a batch that loaded, and the ones skipped with ``--skip-bad``."""
-
-    items: list[Loaded]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+__all__ = ["Batch", "Loaded", "atom_mask", "combined", "descriptor_cache", "groups",
+           "load_files", "load_one", "load_reference", "per_structure", "reference_set",
+           "source_column"]
 
 
 def descriptor_cache(args: argparse.Namespace):
@@ -75,17 +58,18 @@ def descriptor_cache(args: argparse.Namespace):
     return DescriptorCache(args.cache_dir)
 
 
-def _located(compute: Callable[..., Any]) -> Callable[..., Any]:
-    """``compute`` whose errors about a structure name its file and frame."""
-    from quests_core.io import locate_error
-
-    def run(structures, **kwargs):
-        try:
-            return compute(structures, **kwargs)
-        except QuestsError as exc:
-            raise locate_error(exc, structures) from None
-
-    return run
+def requests(paths: Sequence[str], args: argparse.Namespace, index: str | None = None,
+             role: str = "input") -> list[FileRequest]:
+    """The :class:`quests_core.loading.FileRequest` of each path with the input options."""
+    return [
+        FileRequest(
+            str(path), index=args.index if index is None else index, format=args.format,
+            type_map=args.type_map, topology=getattr(args, "topology", None),
+            topology_format=getattr(args, "topology_format", None), time_step=args.time_step,
+            timestep_fs=getattr(args, "lammps_timestep_fs", None), role=role,
+        )
+        for path in paths
+    ]
 
 
 def load_files(
@@ -96,7 +80,9 @@ def load_files(
     settings: Settings | None = None,
     descriptor_files: bool = False,
 ) -> Batch:
-    """Descriptors of every file (streamed, cached), honouring ``--skip-bad``.
+    """Descriptors of every file (streamed, cached), honouring ``--skip-bad``:
+    :func:`quests_core.loading.load_files` with a progress bar per file and the input
+    notes (type map, times from MD steps) as warnings.
 
     Parameters
     ----------
@@ -105,7 +91,8 @@ def load_files(
     args : argparse.Namespace
         Parsed common options (input, cache and progress options).
     role : str
-        What the files are, for the "no usable files" error.
+        What the files are (``"reference"`` puts them in the reference set), for the
+        "no usable files" error.
     index : str, optional
         Overrides ``--index`` (used for reference files).
     settings : Settings, optional
@@ -119,53 +106,42 @@ def load_files(
     QuestsError
         For the first bad file without ``--skip-bad``, or when no file is usable.
     """
-    import quests_core as qc
-    from quests_core.descriptor_files import SUFFIXES
-    from quests_core.io import locate_error
-    from quests_core.notes import InputWarning, step_time_note, type_map_note
+    from quests_core import loading
 
     settings = settings_from_args(args) if settings is None else settings
-    cache = descriptor_cache(args)
-    compute = _located(functools.partial(qc.descriptors, n_threads=settings.threads))
-    batch = Batch([])
-    for path in paths:
-        bar = progress_bar(args, desc=f"{Path(path).name}", unit=" atoms", unit_scale=True)
-        start = time.perf_counter()
 
-        def progress(frames: int, atoms: int, bar=bar) -> None:
+    @contextlib.contextmanager
+    def file_progress(path: str):
+        bar = progress_bar(args, desc=f"{Path(path).name}", unit=" atoms", unit_scale=True)
+
+        def progress(frames: int, atoms: int) -> None:
             bar.set_postfix_str(f"{frames} frames", refresh=False)
             bar.update(atoms - bar.n)
 
         try:
-            if descriptor_files and Path(path).suffix.lower() in SUFFIXES:
-                loaded = Loaded(path, None, _descriptor_file(path, settings), False, 0.0)
-            else:
-                res = _file_descriptors(
-                    path, args, settings, args.index if index is None else index,
-                    compute, cache, progress,
-                )
-                loaded = Loaded(path, res.dataset, res.descriptors, res.from_cache, 0.0, res.key)
-                notes = [type_map_note(path, args.type_map, "with --type-map.")]
-                if res.time_from_steps:
-                    notes.append(step_time_note(path, args.lammps_timestep_fs,
-                                                "give --lammps-timestep-fs if the run used "
-                                                "another step length"))
-                for note in filter(None, notes):  # the dashboard says the same
-                    warnings.warn(InputWarning(note), stacklevel=2)
-        except QuestsError as exc:
-            if exc.index is not None:  # about a structure of this file: name the file
-                exc = locate_error(exc, source=path)
-            if not args.skip_bad:
-                raise exc from None
-            batch.skipped.append((path, str(exc)))
-            continue
+            yield progress
         finally:
             bar.close()
-        loaded.seconds = time.perf_counter() - start
-        batch.items.append(loaded)
-    if not batch.items:
-        raise QuestsError(f"no usable {role} files ({len(batch.skipped)} skipped)")
-    return batch
+
+    def notes(item: Loaded) -> None:
+        """The input notes, in the words the dashboard uses."""
+        from quests_core.notes import InputWarning, step_time_note, type_map_note
+
+        if item.dataset is None:
+            return
+        found = [type_map_note(item.path, args.type_map, "with --type-map.")]
+        if item.time_from_steps:
+            found.append(step_time_note(item.path, args.lammps_timestep_fs,
+                                        "give --lammps-timestep-fs if the run used "
+                                        "another step length"))
+        for note in filter(None, found):
+            warnings.warn(InputWarning(note), stacklevel=4)
+
+    return loading.load_files(
+        requests(paths, args, index, role), settings, cache=descriptor_cache(args),
+        skip_bad=args.skip_bad, role=role, descriptor_files=descriptor_files,
+        file_progress=file_progress, on_loaded=notes,
+    )
 
 
 def load_one(
@@ -180,36 +156,16 @@ def load_one(
     return batch, batch.items[0].dataset, np.asarray(batch.items[0].x)
 
 
-def _descriptor_file(path: str, settings: Settings) -> np.ndarray:
-    """Saved descriptors, refused (one line) unless their layout is the settings'."""
-    from quests_core.descriptor_files import load_descriptors
+def reference_set(items: Sequence[Loaded], settings: Settings) -> ReferenceSet:
+    """:func:`quests_core.loading.reference` of loaded files, its errors in the CLI's words
+    (``NAME: --bandwidth auto: the volume rule needs periodic cells ...``): the
+    ``--reference`` files (role ``"reference"``), else the first frame of each file."""
+    from quests_core import loading
 
-    return load_descriptors(
-        path, k=settings.k, cutoff=settings.cutoff, species=settings.species
-    )
-
-
-def _file_descriptors(path, args, settings, index, compute, cache, progress):
-    """:func:`quests_core.pipeline.file_descriptors` of one file with the input options."""
-    from quests_core.pipeline import file_descriptors
-
-    return file_descriptors(
-        path,
-        index=index,
-        format=args.format,
-        type_map=args.type_map,
-        k=settings.k,
-        cutoff=settings.cutoff,
-        species=species_list(settings),
-        compute=compute,
-        cache=cache,
-        chunk_atoms=settings.chunk_atoms,
-        time_step=args.time_step,
-        timestep_fs=getattr(args, "lammps_timestep_fs", None),
-        progress=progress,
-        topology=getattr(args, "topology", None),
-        topology_format=getattr(args, "topology_format", None),
-    )
+    refs = [it for it in items if it.role == "reference"] or list(items)
+    names = [it.dataset.name for it in refs if it.dataset is not None]
+    return loading.reference(items, settings, source=f"{'+'.join(names)}: --bandwidth auto",
+                             needs="--bandwidth auto", remedy="give --bandwidth H")
 
 
 def combined(items: Sequence[Loaded]) -> tuple[Any, np.ndarray]:

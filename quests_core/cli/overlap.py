@@ -2,9 +2,11 @@
 
 Row i, column j: the fraction of the environments of group i with
 dH(i | j) <= 0, computed by :func:`quests_core.overlaps.overlap_matrix` with
-the h of each column (reference) group (one h for all with a fixed bandwidth,
-the volume rule of each group with ``--bandwidth auto``). The progress bar
-counts kernel pairs.
+the h of each column (reference) group from
+:func:`quests_core.loading.overlap_bandwidths` (one h for all with a fixed
+bandwidth, the volume rule of each group with ``--bandwidth auto``; when a group
+has no periodic cell, one h pooled over all groups, with a warning). The
+progress bar counts kernel pairs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from .loading import groups, load_files
 from .output import RESULT_SUFFIXES, finish
-from .parser import bandwidth, batch_parser, prepare
+from .parser import batch_parser, prepare
 from .progress import kernel_bar
 
 NAME = "overlap"
@@ -38,16 +40,19 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``overlap FILE... [--by COLUMN]``"""
+    import warnings
+
+    from quests_core.loading import overlap_bandwidths
+    from quests_core.notes import InputWarning
     from quests_core.overlaps import overlap_matrix
 
     settings, _ = prepare(args)
     batch = load_files(args.files, args, settings=settings)
     sets = groups(batch, args.by)
     names = [name for name, _, _ in sets]
-    if settings.bandwidth_rule == "fixed":
-        h = settings.bandwidth
-    else:
-        h = {name: bandwidth(settings, dataset) for name, dataset, _ in sets}
+    h, note = overlap_bandwidths({name: dataset.frames for name, dataset, _ in sets}, settings)
+    if note:
+        warnings.warn(InputWarning(f"overlap: {note}"), stacklevel=2)
     with kernel_bar(args, "overlap", unit=" pairs", unit_scale=True) as progress:
         result = overlap_matrix(
             {name: x for name, _, x in sets}, h, progress=progress, **settings.kernel_kwargs()

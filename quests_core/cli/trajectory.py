@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from .loading import load_one, load_reference
+from .loading import load_one, load_reference, reference_set
 from .output import RESULT_SUFFIXES, STRUCTURE_SUFFIXES, export_structures, finish
 from .parser import (
     add_reference_options,
     add_seed,
-    bandwidth,
     batch_parser,
     positive_float,
     positive_int,
@@ -108,17 +107,19 @@ def run(args: argparse.Namespace) -> int:
     counts = frames["n_atoms"].to_numpy()
     skipped = list(traj.skipped)
     if args.reference:
-        ref, ref_ds, ref_x = load_reference(args, settings)
+        ref, _, ref_x = load_reference(args, settings)
         skipped += ref.skipped
         reference = ", ".join(it.path for it in ref.items)
-        h_ref = bandwidth(settings, ref_ds)
+        h_ref = reference_set(ref.items, settings).h
     else:
         problem = self_reference_problem(args.file, int(counts[0]), int(counts.sum()))
         if problem:
             raise QuestsError(problem)
-        ref_x = x[offsets[0] : offsets[0] + counts[0]]
+        # the one policy of quests_core.loading: the first frame, and h of its volume
+        self_ref = reference_set(traj.items, settings)
+        ref_x = self_ref.of(traj.items[0])
         reference = f"first frame (frame {int(frames['frame'].iat[0])})"
-        h_ref = bandwidth(settings, dataset.subset([0]))
+        h_ref = self_ref.h
     threshold = exact_max_atoms(args.exact_max_atoms)
     if args.exact_entropy and (counts > threshold).any():
         _print_expected_time(x, offsets, counts, h_ref, settings)
@@ -161,13 +162,13 @@ def run(args: argparse.Namespace) -> int:
         "frac_novel_max": float(columns["frac_novel"].max()),
     }
     if not args.reference and settings.bandwidth_rule == "fixed":
-        _narrow_bandwidth(args.file, columns["frac_novel"], counts, h_ref, settings, dataset)
+        _narrow_bandwidth(args.file, columns["frac_novel"], counts, h_ref, settings, traj.items)
     if per_atom is not None:
         export_structures(dataset, args.output, columns=columns, arrays={"dH": per_atom})
     return finish(args, skipped, summary, table)
 
 
-def _narrow_bandwidth(source, frac_novel, counts, h, settings, dataset) -> None:
+def _narrow_bandwidth(source, frac_novel, counts, h, settings, items) -> None:
     """Warn (one line, as the dashboard notes) when almost every atom is novel against
     the run's own first frame at a fixed h: the kernel is too narrow for the density."""
     import warnings
@@ -177,7 +178,7 @@ def _narrow_bandwidth(source, frac_novel, counts, h, settings, dataset) -> None:
 
     novel = self_reference_novelty(frac_novel, counts)
     try:
-        h_volume = bandwidth(settings.replace(bandwidth_rule="volume"), dataset.subset([0]))
+        h_volume = reference_set(items, settings.replace(bandwidth_rule="volume")).h
     except QuestsError:  # no cell: no volume rule to suggest
         h_volume = None
     note = narrow_bandwidth_note(source, novel, h, h_volume, "try --bandwidth auto")
