@@ -566,9 +566,6 @@ class AppState(param.Parameterized):
     results_note = param.String(
         default="", doc="Why the results shown are not those of the last Compute (it failed "
                         "or was cancelled); empty when they are.")
-    running = param.Boolean(default=False, doc="A computation is in progress.")
-    progress = param.Integer(default=0, bounds=(0, 100), doc="Progress of the computation (%).")
-    status = param.String(default="Pick files, give them roles, then Compute.")
     selected_structure = param.Integer(default=None, allow_None=True,
                                        doc="Structure opened in Atoms and Structure.")
     selected_atoms = param.Array(default=None, allow_None=True,

@@ -262,11 +262,15 @@ def sidebar_state(tmp_path):
 def test_stores_tab_writes_a_store_from_the_sidebar_files(sidebar_state):
     state, files = sidebar_state
     view = StoreView(state=state, job_mode="thread")
-    view.new_store, view.chunk_frames, view.precision = "failed", 5, "float64"
+    view.new_store, view.chunk_frames = "failed", 5
+    state.settings.precision = "float64"  # the sidebar's, the one precision of the session
     job = view.write_store_sync(120)
     assert job.state == "done", job.error
+    assert job.settings.precision == "float64"
     assert view.store == "stores/failed" and view.job_status == "Done: stores/failed"
     assert view.wait(30) and view.rasters >= 1
+    assert view.data.info["precision"] == "float64"
+    assert not hasattr(view.param, "precision")  # no second precision in the Stores tab
     data_dir = view.data.path
     store = ChunkStore(data_dir)
     assert store.complete and len(store.chunk_ids) == 3  # 12 frames in chunks of 5

@@ -48,9 +48,9 @@ def test_hostile_corpus_through_the_upload_path(corpus, tmp_path):
             outcomes["refused"] += 1
             continue
         asyncio.run(view.compute())
-        status = st.status
+        status = view.jobs.status
         assert _one_line(status), (case.name, status)
-        assert not st.running
+        assert not view.jobs.running
         if status.startswith("Failed: "):
             outcomes["failed"] += 1
             assert case.expected in ("error", "any"), (case.name, status)
@@ -77,7 +77,7 @@ def test_hostile_corpus_through_the_upload_path(corpus, tmp_path):
     st.files = []
     view.save_upload("again_good.extxyz", good.path.read_bytes(), role="trajectory")
     asyncio.run(view.compute())
-    assert st.status.startswith("Done in"), st.status
+    assert view.jobs.status.startswith("Done in"), view.jobs.status
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,13 @@ from ..state import FileSpec
 from ..tasks import ActiveLearningRequest, ActiveLearningResult, active_learning_task
 from .base import (
     ZOOM_OPTS,
+    AnalysisView,
     fraction_limits,
     frames_text,
     placeholder,
     plot_pane,
     report_table,
 )
-from .compression import AnalysisView
 
 #: Report column -> axis label (with unit), in the order drawn.
 CURVES = {

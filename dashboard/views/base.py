@@ -1,8 +1,12 @@
-"""Shared base class and helpers of the views."""
+"""Shared base classes and helpers of the views: :class:`View` (a view of the session
+state), :class:`AnalysisView` (a tab that runs one analysis as a job), plot panes and
+small formatting rules."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import panel as pn
@@ -143,3 +147,177 @@ def control_box(parameterized: param.Parameterized, parameters: list[str],
 def placeholder(text: str, name: str = "placeholder") -> pn.pane.Alert:
     """An info box used while a view has nothing to show."""
     return pn.pane.Alert(text, alert_type="info", name=name, sizing_mode="stretch_width")
+
+
+#: ``task(files, request, progress, cancel, n_threads) -> result``, a module-level
+#: function of :mod:`dashboard.tasks` (the worker process imports it by name).
+Task = Callable[..., Any]
+
+
+class AnalysisView(View):
+    """Base of the analysis views (compression, active learning, uncertainty): pick a
+    file, Run off the event loop through a :class:`~dashboard.views.job_panel.JobPanel`,
+    show the result.
+
+    Subclasses set :attr:`task` (a module-level function of :mod:`dashboard.tasks`),
+    implement :meth:`request` (checked inputs as a frozen request, raising
+    QuestsError) and :meth:`body` (the plots of :attr:`result`), and list their
+    controls in :attr:`controls`. The job's running flag, progress and status are the
+    job panel's (:attr:`running`, :attr:`progress`, :attr:`status` read them).
+    """
+
+    #: The analysis function run by the job (wrapped in ``staticmethod`` by subclasses).
+    task: Task
+    #: Parameters shown above the Run button.
+    controls: tuple[str, ...] = ()
+    #: Words that make a file the default choice of :attr:`source`.
+    name_hints: tuple[str, ...] = ()
+
+    source = param.Selector(default=None, objects=[], allow_None=True,
+                            doc="File analysed (chosen in the Data view).")
+    job_mode = param.Selector(default="process", objects=["process", "thread"],
+                              doc="Run the analysis in a worker process or a thread.")
+    result = param.Parameter(default=None, doc="Result of the last run.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        from .job_panel import JobPanel, Outcome
+
+        self.jobs = JobPanel(
+            type(self).task, state=self.state, title=self.title, on_run=self.run,
+            on_done=lambda result: self.use_result(result, Outcome),
+            status="Choose a file and press Run.",
+            busy_text="an analysis is already running.")
+        self.state.param.watch(self._on_files, "files")
+        self._on_files()
+
+    # the job panel's state, read here (no copy)
+    @property
+    def running(self) -> bool:
+        return self.jobs.running
+
+    @property
+    def progress(self) -> int:
+        return self.jobs.progress
+
+    @property
+    def status(self) -> str:
+        return self.jobs.status
+
+    @property
+    def runner(self):
+        """The job runner (of :attr:`jobs`)."""
+        return self.jobs.runner
+
+    @property
+    def run_button(self) -> pn.widgets.Button:
+        return self.jobs.run_button
+
+    @property
+    def cancel_button(self) -> pn.widgets.Button:
+        return self.jobs.cancel_button
+
+    @property
+    def _job(self):
+        """The last job started."""
+        return self.jobs.job
+
+    # ------------------------------------------------------------------ inputs
+
+    #: The file was picked by :meth:`_on_files`, not by the user (so a better one may replace it).
+    _auto_source = True
+    _setting_source = False
+
+    def _on_files(self, *_) -> None:
+        names = [f.name for f in self.state.files]
+        # a copy: the Select widget bound to the parameter may add its current value
+        # (None) to the very list it was given, which then held None here
+        self.param.source.objects = list(names)
+        if self.source not in names or self._auto_source:
+            self._setting_source = True
+            try:
+                self.source = (self.preferred(names) or names or [None])[0]
+            finally:
+                self._setting_source = False
+            self._auto_source = True
+
+    def preferred(self, names: list[str]) -> list[str]:
+        """The chosen files this analysis should open with, best first (by default those
+        whose name holds one of :attr:`name_hints`)."""
+        return [n for n in names if any(w in n.lower() for w in self.name_hints)]
+
+    @param.depends("source", watch=True)
+    def _on_source_chosen(self) -> None:
+        if not self._setting_source:
+            self._auto_source = False
+
+    def spec(self, name: str | None = None):
+        """The chosen file (``name`` or :attr:`source`)."""
+        name = self.source if name is None else name
+        for f in self.state.files:
+            if f.name == name:
+                return f
+        raise QuestsError("no file chosen: add a file in the sidebar (Data) and choose it here")
+
+    def base_settings(self):
+        """Descriptor settings (k, cutoff, bandwidth, seed) from the sidebar, frozen."""
+        return self.state.settings.frozen()
+
+    def request(self) -> tuple[list, Any]:  # pragma: no cover - abstract
+        """Files and the frozen request of the job; raises QuestsError for bad input."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------------- run
+
+    def make_job(self):
+        """A job for the current inputs, or None (with a notification) when they are bad
+        or another analysis of this tab runs."""
+        if self.jobs.busy():
+            return None
+        try:
+            files, request = self.request()
+        except QuestsError as exc:
+            self.jobs.refuse(exc)
+            return None
+        return self.jobs.start(files, request, mode=self.job_mode)
+
+    async def run(self):
+        """Run the analysis off the event loop; the result lands in :attr:`result`."""
+        return await self.jobs.drive(self.make_job())
+
+    def run_sync(self, timeout: float = 600.0):
+        """Run to completion in the calling thread (scripts and tests)."""
+        return self.jobs.drive_sync(self.make_job(), timeout)
+
+    def cancel(self) -> None:
+        self.jobs.cancel()
+
+    def use_result(self, result, outcome: type):
+        """Keep a finished job's result; the job panel's status and notification."""
+        self.result = result
+        text = self.describe(result)
+        return outcome(f"Done: {text}", f"{self.title}: {text}")
+
+    def describe(self, result) -> str:
+        """One line about a result (status bar and notification)."""
+        return "done"
+
+    # ------------------------------------------------------------------ layout
+
+    def body(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def panel(self) -> pn.viewable.Viewable:
+        widgets = control_box(self, ["source", *self.controls], self.widget_types())
+        return pn.Column(
+            widgets,
+            self.jobs,
+            pn.Column(pn.bind(lambda _: self.body(), self.param.result),
+                      sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            name=self.title,
+        )
+
+    def widget_types(self) -> dict:
+        """Widget overrides for :meth:`panel` (subclasses extend)."""
+        return {}

@@ -22,7 +22,7 @@ from panel.reactive import ReactiveHTML
 from quests_core.errors import QuestsError
 
 from ..compute import topology_problem, type_map_warning
-from ..jobs import ComputeJob, JobRunner
+from ..jobs import ComputeJob
 from ..paths import (
     DATA_NAMES,
     DATA_SUFFIXES,
@@ -38,8 +38,9 @@ from ..paths import (
     scan_data_files,
     upload_too_large_message,
 )
-from ..state import ERROR_MS, ROLES
+from ..state import ROLES
 from .base import View
+from .job_panel import JobPanel, Outcome
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,8 +205,14 @@ class DataView(View):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.runner = JobRunner(on_finish=self.finish)  # the pipeline
-        self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
+        self.jobs = JobPanel(  # the pipeline: Compute, Cancel, progress, status
+            state=self.state, on_run=self.compute, on_done=self._use_results,
+            on_cancelled=lambda: self._no_results("was cancelled", "Cancelled",
+                                                  "Computation cancelled"),
+            on_failed=lambda error: self._no_results(f"failed ({error})", f"Failed: {error}",
+                                                     error),
+            run_label="Compute", run_width=None, status_name="status",
+            status="Pick files, give them roles, then Compute.")
         self._type_warnings: dict[tuple, str] = {}
         self._topology_warnings: dict[tuple, str] = {}
         self.file_select = pn.widgets.MultiSelect(
@@ -247,13 +254,6 @@ class DataView(View):
         )
         self.h_used = pn.pane.Markdown("", name="h-used", margin=(0, 5), align="center",
                                        styles={"font-size": "12px"})
-        self.compute_button = pn.widgets.Button(label="Compute", color="success",
-                                                sizing_mode="stretch_width")
-        self.cancel_button = pn.widgets.Button(label="Cancel", color="danger",
-                                               disabled=True, width=90)
-        self.progress = pn.indicators.Progress(value=0, max=100, sizing_mode="stretch_width",
-                                               bar_color="success")
-        self.status = pn.pane.Markdown(self.state.status, name="status", margin=(0, 10))
         # wiring
         self.refresh_button.on_click(lambda _: self.refresh())
         self.add_button.on_click(lambda _: self.add_selected())
@@ -261,10 +261,7 @@ class DataView(View):
         self.upload_guard.param.watch(self._on_refused, "refused")
         self.files_table.on_edit(self._on_edit)
         self.files_table.on_click(self._on_remove, column="remove")
-        self.compute_button.on_click(self._on_compute)
-        self.cancel_button.on_click(lambda _: self.cancel())
         self.state.param.watch(self._on_files, "files")
-        self.state.param.watch(self._on_status, ["status", "progress", "running"])
         self.state.param.watch(self._on_results, "results")
         self.state.settings.param.watch(self._on_timestep, "lammps_timestep_fs")
 
@@ -402,7 +399,7 @@ class DataView(View):
             except QuestsError as exc:
                 self.state.notify("error", str(exc))
         if chosen:
-            self.state.status = "Ready: press Compute, or choose other files first."
+            self.jobs.status = "Ready: press Compute, or choose other files first."
         return chosen
 
     def add_selected(self) -> None:
@@ -552,28 +549,27 @@ class DataView(View):
 
     # ------------------------------------------------------------------ compute
 
-    def _on_status(self, *_) -> None:
-        self.status.object = self.state.status
-        self.progress.value = int(self.state.progress)
-        self.compute_button.disabled = self.state.running
-        self.cancel_button.disabled = not self.state.running
+    @property
+    def compute_button(self) -> pn.widgets.Button:
+        return self.jobs.run_button
 
-    def _on_runner(self, *events) -> None:
-        """The job's running, progress and status, into the session state."""
-        self.state.param.update({e.name: e.new for e in events})
+    @property
+    def cancel_button(self) -> pn.widgets.Button:
+        return self.jobs.cancel_button
+
+    @property
+    def status(self) -> pn.pane.Markdown:
+        """The status line under Compute."""
+        return self.jobs.status_text
 
     @property
     def _job(self) -> ComputeJob | None:
         """The last job started."""
-        return self.runner.job
-
-    async def _on_compute(self, _event=None) -> None:
-        await self.compute()
+        return self.jobs.job
 
     async def compute(self) -> ComputeJob | None:
         """Run the computation off the event loop; results land in the state."""
-        if self.state.running:
-            self.state.notify("warning", "A computation is already running.")
+        if self.jobs.busy():
             return None
         if not self.state.files:
             self.state.notify("error", "No files chosen: add files from the list or upload one.")
@@ -583,35 +579,22 @@ class DataView(View):
         except QuestsError as exc:  # e.g. a species that is not an element symbol
             self.state.notify("error", f"Settings: {exc}")
             return None
-        return await self.runner.run(self.state.files, settings, mode=self.job_mode)
+        return await self.jobs.drive(self.jobs.start(self.state.files, settings,
+                                                     mode=self.job_mode))
 
-    def finish(self, job: ComputeJob) -> None:
-        """Put a finished job's outcome into the state (results or a notification)."""
-        if job.state == "done" and job.result is not None:
-            res = job.result
-            self.state.results = res
-            self.state.selected_structure = None
-            self.state.progress = 100
-            self.state.status = (
-                f"Done in {res.timings.get('total', float('nan')):.1f} s: "
-                f"{len(res.frames):,} frames, {res.n_atoms:,} atoms, h = {res.h:.4g} 1/Å"
-            )
-            self.state.results_note = ""
-            self.state.notify("success", f"Computed {res.n_atoms:,} atoms")
-            for warning in res.warnings:
-                self.state.notify("warning", warning)
-        elif job.state == "cancelled":
-            self.state.progress = 0
-            self.state.status = "Cancelled"
-            self._note_older_results("was cancelled")
-            self.state.notify("info", "Computation cancelled")
-        else:
-            self.state.progress = 0
-            self.state.status = f"Failed: {job.error}"
-            self._note_older_results(f"failed ({job.error})")
-            self.state.notify("error", job.error or "computation failed", duration=ERROR_MS)
+    def _use_results(self, res) -> Outcome:
+        """A finished Compute: its results into the state."""
+        self.state.results = res
+        self.state.selected_structure = None
+        self.state.results_note = ""
+        self.state.notify("success", f"Computed {res.n_atoms:,} atoms")
+        for warning in res.warnings:  # after it: the pop-up left on screen is a warning
+            self.state.notify("warning", warning)
+        return Outcome(
+            f"Done in {res.timings.get('total', float('nan')):.1f} s: "
+            f"{len(res.frames):,} frames, {res.n_atoms:,} atoms, h = {res.h:.4g} 1/Å")
 
-    def _note_older_results(self, what: str) -> None:
+    def _no_results(self, what: str, status: str, notice: str) -> Outcome:
         """After a Compute that gave no results: the results still shown are older ones,
         of other inputs maybe; the Data tab says so above them."""
         res = self.state.results
@@ -619,9 +602,10 @@ class DataView(View):
             self.state.results_note = (
                 f"The last Compute {what}. The results below are from the computation "
                 "before it, on " + ", ".join(f.name for f in res.files) + ".")
+        return Outcome(status, notice or "computation failed")
 
     def cancel(self) -> None:
-        self.runner.cancel()
+        self.jobs.cancel()
 
     # ------------------------------------------------------------------ layouts
 
@@ -677,9 +661,7 @@ class DataView(View):
             pn.Row(pn.pane.Markdown("Bandwidth", align="center", margin=(0, 0, 0, 10)), mode,
                    self.h_used, sizing_mode="stretch_width"),
             advanced,
-            pn.Row(self.compute_button, self.cancel_button),
-            self.progress,
-            self.status,
+            *self.jobs.stacked(),
         ]
         return files, compute
 

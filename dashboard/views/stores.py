@@ -20,12 +20,10 @@ import panel as pn
 import param
 
 from quests_core.errors import QuestsError
-from quests_core.settings import DEFAULTS, PRECISIONS
 
 from .. import dhscale
 from ..compute import store_path
-from ..jobs import ComputeJob, JobRunner
-from ..state import ERROR_MS
+from ..jobs import ComputeJob
 from ..stores import (
     BackgroundRaster,
     RasterRequest,
@@ -38,6 +36,7 @@ from ..tasks import StoreRequest, run_store
 from ..theme import DH_CMAP, label, symmetric_clim
 from .atoms import axis_text, dh_hooks, hover_tooltips
 from .base import ZOOM_OPTS, View, control_box, dh_scale_widget, placeholder, plot_pane
+from .job_panel import JobPanel, Outcome
 
 log = logging.getLogger("dashboard")
 
@@ -94,14 +93,8 @@ class StoreView(View):
     new_store = param.String(default="dH_store", doc="Name of the store to write (under "
                              "stores/ in the data directory); an existing one is resumed.")
     chunk_frames = param.Integer(default=16, bounds=(1, 10_000), doc="Frames per chunk.")
-    precision = param.Selector(default=DEFAULTS.precision, objects=list(PRECISIONS),
-                               doc="Precision of the kernel sums (float32: faster, dH within "
-                                   "float32 rounding).")
     job_mode = param.Selector(default="process", objects=["process", "thread"],
                               doc="Run the store's job in a worker process or a thread.")
-    job_status = param.String(default="", doc="Progress of the store being written.")
-    job_progress = param.Integer(default=0, bounds=(0, 100), doc="Progress (%).")
-    job_running = param.Boolean(default=False, doc="A store is being written.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -112,8 +105,12 @@ class StoreView(View):
         self._last: RasterRequest | None = None
         self._doc = None
         self._raster = BackgroundRaster(self._compute, self._deliver)
-        self.runner = JobRunner(run_store, on_finish=self._job_done, show_percent=False)
-        self.runner.param.watch(self._on_runner, ["running", "progress", "status"])
+        self.jobs = JobPanel(  # writing a store: Write store, Cancel, progress, status
+            run_store, state=self.state, title="Stores", on_run=self.write_store,
+            on_done=self._store_written, on_cancelled=self._store_cancelled,
+            on_failed=lambda error: Outcome(f"Failed: {error}", f"Stores: {error}"),
+            run_label="Write store", run_width=130, show_percent=False,
+            status_name="store-job-status", busy_text="a store is already being written.")
         self.param.watch(self._open, "store")
         self.param.watch(self._on_axes, ["x_axis", "y_axis", "clip_outliers"])
         self.state.param.watch(self._on_axes, "dh_scale")
@@ -347,20 +344,25 @@ class StoreView(View):
 
     # ----------------------------------------------------------- new store
 
-    def _on_runner(self, *events) -> None:
-        """The runner's running, progress and status, as this view's job_* parameters."""
-        self.param.update({f"job_{e.name}": e.new for e in events})
+    @property
+    def job_status(self) -> str:
+        """The status of the store being written (the job panel's)."""
+        return self.jobs.status
+
+    @property
+    def runner(self):
+        return self.jobs.runner
 
     @property
     def _job(self) -> ComputeJob | None:
         """The last store job started."""
-        return self.runner.job
+        return self.jobs.job
 
     def make_job(self) -> ComputeJob | None:
         """A job writing the store :attr:`new_store` from the sidebar's files (reference
-        against test/trajectory), or None with a notification when the inputs are bad."""
-        if self.job_running:
-            self.state.notify("warning", "Stores: a store is already being written.")
+        against test/trajectory) with the sidebar's settings (precision included), or
+        None with a notification when the inputs are bad."""
+        if self.jobs.busy():
             return None
         try:
             path = store_path(self.state.data_dir, self.new_store.strip())
@@ -369,74 +371,53 @@ class StoreView(View):
             if not any(f.role == "reference" for f in files) or len(files) < 2:
                 raise QuestsError("add reference and test (or trajectory) files in the sidebar "
                                   "first")
+            settings = self.state.settings.frozen()
         except QuestsError as exc:
-            self.job_status = f"Not started: {exc}"
-            self.state.notify("error", f"Stores: {exc}")
+            self.jobs.refuse(exc)
             return None
-        request = StoreRequest(settings=self.state.settings.frozen(), store_path=str(path),
-                               chunk_frames=int(self.chunk_frames), precision=self.precision)
-        return self.runner.start(files, request, mode=self.job_mode)
+        request = StoreRequest(settings=settings, store_path=str(path),
+                               chunk_frames=int(self.chunk_frames),
+                               precision=settings.core.precision)
+        return self.jobs.start(files, request, mode=self.job_mode)
 
     async def write_store(self, _event=None) -> ComputeJob | None:
         """Write (or resume) the store off the event loop; then list and open it."""
-        job = self.make_job()
-        return None if job is None else await self.runner.drive(job)
+        return await self.jobs.drive(self.make_job())
 
     def write_store_sync(self, timeout: float = 600.0) -> ComputeJob | None:
         """:meth:`write_store` in the calling thread (scripts and tests)."""
-        job = self.make_job()
-        return None if job is None else self.runner.drive_sync(job, timeout)
+        return self.jobs.drive_sync(self.make_job(), timeout)
 
     def cancel_store(self, *_) -> None:
         """Stop after the current chunk (the finished chunks stay in the store)."""
-        self.runner.cancel("Cancelling after the current chunk")
+        self.jobs.cancel("Cancelling after the current chunk")
 
-    def _job_done(self, job: ComputeJob) -> None:
+    def _store_written(self, _result) -> Outcome:
         name = f"stores/{self.new_store.strip()}"
-        if job.state == "done":
-            self.job_progress, self.job_status = 100, f"Done: {name}"
-            self.state.notify("success", f"Stores: {name} is written")
-            self.rescan()
-            if name in self.param.store.objects:
-                self.store = name
-        elif job.state == "cancelled":
-            self.job_progress = 0
-            self.job_status = f"Cancelled: the finished chunks are kept in {name}; Write resumes"
-            self.state.notify("info", f"Stores: {name} cancelled, finished chunks kept")
-            self.rescan()
-        else:
-            self.job_progress, self.job_status = 0, f"Failed: {job.error}"
-            self.state.notify("error", f"Stores: {job.error or 'writing the store failed'}",
-                              duration=ERROR_MS)
+        self.rescan()
+        if name in self.param.store.objects:
+            self.store = name
+        return Outcome(f"Done: {name}", f"Stores: {name} is written")
+
+    def _store_cancelled(self) -> Outcome:
+        name = f"stores/{self.new_store.strip()}"
+        self.rescan()
+        return Outcome(f"Cancelled: the finished chunks are kept in {name}; Write resumes",
+                       f"Stores: {name} cancelled, finished chunks kept")
 
     def _new_store_panel(self) -> pn.viewable.Viewable:
-        write = pn.widgets.Button(label="Write store", color="success", width=130)
-        write.on_click(self.write_store)
-        cancel = pn.widgets.Button(label="Cancel", color="danger", width=90)
-        cancel.on_click(self.cancel_store)
-        bar = pn.indicators.Progress(value=0, max=100, bar_color="success",
-                                     sizing_mode="stretch_width")
-
-        def sync(*_):
-            bar.value = int(self.job_progress)
-            write.disabled = self.job_running
-            cancel.disabled = not self.job_running
-
-        self.param.watch(sync, ["job_progress", "job_running"])
-        sync()
-        controls = pn.Param(self.param, parameters=["new_store", "chunk_frames", "precision"],
+        controls = pn.Param(self.param, parameters=["new_store", "chunk_frames"],
                             widgets={"chunk_frames": pn.widgets.IntInput},
                             show_name=False, default_layout=pn.Row,
                             sizing_mode="stretch_width")
         return pn.Card(
             pn.pane.Markdown(
                 "dH of the sidebar's **test** and **trajectory** files against its "
-                "**reference** files (k, cutoff and bandwidth from the sidebar), chunk by "
-                "chunk, into `stores/<name>` in the data directory. Writing an existing "
-                "store resumes it."),
+                "**reference** files (k, cutoff, bandwidth and precision from the sidebar), "
+                "chunk by chunk, into `stores/<name>` in the data directory. Writing an "
+                "existing store resumes it."),
             controls,
-            pn.Row(write, cancel, bar, sizing_mode="stretch_width"),
-            pn.pane.Markdown(self.param.job_status, name="store-job-status"),
+            self.jobs,
             title="New store from the files in the sidebar", collapsed=True,
             sizing_mode="stretch_width",
         )

@@ -28,8 +28,7 @@ from .. import dhscale
 from ..paths import resolve_in_dir
 from ..state import FileSpec
 from ..tasks import UncertaintyRequest, UncertaintyResult, uncertainty_task
-from .base import ZOOM_OPTS, dh_scale_widget, frames_text, placeholder, plot_pane
-from .compression import AnalysisView
+from .base import ZOOM_OPTS, AnalysisView, dh_scale_widget, frames_text, placeholder, plot_pane
 
 #: Reference choices besides the other files.
 LABEL_REFERENCE = "a label of the same file"
