@@ -255,43 +255,22 @@ def _nucleation(
     prog: Progress,
     n_threads,
 ) -> tuple[NucleationResult, np.ndarray, np.ndarray]:
-    """Solid-like clusters of one trajectory and CNT the paper's way; returns the result,
-    dH_solid and cluster ids.
+    """:func:`quests_core.analysis.nucleation_study.nucleation_study` of one trajectory (the
+    one composition the CLI's ``nucleation`` prints), as the Nucleation tab's result;
+    returns the result, dH_solid and cluster ids.
 
     The material constants are those of :func:`quests_core.analysis.cnt.cnt_constants`
     for the trajectory's element and the given ones (``settings.options.cnt_*``); a
     trajectory that is not Cu gets no band and no fit without them, only the clusters and
     a one-line note. The frames before nucleation are pooled with one critical band at
-    their mean temperature (:func:`quests_core.analysis.cnt.pre_nucleation_pool`), and
-    their cluster-size distribution is fitted at that temperature the paper's way:
-    unweighted least squares on log N with the clusters sized by the constants' fit
-    volume (Cu: 11.78 Å^3/atom; the band uses 12.893) (:func:`fit_nucleation` refits
-    with other weights or another fit volume).
+    their mean temperature, and their cluster-size distribution is fitted at that
+    temperature the paper's way (unweighted least squares on log N, clusters sized by
+    the constants' fit volume; :func:`fit_nucleation` refits with other weights or
+    another fit volume).
     """
-    from quests_core.analysis import clusters as cl
     from quests_core.analysis import cnt
+    from quests_core.analysis.nucleation_study import nucleation_study
 
-    # dH against the solid, then the clusters frame by frame, each part of the bar in
-    # proportion to its expected cost
-    (_, split), _ = Progress.plan([Progress.KERNEL_PER_PAIR * len(traj.x) * len(solid_x),
-                                    Progress.CLUSTER_PER_ATOM * len(traj.x)])
-    dh_solid = delta(traj.x, solid_x, h, prog, n_threads, hi=split,
-                     precision=settings.core.precision)
-    counts = traj.dataset.frames["n_atoms"].to_numpy(np.int64)
-    per_frame = np.split(dh_solid, np.cumsum(counts)[:-1])
-    structures = traj.dataset.structures
-    method = settings.options.cluster_method
-    prog(split, f"Solid-like clusters of {traj.spec.name}")
-    found, done = [], 0
-    for f in range(len(structures)):
-        prog.check()
-        found.extend(cl.trajectory_clusters(structures[f : f + 1], per_frame[f : f + 1],
-                                            method=method).clusters)
-        done += int(counts[f])
-        prog(split + (1.0 - split) * done / max(int(counts.sum()), 1))
-    clusters = cl.TrajectoryClusters.from_clusters(found)
-    largest = np.asarray(clusters.largest)
-    temperature = traj.dataset.frames["temperature"].to_numpy(float)
     species = traj.dataset.species
     element = species[0] if len(species) == 1 else None
     note, constants = "", None
@@ -300,48 +279,63 @@ def _nucleation(
     except QuestsError as exc:
         note = (f"{traj.spec.name}: {str(exc).splitlines()[0]} (Advanced settings, CNT "
                 "...); critical band and CNT fit skipped")
-    n = len(largest)
-    band_min = np.full(n, np.nan)
-    band_max = np.full(n, np.nan)
-    critical = (np.nan, np.nan)
-    t_pool = np.nan
-    if constants is None:
-        pre = np.arange(n, dtype=np.int64)
-    else:
-        pre, band = cnt.pre_nucleation_pool(largest, temperature, constants)
-        if band is not None:
-            t_pool = float(band.temperature[0])
-            critical = (float(band.n_min[0]), float(band.n_max[0]))
-            undercooled = np.isfinite(temperature) & (temperature < constants.t_melt)
-            band_min = np.where(undercooled, critical[0], np.inf)
-            band_max = np.where(undercooled, critical[1], np.inf)
-    dist = cl.cluster_size_distribution(clusters.clusters, pre)
+    # dH against the solid, then the clusters frame by frame, each part of the bar in
+    # proportion to its expected cost
+    (_, split), _ = Progress.plan([Progress.KERNEL_PER_PAIR * len(traj.x) * len(solid_x),
+                                    Progress.CLUSTER_PER_ATOM * len(traj.x)])
+    clusters_text = f"Solid-like clusters of {traj.spec.name}"
+
+    def progress(step: str, done: int, total: int) -> None:
+        part = min(done / max(total, 1), 1.0)
+        if step == "dH":
+            prog(split * part)
+        else:
+            prog(split + (1.0 - split) * part, clusters_text)
+
+    study = nucleation_study(
+        traj.x, solid_x, traj.dataset.structures, h,
+        temperature=traj.dataset.frames["temperature"].to_numpy(float),
+        constants=constants, note=note, method=settings.options.cluster_method,
+        progress=progress, cancel=prog.cancel, n_threads=n_threads,
+        **_kernel_options(settings),
+    )
     sub = frames.loc[frames["source"] == traj.spec.name]
+    c = study.constants
     result = NucleationResult(
         source=traj.spec.name,
         structure=sub["structure"].to_numpy(),
         frame=sub["frame"].to_numpy(np.int64),
         time=sub["time"].to_numpy(float),
-        largest=largest,
-        n_solid=np.asarray(clusters.n_solid),
-        temperature=temperature,
-        band_min=band_min,
-        band_max=band_max,
-        sizes=np.asarray(dist.sizes),
-        counts=np.asarray(dist.counts),
-        n_frames=int(dist.n_frames),
-        pre_frames=np.asarray(pre, dtype=np.int64),
-        t_pooled=t_pool,
-        critical_band=critical,
-        constants=None if constants is None else {
-            "element": constants.element, "T_melt (K)": constants.t_melt,
-            "latent heat (kJ/mol)": constants.latent_heat,
-            "V_atom (Å^3)": constants.v_atom, "gamma_SL range (J/m^2)": constants.gamma_range,
-            "V_atom fit (Å^3)": constants.v_fit,
+        largest=study.largest,
+        n_solid=study.n_solid,
+        temperature=study.temperature,
+        band_min=study.band_min,
+        band_max=study.band_max,
+        sizes=np.asarray(study.distribution.sizes),
+        counts=np.asarray(study.distribution.counts),
+        n_frames=int(study.distribution.n_frames),
+        pre_frames=study.pooled,
+        t_pooled=study.t_pooled,
+        critical_band=study.critical_band,
+        constants=None if c is None else {
+            "element": c.element, "T_melt (K)": c.t_melt,
+            "latent heat (kJ/mol)": c.latent_heat,
+            "V_atom (Å^3)": c.v_atom, "gamma_SL range (J/m^2)": c.gamma_range,
+            "V_atom fit (Å^3)": c.v_fit,
         },
-        note=note,
+        note=study.note,
+        weights=study.weights,
+        fit_v_atom=study.fit_v_atom,
     )
-    return fit_nucleation(result), dh_solid, clusters.labels()
+    return _with_fit(result, study.fit), study.dh, study.clusters.labels()
+
+
+def _kernel_options(settings: RunSettings) -> dict[str, Any]:
+    """``precision`` and ``backend`` of the run's core settings (the kernel's keywords
+    without the thread count, which the job gives)."""
+    kw = settings.core.kernel_kwargs()
+    kw.pop("n_threads", None)
+    return kw
 
 
 #: :func:`fit_nucleation`'s "keep the result's own fit volume".
@@ -350,57 +344,55 @@ _OWN = object()
 
 def fit_nucleation(result: NucleationResult, weights: str | None = None,
                    fit_v_atom: Any = _OWN) -> NucleationResult:
-    """``result`` with the CNT fit of its cluster-size distribution at its pooled
-    temperature (:func:`quests_core.analysis.cnt.fit_cnt_distribution`) with ``weights``
-    (``"none"``, unweighted, the paper's, or ``"poisson"``; default: the result's own)
-    and its clusters sized with ``fit_v_atom`` Å^3/atom (``None``: the constants' fit
-    volume, Cu 11.78; default: the result's own). A fit that cannot be made leaves
-    ``fit`` empty and says why in ``fit_error``. Cheap (a 3-parameter linear
-    least-squares fit): the Nucleation view refits when its weights or fit volume change.
+    """A new ``result`` with the CNT fit of its cluster-size distribution at its pooled
+    temperature (:func:`quests_core.analysis.nucleation_study.fit_distribution`, the fit of
+    :func:`~quests_core.analysis.nucleation_study.refit`) with ``weights`` (``"none"``,
+    unweighted, the paper's, or ``"poisson"``; default: the result's own) and its
+    clusters sized with ``fit_v_atom`` Å^3/atom (``None``: the constants' fit volume,
+    Cu 11.78; default: the result's own). A fit that cannot be made leaves ``fit`` empty
+    and says why in ``fit_error``. Cheap (a 3-parameter linear least-squares fit); the
+    Nucleation view runs it off the event loop and stores the new result.
     """
     import dataclasses
 
-    from quests_core.analysis import cnt
+    from quests_core.analysis import nucleation_study as nu
 
-    weights = weights or result.weights
-    if weights not in cnt.FIT_WEIGHTS:
-        raise QuestsError(f"unknown CNT fit weights {weights!r}; use one of "
-                          f"{', '.join(cnt.FIT_WEIGHTS)}")
-    own_v = result.fit_v_atom if fit_v_atom is _OWN else fit_v_atom
-    if own_v is not None and not (np.isfinite(own_v) and own_v > 0):
-        raise QuestsError(f"the fit's volume per atom must be positive, got {own_v}")
-    out = dataclasses.replace(result, weights=weights, fit=None, fit_curve=None, fit_error="",
-                              fit_v_atom=own_v)
-    if result.constants is None:
-        out.fit_error = "no CNT constants: CNT fit skipped"
-        return out
-    if not np.isfinite(result.t_pooled):
-        out.fit_error = ("no temperature below the melting point in the trajectory: "
-                         "CNT fit skipped")
-        return out
-    try:
-        fit = cnt.fit_cnt_distribution(result.sizes, result.counts, result.t_pooled,
-                                       v_atom=out.fit_volume(), weights=weights)
-    except (QuestsError, RuntimeError, ValueError) as exc:
-        out.fit_error = f"CNT fit failed: {str(exc).splitlines()[0]}"
-        return out
-    problem = fit.problem()
-    if problem:  # numbers outside their physical bounds are not shown as values
-        out.fit_error = f"No reliable CNT fit: {problem}"
-        return out
-    out.fit = {
+    weights = nu.check_weights(weights or result.weights)
+    own_v = nu.check_fit_volume(result.fit_v_atom if fit_v_atom is _OWN else fit_v_atom)
+    out = dataclasses.replace(result, weights=weights, fit_v_atom=own_v)
+    v_fit = out.fit_volume() if result.constants is not None else float("nan")
+    fit = nu.fit_distribution(result.sizes, result.counts, result.n_frames,
+                              result.t_pooled, v_atom=v_fit, weights=weights)
+    return _with_fit(out, fit)
+
+
+def _with_fit(result: NucleationResult, fit) -> NucleationResult:
+    """A new ``result`` showing ``fit`` (a :class:`quests_core.analysis.nucleation_study.
+    NucleationFit`): the fit table of the Nucleation tab and its curve, or why not."""
+    import dataclasses
+
+    if fit.skipped:
+        error = fit.skipped
+    elif fit.failed:
+        error = f"CNT fit failed: {fit.failed}"
+    elif fit.problem:
+        error = f"No reliable CNT fit: {fit.problem}"
+    else:
+        error = ""
+    if error:
+        return dataclasses.replace(result, fit=None, fit_curve=None, fit_error=error)
+    f = fit.fit
+    table = {
         "temperature (K)": result.t_pooled,
-        "gamma_SL (J/m^2)": fit.gamma_sl_j_m2,
-        "gamma_SL error (J/m^2)": fit.gamma_sl_err_j_m2,
-        "dg_SL (eV/atom)": fit.dg_sl_per_atom,
-        "N0": fit.n0,
-        "N0 error": fit.n0_err,
-        "V_atom of the fit's cluster radii (Å^3)": fit.v_atom,
+        "gamma_SL (J/m^2)": f.gamma_sl_j_m2,
+        "gamma_SL error (J/m^2)": f.gamma_sl_err_j_m2,
+        "dg_SL (eV/atom)": f.dg_sl_per_atom,
+        "N0": f.n0,
+        "N0 error": f.n0_err,
+        "V_atom of the fit's cluster radii (Å^3)": f.v_atom,
         "V_atom of the critical band (Å^3)": float(result.constants["V_atom (Å^3)"]),
     }
-    grid = np.linspace(max(1, result.sizes.min()), result.sizes.max(), 100)
-    out.fit_curve = (grid, np.exp(fit.log_counts(grid)) / max(result.n_frames, 1))
-    return out
+    return dataclasses.replace(result, fit=table, fit_curve=fit.curve, fit_error="")
 
 
 def _read_share(files: list[FileSpec]) -> float:

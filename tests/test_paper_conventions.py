@@ -227,10 +227,21 @@ def test_cli_summary_names_weights_and_both_volumes():
     dist = SimpleNamespace(sizes=sizes, counts=counts)
 
     def summary(*options):
+        from quests_core.analysis import cnt
+        from quests_core.analysis.nucleation_study import fit_distribution
+
         args = build_parser().parse_args(["nucleation", "t.extxyz", "-r", "s.extxyz",
                                           "--fit", *options])
         constants = nucleation.cnt_constants(args, ["Cu"], "t.extxyz")
-        return nucleation._cnt_summary(args, constants, temps, [0, 1, 2], dist)
+        pooled = np.arange(3)
+        band = cnt.pooled_critical_band(temps, constants.gamma_range, pooled,
+                                        **constants.kwargs())
+        fit = fit_distribution(dist.sizes, dist.counts, len(pooled), band.temperature[0],
+                               v_atom=constants.v_fit, weights=args.weights)
+        # the part of nucleation_study's result that the summary reads
+        study = SimpleNamespace(constants=constants, temperature=temps, pooled=pooled,
+                                band=band, t_pooled=float(band.temperature[0]), fit=fit)
+        return nucleation._cnt_summary(args, study)
 
     base = summary()
     assert base["fit_weights"] == "none" and base["V_atom_A3"] == 12.893

@@ -6,10 +6,17 @@ distribution with its CNT fit (:mod:`quests_core.analysis.clusters`,
 The fit weights (default unweighted, the paper's) and the volume per atom that
 sizes the fit's clusters (default the constants', Cu 11.78 Å^3/atom; the band
 uses 12.893) are controls of this view: changing them refits the stored
-distribution (:func:`dashboard.pipeline.fit_nucleation`, no recomputation).
+distribution (:func:`dashboard.pipeline.fit_nucleation`, the fit of
+:func:`quests_core.analysis.nucleation_study.refit`; no recomputation). On a server or in a
+notebook the refit runs in a thread off the event loop, and the new result replaces the
+stored one (results are never changed in place); without an event loop (scripts,
+tests) it runs at once.
 """
 
 from __future__ import annotations
+
+import asyncio
+import functools
 
 import holoviews as hv
 import numpy as np
@@ -132,6 +139,7 @@ class NucleationView(View):
         found = {} if res is None else res.nucleations
         self.param.source.objects = list(found)
         self.source = default_trajectory(found)
+        self._refit()  # results fitted otherwise than the controls say
 
     def timeline(self, result: NucleationResult) -> hv.Overlay:
         df = result.timeline()
@@ -186,25 +194,63 @@ class NucleationView(View):
                             logy=True, responsive=True, height=320, show_grid=True,
                             legend_position="top_right", framewise=True, **ZOOM_OPTS)
 
-    @param.depends("fit_weights", "fit_v_atom", watch=True)
-    def _refit(self) -> None:
-        """New weights or fit volume: refit the shown distribution at once (the text,
-        the fit table and the exports follow)."""
-        self.result()
+    #: Bumped when a refit has replaced the stored result (the body is drawn again).
+    refits = param.Integer(default=0, precedence=-1)
 
-    def result(self) -> NucleationResult | None:
-        """The nucleation result of :attr:`source` fitted with :attr:`fit_weights` and
-        :attr:`fit_v_atom` (refitted and kept in the results when they changed)."""
+    @param.depends("fit_weights", "fit_v_atom", "source", watch=True)
+    def _refit(self) -> None:
+        """New weights, fit volume or trajectory: refit the shown distribution off the
+        event loop when one runs (at once otherwise); the text, the fit table and the
+        exports follow once the new result is stored."""
+        request = self._refit_request()
+        if request is None:
+            return
+        name, nuc, weights, v_atom = request
+        job = functools.partial(fit_nucleation, nuc, weights, v_atom)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (scripts, tests): nothing to keep free
+            self._store(name, nuc, job())
+            return
+
+        async def off_the_loop() -> None:
+            self._store(name, nuc, await loop.run_in_executor(None, job))
+
+        pn.state.execute(off_the_loop)
+
+    def _refit_request(self):
+        """``(name, stored result, weights, fit volume)`` when the shown result's fit
+        differs from the controls, else None."""
         res = self.results
         if res is None or not res.nucleations:
             return None
         name = self.source if self.source in res.nucleations else \
             default_trajectory(res.nucleations)
         nuc = res.nucleations[name]
-        if nuc.weights != self.fit_weights or nuc.fit_v_atom != self.fit_v_atom:
-            nuc = res.nucleations[name] = fit_nucleation(nuc, self.fit_weights,
-                                                         self.fit_v_atom)
-        return nuc
+        if nuc.weights == self.fit_weights and nuc.fit_v_atom == self.fit_v_atom:
+            return None
+        return name, nuc, self.fit_weights, self.fit_v_atom
+
+    def _store(self, name: str, old: NucleationResult, new: NucleationResult) -> None:
+        """Replace the stored result ``old`` of ``name`` by its refit ``new`` (a new
+        mapping; dropped when the results or that entry changed meanwhile, or the
+        controls moved on: their own refit follows)."""
+        res = self.results
+        if res is None or res.nucleations.get(name) is not old:
+            return
+        res.nucleations = {**res.nucleations, name: new}
+        self.refits += 1
+        self._refit()  # the controls may have changed while this refit ran
+
+    def result(self) -> NucleationResult | None:
+        """The stored nucleation result of :attr:`source` (refitted with
+        :attr:`fit_weights` and :attr:`fit_v_atom` by :meth:`_refit`)."""
+        res = self.results
+        if res is None or not res.nucleations:
+            return None
+        name = self.source if self.source in res.nucleations else \
+            default_trajectory(res.nucleations)
+        return res.nucleations[name]
 
     def which_text(self) -> str:
         """Which file and frames the tab shows, and which others can be chosen (Markdown)."""
@@ -254,5 +300,5 @@ class NucleationView(View):
         return pn.Column(controls,
                          pn.bind(lambda *_: self.body(), self.state.param.results,
                                  self.param.source, self.param.fit_weights,
-                                 self.param.fit_v_atom),
+                                 self.param.fit_v_atom, self.param.refits),
                          sizing_mode="stretch_width", name="Nucleation")

@@ -8,6 +8,19 @@ Submodules (pure functions on numpy arrays and lists of :class:`ase.Atoms`):
 - :mod:`quests_core.analysis.active_learning`: novelty per generation
 - :mod:`quests_core.analysis.uncertainty`: dH versus model error
 - :mod:`quests_core.analysis.thermo`: entropy difference between phases
+- :mod:`quests_core.analysis.nucleation_study`: the nucleation study of a trajectory
+  (dH against a solid, clusters, pooled frames, critical band, CNT fit; the one entry
+  both front ends call)
+
+One entry point per analysis, called by the CLI and the dashboard alike:
+:func:`~quests_core.analysis.nucleation_study.nucleation_study`,
+:func:`~quests_core.analysis.compression.compression_study`,
+:func:`~quests_core.analysis.active_learning.generation_study`,
+:func:`~quests_core.analysis.uncertainty.uncertainty_study`,
+:func:`~quests_core.analysis.thermo.phase_entropy_difference`. Each takes the
+kernel keywords (``precision``, ``backend``, ``n_threads``) of
+:meth:`quests_core.settings.Settings.kernel_kwargs` and passes them to every
+engine call.
 
 This module only holds small checks shared by the submodules (built on
 :func:`quests_core._validate.check_descriptors`); import the submodules

@@ -22,8 +22,12 @@ bandwidth or, with ``--bandwidth auto``, the volume rule of the reference.
 Outputs: ``--output`` (per-frame table), ``--distribution`` (size
 distribution), ``--extxyz`` (the frames with per-atom dH and cluster ids).
 
-Memory: the descriptors of the trajectory and the reference, one frame's
-structure at a time (all frames' dH only for ``--extxyz``).
+The composition (dH, clusters, pooled frames, band, fit) is
+:func:`quests_core.analysis.nucleation_study.nucleation_study`, the one the dashboard
+draws.
+
+Memory: the descriptors of the trajectory and the reference, the per-atom dH and
+cluster ids, one frame's structure at a time.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from .output import (
     write_table_to,
 )
 from .parser import add_reference_options, bandwidth, batch_parser, positive_float, prepare
-from .progress import progress_bar
+from .progress import stage_bars
 
 NAME = "nucleation"
 
@@ -182,8 +186,7 @@ def frames_selection(text: str | None, n: int) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     """``nucleation TRAJ --reference SOLID... [--frames F] [--fit]``"""
-    from quests_core.analysis import clusters as cl
-    from quests_core.analysis.cnt import pre_nucleation_pool
+    from quests_core.analysis.nucleation_study import nucleation_study
 
     settings, _ = prepare(args)
     batch, traj, x = load_one(args.trajectory, args, settings, role="trajectory")
@@ -191,31 +194,33 @@ def run(args: argparse.Namespace) -> int:
     chosen = None if args.frames == "pre" else frames_selection(args.frames, len(traj))
     ref, ref_ds, x_ref = load_reference(args, settings)
     h = bandwidth(settings, ref_ds)
-    dhs, clusters = _frames_clusters(args, settings, traj, x, x_ref, h)
-    res = cl.TrajectoryClusters.from_clusters(clusters)
+    with stage_bars(args, "of the trajectory") as progress:
+        study = nucleation_study(
+            x, x_ref, traj.iter_structures(), h,
+            temperature=traj.frames["temperature"].to_numpy(float), constants=constants,
+            frames=chosen, threshold=args.threshold, cluster_cutoff=args.cluster_cutoff,
+            method=args.clusters, weights=args.weights, progress=progress,
+            **settings.kernel_kwargs(),
+        )
     table = traj.frames[["structure", "frame", "time", "temperature", "n_atoms"]].copy()
-    table["n_solid"] = res.n_solid
-    table["largest_cluster"] = res.largest
-    table["mean_dH"] = [float(np.mean(d)) for d in dhs]
-    if chosen is None:
-        chosen = [int(i) for i in pre_nucleation_pool(
-            res.largest, table["temperature"].to_numpy(float), constants)[0]]
-    dist = cl.cluster_size_distribution(res.clusters, chosen)
+    table["n_solid"] = study.n_solid
+    table["largest_cluster"] = study.largest
+    table["mean_dH"] = study.mean_dh
+    dist = study.distribution
     sizes = pd.DataFrame({"size": dist.sizes, "count": dist.counts, "per_frame": dist.per_frame})
     summary: dict[str, Any] = {
         "frames": len(traj),
         "reference": ", ".join(it.path for it in ref.items),
         "bandwidth": h,
         "clusters": args.clusters,
-        "largest_cluster_max": int(res.largest.max()) if len(res.largest) else 0,
-        "pooled_frames": len(chosen),
+        "largest_cluster_max": int(study.largest.max()) if len(study.largest) else 0,
+        "pooled_frames": len(study.pooled),
     }
-    summary.update(_cnt_summary(args, constants, table["temperature"].to_numpy(float), chosen,
-                                dist))
+    summary.update(_cnt_summary(args, study))
     if args.extxyz:
         export_structures(
-            traj, args.extxyz, columns={"largest_cluster": res.largest},
-            arrays={"dH": np.concatenate(dhs), "cluster": res.labels()},
+            traj, args.extxyz, columns={"largest_cluster": study.largest},
+            arrays={"dH": study.dh, "cluster": study.clusters.labels()},
         )
     write_table_to(args.distribution, sizes)
     code = finish(args, batch.skipped + ref.skipped, summary, table)
@@ -224,31 +229,9 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _frames_clusters(args, settings, traj: Any, x: np.ndarray, x_ref: np.ndarray, h: float):
-    """Per-frame dH against the reference and solid-like clusters, one frame at a time."""
-    import quests_core as qc
-    from quests_core.analysis import clusters as cl
-
-    offsets = traj.frames["atom_offset"].to_numpy(np.int64)
-    dhs, clusters = [], []
-    bar = progress_bar(args, desc="frames", total=len(traj), unit="frame")
-    try:
-        for i, atoms in enumerate(traj.iter_structures()):
-            rows = x[offsets[i] : offsets[i] + len(atoms)]
-            dh = np.asarray(qc.delta_entropy(rows, x_ref, h, **settings.kernel_kwargs()))
-            clusters.append(cl.atoms_clusters(atoms, dh <= args.threshold,
-                                              cutoff=args.cluster_cutoff, method=args.clusters))
-            dhs.append(dh)
-            bar.update(1)
-    finally:
-        bar.close()
-    return dhs, clusters
-
-
-def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], dist) -> dict:
+def _cnt_summary(args, study) -> dict:
     """The pooled critical band (and ``--fit``) of the summary, with the constants used."""
-    from quests_core.analysis import cnt
-
+    constants = study.constants
     lo, hi = constants.gamma_range
     out: dict[str, Any] = {
         "T_melt_K": constants.t_melt,
@@ -257,29 +240,34 @@ def _cnt_summary(args, constants, temperature: np.ndarray, chosen: list[int], di
         "V_atom_fit_A3": constants.v_fit,
         "gamma_SL_J_m2": [lo, hi],
     }
-    if not np.all(np.isfinite(temperature[chosen])):
+    if study.band is None:
+        if not np.all(np.isfinite(study.temperature[study.pooled])):
+            if args.fit:
+                raise QuestsError("the CNT fit needs the temperature of every pooled frame",
+                                  source=args.trajectory)
+            out["critical_band"] = "none: no temperature for every pooled frame"
+            return out
         if args.fit:
-            raise QuestsError("the CNT fit needs the temperature of every pooled frame",
+            raise QuestsError("the CNT fit needs a pooled frame below the melting point",
                               source=args.trajectory)
-        out["critical_band"] = "none: no temperature for every pooled frame"
+        out["critical_band"] = "none: no frame below the melting point"
         return out
-    t_pool = cnt.pooled_temperature(temperature, chosen)
-    band = cnt.pooled_critical_band(temperature, constants.gamma_range, chosen,
-                                    **constants.kwargs())
+    band = study.band
     out.update({
-        "T_pooled_K": t_pool,
+        "T_pooled_K": study.t_pooled,
         "n_star_min": float(band.n_min[0]),
         "n_star_max": float(band.n_max[0]),
         "r_star_min_A": float(band.r_min[0]),
         "r_star_max_A": float(band.r_max[0]),
     })
     if args.fit:
-        fit = cnt.fit_cnt_distribution(dist.sizes, dist.counts, t_pool,
-                                       v_atom=constants.v_fit, weights=args.weights)
+        result = study.fit
+        if result.failed:
+            raise QuestsError(result.failed)
+        fit = result.fit
         out.update({"fit_weights": fit.weights, "fit_note": fit.describe(constants.v_atom)})
-        problem = fit.problem()
-        if problem:  # numbers outside their physical bounds are not printed as values
-            out["fit"] = f"no reliable fit: {problem}"
+        if result.problem:  # numbers outside their physical bounds are not printed as values
+            out["fit"] = f"no reliable fit: {result.problem}"
             return out
         out.update({
             "fit_N0": fit.n0,
