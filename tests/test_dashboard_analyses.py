@@ -219,7 +219,7 @@ def test_active_learning_view(state):
     assert view.source == GENERATIONS
     view.env_step = 8
     progress = []
-    view.param.watch(lambda e: progress.append(e.new), "progress")
+    view.runner.param.watch(lambda e: progress.append(e.new), "progress")  # the job panel's
     job = asyncio.run(view.run())  # the event-loop driver of the job
     assert job.state == "done", job.error
     assert progress[-1] == 100 and not view.running

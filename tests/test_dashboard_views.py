@@ -564,17 +564,17 @@ def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
     assert st.messages[-1] == ("error", "No files chosen: add files from the list or upload one.")
     app.data.add_file("melt.extxyz", "test")
     job = asyncio.run(app.data.compute())
-    assert job.state == "error" and st.results is None and not st.running
+    assert job.state == "error" and st.results is None and not app.data.jobs.running
     assert st.messages[-1][0] == "error" and "reference" in st.messages[-1][1]
     st.settings.learning_max_n, st.settings.overlap_max_n = 100, 200
     app.data.add_file("solid.extxyz", "reference")
     st.settings.species = "Cu, Qq"  # not an element: refused before any work
-    assert asyncio.run(app.data.compute()) is None and not st.running
+    assert asyncio.run(app.data.compute()) is None and not app.data.jobs.running
     assert st.messages[-1] == ("error", "Settings: species: 'Qq' is not an element symbol")
     st.settings.species = ""
     job = asyncio.run(app.data.compute())
     assert job.state == "done" and st.results is not None
-    assert st.status.startswith("Done in") and st.progress == 100
+    assert app.data.jobs.status.startswith("Done in") and app.data.jobs.progress == 100
     assert st.messages[-1] == ("success", f"Computed {len(st.results.atoms):,} atoms")
     # every view now renders its Bokeh models
     for i in range(len(TAB_NAMES)):
