@@ -2,11 +2,11 @@
 
 What the Data tab's pipeline (:mod:`dashboard.pipeline`) and the other tabs'
 tasks (:mod:`dashboard.tasks`) share: :class:`Progress` (the progress bar,
-cancellation and the cost model that sizes the bar's stages), reading the
-chosen files (:func:`load_files`), their descriptors through the shared
-on-disk descriptor cache (:func:`file_descriptors`), the bandwidth
-(:func:`choose_bandwidth`, the one volume rule of
-:func:`quests_core.settings.frames_bandwidth`), dH with progress
+cancellation and the cost model that sizes the bar's stages), and the
+worker-side calls of the core's loading service (:mod:`quests_core.loading`)
+with it: reading the chosen files (:func:`load_files`), their descriptors
+through the shared on-disk descriptor cache (:func:`file_descriptors`), the
+bandwidth (:func:`choose_bandwidth`, the core's one policy), dH with progress
 (:func:`delta`), and the display names and warnings about files.
 
 Nothing here knows about Panel or jobs; every function runs in a worker
@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from quests_core.errors import Cancelled, QuestsError
+from quests_core.loading import Loaded
 from quests_core.settings import DEFAULTS, Settings
 
 from .state import FileSpec
@@ -219,42 +219,21 @@ def topology_problem(spec: FileSpec, topology_name: str = "") -> str:
 # ----------------------------------------------------------------------------
 
 
-@dataclass
-class Loaded:
-    """One chosen file read: its entry, its dataset and (once computed) its descriptors."""
-
-    spec: FileSpec
-    dataset: Any
-    x: np.ndarray | None = None
-
-
 def load_files(specs: Sequence[FileSpec], prog: Progress) -> list[Loaded]:
-    """Read the chosen files (their frame selection, type map, time step and label).
+    """Read the chosen files (their frame selection, type map, time step and label):
+    :func:`quests_core.loading.read_files` with the bar and cancellation of ``prog``.
 
     Raises
     ------
     QuestsError
         When a file cannot be read or its selection holds no structure.
     """
-    from quests_core.dataset import Dataset
+    from quests_core.loading import read_files
 
-    loaded = []
-    for i, spec in enumerate(specs):
-        prog(i / max(len(specs), 1), f"Reading {spec.name}")
-        prog.check()
-        core = spec.core_spec()
-        ds = Dataset.from_files(
-            core.path, index=core.index, format=core.format, type_map=core.type_map_dict(),
-            name=spec.name, timestep_fs=spec.timestep_fs, topology=core.topology,
-            topology_format=core.topology_format,
-        )
-        if len(ds) == 0:
-            raise QuestsError(f"{spec.name}: no structures in the selected frames")
-        if spec.label:
-            ds.frames["label"] = spec.label
-        loaded.append(Loaded(spec, ds))
-    prog(1.0)
-    return loaded
+    def progress(done: int, total: int) -> None:
+        prog(done / max(total, 1), f"Reading {specs[done].name}" if done < total else None)
+
+    return read_files(specs, progress=progress, cancel=prog.cancel)
 
 
 def _times_from_steps(dataset) -> bool:
@@ -311,13 +290,18 @@ def _descriptor_cache():
 def file_descriptors(ds, settings: Settings, prog: Progress, n_threads=None,
                      name: str | None = None) -> np.ndarray:
     """Descriptors (``settings.k``, ``settings.cutoff``) of a dataset, through the
-    descriptor cache when there is one, with progress and cancellation.
+    descriptor cache when there is one, with progress and cancellation
+    (:func:`quests_core.loading.compute_descriptors`).
 
     An error about a structure names the file (``name``, else the path it was read
     from) and its frame in that file.
     """
+    from quests_core.loading import compute_descriptors
+
     try:
-        return _descriptors_with_progress(ds, settings, prog, n_threads)
+        return compute_descriptors(ds, settings, cache=_descriptor_cache(),
+                                   progress=lambda done, total: prog(done / total),
+                                   cancel=prog.cancel, n_threads=n_threads)
     except QuestsError as exc:
         raise _located(exc, name) from None
 
@@ -332,44 +316,6 @@ def _located(exc: QuestsError, name: str | None) -> QuestsError:
     return QuestsError(exc.detail, source=name, index=index)
 
 
-def _descriptors_with_progress(ds, settings: Settings, prog: Progress,
-                               n_threads) -> np.ndarray:
-    from quests_core import descriptors
-    from quests_core.io import locate_error
-    from quests_core.pipeline import dataset_descriptors
-
-    k, cutoff, species = settings.k, settings.cutoff, settings.species
-    n = max(ds.n_atoms, 1)
-    counted = [0]
-
-    def by_structure(structures):
-        """``descriptors``' callback: the bar moves (and cancels) after every structure."""
-        base, ends = counted[0], np.cumsum([len(a) for a in structures])
-
-        def progress(done: int, total: int) -> None:
-            prog.check()
-            prog((base + ends[done - 1]) / n)
-
-        return progress
-
-    def compute(structures, k, cutoff, species=None):
-        prog.check()
-        try:
-            x = descriptors(structures, k=k, cutoff=cutoff, species=species,
-                            n_threads=n_threads, progress=by_structure(structures))
-        except QuestsError as exc:  # "structure i" of this chunk -> file and frame
-            raise locate_error(exc, structures) from None
-        counted[0] += len(x)
-        prog(counted[0] / n)
-        return x
-
-    # chunk by chunk, through the cache when there is one (the key of the file it was read
-    # from: a hit for what the CLI computed, and the other way round)
-    return np.asarray(dataset_descriptors(ds, k, cutoff, species, compute=compute,
-                                          cache=_descriptor_cache(),
-                                          chunk_atoms=settings.chunk_atoms))
-
-
 def structure_descriptors(
     spec: FileSpec, settings: Settings, prog: Progress, n_threads=None
 ) -> tuple[Any, list[np.ndarray], float]:
@@ -380,14 +326,16 @@ def structure_descriptors(
     dataset : quests_core.dataset.Dataset
     descs : list of (n_atoms_i, d) arrays, one per structure
     h : float
-        Bandwidth from the settings (fixed, or the volume rule on this file).
+        Bandwidth from the settings: fixed, or the volume rule of this file (the
+        structures of the study are its own reference).
     """
-    loaded = load_files([spec], prog)
-    item = loaded[0]
+    from quests_core.loading import reference_bandwidth
+
+    (item,) = load_files([spec], prog)
     item.x = file_descriptors(item.dataset, settings, prog, n_threads, spec.name)
     counts = item.dataset.frames["n_atoms"].to_numpy(np.int64)
     descs = np.split(np.asarray(item.x), np.cumsum(counts)[:-1])
-    return item.dataset, descs, choose_bandwidth(settings, loaded)
+    return item.dataset, descs, reference_bandwidth([item], settings)
 
 
 def descriptor_file(path: str, name: str, settings: Settings) -> np.ndarray:
@@ -410,28 +358,25 @@ def descriptor_file(path: str, name: str, settings: Settings) -> np.ndarray:
 
 
 def choose_bandwidth(settings: Settings, loaded: list[Loaded]) -> float:
-    """h of a computation: the fixed bandwidth, or the volume rule
-    (:func:`quests_core.settings.frames_bandwidth`, the atom-weighted mean volume per
-    atom) of the reference files' frames (of every file when none is a reference)."""
-    if settings.bandwidth_rule == "fixed":
-        return settings.bandwidth
-    import pandas as pd
+    """h of a computation, the core's one policy (:func:`quests_core.loading.reference`):
+    the fixed bandwidth, or the volume rule of the reference files' frames (of the first
+    frame of every file when none is a reference: each is compared with its own)."""
+    from quests_core.loading import reference_bandwidth
 
-    refs = [item for item in loaded if item.spec.role == "reference"] or loaded
-    frames = pd.concat([item.dataset.frames[["volume_per_atom", "n_atoms"]] for item in refs],
-                       ignore_index=True)
-    return settings.resolve_bandwidth(frames, source=", ".join(it.spec.name for it in refs))
+    refs = [item for item in loaded if item.role == "reference"]
+    return reference_bandwidth(refs or loaded, settings, self_reference=not refs)
 
 
 def delta(y: np.ndarray, x: np.ndarray, h: float, prog: Progress, n_threads,
-          lo: float = 0.0, hi: float = 1.0, precision: str = DEFAULTS.precision) -> np.ndarray:
+          lo: float = 0.0, hi: float = 1.0, precision: str = DEFAULTS.precision,
+          backend: str = DEFAULTS.backend) -> np.ndarray:
     """dH(y | x) with progress (over ``lo..hi`` of the current stage) and cancellation,
-    summed in ``precision``."""
+    summed in ``precision`` on ``backend`` (the run's :class:`Settings`)."""
     from quests_core import delta_entropy
 
     return np.asarray(
         delta_entropy(y, x, h, n_threads=n_threads, progress=prog.span(lo, hi),
-                      cancel=prog.cancel, precision=precision),
+                      cancel=prog.cancel, precision=precision, backend=backend),
         dtype=np.float64,
     )
 

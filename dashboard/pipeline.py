@@ -29,6 +29,7 @@ import pandas as pd
 
 from quests_core.errors import QuestsError
 from quests_core.learning import learning_sizes
+from quests_core.loading import reference as reference_of
 from quests_core.notes import (
     NOVEL_ADVICE_FRACTION,
     narrow_bandwidth_note,
@@ -168,7 +169,7 @@ def _learning(
 
         lc = learning_curve(
             item.x, sizes, h=h, repeats=repeats, seed=settings.core.seed,
-            progress=progress, cancel=prog.cancel, precision=settings.core.precision,
+            progress=progress, cancel=prog.cancel, **_kernel_options(settings),
         )
         res = LearningResult(
             name=item.spec.name,
@@ -210,24 +211,24 @@ def _overlap_groups(
     return groups
 
 
-def _overlap_bandwidths(frames: pd.DataFrame, grouping: str, names: list[str], h: float,
-                        settings: RunSettings) -> tuple[float | dict[str, float], str | None]:
-    """h of every column (reference) group: ``h``, or each group's volume rule.
+def _overlap_bandwidths(frames: pd.DataFrame, grouping: str, names: list[str],
+                        settings: RunSettings) -> tuple[float | dict[str, float] | None, str]:
+    """h of every column (reference) group and a note ("" if none): the core's one policy
+    (:func:`quests_core.loading.overlap_bandwidths`, as ``quests-dashboard overlap``).
 
-    As ``quests-dashboard overlap --bandwidth auto``: with the volume rule, dH
-    against a group uses that group's own h(V). When a group has no periodic cell
-    every column keeps ``h`` (the reference's), and a warning says so.
+    With the volume rule, dH against a group uses that group's own h(V); when a group
+    has no periodic cell every column uses one h, the volume rule of all groups' frames
+    pooled, and the note says so. When no group has a cell there is no matrix (None)
+    and the note says why.
     """
-    from quests_core.settings import frames_bandwidth
+    from quests_core.loading import overlap_bandwidths
 
-    if settings.core.bandwidth_rule != "volume":
-        return h, None
+    tables = {name: frames[frames[grouping].astype(str) == name] for name in names}
     try:
-        return {name: frames_bandwidth(frames[frames[grouping].astype(str) == name],
-                                       source=name) for name in names}, None
+        h, note = overlap_bandwidths(tables, settings.core)
     except QuestsError as exc:
-        return h, (f"Overlap by {grouping}: {exc.detail}; every column uses the reference's "
-                   f"h = {h:.4g} 1/Å")
+        return None, f"Overlap by {grouping}: {exc}; no overlap matrix"
+    return h, (f"Overlap by {grouping}: {note}" if note else "")
 
 
 def _overlap(groups: dict[str, np.ndarray], h, settings: RunSettings, prog: Progress,
@@ -238,8 +239,7 @@ def _overlap(groups: dict[str, np.ndarray], h, settings: RunSettings, prog: Prog
 
     res = overlap_matrix(groups, h, max_n=settings.options.overlap_max_n,
                          seed=settings.core.seed, keep_delta=True, progress=prog.span(),
-                         n_threads=n_threads, cancel=prog.cancel,
-                         precision=settings.core.precision)
+                         n_threads=n_threads, cancel=prog.cancel, **_kernel_options(settings))
     return OverlapResult(grouping=grouping, names=list(res.names), matrix=res.matrix,
                          delta=res.delta, sizes=dict(res.sizes),
                          bandwidths=dict(zip(res.names, map(float, res.bandwidths),
@@ -518,10 +518,10 @@ def run_pipeline(
         it.x = file_descriptors(it.dataset, core, prog, n_threads, it.spec.name)
     timings["descriptors"] = time.perf_counter() - t1
 
-    h = choose_bandwidth(core, loaded)
-    refs = [it for it in loaded if it.spec.role == "reference"]
-    x_ref = np.concatenate([it.x for it in refs]) if refs else None
-    if x_ref is None:
+    # the reference and h: the core's one policy (quests_core.loading.reference)
+    ref = reference_of(loaded, core)
+    h = ref.h
+    if ref.self_reference:
         lonely = [it.spec.name for it in loaded if it.spec.role == "test"]
         if lonely:
             raise QuestsError(
@@ -539,7 +539,8 @@ def run_pipeline(
                 raise QuestsError(problem)
         reference = "first frame of each file (no reference file chosen)"
     else:
-        reference = " + ".join(it.spec.name for it in refs) + f" ({len(x_ref)} environments)"
+        reference = (" + ".join(it.spec.name for it in ref.items)
+                     + f" ({len(ref.x)} environments)")
 
     # ---- per-atom dH and per-frame H
     t2 = time.perf_counter()
@@ -549,11 +550,7 @@ def run_pipeline(
     frame_parts, atom_parts, offset = [], [], 0
     for i, it in enumerate(loaded):
         prog.stage(*spans[("dH", i)], f"dH of {it.spec.name}")
-        if x_ref is not None:
-            dh = delta(it.x, x_ref, h, prog, n_threads, precision=core.precision)
-        else:
-            first = int(it.dataset.frames["n_atoms"].iat[0])
-            dh = delta(it.x, it.x[:first], h, prog, n_threads, precision=core.precision)
+        dh = delta(it.x, ref.of(it), h, prog, n_threads, **_kernel_options(settings))
         prog.stage(*spans[("H", i)], f"H per frame of {it.spec.name}")
         frames = it.dataset.frames.copy()
         counts = frames["n_atoms"].to_numpy(np.int64)
@@ -568,7 +565,7 @@ def run_pipeline(
             est = frame_entropy(it.x[a : a + c], h, exact=exact_h,
                                 seed=(core.seed, i, s),
                                 n_threads=n_threads, cancel=prog.cancel,
-                                precision=core.precision,
+                                **_kernel_options(settings),
                                 progress=prog.span(cost[s - 1] if s else 0.0, cost[s]))
             hs[s], h_err[s] = float(est.H), float(est.stderr)
         mean_dh, frac = per_frame_stats(dh, counts)
@@ -595,7 +592,7 @@ def run_pipeline(
             h_volume = choose_bandwidth(core.replace(bandwidth_rule="volume"), loaded)
         except QuestsError:
             h_volume = None
-        warnings.extend(bandwidth_advice(frames, "fixed", h, x_ref is None, h_volume))
+        warnings.extend(bandwidth_advice(frames, "fixed", h, ref.self_reference, h_volume))
 
     # ---- learning curves
     t3 = time.perf_counter()
@@ -615,11 +612,12 @@ def run_pipeline(
         groups = _overlap_groups(loaded, frames, column)
         if len(groups) < 2:
             continue
-        h_columns, note = _overlap_bandwidths(frames, column, list(groups), h, settings)
+        h_columns, note = _overlap_bandwidths(frames, column, list(groups), settings)
         if note:
             warnings.append(note)
-        overlaps[title] = _overlap(groups, h_columns, settings, prog, n_threads,
-                                   grouping=title)
+        if h_columns is not None:
+            overlaps[title] = _overlap(groups, h_columns, settings, prog, n_threads,
+                                       grouping=title)
     timings["overlap"] = time.perf_counter() - t4
 
     # ---- nucleation: every trajectory against the solid reference

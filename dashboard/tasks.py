@@ -25,12 +25,11 @@ from quests_core.analysis import active_learning as al
 from quests_core.analysis import compression as comp
 from quests_core.analysis import uncertainty as uq
 from quests_core.errors import QuestsError
+from quests_core import loading
 
 from .compute import (
-    Loaded,
     Progress,
     ProgressFn,
-    choose_bandwidth,
     descriptor_file,
     file_descriptors,
     load_files,
@@ -90,9 +89,10 @@ def run_store(files: list[FileSpec], request: StoreRequest, report: ProgressFn |
     prog.stage(0.0, 0.05, "Reading the reference")
     loaded = load_files(refs, prog)
     prog.stage(0.05, 0.15, "Reference descriptors")
-    x = np.concatenate([file_descriptors(it.dataset, core, prog, n_threads, it.spec.name)
-                        for it in loaded])
-    h = choose_bandwidth(core, loaded)
+    for it in loaded:
+        it.x = file_descriptors(it.dataset, core, prog, n_threads, it.spec.name)
+    ref = loading.reference(loaded, core)  # the reference files and their h (the core's policy)
+    x, h = ref.x, ref.h
     prog.stage(0.15, 1.0, "dH, chunk by chunk")
 
     def progress(done: int, total: int) -> None:
@@ -113,6 +113,18 @@ def run_store(files: list[FileSpec], request: StoreRequest, report: ProgressFn |
         n_threads=n_threads, progress=progress, cancel=cancel,
     )
     return str(path)
+
+
+def _one_file(files: list[FileSpec], request: Any, report, cancel, n_threads, share: float):
+    """The start of a one-file analysis task: its settings, progress, file entry, dataset,
+    descriptors per structure and h (:func:`dashboard.compute.structure_descriptors`,
+    over the first ``share`` of the bar)."""
+    core = request.settings.core
+    prog = Progress(report, cancel)
+    spec = files[0]
+    prog.stage(0.0, share, f"Descriptors of {spec.name}")
+    ds, descs, h = structure_descriptors(spec, core, prog, n_threads)
+    return core, prog, spec, ds, descs, h
 
 
 # ----------------------------------------------------------------------------
@@ -168,11 +180,7 @@ def compression_task(files: list[FileSpec], request: CompressionRequest, report=
                      cancel=None, n_threads=None) -> CompressionResult:
     """Worker side of the Compression tab: descriptors, then
     :func:`quests_core.analysis.compression.compression_study`."""
-    core = request.settings.core
-    prog = Progress(report, cancel)
-    spec = files[0]
-    prog.stage(0.0, 0.3, f"Descriptors of {spec.name}")
-    _, descs, h = structure_descriptors(spec, core, prog, n_threads)
+    core, prog, spec, _, descs, h = _one_file(files, request, report, cancel, n_threads, 0.3)
     descs = comp.every_nth(descs, request.env_step)
     prog.stage(0.3, 1.0, "Information gap reference (learning curve of the full set)")
 
@@ -234,12 +242,8 @@ def active_learning_task(files: list[FileSpec], request: ActiveLearningRequest, 
                          cancel=None, n_threads=None) -> ActiveLearningResult:
     """Worker side of the Active-learning tab: descriptors, then
     :func:`quests_core.analysis.active_learning.generation_study`."""
-    core = request.settings.core
-    prog = Progress(report, cancel)
-    spec = files[0]
+    core, prog, spec, ds, descs, h = _one_file(files, request, report, cancel, n_threads, 0.4)
     key = request.generation_key
-    prog.stage(0.0, 0.4, f"Descriptors of {spec.name}")
-    ds, descs, h = structure_descriptors(spec, core, prog, n_threads)
     try:
         generations = al.generation_labels(ds.structures, key)
     except QuestsError as exc:  # named by the file's own frame, not the structure's place
@@ -358,11 +362,10 @@ def uncertainty_task(files: list[FileSpec], request: UncertaintyRequest, report=
         prog.stage(0.4, 0.6, f"Descriptors of the reference ({reference})")
         x_ref = file_descriptors(ref_ds, core, prog, n_threads, reference)
         bandwidth_from = ref_ds
-    else:
+    else:  # descriptors hold no cells: the volume rule of the test structures
         x_ref = descriptor_file(request.descriptor_path, request.descriptor_name, core)
         bandwidth_from = test
-    h = choose_bandwidth(core, [Loaded(FileSpec(spec.path, spec.name, "reference"),
-                                       bandwidth_from)])
+    h = core.resolve_bandwidth(bandwidth_from.frames, source=spec.name)
 
     prog.stage(0.6, 1.0, f"dH of {len(x_test):,} test atoms against {len(x_ref):,} "
                          "reference environments")
