@@ -1,17 +1,18 @@
-"""What :mod:`quests_core.io` and :mod:`quests_core.io_mdanalysis` both need.
+"""What every reader module needs (:mod:`quests_core.io_xyz`, ``io_lammps``,
+``io_ase``, ``io_checks``, ``io_mdanalysis``, ...).
 
 The frame record (:class:`Frame`), the truncated-last-frame rule
-(:class:`TruncatedFrameWarning`, :func:`_skip_last`), the type-map parser
+(:class:`TruncatedFrameWarning`, :func:`skip_last`), the type-map parser
 (:func:`parse_type_map`: LAMMPS types or atom names), the input-path checks
-(:func:`_check_path`) and the one-line error helpers (:func:`_one_line`, :func:`_frame_error`).
+(:func:`check_path`) and the one-line error helpers (:func:`one_line`, :func:`frame_error`).
 
 Invariants
 ----------
 - This module imports nothing of ``quests_core`` but :mod:`quests_core.errors`:
-  ``io -> io_mdanalysis -> io_common`` and ``io -> io_common``, never back, so
-  the readers have no import cycle.
-- :mod:`quests_core.io` re-exports every public name defined here; import them
-  from there.
+  every reader module imports it, never the other way, so the readers have no
+  import cycle.
+- :mod:`quests_core.io` re-exports :class:`Frame`, :class:`TruncatedFrameWarning`,
+  :func:`parse_type_map` and :func:`type_map_names`; import them from there.
 - Nothing here reads a file's content (memory: constant).
 """
 
@@ -32,7 +33,17 @@ from ase.data import atomic_numbers
 
 from quests_core.errors import QuestsError
 
-__all__ = ["Frame", "TruncatedFrameWarning", "parse_type_map", "type_map_names"]
+__all__ = [
+    "Frame",
+    "TruncatedFrameWarning",
+    "check_path",
+    "frame_error",
+    "noting",
+    "one_line",
+    "parse_type_map",
+    "skip_last",
+    "type_map_names",
+]
 
 
 class TruncatedFrameWarning(UserWarning):
@@ -148,7 +159,7 @@ def type_map_names(type_map: Mapping[Any, str]) -> bool:
     return any(isinstance(k, str) for k in type_map)
 
 
-def _check_path(path: str | os.PathLike) -> Path:
+def check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise QuestsError("file not found", source=str(path))
@@ -163,20 +174,20 @@ def _check_path(path: str | os.PathLike) -> Path:
     return p
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if not text:
         text = type(exc).__name__
     return text[:300]
 
 
-def _frame_error(source: str, frame: int, message: str) -> QuestsError:
+def frame_error(source: str, frame: int, message: str) -> QuestsError:
     err = QuestsError(f"frame {frame}: {message}", source=str(source))
     err.index = frame
     return err
 
 
-def _skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None:
+def skip_last(path: str, frame: int, reason: str, skipped: list | None) -> None:
     """The truncated-last-frame rule: warn, count, go on (see TruncatedFrameWarning)."""
     message = f"{path}: frame {frame}: {reason}; skipped (file still being written?)"
     warnings.warn(TruncatedFrameWarning(message), stacklevel=4)

@@ -75,11 +75,11 @@ from quests_core.errors import QuestsError
 from quests_core.io_common import (
     Frame,
     TruncatedFrameWarning,
-    _check_path,
-    _frame_error,
-    _one_line,
-    _skip_last,
+    check_path,
+    frame_error,
+    one_line,
     parse_type_map,
+    skip_last,
 )
 
 __all__ = [
@@ -261,7 +261,7 @@ def load_topology(
     """
     spath = str(topology)
     _require(spath, "topology")
-    p = _check_path(spath)
+    p = check_path(spath)
     tmap = parse_type_map(type_map)
     fmt = _topology_format(spath, topology_format)
     st = p.stat()
@@ -388,7 +388,7 @@ def _parse_topology(path: str, fmt: str):
             last = exc
     assert last is not None
     what = f"{fmt} topology" if fmt != "DATA" else "LAMMPS data topology"
-    raise QuestsError(f"cannot read the {what} ({_one_line(last)})", source=path) from None
+    raise QuestsError(f"cannot read the {what} ({one_line(last)})", source=path) from None
 
 
 def _masses_read(universe, fmt: str) -> bool:
@@ -1356,7 +1356,7 @@ def _check_dcd_frames(path: str, scan: _DcdScan) -> None:
     if scan.n_frames > 0:
         return
     if scan.partial:
-        raise _frame_error(path, 0, "truncated file: the file ends inside it")
+        raise frame_error(path, 0, "truncated file: the file ends inside it")
     if scan.stop is not None:
         raise ValueError(f"frame 0 at byte {scan.stop.byte}: {scan.stop.reason}")
     raise QuestsError("the DCD file holds no frames", source=path)
@@ -1404,7 +1404,7 @@ def _open(path: str, fmt: str, n_atoms: int | None) -> _Trajectory:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
         raise QuestsError(
-            f"not a valid {MD_FORMATS[fmt]} file, or truncated ({_one_line(exc)})", source=path
+            f"not a valid {MD_FORMATS[fmt]} file, or truncated ({one_line(exc)})", source=path
         ) from None
 
 
@@ -1429,7 +1429,7 @@ def count_md_frames(path: str | os.PathLike, fmt: str) -> int:
             return _netcdf_frames(spath)
         except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
             raise QuestsError(
-                f"not a valid {MD_FORMATS[fmt]} file, or truncated ({_one_line(exc)})",
+                f"not a valid {MD_FORMATS[fmt]} file, or truncated ({one_line(exc)})",
                 source=spath,
             ) from None
     traj = _open(spath, fmt, None)
@@ -1497,16 +1497,16 @@ def iter_md_frames(
             if traj.cut_last and not traj.partial_extra and i == traj.n_frames - 1:
                 reason = "the file ends inside it"
                 if i == 0:
-                    raise _frame_error(path, 0, f"truncated file: {reason}")
-                _skip_last(path, i, reason, skipped)
+                    raise frame_error(path, 0, f"truncated file: {reason}")
+                skip_last(path, i, reason, skipped)
                 return
             yield Frame(path, i, _read_frame(traj, path, i, top))
         if traj.partial_extra and (stop is None or traj.n_frames < stop) and (
             traj.n_frames - start
         ) % step == 0 and traj.n_frames >= start:
             if traj.n_frames == 0:
-                raise _frame_error(path, 0, "truncated file: the file ends inside it")
-            _skip_last(path, traj.n_frames, "the file ends inside it", skipped)
+                raise frame_error(path, 0, "truncated file: the file ends inside it")
+            skip_last(path, traj.n_frames, "the file ends inside it", skipped)
         if traj.stop is not None and (stop is None or stop >= traj.stop.frame):
             _warn_stop(path, traj.stop, skipped)
     finally:
@@ -1526,18 +1526,18 @@ def _read_frame(traj: _Trajectory, path: str, i: int, top: Topology) -> Atoms:
     try:
         raw = traj.read(i)
     except _NoPositions:
-        raise _frame_error(path, i, "the TRR frame has no positions") from None
+        raise frame_error(path, i, "the TRR frame has no positions") from None
     except _Crash as exc:
-        raise _frame_error(path, i, str(exc)) from None
+        raise frame_error(path, i, str(exc)) from None
     except _BadBox as exc:
         dims = ", ".join(f"{v:.6g}" for v in exc.dims)
-        raise _frame_error(
+        raise frame_error(
             path, i, f"the box (a, b, c, alpha, beta, gamma) = ({dims}) is not a valid cell"
         ) from None
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one line
-        raise _frame_error(path, i, f"cannot read it, corrupt file? ({_one_line(exc)})") from None
+        raise frame_error(path, i, f"cannot read it, corrupt file? ({one_line(exc)})") from None
     if raw.positions.shape != (top.n_atoms, 3):
-        raise _frame_error(
+        raise frame_error(
             path, i, f"has {len(raw.positions)} atoms, the topology {top.n_atoms}"
         )
     if top.keep is not None:
