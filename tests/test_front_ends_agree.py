@@ -4,6 +4,10 @@ Same files, same settings (volume rule), three front ends: the bandwidth, the
 per-frame H, every atom's dH and the overlap matrix must be identical (to the
 last bits the kernels allow: they run the same code on the same arrays), and
 the second front end must find the first one's descriptors in the shared cache.
+The same holds without a reference file (each run against its own first frame, h
+the volume rule of that frame) and for an overlap matrix with a group that has no
+periodic cell (one pooled h for every column): the one policy of
+:mod:`quests_core.loading`.
 """
 
 from __future__ import annotations
@@ -205,3 +209,130 @@ def test_species_and_precision_agree_with_the_cli(water, tmp_path, monkeypatch, 
                                    err_msg=column)
     assert np.all(multi["H"] < np.log(81) - 0.1)  # not every environment apart
     assert not np.allclose(single["H"], multi["H"], rtol=1e-2)
+
+
+# ----------------------------------------------------------------------------
+# No reference file: each run against its own first frame, h of that frame's volume
+# ----------------------------------------------------------------------------
+
+
+def _self_reference_api():
+    """The policy of :mod:`quests_core.loading` straight from the engine: dH of every
+    frame against the first frame, h the volume rule of the first frame only."""
+    melt = Dataset.from_files([str(MELT)], index=INDEX)
+    x = qc.descriptors(list(melt.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
+    h = frames_bandwidth(melt.frames.iloc[:1])
+    # the melt's volume changes from frame to frame: the old dashboard rule (every frame
+    # of every file) gives another h, so this test tells the two apart
+    assert abs(frames_bandwidth(melt.frames) - h) > 1e-5
+    counts = melt.frames["n_atoms"].to_numpy()
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ref = x[: counts[0]]
+    stats = [frame_statistics(x[a:a + n], ref, h)[0] for a, n in zip(starts, counts,
+                                                                     strict=True)]
+    return {"h": h, "H": np.array([s.H for s in stats]),
+            "mean_dH": np.array([s.mean_dH for s in stats]),
+            "frac_novel": np.array([s.frac_novel for s in stats]),
+            "dH": np.asarray(qc.delta_entropy(x, ref, h))}
+
+
+def test_no_reference_file_agrees(tmp_path, monkeypatch):
+    """Without a reference file the Python API, the CLI's ``trajectory`` and the
+    dashboard's pipeline use the same reference (the first frame) and the same h (the
+    volume rule of that frame): the same h, per-frame H, mean dH, novelty and dH."""
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+
+    api = _self_reference_api()
+    cache = tmp_path / "cache"
+    assert cli(["trajectory", str(MELT), "--index", INDEX, "--bandwidth", "auto",
+                "-o", str(tmp_path / "t.json"), "--cache-dir", str(cache),
+                "--no-progress"]) == 0
+    out = json.loads((tmp_path / "t.json").read_text())
+    rows = pd.DataFrame(out["rows"])
+    _assert_same(api, {"h": out["summary"]["bandwidth"], "H": rows["H"].to_numpy(),
+                       "mean_dH": rows["mean_dH"].to_numpy(),
+                       "frac_novel": rows["frac_novel"].to_numpy()},
+                 names=("h", "H", "mean_dH", "frac_novel"))
+
+    store = DescriptorCache(cache)
+    monkeypatch.setattr(compute, "_CACHE", store)
+    settings = ComputeSettings(bandwidth_mode="volume rule", overlap_max_n=100_000,
+                               learning_max_n=50).frozen()
+    res = run_pipeline([FileSpec(str(MELT), MELT.name, "trajectory", index=INDEX)], settings)
+    assert res.reference.startswith("first frame")
+    dash = {"h": res.h, "H": res.frames["H"].to_numpy(),
+            "mean_dH": res.frames["mean_dH"].to_numpy(),
+            "frac_novel": res.frames["frac_novel"].to_numpy()}
+    _assert_same(api, dash, names=("h", "H", "mean_dH", "frac_novel"))
+    np.testing.assert_allclose(res.atoms["dH"].to_numpy(np.float64), api["dH"], rtol=1e-6,
+                               atol=1e-5)
+    assert store.hits >= 1 and store.misses == 0  # the CLI's descriptors
+
+
+# ----------------------------------------------------------------------------
+# Per-group overlap with a group that has no periodic cell
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Three frames of the melt cut free of their cell: a group without a volume."""
+    from ase.io import read, write
+
+    frames = read(str(MELT), index=INDEX)
+    for atoms in frames:
+        atoms.set_cell(None)
+        atoms.pbc = False
+    path = tmp_path_factory.mktemp("cluster") / "cu_cluster.extxyz"
+    write(path, frames, format="extxyz")
+    return path
+
+
+def test_per_group_overlap_without_a_cell_agrees(tmp_path, monkeypatch, capsys, cluster):
+    """The volume rule per column needs every group's volume; with a group without a
+    cell both front ends follow the one policy of :func:`quests_core.loading.overlap_bandwidths`:
+    every column gets one h, the volume rule of all groups' frames pooled, and a note
+    says so (the CLI stopped with an error, the dashboard used the reference's h)."""
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+    from quests_core.loading import overlap_bandwidths
+    from quests_core.settings import Settings
+
+    sets = {p.name: Dataset.from_files([str(p)], index=INDEX) for p in (REF, TRAJ, cluster)}
+    x = {name: qc.descriptors(list(ds.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
+         for name, ds in sets.items()}
+    pooled = frames_bandwidth(pd.concat([ds.frames for ds in sets.values()]))
+    h, note = overlap_bandwidths({n: ds.frames for n, ds in sets.items()},
+                                 Settings(bandwidth_rule="volume"))
+    assert h == pooled and "cu_cluster.extxyz: the volume rule needs periodic cells" in note
+    api = overlap_matrix(x, pooled).matrix
+    # the pooled h is neither the reference's nor the cell-less group's fallback of old
+    assert abs(pooled - frames_bandwidth(sets[REF.name].frames)) > 1e-5
+
+    cache = tmp_path / "cache"
+    assert cli(["overlap", str(REF), str(TRAJ), str(cluster), "--index", INDEX,
+                "--bandwidth", "auto", "-o", str(tmp_path / "o.json"),
+                "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert ("warning: overlap: cu_cluster.extxyz: the volume rule needs periodic cells (no "
+            f"volume per atom); every column uses h = {pooled:.4g} 1/Å") \
+        in capsys.readouterr().err
+    cli_matrix = np.array(json.loads((tmp_path / "o.json").read_text())["summary"]["matrix"])
+    np.testing.assert_allclose(cli_matrix, api, rtol=1e-12, atol=1e-12)
+
+    monkeypatch.setattr(compute, "_CACHE", DescriptorCache(cache))
+    files = [FileSpec(str(REF), REF.name, "reference", index=INDEX),
+             FileSpec(str(TRAJ), TRAJ.name, "trajectory", index=INDEX),
+             FileSpec(str(cluster), cluster.name, "test", index=INDEX)]
+    settings = ComputeSettings(bandwidth_mode="volume rule", overlap_max_n=100_000,
+                               learning_max_n=50).frozen()
+    res = run_pipeline(files, settings)
+    by_file = res.overlap["file"]
+    np.testing.assert_allclose(by_file.matrix, api, rtol=1e-12, atol=1e-12)
+    assert set(by_file.bandwidths.values()) == {pooled}
+    assert any(w.startswith("Overlap by source: cu_cluster.extxyz: the volume rule needs "
+                            "periodic cells") for w in res.warnings), res.warnings
+    # the run's own h stays the reference's (the overlap's fallback is the matrix's own)
+    assert res.h == frames_bandwidth(sets[REF.name].frames)
