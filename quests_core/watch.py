@@ -15,8 +15,9 @@ runs a command, and returns :data:`EXIT_EXTRAPOLATION`.
 The pieces are also used on their own: :class:`NoveltyRule` (the one rule,
 also used by the ASE observer and by the tests' offline computation through
 :func:`first_flag`), :func:`load_reference` (a reference from files,
-structures or descriptors, for Python callers; the command loads its
-reference through :func:`quests_core.cli.loading.load_reference`),
+structures or descriptors, for Python callers, through the core's loading
+service :mod:`quests_core.loading`; the command loads its reference through
+:func:`quests_core.cli.loading.load_reference`, its argparse wrapper),
 :func:`frame_report`, :func:`stop_line`/:func:`write_stop_file`,
 :func:`command_environment`/:func:`run_command`. Nothing here parses options;
 ``python -m quests_core.watch`` only names the command (exit status 1).
@@ -51,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,14 +188,6 @@ def _compute(settings: Settings):
     return run
 
 
-def _volume_h(atoms_list: Sequence[Atoms], source: str) -> float:
-    from quests_core.dataset import frame_record
-    from quests_core.settings import volume_rule_bandwidth
-
-    v = [frame_record(a)["volume_per_atom"] for a in atoms_list]
-    return volume_rule_bandwidth(v, [len(a) for a in atoms_list], source=source)
-
-
 def load_reference(
     reference: Any,
     settings: Settings = DEFAULTS,
@@ -226,7 +219,7 @@ def load_reference(
         For bad files (naming file and frame), empty references, or the volume
         rule without cells.
     """
-    from quests_core.pipeline import file_descriptors
+    from quests_core import loading
 
     if isinstance(reference, np.ndarray):
         if settings.bandwidth_rule != "fixed":
@@ -248,34 +241,32 @@ def load_reference(
     if not items:
         raise QuestsError("the reference is empty")
     if all(isinstance(a, Atoms) for a in items):
+        from quests_core.dataset import Dataset
         from quests_core.io import validate_atoms
 
         for i, a in enumerate(items):
             validate_atoms(a, "<reference>", i)
         x = _compute(settings)(items, k=settings.k, cutoff=settings.cutoff,
                                species=list(settings.species or ()) or None)
-        h = (settings.bandwidth if settings.bandwidth_rule == "fixed"
-             else _volume_h(items, "<reference>"))
-        return Reference(np.asarray(x, dtype=np.float64), h,
+        structures = loading.Loaded(loading.FileRequest("<reference>", role="reference"),
+                                    Dataset.from_structures(items, validate=False),
+                                    np.asarray(x, dtype=np.float64))
+        ref = loading.reference([structures], settings, source="<reference>")
+        return Reference(ref.x, ref.h,
                          f"{len(items)} reference structure(s), {len(x)} atoms", settings)
-    xs, tables = [], []
-    for path in items:
-        if isinstance(path, Atoms):
-            raise QuestsError("the reference mixes files and structures")
-        res = file_descriptors(
-            path, index=index, format=format, type_map=type_map, k=settings.k,
-            cutoff=settings.cutoff, species=list(settings.species or ()) or None,
-            compute=_compute(settings), cache=cache, chunk_atoms=settings.chunk_atoms,
-        )
-        xs.append(np.asarray(res.descriptors, dtype=np.float64))
-        tables.append(res.dataset.frames)
-    import pandas as pd
-
-    frames = pd.concat(tables, ignore_index=True)
-    h = settings.resolve_bandwidth(frames, source=", ".join(map(str, items)))
-    x = xs[0] if len(xs) == 1 else np.concatenate(xs)
+    if any(isinstance(a, Atoms) for a in items):
+        raise QuestsError("the reference mixes files and structures")
+    # files: the core's loading service (cached) and its one bandwidth policy
+    batch = loading.load_files(
+        [loading.FileRequest(str(path), index=index, format=format, type_map=type_map,
+                             role="reference") for path in items],
+        settings, cache=cache, role="reference",
+    )
+    ref = loading.reference(batch.items, settings, source=", ".join(map(str, items)))
+    x = np.asarray(ref.x, dtype=np.float64)
+    n_frames = sum(len(it.dataset.frames) for it in batch.items)
     names = ", ".join(Path(str(p)).name for p in items)
-    return Reference(x, h, f"{names} ({len(frames)} frames, {len(x)} atoms)", settings)
+    return Reference(x, ref.h, f"{names} ({n_frames} frames, {len(x)} atoms)", settings)
 
 
 @dataclass(frozen=True)
