@@ -144,18 +144,22 @@ class Report:
 
     def save_figures(self, directory: str | Path, formats: Sequence[str] = FIGURE_FORMATS,
                      size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI,
-                     names: Sequence[str] | None = None) -> list[Path]:
+                     names: Sequence[str] | None = None,
+                     progress: ProgressFn | None = None) -> list[Path]:
         """Every plot (or those in ``names``) as ``<directory>/<name>.<format>``.
 
         ``size`` (inches) applies to every figure; by default :data:`FIGURE_SIZE`, and
-        for stacked panels (the trajectory's three curves) :func:`default_size`."""
+        for stacked panels (the trajectory's three curves) :func:`default_size`.
+        ``progress(fraction, text)`` is called before each figure."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         out = []
-        for name, obj in self.figures.items():
-            if names is not None and name not in names:
-                continue
+        chosen = [(n, o) for n, o in self.figures.items() if names is None or n in names]
+        todo = len(chosen) * len(formats)
+        for name, obj in chosen:
             for fmt in formats:
+                if progress is not None:
+                    progress(len(out) / max(todo, 1), f"figure {name}.{fmt}")
                 out.append(save_figure(obj, directory / f"{name}.{fmt}",
                                        size=size or default_size(obj), dpi=dpi,
                                        mode=self.dh_mode))
@@ -168,7 +172,8 @@ class Report:
 
 
 def figures_zip(report: Report, formats: Sequence[str] = ("png",),
-                size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI) -> bytes:
+                size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI,
+                progress: ProgressFn | None = None) -> bytes:
     """Every figure of ``report`` as one ZIP archive (``<name>.<format>`` at its root),
     written by :meth:`Report.save_figures` (:func:`save_figure`: HoloViews' Matplotlib
     backend, ``size`` inches at ``dpi``); the Data tab's "Save figures"."""
@@ -177,7 +182,8 @@ def figures_zip(report: Report, formats: Sequence[str] = ("png",),
 
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="quests-figures-") as tmp:
-        paths = report.save_figures(tmp, formats=formats, size=size, dpi=dpi)
+        paths = report.save_figures(tmp, formats=formats, size=size, dpi=dpi,
+                                    progress=progress)
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for path in paths:
                 zf.write(path, arcname=path.name)
@@ -192,6 +198,93 @@ def figures_of_state(state: AppState, formats: Sequence[str] = ("png",),
     ``analyses``: sections of the analysis tabs' results, when given)."""
     return figures_zip(report_of_state(state, entropy=False, analyses=analyses),
                        formats=formats, size=size, dpi=dpi)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShareRequest:
+    """What the Data tab's "Build" makes, in a job (:func:`share_task`): the report or
+    the figures of one session's results, as they were when Build was pressed.
+
+    Attributes
+    ----------
+    what : {"report", "figures"}
+        The self-contained HTML report, or a ZIP of every figure.
+    results, settings, dh_mode, analyses
+        The session's results, frozen settings, dH scale and analysis sections.
+    formats, size, dpi
+        The figures' formats, size (inches) and DPI (``what == "figures"``).
+    """
+
+    what: str
+    results: Results
+    settings: RunSettings | None
+    dh_mode: str = "asinh"
+    analyses: tuple = ()
+    formats: tuple[str, ...] = ("png",)
+    size: tuple[float, float] | None = None
+    dpi: int = FIGURE_DPI
+
+    @property
+    def filename(self) -> str:
+        """The name the browser saves it as."""
+        return "quests_report.html" if self.what == "report" else "quests_figures.zip"
+
+
+#: What the Data tab can build, in words.
+SHARE_KINDS = {"report": "HTML report", "figures": "figures (.zip)"}
+
+
+def check_figure_options(size: tuple[float, float], dpi: int) -> None:
+    """Refuse a figure size outside 0.5-50 inches a side or a DPI outside 50-1200."""
+    from quests_core.errors import QuestsError
+
+    width, height = size
+    if not (width and height and 0.5 <= width <= 50 and 0.5 <= height <= 50):
+        raise QuestsError("figure size: each side 0.5 to 50 inches")
+    if not dpi or not 50 <= dpi <= 1200:
+        raise QuestsError("figure DPI: 50 to 1200")
+
+
+def share_request(state: AppState, what: str, analyses: Sequence[Any] = (), *,
+                  formats: Sequence[str] = ("png",), size: tuple[float, float] | None = None,
+                  dpi: int = FIGURE_DPI) -> ShareRequest:
+    """The :class:`ShareRequest` of a session now; raises QuestsError before Compute, for
+    an unknown kind or bad figure options."""
+    from quests_core.errors import QuestsError
+
+    if state.results is None:
+        raise QuestsError("nothing computed yet: press Compute first")
+    if what not in SHARE_KINDS:
+        raise QuestsError(f"unknown kind {what!r}; use one of {list(SHARE_KINDS)}")
+    if what == "figures":
+        check_figure_options(size or FIGURE_SIZE, dpi)
+    return ShareRequest(what=what, results=state.results, settings=state.settings.frozen(),
+                        dh_mode=state.dh_scale, analyses=tuple(analyses),
+                        formats=tuple(formats), size=size, dpi=int(dpi))
+
+
+def share_task(files, request: ShareRequest, report: ProgressFn, cancel, n_threads) -> bytes:
+    """The job of the Data tab's "Build" (:class:`dashboard.jobs.ComputeJob` task): the
+    report's page (UTF-8) or the figures' ZIP, with progress; stops at the next step
+    once ``cancel`` is set. The report computes H and D per file (descriptors from the
+    cache); the figures have no plot of those and skip them."""
+    from quests_core.errors import Cancelled
+
+    def progress(fraction: float, text: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        report(fraction, text)
+
+    if request.what == "report":
+        page = build_report(request.results, request.settings, dh_mode=request.dh_mode,
+                            analyses=request.analyses, n_threads=n_threads,
+                            progress=lambda f, t: progress(0.95 * f, f"Report: {t}"))
+        return page.html.encode("utf-8")
+    built = build_report(request.results, request.settings, dh_mode=request.dh_mode,
+                         analyses=request.analyses, entropy=False,
+                         progress=lambda f, t: progress(0.2 * f, f"Figures: {t}"))
+    return figures_zip(built, formats=request.formats, size=request.size, dpi=request.dpi,
+                       progress=lambda f, t: progress(0.2 + 0.8 * f, f"Figures: {t}"))
 
 
 def _mpl_dh_ticks(axis: str, mode: str):

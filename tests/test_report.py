@@ -98,8 +98,10 @@ def test_report_numbers_equal_the_trajectory_command(failed_run, tmp_path):
 def test_save_report_of_the_dashboard_gives_the_same_numbers(failed_run, tmp_path):
     from dashboard.views.data import DataView
 
-    view = DataView(state=failed_run, job_mode="thread")
-    page = view.save_report().getvalue().decode("utf-8")
+    view = DataView(state=failed_run, job_mode="process")  # as served: a worker process
+    texts = []
+    view.share_jobs.runner.param.watch(lambda e: texts.append(e.new), "status")
+    page = view.build_share_sync("report", timeout=300).decode("utf-8")
     data = report_data(page)
     table = trajectory_table(tmp_path)
     traj = data["trajectories"][FAILED.name]
@@ -107,10 +109,22 @@ def test_save_report_of_the_dashboard_gives_the_same_numbers(failed_run, tmp_pat
     np.testing.assert_allclose(traj["frac_novel"], table["frac_novel"], atol=1e-12)
     assert traj["flagged_frames"] == [31]
     assert data["settings"]["bandwidth rule"] == "fixed"
+    # built as a job with progress, then offered by the Download button
+    assert sum(t.startswith("Report: ") for t in texts) >= 2, texts
+    assert view.share_jobs.status.startswith("Built quests_report.html (")
+    download = view.share_download
+    assert not download.disabled and download.filename == "quests_report.html"
+    assert download.file.getvalue() == page.encode("utf-8")
+    assert download.label == f"Download quests_report.html ({len(page) / 1e6:.1f} MB)"
+    # other results: the built page is not offered for them
+    view.state.param.trigger("results")  # (the fixture's state is shared: not replaced)
+    assert download.disabled and download.file is None
+    assert view.share_jobs.status.startswith("The results changed")
     # nothing computed: one line, no page
     empty = DataView(state=AppState(), job_mode="thread")
-    assert empty.safe_download(empty.save_report).getvalue() == b""
+    assert empty.build_share_sync("report") is None and empty.share_jobs.job is None
     assert "nothing computed" in empty.state.messages[-1][1]
+    assert empty.share_jobs.status == "Not started: nothing computed yet: press Compute first"
 
 
 @needs_sample
@@ -480,7 +494,7 @@ def test_save_figures_of_the_dashboard(small_run):
     view = DataView(state=small_run, job_mode="thread")
     fmt, width, height, dpi = view.figure_widgets()
     fmt.value, width.value, height.value, dpi.value = "png", 3.0, 2.5, 120
-    with zipfile.ZipFile(io.BytesIO(view.save_figures().getvalue())) as zf:
+    with zipfile.ZipFile(io.BytesIO(view.build_share_sync("figures"))) as zf:
         names = zf.namelist()
         slug = FAILED.name.replace(".", "_")
         expected = {f"trajectory_{slug}", f"dh_histogram_{slug}", f"dh_cdf_{slug}",
@@ -492,7 +506,7 @@ def test_save_figures_of_the_dashboard(small_run):
                 assert im.size == (360, 300), name  # 3 x 2.5 in at 120 DPI
                 assert tuple(round(d) for d in im.info["dpi"]) == (120, 120), name
     fmt.value = "svg"
-    with zipfile.ZipFile(io.BytesIO(view.save_figures().getvalue())) as zf:
+    with zipfile.ZipFile(io.BytesIO(view.build_share_sync("figures"))) as zf:
         assert all(n.endswith(".svg") for n in zf.namelist())
         svg = zf.read(f"trajectory_{slug}.svg").decode("utf-8")
         hist = zf.read(f"dh_histogram_{slug}.svg").decode("utf-8")
@@ -502,10 +516,10 @@ def test_save_figures_of_the_dashboard(small_run):
     assert any("dH (nats" in t for t in re.findall(r"<text[^>]*>([^<]*)</text>", hist))
     # a size out of range, or nothing computed: a notification, an empty file
     width.value = 0.1
-    assert view.safe_download(view.save_figures).getvalue() == b""
+    assert view.build_share_sync("figures") is None
     assert "0.5 to 50 inches" in view.state.messages[-1][1]
     empty = DataView(state=AppState(), job_mode="thread")
-    assert empty.safe_download(empty.save_figures).getvalue() == b""
+    assert empty.build_share_sync("figures") is None
     assert "nothing computed" in empty.state.messages[-1][1]
 
 
@@ -533,7 +547,7 @@ def test_save_report_holds_the_analysis_tabs_results(small_run, tmp_path):
     for view in (app.compression, app.active_learning, app.uncertainty):
         job = view.run_sync()
         assert job.state == "done", job.error
-    data = report_data(app.data.save_report().getvalue().decode("utf-8"))
+    data = report_data(app.data.build_share_sync("report").decode("utf-8"))
     comp = data["compression"]["cu_dataset_labelled.extxyz"]
     assert comp["command"] == "" and len(comp["report"]) == len(app.compression.result.report)
     al = data["active_learning"]["cu_generations.extxyz"]
@@ -541,7 +555,7 @@ def test_save_report_holds_the_analysis_tabs_results(small_run, tmp_path):
     uq = data["uncertainty"]["cu_forces_two_models.extxyz"]
     assert uq["summary"]["recall"] == pytest.approx(app.uncertainty.result.recall.recall)
     assert uq["summary"]["test_atoms"] == len(app.uncertainty.result.dh)
-    with zipfile.ZipFile(io.BytesIO(app.data.save_figures().getvalue())) as zf:
+    with zipfile.ZipFile(io.BytesIO(app.data.build_share_sync("figures"))) as zf:
         stems = {n.rsplit(".", 1)[0] for n in zf.namelist()}
     assert any(s.startswith("compression_") for s in stems), stems
     assert any(s.startswith("active_learning_") for s in stems), stems

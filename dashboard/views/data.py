@@ -709,16 +709,9 @@ class DataView(View):
             notes = [pn.pane.Alert("\n".join(f"- {w}" for w in res.warnings),
                                    alert_type="warning", name="notes",
                                    sizing_mode="stretch_width")]
-        save = pn.widgets.FileDownload(  # the CLI's `quests-dashboard report`, same builder
-            callback=lambda: self.safe_download(self.save_report), filename="quests_report.html",
-            label="Save report (HTML)", color="primary", width=220, name="save-report")
-        figures = pn.widgets.FileDownload(  # every plot as PNG or SVG, the report's export
-            callback=lambda: self.safe_download(self.save_figures),
-            filename="quests_figures.zip", label="Save figures (.zip)", width=180,
-            name="save-figures")
         return pn.Column(
             *alert,
-            pn.Row(save, figures, *self.figure_widgets(), sizing_mode="stretch_width"),
+            self.share_panel(),
             pn.pane.Markdown(info, name="results-info"),
             *notes,
             pn.pane.Markdown("### Files"),
@@ -731,21 +724,14 @@ class DataView(View):
             sizing_mode="stretch_width",
         )
 
-    def save_report(self):
-        """The self-contained HTML report of the results shown (:mod:`dashboard.report`)."""
-        import io
-
-        from ..report import report_of_state
-
-        return io.BytesIO(report_of_state(self.state, analyses=self._analyses()).html
-                          .encode("utf-8"))
+    # ------------------------------------------------------------ report and figures
 
     def _analyses(self) -> list:
         return list(self.analysis_sections()) if self.analysis_sections else []
 
     def figure_widgets(self) -> list:
-        """Format, width and height (inches) and DPI of "Save figures" (kept across
-        redraws of the results panel)."""
+        """Format, width and height (inches) and DPI of the figures (kept across redraws
+        of the results panel)."""
         if not hasattr(self, "_figure_widgets"):
             from ..report import FIGURE_DPI, FIGURE_FORMATS, FIGURE_SIZE
 
@@ -762,21 +748,89 @@ class DataView(View):
             ]
         return self._figure_widgets
 
-    def save_figures(self):
-        """A ZIP of every figure of the results shown, in the chosen format, size and DPI
-        (:func:`dashboard.report.figures_of_state`, the export of ``report --figures``)."""
+    @property
+    def share_jobs(self) -> JobPanel:
+        """The job panel of "Build": the report or the figures, built off the event loop
+        (:func:`dashboard.report.share_task`), then offered by the Download button."""
+        if not hasattr(self, "_share_jobs"):
+            from ..report import SHARE_KINDS, share_task
+
+            self.share_kind = pn.widgets.RadioButtonGroup(
+                options={text: kind for kind, text in SHARE_KINDS.items()}, value="report",
+                name="share-kind", color="primary", variant="outline",
+                align="end")
+            self._share_jobs = JobPanel(
+                share_task, state=self.state, title="Share", on_run=self.build_share,
+                on_done=self._shared, run_label="Build", run_width=90,
+                status="Build the self-contained HTML report of these results (the CLI's "
+                       "`quests-dashboard report`), or their figures as PNG or SVG at the "
+                       "size and DPI chosen, then press Download.",
+                status_name="share-status", busy_text="a report is already being built.")
+            self.share_download = pn.widgets.FileDownload(
+                file=None, filename="quests_report.html", label="Download", disabled=True,
+                color="primary", width=260, css_classes=["share-download"], align="end")
+            self.state.param.watch(self._share_outdated, ["results", "dh_scale"])
+        return self._share_jobs
+
+    def share_panel(self) -> pn.viewable.Viewable:
+        """Report and figures: what, the figures' options, Build (with progress), Download."""
+        jobs = self.share_jobs
+        return pn.Column(
+            pn.Row(self.share_kind, *self.figure_widgets(), jobs.run_button,
+                   jobs.cancel_button, self.share_download, sizing_mode="stretch_width"),
+            jobs.progress_bar, jobs.status_text, sizing_mode="stretch_width",
+            name="share")
+
+    def share_job(self, what: str | None = None) -> ComputeJob | None:
+        """A job building the report (``what="report"``) or the figures (``"figures"``;
+        default: the kind chosen) of the results now; None, with a notification, before
+        Compute, for bad figure options or while one is being built."""
+        from ..report import share_request
+
+        jobs = self.share_jobs
+        if jobs.busy():
+            return None
+        fmt, width, height, dpi = (w.value for w in self.figure_widgets())
+        try:
+            request = share_request(self.state, what or self.share_kind.value,
+                                    self._analyses(), formats=(fmt,),
+                                    size=(float(width or 0), float(height or 0)),
+                                    dpi=int(dpi or 0))
+        except QuestsError as exc:
+            jobs.refuse(exc)
+            return None
+        self._clear_download()
+        return jobs.start([], request, mode=self.job_mode)
+
+    async def build_share(self) -> ComputeJob | None:
+        """Build the chosen report or figures off the event loop (the Build button)."""
+        return await self.share_jobs.drive(self.share_job())
+
+    def build_share_sync(self, what: str, timeout: float = 600.0) -> bytes | None:
+        """Build ``what`` in the calling thread (scripts and tests): the bytes the
+        Download button then gives, or None (refused, failed or cancelled)."""
+        job = self.share_jobs.drive_sync(self.share_job(what), timeout)
+        return job.result if job is not None and job.state == "done" else None
+
+    def _shared(self, data: bytes) -> Outcome:
         import io
 
-        from ..report import figures_of_state
+        request = self.share_jobs.job.settings
+        size = f"{len(data) / 1e6:.1f} MB" if len(data) >= 1e5 else f"{len(data) / 1e3:.0f} kB"
+        self.share_download.param.update(file=io.BytesIO(data), filename=request.filename,
+                                         label=f"Download {request.filename} ({size})",
+                                         disabled=False)
+        return Outcome(f"Built {request.filename} ({size}): press Download.",
+                       f"{request.filename} is ready ({size})")
 
-        fmt, width, height, dpi = (w.value for w in self.figure_widgets())
-        if not (width and height and 0.5 <= width <= 50 and 0.5 <= height <= 50):
-            raise QuestsError("figure size: each side 0.5 to 50 inches")
-        if not dpi or not 50 <= dpi <= 1200:
-            raise QuestsError("figure DPI: 50 to 1200")
-        return io.BytesIO(figures_of_state(self.state, formats=(fmt,),
-                                           size=(float(width), float(height)), dpi=int(dpi),
-                                           analyses=self._analyses()))
+    def _clear_download(self) -> None:
+        self.share_download.param.update(file=None, label="Download", disabled=True)
+
+    def _share_outdated(self, *_) -> None:
+        """Other results (or another dH scale) than those built: no stale download."""
+        if not self.share_download.disabled:
+            self._clear_download()
+            self.share_jobs.status = "The results changed since the last Build: build again."
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(self._results_panel, sizing_mode="stretch_width", name="Data")
