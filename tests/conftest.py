@@ -82,6 +82,56 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "quests-cache"))
 
 
+def use_private_cache(mp: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Point the descriptor cache at ``folder`` through ``mp``: ``$QUESTS_CACHE_DIR`` and
+    ``dashboard.compute``'s process-wide cache, dropped so that its next use opens
+    ``folder``. The one place the tests reset that cache."""
+    import dashboard.compute as compute
+
+    mp.setenv("QUESTS_CACHE_DIR", str(folder))
+    mp.setattr(compute, "_CACHE", None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def private_cache(tmp_path_factory):
+    """A descriptor cache of the module's own (a fresh folder) for all its tests; yields the
+    folder. Modules whose every test needs it say
+    ``pytestmark = pytest.mark.usefixtures("private_cache")``."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield use_private_cache(mp, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """A descriptor cache of the test's own: ``tmp_path / "cache"`` (returned)."""
+    return use_private_cache(monkeypatch, tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The dashboard's synthetic Cu files (``dashboard._testing.make_sample_dir``: solid,
+    melt, failed_traj and labelled ``.extxyz``, 108 atoms a frame) in a folder of the
+    module's own: name -> path."""
+    from dashboard._testing import make_sample_dir
+
+    return make_sample_dir(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="module")
+def specs(sample):
+    """``specs((name, role), (name, role, index), ...)``: the dashboard's ``FileSpec`` of
+    each file of :func:`sample` named, with its role (and frame selection, all frames by
+    default)."""
+    from dashboard.state import FileSpec
+
+    def make(*entries: tuple[str, ...]) -> list:
+        return [FileSpec(str(sample[name]), name, role, **({"index": index[0]} if index else {}))
+                for name, role, *index in entries]
+
+    return make
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's headless Chromium driven by Playwright (the browser tests' modules skip or

@@ -17,6 +17,7 @@ import quests_core.chunked as chunked
 from quests_core import Cancelled, QuestsError
 from quests_core.chunk_store import ChunkStore
 from quests_core.chunked import chunked_delta_entropy, plan_chunks
+from quests_core.dataset import ATOM_COLUMNS
 
 N_FRAMES = 7
 
@@ -322,15 +323,7 @@ def test_float32_store_within_tolerance(tmp_path, traj, reference, in_memory):
 def test_store_without_positions(tmp_path, traj, reference):
     run = chunked_delta_entropy(traj, reference, tmp_path / "store", positions=False)
     atoms = run.store.atoms()
-    assert list(atoms.columns) == [
-        "structure",
-        "frame",
-        "time",
-        "label",
-        "generation",
-        "atom",
-        "dH",
-    ]
+    assert list(atoms.columns) == [*ATOM_COLUMNS[:6], "dH"]  # up to "atom": no species, x, y, z
     assert isinstance(run.store.frames(), pd.DataFrame)
 
 

@@ -18,6 +18,7 @@ from ase.io import read, write
 
 import quests_core as qc
 from quests_core.cli import main
+from quests_core.dataset import ATOM_COLUMNS
 from quests_core.errors import QuestsError
 from quests_core.io import count_frames, read_structures
 
@@ -102,15 +103,7 @@ def test_descriptors_table_and_no_cache(env, capsys):
     )
     assert rc == 0, err
     table = pd.read_parquet(env / "d.parquet")
-    assert list(table.columns[:7]) == [
-        "source",
-        "structure",
-        "frame",
-        "time",
-        "label",
-        "generation",
-        "atom",
-    ]
+    assert list(table.columns[:7]) == ["source", *ATOM_COLUMNS[:6]]  # up to "atom"
     assert len(table) == 64 and list(table["frame"].unique()) == [1, 2]
     np.testing.assert_allclose(
         table[[f"d{i}" for i in range(2 * K - 1)]].to_numpy(), desc(env / "hot.extxyz", "1:")
@@ -215,20 +208,8 @@ def test_auto_bandwidth_needs_a_cell(env, capsys):
 
 
 def test_dh_exact_approx_and_extxyz(env, capsys):
-    rc, out, err = run(
-        [
-            "dh",
-            env / "hot.extxyz",
-            "-r",
-            env / "solid.extxyz",
-            *OPTS,
-            "--bandwidth",
-            "0.05",
-            "-o",
-            env / "dh.csv",
-        ],
-        capsys,
-    )
+    dh = ["dh", env / "hot.extxyz", "-r", env / "solid.extxyz", *OPTS, "--bandwidth", "0.05"]
+    rc, out, err = run([*dh, "-o", env / "dh.csv"], capsys)
     assert rc == 0, err
     table = pd.read_csv(env / "dh.csv")
     y, x = desc(env / "hot.extxyz"), desc(env / "solid.extxyz")
@@ -237,41 +218,13 @@ def test_dh_exact_approx_and_extxyz(env, capsys):
     assert list(table["frame"].unique()) == [0, 1, 2]
     assert "novelty" in out
 
-    rc, out, err = run(
-        [
-            "dh",
-            env / "hot.extxyz",
-            "-r",
-            env / "solid.extxyz",
-            *OPTS,
-            "--bandwidth",
-            "0.05",
-            "--approx",
-            "--n-neighbors",
-            "3",
-            "-o",
-            env / "approx.parquet",
-        ],
-        capsys,
-    )
+    rc, out, err = run([*dh, "--approx", "--n-neighbors", "3", "-o", env / "approx.parquet"],
+                       capsys)
     assert rc == 0, err
     approx = pd.read_parquet(env / "approx.parquet")["dH"].to_numpy()
     assert np.all(approx >= exact - 1e-9)
 
-    rc, _, err = run(
-        [
-            "dh",
-            env / "hot.extxyz",
-            "-r",
-            env / "solid.extxyz",
-            *OPTS,
-            "--bandwidth",
-            "0.05",
-            "-o",
-            env / "dh.extxyz",
-        ],
-        capsys,
-    )
+    rc, _, err = run([*dh, "-o", env / "dh.extxyz"], capsys)
     assert rc == 0, err
     frames = read(env / "dh.extxyz", index=":")
     assert len(frames) == 3

@@ -33,18 +33,12 @@ def _dump(path: Path) -> Path:
     return path
 
 
-@pytest.fixture()
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def _warnings(err: str) -> list[str]:
     return [x.removeprefix("warning: ") for x in err.splitlines() if x.startswith("warning:")]
 
 
-def test_type_map_note_in_the_cli_and_the_dashboard(private_cache, capsys):
-    dump = _dump(private_cache / "alloy.lammpstrj")
+def test_type_map_note_in_the_cli_and_the_dashboard(tmp_path, fresh_cache, capsys):
+    dump = _dump(tmp_path / "alloy.lammpstrj")
     assert main(["entropy", str(dump), "-k", "8", "--cutoff", "4", "--no-progress"]) == 0
     (cli,) = [w for w in _warnings(capsys.readouterr().err) if "atom types" in w]
     board = type_map_warning(FileSpec(str(dump), dump.name, "trajectory"))
@@ -59,7 +53,7 @@ def test_type_map_note_in_the_cli_and_the_dashboard(private_cache, capsys):
     assert [w for w in _warnings(capsys.readouterr().err) if "atom types" in w] == []
 
 
-def test_narrow_bandwidth_note_in_the_cli_and_the_dashboard(private_cache, capsys):
+def test_narrow_bandwidth_note_in_the_cli_and_the_dashboard(fresh_cache, capsys):
     argv = ["trajectory", str(RUN), "--index", ":4", "--bandwidth", "0.004", "-k", "8",
             "--cutoff", "4", "--no-progress"]
     assert main(argv) == 0
@@ -79,16 +73,16 @@ def test_narrow_bandwidth_note_in_the_cli_and_the_dashboard(private_cache, capsy
     assert _warnings(capsys.readouterr().err) == []
 
 
-def test_lammps_step_times_agree_and_are_noted(private_cache, capsys):
+def test_lammps_step_times_agree_and_are_noted(tmp_path, fresh_cache, capsys):
     """A dump records MD step numbers (0 and 100 here), not times: the CLI used to write
     NaN times and the dashboard step x 1 fs without a word; now both give step x 1 fs by
     default, say so, and take another step length (also on a cached rerun)."""
     import pandas as pd
 
-    dump = _dump(private_cache / "alloy.lammpstrj")
+    dump = _dump(tmp_path / "alloy.lammpstrj")
     base = ["trajectory", str(dump), "--type-map", "Cu,Au", "-k", "8", "--cutoff", "4",
             "--no-progress"]
-    out = private_cache / "t.csv"
+    out = tmp_path / "t.csv"
     for fs, times in ((None, [0.0, 0.1]), (2.0, [0.0, 0.2])):
         extra = [] if fs is None else ["--lammps-timestep-fs", str(fs)]
         assert main([*base, *extra, "-o", str(out)]) == 0

@@ -41,19 +41,13 @@ def test_self_reference_problem_counts_the_pairs(monkeypatch):
         self_reference_max_pairs()
 
 
-@pytest.fixture()
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def _run(argv, capsys):
     rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
 
-def test_trajectory_refuses_an_expensive_first_frame_as_reference(private_cache, capsys,
+def test_trajectory_refuses_an_expensive_first_frame_as_reference(tmp_path, fresh_cache, capsys,
                                                                    monkeypatch):
     base = ["trajectory", RUN, "--index", ":3", "-k", "8", "--cutoff", "4", "--no-progress"]
     # 864 x 2,592 = 2.2e6 pairs over a budget of 1e6: refused in one line, exit 1
@@ -64,7 +58,7 @@ def test_trajectory_refuses_an_expensive_first_frame_as_reference(private_cache,
     assert line.startswith(f"error: {RUN}: frame 0 has 864 atoms: as the reference of all "
                            "2,592 atoms it would take 2.2e+06 kernel pairs")
     # frame 0 named as the reference on purpose: the same numbers as the default run
-    table_a, table_b = private_cache / "a.csv", private_cache / "b.csv"
+    table_a, table_b = tmp_path / "a.csv", tmp_path / "b.csv"
     rc, _, err = _run([*base, "-r", RUN, "--reference-index", "0", "-o", table_a], capsys)
     assert rc == 0, err
     monkeypatch.delenv(SELF_REFERENCE_PAIRS_ENV)
@@ -76,13 +70,10 @@ def test_trajectory_refuses_an_expensive_first_frame_as_reference(private_cache,
     assert a["frac_novel"].iat[0] == 0.0  # frame 0 against itself
 
 
-def test_dashboard_refuses_an_expensive_first_frame_as_reference(monkeypatch, tmp_path):
-    import dashboard.compute as compute
+def test_dashboard_refuses_an_expensive_first_frame_as_reference(monkeypatch, fresh_cache):
     from dashboard.pipeline import run_pipeline
     from dashboard.state import ComputeSettings, FileSpec
 
-    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(compute, "_CACHE", None)
     monkeypatch.setenv(SELF_REFERENCE_PAIRS_ENV, "1e6")
     spec = FileSpec(str(RUN), RUN.name, "trajectory", index=":3")
     settings = ComputeSettings(learning_max_n=50, learning_repeats=1, overlap_max_n=50,

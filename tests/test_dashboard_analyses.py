@@ -20,7 +20,6 @@ import pytest
 from ase.io import read
 from bokeh.document import Document
 
-import dashboard.compute as compute
 import quests_core as qc
 from dashboard.app import load_extensions
 from dashboard.state import AppState
@@ -54,16 +53,11 @@ H = 0.015
 
 
 @pytest.fixture(scope="module", autouse=True)
-def setup(tmp_path_factory):
+def setup(private_cache):
     for name in (DATASET, GENERATIONS, FORCES):
         if not (SAMPLE / name).exists():
             pytest.skip(f"{name} not generated yet")
     load_extensions()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("analysis_cache")))
-    mp.setattr(compute, "_CACHE", None)
-    yield
-    mp.undo()
 
 
 @pytest.fixture

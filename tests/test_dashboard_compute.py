@@ -13,7 +13,7 @@ import pytest
 from ase.io import read
 
 import dashboard.compute as compute
-from dashboard._testing import JUMP_FRAME, make_sample_dir
+from dashboard._testing import JUMP_FRAME
 from dashboard.jobs import ComputeJob
 from dashboard.pipeline import run_pipeline
 from dashboard.state import ComputeSettings, FileSpec
@@ -27,28 +27,12 @@ from quests_core.trajectory import per_frame_stats
 SMALL = ComputeSettings(learning_max_n=200, learning_repeats=2, overlap_max_n=100_000).frozen()
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return make_sample_dir(tmp_path_factory.mktemp("dash_sample"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    """Descriptor cache in a temporary folder for this module."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("dash_cache")))
-    mp.setattr(compute, "_CACHE", None)
-    yield
-    mp.undo()
-
-
-def specs(sample, *pairs):
-    return [FileSpec(str(sample[name]), name, role) for name, role in pairs]
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture(scope="module")
-def results(sample):
-    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"),
+def results(specs):
+    files = specs(("solid.extxyz", "reference"), ("melt.extxyz", "test"),
                   ("failed_traj.extxyz", "trajectory"), ("labelled.extxyz", "test"))
     seen = []
     res = run_pipeline(files, SMALL, progress=lambda f, t: seen.append(f))
@@ -134,8 +118,8 @@ def test_failed_trajectory_is_flagged(results):
     np.testing.assert_array_equal(np.flatnonzero(flag_frames(traj)), [JUMP_FRAME])
 
 
-def test_volume_rule_and_first_frame_reference(sample):
-    files = specs(sample, ("failed_traj.extxyz", "trajectory"))
+def test_volume_rule_and_first_frame_reference(specs):
+    files = specs(("failed_traj.extxyz", "trajectory"))
     settings = SMALL.replace(bandwidth_rule="volume")
     res = run_pipeline(files, settings)
     v = res.frames["volume_per_atom"].mean()
@@ -148,9 +132,9 @@ def test_volume_rule_and_first_frame_reference(sample):
     assert res.nucleation is None and "solid reference" in res.nucleation_note
 
 
-def test_solid_like_clusters(sample):
+def test_solid_like_clusters(specs):
     """Against the solid, the trajectory is one solid cluster until it melts at JUMP_FRAME."""
-    files = specs(sample, ("failed_traj.extxyz", "trajectory"),
+    files = specs(("failed_traj.extxyz", "trajectory"),
                   ("solid.extxyz", "solid reference"))
     res = run_pipeline(files, SMALL)
     nuc = res.nucleation
@@ -169,10 +153,10 @@ def test_solid_like_clusters(sample):
     assert nuc.t_pooled == pytest.approx(900.0) and nuc.weights == "none"
 
 
-def test_every_trajectory_gets_its_clusters(sample):
+def test_every_trajectory_gets_its_clusters(sample, specs):
     """Two trajectories and a solid: each is analysed against the solid on its own frames
     (numbered as in its file), none is silently left out."""
-    files = specs(sample, ("solid.extxyz", "solid reference"),
+    files = specs(("solid.extxyz", "solid reference"),
                   ("failed_traj.extxyz", "trajectory"))
     files.append(FileSpec(str(sample["failed_traj.extxyz"]), "every_other.extxyz",
                           "trajectory", index="::2"))
@@ -234,9 +218,9 @@ def test_force_error_from_two_models():
     assert compute.force_error({"forces": a}) is None
 
 
-def test_input_errors(sample, tmp_path):
+def test_input_errors(specs, tmp_path):
     with pytest.raises(QuestsError, match="melt.extxyz.*reference"):
-        run_pipeline(specs(sample, ("melt.extxyz", "test")), SMALL)
+        run_pipeline(specs(("melt.extxyz", "test")), SMALL)
     with pytest.raises(QuestsError, match="no files"):
         run_pipeline([], SMALL)
     bad = tmp_path / "bad.extxyz"
@@ -245,20 +229,20 @@ def test_input_errors(sample, tmp_path):
         run_pipeline([FileSpec(str(bad), "bad.extxyz", "trajectory")], SMALL)
 
 
-def test_thread_job_cancel_and_error(sample):
-    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"))
+def test_thread_job_cancel_and_error(specs):
+    files = specs(("solid.extxyz", "reference"), ("melt.extxyz", "test"))
     job = ComputeJob(files, SMALL, mode="thread")
     assert job.try_start()
     job.cancel()
     job.run_sync(timeout=120)
     assert job.state == "cancelled" and job.result is None
-    bad = ComputeJob(specs(sample, ("melt.extxyz", "test")), SMALL, mode="thread").run_sync(60)
+    bad = ComputeJob(specs(("melt.extxyz", "test")), SMALL, mode="thread").run_sync(60)
     assert bad.state == "error" and "reference" in bad.error
 
 
-def test_process_job_matches_in_process(sample, results):
+def test_process_job_matches_in_process(specs, results):
     """The default worker-process mode returns the same tables."""
-    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"))
+    files = specs(("solid.extxyz", "reference"), ("melt.extxyz", "test"))
     job = ComputeJob(files, SMALL, mode="process").run_sync(timeout=300)
     assert job.state == "done", job.error
     a = job.result.atoms
@@ -269,8 +253,8 @@ def test_process_job_matches_in_process(sample, results):
     assert job.fraction == 1.0
 
 
-def test_process_job_cancel(sample):
-    files = specs(sample, ("solid.extxyz", "reference"), ("melt.extxyz", "test"),
+def test_process_job_cancel(specs):
+    files = specs(("solid.extxyz", "reference"), ("melt.extxyz", "test"),
                   ("failed_traj.extxyz", "trajectory"))
     job = ComputeJob(files, SMALL, mode="process")
     assert job.try_start() and job.state == "running"

@@ -13,7 +13,6 @@ import panel as pn
 import pytest
 from ase.io import read
 
-import dashboard.compute as compute
 from dashboard._testing import make_sample_dir
 from dashboard.compute import unique_names
 from dashboard.paths import default_selection, list_data_files
@@ -28,19 +27,7 @@ SAMPLE = ROOT / "sample_data"
 SMALL = ComputeSettings(learning_max_n=100, learning_repeats=1, overlap_max_n=200).frozen()
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The synthetic Cu files (108 atoms a frame) in their own data directory."""
-    return make_sample_dir(tmp_path_factory.mktemp("files_sample"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("files_cache")))
-    mp.setattr(compute, "_CACHE", None)
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def lammps_dump(frames, steps) -> str:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from ase.io import read, write
 
-import dashboard.compute as compute
 from dashboard._testing import make_sample_dir
 from dashboard.compute import topology_problem
 from dashboard.pipeline import run_pipeline
@@ -68,13 +67,7 @@ def xtc_quantised(positions: np.ndarray) -> np.ndarray:
     return (ints.astype(np.float32) * np.float32(1.0 / 1000.0)).astype(np.float64) * 10.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("md_cache")))
-    mp.setattr(compute, "_CACHE", None)
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture(scope="module")

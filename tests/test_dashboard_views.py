@@ -20,9 +20,7 @@ import pytest
 from ase.io import read
 from bokeh.document import Document
 
-import dashboard.compute as compute
 from dashboard import dhscale, show
-from dashboard._testing import make_sample_dir
 from dashboard.app import TAB_NAMES, DashboardApp, load_extensions, message_line
 from dashboard.launch import build_parser, panel_args
 from dashboard.state import (
@@ -66,11 +64,6 @@ N_TRAJ, JUMP = 6, 4
 @pytest.fixture(scope="module", autouse=True)
 def extensions():
     load_extensions()
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return make_sample_dir(tmp_path_factory.mktemp("views_sample"))
 
 
 def fake_results(sample) -> Results:
@@ -555,9 +548,7 @@ def test_data_view_files_and_uploads(sample, tmp_path):
     assert [f.name for f in st.files] == ["upload/evil_name.extxyz"]
 
 
-def test_compute_errors_keep_the_session_working(sample, tmp_path, monkeypatch):
-    monkeypatch.setenv("QUESTS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(compute, "_CACHE", None)
+def test_compute_errors_keep_the_session_working(sample, fresh_cache):
     app = DashboardApp(data_dir=sample["solid.extxyz"].parent, job_mode="thread")
     st = app.state
     asyncio.run(app.data.compute())

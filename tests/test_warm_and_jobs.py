@@ -27,11 +27,10 @@ from numba.core.caching import NullCache
 import dashboard.compute as compute
 import dashboard.kernel_warmup as kernel_warmup
 import dashboard.warm as warm
-from dashboard._testing import make_sample_dir
 from dashboard.compute import Progress
 from dashboard.jobs import ComputeJob
 from dashboard.pipeline import run_pipeline
-from dashboard.state import ComputeSettings, FileSpec
+from dashboard.state import ComputeSettings
 from quests_core.errors import Cancelled
 from quests_core.learning import learning_sizes
 
@@ -40,23 +39,7 @@ CORE_MODULES = ("quests_core.kernels", "quests_core.descriptors", "quests_core.n
                 "quests_core.approximate", "quests_core.learning")
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    return make_sample_dir(tmp_path_factory.mktemp("warm_sample"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_cache(tmp_path_factory):
-    mp_ = pytest.MonkeyPatch()
-    mp_.setenv("QUESTS_CACHE_DIR", str(tmp_path_factory.mktemp("warm_cache")))
-    mp_.setattr(compute, "_CACHE", None)
-    yield
-    mp_.undo()
-
-
-def specs(sample, *pairs):
-    return [FileSpec(str(sample[name]), name, role, index=index)
-            for name, role, index in pairs]
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _crash_task(files, settings, report, cancel, n_threads):
@@ -168,12 +151,12 @@ def fresh_warm_state(monkeypatch):
     monkeypatch.setattr(kernel_warmup, "_KERNELS_DONE", threading.Event())
 
 
-def test_kernel_warm_up_process_holds_jobs_back_then_is_reaped(sample, fresh_warm_state):
+def test_kernel_warm_up_process_holds_jobs_back_then_is_reaped(specs, fresh_warm_state):
     assert warm.kernels_ready() and warm.kernels_waited() == 0.0
     assert warm.start_kernel_warm_up() is True
     assert warm.start_kernel_warm_up() is False  # once per process
     proc = kernel_warmup._KERNELS["process"]
-    files = specs(sample, ("solid.extxyz", "reference", "0:2"))
+    files = specs(("solid.extxyz", "reference", "0:2"))
     job = ComputeJob(files, TINY, mode="thread")
     if not warm.kernels_ready():  # still importing and compiling (seconds)
         assert job.try_start() is False
@@ -197,13 +180,13 @@ def test_plan_splits_in_proportion():
     assert spans[1][0] == spans[1][1] and spans[-1][1] == 1.0
 
 
-def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample, monkeypatch):
+def test_progress_moves_inside_long_steps_in_proportion_to_cost(specs, monkeypatch):
     """Descriptor structures, overlap pairs, learning-curve subsets and nucleation frames
     move the bar; the bar never goes back and ends at 1."""
     # no descriptor cache: an earlier test of the session may have computed these very
     # files (same synthetic content), and a cache hit moves the bar in one step
     monkeypatch.setattr(compute, "_CACHE", False)
-    files = specs(sample, ("solid.extxyz", "reference", ":"), ("melt.extxyz", "test", ":"),
+    files = specs(("solid.extxyz", "reference", ":"), ("melt.extxyz", "test", ":"),
                   ("failed_traj.extxyz", "trajectory", ":"),
                   ("solid.extxyz", "solid reference", ":"))
     files[-1].name = "solid again"
@@ -241,10 +224,10 @@ def test_progress_moves_inside_long_steps_in_proportion_to_cost(sample, monkeypa
 # ----------------------------------------------------------------------------- processes
 
 
-def test_no_defunct_worker_after_20_jobs(sample):
+def test_no_defunct_worker_after_20_jobs(specs):
     """20 short jobs in worker processes (finished, cancelled, crashed): every worker is
     reaped, none stays <defunct>."""
-    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    files = specs(("solid.extxyz", "reference", "0:1"))
     jobs = []
     states = []
     for i in range(20):
@@ -286,11 +269,11 @@ def test_no_defunct_worker_after_20_jobs(sample):
     assert [p for p in mp.active_children() if p.name == "quests-dashboard-job"] == []
 
 
-def test_standby_worker_takes_the_next_job(sample, tmp_path, monkeypatch):
+def test_standby_worker_takes_the_next_job(specs, tmp_path, monkeypatch):
     """With a standby worker (what the server keeps), a process job starts in a worker
     started ahead, with the server's environment of the moment; a new standby follows
     every job, a dead one is skipped, and stopping leaves no process behind."""
-    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    files = specs(("solid.extxyz", "reference", "0:1"))
     reference = run_pipeline(files, TINY)
     workers = []
     assert ComputeJob.wait_standby(1) is False  # none yet
@@ -331,10 +314,10 @@ def test_standby_worker_takes_the_next_job(sample, tmp_path, monkeypatch):
     assert zombie_children() == []
 
 
-def test_a_starting_worker_counts_the_seconds(sample):
+def test_a_starting_worker_counts_the_seconds(specs):
     """Until the worker's first message the status is not a silent "Starting": it counts
     the seconds; the result is delivered and the worker reaped."""
-    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    files = specs(("solid.extxyz", "reference", "0:1"))
     job = ComputeJob(files, TINY, mode="process", task=_slow_task)
     assert job.try_start() and job.text == "Starting"
     texts = []
@@ -357,13 +340,13 @@ def _names_task(files, settings, report, cancel, n_threads):
     return [f.name for f in files], settings.core.k
 
 
-def test_job_runner_lifecycle(sample):
+def test_job_runner_lifecycle(specs):
     """The one lifecycle of the views: running/progress/status while it runs, on_finish
     once with running back to False, one job at a time, cancel."""
     from dashboard.jobs import JobRunner
     from quests_core.errors import QuestsError
 
-    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    files = specs(("solid.extxyz", "reference", "0:1"))
     finished, seen = [], []
     runner = JobRunner(_names_task, on_finish=lambda job: finished.append(
         (job.state, job.result, runner.running, runner.progress)))
@@ -407,12 +390,12 @@ def _quarter_task(files, settings, report, cancel, n_threads):
     return "ok"
 
 
-def test_job_runner_status_carries_the_time_left(sample):
+def test_job_runner_status_carries_the_time_left(specs):
     """The one JobRunner (Data, Stores, analysis tabs) says the time left once it means
     something, with or without the percentage."""
     from dashboard.jobs import JobRunner
 
-    files = specs(sample, ("solid.extxyz", "reference", "0:1"))
+    files = specs(("solid.extxyz", "reference", "0:1"))
     for show_percent, expected in ((True, "working (25%, about 8 s left)"),
                                    (False, "working (about 8 s left)")):
         runner = JobRunner(_quarter_task, show_percent=show_percent)
