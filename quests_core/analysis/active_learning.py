@@ -51,6 +51,7 @@ def active_learning_report(
     *,
     h: float = DEFAULTS.bandwidth,
     n_threads: int | None = None,
+    **kernel_kw,
 ) -> pd.DataFrame:
     """Novelty of each generation and information of the cumulative dataset.
 
@@ -62,6 +63,8 @@ def active_learning_report(
         Generation of each environment.
     h : float
         Kernel bandwidth.
+    n_threads, **kernel_kw
+        Keywords of every kernel call (``precision``, ``backend``).
 
     Returns
     -------
@@ -82,17 +85,18 @@ def active_learning_report(
         raise QuestsError(f"{gen.size} generation labels for {len(xs)} environments")
     from scipy.special import logsumexp
 
+    kw = {"n_threads": n_threads, **kernel_kw}
     rows = []
     for g in np.unique(gen):
         current = xs[gen == g]
         earlier = xs[gen < g]
         upto = xs[gen <= g]
         if len(earlier):
-            dh = np.asarray(qc.delta_entropy(current, earlier, h, n_threads=n_threads))
+            dh = np.asarray(qc.delta_entropy(current, earlier, h, **kw))
             novelty, mean_dh = float(np.mean(dh > 0)), float(np.mean(dh))
         else:
             novelty, mean_dh = float("nan"), float("nan")
-        ent, dh_self = qc.entropy_and_delta(upto, h, n_threads=n_threads)
+        ent, dh_self = qc.entropy_and_delta(upto, h, **kw)
         rows.append(
             {
                 "generation": int(g),
@@ -133,6 +137,7 @@ def generation_study(
     h: float = DEFAULTS.bandwidth,
     env_step: int = 1,
     n_threads: int | None = None,
+    **kernel_kw,
 ) -> GenerationStudy:
     """:func:`active_learning_report` of a dataset given per structure.
 
@@ -146,6 +151,8 @@ def generation_study(
         Kernel bandwidth.
     env_step : int
         Keep every ``env_step``-th environment of each structure (faster).
+    n_threads, **kernel_kw
+        Keywords of every kernel call (``precision``, ``backend``).
 
     Raises
     ------
@@ -159,5 +166,6 @@ def generation_study(
         raise QuestsError(f"{gen.size} generations for {len(descs)} structures")
     kept = every_nth(descs, env_step)
     labels = np.repeat(gen, [len(x) for x in kept])
-    report = active_learning_report(np.concatenate(kept), labels, h=h, n_threads=n_threads)
+    report = active_learning_report(np.concatenate(kept), labels, h=h, n_threads=n_threads,
+                                    **kernel_kw)
     return GenerationStudy(report=report, n_structures=len(descs), env_step=int(env_step))

@@ -37,6 +37,10 @@ from quests_core.learning import asymptote_within_bound
 from quests_core.settings import DEFAULTS
 
 METHODS = ("msc", "fps", "kmeans", "random")
+#: Fractions of the structures kept in a report (each a subset size).
+DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+#: Seeds a report averages the seeded methods over: three from the settings' seed.
+DEFAULT_SEEDS = tuple(range(DEFAULTS.seed, DEFAULTS.seed + 3))
 #: Methods whose result depends on the random seed (averaged over seeds in reports).
 SEEDED_METHODS = ("kmeans", "random")
 #: Greedy / permutation methods: the subset of size m is the first m of a larger one.
@@ -89,10 +93,12 @@ def structure_means(descs: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([x.mean(axis=0) for x in descs]).astype(np.float64)
 
 
-def structure_entropies(descs: Sequence[np.ndarray], h: float = DEFAULTS.bandwidth) -> np.ndarray:
-    """Entropy H of each structure's own environments (nats)."""
+def structure_entropies(descs: Sequence[np.ndarray], h: float = DEFAULTS.bandwidth,
+                        **kernel_kw) -> np.ndarray:
+    """Entropy H of each structure's own environments (nats); ``kernel_kw``: the
+    entropy functions' ``precision``, ``backend``, ``n_threads``."""
     descs = _check_structures(descs)
-    return np.array([float(qc.entropy(x, h)) for x in descs])
+    return np.array([float(qc.entropy(x, h, **kernel_kw)) for x in descs])
 
 
 # ---------------------------------------------------------------------------
@@ -100,7 +106,7 @@ def structure_entropies(descs: Sequence[np.ndarray], h: float = DEFAULTS.bandwid
 # ---------------------------------------------------------------------------
 
 
-def random_selection(n_structures: int, size: int, seed: int = 0) -> np.ndarray:
+def random_selection(n_structures: int, size: int, seed: int = DEFAULTS.seed) -> np.ndarray:
     """A uniform random subset of ``size`` structure indices.
 
     The first ``size`` entries of a seeded random permutation, so subsets of
@@ -151,7 +157,7 @@ def fps_selection(
     return np.array(chosen, dtype=np.int64)
 
 
-def kmeans_selection(means: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+def kmeans_selection(means: np.ndarray, size: int, seed: int = DEFAULTS.seed) -> np.ndarray:
     """k-means (k = size) on mean descriptors; the structure nearest each centroid.
 
     Centroids are taken in order; one whose nearest structure is already
@@ -188,6 +194,7 @@ def msc_selection(
     entropies: np.ndarray | None = None,
     until_covered: bool = False,
     n_threads: int | None = None,
+    **kernel_kw,
 ) -> np.ndarray:
     """Minimum-set-coverage compression (greedy, information based).
 
@@ -204,6 +211,8 @@ def msc_selection(
     until_covered : bool
         Stop early once every environment of the dataset has dH <= 0 against
         the subset (the subset then overlaps the full set completely).
+    n_threads, **kernel_kw
+        Keywords of every kernel call (``precision``, ``backend``).
 
     Returns
     -------
@@ -219,7 +228,9 @@ def msc_selection(
     descs = _check_structures(descs)
     n = len(descs)
     size = _check_size(size, n)
-    ent = structure_entropies(descs, h) if entropies is None else np.asarray(entropies, float)
+    kw = {"n_threads": n_threads, **kernel_kw}
+    ent = structure_entropies(descs, h, **kw) if entropies is None else \
+        np.asarray(entropies, float)
     if ent.shape != (n,):
         raise QuestsError(f"{ent.size} structure entropies for {n} structures")
     counts = np.array([len(x) for x in descs])
@@ -233,7 +244,7 @@ def msc_selection(
     while len(chosen) < size:
         rows = remaining[owner]
         last = descs[chosen[-1]]
-        dh_last = np.asarray(qc.delta_entropy(all_x[rows], last, h, n_threads=n_threads))
+        dh_last = np.asarray(qc.delta_entropy(all_x[rows], last, h, **kw))
         log_sum[rows] = np.logaddexp(log_sum[rows], -dh_last)
         idx = np.flatnonzero(remaining)
         # rows of the remaining structures are contiguous per structure, in order
@@ -253,12 +264,14 @@ def select_structures(
     size: int,
     *,
     h: float = DEFAULTS.bandwidth,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     entropies: np.ndarray | None = None,
     until_covered: bool = False,
     n_threads: int | None = None,
+    **kernel_kw,
 ) -> np.ndarray:
-    """Structure indices chosen by ``method`` (one of :data:`METHODS`)."""
+    """Structure indices chosen by ``method`` (one of :data:`METHODS`); ``kernel_kw``
+    (``precision``, ``backend``) go to every kernel call of msc."""
     descs = _check_structures(descs)
     if method not in METHODS:
         raise QuestsError(f"unknown compression method {method!r}; use one of {METHODS}")
@@ -270,6 +283,7 @@ def select_structures(
             entropies=entropies,
             until_covered=until_covered,
             n_threads=n_threads,
+            **kernel_kw,
         )
     if method == "random":
         return random_selection(len(descs), size, seed)
@@ -311,8 +325,10 @@ def subset_metrics(
     *,
     h: float = DEFAULTS.bandwidth,
     n_threads: int | None = None,
+    **kernel_kw,
 ) -> SubsetMetrics:
-    """H, D and overlap with the full set of the chosen structures.
+    """H, D and overlap with the full set of the chosen structures (``kernel_kw``:
+    ``precision``, ``backend`` of the kernel calls).
 
     One kernel pass over the subset gives H and dH(subset | subset), hence D;
     the overlap only needs dH of the environments outside the subset (those
@@ -328,13 +344,13 @@ def subset_metrics(
         raise QuestsError(f"selection index out of range for {len(descs)} structures")
     sel = np.unique(sel)
     x = np.concatenate([descs[i] for i in sel])
-    ent, dh_self = qc.entropy_and_delta(x, h, n_threads=n_threads)
+    ent, dh_self = qc.entropy_and_delta(x, h, n_threads=n_threads, **kernel_kw)
     rest_ids = np.setdiff1d(np.arange(len(descs)), sel)
     n_total = sum(len(d) for d in descs)
     covered = len(x)
     if len(rest_ids):
         rest = np.concatenate([descs[i] for i in rest_ids])
-        dh_rest = np.asarray(qc.delta_entropy(rest, x, h, n_threads=n_threads))
+        dh_rest = np.asarray(qc.delta_entropy(rest, x, h, n_threads=n_threads, **kernel_kw))
         covered += int(np.count_nonzero(dh_rest <= 0.0))
     return SubsetMetrics(
         n_structures=int(sel.size),
@@ -358,7 +374,8 @@ class GapReference:
 
 
 def gap_reference(
-    full: np.ndarray, *, h: float = DEFAULTS.bandwidth, repeats: int = 3, seed: int = 0
+    full: np.ndarray, *, h: float = DEFAULTS.bandwidth, repeats: int = 3,
+    seed: int = DEFAULTS.seed, **kernel_kw,
 ) -> GapReference:
     """Asymptotic entropy of the full set from its learning curve (SPEC section 2).
 
@@ -371,13 +388,14 @@ def gap_reference(
         sizes = np.unique(np.geomspace(10, n, 12).astype(int))
         if len(sizes) >= 8:
             try:
-                curve = qc.learning_curve(full, sizes, h=h, repeats=repeats, seed=seed)
+                curve = qc.learning_curve(full, sizes, h=h, repeats=repeats, seed=seed,
+                                          **kernel_kw)
                 fit = qc.fit_asymptote(curve.sizes, curve.mean)
                 if asymptote_within_bound(fit.a, n):
                     return GapReference(float(fit.a), "asymptote")
             except QuestsError:
                 pass
-    return GapReference(float(qc.entropy(full, h)), "full")
+    return GapReference(float(qc.entropy(full, h, **kernel_kw)), "full")
 
 
 def _check_request(
@@ -403,22 +421,54 @@ def _check_request(
     return sorted({fraction_to_size(f, n) for f in fractions})
 
 
-def _reference(descs: Sequence[np.ndarray], h: float, gap: bool) -> GapReference:
+def _reference(descs: Sequence[np.ndarray], h: float, gap: bool, **kernel_kw) -> GapReference:
     """:func:`gap_reference` of all environments, or kind ``"none"`` (NaN) without ``gap``."""
-    return gap_reference(np.concatenate(descs), h=h) if gap else GapReference(float("nan"), "none")
+    if not gap:
+        return GapReference(float("nan"), "none")
+    return gap_reference(np.concatenate(descs), h=h, **kernel_kw)
 
 
-def compression_report(
-    descs: Sequence[np.ndarray],
-    *,
-    methods: Sequence[str] = METHODS,
-    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
-    h: float = DEFAULTS.bandwidth,
-    seeds: Sequence[int] = (0, 1, 2),
-    gap: bool = True,
-    n_threads: int | None = None,
-) -> pd.DataFrame:
-    """H, D, overlap and information gap per method and subset size.
+def _method_rows(descs: list[np.ndarray], method: str, sizes: list[int], h: float,
+                 seeds: Sequence[int], entropies: np.ndarray | None, kw: dict) -> list[dict]:
+    """Rows of one method in :func:`compression_study`'s table (without the gap)."""
+    n = len(descs)
+    runs = seeds if method in SEEDED_METHODS else (seeds[0],)
+    orders = {}
+    if method in NESTED_METHODS:  # one greedy run at the largest size serves every size
+        for s in runs:
+            orders[s] = select_structures(descs, method, sizes[-1], h=h, seed=s,
+                                          entropies=entropies, **kw)
+    rows = []
+    for size in sizes:
+        metrics = []
+        for s in runs:
+            if method in NESTED_METHODS:
+                chosen = orders[s][:size]
+            else:
+                chosen = select_structures(descs, method, size, h=h, seed=s,
+                                           entropies=entropies, **kw)
+            metrics.append(subset_metrics(descs, chosen, h=h, **kw))
+        table = np.array([[m.n_envs, m.entropy, m.diversity, m.overlap] for m in metrics])
+        mean, std = table.mean(axis=0), table.std(axis=0)
+        rows.append({
+            "method": method,
+            "fraction": size / n,
+            "size": size,
+            "n_envs": float(mean[0]),
+            "entropy": float(mean[1]),
+            "entropy_std": float(std[1]),
+            "diversity": float(mean[2]),
+            "diversity_std": float(std[2]),
+            "overlap": float(mean[3]),
+            "overlap_std": float(std[3]),
+        })
+    return rows
+
+
+def compression_report(descs: Sequence[np.ndarray], **options) -> pd.DataFrame:
+    """H, D, overlap and information gap per method and subset size: the table of
+    :func:`compression_study` (``options``: its keywords, e.g. ``methods``,
+    ``fractions``, ``h``, ``seeds``, ``gap``, ``n_threads``, ``precision``).
 
     Seeded methods (k-means, random) are averaged over ``seeds``; the
     ``*_std`` columns hold the spread (0 for deterministic methods).
@@ -430,49 +480,7 @@ def compression_report(
         diversity, diversity_std, overlap, overlap_std, info_gap, gap_reference.
         ``info_gap`` is reference - entropy, see :func:`gap_reference`.
     """
-    descs = _check_structures(descs)
-    sizes = _check_request(methods, fractions, seeds, len(descs))
-    n = len(descs)
-    ref = _reference(descs, h, gap)
-    ent = structure_entropies(descs, h) if "msc" in methods else None
-    rows = []
-    for method in methods:
-        runs = seeds if method in SEEDED_METHODS else (seeds[0],)
-        orders = {}
-        if method in NESTED_METHODS:  # one greedy run at the largest size serves every size
-            for s in runs:
-                orders[s] = select_structures(
-                    descs, method, sizes[-1], h=h, seed=s, entropies=ent, n_threads=n_threads
-                )
-        for size in sizes:
-            metrics = []
-            for s in runs:
-                if method in NESTED_METHODS:
-                    chosen = orders[s][:size]
-                else:
-                    chosen = select_structures(
-                        descs, method, size, h=h, seed=s, entropies=ent, n_threads=n_threads
-                    )
-                metrics.append(subset_metrics(descs, chosen, h=h, n_threads=n_threads))
-            table = np.array([[m.n_envs, m.entropy, m.diversity, m.overlap] for m in metrics])
-            mean, std = table.mean(axis=0), table.std(axis=0)
-            rows.append(
-                {
-                    "method": method,
-                    "fraction": size / n,
-                    "size": size,
-                    "n_envs": float(mean[0]),
-                    "entropy": float(mean[1]),
-                    "entropy_std": float(std[1]),
-                    "diversity": float(mean[2]),
-                    "diversity_std": float(std[2]),
-                    "overlap": float(mean[3]),
-                    "overlap_std": float(std[3]),
-                    "info_gap": ref.value - float(mean[1]),
-                    "gap_reference": ref.kind,
-                }
-            )
-    return pd.DataFrame(rows)
+    return compression_study(descs, **options).report
 
 
 def every_nth(descs: Sequence[np.ndarray], step: int) -> list[np.ndarray]:
@@ -486,6 +494,35 @@ def every_nth(descs: Sequence[np.ndarray], step: int) -> list[np.ndarray]:
     if int(step) != step or int(step) < 1:
         raise QuestsError(f"environment step must be at least 1, got {step}")
     return [np.asarray(x)[:: int(step)] for x in descs]
+
+
+@dataclass(frozen=True)
+class Compressed:
+    """A compressed set (:func:`compress`): the structures kept, in the order chosen,
+    and their :class:`SubsetMetrics` against the full set."""
+
+    selected: np.ndarray
+    metrics: SubsetMetrics
+
+
+def compress(
+    descs: Sequence[np.ndarray],
+    method: str,
+    size: int,
+    *,
+    h: float = DEFAULTS.bandwidth,
+    seed: int = DEFAULTS.seed,
+    until_covered: bool = False,
+    n_threads: int | None = None,
+    **kernel_kw,
+) -> Compressed:
+    """The ``size`` structures ``method`` keeps (:func:`select_structures`) with their
+    H, D and overlap with the full set (:func:`subset_metrics`); ``kernel_kw``
+    (``precision``, ``backend``) go to every kernel call."""
+    kw = {"n_threads": n_threads, **kernel_kw}
+    selected = select_structures(descs, method, size, h=h, seed=seed,
+                                 until_covered=until_covered, **kw)
+    return Compressed(selected=selected, metrics=subset_metrics(descs, selected, h=h, **kw))
 
 
 @dataclass(frozen=True)
@@ -514,19 +551,21 @@ def compression_study(
     descs: Sequence[np.ndarray],
     *,
     methods: Sequence[str] = METHODS,
-    fractions: Sequence[float] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
     h: float = DEFAULTS.bandwidth,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
     gap: bool = True,
     n_threads: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    **kernel_kw,
 ) -> CompressionStudy:
-    """:func:`compression_report` of every method, one method at a time.
+    """H, D, overlap and information gap of every method and subset size, one method at
+    a time (the Compression tab and ``quests-dashboard compress --compare/--sweep``).
 
-    The same table as ``compression_report(descs, methods=..., gap=gap)``, with the
-    information-gap reference computed once for all methods and
-    ``progress(step, done, total)`` called before each step (the gap reference,
-    then each method; ``step`` says what runs) and once at the end.
+    The information-gap reference is computed once for all methods;
+    ``progress(step, done, total)`` is called before each step (the gap reference,
+    then each method; ``step`` says what runs) and once at the end. ``n_threads``
+    and ``kernel_kw`` (``precision``, ``backend``) go to every kernel call.
 
     Raises
     ------
@@ -536,7 +575,8 @@ def compression_study(
     """
     descs = _check_structures(descs)
     methods = list(methods)
-    _check_request(methods, fractions, seeds, len(descs))
+    sizes = _check_request(methods, fractions, seeds, len(descs))
+    kw = {"n_threads": n_threads, **kernel_kw}
     total = 1 + len(methods)
 
     def say(step: str, done: int) -> None:
@@ -544,14 +584,14 @@ def compression_study(
             progress(step, done, total)
 
     say("information gap reference", 0)
-    ref = _reference(descs, h, gap)
-    parts = []
+    ref = _reference(descs, h, gap, **kw)
+    rows = []
     for i, method in enumerate(methods):
         say(method, 1 + i)
-        parts.append(compression_report(descs, methods=(method,), fractions=fractions, h=h,
-                                        seeds=seeds, gap=False, n_threads=n_threads))
+        ent = structure_entropies(descs, h, **kw) if method == "msc" else None
+        rows += _method_rows(descs, method, sizes, h, seeds, ent, kw)
     say("done", total)
-    table = pd.concat(parts, ignore_index=True)
+    table = pd.DataFrame(rows)
     table["info_gap"] = ref.value - table["entropy"]
     table["gap_reference"] = ref.kind
     return CompressionStudy(report=table, gap=ref, n_structures=len(descs),

@@ -137,6 +137,7 @@ def phase_entropy_difference(
     max_envs: int | None = 20_000,
     seed: int = DEFAULTS.seed,
     n_threads: int | None = DEFAULTS.threads,
+    **kernel_kw,
 ) -> PhaseEntropy:
     """Entropy difference H_B - H_A in k_B/atom between two sets of structures.
 
@@ -161,6 +162,8 @@ def phase_entropy_difference(
         Subsample both sets to min(n_a, n_b, max_envs) environments.
     seed : int
         Seed of the subsampling.
+    n_threads, **kernel_kw
+        Keywords of both entropy calls (``precision``, ``backend``).
 
     Returns
     -------
@@ -212,8 +215,8 @@ def phase_entropy_difference(
         a = a[np.sort(rng.choice(len(a), n, replace=False))]
     if len(b) > n:
         b = b[np.sort(rng.choice(len(b), n, replace=False))]
-    h_entropy_a = float(qc.entropy(a, h_a, n_threads=n_threads))
-    h_entropy_b = float(qc.entropy(b, h_b, n_threads=n_threads))
+    h_entropy_a = float(qc.entropy(a, h_a, n_threads=n_threads, **kernel_kw))
+    h_entropy_b = float(qc.entropy(b, h_b, n_threads=n_threads, **kernel_kw))
     return PhaseEntropy(
         delta=h_entropy_b - h_entropy_a,
         entropy_a=h_entropy_a,

@@ -258,6 +258,7 @@ def uncertainty_study(
     *,
     n_bins: int = DEFAULT_BINS,
     window: float = DEFAULT_WINDOW,
+    threshold: float | None = None,
     quantile: float = DEFAULT_ERROR_QUANTILE,
     test_name: str = "test",
     reference_name: str = "reference",
@@ -276,7 +277,7 @@ def uncertainty_study(
         Error of each test atom (e.g. :func:`force_errors`).
     h : float
         Kernel bandwidth of dH.
-    n_bins, window, quantile
+    n_bins, window, threshold, quantile
         As in :func:`uncertainty_vs_error`.
     test_name, reference_name : str
         Names of the two sets, for error messages.
@@ -299,7 +300,8 @@ def uncertainty_study(
                           source=test_name)
     dh = np.asarray(qc.delta_entropy(x_test, x_ref, h, progress=progress, **kernel_kw),
                     dtype=np.float64)
-    return uncertainty_vs_error(dh, error, n_bins=n_bins, window=window, quantile=quantile)
+    return uncertainty_vs_error(dh, error, n_bins=n_bins, window=window, threshold=threshold,
+                                quantile=quantile)
 
 
 def per_atom_array(structures, name: str, source: str | None = None) -> np.ndarray:

@@ -1,11 +1,12 @@
 """``quests-dashboard active-learning FILE``: what each generation of data adds.
 
 Every structure has a generation in ``atoms.info[--generation-key]``; per
-generation, :func:`quests_core.analysis.active_learning.active_learning_report`
-gives the novelty (fraction of its environments with dH > 0 against all
+generation, :func:`quests_core.analysis.active_learning.generation_study` (the
+Active-learning tab's) gives the novelty (fraction of its environments with dH > 0 against all
 earlier generations) and H and D of the cumulative dataset, on the file's
 cached descriptors. h is the fixed bandwidth or, with ``--bandwidth auto``, the
-volume rule of the whole file. ``--output``: the table (``.csv/.parquet/.json``).
+volume rule of the whole file; every kernel call runs at ``--precision``.
+``--output``: the table (``.csv/.parquet/.json``).
 
 Memory: the descriptors of the file and its structures (read once for the
 generation keys).
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from quests_core.errors import QuestsError
 
-from .loading import load_one
+from .loading import load_one, per_structure
 from .output import RESULT_SUFFIXES, finish
 from .parser import bandwidth, batch_parser, prepare
 
@@ -28,15 +27,10 @@ NAME = "active-learning"
 
 def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
-    p = batch_parser(
-        sub,
-        common,
-        NAME,
-        files=None,
-        help="novelty per generation and information of the cumulative dataset",
-        description="Novelty of each generation against the earlier ones; H and D of the "
-        "cumulative dataset.",
-    )
+    p = batch_parser(sub, common, NAME, files=None,
+                     help="novelty per generation and information of the cumulative dataset",
+                     description="Novelty of each generation against the earlier ones; H and "
+                     "D of the cumulative dataset.")
     p.add_argument("dataset", help="structure file with a generation per structure")
     p.add_argument("--generation-key", default="generation",
                    help="info key of the generation (default 'generation')")
@@ -55,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         generations = al.generation_labels(structures, args.generation_key)
     except QuestsError as exc:
         raise locate_error(exc, structures, source=args.dataset) from None
-    labels = np.repeat(generations, dataset.frames["n_atoms"].to_numpy(np.int64))
     h = bandwidth(settings, dataset)
-    report = al.active_learning_report(x, labels, h=h, n_threads=settings.threads)
+    report = al.generation_study(per_structure(dataset, x), generations, h=h,
+                                 **settings.kernel_kwargs()).report
     summary = {
         "structures": len(dataset),
         "environments": int(len(x)),

@@ -1,11 +1,11 @@
 """``quests-dashboard compress FILE --fraction F``: keep the most informative structures.
 
 The structures of the file are chosen by ``--method`` (msc, fps, kmeans,
-random; :func:`quests_core.analysis.compression.select_structures`) on the
-file's cached descriptors; the summary gives H, D and the overlap of the full
-set with the kept subset (:func:`~quests_core.analysis.compression.subset_metrics`).
+random) on the file's cached descriptors; the summary gives H, D and the overlap
+of the full set with the kept subset (:func:`quests_core.analysis.compression.compress`).
 ``--compare`` (every method) or ``--sweep`` (more fractions) add the report
-table of :func:`~quests_core.analysis.compression.compression_report`.
+table of :func:`~quests_core.analysis.compression.compression_study`, the
+Compression tab's. Every kernel call runs at ``--precision``.
 ``--output``: the kept structures (``.extxyz``/``.xyz``); ``--report``: the
 report table (``.csv/.parquet/.json``). h is the fixed bandwidth or, with
 ``--bandwidth auto``, the volume rule of the whole file.
@@ -33,15 +33,11 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
     from quests_core.analysis import compression as comp
 
-    p = batch_parser(
-        sub,
-        common,
-        NAME,
-        files=None,
-        help="compress a dataset (msc, fps, kmeans, random) and compare methods",
-        description="Choose the structures that keep the most information; compare methods. "
-        "--output: the kept structures (.extxyz/.xyz); --report: the report table.",
-    )
+    p = batch_parser(sub, common, NAME, files=None,
+                     help="compress a dataset (msc, fps, kmeans, random) and compare methods",
+                     description="Choose the structures that keep the most information; "
+                     "compare methods. --output: the kept structures (.extxyz/.xyz); --report: "
+                     "the report table.")
     p.add_argument("dataset", help="structure file")
     p.add_argument("--method", choices=comp.METHODS, default=comp.METHODS[0],
                    help=f"selection method (default {comp.METHODS[0]})")
@@ -86,12 +82,10 @@ def run(args: argparse.Namespace) -> int:
         comp.fraction_to_size(fraction, n)
     h = bandwidth(settings, dataset)
     descs = per_structure(dataset, x)
-    threads = settings.threads
-    selected = comp.select_structures(
-        descs, args.method, size, h=h, seed=settings.seed, until_covered=args.until_covered,
-        n_threads=threads,
-    )
-    m = comp.subset_metrics(descs, selected, h=h, n_threads=threads)
+    kernel = settings.kernel_kwargs()
+    kept = comp.compress(descs, args.method, size, h=h, seed=settings.seed,
+                         until_covered=args.until_covered, **kernel)
+    m = kept.metrics
     summary = {
         "method": args.method,
         "structures": n,
@@ -105,18 +99,18 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         from quests_core.export import export_dataset
 
-        export_dataset(dataset.subset(np.sort(selected)), args.output, arrays=[])
+        export_dataset(dataset.subset(np.sort(kept.selected)), args.output, arrays=[])
         wrote(args.output)
     report = None
     if args.compare or sweep:
-        report = comp.compression_report(
+        report = comp.compression_study(
             descs,
             methods=comp.METHODS if args.compare else (args.method,),
             fractions=sorted({*sweep, float(args.fraction)}),
             h=h,
             seeds=tuple(range(settings.seed, settings.seed + args.seeds)),
             gap=not args.no_gap,
-            n_threads=threads,
-        )
+            **kernel,
+        ).report
         write_table_to(args.report, report)
     return finish(args, batch.skipped, summary, report)

@@ -71,17 +71,13 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     from quests_core.analysis import clusters as cl
     from quests_core.analysis import cnt
 
-    p = batch_parser(
-        sub,
-        common,
-        NAME,
-        files=None,
-        help="solid-like clusters per frame (dH <= 0 against a solid) and CNT",
-        description="Largest solid-like cluster per frame, the cluster-size distribution of the "
-        "pooled frames, one CNT critical-size band at their mean temperature and the CNT fit. "
-        "--output: per-frame table; --distribution: size distribution; --extxyz: frames with "
-        "per-atom dH and cluster ids.",
-    )
+    p = batch_parser(sub, common, NAME, files=None,
+                     help="solid-like clusters per frame (dH <= 0 against a solid) and CNT",
+                     description="Largest solid-like cluster per frame, the cluster-size "
+                     "distribution of the pooled frames, one CNT critical-size band at their "
+                     "mean temperature and the CNT fit. --output: per-frame table; "
+                     "--distribution: size distribution; --extxyz: frames with per-atom dH "
+                     "and cluster ids.")
     p.add_argument("trajectory", help="trajectory file")
     add_reference_options(
         p, required=True, of="trajectory",

@@ -1,7 +1,7 @@
 """``quests-dashboard phase-entropy A B``: entropy difference H_B - H_A at one bandwidth.
 
 :func:`quests_core.analysis.thermo.phase_entropy_difference` on the cached
-descriptors of the two files. The default ``--bandwidth auto`` is the volume
+descriptors of the two files, both entropies at ``--precision``. The default ``--bandwidth auto`` is the volume
 rule: with ``--mode pooled`` (default, the paper's convention) one bandwidth
 from the mean of the two sets' volumes per atom, each set counted once however
 many frames it has (the ``volume_per_atom`` line of the summary says so); with
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         max_envs=args.max_envs,
         seed=settings.seed,
-        n_threads=settings.threads,
+        **settings.kernel_kwargs(),
     )
     summary = {
         "A": args.phase_a,

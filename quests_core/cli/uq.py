@@ -4,9 +4,9 @@ Every test atom gets its dH against the training environments (``--reference``
 files, structure or descriptor files, or the test file's structures labelled
 ``--reference-label``) and its model error (``--error-key``: a per-atom error or
 error vector; ``--forces PRED REF``: the norm of the force difference).
-:func:`quests_core.analysis.uncertainty.uncertainty_vs_error` gives the running
-mean of the error against dH (the table) and the share of high-error atoms
-that dH > 0 catches (the summary). h is the fixed bandwidth or, with
+:func:`quests_core.analysis.uncertainty.uncertainty_study` (the Uncertainty tab's)
+computes dH at ``--precision`` and gives the running mean of the error against dH
+(the table) and the share of high-error atoms that dH > 0 catches (the summary). h is the fixed bandwidth or, with
 ``--bandwidth auto``, the volume rule of the training structures.
 ``--output``: the binned table; ``--atoms``: per-atom dH and error.
 
@@ -24,7 +24,6 @@ import pandas as pd
 
 from quests_core.errors import QuestsError
 
-from .dh import exact_dh
 from .loading import atom_mask, load_one, load_reference
 from .output import RESULT_SUFFIXES, finish, write_table_to
 from .parser import (
@@ -35,6 +34,7 @@ from .parser import (
     positive_int,
     prepare,
 )
+from .progress import kernel_bar
 
 NAME = "uq"
 
@@ -43,15 +43,10 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
     """Register the subcommand."""
     from quests_core.analysis import uncertainty as uq
 
-    p = batch_parser(
-        sub,
-        common,
-        NAME,
-        files=None,
-        help="dH against a training set versus per-atom model error",
-        description="dH of test atoms against a training set versus their model error. "
-        "--output: the binned table; --atoms: per-atom dH and error.",
-    )
+    p = batch_parser(sub, common, NAME, files=None,
+                     help="dH against a training set versus per-atom model error",
+                     description="dH of test atoms against a training set versus their model "
+                     "error. --output: the binned table; --atoms: per-atom dH and error.")
     p.add_argument("test", help="test structures (with per-atom errors or forces)")
     add_reference_options(
         p, required=False, of="test file",
@@ -101,10 +96,13 @@ def run(args: argparse.Namespace) -> int:
     if len(error) != len(y):
         raise QuestsError(f"{len(error)} errors for {len(y)} atoms", source=args.test)
     h = bandwidth(settings, ref_ds)
-    dh = exact_dh(args, settings, y, x_ref, h)
-    res = uq.uncertainty_vs_error(
-        dh, error, n_bins=args.bins, window=args.window, threshold=args.error_threshold
-    )
+    with kernel_bar(args, "dH") as progress:
+        res = uq.uncertainty_study(
+            y, x_ref, error, h, n_bins=args.bins, window=args.window,
+            threshold=args.error_threshold, test_name=args.test,
+            reference_name=" ".join(args.reference or [args.test]), progress=progress,
+            **settings.kernel_kwargs(),
+        )
     bins = pd.DataFrame(
         {
             "dH_center": res.running.centers,
@@ -128,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.atoms:
         per_atom = test.atoms_table(positions=False)[["structure", "frame", "atom"]].copy()
-        per_atom["dH"] = dh
+        per_atom["dH"] = res.dh
         per_atom["force_error"] = error
         write_table_to(args.atoms, per_atom)
     return finish(args, skipped, summary, bins)
