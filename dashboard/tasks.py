@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quests_core import loading
 from quests_core.analysis import active_learning as al
 from quests_core.analysis import compression as comp
 from quests_core.analysis import uncertainty as uq
 from quests_core.errors import QuestsError
-from quests_core import loading
 
 from .compute import (
     Progress,
@@ -155,13 +155,10 @@ class CompressionRequest:
 
 
 @dataclass
-class CompressionResult:
-    """The compression report of one file (``quests_core.analysis.compression``).
-
-    ``report`` has one row per method and size: method, fraction, size,
-    n_envs, entropy, entropy_std, diversity, diversity_std, overlap,
-    overlap_std, info_gap, gap_reference (entropies and D in nats).
-    """
+class FileStudyResult:
+    """What every one-file analysis result holds: the file (``source``, its frame
+    selection ``frames``), the report table, h, k, cutoff, structures and the
+    environment step."""
 
     source: str
     report: pd.DataFrame
@@ -169,8 +166,19 @@ class CompressionResult:
     k: int
     cutoff: float
     n_structures: int
-    n_envs: int
     env_step: int
+
+
+@dataclass(kw_only=True)
+class CompressionResult(FileStudyResult):
+    """The compression report of one file (``quests_core.analysis.compression``).
+
+    ``report`` has one row per method and size: method, fraction, size,
+    n_envs, entropy, entropy_std, diversity, diversity_std, overlap,
+    overlap_std, info_gap, gap_reference (entropies and D in nats).
+    """
+
+    n_envs: int
     gap_reference: float
     gap_kind: str
     frames: str = ":"  #: the frame selection of the file (as typed in the files table)
@@ -218,23 +226,17 @@ class ActiveLearningRequest:
     env_step: int
 
 
-@dataclass
-class ActiveLearningResult:
+@dataclass(kw_only=True)
+class ActiveLearningResult(FileStudyResult):
     """The active-learning report of one file.
 
     ``report`` has one row per generation (ascending): generation, n_envs,
     n_envs_cumulative, novelty (NaN for the first generation), mean_dH (nats),
-    entropy and diversity of the cumulative dataset (nats).
+    entropy and diversity of the cumulative dataset (nats); ``key`` names the
+    generations' info key.
     """
 
-    source: str
     key: str
-    report: pd.DataFrame
-    h: float
-    k: int
-    cutoff: float
-    n_structures: int
-    env_step: int
     frames: str = ":"  #: the frame selection of the file (as typed in the files table)
 
 
