@@ -992,7 +992,7 @@ class _Builder:
         """H, D and overlap of the compressed subsets per method (the Compression tab's
         plots) and the summary of ``quests-dashboard compress``."""
         from .tasks import METHOD_LABELS
-        from .views.compression import GAP_KINDS, METRICS, REPORT_HEADERS, metric_plot
+        from .views.compression import METRICS, REPORT_HEADERS, gap_text, metric_plot
 
         res = section.result
         slug = _slug(res.source)
@@ -1001,9 +1001,7 @@ class _Builder:
             "report": res.report.to_dict(orient="records")}
         s = section.summary
         how = _how(section.command)
-        gap = ("" if res.gap_kind == "none" else
-               f" Information gap = {res.gap_reference:.4g} nats "
-               f"({_esc(GAP_KINDS.get(res.gap_kind, res.gap_kind))}) − H(subset).")
+        gap = _esc(gap_text(res.report, res.gap_reference, res.gap_kind))
         chosen = "" if not s else (
             f"<b>{_esc(METHOD_LABELS.get(s['method'], s['method']))}, "
             f"{s['kept_structures']} structures kept ({s['kept_environments']:,} "

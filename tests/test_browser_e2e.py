@@ -323,6 +323,18 @@ def test_workflow_in_a_real_browser(server, browser, data):
     summary = page.locator(".tabulator", has_text="fraction dH > 0")
     assert summary.count() >= 1
     assert page.get_by_text(files["trajectory"]).count() >= 1
+    # the report: Build (a job with progress), then Download gives the page built
+    download = page.get_by_role("button", name=re.compile(r"^Download"))
+    assert download.is_disabled()
+    page.get_by_role("button", name="Build", exact=True).click()
+    page.get_by_text(re.compile(r"Built quests_report\.html \([0-9.]+ [kM]B\)")).wait_for(
+        timeout=240_000)
+    s.shot("02_report_built")
+    with page.expect_download(timeout=60_000) as dl:
+        page.get_by_role("button", name=re.compile(r"Download quests_report\.html")).click()
+    report = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert report.startswith("<!DOCTYPE html>") and files["trajectory"] in report
+    assert not re.search(r'<script[^>]*\bsrc="(?!data:)', report)
 
     checked = {}
     for name, wanted in TAB_TITLES.items():

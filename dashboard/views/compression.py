@@ -59,6 +59,31 @@ METRIC_TITLES = {"entropy": "H against subset size", "diversity": "D against sub
                  "overlap": "overlap with the full set"}
 
 
+def gap_text(report: pd.DataFrame, gap_reference: float, gap_kind: str) -> str:
+    """The information gap in words, for the tab and the report: what it is measured
+    from and, when a subset's gap is negative, why that is no error."""
+    if gap_kind == "none":
+        return ""
+    text = (f" Information gap = {gap_reference:.4g} nats "
+            f"({GAP_KINDS.get(gap_kind, gap_kind)}) − H(subset).")
+    below = report.loc[report["info_gap"] < 0]
+    full = report.loc[report["size"] == report["size"].max(), "info_gap"]
+    if gap_kind == "asymptote" and len(full) and full.iloc[0] < 0:
+        text += (f" The fitted asymptote lies {-full.iloc[0]:.3f} nats below the full set's "
+                 "own H (the scatter of the fit): read gaps within that of 0 as 0.")
+        below = below.loc[below["size"] < report["size"].max()]
+    if len(below):
+        methods = ", ".join(METHOD_LABELS.get(m, m) for m in pd.unique(below["method"]))
+        text += (
+            f" Negative gaps ({methods}; down to {below['info_gap'].min():.3f} nats at "
+            f"{int(below.loc[below['info_gap'].idxmin(), 'size'])} structures): those "
+            "subsets have a higher entropy than the reference. H is not monotone in the "
+            "data: a subset chosen for diversity spreads its environments more evenly than "
+            "the full set, whose many similar environments lower its H, so by this measure "
+            "no information is missing (small subsets also scatter: see the error bars).")
+    return text
+
+
 def parse_fractions(text: str) -> tuple[float, ...]:
     """Fractions in (0, 1] from a comma-separated text, sorted and unique.
 
@@ -167,9 +192,7 @@ class CompressionView(AnalysisView):
         if res is None:
             return placeholder("Choose a dataset and press **Run** to compare compression "
                                "methods (MSC, farthest-point sampling, k-means, random).")
-        gap = ("" if res.gap_kind == "none" else
-               f" Information gap = {res.gap_reference:.3f} nats "
-               f"({GAP_KINDS.get(res.gap_kind, res.gap_kind)}) - H(subset).")
+        gap = gap_text(res.report, res.gap_reference, res.gap_kind)
         note = pn.pane.Markdown(
             f"**{res.source}**: {res.n_structures} structures, {res.n_envs:,} environments "
             f"(every {res.env_step}. of each structure), k = {res.k}, cutoff = "

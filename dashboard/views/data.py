@@ -770,6 +770,13 @@ class DataView(View):
                 file=None, filename="quests_report.html", label="Download", disabled=True,
                 color="primary", width=260, css_classes=["share-download"], align="end")
             self.state.param.watch(self._share_outdated, ["results", "dh_scale"])
+
+            def figure_options(*_):  # the size and DPI are the figures', not the report's
+                for widget in self.figure_widgets():
+                    widget.disabled = self.share_kind.value != "figures"
+
+            self.share_kind.param.watch(figure_options, "value")
+            figure_options()
         return self._share_jobs
 
     def share_panel(self) -> pn.viewable.Viewable:
