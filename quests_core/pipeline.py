@@ -26,6 +26,7 @@ This module knows the cache only through its methods (``get``, ``get_table``,
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import warnings
@@ -139,6 +140,39 @@ def _committed(cache: Any, key: str, writer: Any, mmap: bool) -> np.ndarray:
             "the cache entry vanished right after it was written", source=str(cache.directory)
         )
     return x
+
+
+class _RowSink:
+    """Where computed descriptor rows go: straight into the cache entry ``key`` (a
+    :meth:`DescriptorCache.writer`), or into a growing array without a cache.
+
+    ``with sink.guard():`` around the loop that fills it aborts the entry on any
+    error, so an entry appears only complete.
+    """
+
+    def __init__(self, cache: Any, key: str | None, dtype: Any, params: dict[str, Any]):
+        self.cache, self.key = cache, key
+        self.writer = (cache.writer(key, None, dtype, params)
+                       if cache is not None and key is not None else None)
+        self.blocks = _GrowingArray(dtype) if self.writer is None else None
+
+    def append(self, rows: np.ndarray) -> None:
+        (self.writer if self.writer is not None else self.blocks).append(rows)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[_RowSink]:
+        try:
+            yield self
+        except BaseException:
+            if self.writer is not None:
+                self.writer.abort()
+            raise
+
+    def result(self, mmap: bool) -> np.ndarray:
+        """The rows: the committed cache entry (read back), or the array."""
+        if self.writer is None:
+            return self.blocks.result()
+        return _committed(self.cache, self.key, self.writer, mmap)
 
 
 # ----------------------------------------------------------------------------
@@ -331,46 +365,31 @@ def file_descriptors(
         cache.misses += 1
 
     records: list[dict[str, Any]] = []
-    blocks = _GrowingArray(dtype)
-    writer = (
-        cache.writer(dkey, None, dtype, _entry_params(k, cutoff, species, source=spath))
-        if cache is not None and dkey is not None
-        else None
-    )
+    sink = _RowSink(cache, dkey, dtype, _entry_params(k, cutoff, species, source=spath))
     n_atoms = 0
     skipped: list[tuple[str, int, str]] = []
     steps: list[float | None] = []
     notes: list[str] = []  # topology warnings (virtual sites left out, ...)
-    with noting(TopologyWarning, notes):
-        try:
-            frames_iter = iter_frames(
-                spath, index=index, format=fmt, type_map=tmap or None, topology=used,
-                skipped=skipped, topology_format=top_fmt,
-            )
-            for chunk in _chunks(frames_iter, chunk_atoms):
-                atoms_list = [item.atoms for item in chunk]
-                x_chunk = run_compute(compute, atoms_list, k, cutoff, species)
-                if writer is not None:
-                    writer.append(x_chunk)
-                else:
-                    blocks.append(x_chunk)
-                for item in chunk:
-                    records.append(frame_record(item.atoms, spath, item.frame))
-                    steps.append(md_step(item.atoms))
-                n_atoms += len(x_chunk)
-                del atoms_list, chunk, x_chunk
-                if progress is not None:
-                    progress(len(records), n_atoms)
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
+    with noting(TopologyWarning, notes), sink.guard():
+        frames_iter = iter_frames(
+            spath, index=index, format=fmt, type_map=tmap or None, topology=used,
+            skipped=skipped, topology_format=top_fmt,
+        )
+        for chunk in _chunks(frames_iter, chunk_atoms):
+            atoms_list = [item.atoms for item in chunk]
+            x_chunk = run_compute(compute, atoms_list, k, cutoff, species)
+            sink.append(x_chunk)
+            for item in chunk:
+                records.append(frame_record(item.atoms, spath, item.frame))
+                steps.append(md_step(item.atoms))
+            n_atoms += len(x_chunk)
+            del atoms_list, chunk, x_chunk
+            if progress is not None:
+                progress(len(records), n_atoms)
     table = read_table(records, skipped, steps, notes)
-    if writer is None:
-        return finish(table, blocks.result(), False, None)
-    assert cache is not None and fkey is not None and dkey is not None
-    cache.put_table(fkey, table)
-    return finish(table, _committed(cache, dkey, writer, mmap), False, dkey)
+    if sink.writer is not None:
+        cache.put_table(fkey, table)
+    return finish(table, sink.result(mmap), False, dkey if sink.writer is not None else None)
 
 
 # ----------------------------------------------------------------------------
@@ -431,37 +450,21 @@ def dataset_descriptors(
             cache.hits += 1
             return x
         cache.misses += 1
-    blocks = _GrowingArray(dtype)
-    writer = (
-        cache.writer(key, None, dtype, _entry_params(k, cutoff, species))
-        if cache is not None and key is not None
-        else None
-    )
+    sink = _RowSink(cache, key, dtype, _entry_params(k, cutoff, species))
     source = dataset.specs[0].path if fkey is not None else ""
     frame_numbers = dataset.frames["frame"].to_numpy()
     records: list[dict[str, Any]] = []
     steps: list[float | None] = []
-    try:
+    with sink.guard():
         for first, chunk in dataset.iter_chunks(chunk_atoms):
-            x_chunk = run_compute(compute, chunk, k, cutoff, species)
-            if writer is not None:
-                writer.append(x_chunk)
-            else:
-                blocks.append(x_chunk)
+            sink.append(run_compute(compute, chunk, k, cutoff, species))
             if fkey is not None:
                 records.extend(
                     frame_record(atoms, source, int(frame_numbers[first + j]))
                     for j, atoms in enumerate(chunk)
                 )
                 steps.extend(md_step(atoms) for atoms in chunk)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
-    if writer is None:
-        return blocks.result()
-    assert cache is not None and key is not None
-    out = _committed(cache, key, writer, mmap)
-    if fkey is not None:
+    out = sink.result(mmap)
+    if sink.writer is not None and fkey is not None:
         cache.put_table(fkey, read_table(records, dataset.skipped_frames, steps))
     return out
