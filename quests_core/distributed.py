@@ -193,10 +193,10 @@ def dask_frame_entropies(
     h=DEFAULTS.bandwidth,
     *,
     client=None,
-    frames_per_task: int = 16,
     precision=None,
     backend: str | Backend | None = DEFAULTS.backend,
     n_threads: int | None = DEFAULTS.threads,
+    frames_per_task: int = 16,
 ) -> np.ndarray:
     """Information entropy ``H`` of every frame, frames spread over a Dask cluster.
 

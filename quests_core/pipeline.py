@@ -428,10 +428,10 @@ def dataset_descriptors(
     cutoff: float = DEFAULTS.cutoff,
     species: Sequence[str] | None = None,
     *,
-    compute: Compute | None = None,
     cache: Any = None,
-    dtype: Any = np.float64,
+    compute: Compute | None = None,
     chunk_atoms: int = DEFAULTS.chunk_atoms,
+    dtype: Any = np.float64,
     mmap: bool = False,
 ) -> np.ndarray:
     """Descriptors of every atom of a :class:`~quests_core.dataset.Dataset`, chunk by chunk.
