@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from quests_core.errors import QuestsError
+from quests_core.formats import file_names, lammps_suffixes, suffixes
 from quests_core.io_mdanalysis import MD_EXTENSIONS, TOPOLOGY_FORMATS
 
 #: Endings of the MD trajectories read through MDAnalysis with a topology (XTC, TRR,
@@ -25,42 +26,20 @@ MD_SUFFIXES: tuple[str, ...] = tuple(f".{ext}" for ext in MD_EXTENSIONS)
 #: Endings of the topology files that name an MD trajectory's atoms.
 TOPOLOGY_SUFFIXES: tuple[str, ...] = tuple(f".{ext}" for ext in TOPOLOGY_FORMATS)
 
-#: File name endings the data picker lists and the upload accepts: every structure
-#: format :mod:`quests_core.io` reads through ASE (see ``io.EXTENSION_FORMATS``;
-#: the other endings ASE recognises itself) and the MD trajectories of
-#: :data:`MD_SUFFIXES`. Compressed files add ``.gz``.
-DATA_SUFFIXES: tuple[str, ...] = (
-    ".extxyz",
-    ".xyz",
-    ".traj",
-    ".cif",
-    ".pdb",
-    ".gro",
-    ".vasp",
-    ".poscar",
-    ".contcar",
-    ".xdatcar",
-    ".lammpstrj",
-    ".lammpsdump",
-    ".dump",
-    ".data",
-    ".lmp",
-    ".lammpsdata",
-    ".xsf",
-    *MD_SUFFIXES,
-    ".gz",
-)
+#: File name endings the data picker lists and the upload accepts: every suffix of the
+#: format registry (:func:`quests_core.formats.suffixes`: the formats read through ASE,
+#: our splitters and MDAnalysis, :data:`MD_SUFFIXES` among them; the other endings ASE
+#: recognises itself are read too, but not listed). Compressed files add ``.gz``.
+DATA_SUFFIXES: tuple[str, ...] = (*suffixes(), ".gz")
 #: Endings of topology files that are no structure file of their own (PSF, Amber prmtop,
 #: GROMACS tpr): the upload accepts them (stored next to the session's uploads, where a
 #: trajectory of the same name finds them), the picker does not list them.
 TOPOLOGY_ONLY_SUFFIXES: tuple[str, ...] = tuple(
     s for s in TOPOLOGY_SUFFIXES if s not in DATA_SUFFIXES)
-#: File names without a suffix that are still structure files (VASP).
-DATA_NAMES: tuple[str, ...] = ("POSCAR", "CONTCAR", "XDATCAR")
+#: File names without a suffix that are still structure files (VASP), from the registry.
+DATA_NAMES: tuple[str, ...] = file_names()
 #: Endings of LAMMPS dumps and data files (their atoms may carry only numeric types).
-LAMMPS_SUFFIXES: tuple[str, ...] = (
-    ".lammpstrj", ".lammpsdump", ".dump", ".data", ".lmp", ".lammpsdata",
-)
+LAMMPS_SUFFIXES: tuple[str, ...] = lammps_suffixes()
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 log = logging.getLogger(__name__)

@@ -22,16 +22,16 @@ function in one reader module when ASE's own reader is not enough.
 
 Reader protocol
 ---------------
-``reader(path, entry, start, stop, step, *, type_map, skipped, topology,
-topology_format) -> Iterator[Frame]`` yields the frames ``range(start, stop,
-step)`` (``stop`` None: to the end) of ``path`` as
-:class:`~quests_core.io_common.Frame` records, each one-line error naming the
+``reader(request) -> Iterator[Frame]`` yields the frames a
+:class:`~quests_core.io_common.FrameRequest` asks for (``range(start, stop,
+step)`` of its path, with its type map, topology and ``skipped`` list) as
+:class:`~quests_core.io_common.Frame` records, every error one line naming the
 file and the frame; a truncated last frame it skips is appended to ``skipped``
-(:func:`~quests_core.io_common.skip_last`). Readers take the options they do not
-use as ``**_options``. ``counter(path) -> int | None`` counts frames (None: count
-by reading), ``precheck(path)`` runs before the first frame is read,
-``frame_check(path, frame, atoms)`` after each, and ``frame_text(data, fmt, *,
-source, frame, type_map) -> Atoms`` parses the bytes of one complete frame.
+(:func:`~quests_core.io_common.skip_last`). ``counter(path) -> int | None``
+counts frames (None: count by reading), ``precheck(path)`` runs before the first
+frame is read, ``frame_check(path, frame, atoms)`` after each, and
+``frame_text(data, fmt, source, frame, type_map) -> Atoms`` parses the bytes of
+one complete frame.
 
 Invariants
 ----------
@@ -59,7 +59,7 @@ from quests_core.io_checks import (
     inflated_size,
     open_binary,
 )
-from quests_core.io_common import check_path, one_line
+from quests_core.io_common import FrameRequest, check_path, one_line
 from quests_core.io_lammps import (
     count_dump_frames,
     iter_data_frames,
@@ -202,14 +202,11 @@ define_io_format("lammps-data", "LAMMPS data file", multi_frame=False,
 define_io_format("xsf", "XCrySDen structure file", multi_frame=True, ext="xsf")
 
 
-def _iter_md(path: str, entry: IOFormat, start: int, stop: int | None, step: int, *,
-             type_map: dict | None = None, skipped: list | None = None,
-             topology: str | os.PathLike | None = None,
-             topology_format: str | None = None) -> Iterator[Any]:
+def _iter_md(request: FrameRequest) -> Iterator[Any]:
     """The reader of the MD trajectories (:func:`quests_core.io_mdanalysis.iter_md_frames`)."""
-    return iter_md_frames(path, entry.name, start, stop, step, topology=topology,
-                          type_map=type_map or {}, skipped=skipped,
-                          topology_format=topology_format)
+    return iter_md_frames(request.path, request.fmt, request.start, request.stop, request.step,
+                          topology=request.topology, type_map=dict(request.type_map),
+                          skipped=request.skipped, topology_format=request.topology_format)
 
 
 for _name, _description in MD_FORMATS.items():

@@ -69,7 +69,13 @@ from quests_core.io_checks import (
     MIN_INFLATE_LIMIT,
     validate_atoms,
 )
-from quests_core.io_common import Frame, TruncatedFrameWarning, parse_type_map, type_map_names
+from quests_core.io_common import (
+    Frame,
+    FrameRequest,
+    TruncatedFrameWarning,
+    parse_type_map,
+    type_map_names,
+)
 from quests_core.io_errors import frame_origin, locate_error, reader_error, remember_origin
 from quests_core.io_index import index_text, parse_index
 from quests_core.io_lammps import type_warning
@@ -214,8 +220,8 @@ def iter_frames(
     if stop is not None and stop <= start:
         raise QuestsError(f"index {index_text(selection)!r} selects no frames", source=spath)
 
-    frames = _read(spath, entry, start, stop, step, type_map=tmap, skipped=skipped,
-                   topology=topology, topology_format=topology_format)
+    frames = _read(FrameRequest(spath, entry, start, stop, step, type_map=tmap, skipped=skipped,
+                                topology=topology, topology_format=topology_format))
     n_yielded = 0
     while True:
         try:
@@ -245,13 +251,13 @@ def iter_frames(
         )
 
 
-def _read(path: str, entry: Any, start: int, stop: int | None, step: int,
-          **options: Any) -> Iterator[Frame]:
+def _read(request: FrameRequest) -> Iterator[Frame]:
     """The entry's frames, after its checks of the whole file (magic bytes, precheck)."""
-    check_magic(path, entry)
+    entry = request.entry
+    check_magic(request.path, entry)
     if entry.precheck is not None:
-        entry.precheck(path)
-    return entry.reader(path, entry, start, stop, step, **options)
+        entry.precheck(request.path)
+    return entry.reader(request)
 
 
 def parse_frame_text(
@@ -301,37 +307,26 @@ def parse_frame_text(
             f"(formats: {', '.join(FRAME_TEXT_FORMATS)})",
             source=source,
         )
-    return ioformat(fmt).frame_text(data, fmt, source=source, frame=frame, type_map=type_map)
+    return ioformat(fmt).frame_text(data, fmt, source, frame, type_map)
 
 
 def iter_structures(
-    path: str | os.PathLike,
-    index: int | slice | str | None = ":",
-    format: str | None = None,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
-    validate: bool = True,
-    topology: str | os.PathLike | None = None,
-    topology_format: str | None = None,
+    path: str | os.PathLike, index: int | slice | str | None = ":", **options: Any
 ) -> Iterator[Atoms]:
-    """Stream the selected structures of a file (see :func:`iter_frames`).
+    """Stream the selected structures of a file.
 
-    Use :func:`iter_frames` to also get the index of each frame in its file.
+    ``options`` are those of :func:`iter_frames` (``format``, ``type_map``,
+    ``validate``, ``topology``, ``topology_format``); use :func:`iter_frames` to
+    also get the index of each frame in its file.
     """
-    for item in iter_frames(
-        path, index=index, format=format, type_map=type_map, validate=validate, topology=topology,
-        topology_format=topology_format,
-    ):
+    for item in iter_frames(path, index=index, **options):
         yield item.atoms
 
 
 def read_structures(
     path: str | os.PathLike, index: int | slice | str | None = ":", **options: Any
 ) -> list[Atoms]:
-    """Read the selected structures of a file into a list.
-
-    ``options`` are those of :func:`iter_structures` (``format``, ``type_map``,
-    ``validate``, ``topology``, ``topology_format``; see :func:`iter_frames`).
-    """
+    """Read the selected structures of a file into a list (see :func:`iter_structures`)."""
     return list(iter_structures(path, index=index, **options))
 
 

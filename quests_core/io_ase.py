@@ -27,7 +27,7 @@ from ase import Atoms
 
 from quests_core.errors import QuestsError
 from quests_core.io_checks import pdb_complete_models
-from quests_core.io_common import Frame, frame_error, skip_last
+from quests_core.io_common import Frame, FrameRequest, frame_error, skip_last
 from quests_core.io_errors import StrictWarnings, reader_error
 
 __all__ = ["count_traj_frames", "iter_ase_frames", "iter_pdb_frames", "read_first"]
@@ -58,68 +58,52 @@ def read_first(path: str, fmt: str, *, strict: bool = False, key_error: Any = No
         raise reader_error(path, 0, exc, fmt) from None
 
 
-def iter_ase_frames(
-    path: str,
-    entry: Any,
-    start: int,
-    stop: int | None,
-    step: int,
-    **_options: Any,
-) -> Iterator[Frame]:
-    """The frames ``range(start, stop, step)`` of a file, read by ASE's ``entry.name`` reader."""
-    if not entry.multi_frame:
-        if start == 0:
-            atoms = read_first(path, entry.name, strict=entry.strict)
+def iter_ase_frames(request: FrameRequest) -> Iterator[Frame]:
+    """The requested frames of a file, read by ASE's reader of the format."""
+    if not request.entry.multi_frame:
+        if request.start == 0:
+            atoms = read_first(request.path, request.fmt, strict=request.entry.strict)
             if atoms is not None:
-                yield Frame(path, 0, atoms)
+                yield Frame(request.path, 0, atoms)
         return
-    yield from _iread(path, entry, start, stop, step)
+    yield from _iread(request)
 
 
-def iter_pdb_frames(
-    path: str,
-    entry: Any,
-    start: int,
-    stop: int | None,
-    step: int,
-    *,
-    skipped: list | None = None,
-    **_options: Any,
-) -> Iterator[Frame]:
-    """The frames of a ``.pdb``, up to its last complete MODEL (MODEL ... ENDMDL).
+def iter_pdb_frames(request: FrameRequest) -> Iterator[Frame]:
+    """The requested frames of a ``.pdb``, up to its last complete MODEL (MODEL ... ENDMDL).
 
     A last MODEL without its ENDMDL is skipped with a warning (recorded in
-    ``skipped``) when a complete one precedes it, else it is an error.
+    ``request.skipped``) when a complete one precedes it, else it is an error.
     """
+    path, stop = request.path, request.stop
     models = pdb_complete_models(path)
     if models is None:  # no MODEL records: one structure, or ASE's frames
-        yield from _iread(path, entry, start, stop, step)
+        yield from _iread(request)
         return
     complete, open_model = models
-    frame = yield from _iread(path, entry, start, stop, step, end=complete)
+    frame = yield from _iread(request, end=complete)
     if frame is None:
         return
     if open_model and frame == complete and (stop is None or frame < stop):
         if frame == 0:
             raise frame_error(path, 0, "truncated file: MODEL 1 has no ENDMDL")
-        skip_last(path, frame, "the file ends inside it (no ENDMDL)", skipped)
+        skip_last(path, frame, "the file ends inside it (no ENDMDL)", request.skipped)
 
 
-def _iread(path: str, entry: Any, start: int, stop: int | None, step: int,
-           end: int | None = None) -> Generator[Frame, None, int | None]:
-    """ASE's frames ``range(start, stop, step)``, before frame ``end`` if given.
+def _iread(request: FrameRequest, end: int | None = None) -> Generator[Frame, None, int | None]:
+    """ASE's requested frames, before frame ``end`` if given.
 
     Returns the first frame not read when it stopped at ``end``, else None (the
     reader's frames, or the selection, ended first).
     """
     from ase.io import iread
 
-    fmt = entry.name
-    frame = start
-    iterator = iread(path, index=slice(start, stop, step), format=fmt, do_not_split_by_at_sign=True)
+    path, fmt, frame, step = request.path, request.fmt, request.start, request.step
+    iterator = iread(path, index=slice(request.start, request.stop, step), format=fmt,
+                     do_not_split_by_at_sign=True)
     while end is None or frame < end:
         try:
-            with StrictWarnings(path, frame, fmt, entry.strict):
+            with StrictWarnings(path, frame, fmt, request.entry.strict):
                 atoms = next(iterator)
         except StopIteration:
             return None

@@ -23,7 +23,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from quests_core.errors import QuestsError
 
 __all__ = [
     "Frame",
+    "FrameRequest",
     "TruncatedFrameWarning",
     "check_path",
     "frame_error",
@@ -62,6 +63,33 @@ class TruncatedFrameWarning(UserWarning):
     header after them): the frames before are read, and the warning names the
     frame and byte offset where reading stopped and how many frames were read.
     """
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """What a reader of the format registry (:mod:`quests_core.formats`) is asked for.
+
+    The frames ``range(start, stop, step)`` of ``path`` (``stop`` None: to the end)
+    in the format ``entry`` (an :class:`~quests_core.formats.IOFormat`), with the
+    options a reader may use: the parsed ``type_map``, the ``skipped`` list that
+    receives a truncated last frame the reader skips (:func:`skip_last`), and the
+    ``topology`` (and its ``topology_format``) of an MD trajectory.
+    """
+
+    path: str
+    entry: Any
+    start: int = 0
+    stop: int | None = None
+    step: int = 1
+    type_map: Mapping[Any, str] = field(default_factory=dict)
+    skipped: list | None = None
+    topology: str | os.PathLike | None = None
+    topology_format: str | None = None
+
+    @property
+    def fmt(self) -> str:
+        """The format's name."""
+        return self.entry.name
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from quests_core.errors import QuestsError
 
-__all__ = ["NOTHING", "Selection", "index_text", "parse_index"]
+__all__ = ["NOTHING", "Selection", "index_text", "kept", "parse_index"]
 
 
 def parse_index(index: int | slice | str | None) -> int | slice:
@@ -121,4 +121,11 @@ class _Nothing(Selection):
 
 
 NOTHING = _Nothing()
+
+
+def kept(start: int, stop: int | None, step: int) -> Selection | None:
+    """The frames a splitter keeps the text of: None for every frame, else a Selection."""
+    if stop is None and start == 0 and step == 1:
+        return None
+    return Selection(start, stop, step)
 

@@ -38,9 +38,9 @@ from ase.data import atomic_numbers, chemical_symbols
 from quests_core.errors import QuestsError
 from quests_core.io_ase import read_first
 from quests_core.io_checks import MAX_FRAME_ATOMS, absurd_count_error, decode_frame, open_binary
-from quests_core.io_common import Frame, frame_error, parse_type_map, skip_last
+from quests_core.io_common import Frame, FrameRequest, frame_error, parse_type_map, skip_last
 from quests_core.io_errors import describe_line, reader_error
-from quests_core.io_index import NOTHING, Selection
+from quests_core.io_index import NOTHING, Selection, kept
 
 __all__ = [
     "count_dump_frames",
@@ -51,7 +51,6 @@ __all__ = [
 ]
 
 _LAMMPS_DUMP = "lammps-dump-text"
-_LAMMPS_DATA = "lammps-data"
 
 
 @dataclass
@@ -266,26 +265,15 @@ def _dump_text_chunk(data: bytes, path: str, frame: int) -> _DumpChunk:
     return _DumpChunk(frame, decode_frame(data, path, frame), declared, found, has_element)
 
 
-def iter_dump_frames(
-    path: str,
-    entry: Any,
-    start: int,
-    stop: int | None,
-    step: int,
-    *,
-    type_map: dict[int, str] | None = None,
-    skipped: list | None = None,
-    **_options: Any,
-) -> Iterator[Frame]:
-    """The frames ``range(start, stop, step)`` of a LAMMPS text dump, parsed by ASE.
+def iter_dump_frames(request: FrameRequest) -> Iterator[Frame]:
+    """The requested frames of a LAMMPS text dump, parsed by ASE.
 
-    ``type_map`` names the numeric types of a dump without an ``element`` column.
-    A truncated last frame is skipped with a warning and recorded in ``skipped``.
+    The type map names the numeric types of a dump without an ``element`` column.
+    A truncated last frame is skipped with a warning and recorded in
+    ``request.skipped``.
     """
-    type_map = type_map or {}
-    whole = stop is None and start == 0 and step == 1
-    wanted = None if whole else Selection(start, stop, step)
-    for chunk in _iter_lammps_chunks(path, wanted):
+    path, type_map, skipped = request.path, dict(request.type_map), request.skipped
+    for chunk in _iter_lammps_chunks(path, kept(request.start, request.stop, request.step)):
         if chunk.last and chunk.frame > 0 and _short(chunk):
             skip_last(
                 path,
@@ -300,19 +288,11 @@ def iter_dump_frames(
         yield Frame(path, chunk.frame, _read_lammps_frame(chunk, path, type_map))
 
 
-def iter_data_frames(
-    path: str,
-    entry: Any,
-    start: int,
-    stop: int | None,
-    step: int,
-    *,
-    type_map: dict[int, str] | None = None,
-    **_options: Any,
-) -> Iterator[Frame]:
-    """The one structure of a LAMMPS data file (frame 0), its types named by ``type_map``."""
-    if start != 0:
+def iter_data_frames(request: FrameRequest) -> Iterator[Frame]:
+    """The one structure of a LAMMPS data file (frame 0), its types named by the type map."""
+    if request.start != 0:
         return
+    path, type_map = request.path, dict(request.type_map)
     kwargs: dict[str, Any] = {}
     key_error = None
     if type_map:
@@ -323,19 +303,14 @@ def iter_data_frames(
                 path, 0, f"LAMMPS type(s) [{exc.args[0]}] missing from the type map {type_map}"
             )
 
-    atoms = read_first(path, entry.name, strict=entry.strict, key_error=key_error, **kwargs)
+    atoms = read_first(path, request.fmt, strict=request.entry.strict, key_error=key_error,
+                       **kwargs)
     if atoms is not None:
         yield Frame(path, 0, atoms)
 
 
-def parse_dump_frame_text(
-    data: bytes,
-    fmt: str,
-    *,
-    source: str,
-    frame: int,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
-) -> Atoms:
+def parse_dump_frame_text(data: bytes, fmt: str, source: str, frame: int,
+                          type_map: Any = None) -> Atoms:
     """One complete dump frame's bytes (``ITEM: TIMESTEP`` to its last atom line) parsed,
     with the splitter's checks and messages."""
     return _read_lammps_frame(_dump_text_chunk(data, source, frame), source,

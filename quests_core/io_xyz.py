@@ -29,7 +29,7 @@ Invariants
 from __future__ import annotations
 
 import io as _stdio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +44,9 @@ from quests_core.io_checks import (
     inflated_size,
     open_binary,
 )
-from quests_core.io_common import Frame, frame_error, skip_last
+from quests_core.io_common import Frame, FrameRequest, frame_error, skip_last
 from quests_core.io_errors import describe_line, reader_error
-from quests_core.io_index import NOTHING, Selection
+from quests_core.io_index import NOTHING, Selection, kept
 
 __all__ = ["count_xyz_frames", "iter_xyz_frames", "parse_xyz_frame_text"]
 
@@ -229,26 +229,15 @@ def _xyz_text_chunk(data: bytes, path: str, frame: int) -> _XyzChunk:
     return _XyzChunk(frame, text, declared, found, False)
 
 
-def iter_xyz_frames(
-    path: str,
-    entry: Any,
-    start: int,
-    stop: int | None,
-    step: int,
-    *,
-    skipped: list | None = None,
-    **_options: Any,
-) -> Iterator[Frame]:
-    """The frames ``range(start, stop, step)`` of an (ext)xyz file, parsed by ASE.
+def iter_xyz_frames(request: FrameRequest) -> Iterator[Frame]:
+    """The requested frames of an (ext)xyz file, parsed by ASE.
 
     The reader of the ``extxyz`` and ``xyz`` entries of :mod:`quests_core.formats`
-    (``entry.name`` is the ASE format each frame is parsed with). A truncated last
-    frame is skipped with a warning and recorded in ``skipped``.
+    (the entry's name is the ASE format each frame is parsed with). A truncated
+    last frame is skipped with a warning and recorded in ``request.skipped``.
     """
-    fmt = entry.name
-    whole = stop is None and start == 0 and step == 1
-    wanted = None if whole else Selection(start, stop, step)
-    for chunk in _iter_xyz_chunks(path, wanted):
+    path, fmt, skipped = request.path, request.fmt, request.skipped
+    for chunk in _iter_xyz_chunks(path, kept(request.start, request.stop, request.step)):
         if chunk.last:
             reason = (
                 f"the file ends inside it (header declares {chunk.declared} atoms, "
@@ -268,14 +257,8 @@ def iter_xyz_frames(
         yield Frame(path, chunk.frame, _read_xyz_frame(chunk, path, fmt))
 
 
-def parse_xyz_frame_text(
-    data: bytes,
-    fmt: str,
-    *,
-    source: str,
-    frame: int,
-    type_map: Mapping[int, str] | Sequence[str] | str | None = None,
-) -> Atoms:
+def parse_xyz_frame_text(data: bytes, fmt: str, source: str, frame: int,
+                         type_map: Any = None) -> Atoms:
     """One complete (ext)xyz frame's bytes (count line, comment, atom lines) parsed,
     with the splitter's checks and messages (``type_map`` is not used)."""
     return _read_xyz_frame(_xyz_text_chunk(data, source, frame), source, fmt)
