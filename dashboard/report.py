@@ -415,6 +415,9 @@ _SAME_OPTS = ("title", "xlabel", "ylabel", "logx", "logy", "xlim", "ylim", "inve
               "show_grid", "color", "alpha", "cmap", "clim", "colorbar", "clabel", "xrotation")
 _RENAMED_OPTS = {"line_width": "linewidth"}
 _DASHES = {"dashed": "--", "dotted": ":", "dashdot": "-."}
+#: Bokeh marker -> Matplotlib marker (a jump frame is a triangle in both).
+_MARKERS = {"circle": "o", "triangle": "^", "inverted_triangle": "v", "square": "s",
+            "diamond": "D", "cross": "+", "x": "x", "star": "*", "dot": "."}
 
 
 def _paper_element(el: Any, aspect: float, mode: str) -> Any:
@@ -434,6 +437,11 @@ def _paper_element(el: Any, aspect: float, mode: str) -> Any:
         opts["linestyle"] = _DASHES[given["line_dash"]]
     if isinstance(opts.get("title"), str):
         opts["title"] = opts["title"].replace("\n", " ")
+    if isinstance(el, hv.Points | hv.Scatter):
+        if given.get("marker") in _MARKERS:
+            opts["marker"] = _MARKERS[given["marker"]]
+        if isinstance(given.get("size"), int | float):  # a diameter (px) -> an area (pt^2)
+            opts["s"] = float(given["size"]) ** 2
     hooks = []
     dims = el.dimensions()
     if len(dims) >= 1 and "asinh" in dims[0].pprint_label:

@@ -560,3 +560,22 @@ def test_save_report_holds_the_analysis_tabs_results(small_run, tmp_path):
     assert any(s.startswith("compression_") for s in stems), stems
     assert any(s.startswith("active_learning_") for s in stems), stems
     assert any(s.startswith("uncertainty_") for s in stems), stems
+
+
+@needs_sample
+def test_paper_figures_draw_jump_frames_as_the_dashboard_does(failed_run):
+    """The jump frames of the trajectory figure are the dashboard's red triangles (8 px
+    across: 64 pt² in Matplotlib), not Matplotlib's default circles."""
+    import holoviews as hv
+    import holoviews.plotting.mpl  # noqa: F401 - registers the backend's options
+
+    from dashboard.report import _mpl_opts
+
+    rep = build_report(failed_run.results, failed_run.settings.frozen(), entropy=False)
+    figure = rep.figures[f"trajectory_{FAILED.name.replace('.', '_')}"]
+    marks = [el for el in _mpl_opts(figure, (6.0, 6.0)).traverse(lambda e: e, [hv.Scatter])]
+    assert len(marks) == 3  # one per panel: H, mean dH, fraction dH > 0
+    for el in marks:
+        style = hv.Store.lookup_options("matplotlib", el, "style").kwargs
+        assert (style["marker"], style["s"], style["color"]) == ("^", 64.0, "#b40426")
+        assert list(el.dframe()["frame"]) == [31]  # the flagged frame of the file
