@@ -28,6 +28,7 @@ from dashboard.notebook import (  # noqa: E402
     message_line,
 )
 from dashboard.paths import (  # noqa: E402
+    MAX_UPLOAD_MB,
     check_data_dir,
     default_data_dir,
     effective_upload_mb,
@@ -110,7 +111,8 @@ class DashboardApp:
         Upload size cap.
     """
 
-    def __init__(self, data_dir=None, job_mode: str = "process", max_upload_mb: float = 50.0):
+    def __init__(self, data_dir=None, job_mode: str = "process",
+                 max_upload_mb: float = MAX_UPLOAD_MB):
         root = check_data_dir(data_dir or default_data_dir())
         self.upload_dir = tempfile.mkdtemp(prefix="quests-upload-")
         self.state = AppState(data_dir=str(root), upload_dir=self.upload_dir,
@@ -244,7 +246,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options passed after ``panel serve dashboard/app.py --args``."""
     parser = argparse.ArgumentParser(prog="dashboard/app.py", add_help=False)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--max-upload-mb", type=float, default=50.0)
+    parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB)
     parser.add_argument("--job-mode", choices=["process", "thread"], default="process")
     # the server's --websocket-max-message-size (launch.py passes it on)
     parser.add_argument("--websocket-max-bytes", type=int, default=None)

@@ -16,7 +16,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from dashboard.paths import check_data_dir, choose_data_dir, websocket_message_bytes
+from dashboard.paths import (
+    MAX_UPLOAD_MB,
+    check_data_dir,
+    choose_data_dir,
+    websocket_message_bytes,
+)
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 #: The program name of ``python launch.py`` (``quests-dashboard serve`` passes its own).
@@ -36,7 +41,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         "sample_data/ of a checkout, else the demo data shipped with the "
                         "package)")
     parser.add_argument("--no-show", action="store_true", help="do not open a browser")
-    parser.add_argument("--max-upload-mb", type=float, default=50.0,
+    parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_MB,
                         help="largest upload in MB (default 50)")
     parser.add_argument("--job-mode", choices=["process", "thread"], default="process",
                         help="run computations in a worker process (default) or a thread")

@@ -377,6 +377,8 @@ def list_data_files(root: str | os.PathLike, max_files: int = 2000) -> list[str]
     return scan_data_files(root, max_files).files
 
 
+#: Largest upload a server takes by default (MB; ``--max-upload-mb`` changes it).
+MAX_UPLOAD_MB = 50.0
 #: Longest stored upload name (characters; a file system allows 255 bytes).
 MAX_UPLOAD_NAME = 200
 

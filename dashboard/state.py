@@ -17,9 +17,9 @@ import pandas as pd
 import param
 
 from quests_core.analysis.cnt import FIT_WEIGHTS
-from quests_core.settings import DEFAULTS, LAMMPS_TIMESTEP_FS, PRECISIONS, Settings
+from quests_core.settings import DEFAULTS, DOMAINS, LAMMPS_TIMESTEP_FS, PRECISIONS, Settings
 
-from .paths import is_lammps_file, is_md_trajectory
+from .paths import MAX_UPLOAD_MB, is_lammps_file, is_md_trajectory
 
 #: Roles a loaded file can play.
 ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
@@ -471,14 +471,17 @@ class ComputeSettings(param.Parameterized):
     :meth:`frozen` gives the :class:`RunSettings` a job runs with.
     """
 
-    k = param.Integer(default=DEFAULTS.k, bounds=(2, 128), doc="Neighbours per environment.")
-    cutoff = param.Number(default=DEFAULTS.cutoff, bounds=(1.0, 20.0),
-                          doc="Cutoff radius (Å).")
+    # bounds: the engine's (refused beyond); soft bounds: the range offered first
+    k = param.Integer(default=DEFAULTS.k, bounds=DOMAINS["k"].bounds,
+                      softbounds=DOMAINS["k"].typical, doc="Neighbours per environment.")
+    cutoff = param.Number(default=DEFAULTS.cutoff, bounds=DOMAINS["cutoff"].bounds,
+                          softbounds=DOMAINS["cutoff"].typical, doc="Cutoff radius (Å).")
     bandwidth_mode = param.Selector(
         default=_rule_mode(DEFAULTS.bandwidth_rule), objects=list(BANDWIDTH_MODES),
         doc="Fixed bandwidth, or h from the reference's volume per atom (SPEC section 2).",
     )
-    bandwidth = param.Number(default=DEFAULTS.bandwidth, bounds=(1e-4, 1.0),
+    bandwidth = param.Number(default=DEFAULTS.bandwidth, bounds=DOMAINS["bandwidth"].bounds,
+                             softbounds=DOMAINS["bandwidth"].typical,
                              doc="Kernel bandwidth h (1/Å).")
     species = param.String(
         default="", label="Species (multicomponent)",
@@ -559,7 +562,8 @@ class AppState(param.Parameterized):
 
     data_dir = param.String(default="", doc="Directory the file picker lists.")
     upload_dir = param.String(default="", doc="Private folder of this session's uploads.")
-    max_upload_mb = param.Number(default=50.0, bounds=(0.001, None), doc="Upload size cap (MB).")
+    max_upload_mb = param.Number(default=MAX_UPLOAD_MB, bounds=(0.001, None),
+                                 doc="Upload size cap (MB).")
     files = param.List(default=[], item_type=FileSpec, doc="Files chosen for computation.")
     settings = param.ClassSelector(class_=ComputeSettings, doc="Compute settings.")
     results = param.ClassSelector(class_=Results, allow_None=True, doc="Last computation.")

@@ -34,13 +34,42 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import check_bandwidth, check_int, check_k_cutoff
+from ._validate import (
+    MAX_BANDWIDTH,
+    MAX_CUTOFF,
+    MAX_K,
+    MIN_BANDWIDTH,
+    MIN_CUTOFF,
+    check_bandwidth,
+    check_int,
+    check_k_cutoff,
+)
 from .backend import BACKENDS as _ENGINE_BACKENDS
 from .errors import QuestsError
 
 PRECISIONS = ("float64", "float32")
 BACKENDS = ("auto", *_ENGINE_BACKENDS)
 BANDWIDTH_RULES = ("fixed", "volume")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a numeric setting may take, as data (scikit-learn's
+    ``_parameter_constraints`` in spirit): ``bounds`` are those the engine's validators
+    accept (:mod:`quests_core._validate` refuses anything outside), ``typical`` the
+    range a front end offers first (a widget's soft bounds)."""
+
+    bounds: tuple[float, float]
+    typical: tuple[float, float]
+
+
+#: The domains of the numeric descriptor and kernel settings: k (neighbours),
+#: cutoff (Å) and bandwidth h (1/Å). Front ends take their bounds from here.
+DOMAINS = {
+    "k": Domain((1, MAX_K), (2, 128)),
+    "cutoff": Domain((MIN_CUTOFF, MAX_CUTOFF), (1.0, 20.0)),
+    "bandwidth": Domain((MIN_BANDWIDTH, MAX_BANDWIDTH), (1e-4, 1.0)),
+}
 #: Length of one MD step (fs) assumed for files that record MD step numbers, not times
 #: (LAMMPS dumps): 1 fs, the default time step of LAMMPS's metal units.
 LAMMPS_TIMESTEP_FS = 1.0

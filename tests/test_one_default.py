@@ -108,3 +108,47 @@ def test_no_module_writes_a_settings_default_again(path):
     found = [f"{path.relative_to(ROOT)}:{line}: {what}" for line, what in _literal_defaults(tree)]
     assert not found, "defaults written again instead of taken from settings.DEFAULTS:\n" + \
         "\n".join(found)
+
+
+def test_dashboard_bounds_are_the_settings_domains():
+    """The sidebar's k, cutoff and h take their bounds from quests_core.settings.DOMAINS:
+    hard bounds where the engine's validators refuse, soft bounds where the widgets
+    start; just outside a hard bound, the engine refuses as the widget does."""
+    from dashboard.state import ComputeSettings
+    from quests_core._validate import check_bandwidth, check_k_cutoff
+    from quests_core.errors import QuestsError
+    from quests_core.settings import DOMAINS
+
+    for name, domain in DOMAINS.items():
+        declared = ComputeSettings.param[name]
+        assert (declared.bounds, declared.softbounds) == (domain.bounds, domain.typical), name
+        lo, hi = domain.typical
+        assert domain.bounds[0] <= lo < getattr(DEFAULTS, name) < hi <= domain.bounds[1]
+    (k_lo, k_hi), (c_lo, c_hi) = DOMAINS["k"].bounds, DOMAINS["cutoff"].bounds
+    assert check_k_cutoff(k_hi, c_hi) == (k_hi, c_hi)
+    for k, cutoff in ((k_hi + 1, 5.0), (k_lo - 1, 5.0), (32, c_hi * 1.01), (32, c_lo / 2)):
+        with pytest.raises(QuestsError):
+            check_k_cutoff(k, cutoff)
+    h_lo, h_hi = DOMAINS["bandwidth"].bounds
+    check_bandwidth(h_lo)
+    for h in (h_lo / 2, h_hi * 2):
+        with pytest.raises(QuestsError):
+            check_bandwidth(h)
+    with pytest.raises(ValueError):  # the widget's parameter refuses the same values
+        ComputeSettings(cutoff=c_hi * 1.01)
+
+
+def test_one_upload_cap():
+    """The upload cap is written once (dashboard.paths.MAX_UPLOAD_MB): the session, the
+    app and both launchers take it from there."""
+    import inspect
+
+    from dashboard.app import DashboardApp, parse_args
+    from dashboard.launch import build_parser
+    from dashboard.paths import MAX_UPLOAD_MB
+    from dashboard.state import AppState
+
+    assert AppState.param.max_upload_mb.default == MAX_UPLOAD_MB
+    assert inspect.signature(DashboardApp).parameters["max_upload_mb"].default == MAX_UPLOAD_MB
+    assert parse_args([]).max_upload_mb == MAX_UPLOAD_MB  # panel serve app.py --args
+    assert build_parser().parse_args([]).max_upload_mb == MAX_UPLOAD_MB  # launch.py
