@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import param
 
+from quests_core.analysis.clusters import CLUSTER_METHODS  # the core's: connected first
 from quests_core.analysis.cnt import FIT_WEIGHTS
 from quests_core.settings import DEFAULTS, DOMAINS, LAMMPS_TIMESTEP_FS, PRECISIONS, Settings
 
@@ -28,8 +29,6 @@ ROLES: tuple[str, ...] = ("reference", "test", "trajectory", "solid reference")
 BANDWIDTH_RULES: dict[str, str] = {"fixed": "fixed", "volume rule": "volume"}
 #: Ways to choose the kernel bandwidth, as the Data view names them.
 BANDWIDTH_MODES: tuple[str, ...] = tuple(BANDWIDTH_RULES)
-#: Solid-like cluster definitions of the nucleation analysis.
-CLUSTER_METHODS: tuple[str, ...] = ("connected", "biconnected")
 
 log = logging.getLogger("dashboard")
 
@@ -388,7 +387,7 @@ class DashboardOptions:
     learning_max_n: int = 2000
     learning_repeats: int = 3
     overlap_max_n: int = 2000
-    cluster_method: str = "connected"
+    cluster_method: str = CLUSTER_METHODS[0]
     exact_entropy: bool = False
     lammps_timestep_fs: float = LAMMPS_TIMESTEP_FS
     cnt_t_melt: float | None = None
