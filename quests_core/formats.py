@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quests_core.errors import QuestsError
+from quests_core.io_arc import count_arc_frames, iter_arc_frames
 from quests_core.io_ase import count_traj_frames, iter_ase_frames, iter_pdb_frames
 from quests_core.io_checks import (
     check_cif_cell,
@@ -200,6 +201,9 @@ define_io_format("lammps-data", "LAMMPS data file", multi_frame=False,
                  ext=("data", "lmp", "lammpsdata"), reader=iter_data_frames,
                  type_map=LAMMPS_TYPES)
 define_io_format("xsf", "XCrySDen structure file", multi_frame=True, ext="xsf")
+define_io_format("dmol-arc", "DMol3/Materials Studio archive (BIOSYM archive 3)",
+                 multi_frame=True, ext="arc", magic=b"!BIOSYM archive 3",
+                 reader=iter_arc_frames, counter=count_arc_frames)
 
 
 def _iter_md(request: FrameRequest) -> Iterator[Any]:

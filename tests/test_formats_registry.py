@@ -5,12 +5,18 @@ it; the io facade keeps its names; the MD reader imports no private helper."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from ase.io import read, write
 from ase.io.formats import ioformats as ase_formats
 
 from quests_core import formats
+from quests_core.errors import QuestsError
 from quests_core.formats import (
     EXTENSION_FORMATS,
     FRAME_TEXT_FORMATS,
@@ -18,6 +24,12 @@ from quests_core.formats import (
     format_from_name,
     ioformat,
     ioformats,
+)
+from quests_core.io import (
+    TruncatedFrameWarning,
+    count_frames,
+    detect_format,
+    read_structures,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,3 +120,78 @@ def test_the_md_reader_imports_no_private_helper_of_io_common():
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "quests_core.io_common":
             assert not [a.name for a in node.names if a.name.startswith("_")]
+
+
+# ----------------------------------------------------------------------------
+# A format added through the registry: DMol3 / Materials Studio .arc trajectories
+# ----------------------------------------------------------------------------
+
+SAMPLE = ROOT / "sample_data" / "cu_melt.extxyz"
+
+
+@pytest.fixture(scope="module")
+def melt(tmp_path_factory):
+    """Three frames of the Cu melt, written by ASE as extxyz and as a DMol3 .arc file."""
+    frames = read(SAMPLE, ":3")
+    folder = tmp_path_factory.mktemp("arc")
+    write(folder / "melt.extxyz", frames, format="extxyz")
+    write(folder / "melt.arc", frames, format="dmol-arc")
+    return folder, frames
+
+
+def _cli_entropy(path: Path, tmp_path: Path) -> float:
+    out = tmp_path / f"{path.stem}-{path.suffix[1:]}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "quests_core.cli", "entropy", str(path), "--bandwidth", "0.015",
+         "--no-cache", "--no-progress", "-o", str(out)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(json.loads(out.read_text())["rows"][0]["H"])
+
+
+def test_dmol_arc_loads_and_gives_the_h_of_the_extxyz(melt, tmp_path):
+    import quests_core as qc
+
+    folder, frames = melt
+    arc, ext = folder / "melt.arc", folder / "melt.extxyz"
+    assert detect_format(arc) == "dmol-arc" and count_frames(arc) == 3
+    structures = read_structures(arc)
+    assert len(structures) == 3
+    for got, want in zip(structures, frames, strict=True):
+        assert got.get_chemical_symbols() == want.get_chemical_symbols()
+        np.testing.assert_allclose(got.positions, want.positions, atol=1e-7)
+        np.testing.assert_allclose(got.cell[:], want.cell[:], atol=1e-5)  # %9.5f in the file
+        assert got.pbc.all()
+    h_api = [qc.entropy(qc.descriptors(read_structures(p)), 0.015) for p in (arc, ext)]
+    h_cli = [_cli_entropy(p, tmp_path) for p in (arc, ext)]
+    # the .arc file holds the cell lengths to 1e-5 Å (%9.5f): H agrees to 1e-7 (2e-8 here)
+    np.testing.assert_allclose(h_api[0], h_api[1], rtol=1e-7)
+    np.testing.assert_allclose(h_cli[0], h_cli[1], rtol=1e-7)
+    np.testing.assert_allclose(h_cli, h_api, rtol=1e-9)  # the CLI reads what the API reads
+    assert f"{h_cli[0]:.5f}" == f"{h_cli[1]:.5f}"  # the CLI's table shows the same H
+
+
+def test_dmol_arc_cut_last_frame_is_skipped_and_a_foreign_arc_is_one_line(melt, tmp_path):
+    folder, _ = melt
+    data = (folder / "melt.arc").read_bytes()
+    cut = tmp_path / "running.arc"
+    cut.write_bytes(data[: len(data) - 5000])  # inside the last frame's atom lines
+    with pytest.warns(TruncatedFrameWarning, match="frame 2: the file ends inside it"):
+        assert len(read_structures(cut)) == 2
+    assert count_frames(cut) == 2
+    tinker = tmp_path / "tinker.arc"
+    tinker.write_text("     3  water\n     1  O  0.0 0.0 0.0  1  2 3\n")
+    with pytest.raises(QuestsError) as err:
+        read_structures(tinker)
+    assert str(err.value).count("\n") == 0
+    assert "does not start with '!BIOSYM archive 3'" in str(err.value)
+    renamed = tmp_path / "trajectory"  # no suffix: found by its magic bytes
+    renamed.write_bytes(data)
+    assert detect_format(renamed) == "dmol-arc"
+
+
+def test_dmol_arc_is_listed_by_the_dashboard():
+    from dashboard.paths import DATA_SUFFIXES, is_data_file
+
+    assert ".arc" in DATA_SUFFIXES and is_data_file("md/run.arc")
