@@ -491,8 +491,11 @@ def run_pipeline(
     dH of every atom is computed against the union of the reference files.
     Without a reference file, each trajectory is compared with its own first
     frame (and a solid reference with itself); a test file then needs a
-    reference. Overlap and learning curves are computed on random subsets of
-    at most ``overlap_max_n`` / ``learning_max_n`` environments.
+    reference. The reference set and h (the volume rule of the reference files'
+    frames, else of each file's first frame) come from
+    :func:`quests_core.loading.reference`, the CLI's policy too. Overlap and
+    learning curves are computed on random subsets of at most
+    ``overlap_max_n`` / ``learning_max_n`` environments.
     """
     if not files:
         raise QuestsError("no files chosen: pick files in the data directory or upload one")
