@@ -241,8 +241,9 @@ def bandwidth(settings: Settings, dataset: Any) -> float:
 
 
 def species_list(settings: Settings) -> list[str] | None:
-    """The species of the settings as the engine's list (None for the single-component one)."""
-    return list(settings.species) if settings.species else None
+    """The species of the settings as the engine's list (None for the single-component one):
+    :meth:`Settings.descriptor_kwargs`'s, the one conversion."""
+    return settings.descriptor_kwargs()["species"] or None
 
 
 def add_reference_options(parser: Any, *, required: bool, help_text: str, of: str) -> None:
