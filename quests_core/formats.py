@@ -295,8 +295,20 @@ def _head(path: str) -> bytes:
 
 
 def format_from_magic(path: str | os.PathLike) -> str | None:
-    """The format of the table whose magic bytes the file starts with, else None."""
+    """The format of the table whose magic bytes the file starts with, else None.
+
+    Only for a file whose suffix no format of ASE claims either (a DMol3 ``.car`` file
+    starts as an ``.arc`` does, and stays ASE's ``dmol-car``).
+    """
+    from ase.io.formats import extension2format, get_compression
+    from ase.io.formats import ioformats as ase_formats
+
     if not any(entry.magic for entry in ioformats.values()):
+        return None
+    root = get_compression(os.path.basename(path))[0].lower()
+    ext = root.rsplit(".", 1)[-1] if "." in root else ""
+    if ext and (ext in extension2format
+                or any(ext in f.extensions for f in ase_formats.values())):
         return None
     head = _head(str(path))
     for entry in ioformats.values():

@@ -17,6 +17,8 @@ re-exports the names of the modules below it:
   lines: a header declaring 10^9 atoms fails at once) and one frame's text.
 - :mod:`quests_core.io_lammps` -- LAMMPS text dumps (read as bytes frame by
   frame, their counts checked), data files, the numeric-type warning.
+- :mod:`quests_core.io_arc` -- DMol3/Materials Studio ``.arc`` trajectories,
+  split frame by frame.
 - :mod:`quests_core.io_ase` -- every other format, through ``ase.io.iread``.
 - :mod:`quests_core.io_mdanalysis` -- XTC/TRR/DCD/Amber NetCDF through
   MDAnalysis (the ``md`` extra; without it, one line naming the extra), with a
@@ -32,7 +34,7 @@ re-exports the names of the modules below it:
 
 Truncated frames (the rule of :class:`TruncatedFrameWarning`): a frame cut
 short is an error naming the frame, except the *last* frame of a file with at
-least one complete frame before it (xyz/extxyz, LAMMPS dump, pdb: a trajectory
+least one complete frame before it (xyz/extxyz, LAMMPS dump, pdb, arc: a trajectory
 still being written), which is skipped with a warning and counted. A short
 frame followed by more frames, extra atom lines, or a cut single-frame file is
 an error. ``.traj`` files have no visible frame boundaries: any damage is an

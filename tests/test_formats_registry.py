@@ -189,6 +189,9 @@ def test_dmol_arc_cut_last_frame_is_skipped_and_a_foreign_arc_is_one_line(melt, 
     renamed = tmp_path / "trajectory"  # no suffix: found by its magic bytes
     renamed.write_bytes(data)
     assert detect_format(renamed) == "dmol-arc"
+    car = tmp_path / "cell.car"  # ASE's DMol3 .car starts the same: it stays ASE's
+    car.write_bytes(data)
+    assert detect_format(car) == "dmol-car"
 
 
 def test_dmol_arc_is_listed_by_the_dashboard():
