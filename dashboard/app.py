@@ -130,6 +130,8 @@ class DashboardApp:
         self.stores = StoreView(state=self.state, job_mode=job_mode)
         self.analyses = [self.compression, self.active_learning, self.uncertainty]
         self.data.analysis_sections = self.analysis_sections
+        self.data.tab_figures = self.tab_figures
+        self.data.figure_tabs = [name for name in TAB_NAMES if name != "Data"]
         self.views = [self.data, self.atoms, self.structure, self.trajectory, self.learning,
                       self.overlap, self.nucleation, *self.analyses, self.stores]
         # each view's layout is built the first time its tab is opened (faster first page)
@@ -150,6 +152,18 @@ class DashboardApp:
 
         return sections_of_views(self.compression.result, self.active_learning.result,
                                  self.uncertainty.result)
+
+    def tab_figures(self, name: str) -> dict:
+        """The plots tab ``name`` shows now (name -> HoloViews object, as zoomed and with
+        the tab's choices), for the Data tab's "a tab's figures"; builds the tab first if
+        it was never opened."""
+        from dashboard.report import _slug
+        from dashboard.views.base import PlotPane
+
+        index = TAB_NAMES.index(name)
+        panes = [p for p in self.build_tab(index).select(PlotPane) if p.object is not None]
+        slug = _slug(name.lower())
+        return {f"{slug}_{i + 1}": pane.object for i, pane in enumerate(panes)}
 
     def build_tab(self, index: int) -> pn.Column:
         """Fill tab ``index`` with its view's layout (once) and return the tab."""

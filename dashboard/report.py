@@ -60,7 +60,7 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,15 +223,21 @@ class ShareRequest:
     formats: tuple[str, ...] = ("png",)
     size: tuple[float, float] | None = None
     dpi: int = FIGURE_DPI
+    figures: tuple[tuple[str, Any], ...] = ()
+    tab: str = ""
 
     @property
     def filename(self) -> str:
         """The name the browser saves it as."""
+        if self.what == "tab":
+            return f"quests_{_slug(self.tab.lower())}_figures.zip"
         return "quests_report.html" if self.what == "report" else "quests_figures.zip"
 
 
-#: What the Data tab can build, in words.
-SHARE_KINDS = {"report": "HTML report", "figures": "figures (.zip)"}
+#: What the Data tab can build, in words: the report, the report's figures, or the
+#: plots one tab shows now (as zoomed, with the tab's choices).
+SHARE_KINDS = {"report": "HTML report", "figures": "report figures (.zip)",
+               "tab": "a tab's figures (.zip)"}
 
 
 def check_figure_options(size: tuple[float, float], dpi: int) -> None:
@@ -247,20 +253,26 @@ def check_figure_options(size: tuple[float, float], dpi: int) -> None:
 
 def share_request(state: AppState, what: str, analyses: Sequence[Any] = (), *,
                   formats: Sequence[str] = ("png",), size: tuple[float, float] | None = None,
-                  dpi: int = FIGURE_DPI) -> ShareRequest:
+                  dpi: int = FIGURE_DPI, figures: Mapping[str, Any] | None = None,
+                  tab: str = "") -> ShareRequest:
     """The :class:`ShareRequest` of a session now; raises QuestsError before Compute, for
-    an unknown kind or bad figure options."""
+    an unknown kind, bad figure options or a tab (``what="tab"``: ``figures`` are its
+    plots, name -> HoloViews object) that shows no plot."""
     from quests_core.errors import QuestsError
 
-    if state.results is None:
-        raise QuestsError("nothing computed yet: press Compute first")
     if what not in SHARE_KINDS:
         raise QuestsError(f"unknown kind {what!r}; use one of {list(SHARE_KINDS)}")
-    if what == "figures":
+    if state.results is None and what != "tab":
+        raise QuestsError("nothing computed yet: press Compute first")
+    if what != "report":
         check_figure_options(size or FIGURE_SIZE, dpi)
+    if what == "tab" and not figures:
+        raise QuestsError(f"the {tab or 'chosen'} tab shows no plot yet: open it (and run "
+                          "its analysis, or Compute) first")
     return ShareRequest(what=what, results=state.results, settings=state.settings.frozen(),
                         dh_mode=state.dh_scale, analyses=tuple(analyses),
-                        formats=tuple(formats), size=size, dpi=int(dpi))
+                        formats=tuple(formats), size=size, dpi=int(dpi),
+                        figures=tuple((figures or {}).items()), tab=tab)
 
 
 def share_task(files, request: ShareRequest, report: ProgressFn, cancel, n_threads) -> bytes:
@@ -275,6 +287,11 @@ def share_task(files, request: ShareRequest, report: ProgressFn, cancel, n_threa
             raise Cancelled("cancelled")
         report(fraction, text)
 
+    if request.what == "tab":  # the plots as the tab shows them: no report is built
+        shown = Report(html="", figures=dict(request.figures), data={},
+                       dh_mode=request.dh_mode)
+        return figures_zip(shown, formats=request.formats, size=request.size,
+                           dpi=request.dpi, progress=lambda f, t: progress(f, f"Figures: {t}"))
     if request.what == "report":
         page = build_report(request.results, request.settings, dh_mode=request.dh_mode,
                             analyses=request.analyses, n_threads=n_threads,
@@ -356,15 +373,46 @@ def save_figure(obj: Any, path: str | Path, *, size: tuple[float, float] = FIGUR
                 fig.set_dpi(dpi)
                 if not _equal_aspect(obj) and len(fig.axes) == 1:  # the axes fill the
                     fig.axes[0].set_aspect("auto")  # figure (a colorbar is placed by hand)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # "not compatible with tight_layout"
-                    fig.tight_layout()
+                _tight(fig)
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=dpi, format=fmt)
             plt.close(fig)
     finally:
         hv.Store.set_current_backend(current)
     return path
+
+
+def _tight(fig) -> None:
+    """Fit the axes, labels and ticks into the figure; colour bars (axes HoloViews adds
+    beside the plot, which ``tight_layout`` neither sees nor moves) go back to the right
+    of the plot, inside the figure (tight layout had moved the plot under them)."""
+    main, bars = fig.axes[0], fig.axes[1:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "not compatible with tight_layout"
+        fig.tight_layout(rect=(0, 0, 0.84, 1) if bars else None)
+    if not bars:
+        return
+    main.apply_aspect()
+    box = main.get_position()
+    width = 0.025
+    for i, bar in enumerate(bars):
+        bar.set_position([box.x1 + 0.02 + i * (width + 0.1), box.y0, width, box.height])
+    # what still sticks out (a label beside axes of fixed aspect): squeeze it back in
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    inches = fig.get_figwidth()
+    for _ in range(4):  # a fixed aspect re-centres the plot: a few rounds settle it
+        for ax in fig.axes:
+            ax.apply_aspect()
+        drawn = fig.get_tightbbox(canvas.get_renderer())
+        left, right = max(0.0, -drawn.x0) / inches, max(0.0, drawn.x1 - inches) / inches
+        if left < 1e-3 and right < 1e-3:
+            break
+        scale = 1.0 - left - right - 0.01
+        for ax in fig.axes:
+            p = ax.get_position()
+            ax.set_position([left + 0.005 + p.x0 * scale, p.y0, p.width * scale, p.height])
 
 
 def _equal_aspect(obj: Any) -> bool:
@@ -432,6 +480,9 @@ def _paper_element(el: Any, aspect: float, mode: str) -> Any:
         except Exception:  # noqa: BLE001 - an element without Bokeh options
             pass
     opts: dict[str, Any] = {k: given[k] for k in _SAME_OPTS if k in given}
+    for key in ("xlim", "ylim"):  # factors (a categorical axis) are no Matplotlib limits
+        if key in opts and any(isinstance(v, str) for v in opts[key] or ()):
+            del opts[key]
     opts.update({new: given[old] for old, new in _RENAMED_OPTS.items() if old in given})
     if given.get("line_dash") in _DASHES:
         opts["linestyle"] = _DASHES[given["line_dash"]]
@@ -479,7 +530,12 @@ def _mpl_opts(obj: Any, size: tuple[float, float], mode: str = "asinh") -> Any:
 
 def _paper_overlay(ov: Any) -> Any:
     """An overlay with the Matplotlib options of its Bokeh look (title, axis labels with
-    their units, log axes, limits: the views set them on the overlay)."""
+    their units, log axes, limits: the views set them on the overlay). A heat map with
+    its values as Labels becomes the heat map showing its values (Matplotlib draws no
+    Labels on categorical axes)."""
+    heat = [el for el in ov if isinstance(el, hv.HeatMap)]
+    if heat and all(isinstance(el, hv.HeatMap | hv.Labels) for el in ov):
+        return heat[0].opts(backend="matplotlib", show_values=True, clone=True)
     try:
         given = hv.Store.lookup_options("bokeh", ov, "plot").kwargs
     except Exception:  # noqa: BLE001

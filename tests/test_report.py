@@ -579,3 +579,70 @@ def test_paper_figures_draw_jump_frames_as_the_dashboard_does(failed_run):
         style = hv.Store.lookup_options("matplotlib", el, "style").kwargs
         assert (style["marker"], style["s"], style["color"]) == ("^", 64.0, "#b40426")
         assert list(el.dframe()["frame"]) == [31]  # the flagged frame of the file
+
+
+@needs_sample
+def test_a_tabs_figures_as_the_tab_shows_them(small_run):
+    """"A tab's figures": the plots one tab shows now (its own choices, its zoom), as PNG
+    or SVG at the chosen size and DPI, named by the tab; a tab without plots says so."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from dashboard.app import DashboardApp
+
+    app = DashboardApp(data_dir=FAILED.parent, job_mode="thread")
+    app.state.results = small_run.results
+    app.state.settings = small_run.settings
+    fmt, width, height, dpi = app.data.figure_widgets()
+    fmt.value, width.value, height.value, dpi.value = "png", 4.0, 3.0, 100
+    shown = {"Atoms": 3, "Trajectory": 1, "Learning curves": 1, "Overlap": 1, "Structure": 1}
+    for tab, n_plots in shown.items():
+        data = app.data.build_share_sync("tab", tab=tab)
+        assert data is not None, (tab, app.state.messages[-1])
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = sorted(zf.namelist())
+            slug = tab.lower().replace(" ", "_")
+            assert names == [f"{slug}_{i + 1}.png" for i in range(n_plots)], names
+            for name in names:
+                with Image.open(io.BytesIO(zf.read(name))) as im:
+                    assert im.size == (400, 300), (tab, name)
+    assert app.data.share_download.filename == "quests_structure_figures.zip"
+    fmt.value = "svg"
+    with zipfile.ZipFile(io.BytesIO(app.data.build_share_sync("tab", tab="Overlap"))) as zf:
+        svg = zf.read("overlap_1.svg").decode("utf-8")
+    assert "overlap(row | column)" in svg  # the heat map's title, as text
+    # an analysis tab never run shows no plot: one line, nothing built
+    assert app.data.build_share_sync("tab", tab="Compression") is None
+    assert app.state.messages[-1] == (
+        "error", "Share: the Compression tab shows no plot yet: open it (and run its "
+        "analysis, or Compute) first")
+
+
+def test_paper_figure_colour_bars_stand_beside_the_plot():
+    """A figure with a colour bar: after the layout the bar is right of the plot (not over
+    it, as tight_layout alone left it) and every label stays inside the figure."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401 - the look is given for Bokeh
+    import holoviews.plotting.mpl  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dashboard.report import _mpl_opts, _tight
+
+    names = ["a_long_reference_file_name.extxyz", "b.extxyz"]
+    table = pd.DataFrame([(c, r, 1.0 if c == r else 0.5) for c in names for r in names],
+                         columns=["column", "row", "overlap"])
+    heat = hv.HeatMap(table, ["column", "row"], "overlap").opts(
+        backend="bokeh", colorbar=True, clabel="overlap(row | column)", cmap="Blues",
+        ylabel="test (row)", xrotation=30)
+    fig = hv.render(_mpl_opts(heat, (6.0, 4.0)), backend="matplotlib")
+    fig.set_size_inches(6.0, 4.0)
+    _tight(fig)
+    plot, bar = fig.axes[0].get_position(), fig.axes[1].get_position()
+    assert bar.x0 >= plot.x1 and bar.x1 <= 1.0
+    drawn = fig.get_tightbbox(FigureCanvasAgg(fig).get_renderer())
+    assert drawn.x0 >= -0.01 and drawn.x1 <= 6.0 + 0.01, drawn

@@ -199,6 +199,11 @@ class DataView(View):
 
     job_mode = param.Selector(default="process", objects=["process", "thread"],
                               doc="Run computations in a worker process or a thread.")
+    figure_tabs = param.List(default=[], doc="Tabs whose plots 'a tab's figures' can save "
+                             "(set by the app).")
+    tab_figures = param.Callable(
+        default=None, doc="``tab_figures(tab) -> {name: HoloViews object}``: the plots a "
+        "tab shows now (set by the app), for 'a tab's figures'.")
     analysis_sections = param.Callable(
         default=None, doc="The analysis tabs' results as report sections (set by the app), "
         "for 'Save report' and 'Save figures'.")
@@ -771,9 +776,13 @@ class DataView(View):
                 color="primary", width=260, css_classes=["share-download"], align="end")
             self.state.param.watch(self._share_outdated, ["results", "dh_scale"])
 
+            self.share_tab = pn.widgets.Select(
+                name="Tab", options=list(self.figure_tabs), width=130, visible=False)
+
             def figure_options(*_):  # the size and DPI are the figures', not the report's
                 for widget in self.figure_widgets():
-                    widget.disabled = self.share_kind.value != "figures"
+                    widget.disabled = self.share_kind.value == "report"
+                self.share_tab.visible = self.share_kind.value == "tab"
 
             self.share_kind.param.watch(figure_options, "value")
             figure_options()
@@ -783,40 +792,46 @@ class DataView(View):
         """Report and figures: what, the figures' options, Build (with progress), Download."""
         jobs = self.share_jobs
         return pn.Column(
-            pn.Row(self.share_kind, *self.figure_widgets(), jobs.run_button,
+            pn.Row(self.share_kind, self.share_tab, *self.figure_widgets(), jobs.run_button,
                    jobs.cancel_button, self.share_download, sizing_mode="stretch_width"),
             jobs.progress_bar, jobs.status_text, sizing_mode="stretch_width",
             name="share")
 
-    def share_job(self, what: str | None = None) -> ComputeJob | None:
-        """A job building the report (``what="report"``) or the figures (``"figures"``;
-        default: the kind chosen) of the results now; None, with a notification, before
-        Compute, for bad figure options or while one is being built."""
+    def share_job(self, what: str | None = None, tab: str | None = None) -> ComputeJob | None:
+        """A job building the report (``what="report"``), the report's figures
+        (``"figures"``) or the plots tab ``tab`` shows (``"tab"``); by default the kind
+        and tab chosen. None, with a notification, before Compute, for bad figure
+        options, a tab without plots or while one is being built."""
         from ..report import share_request
 
         jobs = self.share_jobs
         if jobs.busy():
             return None
+        what = what or self.share_kind.value
+        tab = tab or self.share_tab.value
         fmt, width, height, dpi = (w.value for w in self.figure_widgets())
         try:
-            request = share_request(self.state, what or self.share_kind.value,
-                                    self._analyses(), formats=(fmt,),
+            figures = (self.tab_figures(tab) if what == "tab" and self.tab_figures else None)
+            request = share_request(self.state, what, self._analyses(), formats=(fmt,),
                                     size=(float(width or 0), float(height or 0)),
-                                    dpi=int(dpi or 0))
+                                    dpi=int(dpi or 0), figures=figures, tab=tab)
         except QuestsError as exc:
             jobs.refuse(exc)
             return None
         self._clear_download()
-        return jobs.start([], request, mode=self.job_mode)
+        # a tab's plots hold their live streams (zoom, choices): a thread, not a process
+        mode = "thread" if what == "tab" else self.job_mode
+        return jobs.start([], request, mode=mode)
 
     async def build_share(self) -> ComputeJob | None:
         """Build the chosen report or figures off the event loop (the Build button)."""
         return await self.share_jobs.drive(self.share_job())
 
-    def build_share_sync(self, what: str, timeout: float = 600.0) -> bytes | None:
-        """Build ``what`` in the calling thread (scripts and tests): the bytes the
-        Download button then gives, or None (refused, failed or cancelled)."""
-        job = self.share_jobs.drive_sync(self.share_job(what), timeout)
+    def build_share_sync(self, what: str, timeout: float = 600.0,
+                         tab: str | None = None) -> bytes | None:
+        """Build ``what`` (of ``tab``) in the calling thread (scripts and tests): the
+        bytes the Download button then gives, or None (refused, failed or cancelled)."""
+        job = self.share_jobs.drive_sync(self.share_job(what, tab), timeout)
         return job.result if job is not None and job.state == "done" else None
 
     def _shared(self, data: bytes) -> Outcome:
