@@ -336,3 +336,41 @@ def test_per_group_overlap_without_a_cell_agrees(tmp_path, monkeypatch, capsys, 
                             "periodic cells") for w in res.warnings), res.warnings
     # the run's own h stays the reference's (the overlap's fallback is the matrix's own)
     assert res.h == frames_bandwidth(sets[REF.name].frames)
+
+
+def test_overlap_by_label_agrees(tmp_path, monkeypatch):
+    """Per-group overlap by a per-frame column: ``overlap --by label --bandwidth auto`` and
+    the dashboard's overlap by label give the same matrix and each column's own h(V)."""
+    import dashboard.compute as compute
+    from dashboard.pipeline import run_pipeline
+    from dashboard.state import ComputeSettings, FileSpec
+
+    labelled, index = DATA / "cu_dataset_labelled.extxyz", "::5"  # one frame per label
+    cache = tmp_path / "cache"
+    assert cli(["overlap", str(labelled), "--index", index, "--by", "label", "--bandwidth",
+                "auto", "-o", str(tmp_path / "o.json"), "--cache-dir", str(cache),
+                "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "o.json").read_text())["summary"]
+    cli_matrix = pd.DataFrame(summary["matrix"], index=summary["labels"],
+                              columns=summary["labels"])
+
+    ds = Dataset.from_files([str(labelled)], index=index)
+    x = qc.descriptors(list(ds.structures), k=DEFAULTS.k, cutoff=DEFAULTS.cutoff)
+    per_atom = np.repeat(ds.frames["label"].to_numpy(), ds.frames["n_atoms"].to_numpy())
+    names = list(pd.unique(ds.frames["label"]))
+    h = {n: frames_bandwidth(ds.frames[ds.frames["label"] == n]) for n in names}
+    assert len(set(h.values())) > 1  # the labels have different volumes
+    api = overlap_matrix({n: x[per_atom == n] for n in names}, h).matrix
+    np.testing.assert_allclose(cli_matrix.loc[names, names].to_numpy(), api, rtol=1e-12,
+                               atol=1e-12)
+
+    monkeypatch.setattr(compute, "_CACHE", DescriptorCache(cache))
+    settings = ComputeSettings(bandwidth_mode="volume rule", overlap_max_n=100_000,
+                               learning_max_n=50).frozen()
+    res = run_pipeline([FileSpec(str(labelled), labelled.name, "reference", index=index)],
+                       settings)
+    by_label = res.overlap["label"]
+    board = pd.DataFrame(by_label.matrix, index=by_label.names, columns=by_label.names)
+    np.testing.assert_allclose(board.loc[names, names].to_numpy(), api, rtol=1e-12,
+                               atol=1e-12)
+    assert by_label.bandwidths == pytest.approx(h, rel=1e-12)
