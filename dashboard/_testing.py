@@ -15,6 +15,7 @@ from ase.build import bulk
 from ase.io import write
 
 from dashboard.warm import synthetic_atoms_table as big_atoms_table  # noqa: F401
+from quests_core.settings import DEFAULTS
 
 A_CU = 3.61
 JUMP_FRAME = 8
@@ -30,7 +31,7 @@ def cu_frame(rng: np.random.Generator, sigma: float, reps: int = 3, **info):
     return atoms
 
 
-def make_sample_dir(folder: str | Path, seed: int = 0) -> dict[str, Path]:
+def make_sample_dir(folder: str | Path, seed: int = DEFAULTS.seed) -> dict[str, Path]:
     """Write the synthetic files into ``folder``; returns name -> path.
 
     Files: ``solid.extxyz`` (4 frames, sigma 0.05 Å), ``melt.extxyz``

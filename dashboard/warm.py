@@ -40,6 +40,7 @@ from dashboard.kernel_warmup import (  # noqa: F401 - the start-up's API, re-exp
     wait_kernels,
     warm_kernels,
 )
+from quests_core.settings import DEFAULTS
 
 _LOCK = threading.Lock()
 _DONE = threading.Event()
@@ -67,7 +68,7 @@ def warm_up() -> None:
         _DONE.set()
 
 
-def synthetic_atoms_table(n: int, seed: int = 0, frames: int = 1000):
+def synthetic_atoms_table(n: int, seed: int = DEFAULTS.seed, frames: int = 1000):
     """A per-atom table of ``n`` random atoms with the dashboard's columns: what the
     warm-up draws (and the benchmarks and tests, as ``dashboard._testing.big_atoms_table``)."""
     import numpy as np

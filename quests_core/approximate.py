@@ -20,6 +20,7 @@ import numpy as np
 
 from ._validate import check_bandwidth, check_int, check_pair
 from .entropy import DEFAULT_BANDWIDTH, _shape
+from .settings import DEFAULTS
 from .threads import thread_limit
 
 
@@ -71,7 +72,8 @@ class NeighborIndex:
         Seed of the k-means initialisation (results are deterministic).
     """
 
-    def __init__(self, x, n_cells: int | None = None, n_probe: int | None = None, seed: int = 0):
+    def __init__(self, x, n_cells: int | None = None, n_probe: int | None = None,
+                 seed: int = DEFAULTS.seed):
         self.x = np.ascontiguousarray(x, dtype=np.float64)
         n = len(self.x)
         n_cells = int(n_cells) if n_cells else max(1, math.ceil(math.sqrt(n)))
@@ -114,7 +116,7 @@ def approx_delta_entropy(
     *,
     index: NeighborIndex | None = None,
     n_probe: int | None = None,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     n_threads: int | None = None,
     batch_size: int = 65536,
 ):

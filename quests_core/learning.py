@@ -10,6 +10,7 @@ import numpy as np
 from ._validate import check_descriptors
 from .entropy import DEFAULT_BANDWIDTH, entropy
 from .errors import QuestsError
+from .settings import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def learning_curve(
     sizes=None,
     h: float = DEFAULT_BANDWIDTH,
     repeats: int = 5,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     progress=None,
     cancel=None,
     **kw,

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._validate import check_bandwidth, check_descriptors
 from .errors import QuestsError
+from .settings import DEFAULTS
 
 #: Kernel-pair cost charged for one call on top of rows x columns (for progress).
 CALL_PAIRS = 2.0e5
@@ -75,7 +76,7 @@ def overlap_matrix(
     h: float | Mapping[str, float],
     *,
     max_n: int | None = None,
-    seed=0,
+    seed=DEFAULTS.seed,
     keep_delta: bool = False,
     progress: Callable[[float, float], None] | None = None,
     **kernel_kw,

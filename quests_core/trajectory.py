@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import QuestsError
+from .settings import DEFAULTS
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,7 +67,7 @@ def frame_statistics(
     exact: bool = False,
     threshold: int | None = None,
     target_stderr: float | None = None,
-    seed=0,
+    seed=DEFAULTS.seed,
     progress: Progress | None = None,
     **kernel_kw,
 ) -> tuple[FrameStats, np.ndarray]:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {
     "k": "k", "cutoff": "cutoff", "h": "bandwidth", "bandwidth": "bandwidth",
     "precision": "precision", "backend": "backend", "chunk_atoms": "chunk_atoms",
-    "n_threads": "threads", "threads": "threads",
+    "n_threads": "threads", "threads": "threads", "seed": "seed",
 }
 CONSTANT_NAMES = {"DEFAULT_K", "DEFAULT_CUTOFF", "DEFAULT_BANDWIDTH", "DEFAULT_PRECISION",
                   "DEFAULT_BACKEND", "DEFAULT_CHUNK_ATOMS", "CHUNK_ATOMS"}

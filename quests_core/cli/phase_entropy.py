@@ -1,10 +1,11 @@
 """``quests-dashboard phase-entropy A B``: entropy difference H_B - H_A at one bandwidth.
 
 :func:`quests_core.analysis.thermo.phase_entropy_difference` on the cached
-descriptors of the two files, both entropies at ``--precision``. The default ``--bandwidth auto`` is the volume
-rule: with ``--mode pooled`` (default, the paper's convention) one bandwidth
-from the mean of the two sets' volumes per atom, each set counted once however
-many frames it has (the ``volume_per_atom`` line of the summary says so); with
+descriptors of the two files, both entropies at ``--precision``. The default
+``--bandwidth auto`` is the volume rule: with ``--mode pooled`` (default, the
+paper's convention) one bandwidth from the mean of the two sets' volumes per
+atom, each set counted once however many frames it has (the ``volume_per_atom``
+line of the summary says so); with
 ``--mode each`` a bandwidth per set from its own volume. A number given
 to ``--bandwidth`` fixes one bandwidth for both. The volumes are the
 atom-weighted mean volume per atom of each file's frames (or ``--volume-a``,
@@ -52,8 +53,9 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
         description="Information-entropy difference H_B - H_A (k_B/atom) between two sets of "
         "structures. Default bandwidth: the volume rule of the mean of the two sets' volumes "
         "per atom, each set counted once (the paper's convention); --mode each gives each set "
-        "the bandwidth of its own volume; --bandwidth H fixes one. A melting entropy only for the coexisting solid "
-        "and liquid at the melting point; an entropy drop along a trajectory is not one.",
+        "the bandwidth of its own volume; --bandwidth H fixes one. A melting entropy only for "
+        "the coexisting solid and liquid at the melting point; an entropy drop along a "
+        "trajectory is not one.",
     )
     p.add_argument("phase_a", help="structures of set A (e.g. the solid)")
     p.add_argument("phase_b", help="structures of set B (e.g. the liquid)")

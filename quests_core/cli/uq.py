@@ -6,8 +6,9 @@ files, structure or descriptor files, or the test file's structures labelled
 error vector; ``--forces PRED REF``: the norm of the force difference).
 :func:`quests_core.analysis.uncertainty.uncertainty_study` (the Uncertainty tab's)
 computes dH at ``--precision`` and gives the running mean of the error against dH
-(the table) and the share of high-error atoms that dH > 0 catches (the summary). h is the fixed bandwidth or, with
-``--bandwidth auto``, the volume rule of the training structures.
+(the table) and the share of high-error atoms that dH > 0 catches (the summary).
+h is the fixed bandwidth or, with ``--bandwidth auto``, the volume rule of the
+training structures.
 ``--output``: the binned table; ``--atoms``: per-atom dH and error.
 
 Memory: the descriptors of the test and training files, and the test
