@@ -201,6 +201,7 @@ def compression_task(files: list[FileSpec], request: CompressionRequest, report=
     study = comp.compression_study(
         descs, methods=request.methods, fractions=request.fractions, h=h,
         seeds=request.seeds, gap=request.gap, n_threads=n_threads, progress=progress,
+        precision=core.precision, backend=core.backend,
     )
     prog.stage(1.0, 1.0, "Done")
     return CompressionResult(
@@ -255,7 +256,8 @@ def active_learning_task(files: list[FileSpec], request: ActiveLearningRequest, 
     n_gen = len(np.unique(generations))
     prog.stage(0.4, 1.0, f"Novelty, H and D of {n_gen} generations")
     study = al.generation_study(descs, generations, h=h, env_step=request.env_step,
-                                n_threads=n_threads)
+                                n_threads=n_threads, precision=core.precision,
+                                backend=core.backend)
     prog.stage(1.0, 1.0, "Done")
     return ActiveLearningResult(
         source=spec.name, frames=spec.index or ":", key=key, report=study.report, h=h,
@@ -375,7 +377,7 @@ def uncertainty_task(files: list[FileSpec], request: UncertaintyRequest, report=
         x_test, x_ref, error, h, n_bins=request.n_bins, window=request.window,
         quantile=request.quantile, test_name=spec.name, reference_name=reference,
         progress=prog.span(0.0, 0.95), n_threads=n_threads, cancel=cancel,
-        precision=core.precision,
+        precision=core.precision, backend=core.backend,
     )
     prog.stage(1.0, 1.0, "Done")
     return UncertaintyResult(
