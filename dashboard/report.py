@@ -28,8 +28,9 @@ solid reference, nucleation (the Nucleation tab's plots, ``Results.nucleations``
 request, compression, active learning and uncertainty (:func:`compression_section`,
 :func:`active_learning_section`, :func:`uncertainty_section`: the numbers of
 ``quests-dashboard compress``, ``active-learning`` and ``uq``, the plots of their
-tabs). :func:`figures_of_state` is the Data tab's "Save figures": a ZIP of every
-figure of a session's results, exported by :func:`save_figure`.
+tabs). :func:`share_task` is the Data tab's "Build": the report, a ZIP of every
+figure of a session's results, or of the plots one tab shows, exported by
+:func:`save_figure`, as a job with progress.
 
 Limits (they keep a report of any run at a few MB; also in the report's footer):
 
@@ -188,16 +189,6 @@ def figures_zip(report: Report, formats: Sequence[str] = ("png",),
             for path in paths:
                 zf.write(path, arcname=path.name)
     return buf.getvalue()
-
-
-def figures_of_state(state: AppState, formats: Sequence[str] = ("png",),
-                     size: tuple[float, float] | None = None, dpi: int = FIGURE_DPI,
-                     analyses: Sequence[Any] = ()) -> bytes:
-    """A ZIP of every figure of what a dashboard session has computed (the figures of
-    its report, :func:`report_of_state`, without H and D per file, which have no plot;
-    ``analyses``: sections of the analysis tabs' results, when given)."""
-    return figures_zip(report_of_state(state, entropy=False, analyses=analyses),
-                       formats=formats, size=size, dpi=dpi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -679,15 +670,6 @@ def matching_settings(results: Results, settings: RunSettings | None) -> RunSett
             and core.precision == results.precision
             and (core.bandwidth_rule != "fixed" or float(core.bandwidth) == float(results.h)))
     return settings if same else None
-
-
-def report_of_state(state: AppState, **kw: Any) -> Report:
-    """The report of what a dashboard session has computed (the Data tab's "Save report")."""
-    from quests_core.errors import QuestsError
-
-    if state.results is None:
-        raise QuestsError("nothing computed yet: press Compute first")
-    return build_report(state.results, state.settings.frozen(), dh_mode=state.dh_scale, **kw)
 
 
 def _data_script(data: dict) -> str:
