@@ -501,7 +501,8 @@ class Dataset:
         validate : bool
             Check every structure (zero atoms, NaN positions, degenerate cell).
         """
-        from quests_core.io import _remember, frame_origin, validate_atoms
+        from quests_core.io import frame_origin, validate_atoms
+        from quests_core.io_errors import remember_origin
 
         if isinstance(structures, Atoms):
             structures = [structures]
@@ -511,7 +512,7 @@ class Dataset:
             if validate:
                 validate_atoms(atoms, source or name, i)
             if source and frame_origin(atoms) is None:
-                _remember(atoms, source, i)
+                remember_origin(atoms, source, i)
             records.append(frame_record(atoms, source, i, label=label, time_step=time_step))
             parts.append(per_atom_arrays(atoms, arrays))
         frames = pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS))

@@ -106,9 +106,6 @@ __all__ = [
     "validate_atoms",
 ]
 
-#: :func:`remember_origin` under the name :mod:`quests_core.dataset` imports.
-_remember = remember_origin
-
 def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
     """Number of frames in a file, without keeping them in memory.
 

@@ -232,9 +232,15 @@ class Settings:
         return out
 
     # -- views used by the engine ---------------------------------------------
+    @property
+    def species_list(self) -> list[str] | None:
+        """The species as the engine takes them: a list, or None for the single-component
+        descriptor (the one conversion of :attr:`species`)."""
+        return list(self.species) if self.species else None
+
     def descriptor_kwargs(self) -> dict[str, Any]:
-        """Keywords of :func:`quests_core.descriptors.descriptors` (``species`` may be empty)."""
-        return {"k": self.k, "cutoff": self.cutoff, "species": list(self.species or ())}
+        """Keywords of :func:`quests_core.descriptors.descriptors`."""
+        return {"k": self.k, "cutoff": self.cutoff, "species": self.species_list}
 
     def kernel_kwargs(self) -> dict[str, Any]:
         """Keywords of the entropy functions (:mod:`quests_core.entropy`)."""

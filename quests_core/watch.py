@@ -246,8 +246,7 @@ def load_reference(
 
         for i, a in enumerate(items):
             validate_atoms(a, "<reference>", i)
-        x = _compute(settings)(items, k=settings.k, cutoff=settings.cutoff,
-                               species=list(settings.species or ()) or None)
+        x = _compute(settings)(items, **settings.descriptor_kwargs())
         structures = loading.Loaded(loading.FileRequest("<reference>", role="reference"),
                                     Dataset.from_structures(items, validate=False),
                                     np.asarray(x, dtype=np.float64))
@@ -308,7 +307,7 @@ def frame_statistics_of(atoms: Atoms, reference: Reference, frame: int, *,
 
     s = reference.settings
     try:
-        x = _compute(s)([atoms], k=s.k, cutoff=s.cutoff, species=list(s.species or ()) or None)
+        x = _compute(s)([atoms], **s.descriptor_kwargs())
     except QuestsError as exc:
         raise QuestsError(f"frame {frame}: {exc.detail}", source=source) from None
     # H and dH at the reference's one bandwidth, as ``trajectory`` (docs/spec.md section 6)

@@ -111,7 +111,7 @@ def test_dashboard_suffix_lists_come_from_the_registry():
 def test_the_io_facade_keeps_its_names():
     import quests_core.io as qio
 
-    for name in (*qio.__all__, "_remember", "element_symbols"):
+    for name in (*qio.__all__, "element_symbols"):
         assert hasattr(qio, name), name
 
 

@@ -150,3 +150,22 @@ def test_per_frame_stats():
     np.testing.assert_allclose(frac, [0.5, 1 / 3, 0.0])
     with pytest.raises(QuestsError, match="6 dH values for 5 atoms"):
         per_frame_stats(dh, [2, 3])
+
+
+def test_species_reach_the_engine_through_one_conversion():
+    """``Settings.species_list`` (and ``descriptor_kwargs``) give the engine None for the
+    single-component descriptor and the sorted symbols otherwise; the engine takes both
+    (it refuses an empty list, which the old ``list(species or ())`` gave)."""
+    from ase.build import bulk
+
+    from quests_core.descriptors import descriptors
+    from quests_core.errors import QuestsError
+
+    one, two = Settings(), Settings(species="Cu,Au")
+    assert one.species_list is None and two.species_list == ["Au", "Cu"]
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+    atoms.symbols[0] = "Au"
+    assert descriptors([atoms], **one.descriptor_kwargs()).shape == (32, 2 * one.k - 1)
+    assert descriptors([atoms], **two.descriptor_kwargs()).shape == (32, 3 * (2 * two.k - 1))
+    with pytest.raises(QuestsError, match="species list is empty"):
+        descriptors([atoms], k=one.k, cutoff=one.cutoff, species=[])

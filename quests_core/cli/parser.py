@@ -243,7 +243,7 @@ def bandwidth(settings: Settings, dataset: Any) -> float:
 def species_list(settings: Settings) -> list[str] | None:
     """The species of the settings as the engine's list (None for the single-component one):
     :meth:`Settings.descriptor_kwargs`'s, the one conversion."""
-    return settings.descriptor_kwargs()["species"] or None
+    return settings.species_list
 
 
 def add_reference_options(parser: Any, *, required: bool, help_text: str, of: str) -> None:
