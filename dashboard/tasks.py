@@ -365,11 +365,14 @@ def uncertainty_task(files: list[FileSpec], request: UncertaintyRequest, report=
     if ref_ds is not None:
         prog.stage(0.4, 0.6, f"Descriptors of the reference ({reference})")
         x_ref = file_descriptors(ref_ds, core, prog, n_threads, reference)
-        bandwidth_from = ref_ds
-    else:  # descriptors hold no cells: the volume rule of the test structures
+        h = core.resolve_bandwidth(ref_ds.frames, source=spec.name)
+    elif core.bandwidth_rule != "fixed":  # the CLI's uq refuses the same
+        raise QuestsError("the volume rule needs the reference structures: descriptor files "
+                          "hold no cell volumes (choose a fixed h)",
+                          source=request.descriptor_name)
+    else:
         x_ref = descriptor_file(request.descriptor_path, request.descriptor_name, core)
-        bandwidth_from = test
-    h = core.resolve_bandwidth(bandwidth_from.frames, source=spec.name)
+        h = core.bandwidth
 
     prog.stage(0.6, 1.0, f"dH of {len(x_test):,} test atoms against {len(x_ref):,} "
                          "reference environments")

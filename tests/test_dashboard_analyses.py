@@ -326,6 +326,14 @@ def test_uncertainty_view(state, forces_core, tmp_path):
     job = view.run_sync()
     assert job.state == "done", job.error
     np.testing.assert_allclose(view.result.dh, dh, rtol=1e-9, atol=1e-9)
+    # the volume rule needs the training structures' cells, which a descriptor file has
+    # not: refused as the CLI's uq refuses it (no h taken from the test structures)
+    state.settings.bandwidth_mode = "volume rule"
+    job = view.run_sync()
+    assert job.state == "error" and view.result.h == H
+    assert job.error == ("train.npz: the volume rule needs the reference structures: "
+                         "descriptor files hold no cell volumes (choose a fixed h)")
+    state.settings.bandwidth_mode = "fixed"
 
 
 def test_uncertainty_opens_on_a_file_with_two_force_arrays(tmp_path):
