@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +291,38 @@ class Session:
         self.context.close()
 
 
+def _overlapping(page, selector: str) -> list:
+    """Pairs of visible controls matching ``selector`` (in the open tab, shadow roots
+    included) whose boxes overlap by more than 2 px."""
+    return page.evaluate(
+        """(selector) => {
+            const boxes = [];
+            const walk = (root) => {
+              for (const el of root.querySelectorAll('*')) {
+                if (el.shadowRoot) walk(el.shadowRoot);
+                if (el.matches && el.matches(selector)) {
+                  const r = el.getBoundingClientRect();
+                  if (r.width > 0 && r.height > 0 && r.top < window.innerHeight)
+                    boxes.push([el.textContent.trim().slice(0, 30), r]);
+                }
+              }
+            };
+            walk(document);
+            const out = [];
+            for (let i = 0; i < boxes.length; i++)
+              for (let j = i + 1; j < boxes.length; j++) {
+                const [a, ra] = boxes[i], [b, rb] = boxes[j];
+                const inside = (p, q) => p.left >= q.left - 1 && p.right <= q.right + 1
+                  && p.top >= q.top - 1 && p.bottom <= q.bottom + 1;
+                if (inside(ra, rb) || inside(rb, ra)) continue;  // a part of a control
+                const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+                const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+                if (w > 2 && h > 2) out.push([a, b]);
+              }
+            return out;
+        }""", selector)
+
+
 def test_workflow_in_a_real_browser(server, browser, data):
     _, files, frames, _ = data
     s = Session(browser, server["url"])
@@ -335,6 +368,19 @@ def test_workflow_in_a_real_browser(server, browser, data):
     report = Path(dl.value.path()).read_text(encoding="utf-8")
     assert report.startswith("<!DOCTYPE html>") and files["trajectory"] in report
     assert not re.search(r'<script[^>]*\bsrc="(?!data:)', report)
+    # a tab's figures: the plots the Atoms tab shows, as SVG
+    page.get_by_role("button", name="a tab's figures (.zip)").click()
+    page.locator("select").filter(has_text="Learning curves").select_option("Atoms")
+    page.locator("select").filter(has_text="PNG").select_option("SVG")
+    assert _overlapping(page, ".bk-btn-group, select, input, .bk-btn") == []
+    page.get_by_role("button", name="Build", exact=True).click()
+    page.get_by_text(re.compile(r"Built quests_atoms_figures\.zip")).wait_for(timeout=240_000)
+    s.shot("02_tab_figures_built")
+    with page.expect_download(timeout=60_000) as dl:
+        page.get_by_role("button", name=re.compile(r"Download quests_atoms_figures")).click()
+    with zipfile.ZipFile(dl.value.path()) as zf:
+        assert sorted(zf.namelist()) == ["atoms_1.svg", "atoms_2.svg", "atoms_3.svg"]
+        assert "atom index" in zf.read("atoms_1.svg").decode("utf-8")
 
     checked = {}
     for name, wanted in TAB_TITLES.items():

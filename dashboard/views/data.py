@@ -763,7 +763,7 @@ class DataView(View):
             self.share_kind = pn.widgets.RadioButtonGroup(
                 options={text: kind for kind, text in SHARE_KINDS.items()}, value="report",
                 name="share-kind", color="primary", variant="outline",
-                align="end")
+                width=430, sizing_mode="fixed", align="end")
             self._share_jobs = JobPanel(
                 share_task, state=self.state, title="Share", on_run=self.build_share,
                 on_done=self._shared, run_label="Build", run_width=90,
@@ -777,7 +777,8 @@ class DataView(View):
             self.state.param.watch(self._share_outdated, ["results", "dh_scale"])
 
             self.share_tab = pn.widgets.Select(
-                name="Tab", options=list(self.figure_tabs), width=130, visible=False)
+                name="Tab", options=list(self.figure_tabs), width=130, sizing_mode="fixed",
+                visible=False)
 
             def figure_options(*_):  # the size and DPI are the figures', not the report's
                 for widget in self.figure_widgets():
@@ -791,9 +792,12 @@ class DataView(View):
     def share_panel(self) -> pn.viewable.Viewable:
         """Report and figures: what, the figures' options, Build (with progress), Download."""
         jobs = self.share_jobs
+        # fixed widths that wrap onto a new row in a narrow notebook cell (a Row of them
+        # overlapped there)
         return pn.Column(
-            pn.Row(self.share_kind, self.share_tab, *self.figure_widgets(), jobs.run_button,
-                   jobs.cancel_button, self.share_download, sizing_mode="stretch_width"),
+            pn.FlexBox(self.share_kind, self.share_tab, *self.figure_widgets(),
+                       jobs.run_button, jobs.cancel_button, self.share_download,
+                       align_items="flex-end", sizing_mode="stretch_width"),
             jobs.progress_bar, jobs.status_text, sizing_mode="stretch_width",
             name="share")
 
