@@ -163,3 +163,20 @@ def stop_process_group(proc) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=15)
 
+
+@pytest.fixture
+def kernel_dtypes(monkeypatch):
+    """The dtype of every kernel call, in order: a spy on the kernel entry
+    (:func:`quests_core.kernels.log_kernel_sums`, which every call of the Numba engine
+    reaches), for the tests that a precision setting reaches the engine."""
+    from quests_core import kernels
+
+    seen: list[str] = []
+    kernel = kernels.log_kernel_sums
+
+    def recording(y, x, h, *, precision=None, **kw):
+        seen.append(kernels._resolve_dtype(y, x, precision).__name__)
+        return kernel(y, x, h, precision=precision, **kw)
+
+    monkeypatch.setattr(kernels, "log_kernel_sums", recording)
+    return seen

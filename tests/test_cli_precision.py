@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from quests_core import kernels
 from quests_core.cli import build_parser, main
 
 DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -62,20 +61,6 @@ def cache(tmp_path_factory):
         yield folder
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """The dtypes of every kernel call, in order."""
-    seen: list[str] = []
-    kernel = kernels.log_kernel_sums
-
-    def recording(y, x, h, *, precision=None, **kw):
-        seen.append(kernels._resolve_dtype(y, x, precision).__name__)
-        return kernel(y, x, h, precision=precision, **kw)
-
-    monkeypatch.setattr(kernels, "log_kernel_sums", recording)
-    return seen
-
-
 def test_every_command_with_the_option_is_checked():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -85,8 +70,9 @@ def test_every_command_with_the_option_is_checked():
 
 
 @pytest.mark.parametrize("command", list(KERNEL_COMMANDS))
-def test_precision_reaches_every_kernel_call(command, spy, cache, tmp_path, capsys,
+def test_precision_reaches_every_kernel_call(command, kernel_dtypes, cache, tmp_path, capsys,
                                              monkeypatch):
+    spy = kernel_dtypes
     monkeypatch.chdir(tmp_path)
     argv = [*KERNEL_COMMANDS[command], "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err

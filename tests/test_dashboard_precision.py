@@ -1,6 +1,6 @@
 """The dashboard's precision setting reaches every kernel call of every job.
 
-The same spy as ``tests/test_cli_precision.py`` (on
+The same spy as ``tests/test_cli_precision.py`` (``kernel_dtypes`` of conftest, on
 :func:`quests_core.kernels.log_kernel_sums`) records the dtype of each kernel call
 while the Data tab's pipeline (H, dH, learning curves, overlap, nucleation) and the
 three analysis tabs (compression, active learning, uncertainty) run their jobs in
@@ -19,23 +19,9 @@ from dashboard.app import load_extensions
 from dashboard.pipeline import run_pipeline
 from dashboard.state import AppState, ComputeSettings
 from dashboard.views import ActiveLearningView, CompressionView, UncertaintyView
-from quests_core import kernels
 
 DATA = Path(__file__).resolve().parents[1] / "sample_data"
 pytestmark = pytest.mark.usefixtures("private_cache")
-
-
-@pytest.fixture
-def spy(monkeypatch):
-    seen: list[str] = []
-    kernel = kernels.log_kernel_sums
-
-    def recording(y, x, h, *, precision=None, **kw):
-        seen.append(kernels._resolve_dtype(y, x, precision).__name__)
-        return kernel(y, x, h, precision=precision, **kw)
-
-    monkeypatch.setattr(kernels, "log_kernel_sums", recording)
-    return seen
 
 
 def _session(precision: str) -> AppState:
@@ -78,7 +64,8 @@ def _jobs(st: AppState):
 
 
 @pytest.mark.parametrize("job", ["pipeline", "compression", "active learning", "uncertainty"])
-def test_the_sidebar_precision_reaches_every_kernel_call(spy, job):
+def test_the_sidebar_precision_reaches_every_kernel_call(kernel_dtypes, job):
+    spy = kernel_dtypes
     load_extensions()
     _jobs(_session("float64"))[job]()
     default = list(spy)
