@@ -1200,12 +1200,12 @@ def uncertainty_section(test: Any, settings: RunSettings, *, references: Sequenc
     - error: ||F_pred - F_ref|| of the two per-atom force arrays ``forces``, or the
       per-atom array ``error_key`` ((n,) or the norm of (n, 3));
     - h: fixed, or the volume rule of the training structures;
-    - :func:`quests_core.analysis.uncertainty.uncertainty_vs_error` (``n_bins``,
-      ``window``; high error above ``error_threshold``, default the 0.9 quantile).
+    - :func:`quests_core.analysis.uncertainty.uncertainty_study`, the ``uq`` command's
+      and the tab's (``n_bins``, ``window``; high error above ``error_threshold``,
+      default the 0.9 quantile), at the settings' precision and backend.
 
     The result is the Uncertainty tab's :class:`~dashboard.tasks.UncertaintyResult`, drawn
     with the tab's functions."""
-    import quests_core as qc
     from quests_core.analysis import uncertainty as uq
     from quests_core.dataset import concat
     from quests_core.errors import QuestsError
@@ -1256,8 +1256,6 @@ def uncertainty_section(test: Any, settings: RunSettings, *, references: Sequenc
         reference = f"label {reference_label!r} of {test.name}"
     y = file_descriptors(tested, core, prog, n_threads, test.name)
     error = _model_errors(tested, forces, error_key, test.name)
-    if len(error) != len(y):
-        raise QuestsError(f"{len(error)} errors for {len(y)} atoms", source=test.name)
     if ref_ds is None:
         if core.bandwidth_rule != "fixed":
             raise QuestsError("--bandwidth auto needs the reference structures: descriptor "
@@ -1269,9 +1267,9 @@ def uncertainty_section(test: Any, settings: RunSettings, *, references: Sequenc
     kw = core.kernel_kwargs()
     if n_threads:
         kw["n_threads"] = n_threads
-    dh = np.asarray(qc.delta_entropy(y, x_ref, h, **kw), dtype=float)
-    res = uq.uncertainty_vs_error(dh, error, n_bins=n_bins, window=window,
-                                  threshold=error_threshold)
+    res = uq.uncertainty_study(y, x_ref, error, h, n_bins=n_bins, window=window,
+                               threshold=error_threshold, test_name=test.name,
+                               reference_name=reference, **kw)
     r = res.recall
     summary = {"test_atoms": int(len(y)), "reference_atoms": int(len(x_ref)), "bandwidth": h,
                "frac_dH_positive": r.frac_flagged, "error_threshold": r.threshold,
@@ -1378,8 +1376,8 @@ def compression_section(spec: Any, settings: RunSettings, *, fraction: float,
                         n_threads: int | None = None) -> CompressionSection:
     """The compression of one file as ``quests-dashboard compress FILE --fraction F
     --method M --compare --sweep FRACTIONS --seeds N``: the summary of ``method`` at
-    ``fraction`` (:func:`~quests_core.analysis.compression.select_structures`,
-    :func:`~quests_core.analysis.compression.subset_metrics`) and the table of
+    ``fraction`` (:func:`~quests_core.analysis.compression.compress`, the command's)
+    and the table of
     ``methods`` (default all) at ``fractions`` and ``fraction``
     (:func:`~quests_core.analysis.compression.compression_study`, the Compression
     tab's function), on every environment. h: fixed, or the volume rule of the file."""
@@ -1396,15 +1394,15 @@ def compression_section(spec: Any, settings: RunSettings, *, fraction: float,
     chosen = sorted({*map(float, fractions), float(fraction)})
     for f in chosen:
         comp.fraction_to_size(f, n)
-    selected = comp.select_structures(descs, method, size, h=h, seed=core.seed,
-                                      n_threads=n_threads)
-    m = comp.subset_metrics(descs, selected, h=h, n_threads=n_threads)
+    kernel = {"precision": core.precision, "backend": core.backend}
+    m = comp.compress(descs, method, size, h=h, seed=core.seed, n_threads=n_threads,
+                      **kernel).metrics
     summary = {"method": method, "structures": n, "kept_structures": m.n_structures,
                "kept_environments": m.n_envs, "bandwidth": h, "H": m.entropy,
                "D": m.diversity, "overlap": m.overlap}
     study = comp.compression_study(descs, methods=methods, fractions=chosen, h=h,
                                    seeds=tuple(range(core.seed, core.seed + int(seeds))),
-                                   gap=gap, n_threads=n_threads)
+                                   gap=gap, n_threads=n_threads, **kernel)
     result = CompressionResult(
         source=spec.name, frames=spec.index or ":", report=study.report, h=h, k=core.k,
         cutoff=core.cutoff, n_structures=study.n_structures, n_envs=study.n_envs,
@@ -1436,7 +1434,8 @@ def active_learning_section(spec: Any, settings: RunSettings, *, key: str = "gen
         where = (f"frame {int(ds.frames['frame'].iat[exc.index])}: "
                  if exc.index is not None else "")
         raise QuestsError(where + exc.detail, source=spec.name) from None
-    study = al.generation_study(descs, generations, h=h, env_step=1, n_threads=n_threads)
+    study = al.generation_study(descs, generations, h=h, env_step=1, n_threads=n_threads,
+                                precision=core.precision, backend=core.backend)
     result = ActiveLearningResult(
         source=spec.name, frames=spec.index or ":", key=key, report=study.report, h=h,
         k=core.k, cutoff=core.cutoff, n_structures=study.n_structures, env_step=1)
