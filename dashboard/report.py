@@ -85,6 +85,10 @@ MAX_FILE_SECTIONS = 4
 #: Default size (inches) and resolution of a saved figure.
 FIGURE_SIZE = (6.0, 4.0)
 FIGURE_DPI = 300
+#: Sides (inches) and resolutions (DPI) a figure may take (the Data tab's inputs and
+#: :func:`check_figure_options`).
+FIGURE_SIDES = (0.5, 50.0)
+FIGURE_DPIS = (50, 1200)
 #: Default height (inches) of each of stacked panels in a saved figure.
 PANEL_HEIGHT = 2.2
 #: Formats of :meth:`Report.save_figures`.
@@ -232,14 +236,15 @@ SHARE_KINDS = {"report": "HTML report", "figures": "report figures (.zip)",
 
 
 def check_figure_options(size: tuple[float, float], dpi: int) -> None:
-    """Refuse a figure size outside 0.5-50 inches a side or a DPI outside 50-1200."""
+    """Refuse a figure size outside :data:`FIGURE_SIDES` inches a side or a DPI outside
+    :data:`FIGURE_DPIS`."""
     from quests_core.errors import QuestsError
 
-    width, height = size
-    if not (width and height and 0.5 <= width <= 50 and 0.5 <= height <= 50):
-        raise QuestsError("figure size: each side 0.5 to 50 inches")
-    if not dpi or not 50 <= dpi <= 1200:
-        raise QuestsError("figure DPI: 50 to 1200")
+    (lo, hi), (dpi_lo, dpi_hi) = FIGURE_SIDES, FIGURE_DPIS
+    if not all(side and lo <= side <= hi for side in size):
+        raise QuestsError(f"figure size: each side {lo:g} to {hi:g} inches")
+    if not dpi or not dpi_lo <= dpi <= dpi_hi:
+        raise QuestsError(f"figure DPI: {dpi_lo} to {dpi_hi}")
 
 
 def share_request(state: AppState, what: str, analyses: Sequence[Any] = (), *,

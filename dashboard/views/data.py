@@ -738,18 +738,20 @@ class DataView(View):
         """Format, width and height (inches) and DPI of the figures (kept across redraws
         of the results panel)."""
         if not hasattr(self, "_figure_widgets"):
-            from ..report import FIGURE_DPI, FIGURE_FORMATS, FIGURE_SIZE
+            from ..report import FIGURE_DPI, FIGURE_DPIS, FIGURE_FORMATS, FIGURE_SIDES, FIGURE_SIZE
 
             self._figure_widgets = [
                 pn.widgets.Select(label="Figure format", options={f.upper(): f for f in
                                                                  FIGURE_FORMATS},
                                   value=FIGURE_FORMATS[0], width=90),
-                pn.widgets.FloatInput(label="Width (in)", value=FIGURE_SIZE[0], start=0.5,
-                                      end=50.0, step=0.5, width=90),
-                pn.widgets.FloatInput(label="Height (in)", value=FIGURE_SIZE[1], start=0.5,
-                                      end=50.0, step=0.5, width=90),
-                pn.widgets.IntInput(label="DPI", value=FIGURE_DPI, start=50, end=1200,
-                                    step=50, width=80),
+                pn.widgets.FloatInput(label="Width (in)", value=FIGURE_SIZE[0],
+                                      start=FIGURE_SIDES[0], end=FIGURE_SIDES[1], step=0.5,
+                                      width=90),
+                pn.widgets.FloatInput(label="Height (in)", value=FIGURE_SIZE[1],
+                                      start=FIGURE_SIDES[0], end=FIGURE_SIDES[1], step=0.5,
+                                      width=90),
+                pn.widgets.IntInput(label="DPI", value=FIGURE_DPI, start=FIGURE_DPIS[0],
+                                    end=FIGURE_DPIS[1], step=50, width=80),
             ]
         return self._figure_widgets
 
