@@ -104,7 +104,7 @@ def test_compression_view(state):
     job = view.run_sync()
     assert job.state == "done", job.error
     res = view.result
-    assert (res.n_structures, view.progress) == (25, 100)
+    assert (res.n_structures, view.jobs.progress) == (25, 100)
     # the table speaks words with units, counts as whole numbers
     table = next(t.value for t in view.body().select(pn.widgets.Tabulator)
                  if "environments (mean over seeds)" in t.value)
@@ -162,17 +162,17 @@ def test_compression_bad_input(state):
                                ("methods", [], "no compression method")):
         old = getattr(view, attr)
         setattr(view, attr, value)
-        assert view.run_sync() is None and view._job is None
+        assert view.run_sync() is None and view.jobs.job is None
         level, text = state.messages[-1]
         assert level == "error" and text.startswith("Compression:") and match in text
         setattr(view, attr, old)
     # frames that select nothing: the job fails and says so, the session goes on
     state.update_file(DATASET, index="500:")
     job = view.run_sync()
-    assert job.state == "error" and view.result is None and not view.running
+    assert job.state == "error" and view.result is None and not view.jobs.running
     assert state.messages[-1] == ("error", f"Compression: {DATASET}: index '500:' selects "
                                            "no frames")
-    assert view.status.startswith("Failed")
+    assert view.jobs.status.startswith("Failed")
     empty = CompressionView(state=AppState(), job_mode="thread")
     assert empty.source is None and empty.run_sync() is None
     assert "no file chosen" in empty.state.messages[-1][1]
@@ -213,10 +213,10 @@ def test_active_learning_view(state):
     assert view.source == GENERATIONS
     view.env_step = 8
     progress = []
-    view.runner.param.watch(lambda e: progress.append(e.new), "progress")  # the job panel's
+    view.jobs.runner.param.watch(lambda e: progress.append(e.new), "progress")  # the job panel's
     job = asyncio.run(view.run())  # the event-loop driver of the job
     assert job.state == "done", job.error
-    assert progress[-1] == 100 and not view.running
+    assert progress[-1] == 100 and not view.jobs.running
     report = view.result.report
     assert report["generation"].tolist() == [0, 1, 2, 3, 4]
     table = next(t.value for t in view.body().select(pn.widgets.Tabulator)
@@ -399,7 +399,7 @@ def test_uncertainty_bad_input(state, forces_core, tmp_path):
     view.reference = DATASET
     view.source = GENERATIONS
     fails(f"{GENERATIONS}: need two per-atom force arrays to compare, found ['forces']")
-    assert view.result is None and not view.running
+    assert view.result is None and not view.jobs.running
     with pytest.raises(QuestsError, match="name both"):
         force_array_names({}, "a", "", "f")
 
@@ -407,12 +407,12 @@ def test_uncertainty_bad_input(state, forces_core, tmp_path):
 def test_cancel_before_start(state):
     view = UncertaintyView(state=state, job_mode="thread")
     job = view.make_job()
-    assert view.running and view.run_button.disabled
+    assert view.jobs.running and view.jobs.run_button.disabled
     job.cancel()
-    view.runner.drive_sync(job)
-    assert job.state == "cancelled" and view.status == "Cancelled"
+    view.jobs.runner.drive_sync(job)
+    assert job.state == "cancelled" and view.jobs.status == "Cancelled"
     assert state.messages[-1] == ("info", "Uncertainty: cancelled")
-    assert not view.run_button.disabled and view.cancel_button.disabled
+    assert not view.jobs.run_button.disabled and view.jobs.cancel_button.disabled
 
 
 def test_uncertainty_in_a_worker_process(state, forces_core):

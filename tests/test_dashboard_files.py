@@ -322,7 +322,7 @@ def test_files_table_fits_the_sidebar():
     assert len(cards) == 1 and cards[0].title == "Advanced settings" and cards[0].collapsed
     (row,) = [o for o in sidebar if isinstance(o, pn.Row) and view.h_used in o.objects]
     assert sidebar.index(row) < sidebar.index(cards[0])
-    assert any(isinstance(o, pn.Row) and view.compute_button in o.objects for o in sidebar)
+    assert any(isinstance(o, pn.Row) and view.jobs.run_button in o.objects for o in sidebar)
 
 
 def test_frames_table_names_the_file_frame_and_units(sample):

@@ -267,7 +267,7 @@ def test_stores_tab_writes_a_store_from_the_sidebar_files(sidebar_state):
     job = view.write_store_sync(120)
     assert job.state == "done", job.error
     assert job.settings.precision == "float64"
-    assert view.store == "stores/failed" and view.job_status == "Done: stores/failed"
+    assert view.store == "stores/failed" and view.jobs.status == "Done: stores/failed"
     assert view.wait(30) and view.rasters >= 1
     assert view.data.info["precision"] == "float64"
     assert not hasattr(view.param, "precision")  # no second precision in the Stores tab
@@ -298,7 +298,7 @@ def test_stores_tab_refuses_bad_store_requests(sidebar_state, name, roles, messa
     view = StoreView(state=state, job_mode="thread")
     view.new_store = name
     assert view.write_store_sync() is None
-    assert view.job_status.startswith("Not started") and message in view.job_status
+    assert view.jobs.status.startswith("Not started") and message in view.jobs.status
     assert state.messages[-1][0] == "error"
 
 

@@ -622,7 +622,7 @@ def test_show_and_launcher(sample, tmp_path):
     columns = card.objects[0].objects
     assert [c.width for c in columns] == [430, 430]
     assert any(o is layout.app.data.files_table for o in columns[0].objects)
-    assert any(o is layout.app.data.status for o in columns[1].objects)
+    assert any(o is layout.app.data.jobs.status_text for o in columns[1].objects)
     # the latest message as one escaped line (a notebook has no pop-ups)
     pane = message_line([("info", "first"), ("error", "x.xyz: frame 3: <bad> cell")])
     assert "&lt;bad&gt;" in pane.object and "<bad>" not in pane.object

@@ -15,6 +15,7 @@ import param
 from quests_core.errors import QuestsError
 
 from ..state import AppState
+from .job_panel import JobPanel, Outcome
 
 #: Message shown by views before anything was computed.
 EMPTY_TEXT = "Nothing computed yet: pick files in the sidebar and press **Compute**."
@@ -163,7 +164,7 @@ class AnalysisView(View):
     implement :meth:`request` (checked inputs as a frozen request, raising
     QuestsError) and :meth:`body` (the plots of :attr:`result`), and list their
     controls in :attr:`controls`. The job's running flag, progress and status are the
-    job panel's (:attr:`running`, :attr:`progress`, :attr:`status` read them).
+    job panel's, :attr:`jobs` (nothing here keeps a copy).
     """
 
     #: The analysis function run by the job (wrapped in ``staticmethod`` by subclasses).
@@ -181,46 +182,13 @@ class AnalysisView(View):
 
     def __init__(self, **params):
         super().__init__(**params)
-        from .job_panel import JobPanel, Outcome
-
         self.jobs = JobPanel(
             type(self).task, state=self.state, title=self.title, on_run=self.run,
-            on_done=lambda result: self.use_result(result, Outcome),
+            on_done=self.use_result,
             status="Choose a file and press Run.",
             busy_text="an analysis is already running.")
         self.state.param.watch(self._on_files, "files")
         self._on_files()
-
-    # the job panel's state, read here (no copy)
-    @property
-    def running(self) -> bool:
-        return self.jobs.running
-
-    @property
-    def progress(self) -> int:
-        return self.jobs.progress
-
-    @property
-    def status(self) -> str:
-        return self.jobs.status
-
-    @property
-    def runner(self):
-        """The job runner (of :attr:`jobs`)."""
-        return self.jobs.runner
-
-    @property
-    def run_button(self) -> pn.widgets.Button:
-        return self.jobs.run_button
-
-    @property
-    def cancel_button(self) -> pn.widgets.Button:
-        return self.jobs.cancel_button
-
-    @property
-    def _job(self):
-        """The last job started."""
-        return self.jobs.job
 
     # ------------------------------------------------------------------ inputs
 
@@ -292,11 +260,11 @@ class AnalysisView(View):
     def cancel(self) -> None:
         self.jobs.cancel()
 
-    def use_result(self, result, outcome: type):
+    def use_result(self, result) -> Outcome:
         """Keep a finished job's result; the job panel's status and notification."""
         self.result = result
         text = self.describe(result)
-        return outcome(f"Done: {text}", f"{self.title}: {text}")
+        return Outcome(f"Done: {text}", f"{self.title}: {text}")
 
     def describe(self, result) -> str:
         """One line about a result (status bar and notification)."""

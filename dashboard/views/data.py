@@ -554,24 +554,6 @@ class DataView(View):
 
     # ------------------------------------------------------------------ compute
 
-    @property
-    def compute_button(self) -> pn.widgets.Button:
-        return self.jobs.run_button
-
-    @property
-    def cancel_button(self) -> pn.widgets.Button:
-        return self.jobs.cancel_button
-
-    @property
-    def status(self) -> pn.pane.Markdown:
-        """The status line under Compute."""
-        return self.jobs.status_text
-
-    @property
-    def _job(self) -> ComputeJob | None:
-        """The last job started."""
-        return self.jobs.job
-
     async def compute(self) -> ComputeJob | None:
         """Run the computation off the event loop; results land in the state."""
         if self.jobs.busy():

@@ -344,20 +344,6 @@ class StoreView(View):
 
     # ----------------------------------------------------------- new store
 
-    @property
-    def job_status(self) -> str:
-        """The status of the store being written (the job panel's)."""
-        return self.jobs.status
-
-    @property
-    def runner(self):
-        return self.jobs.runner
-
-    @property
-    def _job(self) -> ComputeJob | None:
-        """The last store job started."""
-        return self.jobs.job
-
     def make_job(self) -> ComputeJob | None:
         """A job writing the store :attr:`new_store` from the sidebar's files (reference
         against test/trajectory) with the sidebar's settings (precision included), or
