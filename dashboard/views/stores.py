@@ -108,7 +108,6 @@ class StoreView(View):
         self.jobs = JobPanel(  # writing a store: Write store, Cancel, progress, status
             run_store, state=self.state, title="Stores", on_run=self.write_store,
             on_done=self._store_written, on_cancelled=self._store_cancelled,
-            on_failed=lambda error: Outcome(f"Failed: {error}", f"Stores: {error}"),
             run_label="Write store", run_width=130, show_percent=False,
             status_name="store-job-status", busy_text="a store is already being written.")
         self.param.watch(self._open, "store")
